@@ -1,0 +1,89 @@
+package crmsync
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors callers branch on with errors.Is.
+var (
+	// ErrNotFound is returned by Store methods when the thing asked for does not exist.
+	ErrNotFound = errors.New("crmsync: not found")
+	// ErrBusy is returned when another live run holds the lease for a key.
+	ErrBusy = errors.New("crmsync: key is busy")
+	// ErrLeaseLost is returned when a run's lease was taken over by another process:
+	// the run may no longer commit step results or cursors.
+	ErrLeaseLost = errors.New("crmsync: lease lost")
+	// ErrDuplicateStep is returned when a step id is used twice in one run.
+	ErrDuplicateStep = errors.New("crmsync: step id reused in run")
+	// ErrDeadLettered is returned by Step when a step failed permanently and its
+	// payload was parked in the dead-letter queue; the caller goes on with the next item.
+	ErrDeadLettered = errors.New("crmsync: parked in dead-letter queue")
+	// ErrDailyLimit is returned (wrapped) by a CRM client when the account's daily API
+	// allocation is used up. A run stops with it instead of retrying.
+	ErrDailyLimit = errors.New("crmsync: daily API limit reached")
+	// ErrRunClosed is returned when a finished run is used again.
+	ErrRunClosed = errors.New("crmsync: run is closed")
+)
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so that Step stops retrying it. Permanent(nil) is nil.
+// The result unwraps to err, so errors.Is and errors.As see through it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether any error in err's chain was marked with
+// [Permanent], or is a [*StepError] replayed from a permanent failure.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	if errors.As(err, &p) {
+		return true
+	}
+	var se *StepError
+	return errors.As(err, &se) && se.Permanent
+}
+
+// RateLimitError reports that a call was refused for rate and may be repeated
+// after RetryAfter. Step waits RetryAfter before the next attempt and does not
+// count the wait as a failed attempt.
+type RateLimitError struct {
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited, retry after %s: %v", e.RetryAfter, e.Err)
+}
+
+func (e *RateLimitError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so that Step waits d before trying again. RetryAfter(d, nil) is nil.
+func RetryAfter(d time.Duration, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &RateLimitError{RetryAfter: d, Err: err}
+}
+
+// StepError is a step's failure as stored in the Store: a resumed run that
+// replays a failed step gets it back instead of calling the step again.
+type StepError struct {
+	Run       RunID
+	Step      string
+	Message   string
+	Permanent bool
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("crmsync: run %s step %q failed: %s", e.Run, e.Step, e.Message)
+}

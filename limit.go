@@ -1,0 +1,131 @@
+package crmsync
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/time/rate"
+)
+
+// Limiter paces calls to one CRM account. A Limiter is shared by every run in a
+// process (Throttle), or by every process (a Redis-backed limiter).
+// Implementations must be safe for concurrent use.
+type Limiter interface {
+	// Acquire blocks until one call may start, or ctx ends (returning ctx's
+	// error, or at once if the wait would outlast ctx's deadline). The caller
+	// calls release when the call has ended.
+	Acquire(ctx context.Context) (release func(), err error)
+	// Pause holds every Acquire until t, as after a 429 with Retry-After.
+	Pause(t time.Time)
+}
+
+// ThrottleConfig configures a Throttle.
+type ThrottleConfig struct {
+	// Every is the interval the Rate calls spread over; Rate calls per Every.
+	// Both zero means unlimited rate.
+	Rate  int
+	Every time.Duration
+	// Burst is the most calls that may start at once after an idle spell; zero means Rate.
+	Burst int
+	// InFlight caps the calls running at once; zero means no cap.
+	InFlight int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Throttle is a process-local Limiter: a token bucket (x/time/rate) with an
+// in-flight cap (x/sync/semaphore).
+type Throttle struct {
+	lim *rate.Limiter
+	sem *semaphore.Weighted
+	now func() time.Time
+
+	mu    sync.Mutex
+	until time.Time
+}
+
+var _ Limiter = (*Throttle)(nil)
+
+// NewThrottle returns a Throttle; it reports an error naming a negative or
+// inconsistent field.
+func NewThrottle(c ThrottleConfig) (*Throttle, error) {
+	if c.Rate < 0 || c.Every < 0 || c.Burst < 0 || c.InFlight < 0 {
+		return nil, fmt.Errorf("crmsync: ThrottleConfig: Rate, Every, Burst and InFlight must not be negative")
+	}
+	if (c.Rate == 0) != (c.Every == 0) {
+		return nil, fmt.Errorf("crmsync: ThrottleConfig: Rate and Every must both be set or both be zero")
+	}
+	t := &Throttle{now: c.Now}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	if c.Rate > 0 {
+		burst := c.Burst
+		if burst == 0 {
+			burst = c.Rate
+		}
+		t.lim = rate.NewLimiter(rate.Every(c.Every/time.Duration(c.Rate)), burst)
+	}
+	if c.InFlight > 0 {
+		t.sem = semaphore.NewWeighted(int64(c.InFlight))
+	}
+	return t, nil
+}
+
+// Acquire implements Limiter.
+func (t *Throttle) Acquire(ctx context.Context) (func(), error) {
+	if err := t.waitPause(ctx); err != nil {
+		return nil, err
+	}
+	if t.sem != nil {
+		if err := t.sem.Acquire(ctx, 1); err != nil {
+			return nil, err
+		}
+	}
+	release := func() {
+		if t.sem != nil {
+			t.sem.Release(1)
+		}
+	}
+	if t.lim != nil {
+		if err := t.lim.Wait(ctx); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	var once sync.Once
+	return func() { once.Do(release) }, nil
+}
+
+func (t *Throttle) waitPause(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		d := t.until.Sub(t.now())
+		t.mu.Unlock()
+		if d <= 0 {
+			return nil
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return fmt.Errorf("crmsync: throttle paused for %s, past the context deadline: %w", d, context.DeadlineExceeded)
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// Pause implements Limiter.
+func (t *Throttle) Pause(until time.Time) {
+	t.mu.Lock()
+	if until.After(t.until) {
+		t.until = until
+	}
+	t.mu.Unlock()
+}

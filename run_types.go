@@ -1,0 +1,4 @@
+package crmsync
+
+// RunID identifies one run of a workflow.
+type RunID string
