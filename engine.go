@@ -1,0 +1,464 @@
+package crmsync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Workflow is the work an Engine runs under a key's lease. Its Run makes its
+// API calls inside Steps so that a resumed run repeats none that completed.
+type Workflow interface {
+	Run(ctx context.Context, run *Run) error
+}
+
+// WorkflowFunc adapts a func to Workflow.
+type WorkflowFunc func(ctx context.Context, run *Run) error
+
+// Run implements Workflow.
+func (f WorkflowFunc) Run(ctx context.Context, run *Run) error { return f(ctx, run) }
+
+// Config configures an Engine. Only Store is required.
+type Config struct {
+	// Store keeps runs, steps and the rest. Required.
+	Store Store
+	// Logger receives run and retry logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Holder names this process in leases; "" means host:pid:random.
+	Holder string
+	// LeaseTTL is how long a lease lives without a heartbeat; zero means 30s.
+	// A run whose process dies is resumed by the first start after it expires.
+	LeaseTTL time.Duration
+	// Heartbeat is how often a live run renews its lease; zero means LeaseTTL/3.
+	Heartbeat time.Duration
+	// WaitForLease makes Run wait while another run holds the key; false
+	// means Run returns ErrBusy at once.
+	WaitForLease bool
+	// Retention is how long step results of finished runs are kept; zero
+	// means 7 days, negative means forever.
+	Retention time.Duration
+	// Retry is the default retry policy of steps; nil means DefaultRetry.
+	Retry *RetryPolicy
+	// OnAudit, if set, is called with every batch of audit rows after the
+	// Store has kept them, to mirror them elsewhere. It must not block long.
+	OnAudit func(ctx context.Context, rows []AuditEntry)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Sleep waits d or until ctx ends; nil means a timer. Tests may replace it.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Engine runs workflows with leases and durable steps. It is safe for
+// concurrent use; each Run call is one run of one key.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewEngine validates c and returns an Engine.
+func NewEngine(c Config) (*Engine, error) {
+	if c.Store == nil {
+		return nil, errors.New("crmsync: Config.Store is nil")
+	}
+	if c.LeaseTTL < 0 {
+		return nil, fmt.Errorf("crmsync: Config.LeaseTTL is negative (%s)", c.LeaseTTL)
+	}
+	if c.Heartbeat < 0 {
+		return nil, fmt.Errorf("crmsync: Config.Heartbeat is negative (%s)", c.Heartbeat)
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = c.LeaseTTL / 3
+	}
+	if c.Heartbeat >= c.LeaseTTL {
+		return nil, fmt.Errorf("crmsync: Config.Heartbeat (%s) must be shorter than LeaseTTL (%s)", c.Heartbeat, c.LeaseTTL)
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.Retry == nil {
+		r := DefaultRetry
+		c.Retry = &r
+	} else if err := c.Retry.validate(); err != nil {
+		return nil, fmt.Errorf("crmsync: Config.Retry: %w", err)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleepCtx
+	}
+	if c.Holder == "" {
+		host, _ := os.Hostname()
+		c.Holder = host + ":" + strconv.Itoa(os.Getpid()) + ":" + randomHex(4)
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{cfg: c, log: log}, nil
+}
+
+// Store returns the engine's Store.
+func (e *Engine) Store() Store { return e.cfg.Store }
+
+// Logger returns the engine's logger.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// Now returns the engine clock's time.
+func (e *Engine) Now() time.Time { return e.cfg.Now() }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// NewRunID returns a fresh, time-ordered run id.
+func NewRunID(now time.Time) RunID {
+	return RunID(fmt.Sprintf("run_%013d_%s", now.UnixMilli(), randomHex(6)))
+}
+
+// workflowName is the name stored with a run.
+func workflowName(wf Workflow) string {
+	if n, ok := wf.(interface{ Name() string }); ok {
+		return n.Name()
+	}
+	return fmt.Sprintf("%T", wf)
+}
+
+// Run runs wf for key under the key's lease and returns the run as stored.
+// If the key has an unfinished run (its process died or it returned an
+// error), Run resumes it: same run id, completed steps replayed from the
+// Store. A run whose workflow returns nil is finished; the next Run of the
+// key starts a new one. Run returns ErrBusy (or waits, with WaitForLease)
+// while another live run holds the key.
+func (e *Engine) Run(ctx context.Context, key string, wf Workflow) (RunInfo, error) {
+	if key == "" {
+		return RunInfo{}, errors.New("crmsync: Run: empty key")
+	}
+	if wf == nil {
+		return RunInfo{}, fmt.Errorf("crmsync: Run %s: nil workflow", key)
+	}
+	run, err := e.start(ctx, key, workflowName(wf))
+	if err != nil {
+		return RunInfo{}, err
+	}
+	return run.execute(ctx, wf)
+}
+
+func (e *Engine) start(ctx context.Context, key, workflow string) (*Run, error) {
+	st := e.cfg.Store
+	var (
+		lease Lease
+		info  RunInfo
+		err   error
+	)
+	for {
+		now := e.cfg.Now()
+		lease, info, err = st.AcquireLease(ctx, LeaseRequest{
+			Key: key, Holder: e.cfg.Holder, Workflow: workflow,
+			NewRun: NewRunID(now), TTL: e.cfg.LeaseTTL, Now: now,
+		})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrBusy) || !e.cfg.WaitForLease {
+			return nil, fmt.Errorf("crmsync: start run for key %s: %w", key, err)
+		}
+		wait := min(e.cfg.LeaseTTL/4, time.Second)
+		if err := e.cfg.Sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("crmsync: waiting for lease on key %s: %w", key, err)
+		}
+	}
+	steps, err := st.LoadSteps(ctx, info.ID)
+	if err != nil {
+		_ = st.ReleaseLease(context.WithoutCancel(ctx), lease)
+		return nil, fmt.Errorf("crmsync: load steps of run %s: %w", info.ID, err)
+	}
+	replays, err := st.ClaimReplays(ctx, lease, e.cfg.Now())
+	if err != nil {
+		_ = st.ReleaseLease(context.WithoutCancel(ctx), lease)
+		return nil, fmt.Errorf("crmsync: claim dead-letter replays for run %s: %w", info.ID, err)
+	}
+	r := &Run{
+		ID: info.ID, Key: key, Resumed: info.Attempts > 1,
+		eng: e, lease: lease, info: info, steps: steps, seen: map[string]bool{},
+		replays: replays,
+	}
+	r.counters.APICalls = map[string]int{}
+	r.log = e.log.With("run", string(info.ID), "key", key)
+	if r.Resumed {
+		r.log.Info("resuming run", "completed_steps", len(steps), "attempt", info.Attempts)
+	} else {
+		r.log.Info("starting run")
+	}
+	return r, nil
+}
+
+// Counters are a run's step and API counts.
+type Counters struct {
+	// StepRuns counts steps whose function completed in this execution.
+	StepRuns int `json:"step_runs"`
+	// Retries counts attempts repeated after a transient failure or rate limit.
+	Retries int `json:"retries"`
+	// Replays counts steps answered from the Store without running.
+	Replays int `json:"replays"`
+	// Failed counts steps that failed permanently.
+	Failed int `json:"failed"`
+	// DeadLetters counts payloads parked.
+	DeadLetters int `json:"dead_letters"`
+	// APICalls counts calls per system, as reported by the workflow.
+	APICalls map[string]int `json:"api_calls,omitempty"`
+}
+
+// Report is what a run stores when it ends: its counters and the workflow's
+// own result (see Run.SetResult).
+type Report struct {
+	Counters Counters        `json:"counters"`
+	Result   json.RawMessage `json:"result,omitempty"`
+}
+
+// Run is one execution of a workflow for one key. Its methods are safe for
+// concurrent use by the workflow's goroutines.
+type Run struct {
+	ID      RunID
+	Key     string
+	Resumed bool
+
+	eng  *Engine
+	log  *slog.Logger
+	info RunInfo
+
+	mu       sync.Mutex
+	lease    Lease
+	steps    map[string]StepRecord
+	seen     map[string]bool
+	counters Counters
+	replays  []DeadLetter
+	result   any
+	closed   bool
+	pending  []AuditEntry // audit rows to attach to the next commit
+}
+
+// Logger returns the run's logger (with run and key attributes).
+func (r *Run) Logger() *slog.Logger { return r.log }
+
+// Store returns the engine's Store.
+func (r *Run) Store() Store { return r.eng.cfg.Store }
+
+// Now returns the engine clock's time.
+func (r *Run) Now() time.Time { return r.eng.cfg.Now() }
+
+// Lease returns the run's current lease.
+func (r *Run) Lease() Lease {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease
+}
+
+// Counters returns a copy of the run's counters so far.
+func (r *Run) Counters() Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.counters
+	c.APICalls = make(map[string]int, len(r.counters.APICalls))
+	for k, v := range r.counters.APICalls {
+		c.APICalls[k] = v
+	}
+	return c
+}
+
+// AddAPICalls adds n to the run's count of API calls to system.
+func (r *Run) AddAPICalls(system string, n int) {
+	r.mu.Lock()
+	r.counters.APICalls[system] += n
+	r.mu.Unlock()
+}
+
+// Replays returns the dead letters marked for replay that this run claimed.
+// The workflow tries them again.
+func (r *Run) Replays() []DeadLetter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]DeadLetter(nil), r.replays...)
+}
+
+// SetResult sets the workflow's own result, stored in the run's Report as JSON.
+func (r *Run) SetResult(v any) {
+	r.mu.Lock()
+	r.result = v
+	r.mu.Unlock()
+}
+
+// Cursor returns the key's cursor name, or ok false if it was never set.
+func (r *Run) Cursor(ctx context.Context, name string) (value string, ok bool, err error) {
+	v, err := r.eng.cfg.Store.GetCursor(ctx, r.Key, name)
+	if errors.Is(err, ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("crmsync: run %s: cursor %q: %w", r.ID, name, err)
+	}
+	return v, true, nil
+}
+
+// Audit appends rows to the audit log now, stamped with the run.
+func (r *Run) Audit(ctx context.Context, rows ...AuditEntry) error {
+	for i := range rows {
+		r.stamp(&rows[i], "")
+	}
+	if err := r.eng.cfg.Store.AppendAudit(ctx, rows); err != nil {
+		return fmt.Errorf("crmsync: run %s: append audit: %w", r.ID, err)
+	}
+	r.eng.hookAudit(ctx, rows)
+	return nil
+}
+
+func (r *Run) stamp(a *AuditEntry, step string) {
+	if a.Time.IsZero() {
+		a.Time = r.eng.cfg.Now()
+	}
+	a.Key, a.Run = r.Key, r.ID
+	if a.Step == "" {
+		a.Step = step
+	}
+}
+
+func (e *Engine) hookAudit(ctx context.Context, rows []AuditEntry) {
+	if e.cfg.OnAudit != nil && len(rows) > 0 {
+		e.cfg.OnAudit(ctx, rows)
+	}
+}
+
+func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		r.heartbeat(ctx, cancel)
+	}()
+
+	werr := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("crmsync: run %s: workflow panicked: %v", r.ID, p)
+			}
+		}()
+		return wf.Run(ctx, r)
+	}()
+	cancel(nil)
+	<-hbDone
+	if cause := context.Cause(ctx); werr != nil && errors.Is(cause, ErrLeaseLost) {
+		werr = fmt.Errorf("%w (%w)", werr, ErrLeaseLost)
+	}
+
+	r.mu.Lock()
+	r.closed = true
+	rep := Report{Counters: r.counters}
+	result := r.result
+	pending := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if rep.Counters.Replays > 0 {
+		detail, _ := json.Marshal(map[string]int{"replayed_steps": rep.Counters.Replays})
+		pending = append(pending, AuditEntry{Time: r.eng.cfg.Now(), Key: r.Key, Run: r.ID, Kind: AuditReplay, Detail: detail})
+	}
+	if result != nil {
+		b, err := json.Marshal(result)
+		if err != nil {
+			werr = errors.Join(werr, fmt.Errorf("crmsync: run %s: encode result: %w", r.ID, err))
+		} else {
+			rep.Result = b
+		}
+	}
+	repJSON, _ := json.Marshal(rep)
+
+	// The run's outcome is recorded even when ctx was cancelled.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
+	defer fcancel()
+	st := r.eng.cfg.Store
+	if len(pending) > 0 {
+		if err := st.AppendAudit(fctx, pending); err == nil {
+			r.eng.hookAudit(fctx, pending)
+		}
+	}
+	status, msg := RunFinished, ""
+	if werr != nil {
+		status, msg = RunOpen, werr.Error()
+	}
+	now := r.eng.cfg.Now()
+	lease := r.Lease()
+	if err := st.FinishRun(fctx, lease, status, repJSON, msg, now); err != nil {
+		return r.info, errors.Join(werr, fmt.Errorf("crmsync: finish run %s: %w", r.ID, err))
+	}
+	if err := st.ReleaseLease(fctx, lease); err != nil && !errors.Is(err, ErrLeaseLost) {
+		r.log.Warn("release lease", "err", err)
+	}
+	info, err := st.GetRun(fctx, r.ID)
+	if err != nil {
+		info = r.info
+	}
+	if werr != nil {
+		r.log.Warn("run stopped; it resumes on the next start", "err", werr)
+		return info, fmt.Errorf("crmsync: run %s (key %s): %w", r.ID, r.Key, werr)
+	}
+	r.log.Info("run finished", "step_runs", rep.Counters.StepRuns, "replays", rep.Counters.Replays,
+		"retries", rep.Counters.Retries, "dead_letters", rep.Counters.DeadLetters)
+	if r.eng.cfg.Retention > 0 {
+		if n, err := st.PruneRuns(fctx, now.Add(-r.eng.cfg.Retention)); err != nil {
+			r.log.Warn("prune old runs", "err", err)
+		} else if n > 0 {
+			r.log.Debug("pruned old runs", "runs", n)
+		}
+	}
+	return info, nil
+}
+
+func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
+	for {
+		if err := r.eng.cfg.Sleep(ctx, r.eng.cfg.Heartbeat); err != nil {
+			return
+		}
+		l, err := r.eng.cfg.Store.RenewLease(ctx, r.Lease(), r.eng.cfg.LeaseTTL, r.eng.cfg.Now())
+		switch {
+		case err == nil:
+			r.mu.Lock()
+			r.lease = l
+			r.mu.Unlock()
+		case errors.Is(err, ErrLeaseLost):
+			r.log.Error("lease taken over by another process; stopping run", "err", err)
+			cancel(ErrLeaseLost)
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			r.log.Warn("renew lease", "err", err)
+		}
+	}
+}

@@ -1,4 +1,0 @@
-package crmsync
-
-// RunID identifies one run of a workflow.
-type RunID string

@@ -1,0 +1,344 @@
+package crmsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// RetryPolicy says how a step retries transient failures: exponential
+// backoff with jitter (cenkalti/backoff/v4).
+type RetryPolicy struct {
+	// MaxAttempts is the most times the step function runs for transient
+	// failures; 1 means no retry. Waits for a RetryAfter do not count.
+	MaxAttempts int
+	// InitialInterval is the first wait; later waits grow by Multiplier up to MaxInterval.
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+	Multiplier      float64
+	// Jitter spreads each wait by ± this fraction (0 to 1).
+	Jitter float64
+	// MaxRateLimitWaits bounds the waits for rate limits in one step; zero means 100.
+	MaxRateLimitWaits int
+}
+
+// DefaultRetry is the retry policy of steps when none is configured: up to 6
+// attempts, waits from 250ms doubling to 30s, ±50% jitter.
+var DefaultRetry = RetryPolicy{
+	MaxAttempts:     6,
+	InitialInterval: 250 * time.Millisecond,
+	MaxInterval:     30 * time.Second,
+	Multiplier:      2,
+	Jitter:          0.5,
+}
+
+func (p *RetryPolicy) validate() error {
+	switch {
+	case p.MaxAttempts < 1:
+		return fmt.Errorf("MaxAttempts must be at least 1 (got %d)", p.MaxAttempts)
+	case p.InitialInterval < 0 || p.MaxInterval < 0:
+		return errors.New("intervals must not be negative")
+	case p.Multiplier != 0 && p.Multiplier < 1:
+		return fmt.Errorf("Multiplier must be at least 1 (got %g)", p.Multiplier)
+	case p.Jitter < 0 || p.Jitter > 1:
+		return fmt.Errorf("Jitter must be between 0 and 1 (got %g)", p.Jitter)
+	case p.MaxRateLimitWaits < 0:
+		return errors.New("MaxRateLimitWaits must not be negative")
+	}
+	return nil
+}
+
+func (p *RetryPolicy) backoff() backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = p.InitialInterval
+	b.MaxInterval = p.MaxInterval
+	if p.Multiplier != 0 {
+		b.Multiplier = p.Multiplier
+	}
+	b.RandomizationFactor = p.Jitter
+	b.MaxElapsedTime = 0 // attempts bound the retries, not time
+	b.Reset()
+	return b
+}
+
+// DeadLetterSpec says what to park when a step fails permanently.
+type DeadLetterSpec struct {
+	System   string
+	RecordID string
+	// Payload is JSON-encoded into the letter, so a person can see and replay it.
+	Payload any
+}
+
+// StepOpts are per-step options; a nil *StepOpts means the defaults.
+type StepOpts struct {
+	// Retry overrides the engine's retry policy for this step.
+	Retry *RetryPolicy
+	// Timeout bounds each attempt; zero means none beyond ctx.
+	Timeout time.Duration
+	// DeadLetter, if set, parks its payload in the dead-letter queue when the
+	// step fails permanently; Step then returns an error matching
+	// ErrDeadLettered and the caller goes on with the next item.
+	DeadLetter *DeadLetterSpec
+}
+
+// Attempt is one try of a step. Bookkeeping added through it is committed
+// with the step's result, atomically and fenced by the run's lease, and is
+// dropped if the attempt fails.
+type Attempt struct {
+	// N is the attempt number, from 1.
+	N int
+
+	cursors map[string]string
+	ledger  []LedgerEntry
+	audit   []AuditEntry
+	dead    []DeadLetter
+}
+
+// SetCursor sets the run key's cursor name to value when the step commits.
+func (a *Attempt) SetCursor(name, value string) {
+	if a.cursors == nil {
+		a.cursors = map[string]string{}
+	}
+	a.cursors[name] = value
+}
+
+// RecordWrite adds a ledger row for a write the step applied.
+func (a *Attempt) RecordWrite(e LedgerEntry) { a.ledger = append(a.ledger, e) }
+
+// Audit adds audit rows.
+func (a *Attempt) Audit(rows ...AuditEntry) { a.audit = append(a.audit, rows...) }
+
+// DeadLetter parks a payload that the step could not handle (one record of a
+// batch, say) while the step itself succeeds.
+func (a *Attempt) DeadLetter(d DeadLetter) { a.dead = append(a.dead, d) }
+
+// Step runs fn as the durable step id of run and returns its result.
+//
+// If run already completed the step (a resumed run), Step returns the stored
+// result without calling fn. Otherwise it calls fn, retrying transient errors
+// under the retry policy, waiting out RetryAfter errors, and stopping at
+// Permanent ones; the JSON-encoded result is committed to the Store before
+// Step returns. A permanent failure is committed too: a resumed run gets the
+// stored *StepError back without calling fn. Errors wrapping ErrDailyLimit
+// and ctx's end stop at once and are not stored, so the step runs again.
+//
+// Step ids must be unique within a run (ErrDuplicateStep); a loop puts the
+// item's key in the id. T must survive a JSON round trip.
+func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.Context, a *Attempt) (T, error), opts *StepOpts) (T, error) {
+	var zero T
+	if run == nil {
+		return zero, fmt.Errorf("crmsync: step %q: nil run", id)
+	}
+	if id == "" {
+		return zero, fmt.Errorf("crmsync: run %s: empty step id", run.ID)
+	}
+	if fn == nil {
+		return zero, fmt.Errorf("crmsync: run %s step %q: nil function", run.ID, id)
+	}
+	if opts == nil {
+		opts = &StepOpts{}
+	}
+	rec, done, err := run.claim(id)
+	if err != nil {
+		return zero, err
+	}
+	if done {
+		run.mu.Lock()
+		run.counters.Replays++
+		run.mu.Unlock()
+		run.log.Debug("step replayed", "step", id)
+		if rec.Error != "" {
+			return zero, &StepError{Run: run.ID, Step: id, Message: rec.Error, Permanent: true}
+		}
+		var v T
+		if err := json.Unmarshal(rec.Result, &v); err != nil {
+			return zero, fmt.Errorf("crmsync: run %s step %q: decode stored result: %w", run.ID, id, err)
+		}
+		return v, nil
+	}
+
+	policy := run.eng.cfg.Retry
+	if opts.Retry != nil {
+		if err := opts.Retry.validate(); err != nil {
+			return zero, fmt.Errorf("crmsync: run %s step %q: StepOpts.Retry: %w", run.ID, id, err)
+		}
+		policy = opts.Retry
+	}
+	maxWaits := policy.MaxRateLimitWaits
+	if maxWaits == 0 {
+		maxWaits = 100
+	}
+	bo := policy.backoff()
+	var retryAudit []AuditEntry
+	failures, waits := 0, 0
+	for n := 1; ; n++ {
+		a := &Attempt{N: n}
+		v, ferr := attempt(ctx, fn, a, opts.Timeout)
+		if ferr == nil {
+			result, err := json.Marshal(v)
+			if err != nil {
+				return zero, Permanent(fmt.Errorf("crmsync: run %s step %q: encode result: %w", run.ID, id, err))
+			}
+			cp := run.checkpoint(id, StepRecord{Step: id, Result: result, Attempts: n}, a, retryAudit)
+			if err := run.commit(ctx, cp); err != nil {
+				return zero, err
+			}
+			run.mu.Lock()
+			run.counters.StepRuns++
+			run.counters.DeadLetters += len(a.dead)
+			run.mu.Unlock()
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(ctx.Err(), ferr))
+		}
+		if errors.Is(ferr, ErrDailyLimit) {
+			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, ferr)
+		}
+		if IsPermanent(ferr) {
+			return zero, run.fail(ctx, id, n, ferr, opts.DeadLetter, retryAudit)
+		}
+		var wait time.Duration
+		var rl *RateLimitError
+		if errors.As(ferr, &rl) {
+			waits++
+			if waits > maxWaits {
+				return zero, fmt.Errorf("crmsync: run %s step %q: still rate limited after %d waits: %w", run.ID, id, maxWaits, ferr)
+			}
+			wait = rl.RetryAfter
+		} else {
+			failures++
+			if failures >= policy.MaxAttempts {
+				return zero, fmt.Errorf("crmsync: run %s step %q: gave up after %d attempts: %w", run.ID, id, failures, ferr)
+			}
+			wait = bo.NextBackOff()
+		}
+		run.mu.Lock()
+		run.counters.Retries++
+		run.mu.Unlock()
+		run.log.Warn("step failed, retrying", "step", id, "attempt", n, "wait", wait, "err", ferr)
+		detail, _ := json.Marshal(map[string]any{"attempt": n, "wait_ms": wait.Milliseconds(), "error": ferr.Error()})
+		retryAudit = append(retryAudit, AuditEntry{Kind: AuditRetry, Detail: detail})
+		if err := run.eng.cfg.Sleep(ctx, wait); err != nil {
+			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(err, ferr))
+		}
+	}
+}
+
+// claim marks id as used in this execution and reports a completed record.
+func (r *Run) claim(id string) (StepRecord, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return StepRecord{}, false, fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ErrRunClosed)
+	}
+	if r.seen[id] {
+		return StepRecord{}, false, fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ErrDuplicateStep)
+	}
+	r.seen[id] = true
+	rec, ok := r.steps[id]
+	return rec, ok, nil
+}
+
+// attempt calls fn once, under the per-attempt timeout, turning a panic into
+// a permanent error.
+func attempt[T any](ctx context.Context, fn func(context.Context, *Attempt) (T, error), a *Attempt, timeout time.Duration) (v T, err error) {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = Permanent(fmt.Errorf("step panicked: %v", p))
+		}
+	}()
+	return fn(ctx, a)
+}
+
+func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditEntry) Checkpoint {
+	rec.Done = r.eng.cfg.Now()
+	r.mu.Lock()
+	audit := append(r.pending, retries...)
+	r.pending = nil
+	r.mu.Unlock()
+	audit = append(audit, a.audit...)
+	for i := range audit {
+		r.stamp(&audit[i], id)
+	}
+	for i := range a.ledger {
+		e := &a.ledger[i]
+		e.Run, e.Step = r.ID, id
+		if e.At.IsZero() {
+			e.At = rec.Done
+		}
+	}
+	for i := range a.dead {
+		d := &a.dead[i]
+		d.Key, d.Run, d.Step, d.Status = r.Key, r.ID, id, DeadParked
+		d.Created, d.Updated = rec.Done, rec.Done
+		detail, _ := json.Marshal(map[string]string{"error": d.Error})
+		var ids []string
+		if d.RecordID != "" {
+			ids = []string{d.RecordID}
+		}
+		audit = append(audit, AuditEntry{Time: rec.Done, Key: r.Key, Run: r.ID, Step: id,
+			Kind: AuditDeadLetter, System: d.System, RecordIDs: ids, Detail: detail})
+	}
+	return Checkpoint{Run: r.ID, Step: rec, Cursors: a.cursors, Ledger: a.ledger, Audit: audit, DeadLetters: a.dead}
+}
+
+// commit stores a checkpoint, retrying transient Store errors without
+// running the step again.
+func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
+	st := r.eng.cfg.Store
+	bo := DefaultRetry.backoff()
+	for n := 1; ; n++ {
+		err := st.Commit(ctx, r.Lease(), cp)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ErrLeaseLost) || ctx.Err() != nil || n >= DefaultRetry.MaxAttempts {
+			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+		}
+		r.log.Warn("commit failed, retrying", "step", cp.Step.Step, "err", err)
+		if err := r.eng.cfg.Sleep(ctx, bo.NextBackOff()); err != nil {
+			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+		}
+	}
+	r.mu.Lock()
+	r.steps[cp.Step.Step] = cp.Step
+	r.mu.Unlock()
+	r.eng.hookAudit(ctx, cp.Audit)
+	return nil
+}
+
+// fail commits a permanent failure, parking the payload if asked.
+func (r *Run) fail(ctx context.Context, id string, n int, ferr error, spec *DeadLetterSpec, retries []AuditEntry) error {
+	a := &Attempt{N: n}
+	if spec != nil {
+		payload, err := json.Marshal(spec.Payload)
+		if err != nil {
+			payload, _ = json.Marshal(map[string]string{"unencodable_payload": err.Error()})
+		}
+		a.DeadLetter(DeadLetter{System: spec.System, RecordID: spec.RecordID, Payload: payload, Error: ferr.Error()})
+	}
+	cp := r.checkpoint(id, StepRecord{Step: id, Error: ferr.Error(), Attempts: n}, a, retries)
+	if err := r.commit(ctx, cp); err != nil {
+		return errors.Join(fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ferr), err)
+	}
+	r.mu.Lock()
+	r.counters.Failed++
+	r.counters.DeadLetters += len(a.dead)
+	r.mu.Unlock()
+	if spec != nil {
+		r.log.Warn("step failed permanently; payload parked", "step", id, "record_id", spec.RecordID, "err", ferr)
+		return fmt.Errorf("crmsync: run %s step %q: %w: %w", r.ID, id, ErrDeadLettered, ferr)
+	}
+	r.log.Warn("step failed permanently", "step", id, "err", ferr)
+	return fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ferr)
+}
