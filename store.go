@@ -106,7 +106,8 @@ type RunStore interface {
 
 // StepStore keeps step results.
 type StepStore interface {
-	// LoadSteps returns every completed step of a run, in one query.
+	// LoadSteps returns every completed step of a run, in one query; none for
+	// a run without steps or an unknown run.
 	LoadSteps(ctx context.Context, run RunID) (map[string]StepRecord, error)
 	// Commit writes a checkpoint atomically if l is still the key's current
 	// lease; ErrLeaseLost otherwise. Committing a step that is already

@@ -1,0 +1,13 @@
+package memory_test
+
+import (
+	"testing"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/store/memory"
+	"github.com/crmsync/crmsync/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) crmsync.Store { return memory.New() })
+}
