@@ -1,0 +1,96 @@
+package sqlite
+
+// migrations are the schema versions in order; migrations[i] takes the
+// schema from version i to i+1. Never edit a released migration: add one.
+var migrations = []string{
+	// 1: runs, leases, steps, cursors, ledger, audit, dead letters.
+	`
+CREATE TABLE runs (
+	id          TEXT PRIMARY KEY,
+	key         TEXT NOT NULL,
+	workflow    TEXT NOT NULL,
+	status      TEXT NOT NULL,
+	started_at  INTEGER NOT NULL,
+	finished_at INTEGER NOT NULL DEFAULT 0,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	error       TEXT NOT NULL DEFAULT '',
+	report      BLOB,
+	seq         INTEGER NOT NULL
+);
+CREATE INDEX runs_key_seq ON runs (key, seq);
+CREATE INDEX runs_seq ON runs (seq);
+CREATE UNIQUE INDEX runs_open_key ON runs (key) WHERE status = 'open';
+CREATE INDEX runs_finished ON runs (finished_at) WHERE status = 'finished';
+
+CREATE TABLE leases (
+	key        TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	generation INTEGER NOT NULL,
+	run        TEXT NOT NULL,
+	expires    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE steps (
+	run      TEXT NOT NULL,
+	step     TEXT NOT NULL,
+	result   BLOB,
+	error    TEXT NOT NULL DEFAULT '',
+	attempts INTEGER NOT NULL,
+	done     INTEGER NOT NULL,
+	PRIMARY KEY (run, step)
+) WITHOUT ROWID;
+
+CREATE TABLE cursors (
+	key   TEXT NOT NULL,
+	name  TEXT NOT NULL,
+	value TEXT NOT NULL,
+	PRIMARY KEY (key, name)
+) WITHOUT ROWID;
+
+CREATE TABLE ledger (
+	idem_key  TEXT PRIMARY KEY,
+	run       TEXT NOT NULL,
+	step      TEXT NOT NULL,
+	system    TEXT NOT NULL,
+	record_id TEXT NOT NULL,
+	result    BLOB,
+	at        INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE audit (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	time       INTEGER NOT NULL,
+	key        TEXT NOT NULL,
+	run        TEXT NOT NULL,
+	step       TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	system     TEXT NOT NULL,
+	record_ids TEXT NOT NULL,
+	idem_key   TEXT NOT NULL,
+	detail     BLOB
+);
+CREATE INDEX audit_run ON audit (run, id);
+CREATE INDEX audit_time ON audit (time);
+CREATE TABLE audit_records (
+	record_id TEXT NOT NULL,
+	audit_id  INTEGER NOT NULL,
+	PRIMARY KEY (record_id, audit_id)
+) WITHOUT ROWID;
+
+CREATE TABLE dead_letters (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	key        TEXT NOT NULL,
+	run        TEXT NOT NULL,
+	step       TEXT NOT NULL,
+	system     TEXT NOT NULL,
+	record_id  TEXT NOT NULL,
+	payload    BLOB,
+	error      TEXT NOT NULL,
+	status     TEXT NOT NULL,
+	claimed_by TEXT NOT NULL DEFAULT '',
+	created    INTEGER NOT NULL,
+	updated    INTEGER NOT NULL
+);
+CREATE INDEX dead_letters_key_status ON dead_letters (key, status);
+`,
+}

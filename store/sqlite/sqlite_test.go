@@ -1,0 +1,27 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/crmsync/crmsync/store/storetest"
+)
+
+func open(t testing.TB, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) crmsync.Store {
+		return open(t, filepath.Join(t.TempDir(), "crmsync.db"))
+	})
+}
