@@ -52,7 +52,8 @@ type Config struct {
 	OnAudit func(ctx context.Context, rows []AuditEntry)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Sleep waits d or until ctx ends; nil means a timer. Tests may replace it.
+	// Sleep waits d or until ctx ends, between step retries and lease polls;
+	// nil means a timer. Tests may replace it. Heartbeats always use a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
@@ -442,7 +443,7 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 
 func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 	for {
-		if err := r.eng.cfg.Sleep(ctx, r.eng.cfg.Heartbeat); err != nil {
+		if err := sleepCtx(ctx, r.eng.cfg.Heartbeat); err != nil {
 			return
 		}
 		l, err := r.eng.cfg.Store.RenewLease(ctx, r.Lease(), r.eng.cfg.LeaseTTL, r.eng.cfg.Now())

@@ -1,0 +1,580 @@
+package crmsync_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/store/memory"
+)
+
+// clock is a controllable clock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// sleeper records waits and advances the clock instead of sleeping.
+type sleeper struct {
+	c     *clock
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (s *sleeper) Sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.waits = append(s.waits, d)
+	s.mu.Unlock()
+	s.c.Advance(d)
+	return ctx.Err()
+}
+
+func newEngine(t *testing.T, st crmsync.Store, c *clock, mod func(*crmsync.Config)) *crmsync.Engine {
+	t.Helper()
+	cfg := crmsync.Config{Store: st, Now: c.Now, LeaseTTL: 10 * time.Second, Heartbeat: 9 * time.Second, Logger: quiet}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := crmsync.NewEngine(cfg)
+	if err != nil {
+		t.Fatalf("NewEngine: %v", err)
+	}
+	return e
+}
+
+var errFlaky = errors.New("connection reset")
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func TestNewEngineValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  crmsync.Config
+		want string
+	}{
+		{"nil store", crmsync.Config{}, "Store"},
+		{"negative ttl", crmsync.Config{Store: memory.New(), LeaseTTL: -1}, "LeaseTTL"},
+		{"heartbeat too long", crmsync.Config{Store: memory.New(), LeaseTTL: time.Second, Heartbeat: 2 * time.Second}, "Heartbeat"},
+		{"bad retry", crmsync.Config{Store: memory.New(), Retry: &crmsync.RetryPolicy{}}, "MaxAttempts"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := crmsync.NewEngine(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewEngine(%s) = %v, want an error naming %s", tc.name, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestResumeReplaysCompletedSteps(t *testing.T) {
+	st, c := memory.New(), newClock()
+	eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retry = &crmsync.RetryPolicy{MaxAttempts: 1} })
+	calls := map[string]int{}
+	failB := true
+	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		a, err := crmsync.Step(ctx, run, "a", func(ctx context.Context, _ *crmsync.Attempt) (map[string]int, error) {
+			calls["a"]++
+			return map[string]int{"n": 41}, nil
+		}, nil)
+		if err != nil {
+			return err
+		}
+		_, err = crmsync.Step(ctx, run, "b", func(ctx context.Context, _ *crmsync.Attempt) (int, error) {
+			calls["b"]++
+			if failB {
+				return 0, errFlaky
+			}
+			return a["n"] + 1, nil
+		}, nil)
+		return err
+	})
+	first, err := eng.Run(context.Background(), "team-1", wf)
+	if !errors.Is(err, errFlaky) {
+		t.Fatalf("first Run = %v, want the step's error", err)
+	}
+	if first.Status != crmsync.RunOpen {
+		t.Errorf("failed run status = %s, want open", first.Status)
+	}
+	failB = false
+	second, err := eng.Run(context.Background(), "team-1", wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ID != first.ID {
+		t.Errorf("resumed run id = %s, want %s", second.ID, first.ID)
+	}
+	if calls["a"] != 1 || calls["b"] != 2 {
+		t.Errorf("calls = %v, want a once and b twice", calls)
+	}
+	var rep crmsync.Report
+	if err := json.Unmarshal(second.Report, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Counters.Replays != 1 || rep.Counters.StepRuns != 1 {
+		t.Errorf("counters = %+v, want 1 replay and 1 step run", rep.Counters)
+	}
+	if second.Status != crmsync.RunFinished || second.Attempts != 2 {
+		t.Errorf("run = %+v, want finished after 2 attempts", second)
+	}
+	third, err := eng.Run(context.Background(), "team-1", wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.ID == first.ID || calls["a"] != 2 {
+		t.Errorf("after finish: run %s (first %s), a called %d times; want a new run that runs a again", third.ID, first.ID, calls["a"])
+	}
+	rows, _ := st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: first.ID, Kind: crmsync.AuditReplay})
+	if len(rows) != 1 {
+		t.Errorf("replay audit rows = %d, want 1", len(rows))
+	}
+}
+
+func TestStepBadInput(t *testing.T) {
+	eng := newEngine(t, memory.New(), newClock(), nil)
+	_, err := eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		ok := func(ctx context.Context, _ *crmsync.Attempt) (int, error) { return 1, nil }
+		if _, err := crmsync.Step(ctx, run, "", ok, nil); err == nil || !strings.Contains(err.Error(), "empty step id") {
+			t.Errorf("Step(\"\") = %v, want an empty step id error", err)
+		}
+		if _, err := crmsync.Step(ctx, run, "once", ok, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := crmsync.Step(ctx, run, "once", ok, nil)
+		if !errors.Is(err, crmsync.ErrDuplicateStep) || !strings.Contains(err.Error(), `"once"`) {
+			t.Errorf("reused step id = %v, want ErrDuplicateStep naming the step", err)
+		}
+		_, err = crmsync.Step(ctx, run, "chan", func(ctx context.Context, _ *crmsync.Attempt) (chan int, error) { return make(chan int), nil }, nil)
+		if err == nil || !strings.Contains(err.Error(), `"chan"`) || !strings.Contains(err.Error(), "encode result") {
+			t.Errorf("unencodable result = %v, want an error naming the step", err)
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Run(context.Background(), "", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil })); err == nil {
+		t.Error("Run with empty key = nil, want an error")
+	}
+}
+
+func TestRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		errs      []error // returned by successive attempts; then success
+		max       int
+		wantErr   func(error) bool
+		wantCalls int
+		wantWaits []time.Duration // exact waits; nil means only count them
+		nWaits    int
+	}{
+		{"transient then ok", []error{errFlaky, errFlaky}, 5, nil, 3, nil, 2},
+		{"retry-after waits exactly and is not a failure", []error{
+			crmsync.RetryAfter(7*time.Second, errFlaky), crmsync.RetryAfter(7*time.Second, errFlaky), crmsync.RetryAfter(3*time.Second, errFlaky)},
+			1, nil, 4, []time.Duration{7 * time.Second, 7 * time.Second, 3 * time.Second}, 3},
+		{"gives up", []error{errFlaky, errFlaky, errFlaky, errFlaky}, 3,
+			func(err error) bool {
+				return errors.Is(err, errFlaky) && strings.Contains(err.Error(), "gave up after 3")
+			}, 3, nil, 2},
+		{"permanent stops at once", []error{crmsync.Permanent(errFlaky)}, 5,
+			func(err error) bool { return crmsync.IsPermanent(err) && errors.Is(err, errFlaky) }, 1, nil, 0},
+		{"daily limit stops at once", []error{fmt.Errorf("hubspot: %w", crmsync.ErrDailyLimit)}, 5,
+			func(err error) bool { return errors.Is(err, crmsync.ErrDailyLimit) }, 1, nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock()
+			sl := &sleeper{c: c}
+			st := memory.New()
+			eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Sleep = sl.Sleep })
+			calls := 0
+			var stepErr error
+			info, _ := eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+				_, stepErr = crmsync.Step(ctx, run, "s", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
+					calls++
+					if a.N != calls {
+						t.Errorf("Attempt.N = %d on call %d", a.N, calls)
+					}
+					if calls <= len(tc.errs) {
+						return 0, tc.errs[calls-1]
+					}
+					return 1, nil
+				}, &crmsync.StepOpts{Retry: &crmsync.RetryPolicy{MaxAttempts: tc.max, InitialInterval: time.Second, MaxInterval: 4 * time.Second, Multiplier: 2}})
+				return stepErr
+			}))
+			if tc.wantErr == nil && stepErr != nil {
+				t.Fatalf("Step = %v, want success", stepErr)
+			}
+			if tc.wantErr != nil && !tc.wantErr(stepErr) {
+				t.Fatalf("Step = %v, not the error wanted", stepErr)
+			}
+			if calls != tc.wantCalls {
+				t.Errorf("fn called %d times, want %d", calls, tc.wantCalls)
+			}
+			if len(sl.waits) != tc.nWaits {
+				t.Errorf("waits = %v, want %d", sl.waits, tc.nWaits)
+			}
+			if tc.wantWaits != nil && fmt.Sprint(sl.waits) != fmt.Sprint(tc.wantWaits) {
+				t.Errorf("waits = %v, want %v", sl.waits, tc.wantWaits)
+			}
+			retryRows, _ := st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: info.ID, Kind: crmsync.AuditRetry})
+			if tc.wantErr == nil && len(retryRows) != tc.nWaits {
+				t.Errorf("retry audit rows = %d, want %d", len(retryRows), tc.nWaits)
+			}
+		})
+	}
+}
+
+func TestBackoffGrows(t *testing.T) {
+	c := newClock()
+	sl := &sleeper{c: c}
+	eng := newEngine(t, memory.New(), c, func(cfg *crmsync.Config) { cfg.Sleep = sl.Sleep })
+	eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "s", func(context.Context, *crmsync.Attempt) (int, error) { return 0, errFlaky },
+			&crmsync.StepOpts{Retry: &crmsync.RetryPolicy{MaxAttempts: 6, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2, Jitter: 0.5}})
+		return err
+	}))
+	if len(sl.waits) != 5 {
+		t.Fatalf("waits = %v, want 5", sl.waits)
+	}
+	for i, w := range sl.waits {
+		base := min(100*time.Millisecond<<i, time.Second)
+		if w < base/2 || w > base*3/2 {
+			t.Errorf("wait %d = %v, want within ±50%% of %v", i, w, base)
+		}
+	}
+}
+
+func TestPermanentFailureIsMemoized(t *testing.T) {
+	st, c := memory.New(), newClock()
+	eng := newEngine(t, st, c, nil)
+	calls := 0
+	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "validate", func(context.Context, *crmsync.Attempt) (int, error) {
+			calls++
+			return 0, crmsync.Permanent(errors.New("LastName is required"))
+		}, nil)
+		return err
+	})
+	first, err := eng.Run(context.Background(), "k", wf)
+	if !crmsync.IsPermanent(err) {
+		t.Fatalf("Run = %v, want a permanent error", err)
+	}
+	_, err = eng.Run(context.Background(), "k", wf)
+	var se *crmsync.StepError
+	if !errors.As(err, &se) || se.Step != "validate" || se.Run != first.ID || !strings.Contains(se.Message, "LastName is required") || !crmsync.IsPermanent(err) {
+		t.Fatalf("resumed Run = %v, want the stored *StepError", err)
+	}
+	if calls != 1 {
+		t.Errorf("fn called %d times, want 1: the failure is replayed from the Store", calls)
+	}
+}
+
+func TestDeadLetterAndReplay(t *testing.T) {
+	st, c := memory.New(), newClock()
+	eng := newEngine(t, st, c, nil)
+	type contact struct{ ID, LastName string }
+	items := []contact{{"1", "Ada"}, {"2", ""}, {"3", "Grace"}}
+	var written []string
+	var replayed []crmsync.DeadLetter
+	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		replayed = run.Replays()
+		for _, it := range items {
+			_, err := crmsync.Step(ctx, run, "write:"+it.ID, func(context.Context, *crmsync.Attempt) (string, error) {
+				if it.LastName == "" {
+					return "", crmsync.Permanent(errors.New("REQUIRED_FIELD_MISSING: LastName"))
+				}
+				written = append(written, it.ID)
+				return it.ID, nil
+			}, &crmsync.StepOpts{DeadLetter: &crmsync.DeadLetterSpec{System: "salesforce", RecordID: it.ID, Payload: it}})
+			if errors.Is(err, crmsync.ErrDeadLettered) {
+				continue // one bad record never blocks the rest
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	info, err := eng.Run(context.Background(), "k", wf)
+	if err != nil {
+		t.Fatalf("Run = %v; a parked record must not fail the run", err)
+	}
+	if fmt.Sprint(written) != "[1 3]" {
+		t.Errorf("written = %v, want [1 3]", written)
+	}
+	ctx := context.Background()
+	dls, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+	if len(dls) != 1 || dls[0].RecordID != "2" || dls[0].Run != info.ID || dls[0].Step != "write:2" || !strings.Contains(dls[0].Error, "REQUIRED_FIELD_MISSING") {
+		t.Fatalf("dead letters = %+v", dls)
+	}
+	var payload contact
+	if err := json.Unmarshal(dls[0].Payload, &payload); err != nil || payload.ID != "2" {
+		t.Errorf("payload = %s (%v), want the contact", dls[0].Payload, err)
+	}
+	rows, _ := st.QueryAudit(ctx, crmsync.AuditQuery{RecordID: "2", Kind: crmsync.AuditDeadLetter})
+	if len(rows) != 1 {
+		t.Errorf("dead-letter audit rows for record 2 = %d, want 1", len(rows))
+	}
+	var rep crmsync.Report
+	json.Unmarshal(info.Report, &rep)
+	if rep.Counters.DeadLetters != 1 || rep.Counters.Failed != 1 {
+		t.Errorf("counters = %+v", rep.Counters)
+	}
+	// A person fixes the cause and asks for a replay: the next run gets it.
+	if err := st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Run(ctx, "k", wf); err != nil {
+		t.Fatal(err)
+	}
+	if len(replayed) != 1 || replayed[0].ID != dls[0].ID {
+		t.Errorf("next run's Replays = %+v, want letter %d", replayed, dls[0].ID)
+	}
+}
+
+func TestAttemptBookkeepingCommitsWithStep(t *testing.T) {
+	st, c := memory.New(), newClock()
+	var hooked []crmsync.AuditEntry
+	eng := newEngine(t, st, c, func(cfg *crmsync.Config) {
+		cfg.Sleep = (&sleeper{c: c}).Sleep
+		cfg.OnAudit = func(_ context.Context, rows []crmsync.AuditEntry) { hooked = append(hooked, rows...) }
+	})
+	ctx := context.Background()
+	info, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "write", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
+			a.SetCursor("hubspot", fmt.Sprintf("attempt-%d", a.N))
+			a.RecordWrite(crmsync.LedgerEntry{IdemKey: fmt.Sprintf("idem-%d", a.N), System: "hubspot", RecordID: "101"})
+			a.Audit(crmsync.AuditEntry{Kind: crmsync.AuditWrite, System: "hubspot", RecordIDs: []string{"101"}})
+			if a.N == 1 {
+				return 0, errFlaky // this attempt's bookkeeping must be dropped
+			}
+			return 1, nil
+		}, nil)
+		return err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := st.GetCursor(ctx, "k", "hubspot"); v != "attempt-2" {
+		t.Errorf("cursor = %q, want attempt-2", v)
+	}
+	led, _ := st.LookupWrites(ctx, []string{"idem-1", "idem-2"})
+	if _, ok := led["idem-1"]; ok || led["idem-2"].Run != info.ID || led["idem-2"].Step != "write" {
+		t.Errorf("ledger = %+v, want only attempt 2's row, stamped with run and step", led)
+	}
+	writes, _ := st.QueryAudit(ctx, crmsync.AuditQuery{Kind: crmsync.AuditWrite})
+	if len(writes) != 1 || writes[0].Run != info.ID || writes[0].Step != "write" || writes[0].Key != "k" {
+		t.Errorf("write audit rows = %+v, want one stamped row", writes)
+	}
+	if len(hooked) != 2 { // one retry row and one write row
+		t.Errorf("OnAudit saw %d rows, want 2", len(hooked))
+	}
+}
+
+func TestLeaseBusyAndWait(t *testing.T) {
+	st := memory.New()
+	a, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", LeaseTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "b", LeaseTTL: time.Minute})
+	bw, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "bw", LeaseTTL: 400 * time.Millisecond, WaitForLease: true})
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		_, err := a.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			close(started)
+			<-release
+			return nil
+		}))
+		done <- err
+	}()
+	<-started
+	if _, err := b.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil })); !errors.Is(err, crmsync.ErrBusy) {
+		t.Fatalf("second Run = %v, want ErrBusy", err)
+	}
+	var ran atomic.Bool
+	waited := make(chan error)
+	go func() {
+		_, err := bw.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { ran.Store(true); return nil }))
+		waited <- err
+	}()
+	if ran.Load() {
+		t.Fatal("waiting Run ran while the key was busy")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil || !ran.Load() {
+		t.Fatalf("waiting Run = %v (ran %v), want it to run once the lease was free", err, ran.Load())
+	}
+}
+
+func TestTakeoverFencesTheOldProcess(t *testing.T) {
+	st, c := memory.New(), newClock()
+	old := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "old" })
+	next := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "new" })
+	stalled, resume := make(chan struct{}), make(chan struct{})
+	var oldErr error
+	var oldRun crmsync.RunID
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, oldErr = old.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			oldRun = run.ID
+			if _, err := crmsync.Step(ctx, run, "one", func(context.Context, *crmsync.Attempt) (int, error) { return 1, nil }, nil); err != nil {
+				return err
+			}
+			close(stalled) // a long GC pause, say: the lease expires meanwhile
+			<-resume
+			_, err := crmsync.Step(ctx, run, "two", func(context.Context, *crmsync.Attempt) (int, error) { return 2, nil }, nil)
+			return err
+		}))
+	}()
+	<-stalled
+	c.Advance(11 * time.Second)
+	var twoByNew int
+	info, err := next.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		if _, err := crmsync.Step(ctx, run, "one", func(context.Context, *crmsync.Attempt) (int, error) { t.Error("step one ran again"); return 0, nil }, nil); err != nil {
+			return err
+		}
+		_, err := crmsync.Step(ctx, run, "two", func(context.Context, *crmsync.Attempt) (int, error) { twoByNew++; return 22, nil }, nil)
+		return err
+	}))
+	if err != nil || info.ID != oldRun {
+		t.Fatalf("takeover Run = %+v, %v; want it to resume run %s", info, err, oldRun)
+	}
+	close(resume)
+	<-done
+	if !errors.Is(oldErr, crmsync.ErrLeaseLost) {
+		t.Fatalf("old process's Run = %v, want ErrLeaseLost", oldErr)
+	}
+	steps, _ := st.LoadSteps(context.Background(), oldRun)
+	if string(steps["two"].Result) != "22" || twoByNew != 1 {
+		t.Errorf("step two = %s, want the new holder's result 22", steps["two"].Result)
+	}
+	got, _ := st.GetRun(context.Background(), oldRun)
+	if got.Status != crmsync.RunFinished {
+		t.Errorf("run status = %s; the fenced process must not reopen it", got.Status)
+	}
+}
+
+func TestHeartbeatKeepsAndLosesLease(t *testing.T) {
+	st := memory.New()
+	c := newClock()
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", Now: c.Now, LeaseTTL: 10 * time.Second, Heartbeat: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	errc := make(chan error)
+	go func() {
+		_, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			<-ctx.Done() // works until the engine stops it
+			return context.Cause(ctx)
+		}))
+		errc <- err
+	}()
+	// The clock moves 8s at a time; the heartbeat keeps the lease ahead of it.
+	var l crmsync.Lease
+	for range 5 {
+		before := c.Now()
+		c.Advance(8 * time.Second)
+		for {
+			l, _ = st.GetLease(ctx, "k")
+			if l.Expires.After(before.Add(10 * time.Second)) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Another process takes the lease (as after a network partition).
+	_, _, err = st.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "b", NewRun: "x", TTL: time.Hour, Now: l.Expires.Add(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, crmsync.ErrLeaseLost) {
+		t.Fatalf("Run = %v, want ErrLeaseLost after the heartbeat saw the takeover", err)
+	}
+}
+
+func TestPruneAfterRetention(t *testing.T) {
+	st, c := memory.New(), newClock()
+	eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retention = 24 * time.Hour })
+	ctx := context.Background()
+	one := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "s", func(context.Context, *crmsync.Attempt) (int, error) { return 1, nil }, nil)
+		return err
+	})
+	first, _ := eng.Run(ctx, "k", one)
+	c.Advance(25 * time.Hour)
+	if _, err := eng.Run(ctx, "k", one); err != nil {
+		t.Fatal(err)
+	}
+	if steps, _ := st.LoadSteps(ctx, first.ID); len(steps) != 0 {
+		t.Errorf("steps of a run finished 25h ago = %d, want pruned", len(steps))
+	}
+	if _, err := st.GetRun(ctx, first.ID); err != nil {
+		t.Errorf("pruned run's report is gone: %v", err)
+	}
+}
+
+func TestConcurrentStepsInOneRun(t *testing.T) {
+	st, c := memory.New(), newClock()
+	eng := newEngine(t, st, c, nil)
+	info, err := eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		var wg sync.WaitGroup
+		errs := make(chan error, 50)
+		for i := range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := crmsync.Step(ctx, run, fmt.Sprintf("batch:%d", i), func(context.Context, *crmsync.Attempt) (int, error) {
+					run.AddAPICalls("hubspot", 1)
+					return i, nil
+				}, nil)
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep crmsync.Report
+	json.Unmarshal(info.Report, &rep)
+	if rep.Counters.StepRuns != 50 || rep.Counters.APICalls["hubspot"] != 50 {
+		t.Errorf("counters = %+v, want 50 step runs and 50 API calls", rep.Counters)
+	}
+}
