@@ -11,3 +11,7 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) crmsync.Store { return memory.New() })
 }
+
+func BenchmarkStep(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) crmsync.Store { return memory.New() })
+}

@@ -80,6 +80,19 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 			return nil, fmt.Errorf("sqlite: open %s: folder %s does not exist", c.Path, dir)
 		}
 	}
+	// Look at an existing file read-only first, so that a foreign or newer
+	// file is refused before anything (even the journal mode) changes it.
+	if fi, err := os.Stat(c.Path); err == nil && fi.Size() > 0 {
+		ro, err := sql.Open("sqlite", "file:"+(&url.URL{Path: c.Path}).EscapedPath()+"?mode=ro&_pragma=busy_timeout(5000)")
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: open %s: %w", c.Path, err)
+		}
+		err = check(ctx, ro, c.Path)
+		ro.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(c.BusyTimeout.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -119,24 +132,26 @@ func (s *Store) Close() error {
 // DB returns the underlying database, for backups and inspection.
 func (s *Store) DB() *sql.DB { return s.db }
 
-func (s *Store) migrate(ctx context.Context) error {
+// check refuses a file that is not an SQLite database, another program's
+// database, or a crmsync schema newer than this code.
+func check(ctx context.Context, db *sql.DB, path string) error {
 	// Any query fails on a file that is not an SQLite database.
 	var tables []string
-	rows, err := s.db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`)
 	if err != nil {
-		return fmt.Errorf("sqlite: %s is not a usable SQLite database (damaged, or another kind of file): %w", s.path, err)
+		return fmt.Errorf("sqlite: %s is not a usable SQLite database (damaged, or another kind of file): %w", path, err)
 	}
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
 			rows.Close()
-			return fmt.Errorf("sqlite: read %s: %w", s.path, err)
+			return fmt.Errorf("sqlite: read %s: %w", path, err)
 		}
 		tables = append(tables, n)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: %s is not a usable SQLite database (damaged, or another kind of file): %w", s.path, err)
+		return fmt.Errorf("sqlite: %s is not a usable SQLite database (damaged, or another kind of file): %w", path, err)
 	}
 	hasMeta := false
 	for _, n := range tables {
@@ -145,7 +160,33 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	if !hasMeta && len(tables) > 0 {
-		return fmt.Errorf("%w: %s holds %d tables of another program (%s…); refusing to touch it", ErrForeign, s.path, len(tables), tables[0])
+		return fmt.Errorf("%w: %s holds %d tables of another program (%s…); refusing to touch it", ErrForeign, path, len(tables), tables[0])
+	}
+	if !hasMeta {
+		return nil
+	}
+	var app, version string
+	if err := db.QueryRowContext(ctx, `SELECT
+		COALESCE((SELECT value FROM crmsync_meta WHERE key = 'app'), ''),
+		COALESCE((SELECT value FROM crmsync_meta WHERE key = 'schema_version'), '')`).Scan(&app, &version); err != nil {
+		return fmt.Errorf("%w: %s: unreadable crmsync_meta: %v", ErrForeign, path, err)
+	}
+	if app != "crmsync" {
+		return fmt.Errorf("%w: %s has a crmsync_meta table not written by crmsync", ErrForeign, path)
+	}
+	v, err := strconv.Atoi(version)
+	if err != nil {
+		return fmt.Errorf("%w: %s has an unreadable schema version %q", ErrForeign, path, version)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("%w: %s is at schema version %s, this code knows up to %d; upgrade crmsync", ErrSchemaTooNew, path, version, len(migrations))
+	}
+	return nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if err := check(ctx, s.db, s.path); err != nil {
+		return err
 	}
 
 	tx, err := s.db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: one migrator at a time

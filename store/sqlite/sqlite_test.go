@@ -25,3 +25,22 @@ func TestConformance(t *testing.T) {
 		return open(t, filepath.Join(t.TempDir(), "crmsync.db"))
 	})
 }
+
+func BenchmarkStep(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) crmsync.Store {
+		return open(b, filepath.Join(b.TempDir(), "bench.db"))
+	})
+}
+
+// BenchmarkStepFull is BenchmarkStep with Synchronous FULL: every commit
+// survives power loss, not only a process kill.
+func BenchmarkStepFull(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) crmsync.Store {
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(b.TempDir(), "bench.db"), Synchronous: "FULL"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -1,0 +1,68 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+)
+
+// benchResult is a typical small step result: a page of ids and a cursor.
+type benchResult struct {
+	IDs    []string  `json:"ids"`
+	Cursor time.Time `json:"cursor"`
+	Next   string    `json:"next"`
+}
+
+// Bench measures durable steps per second (one run at a time; each step is
+// committed to the Store before Step returns) and replays per second (a
+// resumed run answering completed steps from the Store).
+func Bench(b *testing.B, newStore func(b *testing.B) crmsync.Store) {
+	res := benchResult{IDs: []string{"100451", "100452", "100453"}, Cursor: time.Unix(1772355600, 0).UTC(), Next: "200"}
+	newEngine := func(b *testing.B, st crmsync.Store) *crmsync.Engine {
+		eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return eng
+	}
+	steps := func(n int, fail bool) crmsync.WorkflowFunc {
+		return func(ctx context.Context, run *crmsync.Run) error {
+			for i := range n {
+				if _, err := crmsync.Step(ctx, run, fmt.Sprintf("page:%d", i), func(context.Context, *crmsync.Attempt) (benchResult, error) {
+					return res, nil
+				}, nil); err != nil {
+					return err
+				}
+			}
+			if fail {
+				return fmt.Errorf("stop so that the run stays open")
+			}
+			return nil
+		}
+	}
+	b.Run("durable", func(b *testing.B) {
+		eng := newEngine(b, newStore(b))
+		b.ReportAllocs()
+		b.ResetTimer()
+		start := time.Now()
+		if _, err := eng.Run(context.Background(), "bench", steps(b.N, false)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "steps/s")
+	})
+	b.Run("replay", func(b *testing.B) {
+		eng := newEngine(b, newStore(b))
+		eng.Run(context.Background(), "bench", steps(b.N, true))
+		b.ReportAllocs()
+		b.ResetTimer()
+		start := time.Now()
+		if _, err := eng.Run(context.Background(), "bench", steps(b.N, false)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "steps/s")
+	})
+}
