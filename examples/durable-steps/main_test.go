@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestStopAndResume(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "s.db")
+	args := []string{"-store", store, "-pages", "4", "-fail-at", "0"}
+	ctx, cancel := context.WithCancel(context.Background())
+	var first bytes.Buffer
+	err := run(ctx, args, &first, func(page int) {
+		if page == 2 {
+			cancel() // as Ctrl-C after page 2
+		}
+	})
+	if err == nil {
+		t.Fatalf("first run = nil error, want it stopped:\n%s", first.String())
+	}
+	var second bytes.Buffer
+	if err := run(context.Background(), args, &second, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := second.String()
+	if !strings.Contains(out, "resuming run") || strings.Contains(out, "wrote page 1 ") || strings.Contains(out, "wrote page 2 ") ||
+		!strings.Contains(out, "wrote page 3 ") || !strings.Contains(out, "cursor page=4") || !strings.Contains(out, `"written":8`) {
+		t.Errorf("second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
+	}
+}
+
+func TestTransientFailureRetried(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-store", filepath.Join(t.TempDir(), "s.db"), "-pages", "3", "-fail-at", "2"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "wrote page 2 (2 records, attempt 2)") || !strings.Contains(out.String(), `"retries":1`) {
+		t.Errorf("output:\n%s\nwant page 2 written on attempt 2 and one retry", out.String())
+	}
+}

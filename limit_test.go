@@ -1,0 +1,99 @@
+package crmsync_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+)
+
+func TestNewThrottleValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  crmsync.ThrottleConfig
+		want string
+	}{
+		{"negative rate", crmsync.ThrottleConfig{Rate: -1, Every: time.Second}, "negative"},
+		{"rate without interval", crmsync.ThrottleConfig{Rate: 10}, "Every"},
+		{"interval without rate", crmsync.ThrottleConfig{Every: time.Second}, "Rate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := crmsync.NewThrottle(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestThrottleInFlightCap(t *testing.T) {
+	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur, peak atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := th.Acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			n := cur.Add(1)
+			for {
+				p := peak.Load()
+				if n <= p || peak.CompareAndSwap(p, n) {
+					break
+				}
+			}
+			time.Sleep(2 * time.Millisecond)
+			cur.Add(-1)
+			release()
+			release() // a second release is harmless
+		}()
+	}
+	wg.Wait()
+	if p := peak.Load(); p != 3 {
+		t.Errorf("peak in flight = %d, want 3", p)
+	}
+}
+
+func TestThrottleRateRefusesWaitPastDeadline(t *testing.T) {
+	// 1 call per hour, burst 1: the first call goes at once, the second would
+	// wait an hour, which outlasts the deadline, so it fails at once.
+	th, _ := crmsync.NewThrottle(crmsync.ThrottleConfig{Rate: 1, Every: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	release, err := th.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if _, err := th.Acquire(ctx); err == nil {
+		t.Fatal("second Acquire = nil, want an error: the wait outlasts the deadline")
+	}
+}
+
+func TestThrottlePause(t *testing.T) {
+	c := newClock()
+	th, _ := crmsync.NewThrottle(crmsync.ThrottleConfig{Now: c.Now})
+	th.Pause(c.Now().Add(10 * time.Second))
+	th.Pause(c.Now().Add(time.Second)) // an earlier pause does not shorten it
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := th.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire during a 10s pause with a 1s deadline = %v, want DeadlineExceeded at once", err)
+	}
+	c.Advance(10 * time.Second)
+	if _, err := th.Acquire(ctx); err != nil {
+		t.Fatalf("Acquire after the pause = %v", err)
+	}
+}
