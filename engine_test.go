@@ -578,3 +578,40 @@ func TestConcurrentStepsInOneRun(t *testing.T) {
 		t.Errorf("counters = %+v, want 50 step runs and 50 API calls", rep.Counters)
 	}
 }
+
+func TestStepTimeoutPerAttempt(t *testing.T) {
+	c := newClock()
+	eng := newEngine(t, memory.New(), c, func(cfg *crmsync.Config) { cfg.Sleep = (&sleeper{c: c}).Sleep })
+	calls := 0
+	_, err := eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "hangs", func(ctx context.Context, _ *crmsync.Attempt) (int, error) {
+			calls++
+			if calls < 3 {
+				<-ctx.Done() // a hanging request, cut by the per-attempt timeout
+				return 0, ctx.Err()
+			}
+			return 3, nil
+		}, &crmsync.StepOpts{Timeout: 5 * time.Millisecond})
+		return err
+	}))
+	if err != nil || calls != 3 {
+		t.Fatalf("Run = %v after %d calls; want the timed-out attempts retried and the third to succeed", err, calls)
+	}
+}
+
+func TestStepHonoursCancel(t *testing.T) {
+	eng := newEngine(t, memory.New(), newClock(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	_, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "s", func(ctx context.Context, _ *crmsync.Attempt) (int, error) {
+			calls++
+			cancel()
+			return 0, errFlaky
+		}, nil)
+		return err
+	}))
+	if !errors.Is(err, context.Canceled) || calls != 1 {
+		t.Fatalf("Run = %v after %d calls, want context.Canceled after one call", err, calls)
+	}
+}
