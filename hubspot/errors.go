@@ -26,6 +26,7 @@ type APIError struct {
 	CorrelationID string
 }
 
+// Error names the call, status, category, policy and correlation id.
 func (e *APIError) Error() string {
 	s := "hubspot: " + e.Call + ": http " + strconv.Itoa(e.Status)
 	if e.Category != "" {
@@ -54,6 +55,7 @@ type DecodeError struct {
 	Err error
 }
 
+// Error names the call, status and reason.
 func (e *DecodeError) Error() string {
 	s := fmt.Sprintf("hubspot: %s: http %d: %s", e.Call, e.Status, e.Reason)
 	if e.Err != nil {
@@ -62,6 +64,7 @@ func (e *DecodeError) Error() string {
 	return s
 }
 
+// Unwrap returns the decoder's error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // RecordError is a per-record failure from a batch call (a 207 multi-status
@@ -80,6 +83,7 @@ type RecordError struct {
 	Message string
 }
 
+// Error names the op's index, key and category.
 func (e *RecordError) Error() string {
 	s := "hubspot: record " + strconv.Itoa(e.Index)
 	if e.Key != "" {

@@ -288,7 +288,7 @@ func TestOAuthRefreshFlow(t *testing.T) {
 // TestPacingStaysUnderTheLimit: with a scaled-down limit, a client pacing
 // itself with the same limit never gets a 429.
 func TestPacingStaysUnderTheLimit(t *testing.T) {
-	const n, window = 20, 400 * time.Millisecond
+	const n, window = 20, 600 * time.Millisecond
 	srv := hubspottest.NewServer(t, hubspottest.WithRateLimit(n, window), hubspottest.WithSearchRateLimit(4, window))
 	id := srv.SeedContacts(1)[0]
 	lim, err := hubspot.NewLimiter(n, window, 4)

@@ -11,24 +11,37 @@ import (
 
 // Property is a HubSpot property definition (the fields the client uses).
 type Property struct {
-	Name                 string                `json:"name"`
-	Label                string                `json:"label"`
-	Type                 string                `json:"type"`
-	FieldType            string                `json:"fieldType"`
-	GroupName            string                `json:"groupName"`
-	Description          string                `json:"description"`
-	Options              []Option              `json:"options"`
-	HasUniqueValue       bool                  `json:"hasUniqueValue"`
-	Hidden               bool                  `json:"hidden"`
-	Calculated           bool                  `json:"calculated"`
-	HubspotDefined       bool                  `json:"hubspotDefined"`
-	ReferencedObjectType string                `json:"referencedObjectType,omitempty"`
+	// Name is the internal name used in records and filters.
+	Name string `json:"name"`
+	// Label and Description are for people.
+	Label string `json:"label"`
+	// Type is the value type: string, number, bool, date, datetime,
+	// enumeration, object_coordinates or json.
+	Type string `json:"type"`
+	// FieldType is the UI control: text, select, radio, checkbox,
+	// booleancheckbox, number, date, ...
+	FieldType   string `json:"fieldType"`
+	GroupName   string `json:"groupName"`
+	Description string `json:"description"`
+	// Options are an enumeration's values.
+	Options []Option `json:"options"`
+	// HasUniqueValue marks a unique property, usable as idProperty.
+	HasUniqueValue bool `json:"hasUniqueValue"`
+	Hidden         bool `json:"hidden"`
+	// Calculated marks a property HubSpot computes.
+	Calculated     bool `json:"calculated"`
+	HubspotDefined bool `json:"hubspotDefined"`
+	// ReferencedObjectType names the object a reference property points at
+	// ("OWNER").
+	ReferencedObjectType string `json:"referencedObjectType,omitempty"`
+	// ModificationMetadata says what may change; nil if HubSpot sent none.
 	ModificationMetadata *ModificationMetadata `json:"modificationMetadata,omitempty"`
 	Archived             bool                  `json:"archived"`
 }
 
 // Option is one value of an enumeration property.
 type Option struct {
+	// Label is shown to people; Value is stored in records.
 	Label        string `json:"label"`
 	Value        string `json:"value"`
 	Hidden       bool   `json:"hidden"`
@@ -37,6 +50,7 @@ type Option struct {
 
 // ModificationMetadata says what of a property may change.
 type ModificationMetadata struct {
+	// ReadOnlyValue marks a property whose value cannot be written.
 	Archivable         bool `json:"archivable"`
 	ReadOnlyDefinition bool `json:"readOnlyDefinition"`
 	ReadOnlyValue      bool `json:"readOnlyValue"`

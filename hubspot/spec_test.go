@@ -105,7 +105,7 @@ func (o *openAPI) check(schema map[string]any, v any, path string, nullableStrin
 			if !ok {
 				if ap, ok := s["additionalProperties"].(map[string]any); ok {
 					// Quirk: record property values may be null.
-					errs = append(errs, o.check(ap, val, path+"."+k, nullableStrings || path == "" || strings.HasSuffix(path, ".properties"))...)
+					errs = append(errs, o.check(ap, val, path+"."+k, nullableStrings || strings.HasSuffix(path, ".properties"))...)
 				}
 				continue
 			}

@@ -40,8 +40,13 @@ type createInput struct {
 // Write always returns one result per op, in the ops' order. When a whole
 // call fails, its ops carry that call's error and Write also returns the
 // first such error; ops in other calls keep their own results. A call
-// refused with a 400 is retried one op per call, so one bad record does not
-// fail the others.
+// refused whole with a 400 or 409 is retried one op per call, so one bad
+// record does not fail the others.
+//
+// Calls are retried after 5xx and network failures like every other call,
+// so a batch create whose first attempt landed unseen may create twice:
+// create through Upsert on a unique property holding the other system's id
+// where that matters.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if object == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: write: object is required"))
@@ -160,7 +165,7 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 		path: objectPath(object) + "/" + endpoint, body: map[string]any{"inputs": inputs}})
 	if err != nil {
 		var ae *APIError
-		if len(idx) > 1 && crmsync.IsPermanent(err) && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		if len(idx) > 1 && crmsync.IsPermanent(err) && errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusConflict) {
 			// One bad input can fail a whole batch (upserts on email, inputs
 			// HubSpot rejects before per-record processing): isolate it.
 			var first error

@@ -3,6 +3,7 @@ package hubspottest
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -36,12 +37,20 @@ const (
 // Fault is one injected failure, applied to the next Count requests (zero
 // means 1) to Endpoint ("" means any endpoint; names as in CallCounts).
 type Fault struct {
-	Kind        FaultKind
-	Endpoint    string
-	Count       int
-	Status      int
-	RetryAfter  time.Duration
-	Latency     time.Duration
+	// Kind is what the fault does.
+	Kind FaultKind
+	// Endpoint limits the fault to one endpoint; "" means any.
+	Endpoint string
+	// Count is how many requests the fault applies to; zero means 1.
+	Count int
+	// Status is the HTTP status of ServerError and Raw faults.
+	Status int
+	// RetryAfter, if positive, is sent as Retry-After (whole seconds,
+	// rounded up) by RateLimit and ServerError faults.
+	RetryAfter time.Duration
+	// Latency is the delay of a Latency fault.
+	Latency time.Duration
+	// Body and ContentType are a Raw fault's response.
 	Body        []byte
 	ContentType string
 }
@@ -114,7 +123,7 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault, en
 			status = http.StatusInternalServerError
 		}
 		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", strconv.Itoa(int((f.RetryAfter+time.Second-1)/time.Second)))
 		}
 		category := "INTERNAL_ERROR"
 		switch status {

@@ -31,10 +31,14 @@ type Property struct {
 
 // Record is a record as the fake stores it.
 type Record struct {
-	ID         string
+	// ID is the record id (hs_object_id), a string of digits.
+	ID string
+	// Properties are the set property values; unset properties are absent.
 	Properties map[string]string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// CreatedAt and UpdatedAt are the record's stamps, in milliseconds.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// Archived and ArchivedAt report an archived record.
 	Archived   bool
 	ArchivedAt time.Time
 }
