@@ -108,7 +108,9 @@ type Config struct {
 	// this client); zero means Tier.DailyLimit(); negative means no budget.
 	DailyBudget int
 	// MaxRetries bounds the retries of one call after a 5xx, 423, 477 or
-	// network error; zero means 4; negative means none.
+	// network error; zero means 4; negative means none. A Retry-After longer
+	// than RetryMax is not waited out: the call returns a
+	// *crmsync.RateLimitError carrying it.
 	MaxRetries int
 	// MaxRateRetries bounds the retries of one call after 429s before it
 	// returns a *crmsync.RateLimitError; zero means 3; negative means none.
@@ -433,6 +435,11 @@ func (c *Client) do(ctx context.Context, r request) (int, []byte, error) {
 			continue
 		case status >= 500 || status == http.StatusLocked || status == 477:
 			apiErr := c.apiError(r.call, status, body)
+			if ra := retryAfter(header, 0); ra > c.retryMax {
+				// A long wait (477 migrations announce hours): hand it to
+				// the caller's scheduler rather than sleeping in the call.
+				return 0, nil, &crmsync.RateLimitError{RetryAfter: ra, Err: apiErr}
+			}
 			if retries >= c.maxRetries {
 				return 0, nil, fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, retries, apiErr)
 			}

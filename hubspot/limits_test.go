@@ -339,3 +339,36 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 		t.Fatal("an unpaced client was never refused: the fake does not enforce its limit")
 	}
 }
+
+func TestInFlightCap(t *testing.T) {
+	srv := fastFake(t)
+	id := srv.SeedContacts(1)[0]
+	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.Limiter = nil; cfg.InFlight = 3 })
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.Latency, Latency: 30 * time.Millisecond, Count: 9})
+	var wg sync.WaitGroup
+	for i := 0; i < 9; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := lookupOne(c, id); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if m := srv.MaxInFlight(); m > 3 || m < 2 {
+		t.Fatalf("fake saw %d calls at once, want at most 3 (and some overlap)", m)
+	}
+}
+
+func TestLongRetryAfterIsHandedToTheCaller(t *testing.T) {
+	srv := fastFake(t)
+	id := srv.SeedContacts(1)[0]
+	c := newClient(t, srv)
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Status: 477, RetryAfter: time.Hour})
+	err := lookupOne(c, id)
+	var rl *crmsync.RateLimitError
+	if !errors.As(err, &rl) || rl.RetryAfter != time.Hour {
+		t.Fatalf("477 with Retry-After 3600 = %v, want a RateLimitError of 1h", err)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -112,6 +113,9 @@ type Server struct {
 	done chan struct{}
 	once sync.Once
 	hts  *httptest.Server
+
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
 
 	mu          sync.Mutex
 	objects     map[string]*objectStore
@@ -280,6 +284,9 @@ func (s *Server) RateLimited() int {
 	return s.rateLimited
 }
 
+// MaxInFlight returns the most requests the fake has served at once.
+func (s *Server) MaxInFlight() int { return int(s.maxInFlight.Load()) }
+
 // DailyUsed returns the calls counted against the daily limit.
 func (s *Server) DailyUsed() int {
 	s.mu.Lock()
@@ -390,6 +397,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "no such endpoint")
 		return
+	}
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
 	}
 	s.mu.Lock()
 	s.calls[rt.endpoint]++
