@@ -1,0 +1,108 @@
+package hubspot
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// APIError is a HubSpot error response: a non-2xx status with HubSpot's
+// error body. Its Error text names the call, status, category and correlation
+// id but never the message, which may quote record values; read Message for it.
+type APIError struct {
+	// Call names the client call ("search contacts", "batch/create contacts").
+	Call string
+	// Status is the HTTP status code.
+	Status int
+	// Category is HubSpot's error category ("VALIDATION_ERROR", "RATE_LIMITS").
+	Category string
+	// SubCategory is HubSpot's finer category, if any.
+	SubCategory string
+	// PolicyName is the rate-limit policy of a 429 ("TEN_SECONDLY_ROLLING", "DAILY").
+	PolicyName string
+	// Message is HubSpot's human-readable message. It may quote record values:
+	// do not log it.
+	Message string
+	// CorrelationID identifies the request to HubSpot support.
+	CorrelationID string
+}
+
+// Error names the call, status, category, policy and correlation id.
+func (e *APIError) Error() string {
+	s := "hubspot: " + e.Call + ": http " + strconv.Itoa(e.Status)
+	if e.Category != "" {
+		s += " " + e.Category
+	}
+	if e.PolicyName != "" {
+		s += " policy " + e.PolicyName
+	}
+	if e.CorrelationID != "" {
+		s += " (correlation id " + e.CorrelationID + ")"
+	}
+	return s
+}
+
+// DecodeError reports a response the client could not use: malformed or
+// truncated JSON, an HTML page, a 2xx carrying an error body, or a body over
+// the size cap. It is transient: the next attempt may get a good response.
+type DecodeError struct {
+	// Call names the client call.
+	Call string
+	// Status is the HTTP status code of the response.
+	Status int
+	// Reason says what was wrong ("malformed json", "html body", "body too large").
+	Reason string
+	// Err is the underlying decoder error, if any.
+	Err error
+}
+
+// Error names the call, status and reason.
+func (e *DecodeError) Error() string {
+	s := fmt.Sprintf("hubspot: %s: http %d: %s", e.Call, e.Status, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the decoder's error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// RecordError is a per-record failure from a batch call (a 207 multi-status
+// error, or an op the client refused before sending). Its Error text names the
+// op's index, key and category, never the record's values.
+type RecordError struct {
+	// Index is the op's index in the Write call.
+	Index int
+	// Key is the op's idempotency key (its objectWriteTraceId), if it had one.
+	Key string
+	// Status is the per-record status HubSpot reported ("error"), if any.
+	Status string
+	// Category is HubSpot's error category ("VALIDATION_ERROR", "CONFLICT").
+	Category string
+	// Message is HubSpot's message. It may quote record values: do not log it.
+	Message string
+}
+
+// Error names the op's index, key and category.
+func (e *RecordError) Error() string {
+	s := "hubspot: record " + strconv.Itoa(e.Index)
+	if e.Key != "" {
+		s += " (key " + strconv.Quote(e.Key) + ")"
+	}
+	return s + ": " + e.Category
+}
+
+// permanentCategories are per-record error categories no retry can fix.
+var permanentCategories = map[string]bool{
+	"VALIDATION_ERROR":       true,
+	"CONFLICT":               true,
+	"OBJECT_ALREADY_EXISTS":  true,
+	"OBJECT_NOT_FOUND":       true,
+	"INVALID_PARAMS":         true,
+	"PROPERTY_DOESNT_EXIST":  true,
+	"MISSING_SCOPES":         true,
+	"INVALID_AUTHENTICATION": true,
+	"BAD_REQUEST":            true,
+	"INVALID_EMAIL":          true,
+	"DUPLICATE_VALUE":        true,
+}

@@ -1,0 +1,511 @@
+// Package hubspottest is an in-memory fake of HubSpot's CRM v3 API for tests
+// and local runs. It serves the real paths and wire format (search, list,
+// batch read/create/update/upsert/archive, single get, properties and the
+// OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
+// token, the ten-second and search rate limits, a daily limit, batch and
+// page sizes, the search cap, unique emails and unique properties, required
+// properties and enumeration options as per-record errors, and millisecond
+// modification stamps from a controllable clock. Faults are injected on
+// demand with Fail and FailRecords.
+package hubspottest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Defaults for the credentials the fake accepts.
+const (
+	DefaultToken        = "hubspottest-private-app-token"
+	DefaultClientID     = "hubspottest-client-id"
+	DefaultClientSecret = "hubspottest-client-secret"
+	DefaultRefreshToken = "hubspottest-refresh-token"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Token is the private-app token the fake accepts; "" means DefaultToken.
+	Token string
+	// ClientID, ClientSecret and RefreshToken are the OAuth app credentials
+	// the token endpoint accepts; "" means the Default values.
+	ClientID, ClientSecret, RefreshToken string
+	// TokenTTL is the life of an OAuth access token; zero means 30 minutes.
+	TokenTTL time.Duration
+	// Prefix is a path prefix in front of every API path ("/hubspot"); ""
+	// means none.
+	Prefix string
+	// RateLimit calls per RateWindow (rolling) are allowed for every endpoint
+	// but search and the token endpoint; zero means 100 per 10 s; negative
+	// means no limit. Windows run on real time, as clients pace on it.
+	RateLimit  int
+	RateWindow time.Duration
+	// SearchRateLimit searches per SearchWindow are allowed; zero means 5 per
+	// second; negative means no limit.
+	SearchRateLimit int
+	SearchWindow    time.Duration
+	// DailyLimit is the calls allowed before every call gets a DAILY 429;
+	// zero means 250,000; negative means no limit.
+	DailyLimit int
+	// SearchCap is the most results one search query pages through; zero
+	// means 10,000.
+	SearchCap int
+	// Now is the clock for modification stamps and token expiry; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// Option adjusts the Config of NewServer.
+type Option func(*Config)
+
+// WithConfig replaces the whole Config.
+func WithConfig(c Config) Option { return func(dst *Config) { *dst = c } }
+
+// WithPrefix serves the API under a path prefix.
+func WithPrefix(p string) Option { return func(c *Config) { c.Prefix = p } }
+
+// WithRateLimit sets the rolling limit for non-search calls.
+func WithRateLimit(n int, window time.Duration) Option {
+	return func(c *Config) { c.RateLimit, c.RateWindow = n, window }
+}
+
+// WithSearchRateLimit sets the search limit.
+func WithSearchRateLimit(n int, window time.Duration) Option {
+	return func(c *Config) { c.SearchRateLimit, c.SearchWindow = n, window }
+}
+
+// WithoutRateLimits turns both rate limits off.
+func WithoutRateLimits() Option {
+	return func(c *Config) { c.RateLimit, c.SearchRateLimit = -1, -1 }
+}
+
+// WithDailyLimit sets the daily limit.
+func WithDailyLimit(n int) Option { return func(c *Config) { c.DailyLimit = n } }
+
+// WithClock sets the clock for stamps and token expiry.
+func WithClock(now func() time.Time) Option { return func(c *Config) { c.Now = now } }
+
+// WithSearchCap sets the search results cap.
+func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
+
+// Server is a fake HubSpot. Its methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL clients use (scheme, host and Prefix), set by
+	// NewServer; for New it is "" until the caller sets it.
+	URL string
+	// Token is the private-app token the fake accepts.
+	Token string
+
+	cfg  Config
+	done chan struct{}
+	once sync.Once
+	hts  *httptest.Server
+
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+
+	mu          sync.Mutex
+	objects     map[string]*objectStore
+	nextID      int64
+	calls       map[string]int
+	rateLimited int
+	daily       int
+	rolling     []time.Time
+	searches    []time.Time
+	faults      []*Fault
+	failRecords map[string]string
+	tokens      map[string]time.Time
+	tokenSeq    int
+}
+
+type objectStore struct {
+	recs  map[string]*rec
+	props []*Property
+}
+
+type rec struct {
+	id         string
+	num        int64
+	props      map[string]string
+	created    time.Time
+	updated    time.Time
+	archived   bool
+	archivedAt time.Time
+}
+
+// New returns a Server that is not yet listening: serve its Handler, or
+// call Serve. It reports an error naming an invalid Config field.
+func New(c Config) (*Server, error) {
+	if c.Token == "" {
+		c.Token = DefaultToken
+	}
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.ClientSecret == "" {
+		c.ClientSecret = DefaultClientSecret
+	}
+	if c.RefreshToken == "" {
+		c.RefreshToken = DefaultRefreshToken
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = 30 * time.Minute
+	}
+	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/")) {
+		return nil, errors.New("hubspottest: Config.Prefix must start and must not end with /")
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 100
+	}
+	if c.RateWindow == 0 {
+		c.RateWindow = 10 * time.Second
+	}
+	if c.SearchRateLimit == 0 {
+		c.SearchRateLimit = 5
+	}
+	if c.SearchWindow == 0 {
+		c.SearchWindow = time.Second
+	}
+	if c.RateWindow < 0 || c.SearchWindow < 0 || c.TokenTTL < 0 {
+		return nil, errors.New("hubspottest: Config.RateWindow, SearchWindow and TokenTTL must not be negative")
+	}
+	if c.DailyLimit == 0 {
+		c.DailyLimit = 250_000
+	}
+	if c.SearchCap == 0 {
+		c.SearchCap = 10_000
+	}
+	if c.SearchCap < 0 {
+		return nil, errors.New("hubspottest: Config.SearchCap must not be negative")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Server{
+		Token:       c.Token,
+		cfg:         c,
+		done:        make(chan struct{}),
+		objects:     map[string]*objectStore{},
+		nextID:      100,
+		calls:       map[string]int{},
+		failRecords: map[string]string{},
+		tokens:      map[string]time.Time{},
+	}, nil
+}
+
+// NewServer starts a Server on an httptest.Server and closes it when the
+// test ends. It fails the test on an invalid option.
+func NewServer(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	var c Config
+	for _, o := range opts {
+		o(&c)
+	}
+	s, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.hts = httptest.NewServer(s.Handler())
+	s.URL = s.hts.URL + s.cfg.Prefix
+	t.Cleanup(s.Close)
+	return s
+}
+
+// URLFor returns the base URL for a server listening on addr.
+func (s *Server) URLFor(addr net.Addr) string { return "http://" + addr.String() + s.cfg.Prefix }
+
+// Serve serves the API on l until ctx ends, then shuts down. It sets URL.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	s.URL = s.URLFor(l.Addr())
+	s.mu.Unlock()
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		s.release()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("hubspottest: serve: %w", err)
+	}
+	return nil
+}
+
+// Close releases hanging requests and stops the httptest server, if any.
+func (s *Server) Close() {
+	s.release()
+	if s.hts != nil {
+		s.hts.Close()
+	}
+}
+
+func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
+
+// CallCounts returns the requests received per endpoint: "search", "list",
+// "get", "batch/read", "batch/create", "batch/update", "batch/upsert",
+// "batch/archive", "properties", "oauth/token". Rejected requests count.
+func (s *Server) CallCounts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.calls))
+	for k, v := range s.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// Calls returns the requests received for one endpoint.
+func (s *Server) Calls(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[endpoint]
+}
+
+// RateLimited returns how many requests the rate limits (not injected
+// faults) refused with a 429.
+func (s *Server) RateLimited() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rateLimited
+}
+
+// MaxInFlight returns the most requests the fake has served at once.
+func (s *Server) MaxInFlight() int { return int(s.maxInFlight.Load()) }
+
+// DailyUsed returns the calls counted against the daily limit.
+func (s *Server) DailyUsed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.daily
+}
+
+// ExhaustDaily uses up the daily limit: every call gets a DAILY 429.
+func (s *Server) ExhaustDaily() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.daily = max(s.cfg.DailyLimit, s.daily)
+}
+
+// ResetDaily starts a new day for the daily limit.
+func (s *Server) ResetDaily() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.daily = 0
+}
+
+// ExpireTokens expires every OAuth access token issued so far: requests
+// with them get 401 until the client refreshes.
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = map[string]time.Time{}
+}
+
+// IssuedTokens returns how many OAuth access tokens the fake has issued.
+func (s *Server) IssuedTokens() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenSeq
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func correlationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes HubSpot's error body.
+func writeError(w http.ResponseWriter, status int, category, message string) {
+	writeJSON(w, status, map[string]any{
+		"status":        "error",
+		"message":       message,
+		"correlationId": correlationID(),
+		"category":      category,
+	})
+}
+
+// Handler returns the API's http.Handler.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// route names the endpoint of a request and its path parts.
+type route struct {
+	endpoint string
+	object   string
+	id       string
+}
+
+func (s *Server) route(r *http.Request) (route, bool) {
+	p := r.URL.Path
+	if s.cfg.Prefix != "" {
+		if !strings.HasPrefix(p, s.cfg.Prefix+"/") {
+			return route{}, false
+		}
+		p = strings.TrimPrefix(p, s.cfg.Prefix)
+	}
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	switch {
+	case r.Method == http.MethodPost && (p == "/oauth/v3/token" || p == "/oauth/v1/token"):
+		return route{endpoint: "oauth/token"}, true
+	case len(parts) == 4 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodGet:
+		return route{endpoint: "properties", object: parts[3]}, true
+	case len(parts) < 4 || parts[0] != "crm" || parts[1] != "v3" || parts[2] != "objects":
+		return route{}, false
+	case len(parts) == 4 && r.Method == http.MethodGet:
+		return route{endpoint: "list", object: parts[3]}, true
+	case len(parts) == 5 && parts[4] == "search" && r.Method == http.MethodPost:
+		return route{endpoint: "search", object: parts[3]}, true
+	case len(parts) == 5 && r.Method == http.MethodGet:
+		return route{endpoint: "get", object: parts[3], id: parts[4]}, true
+	case len(parts) == 6 && parts[4] == "batch" && r.Method == http.MethodPost:
+		switch parts[5] {
+		case "read", "create", "update", "upsert", "archive":
+			return route{endpoint: "batch/" + parts[5], object: parts[3]}, true
+		}
+	}
+	return route{}, false
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := s.route(r)
+	if !ok {
+		writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "no such endpoint")
+		return
+	}
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxInFlight.Load(); n > m && !s.maxInFlight.CompareAndSwap(m, n); m = s.maxInFlight.Load() {
+	}
+	s.mu.Lock()
+	s.calls[rt.endpoint]++
+	f := s.takeFault(rt.endpoint)
+	s.mu.Unlock()
+	if f != nil && !s.applyFault(w, r, f, rt.endpoint) {
+		return
+	}
+	if rt.endpoint == "oauth/token" {
+		s.serveToken(w, r)
+		return
+	}
+	if !s.admit(w, r, rt.endpoint) {
+		return
+	}
+	switch rt.endpoint {
+	case "properties":
+		s.serveProperties(w, rt.object)
+	case "list":
+		s.serveList(w, r, rt.object)
+	case "get":
+		s.serveGet(w, r, rt.object, rt.id)
+	case "search":
+		s.serveSearch(w, r, rt.object)
+	case "batch/read":
+		s.serveBatchRead(w, r, rt.object)
+	case "batch/archive":
+		s.serveBatchArchive(w, r, rt.object)
+	default:
+		s.serveBatchWrite(w, r, rt.object, strings.TrimPrefix(rt.endpoint, "batch/"))
+	}
+}
+
+// admit checks the bearer token, the daily limit and the rate limits.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, endpoint string) bool {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ok || tok == "" {
+		writeError(w, http.StatusUnauthorized, "INVALID_AUTHENTICATION", "Authentication credentials not found.")
+		return false
+	}
+	if tok != s.cfg.Token {
+		exp, issued := s.tokens[tok]
+		if !issued {
+			writeError(w, http.StatusUnauthorized, "INVALID_AUTHENTICATION", "Authentication credentials not found or invalid.")
+			return false
+		}
+		if !s.now().Before(exp) {
+			writeError(w, http.StatusUnauthorized, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this call expired.")
+			return false
+		}
+	}
+	if s.cfg.DailyLimit > 0 && s.daily >= s.cfg.DailyLimit {
+		writeRateLimit(w, "DAILY", "You have reached your daily limit.", 0)
+		return false
+	}
+	now := time.Now()
+	if endpoint == "search" {
+		if s.cfg.SearchRateLimit > 0 {
+			s.searches = prune(s.searches, now.Add(-s.cfg.SearchWindow))
+			if len(s.searches) >= s.cfg.SearchRateLimit {
+				s.rateLimited++
+				writeRateLimit(w, "SECONDLY", "You have reached your secondly limit.", 0)
+				return false
+			}
+			s.searches = append(s.searches, now)
+		}
+	} else if s.cfg.RateLimit > 0 {
+		s.rolling = prune(s.rolling, now.Add(-s.cfg.RateWindow))
+		if len(s.rolling) >= s.cfg.RateLimit {
+			s.rateLimited++
+			writeRateLimit(w, "TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.", 0)
+			return false
+		}
+		s.rolling = append(s.rolling, now)
+		h := w.Header()
+		h.Set("X-HubSpot-RateLimit-Max", strconv.Itoa(s.cfg.RateLimit))
+		h.Set("X-HubSpot-RateLimit-Remaining", strconv.Itoa(s.cfg.RateLimit-len(s.rolling)))
+		h.Set("X-HubSpot-RateLimit-Interval-Milliseconds", strconv.FormatInt(s.cfg.RateWindow.Milliseconds(), 10))
+	}
+	s.daily++
+	if s.cfg.DailyLimit > 0 && endpoint != "search" {
+		w.Header().Set("X-HubSpot-RateLimit-Daily", strconv.Itoa(s.cfg.DailyLimit))
+		w.Header().Set("X-HubSpot-RateLimit-Daily-Remaining", strconv.Itoa(s.cfg.DailyLimit-s.daily))
+	}
+	return true
+}
+
+func prune(ts []time.Time, after time.Time) []time.Time {
+	i := sort.Search(len(ts), func(i int) bool { return ts[i].After(after) })
+	return append(ts[:0], ts[i:]...)
+}
+
+func writeRateLimit(w http.ResponseWriter, policy, message string, retryAfter time.Duration) {
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
+	}
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{
+		"status":        "error",
+		"message":       message,
+		"errorType":     "RATE_LIMIT",
+		"correlationId": correlationID(),
+		"policyName":    policy,
+		"groupName":     "hubspottest",
+	})
+}

@@ -1,0 +1,448 @@
+package hubspottest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync/hubspot/hubspottest"
+)
+
+type result struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func call(t *testing.T, srv *hubspottest.Server, method, path, token string, body ...any) result {
+	t.Helper()
+	var rd io.Reader
+	if len(body) > 0 {
+		b, err := json.Marshal(body[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := result{status: resp.StatusCode, header: resp.Header}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &r.body); err != nil {
+			t.Fatalf("%s %s: body is not JSON: %s", method, path, raw)
+		}
+	}
+	return r
+}
+
+func fake(t *testing.T, opts ...hubspottest.Option) *hubspottest.Server {
+	return hubspottest.NewServer(t, append([]hubspottest.Option{hubspottest.WithoutRateLimits(), hubspottest.WithPrefix("/fake")}, opts...)...)
+}
+
+func ids(r result) []string {
+	var out []string
+	for _, x := range r.body["results"].([]any) {
+		out = append(out, x.(map[string]any)["id"].(string))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func search(filters ...map[string]any) map[string]any {
+	fs := make([]any, len(filters))
+	for i, f := range filters {
+		fs[i] = f
+	}
+	return map[string]any{"filterGroups": []any{map[string]any{"filters": fs}}, "limit": 100}
+}
+
+func TestSearchOperators(t *testing.T) {
+	srv := fake(t)
+	srv.DefineProperty("contacts", hubspottest.Property{Name: "score", Type: "number", FieldType: "number"})
+	id := srv.Seed("contacts",
+		map[string]string{"email": "a@x.com", "score": "5", "firstname": "Ann"},
+		map[string]string{"email": "b@y.com", "score": "10"},
+		map[string]string{"email": "c@x.com", "score": "20", "firstname": "Cid"},
+	)
+	f := func(prop, op, val string) map[string]any {
+		return map[string]any{"propertyName": prop, "operator": op, "value": val}
+	}
+	tests := []struct {
+		name string
+		body map[string]any
+		want []string
+	}{
+		{"EQ case-insensitive", search(f("email", "EQ", "A@X.COM")), []string{id[0]}},
+		{"NEQ", search(f("email", "NEQ", "a@x.com")), []string{id[1], id[2]}},
+		{"GT numeric", search(f("score", "GT", "9")), []string{id[1], id[2]}},
+		{"GTE", search(f("score", "GTE", "10")), []string{id[1], id[2]}},
+		{"LT", search(f("score", "LT", "10")), []string{id[0]}},
+		{"LTE", search(f("score", "LTE", "10")), []string{id[0], id[1]}},
+		{"BETWEEN", search(map[string]any{"propertyName": "score", "operator": "BETWEEN", "value": "6", "highValue": "20"}), []string{id[1], id[2]}},
+		{"IN", search(map[string]any{"propertyName": "email", "operator": "IN", "values": []string{"b@y.com", "c@x.com"}}), []string{id[1], id[2]}},
+		{"HAS_PROPERTY", search(map[string]any{"propertyName": "firstname", "operator": "HAS_PROPERTY"}), []string{id[0], id[2]}},
+		{"NOT_HAS_PROPERTY", search(map[string]any{"propertyName": "firstname", "operator": "NOT_HAS_PROPERTY"}), []string{id[1]}},
+		{"CONTAINS_TOKEN wildcard", search(f("email", "CONTAINS_TOKEN", "*@x.com")), []string{id[0], id[2]}},
+		{"AND within group", search(f("email", "CONTAINS_TOKEN", "*@x.com"), f("score", "GT", "10")), []string{id[2]}},
+		{"hs_object_id GT", search(f("hs_object_id", "GT", id[0])), []string{id[1], id[2]}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, tt.body)
+			sort.Strings(tt.want)
+			if r.status != 200 || fmt.Sprint(ids(r)) != fmt.Sprint(tt.want) {
+				t.Fatalf("search = %d %v, want %v", r.status, r.body, tt.want)
+			}
+			if int(r.body["total"].(float64)) != len(tt.want) {
+				t.Fatalf("total = %v", r.body["total"])
+			}
+		})
+	}
+	// OR across groups, and a sort given as a string.
+	body := map[string]any{"filterGroups": []any{
+		map[string]any{"filters": []any{f("email", "EQ", "a@x.com")}},
+		map[string]any{"filters": []any{f("email", "EQ", "b@y.com")}},
+	}, "sorts": []string{"-hs_object_id"}}
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, body)
+	res := r.body["results"].([]any)
+	if len(res) != 2 || res[0].(map[string]any)["id"] != id[1] {
+		t.Fatalf("OR search sorted descending = %v", r.body)
+	}
+}
+
+func TestSearchEnforcesLimits(t *testing.T) {
+	srv := fake(t, hubspottest.WithSearchCap(50))
+	all := srv.SeedContacts(60)
+	_ = srv.Archive("contacts", all[0])
+	many := make([]map[string]any, 7)
+	for i := range many {
+		many[i] = map[string]any{"propertyName": "email", "operator": "HAS_PROPERTY"}
+	}
+	groups := make([]any, 6)
+	for i := range groups {
+		groups[i] = map[string]any{"filters": []any{many[0]}}
+	}
+	tests := []struct {
+		name string
+		body map[string]any
+	}{
+		{"limit over 200", map[string]any{"limit": 201}},
+		{"seven filters in a group", search(many...)},
+		{"six groups", map[string]any{"filterGroups": groups}},
+		{"two sorts", map[string]any{"sorts": []any{map[string]any{"propertyName": "email", "direction": "ASCENDING"}, map[string]any{"propertyName": "createdate", "direction": "ASCENDING"}}}},
+		{"unknown operator", search(map[string]any{"propertyName": "email", "operator": "ABOUT"})},
+		{"past the cap", map[string]any{"limit": 20, "after": "40"}},
+		{"body over 3000 chars", map[string]any{"query": strings.Repeat("q", 3001)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, tt.body)
+			if r.status != 400 || r.body["category"] != "VALIDATION_ERROR" {
+				t.Fatalf("search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
+			}
+		})
+	}
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 20, "after": "20"})
+	if r.status != 200 || int(r.body["total"].(float64)) != 59 || len(r.body["results"].([]any)) != 20 {
+		t.Fatalf("page 2 = %d total %v", r.status, r.body["total"])
+	}
+	if next := r.body["paging"].(map[string]any)["next"].(map[string]any)["after"]; next != "40" {
+		t.Fatalf("next after = %v", next)
+	}
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
+	if len(r.body["results"].([]any)) != 10 {
+		t.Fatalf("default limit = %d results, want 10", len(r.body["results"].([]any)))
+	}
+	props := r.body["results"].([]any)[0].(map[string]any)["properties"].(map[string]any)
+	for _, p := range []string{"createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"} {
+		if _, ok := props[p]; !ok {
+			t.Errorf("default properties lack %s: %v", p, props)
+		}
+	}
+}
+
+func TestBatchSizeAndTraceIDRules(t *testing.T) {
+	srv := fake(t)
+	inputs := make([]map[string]any, 101)
+	for i := range inputs {
+		inputs[i] = map[string]any{"id": fmt.Sprint(i), "properties": map[string]string{}}
+	}
+	for _, ep := range []string{"read", "create", "update", "upsert", "archive"} {
+		r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/"+ep, srv.Token, map[string]any{"inputs": inputs})
+		if r.status != 400 {
+			t.Errorf("batch/%s with 101 inputs = %d, want 400", ep, r.status)
+		}
+	}
+	bad := map[string]any{"inputs": []any{
+		map[string]any{"properties": map[string]string{"email": "ok@example.com"}},
+		map[string]any{"properties": map[string]string{"email": "ok2@example.com", "lifecyclestage": "nope"}},
+	}}
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/create", srv.Token, bad)
+	if r.status != 400 || len(srv.All("contacts")) != 0 {
+		t.Fatalf("batch without trace ids and a bad input = %d, %d records; want 400 and none written", r.status, len(srv.All("contacts")))
+	}
+	traced := map[string]any{"inputs": []any{
+		map[string]any{"properties": map[string]string{"email": "ok@example.com"}, "objectWriteTraceId": "t1"},
+		map[string]any{"properties": map[string]string{"email": "ok2@example.com", "lifecyclestage": "nope"}, "objectWriteTraceId": "t2"},
+	}}
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/create", srv.Token, traced)
+	if r.status != 207 || r.body["numErrors"] != 1.0 || len(srv.All("contacts")) != 1 {
+		t.Fatalf("traced batch = %d %v", r.status, r.body)
+	}
+	e := r.body["errors"].([]any)[0].(map[string]any)
+	if e["category"] != "VALIDATION_ERROR" || fmt.Sprint(e["context"].(map[string]any)["objectWriteTraceId"]) != "[t2]" {
+		t.Fatalf("207 error = %v", e)
+	}
+}
+
+func TestUniqueAndRequiredProperties(t *testing.T) {
+	srv := fake(t)
+	srv.DefineProperty("contacts", hubspottest.Property{Name: "sf_id", Unique: true})
+	srv.DefineProperty("contacts", hubspottest.Property{Name: "plan", Required: true})
+	srv.Seed("contacts", map[string]string{"email": "a@example.com", "sf_id": "003A", "plan": "x"})
+	in := func(tid string, props map[string]string) map[string]any {
+		return map[string]any{"properties": props, "objectWriteTraceId": tid}
+	}
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/create", srv.Token, map[string]any{"inputs": []any{
+		in("dup-email", map[string]string{"email": "A@example.com", "plan": "x"}),
+		in("dup-sf", map[string]string{"email": "b@example.com", "sf_id": "003a", "plan": "x"}),
+		in("no-plan", map[string]string{"email": "c@example.com"}),
+		in("twin1", map[string]string{"email": "d@example.com", "plan": "x"}),
+		in("twin2", map[string]string{"email": "d@example.com", "plan": "x"}),
+		in("ok", map[string]string{"email": "e@example.com", "plan": "x"}),
+	}})
+	if r.status != 207 {
+		t.Fatalf("status = %d", r.status)
+	}
+	got := map[string]string{}
+	for _, x := range r.body["errors"].([]any) {
+		e := x.(map[string]any)
+		tid := e["context"].(map[string]any)["objectWriteTraceId"].([]any)[0].(string)
+		got[tid] = e["category"].(string)
+	}
+	want := map[string]string{"dup-email": "CONFLICT", "dup-sf": "CONFLICT", "no-plan": "VALIDATION_ERROR", "twin2": "CONFLICT"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("per-record errors = %v, want %v", got, want)
+	}
+	// Upsert by the unique property updates the existing record.
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/upsert", srv.Token, map[string]any{"inputs": []any{
+		map[string]any{"id": "003A", "idProperty": "sf_id", "properties": map[string]string{"firstname": "Z"}},
+		map[string]any{"id": "003B", "idProperty": "sf_id", "properties": map[string]string{"plan": "y"}},
+	}})
+	res := r.body["results"].([]any)
+	if r.status != 200 || res[0].(map[string]any)["new"] != false || res[1].(map[string]any)["new"] != true {
+		t.Fatalf("upsert = %d %v", r.status, r.body)
+	}
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/upsert", srv.Token, map[string]any{"inputs": []any{
+		map[string]any{"id": "x", "idProperty": "firstname", "properties": map[string]string{}},
+	}})
+	if r.status != 400 {
+		t.Fatalf("upsert on a non-unique property = %d, want 400", r.status)
+	}
+}
+
+func TestAuthPrefixAndSingleGet(t *testing.T) {
+	srv := fake(t)
+	id := srv.Seed("contacts", map[string]string{"email": "a@example.com"})[0]
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, ""); r.status != 401 || r.body["category"] != "INVALID_AUTHENTICATION" {
+		t.Fatalf("no token = %d %v", r.status, r.body)
+	}
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "nope"); r.status != 401 {
+		t.Fatalf("wrong token = %d", r.status)
+	}
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, srv.Token); r.status != 200 || r.body["id"] != id {
+		t.Fatalf("get = %d %v", r.status, r.body)
+	}
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/A@EXAMPLE.COM?idProperty=email", srv.Token); r.status != 200 || r.body["id"] != id {
+		t.Fatalf("get by email = %d %v", r.status, r.body)
+	}
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/424242", srv.Token); r.status != 404 {
+		t.Fatalf("missing = %d", r.status)
+	}
+	u, _ := url.Parse(srv.URL)
+	resp, err := http.Get(u.Scheme + "://" + u.Host + "/crm/v3/objects/contacts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Fatalf("path without the prefix = %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestRateAndDailyLimits(t *testing.T) {
+	srv := hubspottest.NewServer(t, hubspottest.WithRateLimit(2, time.Minute), hubspottest.WithSearchRateLimit(1, time.Minute), hubspottest.WithDailyLimit(5))
+	for i := 0; i < 2; i++ {
+		if r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token); r.status != 200 || r.header.Get("X-HubSpot-RateLimit-Max") != "2" {
+			t.Fatalf("call %d = %d %v", i, r.status, r.header)
+		}
+	}
+	r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token)
+	if r.status != 429 || r.body["policyName"] != "TEN_SECONDLY_ROLLING" {
+		t.Fatalf("third call = %d %v", r.status, r.body)
+	}
+	if call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}).status != 200 {
+		t.Fatal("search shares the ten-second limit")
+	}
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
+	if r.status != 429 || r.body["policyName"] != "SECONDLY" {
+		t.Fatalf("second search = %d %v", r.status, r.body)
+	}
+	if srv.RateLimited() != 2 || srv.DailyUsed() != 3 {
+		t.Fatalf("RateLimited = %d, DailyUsed = %d", srv.RateLimited(), srv.DailyUsed())
+	}
+	srv.ExhaustDaily()
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
+	if r.status != 429 || r.body["policyName"] != "DAILY" {
+		t.Fatalf("after the daily limit = %d %v", r.status, r.body)
+	}
+	srv.ResetDaily()
+	if srv.DailyUsed() != 0 {
+		t.Fatal("ResetDaily did not reset")
+	}
+	if c := srv.CallCounts(); c["properties"] != 3 || c["search"] != 3 {
+		t.Fatalf("CallCounts = %v", c)
+	}
+}
+
+func TestTokenEndpoint(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	srv := fake(t, hubspottest.WithClock(func() time.Time { return now }))
+	post := func(form url.Values) (int, map[string]any) {
+		resp, err := http.PostForm(srv.URL+"/oauth/v3/token", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	good := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {hubspottest.DefaultRefreshToken},
+		"client_id": {hubspottest.DefaultClientID}, "client_secret": {hubspottest.DefaultClientSecret}}
+	status, m := post(good)
+	tok, _ := m["access_token"].(string)
+	if status != 200 || tok == "" || m["expires_in"] != 1800.0 || m["token_type"] != "bearer" {
+		t.Fatalf("token = %d %v", status, m)
+	}
+	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 200 {
+		t.Fatalf("issued token refused: %d", r.status)
+	}
+	now = now.Add(31 * time.Minute)
+	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 401 || r.body["category"] != "EXPIRED_AUTHENTICATION" {
+		t.Fatalf("expired token = %d %v", r.status, r.body)
+	}
+	bad := url.Values{}
+	for k, v := range good {
+		bad[k] = v
+	}
+	bad.Set("refresh_token", "nope")
+	if status, m := post(bad); status != 400 || m["error"] != "invalid_grant" || m["status"] != "BAD_REFRESH_TOKEN" {
+		t.Fatalf("bad refresh = %d %v", status, m)
+	}
+}
+
+func TestHooksAndStamps(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 123456789, time.UTC)
+	srv := fake(t, hubspottest.WithClock(func() time.Time { return now }))
+	id := srv.Seed("contacts", map[string]string{"email": "a@example.com"})[0]
+	rec, ok := srv.Get("contacts", id)
+	if !ok || rec.Properties["lastmodifieddate"] != "2026-01-01T00:00:00.123Z" || !rec.UpdatedAt.Equal(now.Truncate(time.Millisecond)) {
+		t.Fatalf("seeded = %+v", rec)
+	}
+	now = now.Add(time.Second)
+	if err := srv.Edit("contacts", id, map[string]string{"firstname": "Z"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = srv.Get("contacts", id)
+	if rec.Properties["firstname"] != "Z" || rec.Properties["lastmodifieddate"] != "2026-01-01T00:00:01.123Z" {
+		t.Fatalf("edited = %+v", rec)
+	}
+	if err := srv.Edit("contacts", "nope", nil); err == nil {
+		t.Fatal("Edit of a missing record succeeded")
+	}
+	_ = srv.Archive("contacts", id)
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true&limit=5", srv.Token); len(r.body["results"].([]any)) != 1 {
+		t.Fatalf("archived list = %v", r.body)
+	}
+	if r := call(t, srv, "GET", "/crm/v3/objects/contacts", srv.Token); len(r.body["results"].([]any)) != 0 {
+		t.Fatalf("live list = %v", r.body)
+	}
+	now = now.Add(time.Second)
+	_ = srv.Restore("contacts", id)
+	rec, _ = srv.Get("contacts", id)
+	if rec.Archived || !rec.UpdatedAt.Equal(now.Truncate(time.Millisecond)) {
+		t.Fatalf("restored = %+v", rec)
+	}
+}
+
+func TestFaultsApplyInOrderToTheirEndpoint(t *testing.T) {
+	srv := fake(t)
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Endpoint: "search", Count: 2, Status: 503},
+		hubspottest.Fault{Kind: hubspottest.RateLimit, RetryAfter: 2 * time.Second})
+	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token); r.status != 429 || r.header.Get("Retry-After") != "2" {
+		t.Fatalf("properties = %d %v", r.status, r.header)
+	}
+	for i := 0; i < 2; i++ {
+		if r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}); r.status != 503 {
+			t.Fatalf("search %d = %d", i, r.status)
+		}
+	}
+	if r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}); r.status != 200 {
+		t.Fatalf("search after faults = %d", r.status)
+	}
+}
+
+func TestServeOnListener(t *testing.T) {
+	srv, err := hubspottest.New(hubspottest.Config{Prefix: "/hubspot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hubspottest.New(hubspottest.Config{Prefix: "bad/"}); err == nil {
+		t.Fatal("New accepted a bad prefix")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	srv.SeedContacts(3)
+	want := srv.URLFor(l.Addr())
+	req, _ := http.NewRequest("GET", want+"/crm/v3/objects/contacts", nil)
+	req.Header.Set("Authorization", "Bearer "+srv.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("list on the listener = %d", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+}

@@ -1,0 +1,377 @@
+package hubspot
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crmsync/crmsync"
+)
+
+// object is HubSpot's record JSON (SimplePublicObject and its variants).
+type object struct {
+	ID                 string             `json:"id"`
+	Properties         map[string]*string `json:"properties"`
+	CreatedAt          string             `json:"createdAt"`
+	UpdatedAt          string             `json:"updatedAt"`
+	Archived           bool               `json:"archived"`
+	ArchivedAt         string             `json:"archivedAt,omitempty"`
+	New                *bool              `json:"new,omitempty"`
+	ObjectWriteTraceID string             `json:"objectWriteTraceId,omitempty"`
+}
+
+// record converts an object to a crmsync.Record. Unparseable stamps are an
+// error: the sync's cursor depends on them.
+func (o object) record(call string) (crmsync.Record, error) {
+	if o.ID == "" {
+		return crmsync.Record{}, &DecodeError{Call: call, Status: 200, Reason: "record without id"}
+	}
+	r := crmsync.Record{ID: o.ID, Archived: o.Archived, Fields: make(crmsync.Fields, len(o.Properties))}
+	for k, v := range o.Properties {
+		if v == nil {
+			r.Fields[k] = nil
+		} else {
+			r.Fields[k] = *v
+		}
+	}
+	var err error
+	if r.CreatedAt, err = parseStamp(o.CreatedAt); err != nil {
+		return crmsync.Record{}, &DecodeError{Call: call, Status: 200, Reason: "record " + o.ID + ": bad createdAt", Err: err}
+	}
+	if r.ModifiedAt, err = parseStamp(o.UpdatedAt); err != nil {
+		return crmsync.Record{}, &DecodeError{Call: call, Status: 200, Reason: "record " + o.ID + ": bad updatedAt", Err: err}
+	}
+	return r, nil
+}
+
+func parseStamp(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("not an RFC 3339 time")
+	}
+	return t.UTC(), nil
+}
+
+// modifiedProperty is the property search filters on for changes.
+func modifiedProperty(obj string) string {
+	if obj == "contacts" || obj == "contact" || obj == "0-1" {
+		return "lastmodifieddate"
+	}
+	return "hs_lastmodifieddate"
+}
+
+func objectPath(obj string) string { return "/crm/v3/objects/" + url.PathEscape(obj) }
+
+type filter struct {
+	PropertyName string   `json:"propertyName"`
+	Operator     string   `json:"operator"`
+	Value        string   `json:"value,omitempty"`
+	HighValue    string   `json:"highValue,omitempty"`
+	Values       []string `json:"values,omitempty"`
+}
+
+type filterGroup struct {
+	Filters []filter `json:"filters"`
+}
+
+type sort struct {
+	PropertyName string `json:"propertyName"`
+	Direction    string `json:"direction"`
+}
+
+type searchRequest struct {
+	FilterGroups []filterGroup `json:"filterGroups"`
+	Sorts        []sort        `json:"sorts"`
+	Properties   []string      `json:"properties,omitempty"`
+	Limit        int           `json:"limit"`
+	After        string        `json:"after,omitempty"`
+}
+
+type nextPage struct {
+	After string `json:"after"`
+}
+
+type paging struct {
+	Next *nextPage `json:"next"`
+}
+
+type searchResponse struct {
+	Total   int      `json:"total"`
+	Results []object `json:"results"`
+	Paging  *paging  `json:"paging"`
+}
+
+// pageToken is Changes' continuation state, base64url JSON.
+type pageToken struct {
+	After  string `json:"a,omitempty"` // search or list paging cursor
+	LastID string `json:"l,omitempty"` // highest id seen before the last restart
+	Since  int64  `json:"s"`           // window, epoch ms
+	Until  int64  `json:"u,omitempty"`
+}
+
+func (t pageToken) encode() string {
+	b, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodePageToken(s string) (pageToken, error) {
+	var t pageToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &t)
+	}
+	if err != nil {
+		return t, crmsync.Permanent(errors.New("hubspot: changes: malformed page token"))
+	}
+	return t, nil
+}
+
+// Changes implements crmsync.CRM. Live records come from the search API,
+// filtered on the object's modification stamp (lastmodifieddate for contacts,
+// hs_lastmodifieddate otherwise) in [Since, Until) and sorted by
+// hs_object_id; before the search cap (10,000 results per query) the query
+// restarts above the last id seen. Archived records come from the list API
+// and are filtered by archivedAt here. A PageToken carries its window: a
+// continued query keeps the window it started with.
+func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
+	if q.Object == "" {
+		return crmsync.Page{}, crmsync.Permanent(errors.New("hubspot: changes: ChangeQuery.Object is required"))
+	}
+	tok := pageToken{Since: q.Since.UnixMilli()}
+	if !q.Until.IsZero() {
+		tok.Until = q.Until.UnixMilli()
+	}
+	if q.PageToken != "" {
+		var err error
+		if tok, err = decodePageToken(q.PageToken); err != nil {
+			return crmsync.Page{}, err
+		}
+	}
+	if q.Archived {
+		return c.archivedChanges(ctx, q, tok)
+	}
+	limit := 200
+	if q.PageSize > 0 && q.PageSize < limit {
+		limit = q.PageSize
+	}
+	mod := modifiedProperty(q.Object)
+	filters := []filter{{PropertyName: mod, Operator: "GTE", Value: strconv.FormatInt(tok.Since, 10)}}
+	if tok.Until != 0 {
+		filters = append(filters, filter{PropertyName: mod, Operator: "LT", Value: strconv.FormatInt(tok.Until, 10)})
+	}
+	if tok.LastID != "" {
+		filters = append(filters, filter{PropertyName: "hs_object_id", Operator: "GT", Value: tok.LastID})
+	}
+	body := searchRequest{
+		FilterGroups: []filterGroup{{Filters: filters}},
+		Sorts:        []sort{{PropertyName: "hs_object_id", Direction: "ASCENDING"}},
+		Properties:   q.Fields,
+		Limit:        limit,
+		After:        tok.After,
+	}
+	call := "search " + q.Object
+	status, raw, err := c.do(ctx, request{endpoint: "search", call: call, method: http.MethodPost,
+		path: objectPath(q.Object) + "/search", body: body, search: true})
+	if err != nil {
+		return crmsync.Page{}, err
+	}
+	var resp searchResponse
+	if err := decode(call, status, raw, &resp); err != nil {
+		return crmsync.Page{}, err
+	}
+	page, err := toRecords(call, resp.Results)
+	if err != nil {
+		return crmsync.Page{}, err
+	}
+	if resp.Paging == nil || resp.Paging.Next == nil || resp.Paging.Next.After == "" {
+		return crmsync.Page{Records: page}, nil
+	}
+	next := tok
+	after, err := strconv.Atoi(resp.Paging.Next.After)
+	if err != nil || after < 0 {
+		return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "paging cursor is not a number"}
+	}
+	if after+limit > c.searchCap {
+		// The next page would cross the cap: restart above the last id seen.
+		if len(page) == 0 {
+			return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "empty page before the search cap"}
+		}
+		next.After = ""
+		next.LastID = page[len(page)-1].ID
+	} else {
+		next.After = resp.Paging.Next.After
+	}
+	return crmsync.Page{Records: page, Next: next.encode()}, nil
+}
+
+func toRecords(call string, objs []object) ([]crmsync.Record, error) {
+	out := make([]crmsync.Record, 0, len(objs))
+	for _, o := range objs {
+		r, err := o.record(call)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+type listResponse struct {
+	Results []object `json:"results"`
+	Paging  *paging  `json:"paging"`
+}
+
+// archivedChanges lists archived records and keeps those archived in the window.
+func (c *Client) archivedChanges(ctx context.Context, q crmsync.ChangeQuery, tok pageToken) (crmsync.Page, error) {
+	limit := 100
+	if q.PageSize > 0 && q.PageSize < limit {
+		limit = q.PageSize
+	}
+	query := url.Values{"archived": {"true"}, "limit": {strconv.Itoa(limit)}}
+	if tok.After != "" {
+		query.Set("after", tok.After)
+	}
+	if len(q.Fields) > 0 {
+		query.Set("properties", strings.Join(q.Fields, ","))
+	}
+	call := "list archived " + q.Object
+	status, raw, err := c.do(ctx, request{endpoint: "list", call: call, method: http.MethodGet, path: objectPath(q.Object), query: query})
+	if err != nil {
+		return crmsync.Page{}, err
+	}
+	var resp listResponse
+	if err := decode(call, status, raw, &resp); err != nil {
+		return crmsync.Page{}, err
+	}
+	var page crmsync.Page
+	for _, o := range resp.Results {
+		r, err := o.record(call)
+		if err != nil {
+			return crmsync.Page{}, err
+		}
+		at := r.ModifiedAt
+		if o.ArchivedAt != "" {
+			if at, err = parseStamp(o.ArchivedAt); err != nil {
+				return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "record " + o.ID + ": bad archivedAt", Err: err}
+			}
+			r.ModifiedAt = at
+		}
+		ms := at.UnixMilli()
+		if ms < tok.Since || (tok.Until != 0 && ms >= tok.Until) {
+			continue
+		}
+		r.Archived = true
+		page.Records = append(page.Records, r)
+	}
+	if resp.Paging != nil && resp.Paging.Next != nil && resp.Paging.Next.After != "" {
+		next := tok
+		next.After = resp.Paging.Next.After
+		page.Next = next.encode()
+	}
+	return page, nil
+}
+
+type readInput struct {
+	ID string `json:"id"`
+}
+
+type batchReadRequest struct {
+	Properties            []string    `json:"properties"`
+	PropertiesWithHistory []string    `json:"propertiesWithHistory,omitempty"`
+	IDProperty            string      `json:"idProperty,omitempty"`
+	Inputs                []readInput `json:"inputs"`
+}
+
+// standardError is one error of a 207 batch response.
+type standardError struct {
+	Status   string              `json:"status"`
+	Category string              `json:"category"`
+	Message  string              `json:"message"`
+	Context  map[string][]string `json:"context"`
+}
+
+type batchResponse struct {
+	Status    string          `json:"status"`
+	Results   []object        `json:"results"`
+	NumErrors int             `json:"numErrors"`
+	Errors    []standardError `json:"errors"`
+}
+
+// Lookup implements crmsync.CRM with batch read: field "id" reads by record
+// id, any other field is sent as idProperty (it must be a unique property,
+// such as email). Lists longer than 100 are split into several calls.
+// Values with no record are absent from the result.
+func (c *Client) Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]crmsync.Record, error) {
+	if object == "" || field == "" {
+		return nil, crmsync.Permanent(errors.New("hubspot: lookup: object and field are required"))
+	}
+	var out []crmsync.Record
+	for start := 0; start < len(values); start += 100 {
+		chunk := values[start:min(start+100, len(values))]
+		body := batchReadRequest{Properties: fields, Inputs: make([]readInput, len(chunk))}
+		if body.Properties == nil {
+			body.Properties = []string{}
+		}
+		if field != "id" {
+			body.IDProperty = field
+		}
+		for i, v := range chunk {
+			body.Inputs[i] = readInput{ID: v}
+		}
+		call := "batch/read " + object
+		status, raw, err := c.do(ctx, request{endpoint: "batch/read", call: call, method: http.MethodPost,
+			path: objectPath(object) + "/batch/read", body: body})
+		if err != nil {
+			return nil, err
+		}
+		var resp batchResponse
+		if err := decode(call, status, raw, &resp); err != nil {
+			return nil, err
+		}
+		for _, e := range resp.Errors {
+			if e.Category != "OBJECT_NOT_FOUND" {
+				return nil, &APIError{Call: call, Status: status, Category: e.Category, Message: e.Message}
+			}
+		}
+		recs, err := toRecords(call, resp.Results)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+type archiveRequest struct {
+	Inputs []readInput `json:"inputs"`
+}
+
+// Archive archives the records with the given ids, 100 per call. Ids that
+// do not exist are ignored, as HubSpot does.
+func (c *Client) Archive(ctx context.Context, object string, ids []string) error {
+	if object == "" {
+		return crmsync.Permanent(errors.New("hubspot: archive: object is required"))
+	}
+	for start := 0; start < len(ids); start += 100 {
+		chunk := ids[start:min(start+100, len(ids))]
+		body := archiveRequest{Inputs: make([]readInput, len(chunk))}
+		for i, id := range chunk {
+			body.Inputs[i] = readInput{ID: id}
+		}
+		if _, _, err := c.do(ctx, request{endpoint: "batch/archive", call: "batch/archive " + object,
+			method: http.MethodPost, path: objectPath(object) + "/batch/archive", body: body}); err != nil {
+			return fmt.Errorf("hubspot: archive %d records from index %d: %w", len(chunk), start, err)
+		}
+	}
+	return nil
+}
