@@ -97,7 +97,8 @@ type locator struct {
 
 // Server is a fake Salesforce org. It is safe for concurrent use.
 type Server struct {
-	// URL is the base URL when started with NewServer (also the login URL).
+	// URL is the base URL (also the login URL), set by NewServer; Serve and
+	// ListenAndServe leave it to the caller.
 	URL string
 
 	cfg    Config
@@ -192,7 +193,8 @@ func NewServer(t testing.TB, opts ...func(*Config)) *Server {
 func (s *Server) Close() { s.close.Do(func() { close(s.done) }) }
 
 // ListenAndServe serves the fake on addr (such as "127.0.0.1:8082") until ctx
-// ends. It sets s.URL once listening.
+// ends. Set s.URL first if tests read it; token responses take instance_url
+// from the request's Host either way.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -203,9 +205,6 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 
 // Serve serves the fake on ln until ctx ends, then closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	s.URL = "http://" + ln.Addr().String()
-	s.mu.Unlock()
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
