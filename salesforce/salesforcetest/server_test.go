@@ -262,8 +262,8 @@ func TestTokenGrants(t *testing.T) {
 		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://login.salesforce.com","exp":%d}`, exp+60):  200,
 		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://login.salesforce.com","exp":%d}`, exp+600): 400,
 		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://login.salesforce.com","exp":%d}`, exp-1):   400,
-		fmt.Sprintf(`{"iss":"other","sub":"u@example.com","aud":"https://login.salesforce.com","exp":%d}`, exp+60):          400,
-		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://evil.example","exp":%d}`, exp+60):         400,
+		fmt.Sprintf(`{"iss":"other","sub":"u@example.com","aud":"https://login.salesforce.com","exp":%d}`, exp+60):           400,
+		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://evil.example","exp":%d}`, exp+60):          400,
 	} {
 		st, m := post(url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {jwt(claims)}})
 		if st != want {
