@@ -160,7 +160,7 @@ func (c *Client) authenticate(ctx context.Context) error {
 		return err
 	}
 	endpoint := strings.TrimRight(c.cfg.LoginURL, "/") + "/services/oauth2/token"
-	resp, err := c.send(ctx, call{name: "token", endpoint: "oauth2/token", method: "POST", url: endpoint,
+	resp, err := c.do(ctx, call{name: "token", endpoint: "oauth2/token", method: "POST", url: endpoint,
 		body: []byte(form.Encode()), contentType: "application/x-www-form-urlencoded", idempotent: true, noAuth: true})
 	if err != nil {
 		return err

@@ -325,10 +325,6 @@ func (c *Client) noteUsage(h http.Header) {
 // re-authentication, and returns the 2xx response. Non-2xx responses become
 // typed errors, except on the token endpoint, whose responses are returned.
 func (c *Client) do(ctx context.Context, cl call) (response, error) {
-	return c.send(ctx, cl)
-}
-
-func (c *Client) send(ctx context.Context, cl call) (response, error) {
 	bo := backoff.WithMaxRetries(backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(c.cfg.RetryWait),
 		backoff.WithMaxInterval(30*time.Second),
@@ -349,7 +345,7 @@ func (c *Client) send(ctx context.Context, cl call) (response, error) {
 		if wait == backoff.Stop {
 			var ae *APIError
 			if errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusForbidden) {
-				return response{}, crmsync.RetryAfter(c.cfg.RetryWait, err)
+				return response{}, crmsync.RetryAfter(max(retryAfterHeader(resp.header), c.cfg.RetryWait), err)
 			}
 			return response{}, err
 		}
@@ -455,6 +451,9 @@ func (c *Client) attempt(ctx context.Context, cl call, retry bool, reauthed *boo
 	case cl.noAuth:
 		return resp, nil, false
 	case st == http.StatusTooManyRequests:
+		if ra := retryAfterHeader(hr.Header); ra > 0 {
+			c.limiter.Pause(time.Now().Add(ra))
+		}
 		return resp, decodeError(cl.name, st, body), true
 	}
 	ae := decodeError(cl.name, st, body)

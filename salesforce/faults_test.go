@@ -248,3 +248,14 @@ func TestContextCancelled(t *testing.T) {
 		t.Fatalf("Schema = %v, want the context's deadline", err)
 	}
 }
+
+func TestRateLimited(t *testing.T) {
+	f := setup(t, nil, func(c *salesforce.Config) { c.MaxRetries = -1 })
+	f.srv.Inject(salesforcetest.Fault{Endpoint: "describe", Status: 429, RetryAfter: 7 * time.Second,
+		Body: `[{"message":"too many requests","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`})
+	_, err := f.c.Schema(ctx, "Contact")
+	var rl *crmsync.RateLimitError
+	if !errors.As(err, &rl) || rl.RetryAfter != 7*time.Second || crmsync.IsPermanent(err) || errors.Is(err, crmsync.ErrDailyLimit) {
+		t.Fatalf("Schema() = %v, want a *RateLimitError of 7s", err)
+	}
+}

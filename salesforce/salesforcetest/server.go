@@ -76,6 +76,8 @@ type Fault struct {
 	Body string
 	// HTML sends an HTML error page instead of JSON (with Status).
 	HTML bool
+	// RetryAfter sets a Retry-After header (whole seconds) on a Status answer.
+	RetryAfter time.Duration
 	// Latency delays the request before it is handled normally.
 	Latency time.Duration
 	// Hang never answers: the handler returns when the client gives up or the
@@ -343,6 +345,9 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 	case f.Reset:
 		panic(http.ErrAbortHandler)
 	case f.Status != 0:
+		if f.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter/time.Second)))
+		}
 		switch {
 		case f.Body != "":
 			w.Header().Set("Content-Type", "application/json")
