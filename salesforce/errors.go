@@ -28,6 +28,7 @@ type APIError struct {
 	Fields []string
 }
 
+// Error describes the failure by call, status, code and fields (never the message).
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("salesforce: %s: http %d", e.Call, e.Status)
 	if e.ErrorCode != "" {
@@ -50,6 +51,7 @@ type RecordError struct {
 	Fields []string
 }
 
+// Error describes the failure by status code and fields (never the message).
 func (e *RecordError) Error() string {
 	s := "salesforce: record: " + e.StatusCode
 	if len(e.Fields) > 0 {
@@ -67,6 +69,7 @@ type AuthError struct {
 	Description string
 }
 
+// Error describes the token endpoint's refusal.
 func (e *AuthError) Error() string {
 	s := fmt.Sprintf("salesforce: token: http %d", e.Status)
 	if e.Code != "" {
@@ -92,6 +95,7 @@ type DecodeError struct {
 	Err error
 }
 
+// Error describes what was wrong with the body.
 func (e *DecodeError) Error() string {
 	s := fmt.Sprintf("salesforce: %s: http %d: bad response: %s", e.Call, e.Status, e.Reason)
 	if e.Err != nil {
@@ -100,6 +104,7 @@ func (e *DecodeError) Error() string {
 	return s
 }
 
+// Unwrap returns the underlying decoding error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // transientStatusCodes are per-record status codes that a later retry can fix.

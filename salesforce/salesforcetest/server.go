@@ -278,6 +278,9 @@ func (s *Server) wrap(name string, api bool, h http.HandlerFunc) http.HandlerFun
 			h(w, r)
 			return
 		}
+		s.mu.Lock()
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.used, s.cfg.DailyLimit))
+		s.mu.Unlock()
 		if !versionRe.MatchString(r.PathValue("version")) {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 			return
