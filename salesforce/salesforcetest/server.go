@@ -227,9 +227,12 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /services/oauth2/token", s.wrap("token", false, s.handleToken))
 	mux.HandleFunc("GET /services/data/{$}", s.wrap("versions", false, s.handleVersions))
+	mux.HandleFunc("GET /services/data", s.wrap("versions", false, s.handleVersions))
 	d := "/services/data/{version}"
 	mux.HandleFunc("GET "+d+"/query", s.wrap("query", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, false) }))
 	mux.HandleFunc("GET "+d+"/queryAll", s.wrap("queryAll", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, true) }))
+	mux.HandleFunc("GET "+d+"/query/{$}", s.wrap("query", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, false) }))
+	mux.HandleFunc("GET "+d+"/queryAll/{$}", s.wrap("queryAll", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, true) }))
 	mux.HandleFunc("GET "+d+"/query/{locator}", s.wrap("queryMore", true, s.handleQueryMore))
 	mux.HandleFunc("GET "+d+"/queryAll/{locator}", s.wrap("queryMore", true, s.handleQueryMore))
 	mux.HandleFunc("POST "+d+"/composite/sobjects", s.wrap("create", true, func(w http.ResponseWriter, r *http.Request) { s.handleCollection(w, r, "create", "") }))
@@ -242,6 +245,7 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/describe", s.wrap("describe", true, s.handleDescribe))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted/{$}", s.wrap("deleted", true, s.handleDeleted))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted", s.wrap("deleted", true, s.handleDeleted))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/{id}", s.wrap("retrieve", true, s.handleRetrieve))
 	mux.HandleFunc("GET "+d+"/limits", s.wrap("limits", true, s.handleLimits))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
