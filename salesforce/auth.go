@@ -26,7 +26,9 @@ type JWTAuth struct {
 	// PrivateKeyPEM is the RSA private key (PKCS #1 or PKCS #8 PEM) whose
 	// certificate is uploaded to the app. Required.
 	PrivateKeyPEM []byte
-	// Audience is the aud claim; "" means Config.LoginURL.
+	// Audience is the aud claim: https://login.salesforce.com,
+	// https://test.salesforce.com or an Experience Cloud site URL; "" means
+	// Config.LoginURL (set it when LoginURL is a My Domain URL).
 	Audience string
 }
 
