@@ -259,3 +259,23 @@ func TestRateLimited(t *testing.T) {
 		t.Fatalf("Schema() = %v, want a *RateLimitError of 7s", err)
 	}
 }
+
+func TestErrorsCarryNoValues(t *testing.T) {
+	f := setup(t, nil, func(c *salesforce.Config) { c.MaxRetries = 1 })
+	f.srv.Inject(salesforcetest.Fault{Endpoint: "query", Reset: true, Times: 5})
+	_, err := f.c.Lookup(ctx, "Contact", "Email", []string{"secret.person@example.com"}, nil)
+	if err == nil || crmsync.IsPermanent(err) {
+		t.Fatalf("Lookup over resets = %v, want a transient error", err)
+	}
+	if strings.Contains(err.Error(), "secret.person") || strings.Contains(err.Error(), "secret%2Eperson") || strings.Contains(err.Error(), "example.com") {
+		t.Fatalf("error text carries the looked-up value: %v", err)
+	}
+	f.srv.ClearFaults()
+	f.srv.Inject(salesforcetest.Fault{Endpoint: "query", Status: 400,
+		Body: `[{"message":"unexpected token: 'secret.person@example.com'","errorCode":"MALFORMED_QUERY"}]`})
+	_, err = f.c.Lookup(ctx, "Contact", "Email", []string{"secret.person@example.com"}, nil)
+	var ae *salesforce.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode != "MALFORMED_QUERY" || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("Lookup(400) = %v", err)
+	}
+}
