@@ -7,4 +7,4 @@ require (
 	golang.org/x/time v0.15.0
 )
 
-require github.com/cenkalti/backoff/v4 v4.3.0 // indirect
+require github.com/cenkalti/backoff/v4 v4.3.0
