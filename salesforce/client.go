@@ -1,0 +1,490 @@
+// Package salesforce is a Salesforce REST API client that implements
+// [crmsync.CRM]: SOQL change queries on SystemModstamp, batched lookups,
+// sObject Collections writes with per-record results, and describe.
+//
+// The client authenticates with the OAuth 2.0 JWT bearer, client credentials
+// or refresh token flow (or a static access token), paces itself with a
+// [crmsync.Limiter], keeps within a share of the org's daily API allocation
+// (read from the Sforce-Limit-Info header of every response), and retries
+// 500, 503 and network failures with bounded exponential backoff.
+//
+// Package salesforcetest serves a fake Salesforce for tests.
+package salesforce
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/crmsync/crmsync"
+)
+
+// DefaultAPIVersion is the REST API version used when Config.APIVersion is "".
+const DefaultAPIVersion = "66.0"
+
+// MaxBatch is the most records one sObject Collections call takes, and the
+// most values one lookup query carries.
+const MaxBatch = 200
+
+// Config configures a Client. Exactly one of AccessToken, JWT,
+// ClientCredentials and RefreshToken must be set.
+type Config struct {
+	// HTTPClient sends the requests; nil means http.DefaultClient. The caller
+	// owns it (transport, proxies, TLS).
+	HTTPClient *http.Client
+	// LoginURL is the OAuth server: https://login.salesforce.com,
+	// https://test.salesforce.com or the org's My Domain URL. Required with the
+	// OAuth flows; its /services/oauth2/token is the token endpoint.
+	LoginURL string
+	// InstanceURL is the org's base URL for API calls; "" means the
+	// instance_url of the token response. Required with AccessToken.
+	InstanceURL string
+	// APIVersion is the REST API version ("66.0" or "v66.0"); "" means DefaultAPIVersion.
+	APIVersion string
+
+	// AccessToken is a static session token; the client cannot renew it.
+	AccessToken string
+	// JWT selects the JWT bearer flow.
+	JWT *JWTAuth
+	// ClientCredentials selects the client credentials flow.
+	ClientCredentials *ClientCredentialsAuth
+	// RefreshToken selects the refresh token flow.
+	RefreshToken *RefreshTokenAuth
+
+	// DailyShare is the share of the org's daily API allocation this client may
+	// use up to (org-wide usage counts); past it calls fail with an error
+	// wrapping crmsync.ErrDailyLimit. Zero means 0.5; it must be in (0, 1].
+	DailyShare float64
+	// Limiter paces API calls; nil means a crmsync.Throttle with 25 calls in flight.
+	Limiter crmsync.Limiter
+	// MaxRetries bounds the retries of one call after 500, 503, network errors
+	// and timeouts; zero means 4, negative means none.
+	MaxRetries int
+	// RetryWait is the first backoff interval (it grows 1.5 times per retry up
+	// to 30 s); zero means 500 ms.
+	RetryWait time.Duration
+	// RequestTimeout bounds one HTTP attempt; zero means 2 minutes.
+	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a response body; zero means 64 MiB.
+	MaxBodyBytes int64
+	// MaxURLLength bounds the URL of a lookup query; zero means 16000.
+	MaxURLLength int
+	// DefaultFields are the fields Changes and Lookup fetch when the caller
+	// names none; nil means Id, FirstName, LastName, Email, SystemModstamp,
+	// CreatedDate and IsDeleted.
+	DefaultFields []string
+	// Now is the clock (JWT expiry, the deleted-records window); nil means time.Now.
+	Now func() time.Time
+}
+
+// Stats counts a Client's HTTP requests.
+type Stats struct {
+	// Calls counts requests sent per endpoint ("oauth2/token", "query",
+	// "queryAll", "query/next", "composite/sobjects", "describe",
+	// "sobjects/deleted"), retries included.
+	Calls map[string]int64
+	// Retries counts requests repeated after a transient failure.
+	Retries int64
+	// APIUsed and APIMax are the org's daily API usage and allocation from the
+	// last Sforce-Limit-Info header; zero before the first response.
+	APIUsed, APIMax int64
+}
+
+// Client is a Salesforce REST client. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	hc      *http.Client
+	limiter crmsync.Limiter
+	version string
+	jwtKey  *rsa.PrivateKey
+	fields  []string
+	now     func() time.Time
+
+	authMu sync.Mutex
+	token  string
+	base   string
+
+	mu      sync.Mutex
+	calls   map[string]int64
+	retries int64
+	used    int64
+	max     int64
+}
+
+var _ crmsync.CRM = (*Client)(nil)
+
+var versionPattern = regexp.MustCompile(`^v?([0-9]{2,3})\.0$`)
+
+// New returns a Client for cfg; it reports an error naming the first invalid field.
+func New(cfg Config) (*Client, error) {
+	c := &Client{cfg: cfg, hc: cfg.HTTPClient, limiter: cfg.Limiter, now: cfg.Now, calls: map[string]int64{}}
+	n := 0
+	for _, set := range []bool{cfg.AccessToken != "", cfg.JWT != nil, cfg.ClientCredentials != nil, cfg.RefreshToken != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, errors.New("salesforce: Config: exactly one of AccessToken, JWT, ClientCredentials and RefreshToken must be set")
+	}
+	if cfg.AccessToken != "" {
+		if cfg.InstanceURL == "" {
+			return nil, errors.New("salesforce: Config.InstanceURL: required with AccessToken")
+		}
+		c.token = cfg.AccessToken
+		c.base = strings.TrimRight(cfg.InstanceURL, "/")
+	} else if err := checkURL("LoginURL", cfg.LoginURL); err != nil {
+		return nil, err
+	}
+	if cfg.InstanceURL != "" {
+		if err := checkURL("InstanceURL", cfg.InstanceURL); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case cfg.JWT != nil:
+		if cfg.JWT.ClientID == "" {
+			return nil, errors.New("salesforce: Config.JWT.ClientID: required")
+		}
+		if cfg.JWT.Username == "" {
+			return nil, errors.New("salesforce: Config.JWT.Username: required")
+		}
+		k, err := parseRSAKey(cfg.JWT.PrivateKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("salesforce: Config.JWT.PrivateKeyPEM: %w", err)
+		}
+		c.jwtKey = k
+	case cfg.ClientCredentials != nil:
+		if cfg.ClientCredentials.ClientID == "" || cfg.ClientCredentials.ClientSecret == "" {
+			return nil, errors.New("salesforce: Config.ClientCredentials: ClientID and ClientSecret are required")
+		}
+	case cfg.RefreshToken != nil:
+		if cfg.RefreshToken.ClientID == "" || cfg.RefreshToken.RefreshToken == "" {
+			return nil, errors.New("salesforce: Config.RefreshToken: ClientID and RefreshToken are required")
+		}
+	}
+	c.version = DefaultAPIVersion
+	if cfg.APIVersion != "" {
+		m := versionPattern.FindStringSubmatch(cfg.APIVersion)
+		if m == nil {
+			return nil, fmt.Errorf("salesforce: Config.APIVersion: %q is not like \"66.0\"", cfg.APIVersion)
+		}
+		c.version = m[1] + ".0"
+	}
+	if cfg.DailyShare == 0 {
+		c.cfg.DailyShare = 0.5
+	} else if cfg.DailyShare < 0 || cfg.DailyShare > 1 {
+		return nil, errors.New("salesforce: Config.DailyShare: must be in (0, 1]")
+	}
+	if cfg.MaxRetries == 0 {
+		c.cfg.MaxRetries = 4
+	} else if cfg.MaxRetries < 0 {
+		c.cfg.MaxRetries = 0
+	}
+	if cfg.RetryWait < 0 || cfg.RequestTimeout < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxURLLength < 0 {
+		return nil, errors.New("salesforce: Config: RetryWait, RequestTimeout, MaxBodyBytes and MaxURLLength must not be negative")
+	}
+	if cfg.RetryWait == 0 {
+		c.cfg.RetryWait = 500 * time.Millisecond
+	}
+	if cfg.RequestTimeout == 0 {
+		c.cfg.RequestTimeout = 2 * time.Minute
+	}
+	if cfg.MaxBodyBytes == 0 {
+		c.cfg.MaxBodyBytes = 64 << 20
+	}
+	if cfg.MaxURLLength == 0 {
+		c.cfg.MaxURLLength = 16000
+	} else if cfg.MaxURLLength < 1000 {
+		return nil, errors.New("salesforce: Config.MaxURLLength: must be at least 1000")
+	}
+	c.fields = []string{"Id", "FirstName", "LastName", "Email", "SystemModstamp", "CreatedDate", "IsDeleted"}
+	if cfg.DefaultFields != nil {
+		for _, f := range cfg.DefaultFields {
+			if err := ValidName("field", f); err != nil {
+				return nil, fmt.Errorf("salesforce: Config.DefaultFields: %w", err)
+			}
+		}
+		c.fields = append([]string(nil), cfg.DefaultFields...)
+	}
+	if c.hc == nil {
+		c.hc = http.DefaultClient
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.limiter == nil {
+		t, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 25})
+		if err != nil {
+			return nil, err
+		}
+		c.limiter = t
+	}
+	return c, nil
+}
+
+func checkURL(field, s string) error {
+	u, err := url.Parse(s)
+	if s == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("salesforce: Config.%s: must be an http(s) URL", field)
+	}
+	return nil
+}
+
+// System implements crmsync.CRM.
+func (c *Client) System() string { return "salesforce" }
+
+// Limits implements crmsync.CRM: 200 records per write, 200 values per lookup.
+func (c *Client) Limits() crmsync.Limits {
+	return crmsync.Limits{WriteBatch: MaxBatch, LookupBatch: MaxBatch}
+}
+
+// Stats returns a snapshot of the client's request counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := Stats{Calls: make(map[string]int64, len(c.calls)), Retries: c.retries, APIUsed: c.used, APIMax: c.max}
+	for k, v := range c.calls {
+		s.Calls[k] = v
+	}
+	return s
+}
+
+// call describes one logical API call.
+type call struct {
+	name        string // for errors: "query", "update", ...
+	endpoint    string // for Stats
+	method      string
+	path        string // under /services/data/vNN.0, or a /services/... path
+	url         string // absolute URL (token endpoint)
+	body        []byte
+	contentType string
+	header      http.Header
+	// idempotent calls are retried after network errors and 500s; others only after 503.
+	idempotent bool
+	noAuth     bool // the token endpoint: no bearer, no limiter, no budget
+}
+
+// response is a read HTTP response.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func permanent(err error) error { return crmsync.Permanent(err) }
+
+// dataPath returns the API path prefix, /services/data/vNN.0.
+func (c *Client) dataPath() string { return "/services/data/v" + c.version }
+
+// checkBudget fails when the org's usage has reached this client's share.
+func (c *Client) checkBudget(name string) error {
+	c.mu.Lock()
+	used, max := c.used, c.max
+	c.mu.Unlock()
+	if max == 0 {
+		return nil
+	}
+	budget := int64(c.cfg.DailyShare * float64(max))
+	if used >= budget {
+		return fmt.Errorf("salesforce: %s: daily API usage %d of %d reached the %.0f%% share: %w",
+			name, used, max, c.cfg.DailyShare*100, crmsync.ErrDailyLimit)
+	}
+	return nil
+}
+
+func (c *Client) count(endpoint string, retry bool) {
+	c.mu.Lock()
+	c.calls[endpoint]++
+	if retry {
+		c.retries++
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) noteUsage(h http.Header) {
+	if used, max, ok := parseLimitInfo(h.Get("Sforce-Limit-Info")); ok {
+		c.mu.Lock()
+		c.used, c.max = used, max
+		c.mu.Unlock()
+	}
+}
+
+// do runs one call with authentication, pacing, budget, retries and
+// re-authentication, and returns the 2xx response. Non-2xx responses become
+// typed errors, except on the token endpoint, whose responses are returned.
+func (c *Client) do(ctx context.Context, cl call) (response, error) {
+	bo := backoff.WithMaxRetries(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.cfg.RetryWait),
+		backoff.WithMaxInterval(30*time.Second),
+		backoff.WithMaxElapsedTime(0),
+	), uint64(c.cfg.MaxRetries))
+	reauthed := false
+	retry := false
+	for {
+		resp, err, again := c.attempt(ctx, cl, retry, &reauthed)
+		if !again {
+			return resp, err
+		}
+		if errors.Is(err, errReauthed) {
+			retry = true
+			continue
+		}
+		wait := bo.NextBackOff()
+		if wait == backoff.Stop {
+			var ae *APIError
+			if errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusForbidden) {
+				return response{}, crmsync.RetryAfter(max(retryAfterHeader(resp.header), c.cfg.RetryWait), err)
+			}
+			return response{}, err
+		}
+		if ra := retryAfterHeader(resp.header); ra > wait {
+			wait = ra
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, ctx.Err())
+		case <-t.C:
+		}
+		retry = true
+	}
+}
+
+var errReauthed = errors.New("salesforce: session renewed")
+
+func retryAfterHeader(h http.Header) time.Duration {
+	if h == nil {
+		return 0
+	}
+	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 && s < 3600 {
+		return time.Duration(s) * time.Second
+	}
+	return 0
+}
+
+// attempt sends one request. again reports that the call may be repeated
+// (after backoff, or at once when err is errReauthed).
+func (c *Client) attempt(ctx context.Context, cl call, retry bool, reauthed *bool) (resp response, err error, again bool) {
+	if err := ctx.Err(); err != nil {
+		return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, err), false
+	}
+	target := cl.url
+	var tok string
+	if !cl.noAuth {
+		if err := c.checkBudget(cl.name); err != nil {
+			return response{}, err, false
+		}
+		var base string
+		tok, base, err = c.session(ctx)
+		if err != nil {
+			return response{}, err, false
+		}
+		if strings.HasPrefix(cl.path, "/services/") {
+			target = base + cl.path
+		} else {
+			target = base + c.dataPath() + cl.path
+		}
+		release, err := c.limiter.Acquire(ctx)
+		if err != nil {
+			return response{}, fmt.Errorf("salesforce: %s: wait for limiter: %w", cl.name, err), false
+		}
+		defer release()
+	}
+	actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, cl.method, target, bytes.NewReader(cl.body))
+	if err != nil {
+		return response{}, permanent(fmt.Errorf("salesforce: %s: build request: %w", cl.name, err)), false
+	}
+	for k, v := range cl.header {
+		req.Header[k] = v
+	}
+	if cl.contentType != "" {
+		req.Header.Set("Content-Type", cl.contentType)
+	}
+	req.Header.Set("Accept", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	c.count(cl.endpoint, retry)
+	hr, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, ctx.Err()), false
+		}
+		return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, scrubURLError(err)), cl.idempotent
+	}
+	defer hr.Body.Close()
+	body, rerr := io.ReadAll(io.LimitReader(hr.Body, c.cfg.MaxBodyBytes+1))
+	resp = response{status: hr.StatusCode, header: hr.Header, body: body}
+	c.noteUsage(hr.Header)
+	if rerr != nil {
+		if ctx.Err() != nil {
+			return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, ctx.Err()), false
+		}
+		return response{}, fmt.Errorf("salesforce: %s: read response: %w", cl.name, rerr), cl.idempotent
+	}
+	if int64(len(body)) > c.cfg.MaxBodyBytes {
+		return response{}, &DecodeError{Call: cl.name, Status: hr.StatusCode, Reason: fmt.Sprintf("body over %d bytes", c.cfg.MaxBodyBytes)}, false
+	}
+	st := hr.StatusCode
+	switch {
+	case st >= 200 && st < 300:
+		return resp, nil, false
+	case st == http.StatusServiceUnavailable:
+		return resp, decodeError(cl.name, st, body), true
+	case st == http.StatusInternalServerError || st == http.StatusBadGateway || st == http.StatusGatewayTimeout:
+		return resp, decodeError(cl.name, st, body), cl.idempotent
+	case cl.noAuth:
+		return resp, nil, false
+	case st == http.StatusTooManyRequests:
+		if ra := retryAfterHeader(hr.Header); ra > 0 {
+			c.limiter.Pause(time.Now().Add(ra))
+		}
+		return resp, decodeError(cl.name, st, body), true
+	}
+	ae := decodeError(cl.name, st, body)
+	switch {
+	case st == http.StatusUnauthorized:
+		if !*reauthed {
+			*reauthed = true
+			ok, err := c.reauthenticate(ctx, tok)
+			if err != nil {
+				return response{}, err, false
+			}
+			if ok {
+				return resp, errReauthed, true
+			}
+		}
+		return resp, permanent(ae), false
+	case st == http.StatusForbidden && ae.ErrorCode == "REQUEST_LIMIT_EXCEEDED":
+		if strings.Contains(strings.ToLower(ae.Message), "concurrent") {
+			return resp, ae, true
+		}
+		return resp, fmt.Errorf("%w: %w", ae, crmsync.ErrDailyLimit), false
+	}
+	return resp, permanent(ae), false
+}
+
+// scrubURLError keeps the URL (which may carry SOQL with record values) out
+// of a transport error.
+func scrubURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s request: %w", ue.Op, ue.Err)
+	}
+	return err
+}

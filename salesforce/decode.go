@@ -1,0 +1,433 @@
+package salesforce
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crmsync/crmsync"
+)
+
+// bodyKind says what a response body looks like before it is decoded.
+func bodyKind(body []byte) string {
+	b := bytes.TrimSpace(body)
+	switch {
+	case len(b) == 0:
+		return "empty"
+	case b[0] == '<':
+		return "html"
+	case b[0] == '[':
+		return "array"
+	case b[0] == '{':
+		return "object"
+	}
+	return "other"
+}
+
+// sfError is one entry of a top-level error array.
+type sfError struct {
+	Message   string   `json:"message"`
+	ErrorCode string   `json:"errorCode"`
+	Fields    []string `json:"fields"`
+}
+
+// decodeError turns a non-2xx body into an *APIError; a body that is not
+// Salesforce's error array still yields an *APIError with the status alone.
+func decodeError(call string, status int, body []byte) *APIError {
+	e := &APIError{Call: call, Status: status}
+	switch bodyKind(body) {
+	case "array":
+		var errs []sfError
+		if json.Unmarshal(body, &errs) == nil && len(errs) > 0 {
+			e.ErrorCode, e.Message, e.Fields = errs[0].ErrorCode, errs[0].Message, errs[0].Fields
+		}
+	case "object":
+		// Some endpoints (and proxies) answer with a single object.
+		var one sfError
+		if json.Unmarshal(body, &one) == nil {
+			e.ErrorCode, e.Message, e.Fields = one.ErrorCode, one.Message, one.Fields
+		}
+	}
+	return e
+}
+
+// errorInArray reports an error array where a success body was expected: a 200
+// carrying [{"errorCode": ...}].
+func errorInArray(call string, status int, body []byte) *APIError {
+	if bodyKind(body) != "array" {
+		return nil
+	}
+	var errs []map[string]json.RawMessage
+	if json.Unmarshal(body, &errs) != nil || len(errs) == 0 {
+		return nil
+	}
+	if _, ok := errs[0]["errorCode"]; !ok {
+		return nil
+	}
+	return decodeError(call, status, body)
+}
+
+// expectObject checks that body is a JSON object, or returns the typed error
+// for what it is instead.
+func expectObject(call string, status int, body []byte) error {
+	switch k := bodyKind(body); k {
+	case "object":
+		return nil
+	case "array":
+		if e := errorInArray(call, status, body); e != nil {
+			return e
+		}
+		return &DecodeError{Call: call, Status: status, Reason: "unexpected json array"}
+	case "html":
+		return &DecodeError{Call: call, Status: status, Reason: "html page instead of json"}
+	default:
+		return &DecodeError{Call: call, Status: status, Reason: k + " body instead of json"}
+	}
+}
+
+// queryResult is one page of a SOQL query.
+type queryResult struct {
+	TotalSize      int
+	Done           bool
+	NextRecordsURL string
+	Records        []crmsync.Record
+}
+
+// decodeQuery decodes a /query or /queryAll page.
+func decodeQuery(call string, status int, body []byte) (queryResult, error) {
+	if err := expectObject(call, status, body); err != nil {
+		return queryResult{}, err
+	}
+	var raw struct {
+		TotalSize      *int                         `json:"totalSize"`
+		Done           *bool                        `json:"done"`
+		NextRecordsURL string                       `json:"nextRecordsUrl"`
+		Records        []map[string]json.RawMessage `json:"records"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return queryResult{}, &DecodeError{Call: call, Status: status, Reason: "query result", Err: err}
+	}
+	if raw.Done == nil || raw.Records == nil {
+		return queryResult{}, &DecodeError{Call: call, Status: status, Reason: "query result without done or records"}
+	}
+	if !*raw.Done && raw.NextRecordsURL == "" {
+		return queryResult{}, &DecodeError{Call: call, Status: status, Reason: "query result not done but without nextRecordsUrl"}
+	}
+	q := queryResult{Done: *raw.Done, NextRecordsURL: raw.NextRecordsURL}
+	if raw.TotalSize != nil {
+		q.TotalSize = *raw.TotalSize
+	}
+	q.Records = make([]crmsync.Record, 0, len(raw.Records))
+	for i, m := range raw.Records {
+		r, err := decodeRecord(m)
+		if err != nil {
+			return queryResult{}, &DecodeError{Call: call, Status: status, Reason: fmt.Sprintf("record %d", i), Err: err}
+		}
+		q.Records = append(q.Records, r)
+	}
+	return q, nil
+}
+
+// decodeRecord turns one JSON record into a Record. Scalar values become
+// string, float64, bool or nil; nested objects (relationships, subqueries) and
+// the attributes key are left out.
+func decodeRecord(m map[string]json.RawMessage) (crmsync.Record, error) {
+	r := crmsync.Record{Fields: crmsync.Fields{}}
+	for k, raw := range m {
+		if k == "attributes" {
+			continue
+		}
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return crmsync.Record{}, fmt.Errorf("field %s: %w", k, err)
+		}
+		switch v.(type) {
+		case string, float64, bool, nil:
+			r.Fields[k] = v
+		default:
+			continue
+		}
+	}
+	id, _ := r.Fields["Id"].(string)
+	r.ID = id
+	if s, ok := r.Fields["SystemModstamp"].(string); ok {
+		t, err := ParseDateTime(s)
+		if err != nil {
+			return crmsync.Record{}, errors.New("bad SystemModstamp")
+		}
+		r.ModifiedAt = t
+	} else if s, ok := r.Fields["LastModifiedDate"].(string); ok {
+		if t, err := ParseDateTime(s); err == nil {
+			r.ModifiedAt = t
+		}
+	}
+	if s, ok := r.Fields["CreatedDate"].(string); ok {
+		if t, err := ParseDateTime(s); err == nil {
+			r.CreatedAt = t
+		}
+	}
+	if b, ok := r.Fields["IsDeleted"].(bool); ok {
+		r.Archived = b
+	}
+	return r, nil
+}
+
+// collResult is one entry of an sObject Collections result.
+type collResult struct {
+	ID      string
+	Success bool
+	Created bool
+	Errors  []RecordError
+}
+
+// decodeCollection decodes an sObject Collections result array of n entries.
+func decodeCollection(call string, status int, body []byte, n int) ([]collResult, error) {
+	switch k := bodyKind(body); k {
+	case "array":
+	case "html":
+		return nil, &DecodeError{Call: call, Status: status, Reason: "html page instead of json"}
+	default:
+		return nil, &DecodeError{Call: call, Status: status, Reason: k + " body instead of a result array"}
+	}
+	if e := errorInArray(call, status, body); e != nil {
+		return nil, e
+	}
+	var raw []struct {
+		ID      *string `json:"id"`
+		Success *bool   `json:"success"`
+		Created bool    `json:"created"`
+		Errors  []struct {
+			StatusCode string   `json:"statusCode"`
+			Message    string   `json:"message"`
+			Fields     []string `json:"fields"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, &DecodeError{Call: call, Status: status, Reason: "collection result", Err: err}
+	}
+	if n >= 0 && len(raw) != n {
+		return nil, &DecodeError{Call: call, Status: status, Reason: fmt.Sprintf("%d results for %d records", len(raw), n)}
+	}
+	out := make([]collResult, len(raw))
+	for i, r := range raw {
+		if r.Success == nil {
+			return nil, &DecodeError{Call: call, Status: status, Reason: fmt.Sprintf("result %d without success", i)}
+		}
+		c := collResult{Success: *r.Success, Created: r.Created}
+		if r.ID != nil {
+			c.ID = *r.ID
+		}
+		for _, e := range r.Errors {
+			c.Errors = append(c.Errors, RecordError{StatusCode: e.StatusCode, Message: e.Message, Fields: e.Fields})
+		}
+		if !c.Success && len(c.Errors) == 0 {
+			c.Errors = []RecordError{{StatusCode: "UNKNOWN_EXCEPTION"}}
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// decodeSaveResult decodes a single-record save result ({"id","success","errors"}).
+func decodeSaveResult(call string, status int, body []byte) (collResult, error) {
+	if err := expectObject(call, status, body); err != nil {
+		return collResult{}, err
+	}
+	rs, err := decodeCollection(call, status, append(append([]byte{'['}, body...), ']'), 1)
+	if err != nil {
+		return collResult{}, err
+	}
+	return rs[0], nil
+}
+
+// describeField is one field of a describe result.
+type describeField struct {
+	Name               string `json:"name"`
+	Type               string `json:"type"`
+	Nillable           bool   `json:"nillable"`
+	Createable         bool   `json:"createable"`
+	Updateable         bool   `json:"updateable"`
+	Calculated         bool   `json:"calculated"`
+	Unique             bool   `json:"unique"`
+	ExternalID         bool   `json:"externalId"`
+	DefaultedOnCreate  bool   `json:"defaultedOnCreate"`
+	RestrictedPicklist bool   `json:"restrictedPicklist"`
+	PicklistValues     []struct {
+		Value  string `json:"value"`
+		Active bool   `json:"active"`
+	} `json:"picklistValues"`
+}
+
+// decodeDescribe decodes GET /sobjects/{object}/describe into a Schema.
+func decodeDescribe(call string, status int, body []byte) (crmsync.Schema, error) {
+	if err := expectObject(call, status, body); err != nil {
+		return crmsync.Schema{}, err
+	}
+	var raw struct {
+		Name   string           `json:"name"`
+		Fields *[]describeField `json:"fields"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return crmsync.Schema{}, &DecodeError{Call: call, Status: status, Reason: "describe result", Err: err}
+	}
+	if raw.Name == "" || raw.Fields == nil {
+		return crmsync.Schema{}, &DecodeError{Call: call, Status: status, Reason: "describe result without name or fields"}
+	}
+	s := crmsync.Schema{Object: raw.Name, Fields: make([]crmsync.FieldSchema, 0, len(*raw.Fields))}
+	for _, f := range *raw.Fields {
+		fs := crmsync.FieldSchema{
+			Name:       f.Name,
+			Type:       fieldType(f.Type),
+			Unique:     f.Unique || f.ExternalID,
+			ReadOnly:   !f.Updateable || f.Calculated,
+			Required:   f.Createable && !f.Nillable && !f.DefaultedOnCreate,
+			Restricted: f.RestrictedPicklist,
+		}
+		if fs.Type == crmsync.TypeEnum || fs.Type == crmsync.TypeMultiEnum {
+			for _, p := range f.PicklistValues {
+				if p.Active {
+					fs.Options = append(fs.Options, p.Value)
+				}
+			}
+		}
+		s.Fields = append(s.Fields, fs)
+	}
+	return s, nil
+}
+
+// fieldType maps a Salesforce field type to the common FieldType.
+func fieldType(t string) crmsync.FieldType {
+	switch t {
+	case "string", "textarea", "email", "phone", "url", "id", "encryptedstring", "combobox":
+		return crmsync.TypeString
+	case "double", "currency", "percent", "int", "long":
+		return crmsync.TypeNumber
+	case "boolean":
+		return crmsync.TypeBool
+	case "date":
+		return crmsync.TypeDate
+	case "datetime":
+		return crmsync.TypeDateTime
+	case "picklist":
+		return crmsync.TypeEnum
+	case "multipicklist":
+		return crmsync.TypeMultiEnum
+	case "reference":
+		return crmsync.TypeReference
+	}
+	return crmsync.TypeOther
+}
+
+// token is a successful OAuth token response.
+type token struct {
+	AccessToken string
+	InstanceURL string
+	IssuedAt    time.Time
+}
+
+// decodeToken decodes an OAuth token endpoint response of any status.
+func decodeToken(status int, body []byte) (token, error) {
+	const call = "token"
+	if status/100 != 2 {
+		ae := &AuthError{Status: status}
+		if bodyKind(body) == "object" {
+			var e struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if json.Unmarshal(body, &e) == nil {
+				ae.Code, ae.Description = e.Error, e.Description
+			}
+		}
+		return token{}, ae
+	}
+	if err := expectObject(call, status, body); err != nil {
+		return token{}, err
+	}
+	var raw struct {
+		AccessToken string `json:"access_token"`
+		InstanceURL string `json:"instance_url"`
+		IssuedAt    string `json:"issued_at"`
+		Error       string `json:"error"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return token{}, &DecodeError{Call: call, Status: status, Reason: "token response", Err: err}
+	}
+	if raw.Error != "" {
+		return token{}, &AuthError{Status: status, Code: raw.Error}
+	}
+	if raw.AccessToken == "" {
+		return token{}, &DecodeError{Call: call, Status: status, Reason: "token response without access_token"}
+	}
+	t := token{AccessToken: raw.AccessToken, InstanceURL: raw.InstanceURL}
+	if ms, err := strconv.ParseInt(raw.IssuedAt, 10, 64); err == nil {
+		t.IssuedAt = time.UnixMilli(ms)
+	}
+	return t, nil
+}
+
+// deletedInfo is the part of a getDeleted response the client uses.
+type deletedInfo struct {
+	EarliestDateAvailable time.Time
+	LatestDateCovered     time.Time
+	IDs                   []string
+}
+
+// decodeDeleted decodes GET /sobjects/{object}/deleted/.
+func decodeDeleted(call string, status int, body []byte) (deletedInfo, error) {
+	if err := expectObject(call, status, body); err != nil {
+		return deletedInfo{}, err
+	}
+	var raw struct {
+		DeletedRecords []struct {
+			ID string `json:"id"`
+		} `json:"deletedRecords"`
+		Earliest string `json:"earliestDateAvailable"`
+		Latest   string `json:"latestDateCovered"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return deletedInfo{}, &DecodeError{Call: call, Status: status, Reason: "getDeleted result", Err: err}
+	}
+	var d deletedInfo
+	var err error
+	if raw.Earliest == "" {
+		return deletedInfo{}, &DecodeError{Call: call, Status: status, Reason: "getDeleted result without earliestDateAvailable"}
+	}
+	if d.EarliestDateAvailable, err = ParseDateTime(raw.Earliest); err != nil {
+		return deletedInfo{}, &DecodeError{Call: call, Status: status, Reason: "earliestDateAvailable", Err: err}
+	}
+	if raw.Latest != "" {
+		if d.LatestDateCovered, err = ParseDateTime(raw.Latest); err != nil {
+			return deletedInfo{}, &DecodeError{Call: call, Status: status, Reason: "latestDateCovered", Err: err}
+		}
+	}
+	for _, r := range raw.DeletedRecords {
+		d.IDs = append(d.IDs, r.ID)
+	}
+	return d, nil
+}
+
+// parseLimitInfo parses "api-usage=N/M" out of a Sforce-Limit-Info header.
+func parseLimitInfo(h string) (used, max int64, ok bool) {
+	for _, part := range strings.Split(h, ";") {
+		k, v, found := strings.Cut(strings.TrimSpace(part), "=")
+		if !found || strings.TrimSpace(k) != "api-usage" {
+			continue
+		}
+		a, b, found := strings.Cut(strings.TrimSpace(v), "/")
+		if !found {
+			return 0, 0, false
+		}
+		u, err1 := strconv.ParseInt(a, 10, 64)
+		m, err2 := strconv.ParseInt(b, 10, 64)
+		if err1 != nil || err2 != nil || u < 0 || m <= 0 {
+			return 0, 0, false
+		}
+		return u, m, true
+	}
+	return 0, 0, false
+}

@@ -1,0 +1,121 @@
+package salesforce
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrDeletedWindowLost is returned (wrapped) by Changes with Archived set when
+// Salesforce no longer holds every deletion since the query's Since: it is
+// older than the 15-day recycle-bin window, or the org's delete log starts
+// later. The caller must reconcile in full instead.
+var ErrDeletedWindowLost = errors.New("salesforce: deleted-records window lost")
+
+// APIError is an error response of the REST API: the HTTP status and the
+// first entry of Salesforce's JSON error array.
+type APIError struct {
+	// Call names the client call ("query", "update", ...).
+	Call string
+	// Status is the HTTP status code.
+	Status int
+	// ErrorCode is Salesforce's errorCode ("INVALID_FIELD", "NOT_FOUND", ...).
+	ErrorCode string
+	// Message is Salesforce's message. It is left out of Error() because
+	// Salesforce messages may quote record values or query text.
+	Message string
+	// Fields lists the fields the error is about, if any.
+	Fields []string
+}
+
+// Error describes the failure by call, status, code and fields (never the message).
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("salesforce: %s: http %d", e.Call, e.Status)
+	if e.ErrorCode != "" {
+		s += " " + e.ErrorCode
+	}
+	if len(e.Fields) > 0 {
+		s += " (fields " + strings.Join(e.Fields, ", ") + ")"
+	}
+	return s
+}
+
+// RecordError is a per-record failure in an sObject Collections result.
+type RecordError struct {
+	// StatusCode is Salesforce's statusCode ("REQUIRED_FIELD_MISSING", ...).
+	StatusCode string
+	// Message is Salesforce's message. It is left out of Error() because
+	// Salesforce messages may quote record values or query text.
+	Message string
+	// Fields lists the fields the error is about, if any.
+	Fields []string
+}
+
+// Error describes the failure by status code and fields (never the message).
+func (e *RecordError) Error() string {
+	s := "salesforce: record: " + e.StatusCode
+	if len(e.Fields) > 0 {
+		s += " (fields " + strings.Join(e.Fields, ", ") + ")"
+	}
+	return s
+}
+
+// AuthError is a refusal from the OAuth token endpoint.
+type AuthError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code and Description are the OAuth error and error_description.
+	Code        string
+	Description string
+}
+
+// Error describes the token endpoint's refusal.
+func (e *AuthError) Error() string {
+	s := fmt.Sprintf("salesforce: token: http %d", e.Status)
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Description != "" {
+		s += ": " + e.Description
+	}
+	return s
+}
+
+// DecodeError reports a response body that could not be understood: malformed
+// or truncated JSON, an HTML page from a proxy, an unexpected shape, or a body
+// over the size limit.
+type DecodeError struct {
+	// Call names the client call.
+	Call string
+	// Status is the HTTP status code.
+	Status int
+	// Reason says what was wrong.
+	Reason string
+	// Err is the underlying decoding error, if any.
+	Err error
+}
+
+// Error describes what was wrong with the body.
+func (e *DecodeError) Error() string {
+	s := fmt.Sprintf("salesforce: %s: http %d: bad response: %s", e.Call, e.Status, e.Reason)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying decoding error.
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// transientStatusCodes are per-record status codes that a later retry can fix.
+var transientStatusCodes = map[string]bool{
+	"UNABLE_TO_LOCK_ROW":                true,
+	"ALL_OR_NONE_OPERATION_ROLLED_BACK": true,
+	"REQUEST_RUNNING_TOO_LONG":          true,
+	"SERVER_UNAVAILABLE":                true,
+	"UNKNOWN_EXCEPTION":                 true,
+}
+
+// IsTransientStatusCode reports whether a per-record statusCode is worth
+// retrying (UNABLE_TO_LOCK_ROW and the like). Validation errors are not.
+func IsTransientStatusCode(code string) bool { return transientStatusCodes[code] }

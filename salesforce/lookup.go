@@ -1,0 +1,101 @@
+package salesforce
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/crmsync/crmsync"
+)
+
+// urlReserve is room kept in a lookup URL for the instance host, which is not
+// known before the first token.
+const urlReserve = 256
+
+// lookupChunks splits values into IN lists of at most MaxBatch values whose
+// query URL stays within maxURL.
+func lookupChunks(prefix string, values []string, maxURL int) ([][]string, error) {
+	fixed := urlReserve + len(url.QueryEscape(prefix+")"))
+	var chunks [][]string
+	var cur []string
+	size := fixed
+	for _, v := range values {
+		n := len(url.QueryEscape(QuoteSOQL(v) + ", "))
+		if fixed+n > maxURL {
+			return nil, fmt.Errorf("salesforce: lookup: a value is too long for one query (%d bytes)", len(v))
+		}
+		if len(cur) == MaxBatch || (len(cur) > 0 && size+n > maxURL) {
+			chunks = append(chunks, cur)
+			cur, size = nil, fixed
+		}
+		cur = append(cur, v)
+		size += n
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, cur)
+	}
+	return chunks, nil
+}
+
+// Lookup implements crmsync.CRM: it queries the records of object whose field
+// holds one of values (field "id" means Id), with one SOQL IN query per 200
+// values or fewer when the URL would grow past Config.MaxURLLength. Values are
+// escaped; field and object names are validated.
+func (c *Client) Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]crmsync.Record, error) {
+	if err := ValidName("object", object); err != nil {
+		return nil, err
+	}
+	if strings.EqualFold(field, "id") {
+		field = "Id"
+	}
+	if err := ValidName("field", field); err != nil {
+		return nil, err
+	}
+	sel, err := c.fieldList(fields, "Id", "SystemModstamp", "IsDeleted", field)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var vals []string
+	for _, v := range values {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	prefix := "SELECT " + strings.Join(sel, ", ") + " FROM " + object + " WHERE " + field + " IN ("
+	chunks, err := lookupChunks(c.dataPath()+"/query?q="+prefix, vals, c.cfg.MaxURLLength)
+	if err != nil {
+		return nil, permanent(err)
+	}
+	var out []crmsync.Record
+	got := map[string]bool{}
+	for _, chunk := range chunks {
+		quoted := make([]string, len(chunk))
+		for i, v := range chunk {
+			quoted[i] = QuoteSOQL(v)
+		}
+		res, err := c.query(ctx, "lookup", "/query", prefix+strings.Join(quoted, ", ")+")", http.Header{})
+		for {
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range res.Records {
+				if r.ID != "" && !got[r.ID] {
+					got[r.ID] = true
+					out = append(out, r)
+				}
+			}
+			if res.Done {
+				break
+			}
+			res, err = c.queryMore(ctx, res.NextRecordsURL, nil)
+		}
+	}
+	return out, nil
+}

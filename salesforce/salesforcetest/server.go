@@ -1,0 +1,936 @@
+// Package salesforcetest serves a fake Salesforce REST API for tests: OAuth
+// token grants, SOQL query and queryAll with query locators, sObject
+// Collections create, update and upsert with per-record errors, describe,
+// getDeleted, record retrieval and limits, all for Contact records held in
+// memory. It enforces a bearer token, required fields, restricted picklists,
+// a unique external-id field, batch sizes, the daily API allocation and a cap
+// on requests in flight, and injects faults on demand.
+//
+// NewServer starts it on an httptest.Server; New and Handler or
+// ListenAndServe serve it anywhere else.
+package salesforcetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Token is an access token valid from the start (until ExpireSessions);
+	// "" means "fake-salesforce-token".
+	Token string
+	// ClientID and ClientSecret are the app's credentials for the client
+	// credentials and refresh token grants and the JWT iss; "" means
+	// "fake-client-id" and "fake-client-secret".
+	ClientID     string
+	ClientSecret string
+	// RefreshToken is the refresh token accepted; "" means "fake-refresh-token".
+	RefreshToken string
+	// Username is the JWT sub accepted; "" accepts any.
+	Username string
+	// JWTPublicKey verifies JWT signatures; nil checks the claims only.
+	JWTPublicKey *rsa.PublicKey
+	// ExternalIDField is the name of Contact's unique external-id field;
+	// "" means "HubSpot_Id__c".
+	ExternalIDField string
+	// DailyLimit is the org's daily API allocation; zero means 15000.
+	DailyLimit int64
+	// MaxInFlight caps requests in flight (past it: 403 REQUEST_LIMIT_EXCEEDED
+	// ConcurrentPerOrgLongTxn); zero means 25.
+	MaxInFlight int
+	// Now is the clock for modification stamps and token expiry; nil means time.Now.
+	Now func() time.Time
+	// Seed is how many generated contacts to create at start.
+	Seed int
+}
+
+// Fault is a failure injected into the next requests of an endpoint.
+type Fault struct {
+	// Endpoint is the endpoint name (see Server.Calls); "" means any endpoint
+	// but "token".
+	Endpoint string
+	// Times is how many requests it affects; zero means 1.
+	Times int
+	// Status answers with this HTTP status and a Salesforce error body
+	// (SERVER_UNAVAILABLE for 503, UNKNOWN_EXCEPTION otherwise), or Body.
+	Status int
+	// Body replaces the error body (with Status; Status 200 sends a broken success).
+	Body string
+	// HTML sends an HTML error page instead of JSON (with Status).
+	HTML bool
+	// RetryAfter sets a Retry-After header (whole seconds) on a Status answer.
+	RetryAfter time.Duration
+	// Latency delays the request before it is handled normally.
+	Latency time.Duration
+	// Hang never answers: the handler returns when the client gives up or the
+	// server closes.
+	Hang bool
+	// Reset closes the connection without an answer.
+	Reset bool
+}
+
+type recordFault struct {
+	code, message string
+	times         int // remaining; 0 means unlimited
+}
+
+type locator struct {
+	rows  []map[string]any
+	batch int
+}
+
+// Server is a fake Salesforce org. It is safe for concurrent use.
+type Server struct {
+	// URL is the base URL (also the login URL), set by NewServer; Serve and
+	// ListenAndServe leave it to the caller.
+	URL string
+
+	cfg    Config
+	now    func() time.Time
+	fields []fieldDef
+	byName map[string]fieldDef // lower-case name → def
+	done   chan struct{}
+	close  sync.Once
+
+	mu           sync.Mutex
+	records      map[string]*record
+	order        []string
+	seq          int
+	tokens       map[string]bool
+	used         int64
+	inflight     int
+	locators     map[string]*locator
+	locSeq       int
+	calls        map[string]int
+	faults       []*Fault
+	recordFaults map[string]*recordFault
+	logStart     time.Time
+	locExpired   bool
+}
+
+// New returns a Server for cfg; it reports an error naming an invalid field.
+func New(cfg Config) (*Server, error) {
+	if cfg.DailyLimit < 0 || cfg.MaxInFlight < 0 || cfg.Seed < 0 {
+		return nil, errors.New("salesforcetest: Config: DailyLimit, MaxInFlight and Seed must not be negative")
+	}
+	if cfg.Token == "" {
+		cfg.Token = "fake-salesforce-token"
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "fake-client-id"
+	}
+	if cfg.ClientSecret == "" {
+		cfg.ClientSecret = "fake-client-secret"
+	}
+	if cfg.RefreshToken == "" {
+		cfg.RefreshToken = "fake-refresh-token"
+	}
+	if cfg.ExternalIDField == "" {
+		cfg.ExternalIDField = "HubSpot_Id__c"
+	}
+	if !regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*__c$`).MatchString(cfg.ExternalIDField) {
+		return nil, errors.New("salesforcetest: Config.ExternalIDField: must be a custom field name ending in __c")
+	}
+	if cfg.DailyLimit == 0 {
+		cfg.DailyLimit = 15000
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 25
+	}
+	s := &Server{cfg: cfg, now: cfg.Now, done: make(chan struct{}),
+		records: map[string]*record{}, tokens: map[string]bool{cfg.Token: true},
+		locators: map[string]*locator{}, calls: map[string]int{}, recordFaults: map[string]*recordFault{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.fields = contactFields(cfg.ExternalIDField)
+	s.byName = map[string]fieldDef{}
+	for _, f := range s.fields {
+		s.byName[strings.ToLower(f.Name)] = f
+	}
+	s.SeedN(cfg.Seed)
+	return s, nil
+}
+
+// NewServer starts a Server on an httptest.Server, closed by t.Cleanup.
+// Options change the Config.
+func NewServer(t testing.TB, opts ...func(*Config)) *Server {
+	t.Helper()
+	var cfg Config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	s.URL = ts.URL
+	t.Cleanup(func() {
+		s.Close()
+		ts.Close()
+	})
+	return s
+}
+
+// Close ends hanging requests. It does not stop a listener.
+func (s *Server) Close() { s.close.Do(func() { close(s.done) }) }
+
+// ListenAndServe serves the fake on addr (such as "127.0.0.1:8082") until ctx
+// ends. Set s.URL first if tests read it; token responses take instance_url
+// from the request's Host either way.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("salesforcetest: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves the fake on ln until ctx ends, then closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		s.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+// Handler returns the fake's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /services/oauth2/token", s.wrap("token", false, s.handleToken))
+	mux.HandleFunc("GET /services/data/{$}", s.wrap("versions", false, s.handleVersions))
+	mux.HandleFunc("GET /services/data", s.wrap("versions", false, s.handleVersions))
+	d := "/services/data/{version}"
+	mux.HandleFunc("GET "+d+"/query", s.wrap("query", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, false) }))
+	mux.HandleFunc("GET "+d+"/queryAll", s.wrap("queryAll", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, true) }))
+	mux.HandleFunc("GET "+d+"/query/{$}", s.wrap("query", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, false) }))
+	mux.HandleFunc("GET "+d+"/queryAll/{$}", s.wrap("queryAll", true, func(w http.ResponseWriter, r *http.Request) { s.handleQuery(w, r, true) }))
+	mux.HandleFunc("GET "+d+"/query/{locator}", s.wrap("queryMore", true, s.handleQueryMore))
+	mux.HandleFunc("GET "+d+"/queryAll/{locator}", s.wrap("queryMore", true, s.handleQueryMore))
+	mux.HandleFunc("POST "+d+"/composite/sobjects", s.wrap("create", true, func(w http.ResponseWriter, r *http.Request) { s.handleCollection(w, r, "create", "") }))
+	mux.HandleFunc("PATCH "+d+"/composite/sobjects", s.wrap("update", true, func(w http.ResponseWriter, r *http.Request) { s.handleCollection(w, r, "update", "") }))
+	mux.HandleFunc("PATCH "+d+"/composite/sobjects/{sobject}/{field}", s.wrap("upsert", true, func(w http.ResponseWriter, r *http.Request) {
+		if !s.isContact(w, r.PathValue("sobject")) {
+			return
+		}
+		s.handleCollection(w, r, "upsert", r.PathValue("field"))
+	}))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/describe", s.wrap("describe", true, s.handleDescribe))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted/{$}", s.wrap("deleted", true, s.handleDeleted))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted", s.wrap("deleted", true, s.handleDeleted))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/{id}", s.wrap("retrieve", true, s.handleRetrieve))
+	mux.HandleFunc("GET "+d+"/limits", s.wrap("limits", true, s.handleLimits))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+	})
+	return mux
+}
+
+var versionRe = regexp.MustCompile(`^v[0-9]{2,3}\.0$`)
+
+// wrap counts the call, applies faults, the concurrency cap, the bearer
+// token, and (for api calls) the daily allocation and the Sforce-Limit-Info header.
+func (s *Server) wrap(name string, api bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.calls[name]++
+		f := s.takeFault(name)
+		if s.inflight >= s.cfg.MaxInFlight {
+			s.mu.Unlock()
+			writeError(w, http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+			return
+		}
+		s.inflight++
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.inflight--
+			s.mu.Unlock()
+		}()
+		if f != nil && !s.applyFault(w, r, f) {
+			return
+		}
+		if !api {
+			h(w, r)
+			return
+		}
+		s.mu.Lock()
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.used, s.cfg.DailyLimit))
+		s.mu.Unlock()
+		if !versionRe.MatchString(r.PathValue("version")) {
+			writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+			return
+		}
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		s.mu.Lock()
+		valid := ok && s.tokens[tok]
+		s.mu.Unlock()
+		if !valid {
+			writeError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
+			return
+		}
+		s.mu.Lock()
+		if s.used >= s.cfg.DailyLimit {
+			used := s.used
+			s.mu.Unlock()
+			w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", used, s.cfg.DailyLimit))
+			writeError(w, http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+			return
+		}
+		s.used++
+		used := s.used
+		s.mu.Unlock()
+		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", used, s.cfg.DailyLimit))
+		h(w, r)
+	}
+}
+
+// takeFault pops the first fault matching endpoint; s.mu is held.
+func (s *Server) takeFault(endpoint string) *Fault {
+	for i, f := range s.faults {
+		if f.Endpoint == endpoint || (f.Endpoint == "" && endpoint != "token") {
+			c := *f
+			f.Times--
+			if f.Times <= 0 {
+				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+			}
+			return &c
+		}
+	}
+	return nil
+}
+
+// applyFault carries out f; it reports whether to go on handling normally.
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bool {
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return false
+		case <-s.done:
+			t.Stop()
+			return false
+		}
+	}
+	switch {
+	case f.Hang:
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		return false
+	case f.Reset:
+		panic(http.ErrAbortHandler)
+	case f.Status != 0:
+		if f.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter/time.Second)))
+		}
+		switch {
+		case f.Body != "":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(f.Status)
+			_, _ = w.Write([]byte(f.Body))
+		case f.HTML:
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(f.Status)
+			_, _ = w.Write([]byte("<html><head><title>Service Unavailable</title></head><body>Please try again later.</body></html>"))
+		case f.Status == http.StatusServiceUnavailable:
+			writeError(w, f.Status, "SERVER_UNAVAILABLE", "Server is temporarily unavailable")
+		default:
+			writeError(w, f.Status, "UNKNOWN_EXCEPTION", "An unexpected error occurred")
+		}
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string, fields ...string) {
+	e := map[string]any{"message": msg, "errorCode": code}
+	if fields != nil {
+		e["fields"] = fields
+	}
+	writeJSON(w, status, []any{e})
+}
+
+// Inject adds a fault; faults apply in the order added.
+func (s *Server) Inject(f Fault) {
+	if f.Times <= 0 {
+		f.Times = 1
+	}
+	s.mu.Lock()
+	s.faults = append(s.faults, &f)
+	s.mu.Unlock()
+}
+
+// FailRecords makes writes to the records matching any of keys (an id, an
+// email or an external id, compared without case) fail with statusCode and
+// message, times times each (zero: until ClearFaults).
+func (s *Server) FailRecords(statusCode, message string, times int, keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		s.recordFaults[strings.ToLower(k)] = &recordFault{code: statusCode, message: message, times: times}
+	}
+}
+
+// ClearFaults drops every pending fault and record failure.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	s.faults = nil
+	s.recordFaults = map[string]*recordFault{}
+	s.locExpired = false
+	s.mu.Unlock()
+}
+
+// ExpireSessions invalidates every access token issued so far, Config.Token
+// included: the next API call gets 401 INVALID_SESSION_ID.
+func (s *Server) ExpireSessions() {
+	s.mu.Lock()
+	s.tokens = map[string]bool{}
+	s.mu.Unlock()
+}
+
+// ExpireQueryLocators makes every open query locator invalid: following a
+// nextRecordsUrl gets 400 INVALID_QUERY_LOCATOR.
+func (s *Server) ExpireQueryLocators() {
+	s.mu.Lock()
+	s.locators = map[string]*locator{}
+	s.mu.Unlock()
+}
+
+// SetAPIUsage sets the org's daily API usage (SetAPIUsage(DailyLimit) exhausts it).
+func (s *Server) SetAPIUsage(used int64) {
+	s.mu.Lock()
+	s.used = used
+	s.mu.Unlock()
+}
+
+// APIUsage returns the org's daily API usage and allocation.
+func (s *Server) APIUsage() (used, max int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used, s.cfg.DailyLimit
+}
+
+// PurgeDeletedLog makes the delete log start at t, as when Salesforce has
+// purged older entries: getDeleted reports it as earliestDateAvailable.
+func (s *Server) PurgeDeletedLog(t time.Time) {
+	s.mu.Lock()
+	s.logStart = t
+	s.mu.Unlock()
+}
+
+// Calls returns the requests received per endpoint: "token", "versions",
+// "query", "queryAll", "queryMore", "create", "update", "upsert", "describe",
+// "deleted", "retrieve", "limits".
+func (s *Server) Calls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.calls))
+	for k, v := range s.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// Token returns Config.Token (for a client with a static access token).
+func (s *Server) Token() string { return s.cfg.Token }
+
+// ExternalIDField returns the name of the unique external-id field.
+func (s *Server) ExternalIDField() string { return s.cfg.ExternalIDField }
+
+// stamp returns the current time at millisecond precision.
+func (s *Server) stamp() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
+
+// Seed creates contacts with the given fields (canonical names; values
+// string, float64, bool, nil or time.Time) and returns their ids. It panics on
+// an unknown field, which is a bug in the test.
+func (s *Server) Seed(fields ...crmsync.Fields) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(fields))
+	for _, f := range fields {
+		r := s.newRecord()
+		for k, v := range f {
+			fd, ok := s.byName[strings.ToLower(k)]
+			if !ok || !fd.Createable {
+				panic("salesforcetest: Seed: unknown or read-only field " + k)
+			}
+			r.fields[fd.Name] = normalize(v)
+		}
+		ids = append(ids, r.id)
+	}
+	return ids
+}
+
+// SeedN creates n generated contacts and returns their ids.
+func (s *Server) SeedN(n int) []string {
+	fs := make([]crmsync.Fields, n)
+	s.mu.Lock()
+	base := s.seq
+	s.mu.Unlock()
+	for i := range fs {
+		k := base + i + 1
+		fs[i] = crmsync.Fields{"FirstName": fmt.Sprintf("First%d", k), "LastName": fmt.Sprintf("Last%d", k),
+			"Email": fmt.Sprintf("contact%d@example.com", k)}
+	}
+	return s.Seed(fs...)
+}
+
+func normalize(v any) any {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC().Format(dateTimeLayout)
+	case int:
+		return float64(x)
+	case string:
+		if x == "" {
+			return nil
+		}
+	}
+	return v
+}
+
+// newRecord adds an empty record stamped now; s.mu is held.
+func (s *Server) newRecord() *record {
+	s.seq++
+	now := s.stamp()
+	r := &record{id: newID(s.seq), fields: map[string]any{"DoNotCall": false}, created: now, modified: now, stamp: now}
+	s.records[r.id] = r
+	s.order = append(s.order, r.id)
+	return r
+}
+
+// Edit changes fields of a record as a user would, bumping LastModifiedDate
+// and SystemModstamp, without validation.
+func (s *Server) Edit(id string, fields crmsync.Fields) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok {
+		return fmt.Errorf("salesforcetest: edit: no record %s", id)
+	}
+	for k, v := range fields {
+		fd, ok := s.byName[strings.ToLower(k)]
+		if !ok || !fd.Createable {
+			return fmt.Errorf("salesforcetest: edit: unknown or read-only field %s", k)
+		}
+		r.fields[fd.Name] = normalize(v)
+	}
+	r.modified = s.stamp()
+	r.stamp = r.modified
+	return nil
+}
+
+// Touch bumps a record's SystemModstamp only, as a system process would.
+func (s *Server) Touch(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok {
+		return fmt.Errorf("salesforcetest: touch: no record %s", id)
+	}
+	r.stamp = s.stamp()
+	return nil
+}
+
+// Delete moves a record to the recycle bin (IsDeleted = true).
+func (s *Server) Delete(id string) error { return s.setDeleted(id, true) }
+
+// Undelete restores a record from the recycle bin.
+func (s *Server) Undelete(id string) error { return s.setDeleted(id, false) }
+
+func (s *Server) setDeleted(id string, del bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok {
+		return fmt.Errorf("salesforcetest: no record %s", id)
+	}
+	r.deleted = del
+	r.stamp = s.stamp()
+	if del {
+		r.deletedAt = r.stamp
+	}
+	return nil
+}
+
+// toRecord renders r as a crmsync.Record with every field; s.mu is held.
+func (s *Server) toRecord(r *record) crmsync.Record {
+	f := crmsync.Fields{}
+	for _, fd := range s.fields {
+		f[fd.Name] = r.value(fd.Name)
+	}
+	return crmsync.Record{ID: r.id, Fields: f, CreatedAt: r.created, ModifiedAt: r.stamp, Archived: r.deleted}
+}
+
+// Get returns a record, deleted or not.
+func (s *Server) Get(id string) (crmsync.Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[id]
+	if !ok {
+		return crmsync.Record{}, false
+	}
+	return s.toRecord(r), true
+}
+
+// All returns every record, deleted ones included, in creation order.
+func (s *Server) All() []crmsync.Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]crmsync.Record, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, s.toRecord(s.records[id]))
+	}
+	return out
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
+	var out []map[string]string
+	for v := 63; v <= 67; v++ {
+		out = append(out, map[string]string{"version": fmt.Sprintf("%d.0", v), "url": fmt.Sprintf("/services/data/v%d.0", v), "label": "fake"})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) isContact(w http.ResponseWriter, name string) bool {
+	if !strings.EqualFold(name, "Contact") {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleDescribe(w http.ResponseWriter, r *http.Request) {
+	if !s.isContact(w, r.PathValue("sobject")) {
+		return
+	}
+	fields := make([]map[string]any, 0, len(s.fields))
+	for _, f := range s.fields {
+		pl := []map[string]any{}
+		for _, v := range f.Picklist {
+			pl = append(pl, map[string]any{"value": v, "label": v, "active": true, "defaultValue": false, "validFor": nil})
+		}
+		fields = append(fields, map[string]any{
+			"name": f.Name, "label": f.Name, "type": f.Type, "length": f.Length, "nillable": f.Nillable,
+			"createable": f.Createable, "updateable": f.Updateable, "calculated": f.Calculated,
+			"unique": f.Unique, "externalId": f.ExternalID, "idLookup": f.Name == "Id" || f.ExternalID || f.Name == "Email",
+			"defaultedOnCreate": f.DefaultedOnCreate, "custom": f.Custom, "restrictedPicklist": f.Restricted,
+			"picklistValues": pl, "filterable": true, "sortable": true, "referenceTo": []string{},
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": "Contact", "label": "Contact", "labelPlural": "Contacts", "keyPrefix": "003", "custom": false,
+		"createable": true, "updateable": true, "deletable": true, "queryable": true, "replicateable": true,
+		"retrieveable": true, "searchable": true, "fields": fields,
+		"urls": map[string]string{"describe": r.URL.Path},
+	})
+}
+
+func (s *Server) handleLimits(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	used := s.used
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"DailyApiRequests": map[string]int64{"Max": s.cfg.DailyLimit, "Remaining": max(s.cfg.DailyLimit-used, 0)},
+	})
+}
+
+func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
+	if !s.isContact(w, r.PathValue("sobject")) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.records[r.PathValue("id")]
+	if !ok || rec.deleted {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
+		return
+	}
+	names := []string{}
+	if q := r.URL.Query().Get("fields"); q != "" {
+		for _, n := range strings.Split(q, ",") {
+			fd, ok := s.byName[strings.ToLower(strings.TrimSpace(n))]
+			if !ok {
+				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'", n))
+				return
+			}
+			names = append(names, fd.Name)
+		}
+	} else {
+		for _, fd := range s.fields {
+			names = append(names, fd.Name)
+		}
+	}
+	writeJSON(w, http.StatusOK, s.render(r, rec, names))
+}
+
+// render renders the named fields of rec with attributes; s.mu is held.
+func (s *Server) render(r *http.Request, rec *record, names []string) map[string]any {
+	m := map[string]any{"attributes": map[string]string{"type": "Contact",
+		"url": "/services/data/" + r.PathValue("version") + "/sobjects/Contact/" + rec.id}}
+	for _, n := range names {
+		m[n] = rec.value(n)
+	}
+	return m
+}
+
+func (s *Server) handleDeleted(w http.ResponseWriter, r *http.Request) {
+	if !s.isContact(w, r.PathValue("sobject")) {
+		return
+	}
+	start, err1 := parseAnyTime(r.URL.Query().Get("start"))
+	end, err2 := parseAnyTime(r.URL.Query().Get("end"))
+	if err1 != nil || err2 != nil {
+		writeError(w, http.StatusBadRequest, "MALFORMED_QUERY", "start and end must be ISO-8601 dates")
+		return
+	}
+	now := s.now()
+	if !end.After(start.Add(time.Minute)) {
+		writeError(w, http.StatusBadRequest, "INVALID_REPLICATION_DATE", "start must precede end by more than one minute")
+		return
+	}
+	if start.Before(now.Add(-30 * 24 * time.Hour)) {
+		writeError(w, http.StatusBadRequest, "INVALID_REPLICATION_DATE", "start date is too far in the past")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	earliest := now.Add(-15 * 24 * time.Hour)
+	if s.logStart.After(earliest) {
+		earliest = s.logStart
+	}
+	earliest = earliest.UTC().Truncate(time.Minute)
+	recs := []map[string]string{}
+	for _, id := range s.order {
+		rec := s.records[id]
+		if rec.deleted && !rec.deletedAt.Before(start) && !rec.deletedAt.After(end) && !rec.deletedAt.Before(earliest) {
+			recs = append(recs, map[string]string{"id": id, "deletedDate": rec.deletedAt.UTC().Format(dateTimeLayout)})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"deletedRecords":        recs,
+		"earliestDateAvailable": earliest.Format(dateTimeLayout),
+		"latestDateCovered":     end.UTC().Truncate(time.Minute).Format(dateTimeLayout),
+	})
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "bad form"})
+		return
+	}
+	fail := func(code, desc string) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": code, "error_description": desc})
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "urn:ietf:params:oauth:grant-type:jwt-bearer":
+		if err := s.checkJWT(r, r.PostForm.Get("assertion")); err != nil {
+			fail("invalid_grant", err.Error())
+			return
+		}
+	case "client_credentials":
+		if r.PostForm.Get("client_id") != s.cfg.ClientID || r.PostForm.Get("client_secret") != s.cfg.ClientSecret {
+			fail("invalid_client", "invalid client credentials")
+			return
+		}
+	case "refresh_token":
+		if r.PostForm.Get("client_id") != s.cfg.ClientID {
+			fail("invalid_client_id", "client identifier invalid")
+			return
+		}
+		if sec := r.PostForm.Get("client_secret"); sec != "" && sec != s.cfg.ClientSecret {
+			fail("invalid_client", "invalid client credentials")
+			return
+		}
+		if r.PostForm.Get("refresh_token") != s.cfg.RefreshToken {
+			fail("invalid_grant", "expired access/refresh token")
+			return
+		}
+	default:
+		fail("unsupported_grant_type", "grant type not supported")
+		return
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	tok := "00DFAKE0000001!" + hex.EncodeToString(b[:])
+	s.mu.Lock()
+	s.tokens[tok] = true
+	s.mu.Unlock()
+	base := s.baseURL(r)
+	writeJSON(w, http.StatusOK, map[string]string{
+		"access_token": tok, "instance_url": base, "id": base + "/id/00DFAKE0000001AAA/005FAKE0000001AAA",
+		"token_type": "Bearer", "issued_at": strconv.FormatInt(s.now().UnixMilli(), 10),
+		"signature": "ZmFrZQ==", "scope": "api",
+	})
+}
+
+// handleQuery runs a SOQL query.
+func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
+	q, err := parseSOQL(r.URL.Query().Get("q"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "MALFORMED_QUERY", err.Error())
+		return
+	}
+	if !strings.EqualFold(q.object, "Contact") {
+		writeError(w, http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf("sObject type '%s' is not supported.", q.object))
+		return
+	}
+	names := make([]string, len(q.fields))
+	for i, f := range q.fields {
+		fd, ok := s.byName[strings.ToLower(f)]
+		if !ok {
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'.", f))
+			return
+		}
+		names[i] = fd.Name
+	}
+	for _, f := range append(fieldsIn(q.where, nil), orderFields(q.orderBy)...) {
+		if _, ok := s.byName[strings.ToLower(f)]; !ok {
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'.", f))
+			return
+		}
+	}
+	batch := 2000
+	if opt := r.Header.Get("Sforce-Query-Options"); opt != "" {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(opt), "batchSize="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				batch = min(max(n, 200), 2000)
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hits []*record
+	for _, id := range s.order {
+		rec := s.records[id]
+		if rec.deleted && !all {
+			continue
+		}
+		ok, err := eval(q.where, rec, s.byName)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "MALFORMED_QUERY", err.Error())
+			return
+		}
+		if ok {
+			hits = append(hits, rec)
+		}
+	}
+	if len(q.orderBy) > 0 {
+		sort.SliceStable(hits, func(i, j int) bool {
+			for _, o := range q.orderBy {
+				fd := s.byName[strings.ToLower(o.field)]
+				a, b := hits[i].value(fd.Name), hits[j].value(fd.Name)
+				c := 0
+				switch {
+				case a == nil && b == nil:
+				case a == nil:
+					c = -1 // nulls first
+				case b == nil:
+					c = 1
+				default:
+					c, _ = compareValues(fd.Type, a, b)
+				}
+				if o.desc {
+					c = -c
+				}
+				if c != 0 {
+					return c < 0
+				}
+			}
+			return false
+		})
+	}
+	if q.limit >= 0 && len(hits) > q.limit {
+		hits = hits[:q.limit]
+	}
+	rows := make([]map[string]any, len(hits))
+	for i, rec := range hits {
+		rows[i] = s.render(r, rec, names)
+	}
+	loc := &locator{rows: rows, batch: batch}
+	s.writePage(w, r, loc, "", 0)
+}
+
+func orderFields(o []orderTerm) []string {
+	var out []string
+	for _, t := range o {
+		out = append(out, t.field)
+	}
+	return out
+}
+
+// writePage writes rows[offset:offset+batch]; s.mu is held.
+func (s *Server) writePage(w http.ResponseWriter, r *http.Request, loc *locator, id string, offset int) {
+	end := min(offset+loc.batch, len(loc.rows))
+	body := map[string]any{"totalSize": len(loc.rows), "done": end == len(loc.rows), "records": loc.rows[offset:end]}
+	if end < len(loc.rows) {
+		if id == "" {
+			s.locSeq++
+			id = fmt.Sprintf("01gFk%013d", s.locSeq)
+			s.locators[id] = loc
+		}
+		body["nextRecordsUrl"] = fmt.Sprintf("/services/data/%s/query/%s-%d", r.PathValue("version"), id, end)
+	} else if id != "" {
+		delete(s.locators, id)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) handleQueryMore(w http.ResponseWriter, r *http.Request) {
+	id, off, ok := strings.Cut(r.PathValue("locator"), "-")
+	n, err := strconv.Atoi(off)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	loc := s.locators[id]
+	if !ok || err != nil || loc == nil || n < 0 || n >= len(loc.rows) {
+		writeError(w, http.StatusBadRequest, "INVALID_QUERY_LOCATOR", "invalid query locator")
+		return
+	}
+	s.writePage(w, r, loc, id, n)
+}

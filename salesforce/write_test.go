@@ -1,0 +1,236 @@
+package salesforce_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/salesforce"
+)
+
+func TestLookupByEmailAndID(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(5)
+	recs, err := f.c.Lookup(ctx, "Contact", "Email", []string{"CONTACT2@example.com", "contact4@example.com", "nobody@example.com", ""}, []string{"Email"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range recs {
+		got[r.ID] = true
+	}
+	if len(recs) != 2 || !got[ids[1]] || !got[ids[3]] {
+		t.Fatalf("Lookup(email) = %d records, want %s and %s", len(recs), ids[1], ids[3])
+	}
+	recs, err = f.c.Lookup(ctx, "Contact", "id", []string{ids[0], ids[4]}, nil)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("Lookup(id) = %d, %v", len(recs), err)
+	}
+	if recs, err := f.c.Lookup(ctx, "Contact", "Email", nil, nil); err != nil || recs != nil {
+		t.Fatalf("Lookup(no values) = %v, %v", recs, err)
+	}
+	if c := f.srv.Calls()["query"]; c != 2 {
+		t.Errorf("query calls = %d, want 2", c)
+	}
+	if _, err := f.c.Lookup(ctx, "Contact", "Email) OR (Id", []string{"x"}, nil); err == nil || !strings.Contains(err.Error(), "invalid field name") {
+		t.Errorf("Lookup(bad field) = %v", err)
+	}
+}
+
+func TestLookupBatches(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(450)
+	var emails []string
+	for i := range ids {
+		emails = append(emails, fmt.Sprintf("contact%d@example.com", i+1))
+	}
+	recs, err := f.c.Lookup(ctx, "Contact", "Email", emails, []string{"Email"})
+	if err != nil || len(recs) != 450 {
+		t.Fatalf("Lookup(450) = %d, %v", len(recs), err)
+	}
+	if c := f.srv.Calls()["query"]; c != 3 {
+		t.Errorf("query calls = %d, want 3 (200 values per query)", c)
+	}
+}
+
+func TestLookupSplitsLongURLs(t *testing.T) {
+	f := setup(t, nil, func(c *salesforce.Config) { c.MaxURLLength = 4000 })
+	var vals []string
+	for i := range 100 {
+		vals = append(vals, fmt.Sprintf("%03d-%s@example.com", i, strings.Repeat("é", 40)))
+	}
+	f.srv.Seed(crmsync.Fields{"LastName": "Long", "Email": vals[77]})
+	recs, err := f.c.Lookup(ctx, "Contact", "Email", vals, nil)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("Lookup = %d, %v", len(recs), err)
+	}
+	if c := f.srv.Calls()["query"]; c < 5 {
+		t.Errorf("query calls = %d, want the 100 long values split over several URLs", c)
+	}
+	if _, err := f.c.Lookup(ctx, "Contact", "Email", []string{strings.Repeat("x", 5000)}, nil); !crmsync.IsPermanent(err) {
+		t.Errorf("Lookup(huge value) = %v, want permanent error", err)
+	}
+}
+
+func TestLookupInjection(t *testing.T) {
+	f := setup(t, nil, nil)
+	f.srv.SeedN(3)
+	hostile := []string{
+		`x' OR LastName != '`,
+		`x\' OR Email != null OR Email = \'`,
+		"x'\nOR Id != null",
+		`\`, `'`, `\\'`, "a\x00b",
+	}
+	recs, err := f.c.Lookup(ctx, "Contact", "Email", hostile, nil)
+	if err != nil {
+		t.Fatalf("Lookup(hostile) = %v", err)
+	}
+	if len(recs) != 0 {
+		t.Fatalf("hostile values matched %d records", len(recs))
+	}
+	// The same odd values round-trip when they really are stored.
+	ids := f.srv.Seed(crmsync.Fields{"LastName": "Odd", "Title": `it's a \ "test"`})
+	recs, err = f.c.Lookup(ctx, "Contact", "Title", []string{`it's a \ "test"`}, nil)
+	if err != nil || len(recs) != 1 || recs[0].ID != ids[0] {
+		t.Fatalf("Lookup(quoted title) = %d, %v", len(recs), err)
+	}
+}
+
+func TestWriteCreateUpdateUpsert(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(2)
+	synced := time.Date(2026, 2, 1, 12, 30, 45, 123e6, time.FixedZone("x", 3600))
+	ops := []crmsync.WriteOp{
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "New", "Email": "new@example.com", "Score__c": 12.5, "DoNotCall": true}},
+		{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "CTO", "Last_Synced__c": synced}},
+		{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: "hs-1", Fields: crmsync.Fields{"LastName": "Up", "Lifecycle_Stage__c": "lead"}},
+		{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"Phone": nil}},
+	}
+	res, err := f.c.Write(ctx, "Contact", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || r.ID == "" {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	if !res[0].Created || res[1].Created || !res[2].Created || res[1].ID != ids[0] {
+		t.Errorf("Created flags = %v %v %v", res[0].Created, res[1].Created, res[2].Created)
+	}
+	got, _ := f.srv.Get(ids[0])
+	if got.Fields["Title"] != "CTO" || got.Fields["Last_Synced__c"] != "2026-02-01T11:30:45.123+0000" {
+		t.Errorf("updated record: Title %v, Last_Synced__c %v", got.Fields["Title"], got.Fields["Last_Synced__c"])
+	}
+	// Upsert again: same record, not a duplicate.
+	res, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: "hs-1", Fields: crmsync.Fields{"Title": "VP"}}})
+	if err != nil || res[0].Err != nil || res[0].Created {
+		t.Fatalf("second upsert = %+v, %v", res, err)
+	}
+	n := 0
+	for _, r := range f.srv.All() {
+		if r.Fields["HubSpot_Id__c"] == "hs-1" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d records with hs-1, want 1", n)
+	}
+	calls := f.srv.Calls()
+	if calls["create"] != 1 || calls["update"] != 1 || calls["upsert"] != 2 {
+		t.Errorf("calls = %v", calls)
+	}
+}
+
+func TestWritePerRecordErrors(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(3)
+	f.srv.Seed(crmsync.Fields{"LastName": "Taken", "HubSpot_Id__c": "taken"})
+	f.srv.FailRecords("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record", 1, "contact2@example.com")
+	ops := []crmsync.WriteOp{
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"Email": "nolast@example.com"}},
+		{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Lifecycle_Stage__c": "bogus"}},
+		{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"Title": "locked"}},
+		{Kind: crmsync.Update, ID: ids[2], Fields: crmsync.Fields{"HubSpot_Id__c": "taken"}},
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "Fine"}},
+		{Kind: crmsync.Update, ID: ids[2], Fields: crmsync.Fields{"Bad Field": 1}},
+		{Kind: crmsync.Update, ID: ids[2], Fields: crmsync.Fields{"Title": struct{}{}}},
+	}
+	res, err := f.c.Write(ctx, "Contact", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		code      string
+		permanent bool
+		fields    string
+	}{
+		{"REQUIRED_FIELD_MISSING", true, "LastName"},
+		{"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", true, "Lifecycle_Stage__c"},
+		{"UNABLE_TO_LOCK_ROW", false, ""},
+		{"DUPLICATE_VALUE", true, ""},
+	}
+	for i, w := range want {
+		var re *salesforce.RecordError
+		if !errors.As(res[i].Err, &re) || re.StatusCode != w.code || crmsync.IsPermanent(res[i].Err) != w.permanent ||
+			strings.Join(re.Fields, ",") != w.fields {
+			t.Errorf("result %d = %v, want %s permanent=%v fields=%q", i, res[i].Err, w.code, w.permanent, w.fields)
+		}
+	}
+	if res[4].Err != nil || !res[4].Created {
+		t.Errorf("result 4 = %+v, want created", res[4])
+	}
+	for _, i := range []int{5, 6} {
+		if !crmsync.IsPermanent(res[i].Err) {
+			t.Errorf("result %d = %v, want a permanent local error", i, res[i].Err)
+		}
+	}
+	if strings.Contains(fmt.Sprint(res[1].Err), "bogus") {
+		t.Errorf("error text carries a record value: %v", res[1].Err)
+	}
+	// The lock was transient: the retry lands.
+	res, err = f.c.Write(ctx, "Contact", ops[2:3])
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("retry after lock = %+v, %v", res, err)
+	}
+}
+
+func TestWriteBatchesOf200(t *testing.T) {
+	f := setup(t, nil, nil)
+	var ops []crmsync.WriteOp
+	for i := range 450 {
+		ops = append(ops, crmsync.WriteOp{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: fmt.Sprintf("hs-%d", i),
+			Fields: crmsync.Fields{"LastName": fmt.Sprintf("L%d", i)}})
+	}
+	res, err := f.c.Write(ctx, "Contact", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Err != nil || !r.Created {
+			t.Fatalf("result %d = %+v", i, r)
+		}
+	}
+	if c := f.srv.Calls()["upsert"]; c != 3 {
+		t.Errorf("upsert calls = %d, want 3", c)
+	}
+	if n := len(f.srv.All()); n != 450 {
+		t.Errorf("%d records, want 450", n)
+	}
+}
+
+func TestWriteWholeCallFailure(t *testing.T) {
+	f := setup(t, nil, nil)
+	_, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "X", "Nope__c": 1}}})
+	var ae *salesforce.APIError
+	if !errors.As(err, &ae) || ae.Status != 400 || ae.ErrorCode != "INVALID_FIELD" || !crmsync.IsPermanent(err) {
+		t.Fatalf("Write(unknown field) = %v, want permanent 400 INVALID_FIELD", err)
+	}
+	_, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "Email", MatchValue: "a@b.c", Fields: crmsync.Fields{"LastName": "X"}}})
+	if !errors.As(err, &ae) || ae.ErrorCode != "NOT_FOUND" || !crmsync.IsPermanent(err) {
+		t.Fatalf("Write(upsert on non-external field) = %v", err)
+	}
+}
