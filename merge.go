@@ -75,6 +75,9 @@ func Merge(base Fields, a, b Record, p *Policy) (MergeResult, error) {
 		return MergeResult{}, err
 	}
 	m := merger{p: p, base: base, a: a, b: b, res: newResult()}
+	for k, v := range base {
+		m.res.NewBase[k] = v // fields with nothing to do keep their base
+	}
 	for i := range p.Rules {
 		m.field(i)
 	}
@@ -319,9 +322,20 @@ func (m *merger) field(i int) {
 		m.res.Conflicts = append(m.res.Conflicts, c)
 	}
 
-	tB, ok := inB(t)
-	if !ok {
+	// t in B's terms: the winner's own value when B won, so that a one-way
+	// transform (Owner(B) with ToA only) never needs the way back.
+	var tB any
+	switch {
+	case winner == p.B && bHas:
+		tB = bN
+	case toB == nil && toA != nil:
+		m.skip(key, other(p.B), "no transform to %s", p.B)
 		return
+	default:
+		var ok bool
+		if tB, ok = inB(t); !ok {
+			return
+		}
 	}
 	writeA := (aHas && !equalValues(aN, t)) || (!aHas && t != nil)
 	writeB := (bHas && !equalValues(bN, tB)) || (!bHas && tB != nil)
@@ -340,11 +354,8 @@ func (m *merger) field(i int) {
 	if writeB {
 		m.res.PatchB[r.B] = p.encoding(p.B).Encode(r.Type, tB)
 	}
-	switch {
-	case !keepBase:
+	if !keepBase {
 		m.res.NewBase[key] = t
-	case baseHas:
-		m.res.NewBase[key] = baseN
 	}
 }
 
@@ -368,9 +379,6 @@ func (m *merger) archived(side, field string, rec Record, want bool) {
 	}
 	if write && rec.Archived {
 		m.skip(key, side, "record archived on %s", side)
-		if baseHas {
-			m.res.NewBase[key] = baseV
-		}
 		return
 	}
 	if write {
