@@ -93,13 +93,20 @@ func Normalize(t FieldType, v any) (any, error) {
 		if !dateOnly {
 			tm = tm.UTC()
 		}
+		if tm.Year() < 1 || tm.Year() > 9999 {
+			return nil, errReason("year out of range")
+		}
 		return tm.Format(DateLayout), nil
 	case TypeDateTime:
 		tm, _, err := normTime(v)
 		if err != nil {
 			return nil, err
 		}
-		return tm.UTC().Truncate(time.Millisecond).Format(DateTimeLayout), nil
+		tm = tm.UTC().Truncate(time.Millisecond)
+		if tm.Year() < 1 || tm.Year() > 9999 {
+			return nil, errReason("year out of range")
+		}
+		return tm.Format(DateTimeLayout), nil
 	case TypeMultiEnum:
 		s, err := normText(v)
 		if err != nil {
@@ -240,9 +247,6 @@ func normTime(v any) (tm time.Time, dateOnly bool, err error) {
 		}
 		for _, layout := range dateTimeLayouts {
 			if d, err := time.Parse(layout, x); err == nil {
-				if d.Year() < 1 || d.Year() > 9999 {
-					break
-				}
 				return d, false, nil
 			}
 		}
