@@ -157,6 +157,9 @@ func (p *Policy) ApplyResolution(c Conflict, r Resolution) (MergeResult, error) 
 		if err != nil {
 			return MergeResult{}, &ValueError{Field: rule.B, Side: p.B, Type: rule.Type, Reason: err.Error()}
 		}
+		if p.toA[idx] == nil && p.toB[idx] != nil {
+			return MergeResult{}, fmt.Errorf("crmsync: resolve conflict %s: field %q has no transform to %s", c.ID, c.Field, p.A)
+		}
 		t, err = transform(p.toA[idx], rule.Type, bN)
 		if err != nil {
 			return MergeResult{}, fmt.Errorf("crmsync: resolve conflict %s: field %q to %s: %w", c.ID, c.Field, p.A, err)
@@ -168,6 +171,9 @@ func (p *Policy) ApplyResolution(c Conflict, r Resolution) (MergeResult, error) 
 		}
 	default:
 		return MergeResult{}, fmt.Errorf("crmsync: resolve conflict %s: pick %q is none of %q, %q, %q", c.ID, r.Pick, p.A, p.B, PickValue)
+	}
+	if p.toB[idx] == nil && p.toA[idx] != nil {
+		return MergeResult{}, fmt.Errorf("crmsync: resolve conflict %s: field %q has no transform to %s", c.ID, c.Field, p.B)
 	}
 	tB, err := transform(p.toB[idx], rule.Type, t)
 	if err != nil {

@@ -419,11 +419,11 @@ func (p *Policy) prepare() error {
 		needB := r.Rule.twoWay() || (r.Rule.System == p.A && r.Rule.Kind != RuleNever)
 		needA := r.Rule.twoWay() || (r.Rule.System == p.B && r.Rule.Kind != RuleNever)
 		if toA != nil || toB != nil {
-			if needA && toA == nil {
-				toA = inverseOf(toB, label, p.A, add)
+			if toA == nil {
+				toA = inverseOf(toB, label, p.A, needA, add)
 			}
-			if needB && toB == nil {
-				toB = inverseOf(toA, label, p.B, add)
+			if toB == nil {
+				toB = inverseOf(toA, label, p.B, needB, add)
 			}
 			if needA && needB && r.ToA != nil && r.ToB != nil {
 				for _, t := range []Transform{toA, toB} {
@@ -451,15 +451,20 @@ func (p *Policy) prepare() error {
 }
 
 // inverseOf fills in a missing direction from a Reversible transform, or records a problem.
-func inverseOf(t Transform, label, to string, add func(string, ...any)) Transform {
+// The inverse is derived where possible; its absence is a problem only when needed.
+func inverseOf(t Transform, label, to string, needed bool, add func(string, ...any)) Transform {
 	rv, ok := t.(Reversible)
 	if !ok {
-		add("%s: no transform to %s, and the other direction is not reversible", label, to)
+		if needed {
+			add("%s: no transform to %s, and the other direction is not reversible", label, to)
+		}
 		return nil
 	}
 	inv, err := rv.Inverse()
 	if err != nil {
-		add("%s: transform to %s: %v", label, to, err)
+		if needed {
+			add("%s: transform to %s: %v", label, to, err)
+		}
 		return nil
 	}
 	return inv
