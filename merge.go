@@ -3,6 +3,8 @@ package crmsync
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -61,9 +63,9 @@ func newResult() MergeResult {
 // neither: nothing is written.
 //
 // A record archived on one side sets the policy's archived field to true on
-// the other; restoring it sets the field to false. Nothing is written to an
-// archived record; such writes are reported in Skipped and the base keeps the
-// old value, so they happen once the record is restored.
+// the other; restoring it sets the field to false. While either record is
+// archived the pair's fields are frozen: changes are reported in Skipped and
+// the base is kept, so they are merged once the record is restored.
 //
 // Merge is pure and deterministic. Merging again after both patches landed,
 // with NewBase, writes nothing. A value that cannot be read as its field's
@@ -181,6 +183,19 @@ func (m *merger) field(i int) {
 		}
 	}
 	if !changedA && !changedB {
+		return
+	}
+	if frozen := m.archivedSides(); frozen != "" {
+		// Archived records are frozen: nothing can be written to them, and
+		// the base stays as it was so the merge resumes on restore.
+		for _, s := range []struct {
+			sys     string
+			changed bool
+		}{{p.A, changedA}, {p.B, changedB}} {
+			if s.changed {
+				m.skip(key, s.sys, "record archived on %s", frozen)
+			}
+		}
 		return
 	}
 	same := false
@@ -339,24 +354,26 @@ func (m *merger) field(i int) {
 	}
 	writeA := (aHas && !equalValues(aN, t)) || (!aHas && t != nil)
 	writeB := (bHas && !equalValues(bN, tB)) || (!bHas && tB != nil)
-	keepBase := false
-	if writeA && m.a.Archived {
-		m.skip(key, p.B, "record archived on %s", p.A)
-		writeA, keepBase = false, true
-	}
-	if writeB && m.b.Archived {
-		m.skip(key, p.A, "record archived on %s", p.B)
-		writeB, keepBase = false, true
-	}
 	if writeA {
 		m.res.PatchA[r.A] = p.encoding(p.A).Encode(r.Type, t)
 	}
 	if writeB {
 		m.res.PatchB[r.B] = p.encoding(p.B).Encode(r.Type, tB)
 	}
-	if !keepBase {
-		m.res.NewBase[key] = t
+	m.res.NewBase[key] = t
+}
+
+// archivedSides names the archived sides ("" if none), in name order.
+func (m *merger) archivedSides() string {
+	var sides []string
+	if m.a.Archived {
+		sides = append(sides, m.p.A)
 	}
+	if m.b.Archived {
+		sides = append(sides, m.p.B)
+	}
+	slices.Sort(sides)
+	return strings.Join(sides, " and ")
 }
 
 // archived keeps side's archived field equal to whether the counterpart is archived.
