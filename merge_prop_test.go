@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,4 +251,67 @@ func sortedBy[T any](xs []T, key func(T) string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// FuzzMerge merges arbitrary values under each rule and type: Merge must
+// never panic, must fail only with ValueErrors that do not quote values, and
+// must not echo its own writes.
+func FuzzMerge(f *testing.F) {
+	f.Add(uint8(0), uint8(0), uint8(0), "42", "43", "44")
+	f.Add(uint8(1), uint8(2), uint8(7), "42abc", "", " ")
+	f.Add(uint8(3), uint8(4), uint8(1), "2026-01-15", "1768435200000", "2026-01-15T00:00:00.000+0000")
+	f.Add(uint8(5), uint8(6), uint8(3), "lead", "customer", "MQL")
+	f.Add(uint8(6), uint8(7), uint8(0), "a;b", "b;a", "c")
+	f.Fuzz(func(t *testing.T, ruleIdx, kindIdx, flags uint8, base, av, bv string) {
+		kind := propKinds[int(kindIdx)%len(propKinds)]
+		rule := propRules[int(ruleIdx)%len(propRules)]
+		p, err := NewPolicy(Policy{A: hs, B: sf, Hold: flags&64 != 0, Rules: []FieldRule{
+			{Name: "f", A: "f", B: "F__c", Type: kind.typ, ToB: kind.toB, Rule: rule},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		put := func(f Fields, name string, v string, bits uint8) {
+			switch bits & 3 {
+			case 0:
+				f[name] = v
+			case 1:
+				f[name] = nil
+			case 2: // missing
+			case 3:
+				f[name] = " " + v + " "
+			}
+		}
+		baseF, a, b := Fields{}, Record{ID: "1", Fields: Fields{}}, Record{ID: "2", Fields: Fields{}}
+		put(baseF, "f", base, flags)
+		put(a.Fields, "f", av, flags>>2)
+		put(b.Fields, "F__c", bv, flags>>4)
+		a.ModifiedAt = t0
+		b.ModifiedAt = t0.Add(time.Duration(flags>>7) * time.Hour)
+		res, err := Merge(baseF, a, b, p)
+		if err != nil {
+			var found bool
+			for range valueErrors(err) {
+				found = true
+			}
+			if !found {
+				t.Fatalf("Merge error %v carries no ValueError", err)
+			}
+			for _, s := range []string{base, av, bv} {
+				if len(s) > 3 && strings.Contains(err.Error(), s) {
+					t.Fatalf("Merge error %q quotes a value", err)
+				}
+			}
+			return
+		}
+		applyPatch(&a, res.PatchA)
+		applyPatch(&b, res.PatchB)
+		again, err := Merge(res.NewBase, a, b, p)
+		if err != nil {
+			t.Fatalf("second Merge: %v", err)
+		}
+		if !again.Empty() {
+			t.Fatalf("second Merge writes %#v / %#v", map[string]any(again.PatchA), map[string]any(again.PatchB))
+		}
+	})
 }
