@@ -16,14 +16,15 @@ const archivedKeyPrefix = "$archived:"
 type MergeResult struct {
 	// PatchA and PatchB hold only the fields to change on each side, in that
 	// side's field names and encoding (see Policy.Encodings). Never nil.
-	PatchA, PatchB Fields
+	PatchA Fields `json:"patch_a"`
+	PatchB Fields `json:"patch_b"`
 	// NewBase is the base to store once both patches have landed. Never nil.
-	NewBase Fields
+	NewBase Fields `json:"new_base"`
 	// Conflicts lists the fields changed on both sides to different values,
 	// in rule order.
-	Conflicts []Conflict
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 	// Skipped lists the changes not carried to the other side, and why.
-	Skipped []Skip
+	Skipped []Skip `json:"skipped,omitempty"`
 }
 
 // Empty reports whether the result writes nothing.
@@ -380,6 +381,9 @@ func (m *merger) archivedSides() string {
 func (m *merger) archived(side, field string, rec Record, want bool) {
 	if field == "" {
 		return
+	}
+	if want && rec.ID == "" {
+		return // no counterpart record: do not make one just to mark it archived
 	}
 	key := archivedKeyPrefix + side
 	cur, has, ok := m.norm(rec.Fields, field, side, TypeBool)

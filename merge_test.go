@@ -1,8 +1,10 @@
 package crmsync
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -595,5 +597,45 @@ func TestMergeFuncRule(t *testing.T) {
 	res, _ = Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": ""}}, Record{ID: "2", Fields: Fields{"X": nil}}, p)
 	if !res.Empty() || len(res.Skipped) != 2 || res.Skipped[0].Reason != "both blank" {
 		t.Errorf("Merge = %+v, want both changes skipped with the func's reason", res)
+	}
+}
+
+func TestMergeArchivedWithNoCounterpart(t *testing.T) {
+	p, _ := NewPolicy(playbook())
+	res, err := Merge(nil, Record{ID: "101", Archived: true, Fields: Fields{"firstname": "Ada"}}, Record{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Empty() {
+		t.Errorf("Merge of an archived record with no counterpart writes %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB))
+	}
+}
+
+// A merge result, conflicts included, survives a JSON round trip (Stores
+// and memoized steps keep them as JSON) and still writes nothing on re-merge.
+func TestMergeResultJSON(t *testing.T) {
+	p, _ := NewPolicy(playbook())
+	base := Fields{"hubspotscore": 10.0, "recent_conversion_date": "2026-01-15T10:00:00.000Z", "phone": "1"}
+	a := Record{ID: "101", ModifiedAt: t0, Fields: Fields{"hubspotscore": "11", "recent_conversion_date": "1768471200000", "phone": "2"}}
+	b := Record{ID: "003X", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"Lead_Score__c": 10.0, "Phone": "3"}}
+	res, err := Merge(base, a, b, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back MergeResult
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.NewBase, res.NewBase) || !reflect.DeepEqual(back.Conflicts, res.Conflicts) || !reflect.DeepEqual(back.PatchB, res.PatchB) {
+		t.Errorf("JSON round trip changed the result:\n%s", raw)
+	}
+	applyPatch(&a, back.PatchA)
+	applyPatch(&b, back.PatchB)
+	if again, _ := Merge(back.NewBase, a, b, p); !again.Empty() {
+		t.Errorf("re-merge after a JSON round trip writes %v / %v", again.PatchA, again.PatchB)
 	}
 }
