@@ -25,6 +25,8 @@ var propKinds = []struct {
 	{TypeDateTime, []any{"2026-01-15T10:00:00.000Z", "2026-01-15T10:00:00.001Z", "2026-03-01T23:59:59.999Z"}, nil},
 	{TypeEnum, []any{"lead", "customer", "mql"}, PicklistMap{"lead": "Lead", "customer": "Customer", "mql": "MQL"}},
 	{TypeMultiEnum, []any{"a;b", "b", "a;c"}, nil},
+	{TypeReference, []any{"41235511", "41235512"}, OwnerMap{"41235511": "005000000000001AAA", "41235512": "005000000000002AAA"}},
+	{TypeOther, []any{"x", "3"}, nil},
 }
 
 // pickChangedSym is a symmetric Func rule: the side that changed wins; when

@@ -59,9 +59,9 @@ func (e errReason) Error() string { return string(e) }
 //   - TypeDateTime: a UTC "2006-01-02T15:04:05.000Z" string (from RFC 3339,
 //     Salesforce's "2006-01-02T15:04:05.000+0000", dates, or epoch milliseconds);
 //   - TypeMultiEnum: the ";"-separated items trimmed, deduplicated and sorted;
-//   - TypeString, TypeEnum, TypeReference: a trimmed string (numbers and
-//     bools are formatted);
-//   - TypeOther and unknown types: strings trimmed, other scalars as they are.
+//   - TypeString, TypeEnum, TypeReference, TypeOther and unknown types: a
+//     trimmed string (numbers, bools and times are formatted), so that
+//     HubSpot's strings and Salesforce's typed values compare as text.
 //
 // A value that cannot be read as t returns an error that does not quote it.
 // Normalize is idempotent: Normalize(t, Normalize(t, v)) == Normalize(t, v).
@@ -117,10 +117,8 @@ func Normalize(t FieldType, v any) (any, error) {
 			return nil, nil
 		}
 		return strings.Join(items, ";"), nil
-	case TypeString, TypeEnum, TypeReference:
-		return normText(v)
 	default:
-		return v, nil
+		return normText(v)
 	}
 }
 

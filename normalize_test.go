@@ -53,7 +53,7 @@ func TestNormalize(t *testing.T) {
 		{TypeMultiEnum, ";", nil},
 		{TypeMultiEnum, []any{"c", "a"}, "a;c"},
 		{TypeReference, "0055e000001AbCdAAK", "0055e000001AbCdAAK"},
-		{TypeOther, 3.0, 3.0},
+		{TypeOther, 3.0, "3"},
 		{TypeOther, " x ", "x"},
 	}
 	for _, tt := range tests {
@@ -111,6 +111,7 @@ func TestEncodingsRoundTrip(t *testing.T) {
 		TypeEnum:      {"lead"},
 		TypeMultiEnum: {"a;b;c"},
 		TypeReference: {"005000000000001AAA"},
+		TypeOther:     {"x", nil},
 	}
 	for typ, vs := range values {
 		for _, v := range vs {
