@@ -85,13 +85,13 @@ func drawCase(t *rapid.T) propCase {
 			c.base[fr.Name] = v
 		}
 		if v, ok := draw(fmt.Sprintf("a%d", i)); ok {
-			c.a.Fields[fr.A] = StringEncoding.Encode(kind.typ, v)
+			c.a.Fields[fr.A] = StringEncoding{}.Encode(kind.typ, v)
 		}
 		if v, ok := draw(fmt.Sprintf("b%d", i)); ok {
 			if v != nil && kind.toB != nil {
 				v, _ = kind.toB.Transform(v)
 			}
-			c.b.Fields[fr.B] = TypedEncoding.Encode(kind.typ, v)
+			c.b.Fields[fr.B] = TypedEncoding{}.Encode(kind.typ, v)
 		}
 		if rapid.Bool().Draw(t, fmt.Sprintf("ftA%d", i)) {
 			c.a.FieldTimes = map[string]time.Time{fr.A: rapid.SampledFrom(times).Draw(t, fmt.Sprintf("ftAv%d", i))}

@@ -639,3 +639,48 @@ func TestMergeResultJSON(t *testing.T) {
 		t.Errorf("re-merge after a JSON round trip writes %v / %v", again.PatchA, again.PatchB)
 	}
 }
+
+func TestMergeEncodingsPerSystem(t *testing.T) {
+	rules := []FieldRule{
+		{A: "n", B: "N", Type: TypeNumber, Rule: MostRecent()},
+		{A: "d", B: "D", Type: TypeDateTime, Rule: MostRecent()},
+		{A: "c", B: "C", Type: TypeString, Rule: MostRecent()},
+	}
+	a := Record{ID: "1", Fields: Fields{"n": "7", "d": "1768471200000", "c": ""}}
+	b := Record{ID: "2"}
+	base := Fields{"c": "x"}
+	tests := []struct {
+		name string
+		pol  Policy
+		want Fields
+	}{
+		{"salesforce is typed", Policy{A: hs, B: sf, Rules: rules},
+			Fields{"N": 7.0, "D": "2026-01-15T10:00:00.000+0000"}},
+		{"hubspot to hubspot is strings", Policy{A: hs, B: "hubspot-eu", Rules: rules,
+			Encodings: map[string]Encoding{"hubspot-eu": StringEncoding{}}},
+			Fields{"N": "7", "D": "2026-01-15T10:00:00.000Z"}},
+		{"custom encoding", Policy{A: hs, B: "pipedrive", Rules: rules,
+			Encodings: map[string]Encoding{"pipedrive": EncodingFunc(func(t FieldType, v any) any {
+				if v == nil {
+					return "CLEAR"
+				}
+				return v
+			})}},
+			Fields{"N": 7.0, "D": "2026-01-15T10:00:00.000Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := b
+			b.Fields = Fields{"C": "x"}
+			res, err := Merge(base, a, b, &tt.pol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := maps.Clone(tt.want)
+			want["C"] = map[string]any{"salesforce is typed": nil, "hubspot to hubspot is strings": "", "custom encoding": "CLEAR"}[tt.name]
+			if !reflect.DeepEqual(res.PatchB, want) {
+				t.Errorf("PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(want))
+			}
+		})
+	}
+}

@@ -319,13 +319,19 @@ func (f EncodingFunc) Encode(t FieldType, v any) any { return f(t, v) }
 // HubSpot API takes them: numbers in plain decimal, bools "true"/"false",
 // dates "2006-01-02", datetimes ISO 8601 UTC with milliseconds, multi-select
 // lists ";"-separated.
-var StringEncoding Encoding = EncodingFunc(encodeString)
+type StringEncoding struct{}
+
+// Encode implements [Encoding].
+func (StringEncoding) Encode(t FieldType, v any) any { return encodeString(t, v) }
 
 // TypedEncoding writes typed JSON values and clears with nil, as the
 // Salesforce API takes them: numbers as float64, bools as bool, dates
 // "2006-01-02", datetimes "2006-01-02T15:04:05.000+0000", multi-select lists
 // ";"-separated.
-var TypedEncoding Encoding = EncodingFunc(encodeTyped)
+type TypedEncoding struct{}
+
+// Encode implements [Encoding].
+func (TypedEncoding) Encode(t FieldType, v any) any { return encodeTyped(t, v) }
 
 func encodeString(t FieldType, v any) any {
 	switch x := v.(type) {
@@ -351,12 +357,12 @@ func encodeTyped(t FieldType, v any) any {
 	return v
 }
 
-// builtinEncodings are the encodings of the systems crmsync ships clients for.
+// builtinEncoding is the encoding of the systems crmsync ships clients for.
 func builtinEncoding(system string) Encoding {
 	switch system {
 	case "hubspot":
-		return StringEncoding
+		return StringEncoding{}
 	default:
-		return TypedEncoding
+		return TypedEncoding{}
 	}
 }

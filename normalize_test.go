@@ -115,11 +115,11 @@ func TestEncodingsRoundTrip(t *testing.T) {
 	}
 	for typ, vs := range values {
 		for _, v := range vs {
-			for name, enc := range map[string]Encoding{"string": StringEncoding, "typed": TypedEncoding} {
+			for name, enc := range map[string]Encoding{"string": StringEncoding{}, "typed": TypedEncoding{}} {
 				out := enc.Encode(typ, v)
 				if name == "string" {
 					if _, ok := out.(string); !ok {
-						t.Errorf("StringEncoding.Encode(%s, %#v) = %#v, not a string", typ, v, out)
+						t.Errorf("StringEncoding{}.Encode(%s, %#v) = %#v, not a string", typ, v, out)
 					}
 				}
 				got, err := Normalize(typ, out)
@@ -129,14 +129,14 @@ func TestEncodingsRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if got := TypedEncoding.Encode(TypeDateTime, "2026-01-15T10:00:00.123Z"); got != "2026-01-15T10:00:00.123+0000" {
-		t.Errorf("TypedEncoding datetime = %#v, want Salesforce layout", got)
+	if got := (TypedEncoding{}).Encode(TypeDateTime, "2026-01-15T10:00:00.123Z"); got != "2026-01-15T10:00:00.123+0000" {
+		t.Errorf("TypedEncoding{} datetime = %#v, want Salesforce layout", got)
 	}
-	if got := StringEncoding.Encode(TypeString, nil); got != "" {
-		t.Errorf("StringEncoding clears with %#v, want \"\"", got)
+	if got := (StringEncoding{}).Encode(TypeString, nil); got != "" {
+		t.Errorf("StringEncoding{} clears with %#v, want \"\"", got)
 	}
-	if got := TypedEncoding.Encode(TypeString, nil); got != nil {
-		t.Errorf("TypedEncoding clears with %#v, want nil", got)
+	if got := (TypedEncoding{}).Encode(TypeString, nil); got != nil {
+		t.Errorf("TypedEncoding{} clears with %#v, want nil", got)
 	}
 }
 
@@ -174,7 +174,7 @@ func FuzzNormalize(f *testing.F) {
 		if err != nil || again != v {
 			t.Fatalf("Normalize(%s, %#v) = %#v, %v: not idempotent", typ, v, again, err)
 		}
-		for _, enc := range []Encoding{StringEncoding, TypedEncoding} {
+		for _, enc := range []Encoding{StringEncoding{}, TypedEncoding{}} {
 			got, err := Normalize(typ, enc.Encode(typ, v))
 			if err != nil || got != v {
 				t.Fatalf("encoding %s %#v normalises to %#v, %v", typ, v, got, err)
