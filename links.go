@@ -57,7 +57,7 @@ type ConflictStore interface {
 	// ResolveConflict records a person's choice for a held conflict: it sets
 	// Resolution, ResolvedAt and state chosen. It returns ErrNotFound for an
 	// unknown id.
-	ResolveConflict(ctx context.Context, id string, r Resolution) error
+	ResolveConflict(ctx context.Context, id string, r Resolution, now time.Time) error
 	// PendingResolutions returns the conflicts of key in state chosen, for
 	// the next run to apply with Policy.ApplyResolution and then save with
 	// state applied.

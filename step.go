@@ -92,10 +92,12 @@ type Attempt struct {
 	// N is the attempt number, from 1.
 	N int
 
-	cursors map[string]string
-	ledger  []LedgerEntry
-	audit   []AuditEntry
-	dead    []DeadLetter
+	cursors   map[string]string
+	ledger    []LedgerEntry
+	audit     []AuditEntry
+	dead      []DeadLetter
+	links     []Link
+	conflicts []Conflict
 }
 
 // SetCursor sets the run key's cursor name to value when the step commits.
@@ -115,6 +117,12 @@ func (a *Attempt) Audit(rows ...AuditEntry) { a.audit = append(a.audit, rows...)
 // DeadLetter parks a payload that the step could not handle (one record of a
 // batch, say) while the step itself succeeds.
 func (a *Attempt) DeadLetter(d DeadLetter) { a.dead = append(a.dead, d) }
+
+// Link creates or replaces links (with their base snapshots) when the step commits.
+func (a *Attempt) Link(links ...Link) { a.links = append(a.links, links...) }
+
+// SaveConflicts saves conflicts when the step commits.
+func (a *Attempt) SaveConflicts(cs ...Conflict) { a.conflicts = append(a.conflicts, cs...) }
 
 // Step runs fn as the durable step id of run and returns its result.
 //
@@ -289,7 +297,20 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 		audit = append(audit, AuditEntry{Time: rec.Done, Key: r.Key, Run: r.ID, Step: id,
 			Kind: AuditDeadLetter, System: d.System, RecordIDs: ids, Detail: detail})
 	}
-	return Checkpoint{Run: r.ID, Step: rec, Cursors: a.cursors, Ledger: a.ledger, Audit: audit, DeadLetters: a.dead}
+	for i := range a.links {
+		a.links[i].Key = r.Key
+		if a.links[i].UpdatedAt.IsZero() {
+			a.links[i].UpdatedAt = rec.Done
+		}
+	}
+	for i := range a.conflicts {
+		a.conflicts[i].Key = r.Key
+		if a.conflicts[i].DetectedAt.IsZero() {
+			a.conflicts[i].DetectedAt = rec.Done
+		}
+	}
+	return Checkpoint{Run: r.ID, Step: rec, Cursors: a.cursors, Ledger: a.ledger, Audit: audit, DeadLetters: a.dead,
+		Links: a.links, Conflicts: a.conflicts}
 }
 
 // commit stores a checkpoint, retrying transient Store errors without

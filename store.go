@@ -67,6 +67,11 @@ type Checkpoint struct {
 	Audit []AuditEntry
 	// DeadLetters to park.
 	DeadLetters []DeadLetter
+	// Links to create or replace, with their base snapshots: a link changes
+	// only together with the write that made it true.
+	Links []Link
+	// Conflicts to save (see ConflictStore.SaveConflicts).
+	Conflicts []Conflict
 }
 
 // LeaseRequest asks for a key's lease.
@@ -243,7 +248,9 @@ type DeadLetterStore interface {
 	ClaimReplays(ctx context.Context, l Lease, now time.Time) ([]DeadLetter, error)
 }
 
-// Store is everything the engine keeps. store/memory, store/sqlite and
+// Store is everything the engine keeps. Checkpoints write several parts
+// at once; the parts' own write methods are for operators and tests.
+// store/memory, store/sqlite and
 // store/postgres implement it; store/storetest checks an implementation.
 // Implementations must be safe for concurrent use.
 type Store interface {
@@ -253,4 +260,6 @@ type Store interface {
 	LedgerStore
 	AuditStore
 	DeadLetterStore
+	LinkStore
+	ConflictStore
 }

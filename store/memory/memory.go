@@ -27,6 +27,11 @@ type Store struct {
 	dead    []crmsync.DeadLetter
 	seq     int64 // run creation order
 	order   map[crmsync.RunID]int64
+
+	linksA        map[string]crmsync.Link // key\x00aid -> link
+	linksB        map[string]string       // key\x00bid -> aid
+	conflicts     map[string]crmsync.Conflict
+	conflictOrder []string
 }
 
 var _ crmsync.Store = (*Store)(nil)
@@ -41,6 +46,10 @@ func New() *Store {
 		cursors: map[string]map[string]string{},
 		ledger:  map[string]crmsync.LedgerEntry{},
 		order:   map[crmsync.RunID]int64{},
+
+		linksA:    map[string]crmsync.Link{},
+		linksB:    map[string]string{},
+		conflicts: map[string]crmsync.Conflict{},
 	}
 }
 
@@ -235,6 +244,8 @@ func (s *Store) Commit(_ context.Context, l crmsync.Lease, cp crmsync.Checkpoint
 		d.Payload = slices.Clone(d.Payload)
 		s.dead = append(s.dead, d)
 	}
+	s.putLinks(cp.Links)
+	s.saveConflicts(cp.Conflicts)
 	return nil
 }
 
@@ -387,4 +398,153 @@ func (s *Store) ClaimReplays(_ context.Context, l crmsync.Lease, now time.Time) 
 		}
 	}
 	return out, nil
+}
+
+// LinksByA implements crmsync.LinkStore.
+func (s *Store) LinksByA(_ context.Context, key string, ids []string) (map[string]crmsync.Link, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]crmsync.Link{}
+	for _, id := range ids {
+		if l, ok := s.linksA[key+"\x00"+id]; ok {
+			out[id] = cloneLink(l)
+		}
+	}
+	return out, nil
+}
+
+// LinksByB implements crmsync.LinkStore.
+func (s *Store) LinksByB(_ context.Context, key string, ids []string) (map[string]crmsync.Link, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]crmsync.Link{}
+	for _, id := range ids {
+		if aid, ok := s.linksB[key+"\x00"+id]; ok {
+			out[id] = cloneLink(s.linksA[key+"\x00"+aid])
+		}
+	}
+	return out, nil
+}
+
+// PutLinks implements crmsync.LinkStore.
+func (s *Store) PutLinks(_ context.Context, links []crmsync.Link) error {
+	for _, l := range links {
+		if l.Key == "" || l.AID == "" || l.BID == "" {
+			return fmt.Errorf("memory: put link %s/%s: key and both ids are required", l.AID, l.BID)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.putLinks(links)
+	return nil
+}
+
+func (s *Store) putLinks(links []crmsync.Link) {
+	for _, l := range links {
+		ka, kb := l.Key+"\x00"+l.AID, l.Key+"\x00"+l.BID
+		if old, ok := s.linksA[ka]; ok {
+			delete(s.linksB, l.Key+"\x00"+old.BID)
+		}
+		if oldA, ok := s.linksB[kb]; ok {
+			delete(s.linksA, l.Key+"\x00"+oldA)
+		}
+		s.linksA[ka] = cloneLink(l)
+		s.linksB[kb] = l.AID
+	}
+}
+
+func cloneLink(l crmsync.Link) crmsync.Link {
+	if l.Base != nil {
+		b := make(crmsync.Fields, len(l.Base))
+		for k, v := range l.Base {
+			b[k] = v
+		}
+		l.Base = b
+	}
+	return l
+}
+
+// SaveConflicts implements crmsync.ConflictStore.
+func (s *Store) SaveConflicts(_ context.Context, cs []crmsync.Conflict) error {
+	for _, c := range cs {
+		if c.ID == "" {
+			return fmt.Errorf("memory: save conflict: empty id")
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saveConflicts(cs)
+	return nil
+}
+
+func (s *Store) saveConflicts(cs []crmsync.Conflict) {
+	for _, c := range cs {
+		old, ok := s.conflicts[c.ID]
+		if ok && (c.State == crmsync.ConflictHeld || c.State == crmsync.ConflictResolved) &&
+			(old.State == crmsync.ConflictChosen || old.State == crmsync.ConflictApplied) {
+			continue // keep the person's choice
+		}
+		if !ok {
+			s.conflictOrder = append(s.conflictOrder, c.ID)
+		}
+		s.conflicts[c.ID] = cloneConflict(c)
+	}
+}
+
+func cloneConflict(c crmsync.Conflict) crmsync.Conflict {
+	if c.Resolution != nil {
+		r := *c.Resolution
+		c.Resolution = &r
+	}
+	return c
+}
+
+// ListConflicts implements crmsync.ConflictStore.
+func (s *Store) ListConflicts(_ context.Context, f crmsync.ConflictFilter) ([]crmsync.Conflict, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []crmsync.Conflict
+	for _, id := range s.conflictOrder {
+		c := s.conflicts[id]
+		if (f.Key != "" && c.Key != f.Key) || (f.State != "" && c.State != f.State) || (f.Field != "" && c.Field != f.Field) {
+			continue
+		}
+		out = append(out, cloneConflict(c))
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// GetConflict implements crmsync.ConflictStore.
+func (s *Store) GetConflict(_ context.Context, id string) (crmsync.Conflict, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conflicts[id]
+	if !ok {
+		return crmsync.Conflict{}, fmt.Errorf("memory: conflict %s: %w", id, crmsync.ErrNotFound)
+	}
+	return cloneConflict(c), nil
+}
+
+// ResolveConflict implements crmsync.ConflictStore.
+func (s *Store) ResolveConflict(_ context.Context, id string, r crmsync.Resolution, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.conflicts[id]
+	if !ok {
+		return fmt.Errorf("memory: conflict %s: %w", id, crmsync.ErrNotFound)
+	}
+	if c.State != crmsync.ConflictHeld && c.State != crmsync.ConflictChosen {
+		return fmt.Errorf("memory: conflict %s is %s; only a held conflict can be resolved", id, c.State)
+	}
+	c.Resolution, c.ResolvedAt, c.State = &r, now, crmsync.ConflictChosen
+	s.conflicts[id] = c
+	return nil
+}
+
+// PendingResolutions implements crmsync.ConflictStore.
+func (s *Store) PendingResolutions(ctx context.Context, key string) ([]crmsync.Conflict, error) {
+	return s.ListConflicts(ctx, crmsync.ConflictFilter{Key: key, State: crmsync.ConflictChosen})
 }

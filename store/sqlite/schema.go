@@ -93,4 +93,26 @@ CREATE TABLE dead_letters (
 );
 CREATE INDEX dead_letters_key_status ON dead_letters (key, status);
 `,
+	// 2: links with their base snapshots; conflicts.
+	`
+CREATE TABLE links (
+	key        TEXT NOT NULL,
+	a_id       TEXT NOT NULL,
+	b_id       TEXT NOT NULL,
+	base       BLOB,
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (key, a_id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX links_b ON links (key, b_id);
+
+CREATE TABLE conflicts (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          TEXT NOT NULL UNIQUE,
+	key         TEXT NOT NULL,
+	state       TEXT NOT NULL,
+	field       TEXT NOT NULL,
+	body        BLOB NOT NULL
+);
+CREATE INDEX conflicts_key_state ON conflicts (key, state);
+`,
 }

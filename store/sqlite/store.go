@@ -283,7 +283,7 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	st := cp.Step
 	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
 	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
-	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 {
+	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
 		res, err := s.stmtStep.ExecContext(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
@@ -323,6 +323,12 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 				string(d.Status), ns(d.Created), ns(d.Updated)); err != nil {
 				return fmt.Errorf("sqlite: %s: dead letter: %w", what, err)
 			}
+		}
+		if err := putLinks(ctx, tx, cp.Links); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		if err := saveConflicts(ctx, tx, cp.Conflicts); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		return nil
 	})

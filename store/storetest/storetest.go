@@ -433,6 +433,117 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Errorf("after 40 concurrent commits: %d steps, %d audit rows; want 40 each", len(st), len(rows))
 			}
 		}},
+		{"Links", func(t *testing.T, s crmsync.Store) {
+			base := crmsync.Fields{"email": "ada@example.com", "score": 42.0, "vip": true, "phone": nil}
+			if err := s.PutLinks(ctx, []crmsync.Link{
+				{Key: "k", AID: "101", BID: "003A", Base: base, UpdatedAt: t0},
+				{Key: "k", AID: "102", BID: "003B", UpdatedAt: t0},
+				{Key: "other", AID: "101", BID: "003Z", UpdatedAt: t0},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			byA, err := s.LinksByA(ctx, "k", []string{"101", "102", "999"})
+			if err != nil || len(byA) != 2 || byA["101"].BID != "003A" || byA["101"].Key != "k" || !byA["101"].UpdatedAt.Equal(t0) {
+				t.Fatalf("LinksByA = %+v, %v", byA, err)
+			}
+			if got := byA["101"].Base; fmt.Sprint(got) != fmt.Sprint(base) {
+				t.Errorf("base snapshot = %v, want %v (types kept through the store)", got, base)
+			}
+			byB, err := s.LinksByB(ctx, "k", []string{"003B", "003Z"})
+			if err != nil || len(byB) != 1 || byB["003B"].AID != "102" {
+				t.Errorf("LinksByB = %+v, %v; want only 003B (003Z is another key's)", byB, err)
+			}
+			// Relinking 101 to a new counterpart drops its old link both ways.
+			if err := s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "101", BID: "003C", Base: crmsync.Fields{"email": "x"}, UpdatedAt: t0}}); err != nil {
+				t.Fatal(err)
+			}
+			if old, _ := s.LinksByB(ctx, "k", []string{"003A"}); len(old) != 0 {
+				t.Errorf("old counterpart 003A still linked: %+v", old)
+			}
+			// Linking 103 to 003B (held by 102) moves 003B.
+			if err := s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "103", BID: "003B", UpdatedAt: t0}}); err != nil {
+				t.Fatal(err)
+			}
+			if gone, _ := s.LinksByA(ctx, "k", []string{"102"}); len(gone) != 0 {
+				t.Errorf("102 still linked after 003B moved to 103: %+v", gone)
+			}
+			if err := s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "", BID: "x"}}); err == nil {
+				t.Error("PutLinks with an empty id = nil, want an error")
+			}
+		}},
+		{"LinksCommitWithStep", func(t *testing.T, s crmsync.Store) {
+			l, _ := acquire(t, s, "k", "h", "r1", t0)
+			link := crmsync.Link{Key: "k", AID: "101", BID: "003A", Base: crmsync.Fields{"phone": "555"}, UpdatedAt: t0}
+			c := crmsync.Conflict{ID: "c1", Key: "k", SystemA: "hubspot", SystemB: "salesforce", RecordA: "101", RecordB: "003A",
+				Field: "phone", State: crmsync.ConflictHeld, Held: true, A: "1", B: "2", DetectedAt: t0}
+			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("w", `0`), Links: []crmsync.Link{link}, Conflicts: []crmsync.Conflict{c}}); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.LinksByA(ctx, "k", []string{"101"}); got["101"].BID != "003A" {
+				t.Errorf("link not committed with the step: %+v", got)
+			}
+			if got, err := s.GetConflict(ctx, "c1"); err != nil || got.State != crmsync.ConflictHeld || got.RecordB != "003A" {
+				t.Errorf("conflict not committed with the step: %+v, %v", got, err)
+			}
+			// A fenced commit writes no link.
+			acquire(t, s, "k", "h2", "r2", t0.Add(time.Hour))
+			err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("w2", `0`), Links: []crmsync.Link{{Key: "k", AID: "102", BID: "003B"}}})
+			if !errors.Is(err, crmsync.ErrLeaseLost) {
+				t.Fatalf("fenced Commit = %v", err)
+			}
+			if got, _ := s.LinksByA(ctx, "k", []string{"102"}); len(got) != 0 {
+				t.Errorf("fenced commit wrote a link: %+v", got)
+			}
+		}},
+		{"Conflicts", func(t *testing.T, s crmsync.Store) {
+			mk := func(id, key, field string, st crmsync.ConflictState) crmsync.Conflict {
+				return crmsync.Conflict{ID: id, Key: key, SystemA: "hubspot", SystemB: "salesforce", RecordA: "a-" + id, RecordB: "b-" + id,
+					Field: field, State: st, Held: st == crmsync.ConflictHeld, Base: "x", A: 1.5, B: true, DetectedAt: t0}
+			}
+			if err := s.SaveConflicts(ctx, []crmsync.Conflict{mk("c1", "k", "phone", crmsync.ConflictHeld), mk("c2", "k", "lifecyclestage", crmsync.ConflictResolved),
+				mk("c3", "k", "phone", crmsync.ConflictHeld), mk("c4", "other", "phone", crmsync.ConflictHeld)}); err != nil {
+				t.Fatal(err)
+			}
+			held, _ := s.ListConflicts(ctx, crmsync.ConflictFilter{Key: "k", State: crmsync.ConflictHeld})
+			if len(held) != 2 || held[0].ID != "c1" || held[1].ID != "c3" {
+				t.Errorf("held conflicts of k = %v, want c1, c3 oldest first", conflictIDs(held))
+			}
+			if f, _ := s.ListConflicts(ctx, crmsync.ConflictFilter{Field: "phone", Limit: 2}); len(f) != 2 {
+				t.Errorf("phone conflicts with limit 2 = %d", len(f))
+			}
+			got, err := s.GetConflict(ctx, "c1")
+			if err != nil || got.A != 1.5 || got.B != true || got.Base != "x" || !got.DetectedAt.Equal(t0) {
+				t.Errorf("GetConflict = %+v, %v", got, err)
+			}
+			if _, err := s.GetConflict(ctx, "nope"); !errors.Is(err, crmsync.ErrNotFound) {
+				t.Errorf("GetConflict(nope) = %v, want ErrNotFound", err)
+			}
+			if err := s.ResolveConflict(ctx, "nope", crmsync.Resolution{Pick: "hubspot"}, t0); !errors.Is(err, crmsync.ErrNotFound) {
+				t.Errorf("ResolveConflict(nope) = %v, want ErrNotFound", err)
+			}
+			if err := s.ResolveConflict(ctx, "c2", crmsync.Resolution{Pick: "hubspot"}, t0); err == nil {
+				t.Errorf("ResolveConflict of a conflict the rule resolved = nil, want an error")
+			}
+			if err := s.ResolveConflict(ctx, "c1", crmsync.Resolution{Pick: "salesforce"}, t0.Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			// The next pass sees the same conflict again: the choice is kept.
+			if err := s.SaveConflicts(ctx, []crmsync.Conflict{mk("c1", "k", "phone", crmsync.ConflictHeld)}); err != nil {
+				t.Fatal(err)
+			}
+			pend, err := s.PendingResolutions(ctx, "k")
+			if err != nil || len(pend) != 1 || pend[0].ID != "c1" || pend[0].Resolution == nil || pend[0].Resolution.Pick != "salesforce" || !pend[0].ResolvedAt.Equal(t0.Add(time.Hour)) {
+				t.Fatalf("PendingResolutions = %+v, %v", pend, err)
+			}
+			applied := pend[0]
+			applied.State = crmsync.ConflictApplied
+			if err := s.SaveConflicts(ctx, []crmsync.Conflict{applied}); err != nil {
+				t.Fatal(err)
+			}
+			if pend, _ := s.PendingResolutions(ctx, "k"); len(pend) != 0 {
+				t.Errorf("PendingResolutions after apply = %v", conflictIDs(pend))
+			}
+		}},
 		{"BadInput", func(t *testing.T, s crmsync.Store) {
 			if _, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "", Holder: "h", NewRun: "r", TTL: ttl, Now: t0}); err == nil {
 				t.Errorf("AcquireLease with empty key = nil, want an error")
@@ -452,6 +563,14 @@ func keys(m map[string]crmsync.StepRecord) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
+	}
+	return out
+}
+
+func conflictIDs(cs []crmsync.Conflict) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.ID)
 	}
 	return out
 }
