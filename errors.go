@@ -23,6 +23,11 @@ var (
 	// ErrDailyLimit is returned (wrapped) by a CRM client when the account's daily API
 	// allocation is used up. A run stops with it instead of retrying.
 	ErrDailyLimit = errors.New("crmsync: daily API limit reached")
+	// ErrHistoryLost is returned (wrapped) by a CRM's Changes when it can no
+	// longer list every change since the query's Since (Salesforce's
+	// deleted-records window, say). The sync reports it and reads what the
+	// API still holds.
+	ErrHistoryLost = errors.New("crmsync: change history lost")
 	// ErrRunClosed is returned when a finished run is used again.
 	ErrRunClosed = errors.New("crmsync: run is closed")
 )

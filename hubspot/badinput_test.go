@@ -25,7 +25,7 @@ func TestBadResponsesAreTypedErrors(t *testing.T) {
 		{"huge body", hubspottest.Fault{Kind: hubspottest.Raw, Body: []byte(huge)}, "body exceeds"},
 		{"empty body", hubspottest.Fault{Kind: hubspottest.Raw}, "empty body"},
 		{"json array", hubspottest.Fault{Kind: hubspottest.Raw, Body: []byte(`[]`)}, "not a json object"},
-		{"bad paging cursor", hubspottest.Fault{Kind: hubspottest.Raw, Body: []byte(`{"total":1,"results":[],"paging":{"next":{"after":"zz"}}}`)}, "paging cursor"},
+		{"next page promised after an empty page", hubspottest.Fault{Kind: hubspottest.Raw, Body: []byte(`{"total":1,"results":[],"paging":{"next":{"after":"zz"}}}`)}, "empty page with a next page"},
 		{"bad stamp", hubspottest.Fault{Kind: hubspottest.Raw, Body: []byte(`{"total":1,"results":[{"id":"1","properties":{},"createdAt":"today","updatedAt":"now","archived":false}]}`)}, "bad createdAt"},
 	}
 	for _, tt := range tests {

@@ -127,9 +127,6 @@ type Config struct {
 	RetryMax     time.Duration
 	// MaxResponseBytes caps a response body; zero means 32 MiB.
 	MaxResponseBytes int64
-	// SearchCap is the search API's results-per-query cap; zero means 10,000.
-	// Changes restarts the query above the last id seen before reaching it.
-	SearchCap int
 	// Now is the clock for the daily budget's day; nil means time.Now.
 	Now func() time.Time
 }
@@ -150,7 +147,6 @@ type Client struct {
 	retryInitial time.Duration
 	retryMax     time.Duration
 	maxBody      int64
-	searchCap    int
 	now          func() time.Time
 
 	mu        sync.Mutex
@@ -192,9 +188,6 @@ func New(c Config) (*Client, error) {
 	if c.MaxResponseBytes < 0 {
 		return nil, errors.New("hubspot: Config.MaxResponseBytes must not be negative")
 	}
-	if c.SearchCap < 0 {
-		return nil, errors.New("hubspot: Config.SearchCap must not be negative")
-	}
 	base := c.BaseURL
 	if base == "" {
 		base = DefaultBaseURL
@@ -217,7 +210,6 @@ func New(c Config) (*Client, error) {
 		retryInitial: c.RetryInitial,
 		retryMax:     c.RetryMax,
 		maxBody:      c.MaxResponseBytes,
-		searchCap:    c.SearchCap,
 		now:          c.Now,
 		stats:        map[string]int64{},
 	}
@@ -261,9 +253,6 @@ func New(c Config) (*Client, error) {
 	}
 	if cl.maxBody == 0 {
 		cl.maxBody = 32 << 20
-	}
-	if cl.searchCap == 0 {
-		cl.searchCap = 10_000
 	}
 	if cl.now == nil {
 		cl.now = time.Now

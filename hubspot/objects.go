@@ -196,21 +196,17 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	if resp.Paging == nil || resp.Paging.Next == nil || resp.Paging.Next.After == "" {
 		return crmsync.Page{Records: page}, nil
 	}
+	// Keyset paging: the next page asks for ids above the last one seen
+	// rather than an offset. Records that leave the window meanwhile (a
+	// sync's own write-backs bump lastmodifieddate past Until) would shift
+	// an offset and skip others; ids do not move. It also never reaches
+	// the search cap, since every page is a fresh query.
+	if len(page) == 0 {
+		return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "empty page with a next page"}
+	}
 	next := tok
-	after, err := strconv.Atoi(resp.Paging.Next.After)
-	if err != nil || after < 0 {
-		return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "paging cursor is not a number"}
-	}
-	if after+limit > c.searchCap {
-		// The next page would cross the cap: restart above the last id seen.
-		if len(page) == 0 {
-			return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "empty page before the search cap"}
-		}
-		next.After = ""
-		next.LastID = page[len(page)-1].ID
-	} else {
-		next.After = resp.Paging.Next.After
-	}
+	next.After = ""
+	next.LastID = page[len(page)-1].ID
 	return crmsync.Page{Records: page, Next: next.encode()}, nil
 }
 

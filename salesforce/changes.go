@@ -203,7 +203,7 @@ func (c *Client) queryMore(ctx context.Context, next string, hdr http.Header) (q
 func (c *Client) checkDeletedWindow(ctx context.Context, object string, since time.Time) error {
 	now := c.now()
 	if since.IsZero() || now.Sub(since) > DeletedWindow {
-		return fmt.Errorf("salesforce: changes %s: since is older than %s: %w", object, DeletedWindow, ErrDeletedWindowLost)
+		return crmsync.Permanent(fmt.Errorf("salesforce: changes %s: since is older than %s: %w", object, DeletedWindow, ErrDeletedWindowLost))
 	}
 	start := since
 	if now.Sub(start) < 2*time.Minute {
@@ -217,7 +217,7 @@ func (c *Client) checkDeletedWindow(ctx context.Context, object string, since ti
 	if err != nil {
 		var ae *APIError
 		if errors.As(err, &ae) && ae.ErrorCode == "INVALID_REPLICATION_DATE" {
-			return fmt.Errorf("salesforce: changes %s: %w", object, ErrDeletedWindowLost)
+			return crmsync.Permanent(fmt.Errorf("salesforce: changes %s: %w", object, ErrDeletedWindowLost))
 		}
 		return err
 	}
@@ -226,8 +226,8 @@ func (c *Client) checkDeletedWindow(ctx context.Context, object string, since ti
 		return err
 	}
 	if d.EarliestDateAvailable.After(since) {
-		return fmt.Errorf("salesforce: changes %s: delete log starts %s, after since: %w",
-			object, FormatDateTime(d.EarliestDateAvailable), ErrDeletedWindowLost)
+		return crmsync.Permanent(fmt.Errorf("salesforce: changes %s: delete log starts %s, after since: %w",
+			object, FormatDateTime(d.EarliestDateAvailable), ErrDeletedWindowLost))
 	}
 	return nil
 }

@@ -1,16 +1,19 @@
 package salesforce
 
 import (
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/crmsync/crmsync"
 )
 
 // ErrDeletedWindowLost is returned (wrapped) by Changes with Archived set when
 // Salesforce no longer holds every deletion since the query's Since: it is
 // older than the 15-day recycle-bin window, or the org's delete log starts
 // later. The caller must reconcile in full instead.
-var ErrDeletedWindowLost = errors.New("salesforce: deleted-records window lost")
+// It wraps crmsync.ErrHistoryLost and is permanent: retrying cannot bring
+// the window back.
+var ErrDeletedWindowLost = fmt.Errorf("salesforce: deleted-records window lost: %w", crmsync.ErrHistoryLost)
 
 // APIError is an error response of the REST API: the HTTP status and the
 // first entry of Salesforce's JSON error array.

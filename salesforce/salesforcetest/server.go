@@ -60,6 +60,24 @@ type Config struct {
 	Now func() time.Time
 	// Seed is how many generated contacts to create at start.
 	Seed int
+	// Fields adds custom fields to Contact (an org's own fields), after the
+	// built-in ones; a name that is already a field is an error.
+	Fields []Field
+}
+
+// Field is a custom Contact field the fake serves, writes and describes.
+type Field struct {
+	// Name is the field's API name, ending in __c, or a standard field such
+	// as OwnerId.
+	Name string
+	// Type is the Salesforce type: string, email, phone, textarea, picklist,
+	// multipicklist, boolean, double, date, datetime or reference.
+	Type string
+	// Picklist lists a picklist's values; Restricted rejects others.
+	Picklist   []string
+	Restricted bool
+	// Unique makes the field unique (an external id when it ends in __c).
+	Unique bool
 }
 
 // Fault is a failure injected into the next requests of an endpoint.
@@ -165,6 +183,19 @@ func New(cfg Config) (*Server, error) {
 	s.byName = map[string]fieldDef{}
 	for _, f := range s.fields {
 		s.byName[strings.ToLower(f.Name)] = f
+	}
+	for _, f := range cfg.Fields {
+		if !regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`).MatchString(f.Name) {
+			return nil, fmt.Errorf("salesforcetest: Config.Fields: bad field name %q", f.Name)
+		}
+		if _, dup := s.byName[strings.ToLower(f.Name)]; dup {
+			return nil, fmt.Errorf("salesforcetest: Config.Fields: %s is already a Contact field", f.Name)
+		}
+		fd := fieldDef{Name: f.Name, Type: f.Type, Length: 255, Nillable: true, Createable: true, Updateable: true,
+			Custom: strings.HasSuffix(f.Name, "__c"), Picklist: f.Picklist, Restricted: f.Restricted, Unique: f.Unique,
+			ExternalID: f.Unique && strings.HasSuffix(f.Name, "__c")}
+		s.fields = append(s.fields, fd)
+		s.byName[strings.ToLower(f.Name)] = fd
 	}
 	s.SeedN(cfg.Seed)
 	return s, nil

@@ -1,0 +1,451 @@
+package crmsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// SyncConfig configures a Sync: two CRMs, the object on each, and the policy
+// that maps their fields.
+type SyncConfig struct {
+	// A and B are the CRM clients of the policy's systems A and B
+	// (A.System() == Policy.A). Required.
+	A, B CRM
+	// ObjectA and ObjectB name the synced object on each side
+	// ("contacts", "Contact"). Required.
+	ObjectA, ObjectB string
+	// Policy maps the fields and says who wins. Required; it is validated.
+	Policy *Policy
+	// LinkFieldA is A's unique field that holds the counterpart's B id
+	// (a HubSpot unique property such as "salesforce_contact_id"), and
+	// LinkFieldB B's external-id field that holds the A id
+	// ("HubSpot_Id__c"). Creates are upserts on them, so a create repeated
+	// after a crash finds the record the first one made. Required.
+	LinkFieldA, LinkFieldB string
+	// Overlap is how far before each cursor a pass starts reading, for clock
+	// skew and same-millisecond edits; zero means 2 minutes.
+	Overlap time.Duration
+	// Since is where the first pass of a key starts reading; zero means
+	// everything (a full backfill).
+	Since time.Time
+	// PageSize is the change-page size hint; zero means each API's maximum.
+	PageSize int
+	// WriteConcurrency caps the write calls in flight within a pass; zero means 4.
+	WriteConcurrency int
+	// OnConflict is told about each run's conflicts, once per run. With no
+	// handler, conflicts are logged (ids and field names only).
+	OnConflict []ConflictHandler
+	// Progress, if set, is called after each page with the pass's progress.
+	Progress func(Progress)
+	// Now is the clock that ends each pass's read window; nil means time.Now.
+	Now func() time.Time
+}
+
+// Sync is the bidirectional sync of one object between two CRMs, as a
+// Workflow: Engine.Run(ctx, key, sync) makes one pass in both directions. A
+// Sync is safe for concurrent runs of different keys.
+type Sync struct {
+	c      SyncConfig
+	fields map[string][]string // fields to fetch per system
+}
+
+var _ Workflow = (*Sync)(nil)
+
+// NewSync validates c and returns a Sync.
+func NewSync(c SyncConfig) (*Sync, error) {
+	var probs []string
+	if c.A == nil || c.B == nil {
+		probs = append(probs, "SyncConfig.A and SyncConfig.B (the two CRM clients) are required")
+	}
+	if c.ObjectA == "" || c.ObjectB == "" {
+		probs = append(probs, "SyncConfig.ObjectA and ObjectB are required")
+	}
+	if c.LinkFieldA == "" || c.LinkFieldB == "" {
+		probs = append(probs, "SyncConfig.LinkFieldA and LinkFieldB (the unique fields holding the other side's id) are required")
+	}
+	if c.Overlap < 0 || c.PageSize < 0 || c.WriteConcurrency < 0 {
+		probs = append(probs, "SyncConfig.Overlap, PageSize and WriteConcurrency must not be negative")
+	}
+	if c.Policy == nil {
+		probs = append(probs, "SyncConfig.Policy is required")
+	} else {
+		p, err := NewPolicy(*c.Policy)
+		if err != nil {
+			probs = append(probs, err.Error())
+		} else {
+			c.Policy = p
+			if c.A != nil && c.A.System() != p.A {
+				probs = append(probs, fmt.Sprintf("SyncConfig.A is %q but the policy's system A is %q", c.A.System(), p.A))
+			}
+			if c.B != nil && c.B.System() != p.B {
+				probs = append(probs, fmt.Sprintf("SyncConfig.B is %q but the policy's system B is %q", c.B.System(), p.B))
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return nil, fmt.Errorf("crmsync: NewSync: %s", joinProblems(probs))
+	}
+	if c.Overlap == 0 {
+		c.Overlap = 2 * time.Minute
+	}
+	if c.WriteConcurrency == 0 {
+		c.WriteConcurrency = 4
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	s := &Sync{c: c, fields: map[string][]string{}}
+	p := c.Policy
+	for _, side := range []string{p.A, p.B} {
+		var fs []string
+		add := func(f string) {
+			if f != "" && !slices.Contains(fs, f) {
+				fs = append(fs, f)
+			}
+		}
+		add(s.identityField(side))
+		for _, r := range p.Rules {
+			if side == p.A {
+				add(r.A)
+			} else {
+				add(r.B)
+			}
+		}
+		if side == p.A {
+			add(p.Archived.A)
+			add(c.LinkFieldA)
+		} else {
+			add(p.Archived.B)
+			add(c.LinkFieldB)
+		}
+		s.fields[side] = fs
+	}
+	return s, nil
+}
+
+func joinProblems(p []string) string {
+	out := ""
+	for i, s := range p {
+		if i > 0 {
+			out += "; "
+		}
+		out += s
+	}
+	return out
+}
+
+// Name implements the optional workflow name used in run records.
+func (s *Sync) Name() string {
+	return "sync " + s.c.Policy.A + "/" + s.c.ObjectA + " <-> " + s.c.Policy.B + "/" + s.c.ObjectB
+}
+
+// Policy returns the validated policy.
+func (s *Sync) Policy() *Policy { return s.c.Policy }
+
+func (s *Sync) identityField(side string) string {
+	f := s.c.Policy.Identity.A
+	if side == s.c.Policy.B {
+		f = s.c.Policy.Identity.B
+	}
+	if f == "" {
+		f = defaultIdentityField(side)
+	}
+	return f
+}
+
+// side describes one system in a pass.
+type side struct {
+	name      string // system name
+	crm       CRM
+	object    string
+	linkField string // this side's field holding the other side's id
+	fields    []string
+	isA       bool
+}
+
+func (s *Sync) sides() (a, b *side) {
+	p := s.c.Policy
+	a = &side{name: p.A, crm: s.c.A, object: s.c.ObjectA, linkField: s.c.LinkFieldA, fields: s.fields[p.A], isA: true}
+	b = &side{name: p.B, crm: s.c.B, object: s.c.ObjectB, linkField: s.c.LinkFieldB, fields: s.fields[p.B]}
+	return a, b
+}
+
+// Run implements Workflow: one pass in both directions.
+func (s *Sync) Run(ctx context.Context, run *Run) error {
+	ps := s.newPass(run, run.Store(), run.Key, run.Logger())
+	rep, err := ps.do(ctx)
+	run.SetResult(rep)
+	return err
+}
+
+// Plan is a dry run for key: the writes a pass would make now, made by
+// nobody. It reads both CRMs and the Store but writes to neither and
+// commits nothing; cursors do not move.
+func (s *Sync) Plan(ctx context.Context, st Store, key string, logger *slog.Logger) (*SyncReport, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	ps := s.newPass(nil, st, key, logger)
+	return ps.do(ctx)
+}
+
+// RunOnce runs one pass for key on eng and returns its report.
+func (s *Sync) RunOnce(ctx context.Context, eng *Engine, key string) (*SyncReport, RunInfo, error) {
+	info, err := eng.Run(ctx, key, s)
+	rep, derr := DecodeSyncReport(info)
+	if err != nil {
+		return rep, info, err
+	}
+	return rep, info, derr
+}
+
+// pass is one execution of a sync pass.
+type pass struct {
+	s     *Sync
+	run   *Run // nil for a plan
+	st    Store
+	key   string
+	log   *slog.Logger
+	a, b  *side
+	start time.Time
+
+	// replaying is set while dead letters are tried again: the ledger's
+	// record of an earlier refusal does not stop them.
+	replaying bool
+
+	mu        sync.Mutex
+	rep       *SyncReport
+	conflicts []Conflict
+}
+
+func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
+	a, b := s.sides()
+	rep := newSyncReport(a.name, b.name)
+	rep.Plan = run == nil
+	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep}
+}
+
+func (p *pass) other(sd *side) *side {
+	if sd.isA {
+		return p.b
+	}
+	return p.a
+}
+
+// step runs fn as a durable step of the run, or directly in a plan.
+func step[T any](ctx context.Context, p *pass, id string, fn func(ctx context.Context, a *Attempt) (T, error), opts *StepOpts) (T, error) {
+	if p.run == nil {
+		return fn(ctx, &Attempt{N: 1})
+	}
+	return Step(ctx, p.run, id, fn, opts)
+}
+
+func (p *pass) apiCalls(system string, n int) {
+	if p.run != nil {
+		p.run.AddAPICalls(system, n)
+	}
+	p.mu.Lock()
+	p.rep.APICalls[system] += n
+	p.mu.Unlock()
+}
+
+// window is a pass's read window, fixed by its first execution.
+type window struct {
+	Since map[string]time.Time `json:"since"`
+	Until time.Time            `json:"until"`
+}
+
+func (p *pass) do(ctx context.Context) (*SyncReport, error) {
+	err := p.passes(ctx)
+	p.rep.Duration = time.Since(p.start)
+	if p.run != nil {
+		c := p.run.Counters()
+		p.rep.StepRuns, p.rep.Replays, p.rep.Retries = c.StepRuns, c.Replays, c.Retries
+	}
+	return p.rep, err
+}
+
+func (p *pass) passes(ctx context.Context) error {
+	win, err := step(ctx, p, "window", func(ctx context.Context, _ *Attempt) (window, error) {
+		w := window{Since: map[string]time.Time{}, Until: p.s.c.Now().UTC()}
+		for _, sd := range []*side{p.a, p.b} {
+			since := p.s.c.Since
+			if c, ok, err := p.cursor(ctx, sd.name); err != nil {
+				return w, err
+			} else if ok {
+				since = c.Add(-p.s.c.Overlap)
+			}
+			w.Since[sd.name] = since.UTC()
+		}
+		return w, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	p.rep.Window = win
+	if err := p.schemaDrift(ctx); err != nil {
+		return err
+	}
+	if err := p.applyResolutions(ctx); err != nil {
+		return err
+	}
+	if err := p.replayDeadLetters(ctx); err != nil {
+		return err
+	}
+	for _, sd := range []*side{p.a, p.b} {
+		newest := time.Time{}
+		for _, archived := range []bool{false, true} {
+			t, err := p.readSide(ctx, sd, win, archived)
+			if err != nil {
+				return err
+			}
+			if t.After(newest) {
+				newest = t
+			}
+		}
+		// The cursor moves only forward, and only over finished work.
+		cur, err := step(ctx, p, "cursor:"+sd.name, func(ctx context.Context, a *Attempt) (time.Time, error) {
+			old, ok, err := p.cursor(ctx, sd.name)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if ok && !newest.After(old) {
+				return old, nil
+			}
+			if !newest.IsZero() {
+				a.SetCursor(sd.name, newest.UTC().Format(time.RFC3339Nano))
+			}
+			return newest, nil
+		}, nil)
+		if err != nil {
+			return err
+		}
+		if !cur.IsZero() {
+			p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return p.notifyConflicts(ctx)
+}
+
+func (p *pass) cursor(ctx context.Context, system string) (time.Time, bool, error) {
+	v, err := p.st.GetCursor(ctx, p.key, system)
+	if errors.Is(err, ErrNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("crmsync: cursor %s of %s: %w", system, p.key, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("crmsync: cursor %s of %s is not a time: %w", system, p.key, err)
+	}
+	return t, true, nil
+}
+
+// readSide reads one side's changes page by page, handling each page fully
+// before the next, and returns the newest modification stamp handled.
+func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool) (time.Time, error) {
+	kind := "changes"
+	if archived {
+		kind = "archived"
+	}
+	var newest time.Time
+	token := ""
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("read:%s:%s:%d", sd.name, kind, i)
+		rr, err := step(ctx, p, id, func(ctx context.Context, _ *Attempt) (readResult, error) {
+			q := ChangeQuery{Object: sd.object, Since: win.Since[sd.name], Until: win.Until,
+				Fields: sd.fields, Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
+			p.apiCalls(sd.name, 1)
+			page, err := sd.crm.Changes(ctx, q)
+			if err == nil || !errors.Is(err, ErrHistoryLost) || token != "" {
+				return readResult{Page: page}, err
+			}
+			// The API no longer lists everything since the cursor (a first
+			// backfill, or a pass after a long pause): read what it still
+			// holds, and say so in the report.
+			q.Since = win.Until.Add(-historyFallback)
+			p.apiCalls(sd.name, 1)
+			page, err2 := sd.crm.Changes(ctx, q)
+			if err2 != nil && errors.Is(err2, ErrHistoryLost) {
+				return readResult{Lost: err.Error()}, nil
+			}
+			return readResult{Page: page, Lost: err.Error()}, err2
+		}, nil)
+		if err != nil {
+			return newest, err
+		}
+		page := rr.Page
+		if rr.Lost != "" {
+			p.mu.Lock()
+			p.rep.HistoryLost = append(p.rep.HistoryLost, sd.name+" "+kind+": "+rr.Lost)
+			p.mu.Unlock()
+			if p.log != nil {
+				p.log.Warn("change history lost: changes older than the API keeps cannot be read", "crm", sd.name, "kind", kind)
+			}
+		}
+		for _, r := range page.Records {
+			if r.ModifiedAt.After(newest) {
+				newest = r.ModifiedAt
+			}
+		}
+		p.mu.Lock()
+		p.rep.Read[sd.name] += len(page.Records)
+		p.mu.Unlock()
+		if len(page.Records) > 0 {
+			if err := p.handle(ctx, sd, fmt.Sprintf("%s:%s:%d", sd.name, kind, i), page.Records); err != nil {
+				return newest, err
+			}
+		}
+		p.progress(sd.name, kind)
+		if page.Next == "" {
+			return newest, nil
+		}
+		token = page.Next
+	}
+}
+
+func (p *pass) progress(system, phase string) {
+	if p.s.c.Progress == nil && p.log == nil {
+		return
+	}
+	p.mu.Lock()
+	pr := Progress{Phase: system + " " + phase, Read: p.rep.Read[p.a.name] + p.rep.Read[p.b.name], Elapsed: time.Since(p.start)}
+	for _, d := range p.rep.Directions {
+		pr.Written += d.Created + d.Updated
+	}
+	p.mu.Unlock()
+	if secs := pr.Elapsed.Seconds(); secs > 0 {
+		pr.RecordsPerSecond = float64(pr.Read) / secs
+	}
+	if p.s.c.Progress != nil {
+		p.s.c.Progress(pr)
+	}
+	if p.log != nil {
+		p.log.Debug("sync progress", "phase", pr.Phase, "read", pr.Read, "written", pr.Written)
+	}
+}
+
+// historyFallback is how far back a read goes when the API lost the
+// history since the cursor: inside Salesforce's 15-day deleted-records window.
+const historyFallback = 14 * 24 * time.Hour
+
+// readResult is a page read as a step result.
+type readResult struct {
+	Page Page `json:"page"`
+	// Lost is set when the API could not list everything since the cursor.
+	Lost string `json:"lost,omitempty"`
+}
+
+// Progress is a pass's progress so far.
+type Progress struct {
+	Phase            string
+	Read, Written    int
+	Elapsed          time.Duration
+	RecordsPerSecond float64
+}

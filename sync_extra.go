@@ -1,0 +1,175 @@
+package crmsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// applyResolutions writes the choices people made for held conflicts.
+func (p *pass) applyResolutions(ctx context.Context) error {
+	pending, err := step(ctx, p, "resolutions", func(ctx context.Context, _ *Attempt) ([]Conflict, error) {
+		return p.st.PendingResolutions(ctx, p.key)
+	}, nil)
+	if err != nil || len(pending) == 0 {
+		return err
+	}
+	pol := p.s.c.Policy
+	type res struct {
+		c   Conflict
+		mr  MergeResult
+		err error
+	}
+	var all []res
+	var toA, toB []writeItem
+	var pairs []*pair
+	for _, c := range pending {
+		if c.Resolution == nil {
+			continue
+		}
+		mr, err := pol.ApplyResolution(c, *c.Resolution)
+		all = append(all, res{c: c, mr: mr, err: err})
+		if err != nil {
+			continue
+		}
+		i := len(pairs)
+		pairs = append(pairs, &pair{src: Record{ID: c.RecordA}, other: Record{ID: c.RecordB}})
+		if len(mr.PatchA) > 0 {
+			op := WriteOp{Kind: Update, ID: c.RecordA, Fields: mr.PatchA}
+			op.Key = idemKey("resolution:"+c.ID, p.a.name, Record{ID: c.RecordA}, op)
+			toA = append(toA, writeItem{Pair: i, Role: "update", Op: op})
+		}
+		if len(mr.PatchB) > 0 {
+			op := WriteOp{Kind: Update, ID: c.RecordB, Fields: mr.PatchB}
+			op.Key = idemKey("resolution:"+c.ID, p.b.name, Record{ID: c.RecordA}, op)
+			toB = append(toB, writeItem{Pair: i, Role: "update", Op: op})
+		}
+	}
+	outA, err := p.writeAll(ctx, p.a, p.a, "resolve", toA, pairs)
+	if err != nil {
+		return err
+	}
+	outB, err := p.writeAll(ctx, p.b, p.a, "resolve", toB, pairs)
+	if err != nil {
+		return err
+	}
+	failed := map[int]bool{}
+	for i, o := range outA {
+		if !o.ok() {
+			failed[toA[i].Pair] = true
+		}
+	}
+	for i, o := range outB {
+		if !o.ok() {
+			failed[toB[i].Pair] = true
+		}
+	}
+	applied, err := step(ctx, p, "resolve:commit", func(ctx context.Context, a *Attempt) (int, error) {
+		ids := make([]string, 0, len(all))
+		for _, r := range all {
+			ids = append(ids, r.c.RecordA)
+		}
+		links, err := p.st.LinksByA(ctx, p.key, ids)
+		if err != nil {
+			return 0, err
+		}
+		n, i := 0, 0
+		for _, r := range all {
+			if r.err != nil {
+				detail, _ := json.Marshal(map[string]string{"conflict": r.c.ID, "error": r.err.Error()})
+				a.Audit(AuditEntry{Kind: AuditSkip, RecordIDs: []string{r.c.RecordA, r.c.RecordB}, Detail: detail})
+				continue
+			}
+			idx := i
+			i++
+			if failed[idx] {
+				continue // the letter is parked; the choice stays pending
+			}
+			c := r.c
+			c.State = ConflictApplied
+			a.SaveConflicts(c)
+			if l, ok := links[c.RecordA]; ok {
+				base := Fields{}
+				for k, v := range l.Base {
+					base[k] = v
+				}
+				for k, v := range r.mr.NewBase {
+					base[k] = v
+				}
+				l.Base = base
+				links[c.RecordA] = l
+				a.Link(l)
+			}
+			detail, _ := json.Marshal(map[string]any{"conflict": c.ID, "field": c.Field, "pick": c.Resolution.Pick, "applied": true})
+			a.Audit(AuditEntry{Kind: AuditConflict, RecordIDs: []string{c.RecordA, c.RecordB}, Detail: detail})
+			n++
+		}
+		return n, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	p.rep.Resolved = applied
+	return nil
+}
+
+// replayDeadLetters takes the letters a person marked for replay: it reads
+// their source records again and handles them like fresh changes.
+func (p *pass) replayDeadLetters(ctx context.Context) error {
+	if p.run == nil {
+		return nil
+	}
+	letters := p.run.Replays()
+	if len(letters) == 0 {
+		return nil
+	}
+	ids := map[string][]string{}
+	for _, d := range letters {
+		var pl deadPayload
+		if err := json.Unmarshal(d.Payload, &pl); err != nil || pl.SourceID == "" {
+			p.log.Warn("dead letter cannot be replayed: no source record in its payload", "dead_letter", d.ID)
+			continue
+		}
+		ids[pl.SourceSystem] = append(ids[pl.SourceSystem], pl.SourceID)
+	}
+	systems := make([]string, 0, len(ids))
+	for s := range ids {
+		systems = append(systems, s)
+	}
+	sort.Strings(systems)
+	for _, sys := range systems {
+		sd := p.a
+		if sys == p.b.name {
+			sd = p.b
+		} else if sys != p.a.name {
+			return fmt.Errorf("crmsync: dead letter names unknown system %q", sys)
+		}
+		recs, err := p.lookup(ctx, sd, "replay-fetch:"+sys, "id", dedupe(ids[sys]))
+		if err != nil {
+			return err
+		}
+		p.rep.Replayed += len(ids[sys])
+		if len(recs) > 0 {
+			p.replaying = true
+			err := p.handle(ctx, sd, "replay:"+sys, recs)
+			p.replaying = false
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

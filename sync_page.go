@@ -1,0 +1,712 @@
+package crmsync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// pair is one changed record, its counterpart and what the merge decided.
+type pair struct {
+	src, other Record // other.ID == "" when there is no counterpart yet
+	link       *Link
+	res        MergeResult
+	mergeErr   error
+}
+
+func (p *pair) ids(srcIsA bool) (aID, bID string) {
+	if srcIsA {
+		return p.src.ID, p.other.ID
+	}
+	return p.other.ID, p.src.ID
+}
+
+// writeItem is one op of a write batch and the pair it serves.
+type writeItem struct {
+	Pair int     `json:"pair"`
+	Op   WriteOp `json:"op"`
+	// Role is "create", "update" or "link" (only the link field is written).
+	Role string `json:"role"`
+}
+
+// writeOutcome is what became of one writeItem; it is a step result.
+type writeOutcome struct {
+	ID        string `json:"id,omitempty"`
+	Created   bool   `json:"created,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Permanent bool   `json:"permanent,omitempty"`
+	Ledger    bool   `json:"ledger,omitempty"` // applied by an earlier run
+}
+
+func (o writeOutcome) ok() bool { return o.Error == "" }
+
+// handle takes one page of changes on side sd through match, merge, write
+// and commit. Every input to the merge is a step result, so a resumed run
+// rebuilds the same writes.
+func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) error {
+	other := p.other(sd)
+	recs = latestByID(recs)
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	links, err := step(ctx, p, "links:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, sd, ids)
+	}, nil)
+	if err != nil {
+		return err
+	}
+
+	// Counterparts of linked records, by id, in batches.
+	var linkedIDs []string
+	for _, r := range recs {
+		if l, ok := links[r.ID]; ok {
+			linkedIDs = append(linkedIDs, otherID(l, sd))
+		}
+	}
+	counterparts, err := p.lookup(ctx, other, "fetch:"+pg, "id", linkedIDs)
+	if err != nil {
+		return err
+	}
+	byID := map[string]Record{}
+	for _, r := range counterparts {
+		byID[r.ID] = r
+	}
+
+	// Unlinked records: match on the identity key, in batches.
+	pol := p.s.c.Policy
+	var keys []string
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if _, ok := links[r.ID]; ok {
+			continue
+		}
+		if k, ok := pol.IdentityKey(r, sd.name); ok && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	matches, err := p.lookup(ctx, other, "match:"+pg, p.s.identityField(other.name), keys)
+	if err != nil {
+		return err
+	}
+	var matchedIDs []string
+	for _, r := range matches {
+		matchedIDs = append(matchedIDs, r.ID)
+	}
+	taken, err := step(ctx, p, "links-matched:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, other, matchedIDs)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	byKey := map[string]Record{}
+	for _, r := range matches {
+		if _, linked := taken[r.ID]; linked {
+			continue // already linked to another record
+		}
+		k, ok := pol.IdentityKey(r, other.name)
+		if !ok {
+			continue
+		}
+		if cur, dup := byKey[k]; !dup || r.ModifiedAt.After(cur.ModifiedAt) || (r.ModifiedAt.Equal(cur.ModifiedAt) && r.ID < cur.ID) {
+			byKey[k] = r
+		}
+	}
+
+	// Merge each pair.
+	pairs := make([]*pair, 0, len(recs))
+	claimed := map[string]bool{}
+	for _, r := range recs {
+		pr := &pair{src: r}
+		if l, ok := links[r.ID]; ok {
+			l := l
+			pr.link = &l
+			cp, found := byID[otherID(l, sd)]
+			if !found {
+				p.skip(sd, r.ID, "", "counterpart "+otherID(l, sd)+" not found on "+other.name+" (archived or deleted there)")
+				continue
+			}
+			pr.other = cp
+		} else if k, ok := pol.IdentityKey(r, sd.name); ok {
+			if cp, found := byKey[k]; found && !claimed[cp.ID] {
+				claimed[cp.ID] = true
+				pr.other = cp
+			}
+		}
+		var base Fields
+		if pr.link != nil {
+			base = pr.link.Base
+		}
+		if sd.isA {
+			pr.res, pr.mergeErr = Merge(base, pr.src, pr.other, pol)
+		} else {
+			pr.res, pr.mergeErr = Merge(base, pr.other, pr.src, pol)
+		}
+		pairs = append(pairs, pr)
+	}
+	return p.writePairs(ctx, sd, pg, pairs)
+}
+
+// writePairs writes the merged pairs: first the other side (creates need
+// their new ids), then the source side (its patches and link write-backs),
+// then commits links, snapshots and conflicts.
+func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pair) error {
+	other := p.other(sd)
+	toOther := p.opsFor(other, sd, pairs, nil)
+	otherOut, err := p.writeAll(ctx, other, sd, pg, toOther, pairs)
+	if err != nil {
+		return err
+	}
+	created := map[int]string{} // pair -> id created on the other side
+	for i, it := range toOther {
+		if o := otherOut[i]; o.ok() && it.Role == "create" {
+			created[it.Pair] = o.ID
+		}
+	}
+	toSrc := p.opsFor(sd, other, pairs, created)
+	srcOut, err := p.writeAll(ctx, sd, sd, pg, toSrc, pairs)
+	if err != nil {
+		return err
+	}
+	return p.commit(ctx, sd, pg, pairs, toOther, otherOut, toSrc, srcOut)
+}
+
+// opsFor builds the writes to side to. With created nil, to is the other
+// side of the page's source records (from): patches and creates. Otherwise
+// to is the source side itself: its patches and the link write-backs, with
+// created holding the ids just created on the other side.
+func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []writeItem {
+	var items []writeItem
+	for i, pr := range pairs {
+		if pr.mergeErr != nil {
+			continue
+		}
+		patch := pr.res.PatchB
+		if to.isA {
+			patch = pr.res.PatchA
+		}
+		fields := Fields{}
+		for k, v := range patch {
+			fields[k] = v
+		}
+		if created == nil { // to is the other side of the source records
+			if pr.other.ID == "" {
+				if len(fields) == 0 {
+					continue // nothing to create (an archived record, say)
+				}
+				items = append(items, writeItem{Pair: i, Role: "create",
+					Op: WriteOp{Kind: Upsert, MatchField: to.linkField, MatchValue: pr.src.ID, Fields: fields}})
+				continue
+			}
+			if v, _ := pr.other.Fields[to.linkField].(string); v != pr.src.ID {
+				fields[to.linkField] = pr.src.ID
+			}
+			if len(fields) == 0 {
+				continue
+			}
+			role := "update"
+			if len(patch) == 0 {
+				role = "link"
+			}
+			items = append(items, writeItem{Pair: i, Role: role, Op: WriteOp{Kind: Update, ID: pr.other.ID, Fields: fields}})
+			continue
+		}
+		// to is the source side: its patch, and the link write-back.
+		otherID := pr.other.ID
+		if id, ok := created[i]; ok {
+			otherID = id
+		}
+		if otherID == "" {
+			continue // the counterpart was not created; nothing to link
+		}
+		if v, _ := pr.src.Fields[to.linkField].(string); v != otherID {
+			fields[to.linkField] = otherID
+		}
+		if len(fields) == 0 {
+			continue
+		}
+		role := "update"
+		if len(patch) == 0 {
+			role = "link"
+		}
+		items = append(items, writeItem{Pair: i, Role: role, Op: WriteOp{Kind: Update, ID: pr.src.ID, Fields: fields}})
+	}
+	for i := range items {
+		pr := pairs[items[i].Pair]
+		items[i].Op.Key = idemKey(from.name, to.name, pr.src, items[i].Op)
+	}
+	return items
+}
+
+// idemKey derives a write's idempotency key from its direction, the source
+// record and version, and the payload.
+func idemKey(from, to string, src Record, op WriteOp) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s>%s|%s|%s|%s|%s|%s|%s|", from, to, src.ID, src.ModifiedAt.UTC().Format(time.RFC3339Nano), op.Kind, op.ID, op.MatchField, op.MatchValue)
+	names := make([]string, 0, len(op.Fields))
+	for k := range op.Fields {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		v, _ := json.Marshal(op.Fields[k])
+		fmt.Fprintf(h, "%s=%s;", k, v)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// writeAll writes items to side to in batches, with bounded concurrency,
+// each batch a step; src is the side of the page's source records. It
+// returns one outcome per item.
+func (p *pass) writeAll(ctx context.Context, to, src *side, pg string, items []writeItem, pairs []*pair) ([]writeOutcome, error) {
+	out := make([]writeOutcome, len(items))
+	if len(items) == 0 {
+		return out, nil
+	}
+	size := to.crm.Limits().WriteBatch
+	if size <= 0 {
+		size = 100
+	}
+	// One kind per call: group by kind, keeping order within a kind.
+	var batches [][]int
+	for _, kind := range []WriteKind{Upsert, Update, Create} {
+		var cur []int
+		for i, it := range items {
+			if it.Op.Kind != kind {
+				continue
+			}
+			cur = append(cur, i)
+			if len(cur) == size {
+				batches = append(batches, cur)
+				cur = nil
+			}
+		}
+		if len(cur) > 0 {
+			batches = append(batches, cur)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(p.s.c.WriteConcurrency)
+	for bi, idx := range batches {
+		batch := make([]writeItem, len(idx))
+		for j, i := range idx {
+			batch[j] = items[i]
+		}
+		id := fmt.Sprintf("write:%s:%s:%d", pg, to.name, bi)
+		g.Go(func() error {
+			res, err := p.writeBatch(gctx, to, src, id, batch, pairs)
+			if err != nil {
+				return err
+			}
+			for j, i := range idx {
+				out[i] = res[j]
+			}
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
+// deadPayload is what a parked write keeps, so a person can see it and a
+// replay can find the source record again.
+type deadPayload struct {
+	SourceSystem string   `json:"source_system"`
+	SourceID     string   `json:"source_id"`
+	TargetSystem string   `json:"target_system,omitempty"`
+	Op           *WriteOp `json:"op,omitempty"`
+	Record       *Record  `json:"record,omitempty"`
+}
+
+// writeBatch is one durable write step. Ops that failed transiently are
+// retried within the step (only they are sent again); ops that failed
+// permanently are parked; the ledger skips ops applied by an earlier run.
+func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch []writeItem, pairs []*pair) ([]writeOutcome, error) {
+	direction := p.other(to).name + "->" + to.name
+	done := map[int]writeOutcome{}
+	ledgerChecked := false
+	return step(ctx, p, id, func(ctx context.Context, a *Attempt) ([]writeOutcome, error) {
+		if p.run == nil { // a plan writes nothing
+			out := make([]writeOutcome, len(batch))
+			for i, it := range batch {
+				out[i] = writeOutcome{ID: it.Op.ID, Created: it.Role == "create"}
+			}
+			return out, nil
+		}
+		if !ledgerChecked {
+			keys := make([]string, len(batch))
+			for i, it := range batch {
+				keys[i] = it.Op.Key
+			}
+			applied, err := p.st.LookupWrites(ctx, keys)
+			if err != nil {
+				return nil, fmt.Errorf("ledger: %w", err)
+			}
+			for i, it := range batch {
+				e, ok := applied[it.Op.Key]
+				if !ok {
+					continue
+				}
+				var prev writeOutcome
+				_ = json.Unmarshal(e.Result, &prev)
+				if prev.ok() {
+					done[i] = writeOutcome{ID: e.RecordID, Ledger: true, Created: it.Role == "create"}
+				} else if !p.replaying {
+					// The same write (same source version, same payload) was
+					// refused and parked before: do not send it, or park it,
+					// again. A replay or a new edit of the source sends it.
+					done[i] = writeOutcome{Error: prev.Error, Permanent: true, Ledger: true}
+				}
+			}
+			ledgerChecked = true
+		}
+		var pending []int
+		for i := range batch {
+			if _, ok := done[i]; !ok {
+				pending = append(pending, i)
+			}
+		}
+		var transient error
+		if len(pending) > 0 {
+			ops := make([]WriteOp, len(pending))
+			for j, i := range pending {
+				ops[j] = batch[i].Op
+			}
+			p.apiCalls(to.name, 1)
+			res, err := to.crm.Write(ctx, to.object, ops)
+			if err != nil && !IsPermanent(err) {
+				return nil, err // the whole call failed: try the pending ops again
+			}
+			for j, i := range pending {
+				var rerr error
+				var r WriteResult
+				if err != nil {
+					rerr = err
+				} else if j < len(res) {
+					r, rerr = res[j], res[j].Err
+				} else {
+					rerr = Permanent(fmt.Errorf("%s returned %d results for %d writes", to.name, len(res), len(ops)))
+				}
+				switch {
+				case rerr == nil:
+					done[i] = writeOutcome{ID: r.ID, Created: r.Created}
+				case IsPermanent(rerr):
+					done[i] = writeOutcome{Error: rerr.Error(), Permanent: true}
+				default:
+					if transient == nil {
+						transient = rerr
+					}
+				}
+			}
+		}
+		if transient != nil {
+			return nil, fmt.Errorf("%d of %d writes to %s failed transiently: %w", len(batch)-len(done), len(batch), to.name, transient)
+		}
+		out := make([]writeOutcome, len(batch))
+		for i, it := range batch {
+			o := done[i]
+			out[i] = o
+			pr := pairs[it.Pair]
+			if o.ok() {
+				if o.Ledger {
+					continue
+				}
+				okResult, _ := json.Marshal(writeOutcome{ID: o.ID, Created: o.Created})
+				a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: o.ID, Result: okResult})
+				names := make([]string, 0, len(it.Op.Fields))
+				for k := range it.Op.Fields {
+					names = append(names, k)
+				}
+				sort.Strings(names)
+				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role,
+					"op": it.Op.Kind, "created": o.Created, "fields": names})
+				a.Audit(AuditEntry{Kind: AuditWrite, System: to.name, RecordIDs: []string{o.ID, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+				continue
+			}
+			if o.Ledger {
+				continue // parked by an earlier run
+			}
+			op := it.Op
+			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op})
+			rid := it.Op.ID
+			if rid == "" {
+				rid = pr.src.ID
+			}
+			a.DeadLetter(DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error})
+			failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true})
+			a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: rid, Result: failed})
+		}
+		return out, nil
+	}, nil)
+}
+
+func (p *pass) linksBy(ctx context.Context, sd *side, ids []string) (map[string]Link, error) {
+	if len(ids) == 0 {
+		return map[string]Link{}, nil
+	}
+	if sd.isA {
+		return p.st.LinksByA(ctx, p.key, ids)
+	}
+	return p.st.LinksByB(ctx, p.key, ids)
+}
+
+// lookup finds records on sd whose field holds one of values, in batches,
+// each a step.
+func (p *pass) lookup(ctx context.Context, sd *side, prefix, field string, values []string) ([]Record, error) {
+	size := sd.crm.Limits().LookupBatch
+	if size <= 0 {
+		size = 100
+	}
+	var out []Record
+	for j := 0; len(values) > 0; j++ {
+		chunk := values[:min(size, len(values))]
+		values = values[len(chunk):]
+		recs, err := step(ctx, p, fmt.Sprintf("%s:%d", prefix, j), func(ctx context.Context, _ *Attempt) ([]Record, error) {
+			p.apiCalls(sd.name, 1)
+			return sd.crm.Lookup(ctx, sd.object, field, chunk, sd.fields)
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, recs...)
+	}
+	return out, nil
+}
+
+func otherID(l Link, sd *side) string {
+	if sd.isA {
+		return l.BID
+	}
+	return l.AID
+}
+
+// latestByID keeps the newest version of each record, in first-seen order.
+func latestByID(recs []Record) []Record {
+	idx := map[string]int{}
+	var out []Record
+	for _, r := range recs {
+		if i, ok := idx[r.ID]; ok {
+			if r.ModifiedAt.After(out[i].ModifiedAt) {
+				out[i] = r
+			}
+			continue
+		}
+		idx[r.ID] = len(out)
+		out = append(out, r)
+	}
+	return out
+}
+
+func (p *pass) skip(sd *side, id, field, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rep.Skips = append(p.rep.Skips, SkipNote{System: sd.name, RecordID: id, Field: field, Reason: reason})
+}
+
+// commit stores, in one step, the links and base snapshots of the pairs
+// whose writes landed, the conflicts, and the audit rows for conflicts,
+// skips and records that could not be merged.
+func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, toOther []writeItem, otherOut []writeOutcome, toSrc []writeItem, srcOut []writeOutcome) error {
+	other := p.other(sd)
+	type state struct {
+		otherID        string
+		failed         bool
+		wroteO, wroteS bool
+		created        bool
+	}
+	st := make([]state, len(pairs))
+	for i, pr := range pairs {
+		st[i].otherID = pr.other.ID
+	}
+	for i, it := range toOther {
+		o := otherOut[i]
+		s := &st[it.Pair]
+		if !o.ok() {
+			s.failed = true
+			continue
+		}
+		if it.Role == "create" {
+			s.otherID, s.created = o.ID, true
+		} else if it.Role == "update" {
+			s.wroteO = true
+		}
+	}
+	for i, it := range toSrc {
+		if !srcOut[i].ok() {
+			if it.Role != "link" {
+				s := &st[it.Pair]
+				s.failed = true
+			}
+			continue
+		}
+		if it.Role == "update" {
+			st[it.Pair].wroteS = true
+		}
+	}
+	dir := p.rep.direction(sd.name, other.name)
+	back := p.rep.direction(other.name, sd.name)
+	type commitResult struct {
+		Links        int             `json:"links"`
+		NewConflicts map[string]bool `json:"new_conflicts,omitempty"`
+		Parked       map[int]bool    `json:"parked,omitempty"` // pairs whose merge failure was parked now
+	}
+	cr, err := step(ctx, p, "commit:"+pg, func(ctx context.Context, a *Attempt) (commitResult, error) {
+		res := commitResult{NewConflicts: map[string]bool{}, Parked: map[int]bool{}}
+		for i, pr := range pairs {
+			s := st[i]
+			if pr.mergeErr != nil {
+				var ve *ValueError
+				reason := "merge failed"
+				if errors.As(pr.mergeErr, &ve) {
+					reason = "bad value in " + ve.Field
+				}
+				// Park it once per version of the source record.
+				key := idemKey(sd.name, "merge", pr.src, WriteOp{})
+				prev, err := p.st.LookupWrites(ctx, []string{key})
+				if err != nil {
+					return res, err
+				}
+				if _, seen := prev[key]; seen && !p.replaying {
+					continue
+				}
+				rec := pr.src
+				payload, _ := json.Marshal(deadPayload{SourceSystem: sd.name, SourceID: pr.src.ID, Record: &rec})
+				a.DeadLetter(DeadLetter{System: sd.name, RecordID: pr.src.ID, Payload: payload, Error: reason + ": " + pr.mergeErr.Error()})
+				failed, _ := json.Marshal(writeOutcome{Error: reason, Permanent: true})
+				a.RecordWrite(LedgerEntry{IdemKey: key, System: sd.name, RecordID: pr.src.ID, Result: failed})
+				res.Parked[i] = true
+				continue
+			}
+			aID, bID := pr.ids(sd.isA)
+			if sd.isA {
+				bID = s.otherID
+			} else {
+				aID = s.otherID
+			}
+			for _, c := range pr.res.Conflicts {
+				// A conflict seen before (same records, field and values) is
+				// neither saved nor told again.
+				if _, err := p.st.GetConflict(ctx, c.ID); err == nil {
+					continue
+				} else if !errors.Is(err, ErrNotFound) {
+					return res, err
+				}
+				res.NewConflicts[c.ID] = true
+				c.Key = p.key
+				a.SaveConflicts(c)
+				detail, _ := json.Marshal(map[string]any{"conflict": c.ID, "field": c.Field, "winner": c.Winner, "rule": c.Rule, "held": c.Held})
+				a.Audit(AuditEntry{Kind: AuditConflict, RecordIDs: []string{c.RecordA, c.RecordB}, Detail: detail})
+			}
+			for _, sk := range pr.res.Skipped {
+				detail, _ := json.Marshal(sk)
+				a.Audit(AuditEntry{Kind: AuditSkip, System: sk.Side, RecordIDs: []string{pr.src.ID}, Detail: detail})
+			}
+			if aID == "" || bID == "" || s.failed {
+				continue // no pair yet, or a write did not land: keep the old base
+			}
+			if pr.link != nil && pr.link.AID == aID && pr.link.BID == bID && sameFields(pr.link.Base, pr.res.NewBase) {
+				continue
+			}
+			a.Link(Link{AID: aID, BID: bID, Base: pr.res.NewBase})
+			res.Links++
+		}
+		return res, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	// Tally the report from the (replayable) outcomes.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, pr := range pairs {
+		s := st[i]
+		if pr.mergeErr != nil {
+			if cr.Parked[i] {
+				dir.DeadLetters++
+			}
+			continue
+		}
+		switch {
+		case s.created:
+			dir.Created++
+		case s.wroteO:
+			dir.Updated++
+		}
+		if s.wroteS {
+			back.Updated++
+		}
+		if pr.res.Empty() && len(pr.res.Conflicts) == 0 && pr.link != nil {
+			dir.Unchanged++
+		}
+		if archivedIn(pr.res, p.s.c.Policy, other.name) {
+			dir.Archived++
+		}
+		for _, sk := range pr.res.Skipped {
+			if strings.Contains(sk.Reason, "owned by") || strings.Contains(sk.Reason, "owner") {
+				dir.OwnedElsewhere++
+				break
+			}
+		}
+		for _, c := range pr.res.Conflicts {
+			if !cr.NewConflicts[c.ID] {
+				continue
+			}
+			p.rep.Conflicts++
+			if c.Held {
+				p.rep.Held++
+			}
+			c.Key = p.key
+			p.conflicts = append(p.conflicts, c)
+		}
+	}
+	for _, o := range otherOut {
+		if !o.ok() && !o.Ledger {
+			dir.DeadLetters++
+		}
+	}
+	for _, o := range srcOut {
+		if !o.ok() && !o.Ledger {
+			back.DeadLetters++
+		}
+	}
+	return nil
+}
+
+func archivedIn(res MergeResult, pol *Policy, system string) bool {
+	field := pol.Archived.B
+	patch := res.PatchB
+	if system == pol.A {
+		field, patch = pol.Archived.A, res.PatchA
+	}
+	if field == "" {
+		return false
+	}
+	v, ok := patch[field]
+	if !ok {
+		return false
+	}
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		return x == "true"
+	}
+	return false
+}
+
+func sameFields(a, b Fields) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
