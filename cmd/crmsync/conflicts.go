@@ -9,7 +9,10 @@ import (
 	"github.com/crmsync/crmsync"
 )
 
-const conflictsUsage = `usage: crmsync conflicts list [-key K] [-state S] [-field F] [-format table|json|csv] | show ID [-format table|json] | resolve ID (-pick SYSTEM | -value V)
+const conflictsUsage = `usage: crmsync conflicts list|show|resolve ...
+       crmsync conflicts list [-key K] [-state S] [-field F] [-format table|json|csv]
+       crmsync conflicts show ID [-format table|json]
+       crmsync conflicts resolve ID (-pick hubspot|salesforce | -value V)
 
 Conflicts: a field changed on both sides since the last sync, to different
 values. A held conflict waits for a person; the choice is applied to both
@@ -61,6 +64,7 @@ func (c *cli) cmdConflicts(ctx context.Context, args []string) error {
 }
 
 func (c *cli) conflictsList(ctx context.Context, args []string) error {
+	c.hint = "usage: crmsync conflicts list [-key K] [-state S] [-field F] [-format table|json|csv]"
 	fs := c.flags("conflicts list")
 	var f crmsync.ConflictFilter
 	var state string
@@ -111,6 +115,7 @@ func getConflict(ctx context.Context, st crmsync.Store, id string) (crmsync.Conf
 }
 
 func (c *cli) conflictsShow(ctx context.Context, args []string) error {
+	c.hint = "usage: crmsync conflicts show ID [-format table|json]"
 	fs := c.flags("conflicts show")
 	format := formatFlag(fs, "table")
 	rest, err := parseAll(fs, args)
@@ -153,6 +158,7 @@ func (c *cli) conflictsShow(ctx context.Context, args []string) error {
 }
 
 func (c *cli) conflictsResolve(ctx context.Context, args []string) error {
+	c.hint = "usage: crmsync conflicts resolve ID (-pick hubspot|salesforce | -value V)"
 	fs := c.flags("conflicts resolve")
 	pick := fs.String("pick", "", "")
 	var value string

@@ -9,7 +9,11 @@ import (
 	"github.com/crmsync/crmsync"
 )
 
-const dlqUsage = `usage: crmsync dlq list [-key K] [-status S] [-format table|json|csv] | show ID [-format table|json] | replay ID... | discard ID...
+const dlqUsage = `usage: crmsync dlq list|show|replay|discard ...
+       crmsync dlq list [-key K] [-status S] [-format table|json|csv]
+       crmsync dlq show ID [-format table|json]
+       crmsync dlq replay ID...
+       crmsync dlq discard ID...
 
 The dead-letter queue: payloads a run could not handle, parked with their
 error so that one bad record does not block the rest.
@@ -54,6 +58,7 @@ func (c *cli) cmdDLQ(ctx context.Context, args []string) error {
 }
 
 func (c *cli) dlqList(ctx context.Context, args []string) error {
+	c.hint = "usage: crmsync dlq list [-key K] [-status S] [-format table|json|csv]"
 	fs := c.flags("dlq list")
 	var q crmsync.DeadLetterQuery
 	var status string
@@ -120,6 +125,7 @@ func getLetter(ctx context.Context, st crmsync.Store, id int64) (crmsync.DeadLet
 }
 
 func (c *cli) dlqShow(ctx context.Context, args []string) error {
+	c.hint = "usage: crmsync dlq show ID [-format table|json]"
 	fs := c.flags("dlq show")
 	format := formatFlag(fs, "table")
 	rest, err := parseAll(fs, args)
@@ -159,6 +165,7 @@ func (c *cli) dlqShow(ctx context.Context, args []string) error {
 
 // dlqSet marks letters for replay or discards them, after checking them all.
 func (c *cli) dlqSet(ctx context.Context, verb string, to crmsync.DeadLetterStatus, args []string) error {
+	c.hint = "usage: crmsync dlq " + verb + " ID..."
 	fs := c.flags("dlq " + verb)
 	rest, err := parseAll(fs, args)
 	if err != nil {

@@ -112,7 +112,7 @@ func fill(t *testing.T) *fixture {
 	f := &fixture{path: path}
 
 	// Run 1: team-a.
-	info, err := eng.Run(ctx, "team-a", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+	info, err := eng.Run(ctx, "team-a", workflow("contacts", func(ctx context.Context, run *crmsync.Run) error {
 		_, err := crmsync.Step(ctx, run, "read/hubspot", func(ctx context.Context, a *crmsync.Attempt) ([]string, error) {
 			clk.Advance(2 * time.Second)
 			run.AddAPICalls("hubspot", 2)
@@ -202,7 +202,7 @@ func fill(t *testing.T) *fixture {
 
 	// Run 2: team-b, fails and stays open.
 	clk.Set(t0.Add(time.Minute))
-	info, err = eng.Run(ctx, "team-b", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+	info, err = eng.Run(ctx, "team-b", workflow("contacts", func(ctx context.Context, run *crmsync.Run) error {
 		_, err := crmsync.Step(ctx, run, "read/hubspot", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
 			clk.Advance(time.Second)
 			run.AddAPICalls("hubspot", 1)
@@ -230,7 +230,7 @@ func fill(t *testing.T) *fixture {
 
 	// Run 3: team-a again.
 	clk.Set(t0.Add(5 * time.Minute))
-	info, err = eng.Run(ctx, "team-a", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+	info, err = eng.Run(ctx, "team-a", workflow("contacts", func(ctx context.Context, run *crmsync.Run) error {
 		_, err := crmsync.Step(ctx, run, "read/hubspot", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
 			clk.Advance(1500 * time.Millisecond)
 			run.AddAPICalls("hubspot", 1)
@@ -341,4 +341,18 @@ func dump(t *testing.T, path string) string {
 		fmt.Fprintf(&b, "== %s (%d rows)\n%s\n", tab, len(lines), strings.Join(lines, "\n"))
 	}
 	return b.String()
+}
+
+// namedWorkflow is a workflow with the name the engine stores with its runs.
+type namedWorkflow struct {
+	name string
+	fn   crmsync.WorkflowFunc
+}
+
+func (w namedWorkflow) Name() string { return w.name }
+
+func (w namedWorkflow) Run(ctx context.Context, run *crmsync.Run) error { return w.fn(ctx, run) }
+
+func workflow(name string, fn crmsync.WorkflowFunc) crmsync.Workflow {
+	return namedWorkflow{name: name, fn: fn}
 }

@@ -91,9 +91,9 @@ type cli struct {
 	stdout, stderr io.Writer
 	env            func(string) string
 	store          string // the -store flag, defaulting to $CRMSYNC_STORE
-	// usage is the help text of the command being run, and synopsis its
-	// first line, printed as the hint after an error.
-	usage string
+	// usage is the help text of the command being run; hint, or else the
+	// usage's first line, is printed after an error.
+	usage, hint string
 }
 
 // run runs the command line args and returns the process exit code.
@@ -111,7 +111,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "crmsync: %s\n", oneLine(err.Error()))
-	fmt.Fprintf(stderr, "%s (run with -h for help)\n", strings.SplitN(c.usage, "\n", 2)[0])
+	hint := c.hint
+	if hint == "" {
+		hint = strings.SplitN(c.usage, "\n", 2)[0]
+	}
+	fmt.Fprintf(stderr, "%s (-h for help)\n", hint)
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return exitUsage

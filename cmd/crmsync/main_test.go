@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,7 +173,7 @@ func TestGolden(t *testing.T) {
 				t.Errorf("store changed by %v", tc.args)
 			}
 			got := fmt.Sprintf("$ crmsync %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s",
-				strings.Join(tc.args, " "), res.code, f.normalize(res.stdout), f.normalize(res.stderr))
+				shellJoin(tc.args), res.code, f.normalize(res.stdout), f.normalize(res.stderr))
 			golden(t, tc.name, got)
 		})
 	}
@@ -209,4 +210,16 @@ func golden(t *testing.T, name, got string) {
 	if got != string(want) {
 		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
+}
+
+// shellJoin quotes the arguments that need it.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			a = strconv.Quote(a)
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }

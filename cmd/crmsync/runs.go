@@ -11,7 +11,8 @@ import (
 	"github.com/crmsync/crmsync"
 )
 
-const runsUsage = `usage: crmsync runs [-key K] [-limit N] [-format table|json|csv] | runs show ID [-format json|table]
+const runsUsage = `usage: crmsync runs [-key K] [-limit N] [-format table|json|csv]
+       crmsync runs show ID [-format json|table]
 
 List runs, newest first, with the counters of their reports: steps run,
 retries, replays (steps answered from the store), failed steps, dead
@@ -87,6 +88,7 @@ type runView struct {
 }
 
 func (c *cli) cmdRunsShow(ctx context.Context, args []string) error {
+	c.hint = "usage: crmsync runs show ID [-format json|table]"
 	fs := c.flags("runs show")
 	format := formatFlag(fs, "json")
 	rest, err := parseAll(fs, args)
