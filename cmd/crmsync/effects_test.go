@@ -121,6 +121,49 @@ func TestResolveThenPending(t *testing.T) {
 	}
 }
 
+// TestResolveValueIsTyped: -value is read as the field's type; a value
+// that is not one is a usage error that does not quote it.
+func TestResolveValueIsTyped(t *testing.T) {
+	ctx := context.Background()
+	f := fill(t)
+	pre := dump(t, f.path)
+	res := invoke(ctx, f.path, "conflicts", "resolve", conflictNumber, "-value", "lots-of-people")
+	if res.code != 2 || strings.Contains(res.stderr, "lots-of-people") || !strings.Contains(res.stderr, "not a valid number") {
+		t.Errorf("bad number: exit %d, stderr %q", res.code, res.stderr)
+	}
+	if dump(t, f.path) != pre {
+		t.Fatal("a refused resolve changed the store")
+	}
+	st := openFixture(t, f)
+	for _, tc := range []struct {
+		value string
+		want  any
+		says  string
+	}{
+		{"1,250", nil, ""}, // not a number: refused
+		{" 250 ", 250.0, "a value of your own"},
+		{"", nil, "to clear the field"},
+	} {
+		res := invoke(ctx, f.path, "conflicts", "resolve", conflictNumber, "-value", tc.value)
+		if tc.says == "" {
+			if res.code != 2 {
+				t.Errorf("-value %q: exit %d, want 2", tc.value, res.code)
+			}
+			continue
+		}
+		if res.code != 0 || !strings.Contains(res.stdout, tc.says) {
+			t.Fatalf("-value %q: exit %d, stdout %q, stderr %q", tc.value, res.code, res.stdout, res.stderr)
+		}
+		pending, err := st.PendingResolutions(ctx, "team-b")
+		if err != nil || len(pending) != 1 || pending[0].Resolution == nil {
+			t.Fatalf("PendingResolutions = %v, %v", pending, err)
+		}
+		if r := *pending[0].Resolution; r.Pick != crmsync.PickValue || r.Value != tc.want {
+			t.Errorf("-value %q: resolution %+v, want value %v", tc.value, r, tc.want)
+		}
+	}
+}
+
 // TestDiscardIsAllOrNothing: a discard naming one unknown letter changes none.
 func TestDiscardIsAllOrNothing(t *testing.T) {
 	ctx := context.Background()

@@ -30,6 +30,7 @@ const (
 	conflictHeld     = "5d1f0c9a2b7e4c11d0a3b6e8" // team-a, lifecyclestage, held
 	conflictResolved = "a0b1c2d3e4f5061728394a5b" // team-a, phone, resolved by the rule
 	conflictHeld2    = "9e8d7c6b5a49382716050f1e" // team-a, jobtitle, held (second run)
+	conflictNumber   = "3c2b1a0f9e8d7c6b5a493827" // team-b, numberofemployees, held
 )
 
 // clock is a settable test clock.
@@ -94,7 +95,8 @@ func jsonOf(v any) []byte {
 //     ledger row, audit row and link, a step that fails permanently and parks
 //     its payload (letter 1), a batch step that parks one record (letter 2),
 //     a held and a resolved conflict, and a result;
-//   - team-b, run 2: a step parks a letter (letter 3), then the workflow
+//   - team-b, run 2: a held conflict on a number field; a step parks a
+//     letter (letter 3), then the workflow
 //     fails, so the run stays open; then worker-2 takes the key's lease and
 //     holds it (as if it were resuming the run now);
 //   - team-a, run 3 (finished): a newer cursor and a second held conflict.
@@ -207,6 +209,9 @@ func fill(t *testing.T) *fixture {
 			clk.Advance(time.Second)
 			run.AddAPICalls("hubspot", 1)
 			a.SetCursor("hubspot", "2026-03-02T08:58:00.000Z")
+			a.SaveConflicts(crmsync.Conflict{ID: conflictNumber, SystemA: "hubspot", SystemB: "salesforce", RecordA: "202", RecordB: "003B0000002",
+				Field: "numberofemployees", FieldA: "numberofemployees", FieldB: "NumberOfEmployees", Type: crmsync.TypeNumber,
+				Base: 40.0, A: 45.0, B: 50.0, Rule: "hold", Held: true, State: crmsync.ConflictHeld})
 			return 1, nil
 		}, nil)
 		if err != nil {
