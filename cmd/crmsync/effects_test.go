@@ -406,3 +406,35 @@ func TestFakeBusyPort(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// TestEmptyStoreAndFlagOverEnv: a store without runs lists nothing in every
+// format, and -store wins over CRMSYNC_STORE.
+func TestEmptyStoreAndFlagOverEnv(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "empty.db")
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	missing := filepath.Join(filepath.Dir(path), "missing.db")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-store", path, "status"}, "no runs in this store\n"},
+		{[]string{"status", "-store", path, "-format", "json"}, "[]\n"},
+		{[]string{"-store", path, "runs", "-format", "json"}, "[]\n"},
+		{[]string{"-store", path, "audit", "-format", "csv"}, strings.Join(auditCols, ",") + "\n"},
+		{[]string{"-store", path, "dlq", "list"}, "ID  KEY  STATUS  SYSTEM  RECORD ID  RUN  STEP  CLAIMED BY  CREATED  UPDATED  ERROR\n"},
+		{[]string{"-store", "sqlite:" + path, "conflicts", "list", "-format", "json"}, "[]\n"},
+	} {
+		res := invoke(ctx, missing, tc.args...)
+		if res.code != 0 || res.stdout != tc.want {
+			t.Errorf("%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
+		}
+	}
+	if res := invoke(ctx, missing, "status"); res.code != 1 || !strings.Contains(res.stderr, "no such file") {
+		t.Errorf("CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
+	}
+}

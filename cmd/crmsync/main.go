@@ -63,8 +63,8 @@ Commands:
   fake                            serve fake HubSpot and Salesforce APIs until interrupted
 
 Global flags:
-  -store SPEC    the store: sqlite:PATH, or a path ending .db
-                 (default: $CRMSYNC_STORE)
+  -store SPEC    the store: sqlite:PATH, or a path ending .db; it must
+                 exist (default: $CRMSYNC_STORE; may also follow the command)
 
 Listing commands take -format table|json|csv (default table).
 Record field values are personal data: listings show ids, field names, kinds
