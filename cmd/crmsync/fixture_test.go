@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -297,12 +299,23 @@ func (f *fixture) expand(args []string) []string {
 // that two dumps are equal iff the store's contents are.
 func dump(t *testing.T, path string) string {
 	t.Helper()
+	tables := dumpTables(t, path)
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(tables)) {
+		fmt.Fprintf(&b, "== %s\n%s\n", name, tables[name])
+	}
+	return b.String()
+}
+
+// dumpTables returns each table's rows, sorted, by table name.
+func dumpTables(t *testing.T, path string) map[string]string {
+	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +328,7 @@ func dump(t *testing.T, path string) string {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	var b strings.Builder
+	out := map[string]string{}
 	for _, tab := range tables {
 		rows, err := db.Query(`SELECT * FROM "` + tab + `"`)
 		if err != nil {
@@ -343,9 +356,9 @@ func dump(t *testing.T, path string) string {
 		}
 		rows.Close()
 		sort.Strings(lines)
-		fmt.Fprintf(&b, "== %s (%d rows)\n%s\n", tab, len(lines), strings.Join(lines, "\n"))
+		out[tab] = strings.Join(lines, "\n")
 	}
-	return b.String()
+	return out
 }
 
 // namedWorkflow is a workflow with the name the engine stores with its runs.
