@@ -77,6 +77,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 // pass runs one sync pass and fails the test on error.
 func (h *harness) pass() *crmsync.SyncReport {
 	h.t.Helper()
+	time.Sleep(3 * time.Millisecond) // edits before this land inside the pass's window
 	rep, _, err := h.sync.RunOnce(context.Background(), h.eng, h.key)
 	if err != nil {
 		h.t.Fatalf("pass: %v", err)

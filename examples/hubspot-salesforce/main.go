@@ -62,14 +62,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := sync(ctx, o, stdout, stderr, getenv); err != nil {
+	if err := runSync(ctx, o, stdout, stderr, getenv); err != nil {
 		fmt.Fprintln(stderr, "hubspot-salesforce:", err)
 		return 1
 	}
 	return 0
 }
 
-func sync(ctx context.Context, o options, stdout, stderr io.Writer, getenv func(string) string) error {
+func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv func(string) string) error {
 	level := slog.LevelWarn
 	if o.verbose {
 		level = slog.LevelDebug

@@ -128,20 +128,22 @@ type Server struct {
 	done   chan struct{}
 	close  sync.Once
 
-	mu           sync.Mutex
-	records      map[string]*record
-	order        []string
-	seq          int
-	tokens       map[string]bool
-	used         int64
-	inflight     int
-	locators     map[string]*locator
-	locSeq       int
-	calls        map[string]int
-	faults       []*Fault
-	recordFaults map[string]*recordFault
-	logStart     time.Time
-	locExpired   bool
+	mu       sync.Mutex
+	records  map[string]*record
+	order    []string
+	seq      int
+	tokens   map[string]bool
+	used     int64
+	inflight int
+	// refusedInFlight counts requests refused for the concurrency cap.
+	refusedInFlight int
+	locators        map[string]*locator
+	locSeq          int
+	calls           map[string]int
+	faults          []*Fault
+	recordFaults    map[string]*recordFault
+	logStart        time.Time
+	locExpired      bool
 }
 
 // New returns a Server for cfg; it reports an error naming an invalid field.
@@ -295,6 +297,7 @@ func (s *Server) wrap(name string, api bool, h http.HandlerFunc) http.HandlerFun
 		s.calls[name]++
 		f := s.takeFault(name)
 		if s.inflight >= s.cfg.MaxInFlight {
+			s.refusedInFlight++
 			s.mu.Unlock()
 			writeError(w, http.StatusForbidden, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
 			return
@@ -964,4 +967,12 @@ func (s *Server) handleQueryMore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writePage(w, r, loc, id, n)
+}
+
+// RefusedInFlight reports how many requests were refused because
+// MaxInFlight requests were already running.
+func (s *Server) RefusedInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refusedInFlight
 }

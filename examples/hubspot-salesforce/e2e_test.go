@@ -1,0 +1,482 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/hubspot"
+	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+)
+
+func unlimited(t *testing.T) crmsync.Limiter {
+	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return th
+}
+
+// fast has no rate limits anywhere, for tests about something else.
+func fast(t *testing.T) harnessOpts {
+	return harnessOpts{
+		hs:      []hubspottest.Option{hubspottest.WithoutRateLimits()},
+		clients: clientOptions{HubSpotLimiter: unlimited(t), HubSpotSearch: unlimited(t), SalesforceLimiter: unlimited(t)},
+	}
+}
+
+func TestMainJobConverges(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-seed", "150"}, &out, &errb, func(string) string { return "" })
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	s := out.String()
+	for _, want := range []string{"first pass (initial sync):", "second pass (after users edited both sides):", "third pass (converged): 0 written", "held conflict(s)"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("output lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Contains(s+errb.String(), "@both.example.com") {
+		t.Errorf("output contains record values (emails)")
+	}
+}
+
+func TestMainJobJSONAndPlan(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-seed", "40", "-plan", "-json"}, &out, &errb, func(string) string { return "" }); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"plan":true`) || !strings.Contains(out.String(), `"created":`) {
+		t.Errorf("plan JSON = %s", out.String())
+	}
+}
+
+// TestWriteStorm: 10,000 contacts imported on HubSpot all arrive in
+// Salesforce, in batches, at no more than 0.05 API calls per record.
+func TestWriteStorm(t *testing.T) {
+	n := 10_000
+	if testing.Short() {
+		n = 2_000
+	}
+	h := newHarness(t, fast(t))
+	h.f.hs.SeedContacts(n)
+	rep := h.pass()
+	if got := len(h.f.sf.All()); got != n {
+		t.Logf("report: %s", rep.Summary())
+		have := map[string]bool{}
+		for _, r := range h.f.sf.All() {
+			have[r.Fields["Email"].(string)] = true
+		}
+		missing := 0
+		for _, r := range h.f.hs.All("contacts") {
+			if !have[r.Properties["email"]] && missing < 5 {
+				missing++
+				t.Logf("missing %s %v", r.ID, r.UpdatedAt)
+			}
+		}
+		t.Fatalf("Salesforce has %d contacts, want %d", got, n)
+	}
+	calls := 0
+	for _, c := range h.f.hs.CallCounts() {
+		calls += c
+	}
+	for _, c := range h.f.sf.Calls() {
+		calls += c
+	}
+	perRecord := float64(calls) / float64(n)
+	t.Logf("storm of %d: %d API calls (%.4f per record); report: %v", n, calls, perRecord, rep.APICalls)
+	if perRecord > 0.05 {
+		t.Errorf("%.4f API calls per record, want at most 0.05 (hubspot %v, salesforce %v)", perRecord, h.f.hs.CallCounts(), h.f.sf.Calls())
+	}
+	if d := rep.Directions["hubspot->salesforce"]; d.Created != n || d.DeadLetters != 0 {
+		t.Errorf("hubspot->salesforce = %+v, want %d created", d, n)
+	}
+	h.checkNoDuplicates()
+	if again := h.pass(); again.Writes() != 0 {
+		t.Errorf("pass after the storm wrote %d records, want 0", again.Writes())
+	}
+}
+
+// TestRateLimits: both fakes enforce their limits (HubSpot's ten-secondly
+// and search limits scaled to a tenth of the window) and inject 429 bursts
+// and 503s; the clients pace themselves, nothing is lost, no 429 is left
+// unhandled.
+func TestRateLimits(t *testing.T) {
+	hsLim, err := hubspot.NewLimiter(100, time.Second, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	searchLim, _ := hubspot.NewLimiter(5, 100*time.Millisecond, 5)
+	h := newHarness(t, harnessOpts{
+		hs: []hubspottest.Option{hubspottest.WithRateLimit(100, time.Second), hubspottest.WithSearchRateLimit(5, 100*time.Millisecond)},
+		sf: []func(*salesforcetest.Config){func(c *salesforcetest.Config) { c.MaxInFlight = 4 }},
+		clients: clientOptions{HubSpotLimiter: hsLim, HubSpotSearch: searchLim,
+			SalesforceLimiter: func() crmsync.Limiter {
+				th, _ := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 4})
+				return th
+			}()},
+		sync: func(c *crmsync.SyncConfig) { c.WriteConcurrency = 8; c.PageSize = 50 },
+	})
+	h.f.hs.SeedContacts(600)
+	seedSalesforce(h, 400)
+	injected := 3
+	h.f.hs.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Count: injected, RetryAfter: 50 * time.Millisecond})
+	h.f.sf.Inject(salesforcetest.Fault{Status: 503, Times: 2})
+	rep := h.pass()
+	t.Logf("pass: %s", rep.Summary())
+	if got := len(h.f.sf.All()); got != 1000 {
+		t.Errorf("Salesforce has %d contacts, want 1000", got)
+	}
+	if got := len(h.hsByEmail()); got != 1000 {
+		t.Errorf("HubSpot has %d contacts, want 1000", got)
+	}
+	if d := rep.DeadLetters(); d != 0 {
+		t.Errorf("%d dead letters, want 0", d)
+	}
+	if rl := h.f.hs.RateLimited(); rl > injected {
+		t.Errorf("HubSpot refused %d calls for rate, %d of them injected: the client outran the limit", rl, injected)
+	}
+	if n := h.f.sf.RefusedInFlight(); n != 0 {
+		t.Errorf("Salesforce refused %d requests over its in-flight cap of 4", n)
+	}
+	h.checkNoDuplicates()
+	if again := h.pass(); again.Writes() != 0 {
+		t.Errorf("second pass wrote %d, want 0", again.Writes())
+	}
+}
+
+// TestConflicts: the owner wins, the handler is told once per run with
+// every conflict, and held conflicts wait for a person's choice.
+func TestConflicts(t *testing.T) {
+	var mu sync.Mutex
+	var calls int
+	var told []crmsync.Conflict
+	handler := crmsync.ConflictHandlerFunc(func(ctx context.Context, run crmsync.RunID, cs []crmsync.Conflict) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		told = append(told, cs...)
+		return nil
+	})
+	o := fast(t)
+	o.sync = func(c *crmsync.SyncConfig) { c.OnConflict = []crmsync.ConflictHandler{handler} }
+	h := newHarness(t, o)
+	hsIDs := h.f.hs.Seed("contacts",
+		map[string]string{"email": "ada@example.com", "firstname": "Ada", "lastname": "Lovelace", "phone": "1", "lifecyclestage": "lead"},
+		map[string]string{"email": "grace@example.com", "firstname": "Grace", "lastname": "Hopper", "phone": "2", "lifecyclestage": "lead"})
+	first := h.pass()
+	t.Logf("first pass: %s", first.Summary())
+	sfBy := h.sfByEmail()
+	if len(sfBy["ada@example.com"]) != 1 || len(sfBy["grace@example.com"]) != 1 {
+		dls, _ := h.st.ListDeadLetters(context.Background(), crmsync.DeadLetterQuery{})
+		t.Fatalf("contacts did not reach Salesforce: %d there; dead letters %+v", len(h.f.sf.All()), dls)
+	}
+	ada, grace := sfBy["ada@example.com"][0].ID, sfBy["grace@example.com"][0].ID
+
+	// Both sides change Ada's stage (HubSpot owns it) and Grace's phone
+	// (most recent wins, but conflicts are held).
+	must(t, h.f.hs.Edit("contacts", hsIDs[0], map[string]string{"lifecyclestage": "customer"}))
+	must(t, h.f.sf.Edit(ada, crmsync.Fields{"Lifecycle_Stage__c": "opportunity"}))
+	must(t, h.f.hs.Edit("contacts", hsIDs[1], map[string]string{"phone": "+44 1"}))
+	must(t, h.f.sf.Edit(grace, crmsync.Fields{"Phone": "+1 2"}))
+	time.Sleep(3 * time.Millisecond)
+	rep := h.pass()
+
+	if r, _ := h.f.sf.Get(ada); r.Fields["Lifecycle_Stage__c"] != "customer" {
+		t.Errorf("Salesforce stage = %v, want HubSpot's customer (HubSpot owns it)", r.Fields["Lifecycle_Stage__c"])
+	}
+	if r, _ := h.f.hs.Get("contacts", hsIDs[0]); r.Properties["lifecyclestage"] != "customer" {
+		t.Errorf("HubSpot stage = %v, want customer kept", r.Properties["lifecyclestage"])
+	}
+	if r, _ := h.f.hs.Get("contacts", hsIDs[1]); r.Properties["phone"] != "+44 1" {
+		t.Errorf("held conflict wrote HubSpot's phone: %v", r.Properties["phone"])
+	}
+	if r, _ := h.f.sf.Get(grace); r.Fields["Phone"] != "+1 2" {
+		t.Errorf("held conflict wrote Salesforce's phone: %v", r.Fields["Phone"])
+	}
+	if calls != 1 || len(told) != 2 || rep.Conflicts != 2 || rep.Held != 1 {
+		t.Fatalf("handler called %d times with %d conflicts (report %d, held %d); want once with 2, 1 held", calls, len(told), rep.Conflicts, rep.Held)
+	}
+	for _, c := range told {
+		if c.Key != h.key || c.RecordA == "" || c.RecordB == "" {
+			t.Errorf("conflict told without key or ids: %v", c)
+		}
+	}
+	// Nothing is silently lost: the losing value is in the stored conflict.
+	ctx := context.Background()
+	all, _ := h.st.ListConflicts(ctx, crmsync.ConflictFilter{Key: h.key})
+	var held crmsync.Conflict
+	for _, c := range all {
+		if c.Field == "lifecyclestage" && (c.B != "opportunity" || c.Winner != "hubspot" || c.State != crmsync.ConflictResolved) {
+			t.Errorf("stage conflict = %+v, want Salesforce's value kept and HubSpot the winner", c)
+		}
+		if c.Held {
+			held = c
+		}
+	}
+	if held.ID == "" || held.Field != "phone" || held.State != crmsync.ConflictHeld {
+		t.Fatalf("held conflict = %+v", held)
+	}
+	// A pass before anyone chooses tells no one again and writes nothing.
+	if again := h.pass(); again.Writes() != 0 || calls != 1 {
+		t.Errorf("pass with the conflict still held wrote %d and told the handler again (%d calls)", again.Writes(), calls)
+	}
+	// A person picks Salesforce's phone; the next pass applies it.
+	must(t, h.st.ResolveConflict(ctx, held.ID, crmsync.Resolution{Pick: "salesforce"}, time.Now()))
+	rep = h.pass()
+	if rep.Resolved != 1 {
+		t.Errorf("resolutions applied = %d, want 1", rep.Resolved)
+	}
+	if r, _ := h.f.hs.Get("contacts", hsIDs[1]); r.Properties["phone"] != "+1 2" {
+		t.Errorf("after resolve, HubSpot phone = %v, want Salesforce's +1 2", r.Properties["phone"])
+	}
+	if c, _ := h.st.GetConflict(ctx, held.ID); c.State != crmsync.ConflictApplied {
+		t.Errorf("conflict state = %s, want applied", c.State)
+	}
+	if last := h.pass(); last.Writes() != 0 || last.Conflicts != 0 {
+		t.Errorf("pass after the resolution wrote %d, %d conflicts; want 0, 0", last.Writes(), last.Conflicts)
+	}
+}
+
+// blipTransport fails Salesforce writes while down.
+type blipTransport struct {
+	base     http.RoundTripper
+	down     atomic.Bool
+	refused  atomic.Int32
+	onWrite  func(*http.Response) // after a write that went through
+	pathPart string
+}
+
+func (b *blipTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	isWrite := strings.Contains(r.URL.Path, b.pathPart) && r.Method != http.MethodGet
+	if isWrite && b.down.Load() {
+		b.refused.Add(1)
+		if r.Body != nil {
+			io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+		}
+		return nil, errors.New("dial tcp: connect: network is unreachable")
+	}
+	resp, err := b.base.RoundTrip(r)
+	if err == nil && isWrite && b.onWrite != nil {
+		b.onWrite(resp)
+	}
+	return resp, err
+}
+
+// TestNetworkBlip: Salesforce is unreachable for 30 simulated seconds
+// during the write step. The pass completes, nothing is lost, and the
+// reads before the write are not repeated.
+func TestNetworkBlip(t *testing.T) {
+	blip := &blipTransport{base: http.DefaultTransport, pathPart: "/composite/sobjects"}
+	var simulated atomic.Int64
+	o := fast(t)
+	o.clients.HTTPClient = &http.Client{Transport: blip}
+	o.engine = func(c *crmsync.Config) {
+		c.Retry = &crmsync.RetryPolicy{MaxAttempts: 20, InitialInterval: time.Second, MaxInterval: 8 * time.Second, Multiplier: 2}
+		c.Sleep = func(ctx context.Context, d time.Duration) error {
+			if time.Duration(simulated.Add(int64(d))) >= 30*time.Second {
+				blip.down.Store(false) // the network is back
+			}
+			return ctx.Err()
+		}
+	}
+	h := newHarness(t, o)
+	h.f.hs.SeedContacts(120)
+	blip.down.Store(true)
+	rep := h.pass()
+	if blip.refused.Load() == 0 {
+		t.Fatal("the blip refused no write; the test tested nothing")
+	}
+	if got := len(h.f.sf.All()); got != 120 {
+		t.Errorf("Salesforce has %d contacts after the blip, want 120", got)
+	}
+	calls := h.f.sf.Calls()
+	if calls["query"] != 1 || calls["queryAll"] > 1 {
+		t.Errorf("Salesforce reads = %v: the reads were repeated", calls)
+	}
+	if hs := h.f.hs.CallCounts(); hs["search"] != 1 {
+		t.Errorf("HubSpot searches = %d, want 1: the reads were repeated", hs["search"])
+	}
+	if rep.Retries == 0 || time.Duration(simulated.Load()) < 30*time.Second {
+		t.Errorf("retries %d over %s simulated, want the step retried through 30s", rep.Retries, time.Duration(simulated.Load()))
+	}
+	h.checkNoDuplicates()
+}
+
+// TestCrashDuringWriteNoDuplicate: the process dies after Salesforce
+// accepted a batch of creates but before the step's checkpoint. The
+// resumed run repeats the write, which finds the records the first one made.
+func TestCrashDuringWriteNoDuplicate(t *testing.T) {
+	blip := &blipTransport{base: http.DefaultTransport, pathPart: "/composite/sobjects/Contact/"}
+	ctx, crash := context.WithCancel(context.Background())
+	blip.onWrite = func(*http.Response) { crash() } // dies right after the call
+	o := fast(t)
+	o.clients.HTTPClient = &http.Client{Transport: blip}
+	h := newHarness(t, o)
+	h.f.hs.SeedContacts(150)
+	first, err := h.eng.Run(ctx, h.key, h.sync)
+	if err == nil {
+		t.Fatal("the crashed run reported success")
+	}
+	if got := len(h.f.sf.All()); got != 150 {
+		t.Fatalf("after the crash Salesforce has %d contacts, want the 150 the lost call made", got)
+	}
+	blip.onWrite = nil
+	info, err := h.eng.Run(context.Background(), h.key, h.sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID != first.ID {
+		t.Errorf("resumed run %s, want %s", info.ID, first.ID)
+	}
+	if got := len(h.f.sf.All()); got != 150 {
+		t.Errorf("after resume Salesforce has %d contacts, want 150 (no duplicates)", got)
+	}
+	h.checkNoDuplicates()
+	links, _ := h.st.LinksByA(context.Background(), h.key, hsIDs(h))
+	if len(links) != 150 {
+		t.Errorf("%d links, want 150", len(links))
+	}
+}
+
+func hsIDs(h *harness) []string {
+	var ids []string
+	for _, r := range h.f.hs.All("contacts") {
+		ids = append(ids, r.ID)
+	}
+	return ids
+}
+
+func TestSchemaDriftWarnsOnly(t *testing.T) {
+	h := newHarness(t, fast(t))
+	h.f.hs.SeedContacts(5)
+	h.pass()
+	h.f.hs.DefineProperty("contacts", hubspottest.Property{Name: "favourite_colour", Type: "string", FieldType: "text"})
+	rep := h.pass()
+	found := false
+	for _, w := range rep.Drift {
+		if strings.Contains(w, "favourite_colour") && strings.Contains(w, "not mapped") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("drift warnings %v lack the new field", rep.Drift)
+	}
+}
+
+func TestArchivePropagatesAsFlag(t *testing.T) {
+	h := newHarness(t, fast(t))
+	ids := h.f.hs.SeedContacts(3)
+	h.pass()
+	sfID := h.sfByEmail()["contact"+ids[0]+"@example.com"]
+	if len(sfID) != 1 {
+		t.Fatalf("counterpart missing: %v", sfID)
+	}
+	must(t, h.f.hs.Archive("contacts", ids[0]))
+	time.Sleep(3 * time.Millisecond)
+	rep := h.pass()
+	r, _ := h.f.sf.Get(sfID[0].ID)
+	if r.Fields["Archived__c"] != true || r.Archived {
+		t.Errorf("Salesforce contact: Archived__c = %v, deleted %v; want the flag set and the record kept", r.Fields["Archived__c"], r.Archived)
+	}
+	if rep.Directions["hubspot->salesforce"].Archived != 1 {
+		t.Errorf("report archived = %+v", rep.Directions["hubspot->salesforce"])
+	}
+	must(t, h.f.hs.Restore("contacts", ids[0]))
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	if r, _ := h.f.sf.Get(sfID[0].ID); r.Fields["Archived__c"] != false {
+		t.Errorf("after restore Archived__c = %v, want false", r.Fields["Archived__c"])
+	}
+	// Deleting in Salesforce flags the HubSpot contact.
+	must(t, h.f.sf.Delete(sfID[0].ID))
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	if r, _ := h.f.hs.Get("contacts", ids[0]); r.Properties["crmsync_archived"] != "true" || r.Archived {
+		t.Errorf("HubSpot contact after the Salesforce delete: crmsync_archived = %q, archived %v", r.Properties["crmsync_archived"], r.Archived)
+	}
+}
+
+func TestInvalidRecordsDeadLetterOnceAndReplay(t *testing.T) {
+	h := newHarness(t, fast(t))
+	ids := h.f.hs.Seed("contacts",
+		map[string]string{"email": "ok@example.com", "firstname": "Ok", "lastname": "Fine"},
+		map[string]string{"email": "nolast@example.com", "firstname": "No"}) // Salesforce requires LastName
+	rep := h.pass()
+	ctx := context.Background()
+	dls, _ := h.st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: h.key})
+	if len(dls) != 1 || rep.DeadLetters() != 1 || !strings.Contains(dls[0].Error, "REQUIRED_FIELD_MISSING") {
+		t.Fatalf("dead letters = %+v (report %d), want the contact without a last name", dls, rep.DeadLetters())
+	}
+	if len(h.f.sf.All()) != 1 {
+		t.Errorf("the valid contact did not go on: Salesforce has %d", len(h.f.sf.All()))
+	}
+	// Re-read in the overlap window, it is not parked again.
+	if again := h.pass(); again.DeadLetters() != 0 {
+		t.Errorf("the same refusal was parked again")
+	}
+	rows, _ := h.st.QueryAudit(ctx, crmsync.AuditQuery{Kind: crmsync.AuditDeadLetter})
+	if len(rows) != 1 {
+		t.Errorf("dead-letter audit rows = %d, want 1", len(rows))
+	}
+	// A person fixes the record in HubSpot and replays the letter.
+	must(t, h.f.hs.Edit("contacts", ids[1], map[string]string{"lastname": "Longer"}))
+	must(t, h.st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, time.Now()))
+	time.Sleep(3 * time.Millisecond)
+	rep = h.pass()
+	if rep.Replayed != 1 || len(h.f.sf.All()) != 2 {
+		t.Errorf("after replay: replayed %d, Salesforce has %d contacts; want 1 and 2", rep.Replayed, len(h.f.sf.All()))
+	}
+}
+
+func TestPlanWritesNothing(t *testing.T) {
+	h := newHarness(t, fast(t))
+	h.f.hs.SeedContacts(30)
+	seedSalesforce(h, 20)
+	time.Sleep(3 * time.Millisecond)
+	rep, err := h.sync.Plan(context.Background(), h.st, h.key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Plan || rep.Directions["hubspot->salesforce"].Created != 30 || rep.Directions["salesforce->hubspot"].Created != 20 {
+		t.Errorf("plan = %s", rep.Summary())
+	}
+	if len(h.f.sf.All()) != 20 || len(h.f.hs.All("contacts")) != 30 {
+		t.Errorf("the plan wrote: Salesforce %d, HubSpot %d", len(h.f.sf.All()), len(h.f.hs.All("contacts")))
+	}
+	if runs, _ := h.st.ListRuns(context.Background(), "", 0); len(runs) != 0 {
+		t.Errorf("the plan left %d runs in the store", len(runs))
+	}
+	if c, _ := h.st.ListCursors(context.Background(), h.key); len(c) != 0 {
+		t.Errorf("the plan moved cursors: %v", c)
+	}
+}
+
+// seedSalesforce adds n contacts with emails unlike the HubSpot fake's.
+func seedSalesforce(h *harness, n int) []string {
+	fs := make([]crmsync.Fields, n)
+	for i := range fs {
+		fs[i] = crmsync.Fields{"FirstName": "Sales", "LastName": fmt.Sprintf("Person%d", i), "Email": fmt.Sprintf("sf-person-%d@example.com", i)}
+	}
+	return h.f.sf.Seed(fs...)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
