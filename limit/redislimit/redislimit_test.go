@@ -175,7 +175,7 @@ func TestPauseShared(t *testing.T) {
 	b := newLimiter(t, Config{Client: bc, Prefix: prefix, Rate: 100, Every: time.Second})
 	b.onGrant = g.hook("b")
 
-	a.Pause(time.Now().Add(300 * time.Millisecond))
+	a.Pause(time.Now().Add(500 * time.Millisecond))
 	raw, err := bc.Get(context.Background(), "{"+prefix+"}:pause").Result()
 	if err != nil {
 		t.Fatalf("pause key: %v", err)
@@ -245,7 +245,7 @@ func TestInFlightShared(t *testing.T) {
 	}
 
 	// A process takes both slots and dies without releasing them.
-	dead := newLimiter(t, Config{Client: newClient(t, addr), Prefix: prefix, InFlight: 2, LeaseTTL: 300 * time.Millisecond})
+	dead := newLimiter(t, Config{Client: newClient(t, addr), Prefix: prefix, InFlight: 2, LeaseTTL: time.Second})
 	for range 2 {
 		if _, err := dead.Acquire(ctx); err != nil {
 			t.Fatal(err)

@@ -388,3 +388,69 @@ func BenchmarkStep(b *testing.B) {
 func BenchmarkStepParallel(b *testing.B) {
 	storetest.BenchParallel(b, func(b *testing.B) crmsync.Store { return openSchema(b, freshSchema(b)) }, 8)
 }
+
+// A commit under the old generation that meets a takeover in flight waits
+// for it, then is fenced: it never lands on the strength of a snapshot
+// taken before the takeover committed.
+func TestCommitWaitsForTakeover(t *testing.T) {
+	for _, withExtras := range []bool{false, true} {
+		t.Run(fmt.Sprint("extras=", withExtras), func(t *testing.T) {
+			schema := freshSchema(t)
+			s := openSchema(t, schema)
+			ctx := context.Background()
+			t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			old, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h1", NewRun: "r1", TTL: time.Second, Now: t0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A takeover as AcquireLease makes it, held open.
+			conn, err := pgx.Connect(ctx, testDSN(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM `+schema+`.leases WHERE key = 'k' FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE `+schema+`.leases SET generation = 2, holder = 'h2' WHERE key = 'k'`); err != nil {
+				t.Fatal(err)
+			}
+			cp := crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "late", Result: []byte(`0`), Done: t0}}
+			if withExtras {
+				cp.Cursors = map[string]string{"c": "v"}
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.Commit(ctx, old, cp) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				select {
+				case err := <-done:
+					t.Fatalf("Commit returned %v while a takeover was in flight; want it to wait for it", err)
+				default:
+				}
+				waiting := adminQuery[int](t, `SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'crmsync' AND wait_event_type = 'Lock' AND strpos(query, $1) > 0`, schema)
+				if waiting > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("Commit neither returned nor waited on the lease row")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; !errors.Is(err, crmsync.ErrLeaseLost) {
+				t.Errorf("Commit after the takeover = %v, want ErrLeaseLost", err)
+			}
+			if steps, _ := s.LoadSteps(ctx, "r1"); len(steps) != 0 {
+				t.Errorf("fenced step landed: %v", steps)
+			}
+		})
+	}
+}
