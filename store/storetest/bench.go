@@ -66,3 +66,49 @@ func Bench(b *testing.B, newStore func(b *testing.B) crmsync.Store) {
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "steps/s")
 	})
 }
+
+// BenchParallel measures durable steps per second with runs runs in flight
+// at once, each on its own key, sharing one Store and one Engine: b.N steps
+// in all, split evenly over the runs. It reports the total steps/s.
+func BenchParallel(b *testing.B, newStore func(b *testing.B) crmsync.Store, runs int) {
+	if runs < 1 {
+		b.Fatalf("BenchParallel: runs = %d, want at least 1", runs)
+	}
+	res := benchResult{IDs: []string{"100451", "100452", "100453"}, Cursor: time.Unix(1772355600, 0).UTC(), Next: "200"}
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: newStore(b), Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	steps := func(n int) crmsync.WorkflowFunc {
+		return func(ctx context.Context, run *crmsync.Run) error {
+			for i := range n {
+				if _, err := crmsync.Step(ctx, run, fmt.Sprintf("page:%d", i), func(context.Context, *crmsync.Attempt) (benchResult, error) {
+					return res, nil
+				}, nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	errs := make(chan error, runs)
+	for i := range runs {
+		n := b.N / runs
+		if i < b.N%runs {
+			n++
+		}
+		go func() {
+			_, err := eng.Run(context.Background(), fmt.Sprintf("bench-%d", i), steps(n))
+			errs <- err
+		}()
+	}
+	for range runs {
+		if err := <-errs; err != nil {
+			b.Error(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "steps/s")
+}

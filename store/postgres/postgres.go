@@ -1,0 +1,246 @@
+// Package postgres is the crmsync.Store for many workers on many machines:
+// PostgreSQL through pgx/v5 (pgxpool). Leases with fencing generations decide
+// which worker runs which key; a worker whose lease was taken over can no
+// longer commit.
+//
+// Every table lives in one schema (Config.Schema, "crmsync" by default),
+// created and migrated by Open. Migrations are embedded and versioned in the
+// schema's crmsync_meta table, and applied in one transaction under an
+// advisory lock, so several workers may start at once and a failed migration
+// leaves nothing behind.
+//
+// A checkpoint of a step alone is one INSERT statement that also checks the
+// lease; a checkpoint with cursors, ledger, audit rows, dead letters, links or
+// conflicts is one transaction. Times are stored as bigint nanoseconds since
+// the Unix epoch exactly as the caller gave them; the server's clock is never
+// read. Durability is the server's: with synchronous_commit on (PostgreSQL's
+// default) a step acknowledged by Commit survives a crash of the server.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SchemaVersion is the schema version this code writes.
+var SchemaVersion = len(migrations)
+
+// ErrForeign is returned by Open for a schema that holds another program's
+// tables or a crmsync_meta table not written by crmsync.
+var ErrForeign = errors.New("postgres: not a crmsync schema")
+
+// ErrSchemaTooNew is returned by Open when the schema was migrated by newer code.
+var ErrSchemaTooNew = errors.New("postgres: store schema is newer than this code")
+
+// Config configures Open.
+type Config struct {
+	// DSN is the connection string, as a URL
+	// (postgres://user:password@host:5432/db?sslmode=disable) or key=value
+	// pairs; pgxpool's pool_* parameters are honoured. Required.
+	DSN string
+	// Schema is the schema that holds every table; it is created if absent.
+	// It must be a plain lower-case identifier ([a-z_][a-z0-9_]*, at most 63
+	// characters). "" means "crmsync".
+	Schema string
+	// MaxConns caps the pool's connections; zero means the DSN's
+	// pool_max_conns, or else 10.
+	MaxConns int32
+	// ConnectTimeout bounds each connection attempt; zero means the DSN's
+	// connect_timeout, or else 10s.
+	ConnectTimeout time.Duration
+}
+
+// Store is a crmsync.Store in a PostgreSQL schema. Close it when done.
+type Store struct {
+	pool   *pgxpool.Pool
+	schema string
+	quoted string // the schema as a quoted identifier
+
+	sqlStep string // the one-statement step checkpoint
+}
+
+var _ crmsync.Store = (*Store)(nil)
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Open connects to the server, then creates and migrates c.Schema if needed.
+// It fails with an error naming what failed, and never the password, for a
+// malformed DSN, an unreachable server, a refused login or an unknown
+// database. It refuses, without changing anything, a schema holding another
+// program's tables (ErrForeign) and a schema migrated by newer code
+// (ErrSchemaTooNew).
+func Open(ctx context.Context, c Config) (*Store, error) {
+	if c.DSN == "" {
+		return nil, errors.New("postgres: Config.DSN is empty")
+	}
+	if c.Schema == "" {
+		c.Schema = "crmsync"
+	}
+	if !schemaName.MatchString(c.Schema) {
+		return nil, fmt.Errorf("postgres: Config.Schema %q: want a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)", c.Schema)
+	}
+	if c.MaxConns < 0 {
+		return nil, fmt.Errorf("postgres: Config.MaxConns is negative (%d)", c.MaxConns)
+	}
+	if c.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("postgres: Config.ConnectTimeout is negative (%s)", c.ConnectTimeout)
+	}
+	pc, err := pgxpool.ParseConfig(c.DSN)
+	if err != nil {
+		// pgx masks the password in its parse errors.
+		return nil, fmt.Errorf("postgres: Config.DSN is not a valid connection string: %w", err)
+	}
+	if c.MaxConns > 0 {
+		pc.MaxConns = c.MaxConns
+	} else if !strings.Contains(c.DSN, "pool_max_conns") {
+		pc.MaxConns = 10
+	}
+	if c.ConnectTimeout > 0 {
+		pc.ConnConfig.ConnectTimeout = c.ConnectTimeout
+	} else if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pc.ConnConfig.RuntimeParams["application_name"] = "crmsync"
+	}
+	where := fmt.Sprintf("server %s, database %q, user %q", net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))), pc.ConnConfig.Database, pc.ConnConfig.User)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open (%s): %w", where, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: cannot connect (%s): %w", where, err)
+	}
+	s := &Store{pool: pool, schema: c.Schema, quoted: pgx.Identifier{c.Schema}.Sanitize()}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.sqlStep = s.q(`
+INSERT INTO {s}.steps (run, step, result, error, attempts, done)
+SELECT $1, $2, $3, $4, $5, $6
+WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 FOR KEY SHARE)
+ON CONFLICT (run, step) DO NOTHING`)
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Pool returns the underlying pool, for inspection and operators' queries.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Schema returns the schema that holds the store's tables.
+func (s *Store) Schema() string { return s.schema }
+
+// q puts the quoted schema name in place of {s}.
+func (s *Store) q(sql string) string { return strings.ReplaceAll(sql, "{s}", s.quoted) }
+
+// lockKey is the advisory lock that serializes migrations of one schema.
+func lockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("crmsync migrate " + schema))
+	return int64(h.Sum64())
+}
+
+// migrate brings the schema to SchemaVersion in one transaction under an
+// advisory lock, or refuses a foreign or newer schema without a change.
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: %w", s.schema, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey(s.schema)); err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: advisory lock: %w", s.schema, err)
+	}
+	rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname`, s.schema)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: list tables: %w", s.schema, err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: list tables: %w", s.schema, err)
+	}
+	hasMeta := false
+	for _, t := range tables {
+		if t == "crmsync_meta" {
+			hasMeta = true
+		}
+	}
+	version := 0
+	switch {
+	case !hasMeta && len(tables) > 0:
+		return fmt.Errorf("%w: schema %s holds %d tables of another program (%s…); refusing to touch it", ErrForeign, s.schema, len(tables), tables[0])
+	case hasMeta:
+		var app, v string
+		err := tx.QueryRow(ctx, s.q(`SELECT
+			COALESCE((SELECT value FROM {s}.crmsync_meta WHERE key = 'app'), ''),
+			COALESCE((SELECT value FROM {s}.crmsync_meta WHERE key = 'schema_version'), '')`)).Scan(&app, &v)
+		if err != nil {
+			return fmt.Errorf("%w: schema %s: unreadable crmsync_meta: %v", ErrForeign, s.schema, err)
+		}
+		if app != "crmsync" {
+			return fmt.Errorf("%w: schema %s has a crmsync_meta table not written by crmsync", ErrForeign, s.schema)
+		}
+		version, err = strconv.Atoi(v)
+		if err != nil || version < 0 {
+			return fmt.Errorf("%w: schema %s has an unreadable schema version %q", ErrForeign, s.schema, v)
+		}
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("%w: schema %s is at schema version %d, this code knows up to %d; upgrade crmsync", ErrSchemaTooNew, s.schema, version, len(migrations))
+	}
+	if version == len(migrations) {
+		return tx.Commit(ctx)
+	}
+	if version == 0 {
+		if _, err := tx.Exec(ctx, s.q(`CREATE SCHEMA IF NOT EXISTS {s};
+			CREATE TABLE {s}.crmsync_meta (key text PRIMARY KEY, value text NOT NULL)`)); err != nil {
+			return fmt.Errorf("postgres: migrate schema %s: create: %w", s.schema, err)
+		}
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.Exec(ctx, s.q(migrations[v])); err != nil {
+			return fmt.Errorf("postgres: migrate schema %s to version %d: %w", s.schema, v+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, s.q(`INSERT INTO {s}.crmsync_meta (key, value) VALUES ('app', 'crmsync'), ('schema_version', $1)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`), strconv.Itoa(len(migrations))); err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: %w", s.schema, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate schema %s: commit: %w", s.schema, err)
+	}
+	return nil
+}
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func tm(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

@@ -1,0 +1,116 @@
+package postgres
+
+// migrations are the schema versions in order; migrations[i] takes the
+// schema from version i to i+1. Every table is written as {s}.name and
+// {s} becomes the quoted schema name. Never edit a released migration: add
+// one. Times are bigint nanoseconds since the Unix epoch (0 for the zero
+// time), as the caller passed them: the server's clock is never used.
+var migrations = []string{
+	// 1: runs, leases, steps, cursors, ledger, audit, dead letters, links, conflicts.
+	`
+CREATE TABLE {s}.runs (
+	id          text PRIMARY KEY,
+	key         text NOT NULL,
+	workflow    text NOT NULL,
+	status      text NOT NULL,
+	started_at  bigint NOT NULL,
+	finished_at bigint NOT NULL DEFAULT 0,
+	attempts    integer NOT NULL DEFAULT 0,
+	error       text NOT NULL DEFAULT '',
+	report      bytea,
+	seq         bigint GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX runs_key_seq ON {s}.runs (key, seq);
+CREATE INDEX runs_seq ON {s}.runs (seq);
+CREATE UNIQUE INDEX runs_open_key ON {s}.runs (key) WHERE status = 'open';
+CREATE INDEX runs_finished ON {s}.runs (finished_at) WHERE status = 'finished';
+
+CREATE TABLE {s}.leases (
+	key        text PRIMARY KEY,
+	holder     text NOT NULL,
+	generation bigint NOT NULL,
+	run        text NOT NULL,
+	expires    bigint NOT NULL
+);
+
+CREATE TABLE {s}.steps (
+	run      text NOT NULL,
+	step     text NOT NULL,
+	result   bytea,
+	error    text NOT NULL DEFAULT '',
+	attempts integer NOT NULL,
+	done     bigint NOT NULL,
+	PRIMARY KEY (run, step)
+);
+
+CREATE TABLE {s}.cursors (
+	key   text NOT NULL,
+	name  text NOT NULL,
+	value text NOT NULL,
+	PRIMARY KEY (key, name)
+);
+
+CREATE TABLE {s}.ledger (
+	idem_key  text PRIMARY KEY,
+	run       text NOT NULL,
+	step      text NOT NULL,
+	system    text NOT NULL,
+	record_id text NOT NULL,
+	result    bytea,
+	at        bigint NOT NULL
+);
+
+CREATE TABLE {s}.audit (
+	id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	time       bigint NOT NULL,
+	key        text NOT NULL,
+	run        text NOT NULL,
+	step       text NOT NULL,
+	kind       text NOT NULL,
+	system     text NOT NULL,
+	record_ids text[] NOT NULL,
+	idem_key   text NOT NULL,
+	detail     bytea
+);
+CREATE INDEX audit_run ON {s}.audit (run, id);
+CREATE INDEX audit_key ON {s}.audit (key, id);
+CREATE INDEX audit_time ON {s}.audit (time);
+CREATE INDEX audit_record_ids ON {s}.audit USING gin (record_ids);
+
+CREATE TABLE {s}.dead_letters (
+	id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	key        text NOT NULL,
+	run        text NOT NULL,
+	step       text NOT NULL,
+	system     text NOT NULL,
+	record_id  text NOT NULL,
+	payload    bytea,
+	error      text NOT NULL,
+	status     text NOT NULL,
+	claimed_by text NOT NULL DEFAULT '',
+	created    bigint NOT NULL,
+	updated    bigint NOT NULL
+);
+CREATE INDEX dead_letters_key_status ON {s}.dead_letters (key, status);
+
+CREATE TABLE {s}.links (
+	key        text NOT NULL,
+	a_id       text NOT NULL,
+	b_id       text NOT NULL,
+	base       bytea,
+	updated_at bigint NOT NULL,
+	PRIMARY KEY (key, a_id)
+);
+CREATE UNIQUE INDEX links_b ON {s}.links (key, b_id);
+
+CREATE TABLE {s}.conflicts (
+	seq   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id    text NOT NULL UNIQUE,
+	key   text NOT NULL,
+	state text NOT NULL,
+	field text NOT NULL,
+	body  bytea NOT NULL
+);
+CREATE INDEX conflicts_key_state ON {s}.conflicts (key, state);
+`,
+}
