@@ -10,12 +10,13 @@ import (
 	"strings"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/store/sqlite"
 )
 
 // openStore opens the store that spec names and returns it with what closes
-// it. spec is sqlite:PATH or a bare path ending .db; other backends are added
-// here as cases of the scheme switch. An unknown scheme is a usage error
+// it. spec is sqlite:PATH, a bare path ending .db, or a postgres:// DSN (its
+// schema is "crmsync"). An unknown scheme is a usage error
 // naming it. The CLI works on an existing store: a missing SQLite file is an
 // error, not a new empty store.
 func openStore(ctx context.Context, spec string) (crmsync.Store, io.Closer, error) {
@@ -41,10 +42,16 @@ func openStore(ctx context.Context, spec string) (crmsync.Store, io.Closer, erro
 			return nil, nil, fmt.Errorf("store sqlite:%s: %w", path, err)
 		}
 		return st, st, nil
+	case "postgres", "postgresql":
+		st, err := postgres.Open(ctx, postgres.Config{DSN: spec})
+		if err != nil {
+			return nil, nil, fmt.Errorf("store %s: %w", scheme, err)
+		}
+		return st, st, nil
 	case "":
-		return nil, nil, usagef("store %q: want sqlite:PATH or a path ending .db", spec)
+		return nil, nil, usagef("store %q: want sqlite:PATH, a path ending .db, or a postgres:// DSN", spec)
 	}
-	return nil, nil, usagef("store: unknown scheme %q (want sqlite:PATH or a path ending .db)", scheme)
+	return nil, nil, usagef("store: unknown scheme %q (want sqlite:PATH, a path ending .db, or a postgres:// DSN)", scheme)
 }
 
 // splitScheme splits "scheme://rest" and "scheme:rest"; a bare path ending
