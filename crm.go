@@ -62,6 +62,10 @@ type Page struct {
 	Records []Record `json:"records"`
 	// Next continues the query; "" means the query is done.
 	Next string `json:"next,omitempty"`
+	// Total is how many records the API says the query matches from this
+	// page on (this page included), when it says; zero means unknown. It
+	// feeds progress estimates only.
+	Total int `json:"total,omitempty"`
 }
 
 // WriteKind says what a WriteOp does.

@@ -221,6 +221,7 @@ type pass struct {
 	mu        sync.Mutex
 	rep       *SyncReport
 	conflicts []Conflict
+	expected  int // records the APIs said the reads match, for the estimate
 }
 
 func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
@@ -348,46 +349,44 @@ func (p *pass) cursor(ctx context.Context, system string) (time.Time, bool, erro
 }
 
 // readSide reads one side's changes page by page, handling each page fully
-// before the next, and returns the newest modification stamp handled.
+// before the next, and returns the newest modification stamp handled. The
+// next page is read while the current one is handled, so that reads and
+// writes overlap under their separate rate limits.
 func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool) (time.Time, error) {
 	kind := "changes"
 	if archived {
 		kind = "archived"
 	}
+	type fetched struct {
+		rr  readResult
+		err error
+	}
+	fetch := func(i int, token string) <-chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			rr, err := p.readPage(ctx, sd, win, archived, kind, i, token)
+			ch <- fetched{rr, err}
+		}()
+		return ch
+	}
 	var newest time.Time
-	token := ""
+	next := fetch(0, "")
 	for i := 0; ; i++ {
-		id := fmt.Sprintf("read:%s:%s:%d", sd.name, kind, i)
-		rr, err := step(ctx, p, id, func(ctx context.Context, _ *Attempt) (readResult, error) {
-			q := ChangeQuery{Object: sd.object, Since: win.Since[sd.name], Until: win.Until,
-				Fields: sd.fields, Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
-			p.apiCalls(sd.name, 1)
-			page, err := sd.crm.Changes(ctx, q)
-			if err == nil || !errors.Is(err, ErrHistoryLost) || token != "" {
-				return readResult{Page: page}, err
-			}
-			// The API no longer lists everything since the cursor (a first
-			// backfill, or a pass after a long pause): read what it still
-			// holds, and say so in the report.
-			q.Since = win.Until.Add(-historyFallback)
-			p.apiCalls(sd.name, 1)
-			page, err2 := sd.crm.Changes(ctx, q)
-			if err2 != nil && errors.Is(err2, ErrHistoryLost) {
-				return readResult{Lost: err.Error()}, nil
-			}
-			return readResult{Page: page, Lost: err.Error()}, err2
-		}, nil)
-		if err != nil {
-			return newest, err
+		f := <-next
+		if f.err != nil {
+			return newest, f.err
 		}
-		page := rr.Page
-		if rr.Lost != "" {
+		page := f.rr.Page
+		if f.rr.Lost != "" {
 			p.mu.Lock()
-			p.rep.HistoryLost = append(p.rep.HistoryLost, sd.name+" "+kind+": "+rr.Lost)
+			p.rep.HistoryLost = append(p.rep.HistoryLost, sd.name+" "+kind+": "+f.rr.Lost)
 			p.mu.Unlock()
 			if p.log != nil {
 				p.log.Warn("change history lost: changes older than the API keeps cannot be read", "crm", sd.name, "kind", kind)
 			}
+		}
+		if page.Next != "" {
+			next = fetch(i+1, page.Next)
 		}
 		for _, r := range page.Records {
 			if r.ModifiedAt.After(newest) {
@@ -396,18 +395,49 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 		}
 		p.mu.Lock()
 		p.rep.Read[sd.name] += len(page.Records)
+		if i == 0 {
+			p.expected += page.Total
+		}
 		p.mu.Unlock()
+		var herr error
 		if len(page.Records) > 0 {
-			if err := p.handle(ctx, sd, fmt.Sprintf("%s:%s:%d", sd.name, kind, i), page.Records); err != nil {
-				return newest, err
+			herr = p.handle(ctx, sd, fmt.Sprintf("%s:%s:%d", sd.name, kind, i), page.Records)
+		}
+		if herr != nil {
+			if page.Next != "" {
+				<-next // let the read in flight end before the run closes
 			}
+			return newest, herr
 		}
 		p.progress(sd.name, kind)
 		if page.Next == "" {
 			return newest, nil
 		}
-		token = page.Next
 	}
+}
+
+// readPage reads page i of one side's changes as a step.
+func (p *pass) readPage(ctx context.Context, sd *side, win window, archived bool, kind string, i int, token string) (readResult, error) {
+	id := fmt.Sprintf("read:%s:%s:%d", sd.name, kind, i)
+	return step(ctx, p, id, func(ctx context.Context, _ *Attempt) (readResult, error) {
+		q := ChangeQuery{Object: sd.object, Since: win.Since[sd.name], Until: win.Until,
+			Fields: sd.fields, Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
+		p.apiCalls(sd.name, 1)
+		page, err := sd.crm.Changes(ctx, q)
+		if err == nil || !errors.Is(err, ErrHistoryLost) || token != "" {
+			return readResult{Page: page}, err
+		}
+		// The API no longer lists everything since the cursor (a first
+		// backfill, or a pass after a long pause): read what it still
+		// holds, and say so in the report.
+		q.Since = win.Until.Add(-historyFallback)
+		p.apiCalls(sd.name, 1)
+		page, err2 := sd.crm.Changes(ctx, q)
+		if err2 != nil && errors.Is(err2, ErrHistoryLost) {
+			return readResult{Lost: err.Error()}, nil
+		}
+		return readResult{Page: page, Lost: err.Error()}, err2
+	}, nil)
 }
 
 func (p *pass) progress(system, phase string) {
@@ -415,19 +445,22 @@ func (p *pass) progress(system, phase string) {
 		return
 	}
 	p.mu.Lock()
-	pr := Progress{Phase: system + " " + phase, Read: p.rep.Read[p.a.name] + p.rep.Read[p.b.name], Elapsed: time.Since(p.start)}
+	pr := Progress{Phase: system + " " + phase, Read: p.rep.Read[p.a.name] + p.rep.Read[p.b.name], Expected: p.expected, Elapsed: time.Since(p.start)}
 	for _, d := range p.rep.Directions {
 		pr.Written += d.Created + d.Updated
 	}
 	p.mu.Unlock()
-	if secs := pr.Elapsed.Seconds(); secs > 0 {
+	if secs := pr.Elapsed.Seconds(); secs > 0 && pr.Read > 0 {
 		pr.RecordsPerSecond = float64(pr.Read) / secs
+		if pr.Expected > pr.Read {
+			pr.Remaining = time.Duration(float64(pr.Expected-pr.Read) / pr.RecordsPerSecond * float64(time.Second))
+		}
 	}
 	if p.s.c.Progress != nil {
 		p.s.c.Progress(pr)
 	}
 	if p.log != nil {
-		p.log.Debug("sync progress", "phase", pr.Phase, "read", pr.Read, "written", pr.Written)
+		p.log.Debug("sync progress", "phase", pr.Phase, "read", pr.Read, "expected", pr.Expected, "written", pr.Written, "remaining", pr.Remaining)
 	}
 }
 
@@ -444,8 +477,14 @@ type readResult struct {
 
 // Progress is a pass's progress so far.
 type Progress struct {
-	Phase            string
-	Read, Written    int
-	Elapsed          time.Duration
-	RecordsPerSecond float64
+	// Phase names the side and kind being read ("hubspot changes").
+	Phase string
+	// Read and Written count records so far; Expected is how many the reads
+	// begun so far match, as far as the APIs say (zero: unknown).
+	Read, Written, Expected int
+	Elapsed                 time.Duration
+	RecordsPerSecond        float64
+	// Remaining estimates the time left for the reads begun so far; zero
+	// when unknown.
+	Remaining time.Duration
 }

@@ -194,7 +194,7 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 		return crmsync.Page{}, err
 	}
 	if resp.Paging == nil || resp.Paging.Next == nil || resp.Paging.Next.After == "" {
-		return crmsync.Page{Records: page}, nil
+		return crmsync.Page{Records: page, Total: resp.Total}, nil
 	}
 	// Keyset paging: the next page asks for ids above the last one seen
 	// rather than an offset. Records that leave the window meanwhile (a
@@ -207,7 +207,7 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	next := tok
 	next.After = ""
 	next.LastID = page[len(page)-1].ID
-	return crmsync.Page{Records: page, Next: next.encode()}, nil
+	return crmsync.Page{Records: page, Next: next.encode(), Total: resp.Total}, nil
 }
 
 func toRecords(call string, objs []object) ([]crmsync.Record, error) {

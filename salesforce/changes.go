@@ -27,6 +27,9 @@ type pageToken struct {
 	URL   string `json:"u,omitempty"`
 	Stamp string `json:"t,omitempty"`
 	ID    string `json:"i,omitempty"`
+	// Seen counts the records returned since the query (or its restart)
+	// began, for Page.Total.
+	Seen int `json:"n,omitempty"`
 }
 
 const tokenPrefix = "sf1."
@@ -153,15 +156,21 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 			var ae *APIError
 			if errors.As(err, &ae) && ae.ErrorCode == "INVALID_QUERY_LOCATOR" {
 				res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos), hdr)
+				pos.Seen = 0
 			}
 		} else {
 			res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos), hdr)
+			pos.Seen = 0
 		}
 	}
 	if err != nil {
 		return crmsync.Page{}, err
 	}
 	page := crmsync.Page{Records: res.Records}
+	if res.TotalSize > pos.Seen {
+		page.Total = res.TotalSize - pos.Seen
+	}
+	pos.Seen += len(res.Records)
 	if n := len(res.Records); n > 0 {
 		last := res.Records[n-1]
 		if last.ID == "" || last.ModifiedAt.IsZero() {

@@ -182,7 +182,11 @@ func progressBar(w io.Writer, quiet bool) func(crmsync.Progress) {
 		return nil
 	}
 	return func(p crmsync.Progress) {
-		fmt.Fprintf(w, "\r%-28s read %6d  written %6d  %7.0f rec/s", p.Phase, p.Read, p.Written, p.RecordsPerSecond)
+		eta := ""
+		if p.Remaining > 0 {
+			eta = " ~" + p.Remaining.Round(time.Second).String() + " left"
+		}
+		fmt.Fprintf(w, "\r%-22s read %6d/%-6d written %6d  %6.0f rec/s%s\033[K", p.Phase, p.Read, p.Expected, p.Written, p.RecordsPerSecond, eta)
 		if strings.HasSuffix(p.Phase, "archived") {
 			fmt.Fprint(w, "\r\033[K")
 		}
