@@ -31,5 +31,6 @@ require (
 require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/redis/go-redis/v9 v9.22.0
+	github.com/robfig/cron/v3 v3.0.1
 	pgregory.net/rapid v1.3.0
 )

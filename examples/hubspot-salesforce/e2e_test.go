@@ -486,3 +486,43 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestMainJobEveryStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncWriter
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"-seed", "20", "-every", "20ms", "-json"}, &out, &errb, func(string) string { return "" }) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(out.String(), `"pass"`) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if n := strings.Count(out.String(), `"pass"`); n < 3 {
+		t.Errorf("%d passes before cancel, want at least 3:\n%s", n, out.String())
+	}
+	var bad bytes.Buffer
+	if code := run(context.Background(), []string{"-cron", "not a cron"}, &bad, &bad, func(string) string { return "" }); code != 1 || !strings.Contains(bad.String(), "cron expression") {
+		t.Errorf("bad -cron: exit %d, %q", code, bad.String())
+	}
+}
+
+// syncWriter is a bytes.Buffer safe for a writer and a reader.
+type syncWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}

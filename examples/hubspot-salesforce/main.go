@@ -26,6 +26,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/salesforce"
+	"github.com/crmsync/crmsync/schedule"
 	"github.com/crmsync/crmsync/store/sqlite"
 )
 
@@ -39,6 +40,7 @@ type options struct {
 	store         string
 	json, plan    bool
 	every         time.Duration
+	cron          string
 	key           string
 	hubspotURL    string
 	salesforceURL string
@@ -54,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.BoolVar(&o.json, "json", false, "print each pass's report as JSON")
 	fs.BoolVar(&o.plan, "plan", false, "dry run: print the writes a pass would make, make none")
 	fs.DurationVar(&o.every, "every", 0, "keep running, one pass every interval (e.g. 5m); 0 runs the demo once")
+	fs.StringVar(&o.cron, "cron", "", "keep running on a cron schedule (e.g. \"*/5 * * * *\"), in UTC")
 	fs.StringVar(&o.key, "key", "default", "concurrency key (team or portal) of the sync")
 	fs.StringVar(&o.hubspotURL, "hubspot-url", "", "HubSpot API base URL (default: the real API with credentials, else an in-process fake)")
 	fs.StringVar(&o.salesforceURL, "salesforce-url", "", "Salesforce instance URL (default: from the OAuth response, else an in-process fake)")
@@ -110,7 +113,7 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return err
 	}
-	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: logger, WaitForLease: o.every > 0})
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: logger, WaitForLease: o.every > 0 || o.cron != ""})
 	if err != nil {
 		return err
 	}
@@ -122,9 +125,19 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 		}
 		return printReport(stdout, "plan", rep, o.json)
 	}
-	if o.every > 0 {
-		fmt.Fprintf(stdout, "syncing every %s on %s; Ctrl-C stops\n", o.every, o.store)
-		return crmsync.Every(ctx, o.every, func(ctx context.Context) error {
+	if o.every > 0 || o.cron != "" {
+		next := func(t time.Time) time.Time { return t.Add(o.every) }
+		when := "every " + o.every.String()
+		if o.cron != "" {
+			if next, err = schedule.Cron(o.cron, nil); err != nil {
+				return err
+			}
+			when = "on " + o.cron
+		} else if o.every < 0 {
+			return fmt.Errorf("-every %s: want a positive interval", o.every)
+		}
+		fmt.Fprintf(stdout, "syncing %s on %s; Ctrl-C stops\n", when, o.store)
+		return crmsync.Schedule(ctx, next, func(ctx context.Context) error {
 			rep, _, err := s.RunOnce(ctx, eng, o.key)
 			if err != nil {
 				logger.Error("pass failed; the next tick resumes it", "err", err)

@@ -1,0 +1,37 @@
+package schedule_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync/schedule"
+)
+
+func TestCron(t *testing.T) {
+	at := time.Date(2026, 3, 2, 9, 7, 30, 0, time.UTC) // a Monday
+	tests := []struct {
+		expr string
+		want time.Time
+	}{
+		{"*/5 * * * *", time.Date(2026, 3, 2, 9, 10, 0, 0, time.UTC)},
+		{"0 * * * *", time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)},
+		{"30 6 * * 1-5", time.Date(2026, 3, 3, 6, 30, 0, 0, time.UTC)},
+		{"@hourly", time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)},
+		{"@every 90s", at.Add(90 * time.Second)},
+	}
+	for _, tc := range tests {
+		next, err := schedule.Cron(tc.expr, nil)
+		if err != nil {
+			t.Fatalf("Cron(%q) = %v", tc.expr, err)
+		}
+		if got := next(at); !got.Equal(tc.want) {
+			t.Errorf("Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "* * *", "61 * * * *", "@sometimes"} {
+		if _, err := schedule.Cron(bad, nil); err == nil || !strings.Contains(err.Error(), "cron expression") {
+			t.Errorf("Cron(%q) = %v, want an error naming the expression", bad, err)
+		}
+	}
+}
