@@ -129,3 +129,107 @@ func (t *Throttle) Pause(until time.Time) {
 	}
 	t.mu.Unlock()
 }
+
+// WindowConfig configures a WindowLimiter.
+type WindowConfig struct {
+	// N calls may start in any Window. Both are required.
+	N      int
+	Window time.Duration
+	// Margin widens the window the limiter keeps to, for clock skew and
+	// network jitter between this process and the server that counts; zero
+	// means none.
+	Margin time.Duration
+	// InFlight caps the calls running at once; zero means no cap.
+	InFlight int
+	// Now is the clock; nil means time.Now. Waits always use real timers.
+	Now func() time.Time
+}
+
+// WindowLimiter is a process-local Limiter for APIs that count calls in a
+// rolling window (HubSpot: 100 per 10 seconds): it lets a call start only
+// while fewer than N calls started in the last Window+Margin, so it runs at
+// the published rate, bursts included, and never over it.
+type WindowLimiter struct {
+	n      int
+	window time.Duration
+	now    func() time.Time
+	sem    *semaphore.Weighted
+
+	mu     sync.Mutex
+	starts []time.Time // ring of the last n start times
+	next   int
+	until  time.Time
+}
+
+var _ Limiter = (*WindowLimiter)(nil)
+
+// NewWindowLimiter returns a WindowLimiter; it reports an error naming a
+// missing or negative field.
+func NewWindowLimiter(c WindowConfig) (*WindowLimiter, error) {
+	if c.N < 1 || c.Window <= 0 {
+		return nil, fmt.Errorf("crmsync: WindowConfig: N and Window must be positive")
+	}
+	if c.Margin < 0 || c.InFlight < 0 {
+		return nil, fmt.Errorf("crmsync: WindowConfig: Margin and InFlight must not be negative")
+	}
+	l := &WindowLimiter{n: c.N, window: c.Window + c.Margin, now: c.Now, starts: make([]time.Time, c.N)}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if c.InFlight > 0 {
+		l.sem = semaphore.NewWeighted(int64(c.InFlight))
+	}
+	return l, nil
+}
+
+// Acquire implements Limiter.
+func (l *WindowLimiter) Acquire(ctx context.Context) (func(), error) {
+	if l.sem != nil {
+		if err := l.sem.Acquire(ctx, 1); err != nil {
+			return nil, err
+		}
+	}
+	release := func() {
+		if l.sem != nil {
+			l.sem.Release(1)
+		}
+	}
+	for {
+		l.mu.Lock()
+		now := l.now()
+		at := l.starts[l.next].Add(l.window) // the oldest of the last n starts
+		if l.until.After(at) {
+			at = l.until
+		}
+		if !at.After(now) {
+			l.starts[l.next] = now
+			l.next = (l.next + 1) % l.n
+			l.mu.Unlock()
+			var once sync.Once
+			return func() { once.Do(release) }, nil
+		}
+		l.mu.Unlock()
+		d := at.Sub(now)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			release()
+			return nil, fmt.Errorf("crmsync: window limiter: next call in %s, past the context deadline: %w", d, context.DeadlineExceeded)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			release()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Pause implements Limiter.
+func (l *WindowLimiter) Pause(until time.Time) {
+	l.mu.Lock()
+	if until.After(l.until) {
+		l.until = until
+	}
+	l.mu.Unlock()
+}

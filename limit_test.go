@@ -97,3 +97,51 @@ func TestThrottlePause(t *testing.T) {
 		t.Fatalf("Acquire after the pause = %v", err)
 	}
 }
+
+func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
+	if _, err := crmsync.NewWindowLimiter(crmsync.WindowConfig{N: 0, Window: time.Second}); err == nil {
+		t.Error("NewWindowLimiter with N 0 = nil error")
+	}
+	l, err := crmsync.NewWindowLimiter(crmsync.WindowConfig{N: 5, Window: 40 * time.Millisecond, InFlight: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var starts []time.Time
+	var wg sync.WaitGroup
+	for range 23 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := l.Acquire(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			release()
+		}()
+	}
+	wg.Wait()
+	// No window of 40ms holds more than 5 starts.
+	for i := range starts {
+		n := 0
+		for j := range starts {
+			if !starts[j].Before(starts[i]) && starts[j].Sub(starts[i]) < 40*time.Millisecond {
+				n++
+			}
+		}
+		if n > 5 {
+			t.Fatalf("%d calls started within 40ms of each other, limit 5", n)
+		}
+	}
+	// A deadline shorter than the wait fails at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	l.Pause(time.Now().Add(time.Hour))
+	if _, err := l.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Acquire during a long pause = %v, want DeadlineExceeded", err)
+	}
+}

@@ -267,18 +267,16 @@ func New(c Config) (*Client, error) {
 	return cl, nil
 }
 
-// NewLimiter returns a limiter that keeps calls under n per rolling window.
-// A token bucket admits its burst plus its rate times the window in any
-// window, so the burst is a tenth of n and the rate leaves room for it and a
-// margin for clock skew: at most 9/10 of n calls start in any window.
-// inFlight caps concurrent calls (zero means no cap).
-func NewLimiter(n int, window time.Duration, inFlight int) (*crmsync.Throttle, error) {
+// NewLimiter returns a limiter that keeps calls under n per rolling window,
+// as HubSpot counts them: a call starts only while fewer than n started in
+// the last window plus a 2% margin for network jitter, so the client runs at
+// the published rate and never over it. inFlight caps concurrent calls (zero
+// means no cap).
+func NewLimiter(n int, window time.Duration, inFlight int) (crmsync.Limiter, error) {
 	if n < 1 || window <= 0 {
 		return nil, errors.New("hubspot: NewLimiter: n and window must be positive")
 	}
-	burst := max(1, n/10)
-	r := max(1, n-2*burst)
-	return crmsync.NewThrottle(crmsync.ThrottleConfig{Rate: r, Every: window, Burst: burst, InFlight: inFlight})
+	return crmsync.NewWindowLimiter(crmsync.WindowConfig{N: n, Window: window, Margin: window / 50, InFlight: inFlight})
 }
 
 // System implements crmsync.CRM.
