@@ -491,7 +491,9 @@ func TestMainJobEveryStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncWriter
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"-seed", "20", "-every", "20ms", "-json"}, &out, &errb, func(string) string { return "" }) }()
+	go func() {
+		done <- run(ctx, []string{"-seed", "20", "-every", "20ms", "-json"}, &out, &errb, func(string) string { return "" })
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(out.String(), `"pass"`) < 3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
