@@ -7,8 +7,8 @@
 //
 //	crmsync [-store SPEC] <command> [flags] [args]
 //
-// The store is sqlite:PATH (or a bare path ending .db), from -store or the
-// CRMSYNC_STORE environment variable. Run "crmsync -h" for the commands and
+// The store is sqlite:PATH (or a bare path ending .db) or a postgres:// DSN,
+// from -store or the CRMSYNC_STORE environment variable. Run "crmsync -h" for the commands and
 // "crmsync <command> -h" for each command's flags.
 //
 // Record field values are personal data: listings show ids, field names,
@@ -61,10 +61,12 @@ Commands:
   dlq list|show|replay|discard    the dead-letter queue
   conflicts list|show|resolve     conflicts held for a person
   fake                            serve fake HubSpot and Salesforce APIs until interrupted
+  demo                            run the reference workflow against in-process fakes (no credentials)
 
 Global flags:
-  -store SPEC    the store: sqlite:PATH, or a path ending .db; it must
-                 exist (default: $CRMSYNC_STORE; may also follow the command)
+  -store SPEC    the store: sqlite:PATH, a path ending .db, or a postgres://
+                 DSN; it must exist, except for demo (default: $CRMSYNC_STORE;
+                 may also follow the command)
 
 Listing commands take -format table|json|csv (default table).
 Record field values are personal data: listings show ids, field names, kinds
@@ -151,6 +153,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.cmdConflicts(ctx, rest)
 	case "fake":
 		return c.cmdFake(ctx, rest)
+	case "demo":
+		return c.cmdDemo(ctx, rest)
 	case "help":
 		return errHelp
 	}

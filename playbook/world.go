@@ -1,4 +1,4 @@
-package main
+package playbook
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
 // world seeds the fakes with a realistic data set and plays users editing it.
@@ -124,3 +126,48 @@ func lower(s string) string {
 	}
 	return string(b)
 }
+
+// World is the demo's two fake CRMs, seeded, served in this process: for
+// tests and tools that need a real sync pass without credentials.
+type World struct {
+	w       *world
+	closeFn func()
+}
+
+// NewWorld starts both fakes with contacts seeded on each side, as the demo
+// does (a third of them the same people on both sides, a few archived, a
+// few that Salesforce refuses). Close it when done.
+func NewWorld(contacts int) (*World, error) {
+	f, closeFn, err := startFakes(nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	w := &world{f: f}
+	if err := w.seed(contacts); err != nil {
+		closeFn()
+		return nil, err
+	}
+	return &World{w: w, closeFn: closeFn}, nil
+}
+
+// Close stops both fakes.
+func (w *World) Close() { w.closeFn() }
+
+// HubSpot and Salesforce are the fakes, for inspection and edits.
+func (w *World) HubSpot() *hubspottest.Server       { return w.w.f.hs }
+func (w *World) Salesforce() *salesforcetest.Server { return w.w.f.sf }
+
+// Sync returns the playbook's sync between the two fakes, with the given
+// conflict handlers.
+func (w *World) Sync(onConflict ...crmsync.ConflictHandler) (*crmsync.Sync, error) {
+	hc, sc, err := w.w.f.clients(clientOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pol := contactsPolicy()
+	return crmsync.NewSync(crmsync.SyncConfig{A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
+		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField, OnConflict: onConflict})
+}
+
+// SimulateEdits plays users editing both sides, conflicting edits included.
+func (w *World) SimulateEdits() error { return w.w.simulateEdits() }

@@ -1,4 +1,4 @@
-package main
+package playbook
 
 import (
 	"fmt"
@@ -26,6 +26,13 @@ var owners = crmsync.OwnerMap{
 	"005000000000002AAA": "41235512",
 	"005000000000003AAA": "41235513",
 }
+
+// Policy returns the playbook's policy; see contactsPolicy.
+func Policy() crmsync.Policy { return contactsPolicy() }
+
+// LinkFields are the unique fields holding the other side's id: a HubSpot
+// property and a Salesforce external-id field.
+func LinkFields() (hubspot, salesforce string) { return hubspotLinkField, salesforceLinkField }
 
 // contactsPolicy is the playbook's policy: HubSpot owns the marketing fields,
 // Salesforce owns the sales fields, and the identity fields (email, names,

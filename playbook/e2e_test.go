@@ -1,4 +1,4 @@
-package main
+package playbook
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ func fast(t *testing.T) harnessOpts {
 
 func TestMainJobConverges(t *testing.T) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"-seed", "150"}, &out, &errb, func(string) string { return "" })
+	code := Main(context.Background(), "demo", []string{"-seed", "150"}, &out, &errb, func(string) string { return "" })
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
@@ -54,7 +55,7 @@ func TestMainJobConverges(t *testing.T) {
 
 func TestMainJobJSONAndPlan(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"-seed", "40", "-plan", "-json"}, &out, &errb, func(string) string { return "" }); code != 0 {
+	if code := Main(context.Background(), "demo", []string{"-seed", "40", "-plan", "-json"}, &out, &errb, func(string) string { return "" }); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(out.String(), `"plan":true`) || !strings.Contains(out.String(), `"created":`) {
@@ -333,6 +334,7 @@ func TestCrashDuringWriteNoDuplicate(t *testing.T) {
 	o.clients.HTTPClient = &http.Client{Transport: blip}
 	h := newHarness(t, o)
 	h.f.hs.SeedContacts(150)
+	time.Sleep(3 * time.Millisecond) // seeded before the pass's window ends
 	first, err := h.eng.Run(ctx, h.key, h.sync)
 	if err == nil {
 		t.Fatal("the crashed run reported success")
@@ -453,7 +455,7 @@ func TestPlanWritesNothing(t *testing.T) {
 	h.f.hs.SeedContacts(30)
 	seedSalesforce(h, 20)
 	time.Sleep(3 * time.Millisecond)
-	rep, err := h.sync.Plan(context.Background(), h.st, h.key, nil)
+	rep, err := h.sync.Plan(context.Background(), h.st, h.key, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +494,7 @@ func TestMainJobEveryStopsOnCancel(t *testing.T) {
 	var out, errb syncWriter
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"-seed", "20", "-every", "20ms", "-json"}, &out, &errb, func(string) string { return "" })
+		done <- Main(ctx, "demo", []string{"-seed", "20", "-every", "20ms", "-json"}, &out, &errb, func(string) string { return "" })
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(out.String(), `"pass"`) < 3 && time.Now().Before(deadline) {
@@ -506,7 +508,7 @@ func TestMainJobEveryStopsOnCancel(t *testing.T) {
 		t.Errorf("%d passes before cancel, want at least 3:\n%s", n, out.String())
 	}
 	var bad bytes.Buffer
-	if code := run(context.Background(), []string{"-cron", "not a cron"}, &bad, &bad, func(string) string { return "" }); code != 1 || !strings.Contains(bad.String(), "cron expression") {
+	if code := Main(context.Background(), "demo", []string{"-cron", "not a cron"}, &bad, &bad, func(string) string { return "" }); code != 1 || !strings.Contains(bad.String(), "cron expression") {
 		t.Errorf("bad -cron: exit %d, %q", code, bad.String())
 	}
 }

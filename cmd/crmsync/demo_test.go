@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/playbook"
+	"github.com/crmsync/crmsync/store/sqlite"
+)
+
+func TestDemoKeepsItsStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the reference workflow")
+	}
+	path := filepath.Join(t.TempDir(), "demo.db")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"-store", "sqlite:" + path, "demo", "-seed", "60"}, &out, &errOut, nil); code != 0 {
+		t.Fatalf("demo exit %d:\n%s\n%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "third pass (converged): 0 written") {
+		t.Errorf("demo output:\n%s", out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"-store", "sqlite:" + path, "runs", "-format", "json"}, &out, &errOut, nil); code != 0 {
+		t.Fatalf("runs after demo: exit %d: %s", code, errOut.String())
+	}
+	var runs []map[string]any
+	if err := json.Unmarshal(out.Bytes(), &runs); err != nil || len(runs) != 3 {
+		t.Errorf("runs after the demo = %d (%v), want 3 passes", len(runs), err)
+	}
+	if code := run(context.Background(), []string{"-store", "postgres://x@127.0.0.1:1/db", "demo"}, &out, &errOut, nil); code != 2 {
+		t.Errorf("demo on a postgres store: exit %d, want 2", code)
+	}
+}
+
+// The operator's commands against a store filled by real sync passes:
+// resolving a held conflict and replaying a dead letter take effect on the
+// next pass.
+func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the reference workflow")
+	}
+	ctx := context.Background()
+	w, err := playbook.NewWorld(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	path := filepath.Join(t.TempDir(), "crmsync.db")
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := w.Sync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func() *crmsync.SyncReport {
+		t.Helper()
+		rep, _, err := s.RunOnce(ctx, eng, "default")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	pass()
+	if err := w.SimulateEdits(); err != nil {
+		t.Fatal(err)
+	}
+	pass()
+	cli := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(ctx, append([]string{"-store", "sqlite:" + path}, args...), &out, &errOut, nil); code != 0 {
+			t.Fatalf("crmsync %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	var held []crmsync.Conflict
+	if err := json.Unmarshal([]byte(cli("conflicts", "list", "-state", "held", "-format", "json")), &held); err != nil || len(held) == 0 {
+		t.Fatalf("held conflicts after the passes: %d (%v)", len(held), err)
+	}
+	c := held[0]
+	cli("conflicts", "resolve", c.ID, "-pick", "salesforce")
+	var dead []crmsync.DeadLetter
+	if err := json.Unmarshal([]byte(cli("dlq", "list", "-status", "parked", "-format", "json")), &dead); err != nil || len(dead) == 0 {
+		t.Fatalf("parked dead letters: %d (%v)", len(dead), err)
+	}
+	cli("dlq", "replay", itoa(dead[0].ID))
+
+	rep := pass()
+	if rep.Resolved != 1 || rep.Replayed != 1 {
+		t.Errorf("next pass: resolved %d, replayed %d; want 1 and 1", rep.Resolved, rep.Replayed)
+	}
+	got, err := st.GetConflict(ctx, c.ID)
+	if err != nil || got.State != crmsync.ConflictApplied {
+		t.Errorf("conflict after the pass: %+v, %v; want applied", got.State, err)
+	}
+	hs, _ := w.HubSpot().Get("contacts", c.RecordA)
+	sf, _ := w.Salesforce().Get(c.RecordB)
+	if hs.Properties[c.FieldA] != sf.Fields[c.FieldB] {
+		t.Errorf("after applying the choice the sides differ on %s", c.Field)
+	}
+	d, _ := st.GetDeadLetter(ctx, dead[0].ID)
+	if d.Status != crmsync.DeadReplayed {
+		t.Errorf("dead letter status after the pass = %s, want replayed", d.Status)
+	}
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
