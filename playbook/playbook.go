@@ -62,7 +62,16 @@ func Main(ctx context.Context, name string, args []string, stdout, stderr io.Wri
 	fs.IntVar(&o.seed, "seed", 1000, "contacts to seed on each fake")
 	fs.BoolVar(&o.verbose, "v", false, "log each step")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
+	}
+	if o.hubspotURL == "" {
+		o.hubspotURL = getenv("HUBSPOT_BASE_URL")
+	}
+	if o.salesforceURL == "" {
+		o.salesforceURL = getenv("SALESFORCE_INSTANCE_URL")
 	}
 	if err := runSync(ctx, o, stdout, stderr, getenv); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)

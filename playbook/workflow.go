@@ -72,6 +72,14 @@ var (
 	dealStages = []string{"prospecting", "qualification", "proposal", "negotiation", "closedwon", "closedlost"}
 )
 
+// HubSpotProperties are the portal's custom contact properties the policy
+// uses, for a fake HubSpot (crmsync fake defines them).
+func HubSpotProperties() []hubspottest.Property { return hubspotProperties() }
+
+// SalesforceFields are the org's custom Contact fields the policy uses, for
+// a fake Salesforce.
+func SalesforceFields() []salesforcetest.Field { return salesforceFields() }
+
 // hubspotProperties are the portal's custom contact properties the policy uses.
 func hubspotProperties() []hubspottest.Property {
 	return []hubspottest.Property{

@@ -350,8 +350,8 @@ func TestFake(t *testing.T) {
 			vars[k] = v
 		}
 	}
-	if vars["HUBSPOT_BASE_URL"] != "http://"+hsAddr || vars["SALESFORCE_URL"] != "http://"+sfAddr {
-		t.Fatalf("printed URLs %q and %q, want the listen addresses %s and %s", vars["HUBSPOT_BASE_URL"], vars["SALESFORCE_URL"], hsAddr, sfAddr)
+	if vars["HUBSPOT_BASE_URL"] != "http://"+hsAddr || vars["SALESFORCE_INSTANCE_URL"] != "http://"+sfAddr {
+		t.Fatalf("printed URLs %q and %q, want the listen addresses %s and %s", vars["HUBSPOT_BASE_URL"], vars["SALESFORCE_INSTANCE_URL"], hsAddr, sfAddr)
 	}
 
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
@@ -369,8 +369,8 @@ func TestFake(t *testing.T) {
 	}
 
 	for name, cfg := range map[string]salesforce.Config{
-		"access token": {AccessToken: vars["SALESFORCE_TOKEN"], InstanceURL: vars["SALESFORCE_URL"]},
-		"client credentials": {LoginURL: vars["SALESFORCE_URL"], ClientCredentials: &salesforce.ClientCredentialsAuth{
+		"access token": {AccessToken: vars["SALESFORCE_ACCESS_TOKEN"], InstanceURL: vars["SALESFORCE_INSTANCE_URL"]},
+		"client credentials": {LoginURL: vars["SALESFORCE_INSTANCE_URL"], ClientCredentials: &salesforce.ClientCredentialsAuth{
 			ClientID: vars["SALESFORCE_CLIENT_ID"], ClientSecret: vars["SALESFORCE_CLIENT_SECRET"]}},
 	} {
 		sc, err := salesforce.New(cfg)

@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
@@ -47,8 +48,13 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("fake: hubspot: %w", err)
 	}
+	// The portal and the org have the reference workflow's custom fields.
+	for _, p := range playbook.HubSpotProperties() {
+		hs.DefineProperty("contacts", p)
+	}
 	hs.SeedContacts(*seed)
-	sf, err := salesforcetest.New(salesforcetest.Config{Seed: *seed})
+	_, sfLink := playbook.LinkFields()
+	sf, err := salesforcetest.New(salesforcetest.Config{Seed: *seed, ExternalIDField: sfLink, Fields: playbook.SalesforceFields()})
 	if err != nil {
 		return fmt.Errorf("fake: salesforce: %w", err)
 	}
@@ -72,12 +78,13 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "HUBSPOT_CLIENT_ID=%s\n", hubspottest.DefaultClientID)
 	fmt.Fprintf(c.stdout, "HUBSPOT_CLIENT_SECRET=%s\n", hubspottest.DefaultClientSecret)
 	fmt.Fprintf(c.stdout, "HUBSPOT_REFRESH_TOKEN=%s\n", hubspottest.DefaultRefreshToken)
-	fmt.Fprintf(c.stdout, "SALESFORCE_URL=%s\n", sfURL)
-	fmt.Fprintf(c.stdout, "SALESFORCE_TOKEN=%s\n", sf.Token())
+	fmt.Fprintf(c.stdout, "SALESFORCE_INSTANCE_URL=%s\n", sfURL)
+	fmt.Fprintf(c.stdout, "SALESFORCE_LOGIN_URL=%s\n", sfURL)
+	fmt.Fprintf(c.stdout, "SALESFORCE_ACCESS_TOKEN=%s\n", sf.Token())
 	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_ID=%s\n", "fake-client-id")
 	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_SECRET=%s\n", "fake-client-secret")
 	fmt.Fprintf(c.stdout, "SALESFORCE_REFRESH_TOKEN=%s\n", "fake-refresh-token")
-	fmt.Fprintf(c.stdout, "# %d contacts in each fake; SALESFORCE_URL is both the login and the instance URL.\n", *seed)
+	fmt.Fprintf(c.stdout, "# %d contacts in each fake; the reference workflow reads these variables.\n", *seed)
 	fmt.Fprintf(c.stdout, "# Serving until interrupted.\n")
 
 	// If one fake stops with an error, stop the other too.
