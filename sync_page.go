@@ -650,7 +650,9 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			dir.Archived++
 		}
 		for _, sk := range pr.res.Skipped {
-			if strings.Contains(sk.Reason, "owned by") || strings.Contains(sk.Reason, "owner") {
+			// A change the policy kept from the other side (reverted or not
+			// copied because the other side owns the field).
+			if strings.Contains(sk.Reason, "reverted") || strings.Contains(sk.Reason, "not copied") {
 				dir.OwnedElsewhere++
 				break
 			}

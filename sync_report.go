@@ -19,8 +19,9 @@ type DirectionReport struct {
 	// Unchanged counts linked records read with nothing to write (an echo of
 	// the sync's own write, or an edit the other side already had).
 	Unchanged int `json:"unchanged"`
-	// OwnedElsewhere counts records with a change not carried because the
-	// target side owns the field.
+	// OwnedElsewhere counts records with a change the policy did not carry
+	// to the target side (the target owns the field: the change is
+	// reverted, or the rule copies one way only).
 	OwnedElsewhere int `json:"owned_elsewhere"`
 	// DeadLetters counts records parked in the dead-letter queue.
 	DeadLetters int `json:"dead_letters"`
@@ -208,7 +209,13 @@ func (p *pass) schemaDrift(ctx context.Context) error {
 	}
 	p.rep.Drift = warn
 	if len(warn) > 0 && p.log != nil {
-		p.log.Warn("schema drift: fields the policy does not cover", "warnings", len(warn))
+		// Warn when the drift is new; the same list again is only logged
+		// at debug level (it stays in every report).
+		if prev := p.previousDrift(ctx); !sameStrings(prev, warn) {
+			p.log.Warn("schema drift: fields the policy does not cover", "warnings", len(warn), "new", countNew(prev, warn))
+		} else {
+			p.log.Debug("schema drift unchanged", "warnings", len(warn))
+		}
 	}
 	return nil
 }
@@ -239,4 +246,48 @@ func (p *pass) notifyConflicts(ctx context.Context) error {
 		p.log.Error("conflict handler failed; conflicts are in the store", "conflicts", len(p.conflicts), "err", err)
 	}
 	return nil
+}
+
+// previousDrift returns the drift warnings of the key's last finished run.
+func (p *pass) previousDrift(ctx context.Context) []string {
+	runs, err := p.st.ListRuns(ctx, p.key, 5)
+	if err != nil {
+		return nil
+	}
+	for _, r := range runs {
+		if r.Status != RunFinished || (p.run != nil && r.ID == p.run.ID) {
+			continue
+		}
+		if rep, err := DecodeSyncReport(r); err == nil {
+			return rep.Drift
+		}
+		return nil
+	}
+	return nil
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func countNew(prev, cur []string) int {
+	seen := map[string]bool{}
+	for _, s := range prev {
+		seen[s] = true
+	}
+	n := 0
+	for _, s := range cur {
+		if !seen[s] {
+			n++
+		}
+	}
+	return n
 }
