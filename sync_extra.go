@@ -37,12 +37,12 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		pairs = append(pairs, &pair{src: Record{ID: c.RecordA}, other: Record{ID: c.RecordB}})
 		if len(mr.PatchA) > 0 {
 			op := WriteOp{Kind: Update, ID: c.RecordA, Fields: mr.PatchA}
-			op.Key = idemKey("resolution:"+c.ID, p.a.name, Record{ID: c.RecordA}, op)
+			op.Key = idemKey(p.key, "resolution:"+c.ID, p.a.name, Record{ID: c.RecordA}, op)
 			toA = append(toA, writeItem{Pair: i, Role: "update", Op: op})
 		}
 		if len(mr.PatchB) > 0 {
 			op := WriteOp{Kind: Update, ID: c.RecordB, Fields: mr.PatchB}
-			op.Key = idemKey("resolution:"+c.ID, p.b.name, Record{ID: c.RecordA}, op)
+			op.Key = idemKey(p.key, "resolution:"+c.ID, p.b.name, Record{ID: c.RecordA}, op)
 			toB = append(toB, writeItem{Pair: i, Role: "update", Op: op})
 		}
 	}

@@ -242,16 +242,17 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 	}
 	for i := range items {
 		pr := pairs[items[i].Pair]
-		items[i].Op.Key = idemKey(from.name, to.name, pr.src, items[i].Op)
+		items[i].Op.Key = idemKey(p.key, from.name, to.name, pr.src, items[i].Op)
 	}
 	return items
 }
 
-// idemKey derives a write's idempotency key from its direction, the source
+// idemKey derives a write's idempotency key from the concurrency key (the
+// ledger is shared by every key of a store), its direction, the source
 // record and version, and the payload.
-func idemKey(from, to string, src Record, op WriteOp) string {
+func idemKey(key, from, to string, src Record, op WriteOp) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s>%s|%s|%s|%s|%s|%s|%s|", from, to, src.ID, src.ModifiedAt.UTC().Format(time.RFC3339Nano), op.Kind, op.ID, op.MatchField, op.MatchValue)
+	fmt.Fprintf(h, "%q|%s>%s|%s|%s|%s|%s|%s|%s|", key, from, to, src.ID, src.ModifiedAt.UTC().Format(time.RFC3339Nano), op.Kind, op.ID, op.MatchField, op.MatchValue)
 	names := make([]string, 0, len(op.Fields))
 	for k := range op.Fields {
 		names = append(names, k)
@@ -569,7 +570,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 					reason = "bad value in " + ve.Field
 				}
 				// Park it once per version of the source record.
-				key := idemKey(sd.name, "merge", pr.src, WriteOp{})
+				key := idemKey(p.key, sd.name, "merge", pr.src, WriteOp{})
 				prev, err := p.st.LookupWrites(ctx, []string{key})
 				if err != nil {
 					return res, err

@@ -1,0 +1,25 @@
+package crmsync
+
+import (
+	"testing"
+	"time"
+)
+
+// The ledger is shared by every key of a store: two teams' writes with the
+// same ids, version and payload must not share an idempotency key.
+func TestIdemKeyIncludesTheConcurrencyKey(t *testing.T) {
+	src := Record{ID: "101", ModifiedAt: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	op := WriteOp{Kind: Update, ID: "003A", Fields: Fields{"Phone": "1"}}
+	a, b := idemKey("team-1", "hubspot", "salesforce", src, op), idemKey("team-2", "hubspot", "salesforce", src, op)
+	if a == b {
+		t.Fatalf("idemKey is %s for both teams", a)
+	}
+	if again := idemKey("team-1", "hubspot", "salesforce", src, op); again != a {
+		t.Errorf("idemKey is not deterministic: %s then %s", a, again)
+	}
+	op2 := op
+	op2.Fields = Fields{"Phone": "2"}
+	if idemKey("team-1", "hubspot", "salesforce", src, op2) == a {
+		t.Errorf("idemKey ignores the payload")
+	}
+}
