@@ -48,6 +48,7 @@ type helperConfig struct {
 	LeaseTTL    time.Duration `json:"lease_ttl"`
 	Heartbeat   time.Duration `json:"heartbeat"`
 	Concurrency int           `json:"concurrency"`
+	PageSize    int           `json:"page_size"`
 
 	// The shared HubSpot limits, per team: Rate per Every with Burst, for
 	// the general and the search limit.
@@ -162,7 +163,7 @@ func helperMain(path string) int {
 		}
 		pol := contactsPolicy()
 		s, err := crmsync.NewSync(crmsync.SyncConfig{A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
-			LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField})
+			LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField, PageSize: c.PageSize})
 		if err != nil {
 			return fail(err)
 		}

@@ -48,15 +48,21 @@ func randomHex(n int) string {
 }
 
 // Scaled limits. Each team's HubSpot fake allows hsLimit calls per rolling
-// hsWindow (and searchLimit searches per searchWindow); the workers share
-// one Redis limiter per team that grants at most Burst+Rate calls in any
-// window, under the fake's limit. Three workers each pacing on its own at
-// that rate would make three times as many calls as the fake allows.
+// hsWindow (and searchLimit searches per searchWindow). The workers share
+// one Redis limiter per team that grants at most hsBurst + hsRate per hsEvery
+// over the window, 14 of the fake's 16 per 3 s. The window is longer than the
+// Interval, so several passes of a team, run by different workers, fall in
+// one window; three workers each pacing on its own bucket at this rate could
+// grant three times what the fake allows. (A key has one live run, so a
+// team's calls come from one worker at a time: at this test's demand the
+// fakes stay under their limits even with per-process limiters; the
+// limiter's cross-process bound is tested in limit/redislimit.)
 const (
-	hsLimit      = 20
-	hsWindow     = time.Second
-	hsRate       = 12
-	hsBurst      = 4
+	hsLimit      = 16
+	hsWindow     = 3 * time.Second
+	hsRate       = 3
+	hsEvery      = time.Second
+	hsBurst      = 5
 	searchLimit  = 5
 	searchWindow = time.Second
 	searchRate   = 3
@@ -359,8 +365,8 @@ func TestWorkers(t *testing.T) {
 	cfg := helperConfig{
 		DSN: dsn, Schema: schema, RedisAddr: addr, RedisPrefix: "crmsync:test:workers:" + randomHex(6),
 		Events:   filepath.Join(dir, "events.log"),
-		Interval: interval, Tick: 100 * time.Millisecond, LeaseTTL: leaseTTL, Heartbeat: 300 * time.Millisecond, Concurrency: 3,
-		Rate: hsRate, Burst: hsBurst, Every: hsWindow, SearchRate: searchRate, SearchBurst: searchBurst, SearchEvery: searchWindow,
+		Interval: interval, Tick: 100 * time.Millisecond, LeaseTTL: leaseTTL, Heartbeat: 300 * time.Millisecond, Concurrency: 3, PageSize: 10,
+		Rate: hsRate, Burst: hsBurst, Every: hsEvery, SearchRate: searchRate, SearchBurst: searchBurst, SearchEvery: searchWindow,
 	}
 	for i := range nTeams {
 		spread()
@@ -558,6 +564,34 @@ func TestWorkers(t *testing.T) {
 		}
 	}
 
+	// No key ran twice in one interval: each finished run started at least
+	// Interval after the one before it finished. Claims found not due
+	// under the lease are counted.
+	skips := 0
+	for _, k := range keys {
+		runs, err := st.ListRuns(ctx, k, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prev *crmsync.RunInfo
+		for i := len(runs) - 1; i >= 0; i-- { // oldest first
+			r := &runs[i]
+			if worker.IsSkip(*r) {
+				skips++
+				continue
+			}
+			if r.Status != crmsync.RunFinished {
+				continue
+			}
+			if prev != nil && r.StartedAt.Before(prev.FinishedAt.Add(interval)) {
+				t.Errorf("key %s: run %s started %s after run %s finished, within the interval of %s",
+					k, r.ID, r.StartedAt.Sub(prev.FinishedAt), prev.ID, interval)
+			}
+			prev = r
+		}
+	}
+	t.Logf("claims skipped under the lease as no longer due: %d", skips)
+
 	// 5. No key ever ran twice at once: in the event log's order, a key's
 	// run starts only after the previous one ended (or its process was
 	// killed), with a newer lease generation.
@@ -580,6 +614,7 @@ func TestWorkers(t *testing.T) {
 			t.Errorf("team %s: %s", k, p)
 		}
 	}
+	t.Logf("HubSpot calls of %s: %v", keys[0], teams[keys[0]].hs.CallCounts())
 	t.Logf("TestWorkers took %s", time.Since(start).Round(time.Millisecond))
 }
 
