@@ -75,7 +75,7 @@ type event struct {
 	Holder string        `json:"holder,omitempty"`
 	PID    int           `json:"pid"`
 	Killed int           `json:"killed,omitempty"` // the pid a kill event killed
-	T      int64         `json:"t"` // wall clock, Unix ns
+	T      int64         `json:"t"`                // wall clock, Unix ns
 }
 
 // eventLog appends events to a file opened with O_APPEND: each line is one

@@ -77,6 +77,7 @@ const (
 // team is one team's pair of fakes and the edits made to them.
 type team struct {
 	key string
+	n   int // the team's number
 	hs  *hubspottest.Server
 	sf  *salesforcetest.Server
 	// want are the values the parent's edits set, by email, keyed by the
@@ -89,7 +90,8 @@ type team struct {
 // sfField maps the HubSpot properties the edits touch to Salesforce fields.
 var sfField = map[string]string{"firstname": "FirstName", "lastname": "LastName", "lifecyclestage": "Lifecycle_Stage__c", "sf_deal_stage": "Deal_Stage__c"}
 
-func newTeam(t *testing.T, key string) (*team, teamConfig) {
+func newTeam(t *testing.T, n int) (*team, teamConfig) {
+	key := fmt.Sprintf("team-%02d", n)
 	t.Helper()
 	hs, err := hubspottest.New(hubspottest.Config{RateLimit: hsLimit, RateWindow: hsWindow, SearchRateLimit: searchLimit, SearchWindow: searchWindow})
 	if err != nil {
@@ -119,7 +121,7 @@ func newTeam(t *testing.T, key string) (*team, teamConfig) {
 	}
 	hsSrv, sfSrv := httptest.NewServer(hs.Handler()), httptest.NewServer(sf.Handler())
 	t.Cleanup(func() { hsSrv.Close(); sfSrv.Close(); sf.Close(); hs.Close() })
-	tm := &team{key: key, hs: hs, sf: sf, want: map[string]map[string]string{}, emails: map[string]bool{}}
+	tm := &team{key: key, n: n, hs: hs, sf: sf, want: map[string]map[string]string{}, emails: map[string]bool{}}
 
 	// Seed: contacts only in HubSpot, only in Salesforce, and in both.
 	var hsRecs []map[string]string
@@ -189,25 +191,25 @@ func (tm *team) edit(t *testing.T, r int) {
 		switch (j + r) % 4 {
 		case 0: // a HubSpot user fixes a first name
 			if len(hsr) == 1 {
-				v := fmt.Sprintf("Hsfirst%d", r)
+				v := fmt.Sprintf("Hsfirst%d-%s", r, tm.key)
 				err = tm.hs.Edit("contacts", hsr[0].ID, map[string]string{"firstname": v})
 				set(e, "firstname", v)
 			}
 		case 1: // a Salesforce user fixes a last name
 			if len(sfr) == 1 {
-				v := fmt.Sprintf("Sflast%d", r)
+				v := fmt.Sprintf("Sflast%d-%s", r, tm.key)
 				err = tm.sf.Edit(sfr[0].ID, crmsync.Fields{"LastName": v})
 				set(e, "lastname", v)
 			}
 		case 2: // marketing moves the stage in HubSpot, which owns it
 			if len(hsr) == 1 {
-				v := stages[(j+r)%len(stages)]
+				v := stages[(j+r+tm.n)%len(stages)]
 				err = tm.hs.Edit("contacts", hsr[0].ID, map[string]string{"lifecyclestage": v})
 				set(e, "lifecyclestage", v)
 			}
 		case 3: // sales moves the deal in Salesforce, which owns it
 			if len(sfr) == 1 {
-				v := dealStages[(j+r)%len(dealStages)]
+				v := dealStages[(j+r+tm.n)%len(dealStages)]
 				err = tm.sf.Edit(sfr[0].ID, crmsync.Fields{"Deal_Stage__c": v})
 				set(e, "sf_deal_stage", v)
 			}
@@ -281,17 +283,18 @@ func (tm *team) check() []string {
 	return probs
 }
 
-// spread keeps the teams' seeds and edits a few milliseconds apart.
+// spread keeps the teams' seeds and edits a few milliseconds apart, and
+// the edits use values of their team's own.
 //
-// Every team's fakes number their records alike (HubSpot 101, 102, …), and
-// the root sync's idempotency key (sync_page.go idemKey) is made of the
-// direction, the source record's id and modification time, the target id
-// and the payload, but not the run's key, while the write ledger is shared
-// by all keys. Two teams whose records share ids, modification millisecond
-// and payload get the same idempotency key, and the second team's write is
-// skipped as already applied: its edit is lost. Real portals and orgs rarely
-// share ids, so the test keeps the teams' stamps apart rather than hide the
-// teams' likeness; the root issue is reported separately.
+// Every team's fakes number their records alike (HubSpot 101, 102, …;
+// Salesforce 003Fk…), and the root sync's idempotency key (sync_page.go
+// idemKey) is made of the direction, the source record's id and
+// modification time, the target id and the payload, but not the run's key,
+// while the write ledger is shared by all keys. Two teams whose writes share
+// ids, modification millisecond and payload get the same idempotency key,
+// and the second team's write is skipped as already applied: its edit is
+// lost. Real portals and orgs rarely share ids; the root issue is reported
+// separately.
 func spread() { time.Sleep(3 * time.Millisecond) }
 
 // proc is a worker process.
@@ -370,10 +373,9 @@ func TestWorkers(t *testing.T) {
 	}
 	for i := range nTeams {
 		spread()
-		key := fmt.Sprintf("team-%02d", i)
-		tm, tc := newTeam(t, key)
-		teams[key] = tm
-		keys = append(keys, key)
+		tm, tc := newTeam(t, i)
+		teams[tm.key] = tm
+		keys = append(keys, tm.key)
 		cfg.Teams = append(cfg.Teams, tc)
 	}
 	events, err := openEventLog(cfg.Events)
