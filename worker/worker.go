@@ -326,21 +326,29 @@ func IsSkip(info crmsync.RunInfo) bool {
 }
 
 // lookback is how many of a key's newest runs are read to find its last
-// real run past skipped claims.
-const lookback = 20
+// real run past skipped claims; a first look reads only a few.
+const (
+	firstLook = 3
+	lookback  = 20
+)
 
 // lastRun returns the key's newest run that is not a skipped claim and not
 // except, or ok false if it has none.
 func (w *Worker) lastRun(ctx context.Context, key string, except crmsync.RunID) (crmsync.RunInfo, bool, error) {
-	runs, err := w.store.ListRuns(ctx, key, lookback)
-	if err != nil {
-		return crmsync.RunInfo{}, false, err
-	}
-	for _, r := range runs {
-		if r.ID == except || IsSkip(r) {
-			continue
+	for _, n := range []int{firstLook, lookback} {
+		runs, err := w.store.ListRuns(ctx, key, n)
+		if err != nil {
+			return crmsync.RunInfo{}, false, err
 		}
-		return r, true, nil
+		for _, r := range runs {
+			if r.ID == except || IsSkip(r) {
+				continue
+			}
+			return r, true, nil
+		}
+		if len(runs) < n {
+			break // the key has no more runs
+		}
 	}
 	return crmsync.RunInfo{}, false, nil
 }

@@ -239,11 +239,22 @@ func TestBusyAndRacingClaims(t *testing.T) {
 	if err != nil || len(runs) != 2 || !IsSkip(runs[0]) || IsSkip(runs[1]) {
 		t.Fatalf("runs = %+v, %v; want the real run and a skipped claim", runs, err)
 	}
-	// The skipped claim does not push the schedule: k is due one interval
-	// after the real run finished.
-	clk.Add(time.Minute)
+	// More late claims: each is skipped, none pushes the schedule: k is due
+	// one interval after the real run finished, not after the skips.
+	for range firstLook + 1 {
+		clk.Add(time.Second)
+		w2.runKey(ctx, "k")
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("late claims ran the workflow again: calls = %d", calls.Load())
+	}
+	clk.Add(time.Minute - time.Duration(firstLook+2)*time.Second)
+	if due, _ := w2.Due(ctx, "k"); due {
+		t.Errorf("Due(k) = true within the interval of the real run, past %d skipped claims", firstLook+1)
+	}
+	clk.Add(time.Second)
 	if due, _ := w2.Due(ctx, "k"); !due {
-		t.Errorf("Due(k) = false one interval after the real run")
+		t.Errorf("Due(k) = false one interval after the real run, past %d skipped claims", firstLook+1)
 	}
 }
 
