@@ -25,6 +25,7 @@ import (
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/worker"
+	"github.com/redis/go-redis/v9"
 )
 
 // testEnv returns the PostgreSQL DSN and Redis address, or skips (fails in CI).
@@ -378,6 +379,16 @@ func TestWorkers(t *testing.T) {
 		keys = append(keys, tm.key)
 		cfg.Teams = append(cfg.Teams, tc)
 	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() {
+		// The limiters' keys expire by themselves; remove them now anyway.
+		bg := context.Background()
+		it := rdb.Scan(bg, 0, "{"+cfg.RedisPrefix+":*", 100).Iterator()
+		for it.Next(bg) {
+			rdb.Del(bg, it.Val())
+		}
+		rdb.Close()
+	})
 	events, err := openEventLog(cfg.Events)
 	if err != nil {
 		t.Fatal(err)
