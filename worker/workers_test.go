@@ -284,20 +284,6 @@ func (tm *team) check() []string {
 	return probs
 }
 
-// spread keeps the teams' seeds and edits a few milliseconds apart, and
-// the edits use values of their team's own.
-//
-// Every team's fakes number their records alike (HubSpot 101, 102, …;
-// Salesforce 003Fk…), and the root sync's idempotency key (sync_page.go
-// idemKey) is made of the direction, the source record's id and
-// modification time, the target id and the payload, but not the run's key,
-// while the write ledger is shared by all keys. Two teams whose writes share
-// ids, modification millisecond and payload get the same idempotency key,
-// and the second team's write is skipped as already applied: its edit is
-// lost. Real portals and orgs rarely share ids; the root issue is reported
-// separately.
-func spread() { time.Sleep(3 * time.Millisecond) }
-
 // proc is a worker process.
 type proc struct {
 	id   string
@@ -373,7 +359,6 @@ func TestWorkers(t *testing.T) {
 		Rate: hsRate, Burst: hsBurst, Every: hsEvery, SearchRate: searchRate, SearchBurst: searchBurst, SearchEvery: searchWindow,
 	}
 	for i := range nTeams {
-		spread()
 		tm, tc := newTeam(t, i)
 		teams[tm.key] = tm
 		keys = append(keys, tm.key)
@@ -521,7 +506,6 @@ func TestWorkers(t *testing.T) {
 	for r := 1; r <= rounds; r++ {
 		poll(fmt.Sprintf("a pass of every key before edit round %d", r), 30*time.Second, hasRunAfter(since))
 		for _, k := range keys {
-			spread()
 			teams[k].edit(t, r)
 		}
 		time.Sleep(5 * time.Millisecond) // the edits land before the next passes' windows
