@@ -219,15 +219,12 @@ func foldKey(s string) string {
 	}
 	b := make([]byte, 0, len(s))
 	for _, r := range s {
-		c, low := r, rune(-1)
+		c := r
 		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 			c = min(c, f)
 		}
 		if c < utf8.RuneSelf {
-			low = unicode.ToLower(c)
-		}
-		if low >= 0 {
-			c = low
+			c = unicode.ToLower(c)
 		}
 		b = utf8.AppendRune(b, c)
 	}
