@@ -176,13 +176,34 @@ func TestCompiledFiltersMatchReference(t *testing.T) {
 }
 
 func TestMillisMatchesReference(t *testing.T) {
-	for _, v := range append(hsValues, "-", "+", "1-2", "-0", "9223372036854775807", "9223372036854775808") {
+	for _, v := range append(hsValues, "-", "+", "1-2", "-0", "9223372036854775807", "9223372036854775808",
+		"2026-02-28T23:59:59.999Z", "2024-02-29T00:00:00.000Z", "2026-02-29T00:00:00.000Z", "2026-04-31T00:00:00.000Z",
+		"2026-13-01T00:00:00.000Z", "2026-00-01T00:00:00.000Z", "2026-01-00T00:00:00.000Z", "2026-01-01T24:00:00.000Z",
+		"2026-01-01T00:60:00.000Z", "2026-01-01T00:00:60.000Z", "0000-01-01T00:00:00.000Z", "2026-01-01T00:00:00.0a0Z",
+		"2026-01-01t00:00:00.000Z", "2026-01-01T00:00:00.000z", "+026-01-01T00:00:00.000Z", "2026-01-01T00:00:00,000Z") {
 		got, gotOK := millis(v)
 		want, wantOK := refMillis(v)
 		if got != want || gotOK != wantOK {
 			t.Errorf("millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
 		}
 	}
+}
+
+func TestMillisOfStampsMatchesReference(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		b := []byte("2026-03-02T09:00:00.000Z")
+		for _, i := range []int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22} {
+			if rapid.IntRange(0, 2).Draw(t, "change") == 0 {
+				b[i] = byte(rapid.IntRange('0', '9').Draw(t, "digit"))
+			}
+		}
+		v := string(b)
+		got, gotOK := millis(v)
+		want, wantOK := refMillis(v)
+		if got != want || gotOK != wantOK {
+			t.Fatalf("millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
+		}
+	})
 }
 
 var foldRunes = []string{"a", "A", "k", "K", "\u212a", "s", "S", "\u017f", "\u03c3", "\u03c2", "\u03a3",
