@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, object string
 	s.mu.Lock()
 	var results []map[string]any
 	var next string
-	for _, rc := range s.sorted(object) {
+	for _, rc := range s.store(object).order {
 		if rc.num < after || rc.archived != archived {
 			continue
 		}
@@ -217,26 +218,37 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request, object stri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.store(object)
+	groups := compileGroups(st, req)
 	var hits []*rec
-	for _, rc := range st.recs {
+	byID := true // every hit's hs_object_id is its own id
+	for _, rc := range st.order {
 		if rc.archived {
 			continue
 		}
-		if len(req.FilterGroups) == 0 || s.matchAny(st, rc, req) {
+		if len(groups) == 0 || matchAny(groups, rc) {
 			hits = append(hits, rc)
+			byID = byID && rc.props["hs_object_id"] == rc.id
 		}
 	}
 	sp := st.prop(sortProp)
-	sort.Slice(hits, func(i, j int) bool {
-		c := compare(sp, hits[i].props[sortProp], hits[j].props[sortProp])
-		if c == 0 {
-			c = cmpInt(hits[i].num, hits[j].num)
-		}
+	if sortProp == "hs_object_id" && sp != nil && sp.Type == "number" && byID {
+		// st.order is already by id, which is the numeric order of
+		// hs_object_id and of the tie-break alike.
 		if desc {
-			return c > 0
+			slices.Reverse(hits)
 		}
-		return c < 0
-	})
+	} else {
+		sort.Slice(hits, func(i, j int) bool {
+			c := compare(sp, hits[i].props[sortProp], hits[j].props[sortProp])
+			if c == 0 {
+				c = cmpInt(hits[i].num, hits[j].num)
+			}
+			if desc {
+				return c > 0
+			}
+			return c < 0
+		})
+	}
 	selected := req.Properties
 	if len(selected) == 0 {
 		selected = nil
@@ -253,11 +265,89 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request, object stri
 	writeJSON(w, http.StatusOK, body)
 }
 
-func (s *Server) matchAny(st *objectStore, rc *rec, req searchJSON) bool {
-	for _, g := range req.FilterGroups {
-		all := true
+// operand is a filter value parsed once per search.
+type operand struct {
+	lower string
+	ms    int64
+	msOK  bool
+	f     float64
+	fOK   bool
+}
+
+func newOperand(v string) operand {
+	o := operand{lower: strings.ToLower(v)}
+	o.ms, o.msOK = millis(v)
+	if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(f) {
+		o.f, o.fOK = f, true
+	}
+	return o
+}
+
+// compareTo is compare(p, a, b) with b parsed beforehand.
+func compareTo(p *Property, a string, b *operand) int {
+	if p != nil {
+		switch p.Type {
+		case "datetime", "date":
+			if b.msOK {
+				if x, ok := millis(a); ok {
+					return cmpInt(x, b.ms)
+				}
+			}
+		case "number":
+			if b.fOK {
+				if x, err := strconv.ParseFloat(a, 64); err == nil && !math.IsNaN(x) {
+					switch {
+					case x < b.f:
+						return -1
+					case x > b.f:
+						return 1
+					}
+					return 0
+				}
+			}
+		}
+	}
+	return strings.Compare(strings.ToLower(a), b.lower)
+}
+
+// filter is a search filter compiled against the object's properties.
+type filter struct {
+	name    string
+	op      string
+	p       *Property
+	val, hi operand
+	token   string // CONTAINS_TOKEN pattern
+	values  []operand
+}
+
+func compileGroups(st *objectStore, req searchJSON) [][]filter {
+	groups := make([][]filter, len(req.FilterGroups))
+	for i, g := range req.FilterGroups {
 		for _, f := range g.Filters {
-			if !match(st.prop(f.PropertyName), rc.props, f) {
+			c := filter{name: f.PropertyName, op: f.Operator, p: st.prop(f.PropertyName)}
+			if f.Value != nil {
+				c.token = *f.Value
+			}
+			c.val = newOperand(c.token)
+			hi := ""
+			if f.HighValue != nil {
+				hi = *f.HighValue
+			}
+			c.hi = newOperand(hi)
+			for _, v := range f.Values {
+				c.values = append(c.values, newOperand(v))
+			}
+			groups[i] = append(groups[i], c)
+		}
+	}
+	return groups
+}
+
+func matchAny(groups [][]filter, rc *rec) bool {
+	for _, g := range groups {
+		all := true
+		for i := range g {
+			if !g[i].match(rc.props) {
 				all = false
 				break
 			}
@@ -269,56 +359,48 @@ func (s *Server) matchAny(st *objectStore, rc *rec, req searchJSON) bool {
 	return false
 }
 
-func match(p *Property, props map[string]string, f filterJSON) bool {
-	v, has := props[f.PropertyName]
+func (f *filter) match(props map[string]string) bool {
+	v, has := props[f.name]
 	has = has && v != ""
-	val := ""
-	if f.Value != nil {
-		val = *f.Value
-	}
-	switch f.Operator {
+	switch f.op {
 	case "HAS_PROPERTY":
 		return has
 	case "NOT_HAS_PROPERTY":
 		return !has
 	case "NEQ":
-		return !has || compare(p, v, val) != 0
+		return !has || compareTo(f.p, v, &f.val) != 0
 	case "NOT_IN":
-		return !has || !in(p, v, f.Values)
+		return !has || !f.in(v)
 	case "NOT_CONTAINS_TOKEN":
-		return !has || !containsToken(v, val)
+		return !has || !containsToken(v, f.token)
 	}
 	if !has {
 		return false
 	}
-	switch f.Operator {
+	switch f.op {
 	case "EQ":
-		return compare(p, v, val) == 0
+		return compareTo(f.p, v, &f.val) == 0
 	case "LT":
-		return compare(p, v, val) < 0
+		return compareTo(f.p, v, &f.val) < 0
 	case "LTE":
-		return compare(p, v, val) <= 0
+		return compareTo(f.p, v, &f.val) <= 0
 	case "GT":
-		return compare(p, v, val) > 0
+		return compareTo(f.p, v, &f.val) > 0
 	case "GTE":
-		return compare(p, v, val) >= 0
+		return compareTo(f.p, v, &f.val) >= 0
 	case "BETWEEN":
-		hi := ""
-		if f.HighValue != nil {
-			hi = *f.HighValue
-		}
-		return compare(p, v, val) >= 0 && compare(p, v, hi) <= 0
+		return compareTo(f.p, v, &f.val) >= 0 && compareTo(f.p, v, &f.hi) <= 0
 	case "IN":
-		return in(p, v, f.Values)
+		return f.in(v)
 	case "CONTAINS_TOKEN":
-		return containsToken(v, val)
+		return containsToken(v, f.token)
 	}
 	return false
 }
 
-func in(p *Property, v string, values []string) bool {
-	for _, x := range values {
-		if compare(p, v, x) == 0 {
+func (f *filter) in(v string) bool {
+	for i := range f.values {
+		if compareTo(f.p, v, &f.values[i]) == 0 {
 			return true
 		}
 	}
@@ -365,8 +447,10 @@ func compare(p *Property, a, b string) int {
 }
 
 func millis(s string) (int64, bool) {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return n, true
+	if isInt(s) {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n, true
+		}
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t.UnixMilli(), true
@@ -375,6 +459,23 @@ func millis(s string) (int64, bool) {
 		return t.UnixMilli(), true
 	}
 	return 0, false
+}
+
+// isInt reports whether s has the form strconv.ParseInt accepts in base
+// 10 (range aside), sparing it the error it allocates otherwise.
+func isInt(s string) bool {
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func cmpInt(a, b int64) int {
@@ -620,7 +721,7 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 		if rc == nil {
 			rc, created = s.newRec(object, p.props), true
 		} else {
-			rc.set(p.props)
+			st.set(rc, p.props)
 			s.touch(object, rc, started)
 		}
 		sel := defaultReturned(object)

@@ -134,6 +134,12 @@ type Server struct {
 type objectStore struct {
 	recs  map[string]*rec
 	props []*Property
+	// order holds every record by id (ids only grow, so creation order).
+	order []*rec
+	// idx maps a property name to its values' fold keys and the records,
+	// archived included, that hold them; a property gets an index on its
+	// first lookup and keeps it in step with every change from then on.
+	idx map[string]map[string][]*rec
 }
 
 type rec struct {

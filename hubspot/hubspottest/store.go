@@ -2,10 +2,12 @@ package hubspottest
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Property is a property definition in the fake.
@@ -83,7 +85,7 @@ func defaultReturned(object string) []string {
 func (s *Server) store(object string) *objectStore {
 	st := s.objects[object]
 	if st == nil {
-		st = &objectStore{recs: map[string]*rec{}, props: defaultProps(object)}
+		st = &objectStore{recs: map[string]*rec{}, props: defaultProps(object), idx: map[string]map[string][]*rec{}}
 		s.objects[object] = st
 	}
 	return st
@@ -136,25 +138,97 @@ func (s *Server) newRec(object string, props map[string]string) *rec {
 	}
 	r.props["hs_object_id"] = r.id
 	r.props["createdate"] = stamp(now)
-	s.touch(object, r, now)
+	r.updated = now
+	r.props[modProp(object)] = stamp(now)
 	st.recs[r.id] = r
+	st.order = append(st.order, r)
+	for name, idx := range st.idx {
+		if v := r.props[name]; v != "" {
+			k := foldKey(v)
+			idx[k] = append(idx[k], r)
+		}
+	}
 	return r
 }
 
 // touch bumps the record's modification stamp; s.mu is held.
 func (s *Server) touch(object string, r *rec, now time.Time) {
 	r.updated = now
-	r.props[modProp(object)] = stamp(now)
+	s.store(object).put(r, modProp(object), stamp(now))
 }
 
-func (r *rec) set(props map[string]string) {
+// set changes the record's properties; "" clears one.
+func (st *objectStore) set(r *rec, props map[string]string) {
 	for k, v := range props {
-		if v == "" {
-			delete(r.props, k)
-		} else {
-			r.props[k] = v
+		st.put(r, k, v)
+	}
+}
+
+// put sets (or with "" clears) one property, keeping its index in step.
+func (st *objectStore) put(r *rec, name, v string) {
+	if idx := st.idx[name]; idx != nil {
+		if old := r.props[name]; old != "" {
+			k := foldKey(old)
+			idx[k] = slices.DeleteFunc(idx[k], func(x *rec) bool { return x == r })
+			if len(idx[k]) == 0 {
+				delete(idx, k)
+			}
+		}
+		if v != "" {
+			k := foldKey(v)
+			idx[k] = append(idx[k], r)
 		}
 	}
+	if v == "" {
+		delete(r.props, name)
+	} else {
+		r.props[name] = v
+	}
+}
+
+// index returns the property's index, building it on first use.
+func (st *objectStore) index(name string) map[string][]*rec {
+	idx := st.idx[name]
+	if idx == nil {
+		idx = map[string][]*rec{}
+		for _, r := range st.order {
+			if v := r.props[name]; v != "" {
+				k := foldKey(v)
+				idx[k] = append(idx[k], r)
+			}
+		}
+		st.idx[name] = idx
+	}
+	return idx
+}
+
+// foldKey maps s to a key that two strings share exactly when
+// strings.EqualFold holds for them: each rune becomes one canonical member
+// of its case-folding orbit (the lower-case ASCII letter where the orbit
+// has one, as for K and the Kelvin sign, else the orbit's smallest rune).
+func foldKey(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return strings.ToLower(s)
+	}
+	b := make([]byte, 0, len(s))
+	for _, r := range s {
+		c := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			c = min(c, f)
+		}
+		if c < utf8.RuneSelf {
+			c = unicode.ToLower(c)
+		}
+		b = utf8.AppendRune(b, c)
+	}
+	return string(b)
 }
 
 func (r *rec) export() Record {
@@ -204,11 +278,12 @@ func (s *Server) SeedContacts(n int) []string {
 func (s *Server) Edit(object, id string, props map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.store(object).recs[id]
+	st := s.store(object)
+	r := st.recs[id]
 	if r == nil {
 		return fmt.Errorf("hubspottest: edit %s %s: no such record", object, id)
 	}
-	r.set(props)
+	st.set(r, props)
 	s.touch(object, r, s.now())
 	return nil
 }
@@ -260,7 +335,7 @@ func (s *Server) Get(object, id string) (Record, bool) {
 func (s *Server) All(object string) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	recs := s.sorted(object)
+	recs := s.store(object).order
 	out := make([]Record, len(recs))
 	for i, r := range recs {
 		out[i] = r.export()
@@ -268,19 +343,9 @@ func (s *Server) All(object string) []Record {
 	return out
 }
 
-// sorted returns the object's records by id; s.mu is held.
-func (s *Server) sorted(object string) []*rec {
-	st := s.store(object)
-	out := make([]*rec, 0, len(st.recs))
-	for _, r := range st.recs {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].num < out[j].num })
-	return out
-}
-
 // findBy returns the live record whose property holds value (emails and
-// unique values compare case-insensitively); s.mu is held.
+// unique values compare case-insensitively), the oldest if several do;
+// s.mu is held.
 func (s *Server) findBy(object, prop, value string) *rec {
 	st := s.store(object)
 	if prop == "" || prop == "hs_object_id" {
@@ -289,12 +354,16 @@ func (s *Server) findBy(object, prop, value string) *rec {
 		}
 		return nil
 	}
-	for _, r := range st.recs {
-		if !r.archived && strings.EqualFold(r.props[prop], value) && value != "" {
-			return r
+	if value == "" {
+		return nil
+	}
+	var found *rec
+	for _, r := range st.index(prop)[foldKey(value)] {
+		if !r.archived && (found == nil || r.num < found.num) {
+			found = r
 		}
 	}
-	return nil
+	return found
 }
 
 // uniqueProps are the object's unique properties, email first for contacts.

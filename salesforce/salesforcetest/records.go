@@ -75,7 +75,9 @@ func contactFields(ext string) []fieldDef {
 
 // record is one stored Contact.
 type record struct {
-	id        string
+	id  string
+	seq int // creation order
+
 	fields    map[string]any // writable fields by canonical name: string, float64, bool
 	created   time.Time
 	modified  time.Time
@@ -241,87 +243,4 @@ func literal(typ string, t tok) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("bad literal %q", t.text)
-}
-
-// eval evaluates a condition on r; types maps canonical field names to types
-// and canon maps lower-case names to canonical ones.
-func eval(e expr, r *record, fields map[string]fieldDef) (bool, error) {
-	switch x := e.(type) {
-	case nil:
-		return true, nil
-	case andExpr:
-		l, err := eval(x.l, r, fields)
-		if err != nil || !l {
-			return false, err
-		}
-		return eval(x.r, r, fields)
-	case orExpr:
-		l, err := eval(x.l, r, fields)
-		if err != nil || l {
-			return l, err
-		}
-		return eval(x.r, r, fields)
-	case notExpr:
-		v, err := eval(x.e, r, fields)
-		return !v, err
-	case cmpExpr:
-		fd := fields[strings.ToLower(x.field)]
-		have := r.value(fd.Name)
-		if s, ok := have.(string); ok && s == "" {
-			have = nil
-		}
-		if x.op == "in" || x.op == "notin" {
-			found := false
-			for _, t := range x.vals {
-				want, err := literal(fd.Type, t)
-				if err != nil {
-					return false, err
-				}
-				if want == nil {
-					found = found || have == nil
-					continue
-				}
-				if c, ok := compareValues(fd.Type, have, want); ok && c == 0 {
-					found = true
-				}
-			}
-			return found == (x.op == "in"), nil
-		}
-		want, err := literal(fd.Type, x.vals[0])
-		if err != nil {
-			return false, err
-		}
-		if want == nil {
-			switch x.op {
-			case "=":
-				return have == nil, nil
-			case "!=":
-				return have != nil, nil
-			}
-			return false, fmt.Errorf("null only works with = and !=")
-		}
-		if have == nil {
-			return x.op == "!=", nil
-		}
-		c, ok := compareValues(fd.Type, have, want)
-		if !ok {
-			return false, nil
-		}
-		switch x.op {
-		case "=":
-			return c == 0, nil
-		case "!=":
-			return c != 0, nil
-		case "<":
-			return c < 0, nil
-		case "<=":
-			return c <= 0, nil
-		case ">":
-			return c > 0, nil
-		case ">=":
-			return c >= 0, nil
-		}
-		return false, fmt.Errorf("unknown operator %s", x.op)
-	}
-	return false, fmt.Errorf("bad condition")
 }

@@ -128,9 +128,13 @@ type Server struct {
 	done   chan struct{}
 	close  sync.Once
 
-	mu       sync.Mutex
-	records  map[string]*record
-	order    []string
+	mu      sync.Mutex
+	records map[string]*record
+	order   []string
+	// uniq indexes the unique and external-id fields: field name → fold
+	// key of a string value (see foldKey) → the records holding it,
+	// deleted ones included.
+	uniq     map[string]map[string][]*record
 	seq      int
 	tokens   map[string]bool
 	used     int64
@@ -198,6 +202,12 @@ func New(cfg Config) (*Server, error) {
 			ExternalID: f.Unique && strings.HasSuffix(f.Name, "__c")}
 		s.fields = append(s.fields, fd)
 		s.byName[strings.ToLower(f.Name)] = fd
+	}
+	s.uniq = map[string]map[string][]*record{}
+	for _, fd := range s.fields {
+		if fd.Unique || fd.ExternalID {
+			s.uniq[fd.Name] = map[string][]*record{}
+		}
 	}
 	s.SeedN(cfg.Seed)
 	return s, nil
@@ -526,7 +536,7 @@ func (s *Server) Seed(fields ...crmsync.Fields) []string {
 			if !ok || !fd.Createable {
 				panic("salesforcetest: Seed: unknown or read-only field " + k)
 			}
-			r.fields[fd.Name] = normalize(v)
+			s.setField(r, fd.Name, normalize(v))
 		}
 		ids = append(ids, r.id)
 	}
@@ -565,7 +575,8 @@ func normalize(v any) any {
 func (s *Server) newRecord() *record {
 	s.seq++
 	now := s.stamp()
-	r := &record{id: newID(s.seq), fields: map[string]any{"DoNotCall": false}, created: now, modified: now, stamp: now}
+	r := &record{id: newID(s.seq), seq: s.seq, fields: map[string]any{"DoNotCall": false}, created: now, modified: now, stamp: now}
+	s.indexRecord(r)
 	s.records[r.id] = r
 	s.order = append(s.order, r.id)
 	return r
@@ -585,7 +596,7 @@ func (s *Server) Edit(id string, fields crmsync.Fields) error {
 		if !ok || !fd.Createable {
 			return fmt.Errorf("salesforcetest: edit: unknown or read-only field %s", k)
 		}
-		r.fields[fd.Name] = normalize(v)
+		s.setField(r, fd.Name, normalize(v))
 	}
 	r.modified = s.stamp()
 	r.stamp = r.modified
@@ -878,6 +889,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 			}
 		}
 	}
+	where := compile(q.where, s.byName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var hits []*record
@@ -886,7 +898,7 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 		if rec.deleted && !all {
 			continue
 		}
-		ok, err := eval(q.where, rec, s.byName)
+		ok, err := where.eval(rec)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "MALFORMED_QUERY", err.Error())
 			return
@@ -896,20 +908,24 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 		}
 	}
 	if len(q.orderBy) > 0 {
-		sort.SliceStable(hits, func(i, j int) bool {
-			for _, o := range q.orderBy {
-				fd := s.byName[strings.ToLower(o.field)]
-				a, b := hits[i].value(fd.Name), hits[j].value(fd.Name)
-				c := 0
-				switch {
-				case a == nil && b == nil:
-				case a == nil:
-					c = -1 // nulls first
-				case b == nil:
-					c = 1
-				default:
-					c, _ = compareValues(fd.Type, a, b)
-				}
+		fds := make([]fieldDef, len(q.orderBy))
+		for i, o := range q.orderBy {
+			fds[i] = s.byName[strings.ToLower(o.field)]
+		}
+		type row struct {
+			rec  *record
+			keys []sortKey
+		}
+		rows := make([]row, len(hits))
+		for i, rec := range hits {
+			rows[i] = row{rec: rec, keys: make([]sortKey, len(fds))}
+			for j, fd := range fds {
+				rows[i].keys[j] = newSortKey(rec, fd)
+			}
+		}
+		sort.SliceStable(rows, func(i, j int) bool {
+			for k, o := range q.orderBy {
+				c := compareKeys(fds[k].Type, rows[i].keys[k], rows[j].keys[k])
 				if o.desc {
 					c = -c
 				}
@@ -919,6 +935,9 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 			}
 			return false
 		})
+		for i := range rows {
+			hits[i] = rows[i].rec
+		}
 	}
 	if q.limit >= 0 && len(hits) > q.limit {
 		hits = hits[:q.limit]

@@ -244,10 +244,10 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 			undos = append(undos, undo{id: target.id, prev: target.clone()})
 		}
 		for k, v := range rec {
-			if s, ok := v.(string); ok && s == "" {
+			if sv, ok := v.(string); ok && sv == "" {
 				v = nil
 			}
-			target.fields[k] = v
+			s.setField(target, k, v)
 		}
 		target.modified, target.stamp = now, now
 		id := target.id
@@ -257,14 +257,20 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 		results[i] = res
 	}
 	if req.AllOrNone && failed {
+		created := map[string]bool{}
 		for j := len(undos) - 1; j >= 0; j-- {
 			u := undos[j]
+			s.unindexRecord(s.records[u.id])
 			if u.prev == nil {
 				delete(s.records, u.id)
-				s.order = slices.DeleteFunc(s.order, func(x string) bool { return x == u.id })
+				created[u.id] = true
 			} else {
 				s.records[u.id] = u.prev
+				s.indexRecord(u.prev)
 			}
+		}
+		if len(created) > 0 {
+			s.order = slices.DeleteFunc(s.order, func(x string) bool { return created[x] })
 		}
 		for i := range results {
 			if results[i].Success {
@@ -286,8 +292,18 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 	writeJSON(w, http.StatusOK, results)
 }
 
-// findExt returns the live record whose external id is v; s.mu is held.
+// findExt returns the oldest live record but except whose field (a unique
+// or external-id field) holds v, compared case-insensitively; s.mu is held.
 func (s *Server) findExt(field, v string, except *record) *record {
+	if idx := s.uniq[field]; idx != nil {
+		var found *record
+		for _, rec := range idx[foldKey(v)] {
+			if rec != except && !rec.deleted && (found == nil || rec.seq < found.seq) {
+				found = rec
+			}
+		}
+		return found
+	}
 	for _, id := range s.order {
 		rec := s.records[id]
 		if rec == except || rec.deleted {
