@@ -249,6 +249,9 @@ func (r *Run) claim(id string) (StepRecord, bool, error) {
 	}
 	r.seen[id] = true
 	rec, ok := r.steps[id]
+	if ok {
+		delete(r.steps, id) // replayed once; free the stored result
+	}
 	return rec, ok, nil
 }
 
@@ -331,9 +334,8 @@ func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
 			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
 		}
 	}
-	r.mu.Lock()
-	r.steps[cp.Step.Step] = cp.Step
-	r.mu.Unlock()
+	// The result is not kept: a step id runs once per execution (seen), and
+	// a long run must not hold every page it read.
 	r.eng.hookAudit(ctx, cp.Audit)
 	return nil
 }
