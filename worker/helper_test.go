@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/limit/redislimit"
 	"github.com/crmsync/crmsync/salesforce"
@@ -203,44 +204,15 @@ func helperMain(path string) int {
 	return 0
 }
 
-// The reference workflow's policy and custom fields, as in
-// examples/hubspot-salesforce (a package main, which cannot be imported).
-
-const (
-	hubspotLinkField    = "salesforce_contact_id"
-	salesforceLinkField = "HubSpot_Id__c"
-)
-
+// The reference workflow's policy and fields (package playbook).
 var (
-	owners = crmsync.OwnerMap{
-		"005000000000001AAA": "41235511",
-		"005000000000002AAA": "41235512",
-		"005000000000003AAA": "41235513",
-	}
+	hubspotLinkField, salesforceLinkField = playbook.LinkFields()
+
 	stages     = []string{"subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist", "other"}
 	dealStages = []string{"prospecting", "qualification", "proposal", "negotiation", "closedwon", "closedlost"}
 )
 
-func contactsPolicy() crmsync.Policy {
-	return crmsync.Policy{
-		A:        "hubspot",
-		B:        "salesforce",
-		Identity: crmsync.Identity{A: "email", B: "Email"},
-		Archived: crmsync.ArchivedFields{A: "crmsync_archived", B: "Archived__c"},
-		Rules: []crmsync.FieldRule{
-			{A: "lifecyclestage", B: "Lifecycle_Stage__c", Type: crmsync.TypeEnum, Rule: crmsync.Owner("hubspot")},
-			{A: "hubspotscore", B: "Lead_Score__c", Type: crmsync.TypeNumber, Rule: crmsync.Owner("hubspot")},
-			{A: "recent_conversion_date", B: "Last_Form_Submission__c", Type: crmsync.TypeDateTime, Rule: crmsync.Owner("hubspot")},
-			{A: "hubspot_owner_id", B: "OwnerId", Type: crmsync.TypeReference, Rule: crmsync.Owner("salesforce"), ToA: owners},
-			{A: "sf_deal_stage", B: "Deal_Stage__c", Type: crmsync.TypeEnum, Rule: crmsync.Owner("salesforce")},
-			{A: "sf_close_date", B: "Close_Date__c", Type: crmsync.TypeDate, Rule: crmsync.Owner("salesforce")},
-			{A: "email", B: "Email", Type: crmsync.TypeString, Rule: crmsync.MostRecent(), HoldConflicts: true},
-			{A: "firstname", B: "FirstName", Type: crmsync.TypeString, Rule: crmsync.MostRecent(), HoldConflicts: true},
-			{A: "lastname", B: "LastName", Type: crmsync.TypeString, Rule: crmsync.MostRecent(), HoldConflicts: true},
-			{A: "phone", B: "Phone", Type: crmsync.TypeString, Rule: crmsync.MostRecent(), HoldConflicts: true},
-		},
-	}
-}
+func contactsPolicy() crmsync.Policy { return playbook.Policy() }
 
 // holderID returns the worker id of a lease holder ("w0:1234" → "w0").
 func holderID(holder string) string {

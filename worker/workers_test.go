@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 	"github.com/crmsync/crmsync/store/postgres"
@@ -98,25 +99,10 @@ func newTeam(t *testing.T, n int) (*team, teamConfig) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []hubspottest.Property{
-		{Name: hubspotLinkField, Type: "string", FieldType: "text", Unique: true},
-		{Name: "crmsync_archived", Type: "bool", FieldType: "booleancheckbox"},
-		{Name: "hubspotscore", Type: "number", FieldType: "number"},
-		{Name: "recent_conversion_date", Type: "datetime", FieldType: "date"},
-		{Name: "hubspot_owner_id", Type: "enumeration", FieldType: "select", Options: []string{"41235511", "41235512", "41235513"}},
-		{Name: "sf_deal_stage", Type: "enumeration", FieldType: "select", Options: dealStages},
-		{Name: "sf_close_date", Type: "date", FieldType: "date"},
-	} {
+	for _, p := range playbook.HubSpotProperties() {
 		hs.DefineProperty("contacts", p)
 	}
-	sf, err := salesforcetest.New(salesforcetest.Config{ExternalIDField: salesforceLinkField, Fields: []salesforcetest.Field{
-		{Name: "OwnerId", Type: "reference"},
-		{Name: "Lead_Score__c", Type: "double"},
-		{Name: "Last_Form_Submission__c", Type: "datetime"},
-		{Name: "Deal_Stage__c", Type: "picklist", Picklist: dealStages, Restricted: true},
-		{Name: "Close_Date__c", Type: "date"},
-		{Name: "Archived__c", Type: "boolean"},
-	}})
+	sf, err := salesforcetest.New(salesforcetest.Config{ExternalIDField: salesforceLinkField, Fields: playbook.SalesforceFields()})
 	if err != nil {
 		t.Fatal(err)
 	}
