@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
-	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/limit/redislimit"
+	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/worker"

@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
-	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/worker"
