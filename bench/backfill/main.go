@@ -160,7 +160,9 @@ func measure(n int) error {
 	if w := rep.Writes(); w < n { // creates both ways, plus write-backs
 		return fmt.Errorf("size %d: only %d records written", n, w)
 	}
-	per10k := func(d time.Duration) time.Duration { return time.Duration(float64(d) / float64(2*n) * 10_000).Round(10 * time.Millisecond) }
+	per10k := func(d time.Duration) time.Duration {
+		return time.Duration(float64(d) / float64(2*n) * 10_000).Round(10 * time.Millisecond)
+	}
 	fmt.Printf("| %d | %d | %s | %s | %s | %.0f MB | %.0f MB |\n", n, rep.Writes(), wall.Round(100*time.Millisecond),
 		per10k(wall), per10k(cpu), float64(peakHeap.Load())/1e6, float64(peakRSS())/1e6)
 	return nil
