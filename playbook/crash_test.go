@@ -629,22 +629,22 @@ type crashPoint struct {
 }
 
 // crashMatrix is the table of kill points for a pass of commits step
-// boundaries and writes write calls: every boundary, or at most max of them
+// boundaries and writes write calls: every boundary, or at most limit of them
 // evenly spread including the first and the last; and every write.
-func crashMatrix(commits, writes, max int) []crashPoint {
+func crashMatrix(commits, writes, limit int) []crashPoint {
 	var rows []crashPoint
-	for _, n := range spread(commits, max) {
+	for _, n := range spread(commits, limit) {
 		rows = append(rows, crashPoint{name: fmt.Sprintf("commit-%02d", n), afterCommit: n})
 	}
-	for _, n := range spread(writes, max) {
+	for _, n := range spread(writes, limit) {
 		rows = append(rows, crashPoint{name: fmt.Sprintf("write-%02d", n), afterWrite: n})
 	}
 	return rows
 }
 
-// spread returns 1..n, or max of them evenly spread from 1 to n.
-func spread(n, max int) []int {
-	if n <= max {
+// spread returns 1..n, or limit of them evenly spread from 1 to n.
+func spread(n, limit int) []int {
+	if n <= limit {
 		out := make([]int, n)
 		for i := range out {
 			out[i] = i + 1
@@ -652,8 +652,8 @@ func spread(n, max int) []int {
 		return out
 	}
 	var out []int
-	for i := range max {
-		v := 1 + i*(n-1)/(max-1)
+	for i := range limit {
+		v := 1 + i*(n-1)/(limit-1)
 		if len(out) == 0 || out[len(out)-1] != v {
 			out = append(out, v)
 		}
@@ -879,4 +879,21 @@ func pageIndex(t *testing.T, steps map[string]crmsync.StepRecord) map[string]int
 		}
 	}
 	return out
+}
+
+func TestCrashMatrixSpread(t *testing.T) {
+	for _, c := range []struct{ n, limit int }{{58, 25}, {15, 25}, {26, 25}, {100, 25}, {2, 2}} {
+		got := spread(c.n, c.limit)
+		if len(got) > c.limit || len(got) > c.n || got[0] != 1 || got[len(got)-1] != c.n {
+			t.Errorf("spread(%d, %d) = %v: want at most %d points from 1 to %d", c.n, c.limit, got, c.limit, c.n)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] {
+				t.Errorf("spread(%d, %d) = %v is not increasing", c.n, c.limit, got)
+			}
+		}
+		if c.n <= c.limit && len(got) != c.n {
+			t.Errorf("spread(%d, %d) = %v, want every point", c.n, c.limit, got)
+		}
+	}
 }
