@@ -188,6 +188,11 @@ func mapValue(m map[string]string, v any) (any, error) {
 	}
 	if strings.Contains(s, ";") {
 		items := splitMulti(s)
+		if len(items) == 0 {
+			// Only separators: not a blank (sending blank would record a
+			// value as synced that the other side does not hold).
+			return nil, ErrUnmapped
+		}
 		out := make([]string, 0, len(items))
 		for _, it := range items {
 			o, ok := m[it]
