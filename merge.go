@@ -266,6 +266,13 @@ func (m *merger) field(i int) {
 			winner = p.B
 		case same:
 			winner = p.A
+		case !baseHas && has(p.A) && has(p.B) && (val(p.A) == nil) != (val(p.B) == nil):
+			// Never synced before (a first match): a blank does not clear
+			// the other side's value, however recent it is.
+			winner = p.A
+			if val(p.A) == nil {
+				winner = p.B
+			}
 		default:
 			winner = mostRecent(p.A, timeA, p.B, timeB)
 		}

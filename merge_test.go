@@ -3,6 +3,7 @@ package crmsync
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"reflect"
 	"strings"
@@ -680,6 +681,37 @@ func TestMergeEncodingsPerSystem(t *testing.T) {
 			want["C"] = map[string]any{"salesforce is typed": nil, "hubspot to hubspot is strings": "", "custom encoding": "CLEAR"}[tt.name]
 			if !reflect.DeepEqual(res.PatchB, want) {
 				t.Errorf("PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(want))
+			}
+		})
+	}
+}
+
+// On a first match (no base), a blank never clears the other side's value,
+// even when the blank side's record is the more recent.
+func TestMostRecentFirstMatchKeepsValueOverBlank(t *testing.T) {
+	p, err := NewPolicy(Policy{A: "hubspot", B: "salesforce",
+		Rules: []FieldRule{{A: "phone", B: "Phone", Type: TypeString, Rule: MostRecent()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name           string
+		a, b           Record
+		patchA, patchB Fields
+	}{
+		{"blank newer on A", Record{ID: "1", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"phone": ""}},
+			Record{ID: "2", ModifiedAt: t0, Fields: Fields{"Phone": "+1 415"}}, Fields{"phone": "+1 415"}, Fields{}},
+		{"blank newer on B", Record{ID: "1", ModifiedAt: t0, Fields: Fields{"phone": "+44 20"}},
+			Record{ID: "2", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"Phone": nil}}, Fields{}, Fields{"Phone": "+44 20"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Merge(nil, tc.a, tc.b, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(res.PatchA) != fmt.Sprint(tc.patchA) || fmt.Sprint(res.PatchB) != fmt.Sprint(tc.patchB) {
+				t.Errorf("Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
 			}
 		})
 	}
