@@ -2,8 +2,11 @@ package playbook
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 )
 
@@ -26,5 +29,27 @@ func TestPermanentReadFailureDoesNotBrickTheKey(t *testing.T) {
 	}
 	if got := len(h.f.sf.All()); got != 3 {
 		t.Errorf("Salesforce has %d contacts, want 3", got)
+	}
+}
+
+// TestNoWriteToADeletedRecord: a Salesforce contact and a HubSpot contact
+// of the same person could not be linked (Salesforce refused to clear the
+// last name); the Salesforce contact is then deleted. The pass that reads
+// the deletion must not write the link field to the deleted record: that
+// write can never land and only parks a useless ENTITY_IS_DELETED letter.
+// (Found by TestModel, seed 12049396971024226051.)
+func TestNoWriteToADeletedRecord(t *testing.T) {
+	h := newHarness(t, fast(t))
+	sf := h.f.sf.Seed(crmsync.Fields{"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace"})
+	time.Sleep(3 * time.Millisecond)
+	h.f.hs.Seed("contacts", map[string]string{"email": "ada@example.com", "firstname": "Ada"}) // newer, no last name
+	h.pass()
+	must(t, h.f.sf.Delete(sf[0]))
+	h.pass()
+	dls, _ := h.st.ListDeadLetters(context.Background(), crmsync.DeadLetterQuery{Key: h.key})
+	for _, d := range dls {
+		if strings.Contains(d.Error, "ENTITY_IS_DELETED") {
+			t.Errorf("dead letter %d: the sync wrote to deleted record %s: %s (%s)", d.ID, d.RecordID, d.Error, payloadShape(d.Payload))
+		}
 	}
 }

@@ -368,7 +368,7 @@ func (m *model) userAction() {
 		}
 		r := rapid.SampledFrom(live).Draw(m.t, "sf record")
 		must2(m.t, m.f.sf.Delete(r.ID))
-		m.logf("salesforce user deletes %s", r.ID)
+		m.logf("salesforce user deletes %s (link %v)", r.ID, r.Fields[salesforceLinkField])
 	case "hs restore":
 		var gone []hubspottest.Record
 		for _, r := range m.f.hs.All("contacts") {
@@ -486,6 +486,12 @@ func (m *model) faultyPass(round int) {
 	}
 	_, info, err := m.pass(ctx)
 	crashed := m.st.disarm()
+	if os.Getenv("MODEL_DEBUG") != "" {
+		rows, _ := m.st.QueryAudit(ctx, crmsync.AuditQuery{Run: info.ID, Limit: 500})
+		for _, a := range rows {
+			m.logf("  audit %s %s %v %s", a.Kind, a.System, a.RecordIDs, a.Detail)
+		}
+	}
 	m.logf("pass %d (run %s) faults %v%s: crashed %v, err %v", m.passes, info.ID, armed, crash, crashed, err)
 	m.f.hs.ClearFaults()
 	m.f.sf.ClearFaults()
@@ -730,7 +736,7 @@ func (m *model) check() {
 	parkedFor := map[string]bool{} // records with a parked letter, as source or target
 	for _, d := range letters {
 		if !strings.Contains(d.Error, "REQUIRED_FIELD_MISSING") && !strings.Contains(d.Error, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST") {
-			m.fail("dead letter %d for %s %s is not an invalid record: %s", d.ID, d.System, d.RecordID, d.Error)
+			m.fail("dead letter %d for %s %s (run %s step %s) is not an invalid record: %s\npayload fields: %s", d.ID, d.System, d.RecordID, d.Run, d.Step, d.Error, payloadShape(d.Payload))
 		}
 		found := false
 		for _, a := range dlAudit {
@@ -884,4 +890,26 @@ func (m *model) check() {
 			m.fail("hubspot contact %s is archived but salesforce %s is not flagged", h.ID, s.ID)
 		}
 	}
+}
+
+// payloadShape describes a dead letter's payload without its values.
+func payloadShape(p []byte) string {
+	var pl struct {
+		SourceSystem string `json:"source_system"`
+		SourceID     string `json:"source_id"`
+		TargetSystem string `json:"target_system"`
+		Op           *struct {
+			Kind   any            `json:"kind"`
+			ID     string         `json:"id"`
+			Fields map[string]any `json:"fields"`
+		} `json:"op"`
+	}
+	if err := json.Unmarshal(p, &pl); err != nil {
+		return err.Error()
+	}
+	s := fmt.Sprintf("source %s %s -> %s", pl.SourceSystem, pl.SourceID, pl.TargetSystem)
+	if pl.Op != nil {
+		s += fmt.Sprintf(" op %v %s fields %v", pl.Op.Kind, pl.Op.ID, keys(pl.Op.Fields))
+	}
+	return s
 }
