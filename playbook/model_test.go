@@ -547,13 +547,13 @@ func (m *model) pass(ctx context.Context) (*crmsync.SyncReport, crmsync.RunInfo,
 }
 
 // quietPass runs a pass without faults, which must succeed.
-func (m *model) quietPass(what string) *crmsync.SyncReport {
+func (m *model) quietPass(what string) (*crmsync.SyncReport, crmsync.RunInfo) {
 	rep, info, err := m.pass(context.Background())
 	m.logf("%s pass %d (run %s): err %v", what, m.passes, info.ID, err)
 	if err != nil {
 		m.fail("%s pass failed: %v", what, err)
 	}
-	return rep
+	return rep, info
 }
 
 // fail fails the case, printing the story first.
@@ -609,11 +609,12 @@ func (m *model) quiesce() {
 // faults stop.
 const maxQuietPasses = 4
 
-// settle runs quiet passes until one writes and parks nothing.
+// settle runs quiet passes until a new run (not one a crash left open,
+// which reads its old window) writes and parks nothing.
 func (m *model) settle(what string) {
 	for i := 1; ; i++ {
-		rep := m.quietPass(what)
-		if rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 {
+		rep, info := m.quietPass(what)
+		if info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 {
 			return
 		}
 		if i == maxQuietPasses {
