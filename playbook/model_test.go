@@ -550,6 +550,15 @@ func (m *model) pass(ctx context.Context) (*crmsync.SyncReport, crmsync.RunInfo,
 func (m *model) quietPass(what string) (*crmsync.SyncReport, crmsync.RunInfo) {
 	rep, info, err := m.pass(context.Background())
 	m.logf("%s pass %d (run %s): err %v", what, m.passes, info.ID, err)
+	if os.Getenv("MODEL_DEBUG") != "" && rep != nil {
+		m.logf("  window %+v skips %+v read %v", rep.Window, rep.Skips, rep.Read)
+		rows, _ := m.st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: info.ID, Limit: 500})
+		for _, a := range rows {
+			if a.Kind != crmsync.AuditSkip {
+				m.logf("  audit %s %s %s %v %s", a.Step, a.Kind, a.System, a.RecordIDs, a.Detail)
+			}
+		}
+	}
 	if err != nil {
 		m.fail("%s pass failed: %v", what, err)
 	}
@@ -559,6 +568,14 @@ func (m *model) quietPass(what string) (*crmsync.SyncReport, crmsync.RunInfo) {
 // fail fails the case, printing the story first.
 func (m *model) fail(format string, args ...any) {
 	m.t.Helper()
+	if os.Getenv("MODEL_DEBUG") != "" {
+		for _, r := range m.f.hs.All("contacts") {
+			m.logf("hubspot %s archived %v modified %s: %v", r.ID, r.Archived, r.UpdatedAt.Format(time.StampMilli), r.Properties)
+		}
+		for _, r := range m.f.sf.All() {
+			m.logf("salesforce %s deleted %v modified %s: link %v email %v", r.ID, r.Archived, r.ModifiedAt.Format(time.StampMilli), r.Fields[salesforceLinkField], r.Fields["Email"])
+		}
+	}
 	m.t.Logf("story (%d passes, %d crashes, %d restarts, %d lost write responses):\n  %s",
 		m.passes, m.crashes, m.restarts, m.tr.lost.Load(), strings.Join(m.log, "\n  "))
 	m.t.Fatalf(format, args...)
@@ -856,9 +873,6 @@ func (m *model) check() {
 			}
 			continue
 		}
-		if x, _ := s.Fields[salesforceLinkField].(string); x != h.ID {
-			m.fail("salesforce contact %s: %s = %q, want its link %s", s.ID, salesforceLinkField, x, h.ID)
-		}
 		// The fake Salesforce refuses to clear a restricted picklist: a
 		// pair whose HubSpot side has no stage cannot clear Salesforce's,
 		// and the other changes of the same write wait with it.
@@ -873,6 +887,9 @@ func (m *model) check() {
 				m.fail("hubspot contact %s has no last name, so Salesforce refuses it, but it is not in the dead-letter queue", h.ID)
 			}
 			continue // its writes to Salesforce are parked
+		}
+		if x, _ := s.Fields[salesforceLinkField].(string); x != h.ID {
+			m.fail("salesforce contact %s: %s = %q, want its link %s", s.ID, salesforceLinkField, x, h.ID)
 		}
 		if v := s.Fields["Archived__c"]; v == true || h.Properties["crmsync_archived"] == "true" {
 			m.fail("live pair %s/%s is flagged archived (hubspot %q, salesforce %v)", h.ID, s.ID, h.Properties["crmsync_archived"], v)
