@@ -3,11 +3,13 @@ package playbook
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce"
 )
 
 // TestPermanentReadFailureDoesNotBrickTheKey: one HubSpot search answered
@@ -74,5 +76,44 @@ func TestAuthFailureOfAWriteCallParksNothing(t *testing.T) {
 		for _, d := range dls {
 			t.Logf("dead letter %d %s %s: %s", d.ID, d.System, d.RecordID, d.Error)
 		}
+	}
+}
+
+// TestSalesforceDailyLimitRecovers: the org's daily API allocation runs
+// out, then frees up again (Salesforce counts over a rolling 24 hours). A
+// long-running process (crmsync -every) must sync again a day later. (The
+// model test restarts the process on a "new day" to get past this: the
+// client learns the org's usage only from responses, and once its share is
+// spent it sends nothing, so it never learns that usage went down.)
+func TestSalesforceDailyLimitRecovers(t *testing.T) {
+	h := newHarness(t, fast(t))
+	var day atomic.Int64
+	sc, err := salesforce.New(salesforce.Config{AccessToken: h.f.sf.Token(), InstanceURL: h.f.sfURL,
+		Limiter: noLimits(), RetryWait: 2 * time.Millisecond, DefaultFields: []string{"Id"},
+		Now: func() time.Time { return time.Now().Add(time.Duration(day.Load()) * 24 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := contactsPolicy()
+	s, err := crmsync.NewSync(crmsync.SyncConfig{A: h.hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
+		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedSalesforce(h, 2)
+	_, max := h.f.sf.APIUsage()
+	h.f.sf.SetAPIUsage(max)
+	if _, _, err := s.RunOnce(context.Background(), h.eng, h.key); err == nil {
+		t.Fatal("the pass with the allocation spent succeeded; the test tested nothing")
+	}
+	h.f.sf.SetAPIUsage(0)
+	day.Add(1) // a day later
+	for range 3 {
+		if _, _, err = s.RunOnce(context.Background(), h.eng, h.key); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("passes a day after the allocation ran out still fail: %v", err)
 	}
 }
