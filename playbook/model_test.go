@@ -29,9 +29,13 @@ const modelChecks = 200
 // same person on both sides; sync passes run in between under random faults
 // (429 bursts, 5xx, latency, timeouts, reset connections, lost write
 // responses, per-record failures, expired sessions, the daily limit) and
-// random crashes at step boundaries (the resumed run keeps its id). Then the
-// faults stop, two quiet passes run, held conflicts are resolved, and the
-// test checks what the workflow promises:
+// random crashes at step boundaries, after a checkpoint or instead of it
+// (the next pass resumes the run with its id, in a restarted process).
+// Then the faults stop and quiet passes run until a new run writes nothing
+// (at most maxQuietPasses: the first may finish a crashed run on its old
+// window, and a contact created in one pass has the fields its owner left
+// blank reverted in the next); held conflicts are resolved and the
+// settling repeats. Then the test checks what the workflow promises:
 //
 //   - both sides agree field by field as the policy says;
 //   - each owner's last edit of an owned field survived;
@@ -41,9 +45,15 @@ const modelChecks = 200
 //     with an audit row, and nothing else is;
 //   - a last pass writes nothing.
 //
-// A failure prints the seed; replay it with
+// The fake Salesforce refuses to clear a restricted picklist; a pair whose
+// HubSpot side has no lifecycle stage while Salesforce has one is parked
+// for good, and the test only asks that it be in the dead-letter queue.
+//
+// A failure prints the story and the seed; replay it with
 //
 //	go test ./playbook -run 'TestModel$' -rapid.seed=N
+//
+// (MODEL_DEBUG=1 adds each pass's audit rows and both CRMs' final records.)
 func TestModel(t *testing.T) {
 	setDefaultChecks(t, modelChecks)
 	var tally modelTally
@@ -524,6 +534,8 @@ func (m *model) faultyPass(round int) {
 		case "sf session expiry":
 			m.f.sf.ExpireSessions()
 		case "sf daily":
+			// The process restarts on the "new day" after it: see
+			// TestSalesforceDailyLimitRecovers.
 			_, max := m.f.sf.APIUsage()
 			m.f.sf.SetAPIUsage(max)
 			newDay = true
