@@ -139,7 +139,7 @@ type model struct {
 	// archivedEver holds the records users archived or deleted; hsEmails
 	// the emails HubSpot users gave contacts.
 	archivedEver, hsEmails map[string]bool
-	log          []string
+	log                    []string
 }
 
 func newModel(t *rapid.T) *model {
