@@ -153,10 +153,10 @@ func workflowName(wf Workflow) string {
 }
 
 // Run runs wf for key under the key's lease and returns the run as stored.
-// If the key has an unfinished run (its process died or it returned an
-// error), Run resumes it: same run id, completed steps replayed from the
-// Store. A run whose workflow returns nil is finished; the next Run of the
-// key starts a new one. Run returns ErrBusy (or waits, with WaitForLease)
+// If the key has an unfinished run (its process died or it returned a
+// transient error), Run resumes it: same run id, completed steps replayed
+// from the Store. A run whose workflow returns nil or a permanent error is
+// finished; the next Run of the key starts a new one. Run returns ErrBusy (or waits, with WaitForLease)
 // while another live run holds the key.
 func (e *Engine) Run(ctx context.Context, key string, wf Workflow) (RunInfo, error) {
 	if key == "" {
@@ -412,6 +412,11 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	status, msg := RunFinished, ""
 	if werr != nil {
 		status, msg = RunOpen, werr.Error()
+		// A run that stopped on a permanent failure would only replay it
+		// if resumed: close it, so that the key's next run starts afresh.
+		if IsPermanent(werr) && parent.Err() == nil && !errors.Is(context.Cause(ctx), ErrLeaseLost) {
+			status = RunFinished
+		}
 	}
 	now := r.eng.cfg.Now()
 	lease := r.Lease()

@@ -282,13 +282,22 @@ func TestPermanentFailureIsMemoized(t *testing.T) {
 	if !crmsync.IsPermanent(err) {
 		t.Fatalf("Run = %v, want a permanent error", err)
 	}
-	_, err = eng.Run(context.Background(), "k", wf)
-	var se *crmsync.StepError
-	if !errors.As(err, &se) || se.Step != "validate" || se.Run != first.ID || !strings.Contains(se.Message, "LastName is required") || !crmsync.IsPermanent(err) {
-		t.Fatalf("resumed Run = %v, want the stored *StepError", err)
+	// Resuming the run could only replay the stored failure: it is closed
+	// with its error, and the key's next run starts afresh.
+	info, _ := st.GetRun(context.Background(), first.ID)
+	if info.Status != crmsync.RunFinished || !strings.Contains(info.Error, "LastName is required") {
+		t.Fatalf("failed run = %s %q, want finished with its error", info.Status, info.Error)
 	}
-	if calls != 1 {
-		t.Errorf("fn called %d times, want 1: the failure is replayed from the Store", calls)
+	steps, _ := st.LoadSteps(context.Background(), first.ID)
+	if rec := steps["validate"]; !strings.Contains(rec.Error, "LastName is required") {
+		t.Errorf("stored step = %+v, want the failure memoized", rec)
+	}
+	second, err := eng.Run(context.Background(), "k", wf)
+	if second.ID == first.ID || !crmsync.IsPermanent(err) {
+		t.Fatalf("next Run = %s, %v; want a new run", second.ID, err)
+	}
+	if calls != 2 {
+		t.Errorf("fn called %d times, want 2 (once per run)", calls)
 	}
 }
 

@@ -207,7 +207,9 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 					Op: WriteOp{Kind: Upsert, MatchField: to.linkField, MatchValue: pr.src.ID, Fields: fields}})
 				continue
 			}
-			if v, _ := pr.other.Fields[to.linkField].(string); v != pr.src.ID {
+			// An archived record cannot be written: its link field waits
+			// for its restore.
+			if v, _ := pr.other.Fields[to.linkField].(string); v != pr.src.ID && !pr.other.Archived {
 				fields[to.linkField] = pr.src.ID
 			}
 			if len(fields) == 0 {
@@ -228,7 +230,7 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 		if otherID == "" {
 			continue // the counterpart was not created; nothing to link
 		}
-		if v, _ := pr.src.Fields[to.linkField].(string); v != otherID {
+		if v, _ := pr.src.Fields[to.linkField].(string); v != otherID && !pr.src.Archived {
 			fields[to.linkField] = otherID
 		}
 		if len(fields) == 0 {
