@@ -120,7 +120,7 @@ func setDefaultChecks(t *testing.T, n int) {
 type model struct {
 	t        *rapid.T
 	f        *fakes
-	st       *crashStore
+	st       *modelStore
 	tr       *lossyTransport
 	proc     *process
 	key      string
@@ -152,7 +152,7 @@ func newModel(t *rapid.T) *model {
 		f.sf.Close()
 		closeFn()
 	})
-	m := &model{t: t, f: f, st: newCrashStore(), key: "team-1", owned: map[string]map[string]string{}, archivedEver: map[string]bool{}, hsEmails: map[string]bool{}}
+	m := &model{t: t, f: f, st: newModelStore(), key: "team-1", owned: map[string]map[string]string{}, archivedEver: map[string]bool{}, hsEmails: map[string]bool{}}
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	m.tr = &lossyTransport{base: base}
 	t.Cleanup(base.CloseIdleConnections)

@@ -25,11 +25,11 @@ import (
 // clients, the Sync and the Engine) that is rebuilt after each crash on the
 // same Store and fakes, as a restarted process would be.
 
-// crashStore wraps a Store. Armed with n, it ends the run's context at its
+// modelStore wraps a Store. Armed with n, it ends the run's context at its
 // nth Commit: after the checkpoint was kept, or instead of keeping it (the
 // process died after the step's API calls but before its checkpoint). It
 // also keeps every ledger row it committed, for the audit check.
-type crashStore struct {
+type modelStore struct {
 	crmsync.Store
 
 	mu      sync.Mutex
@@ -41,19 +41,19 @@ type crashStore struct {
 	ledger  map[string]crmsync.LedgerEntry
 }
 
-func newCrashStore() *crashStore {
-	return &crashStore{Store: memory.New(), ledger: map[string]crmsync.LedgerEntry{}}
+func newModelStore() *modelStore {
+	return &modelStore{Store: memory.New(), ledger: map[string]crmsync.LedgerEntry{}}
 }
 
 // arm crashes the process at the nth Commit from now.
-func (s *crashStore) arm(n int, drop bool, cancel context.CancelFunc) {
+func (s *modelStore) arm(n int, drop bool, cancel context.CancelFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.left, s.drop, s.cancel, s.crashed = n, drop, cancel, false
 }
 
 // disarm drops a crash that did not fire and reports whether one did.
-func (s *crashStore) disarm() bool {
+func (s *modelStore) disarm() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	crashed := s.crashed
@@ -61,7 +61,7 @@ func (s *crashStore) disarm() bool {
 	return crashed
 }
 
-func (s *crashStore) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoint) error {
+func (s *modelStore) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoint) error {
 	s.mu.Lock()
 	crash := false
 	if s.left > 0 {
@@ -93,7 +93,7 @@ func (s *crashStore) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Che
 }
 
 // ledgerRows returns the ledger rows committed so far.
-func (s *crashStore) ledgerRows() map[string]crmsync.LedgerEntry {
+func (s *modelStore) ledgerRows() map[string]crmsync.LedgerEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]crmsync.LedgerEntry, len(s.ledger))
