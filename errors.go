@@ -28,6 +28,12 @@ var (
 	// deleted-records window, say). The sync reports it and reads what the
 	// API still holds.
 	ErrHistoryLost = errors.New("crmsync: change history lost")
+	// ErrUnauthorized is matched (errors.Is) by a CRM client's error when
+	// the API refused the credentials or their scopes (HTTP 401, or a 403
+	// that is not a rate limit). It says nothing about the records of the
+	// call: the sync does not park them, the run stops and resumes once a
+	// person has fixed the credentials.
+	ErrUnauthorized = errors.New("crmsync: not authorized")
 	// ErrRunClosed is returned when a finished run is used again.
 	ErrRunClosed = errors.New("crmsync: run is closed")
 )

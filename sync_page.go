@@ -385,6 +385,12 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			}
 			p.apiCalls(to.name, 1)
 			res, err := to.crm.Write(ctx, to.object, ops)
+			if err != nil && errors.Is(err, ErrUnauthorized) {
+				// Refused credentials are no verdict on these records: do
+				// not park them. The step fails (not memoized), and the run
+				// resumes here once the credentials are fixed.
+				return nil, fmt.Errorf("%s refused the write call's credentials (%v): %w", to.name, err.Error(), ErrUnauthorized)
+			}
 			if err != nil && !IsPermanent(err) {
 				return nil, err // the whole call failed: try the pending ops again
 			}

@@ -2,7 +2,10 @@ package hubspot
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
+
+	"github.com/crmsync/crmsync"
 )
 
 // APIError is a HubSpot error response: a non-2xx status with HubSpot's
@@ -27,6 +30,11 @@ type APIError struct {
 }
 
 // Error names the call, status, category, policy and correlation id.
+// Is reports a 401 or a 403 for missing scopes as crmsync.ErrUnauthorized.
+func (e *APIError) Is(target error) bool {
+	return target == crmsync.ErrUnauthorized && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
+}
+
 func (e *APIError) Error() string {
 	s := "hubspot: " + e.Call + ": http " + strconv.Itoa(e.Status)
 	if e.Category != "" {

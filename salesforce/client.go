@@ -120,6 +120,7 @@ type Client struct {
 	retries int64
 	used    int64
 	max     int64
+	usageAt time.Time // when used and max were last learnt (or probed)
 }
 
 var _ crmsync.CRM = (*Client)(nil)
@@ -289,6 +290,10 @@ func permanent(err error) error { return crmsync.Permanent(err) }
 func (c *Client) dataPath() string { return "/services/data/v" + c.version }
 
 // checkBudget fails when the org's usage has reached this client's share.
+// budgetRecheck is how often a client whose daily share is spent lets one
+// call through to learn the org's current usage.
+const budgetRecheck = 15 * time.Minute
+
 func (c *Client) checkBudget(name string) error {
 	c.mu.Lock()
 	used, max := c.used, c.max
@@ -298,6 +303,18 @@ func (c *Client) checkBudget(name string) error {
 	}
 	budget := int64(c.cfg.DailyShare * float64(max))
 	if used >= budget {
+		// Usage is a rolling 24 hours and is only learnt from responses: let
+		// one call through now and then, so that a long-running process
+		// sees the allocation free up again instead of refusing for ever.
+		c.mu.Lock()
+		probe := c.now().Sub(c.usageAt) >= budgetRecheck
+		if probe {
+			c.usageAt = c.now()
+		}
+		c.mu.Unlock()
+		if probe {
+			return nil
+		}
 		return fmt.Errorf("salesforce: %s: daily API usage %d of %d reached the %.0f%% share: %w",
 			name, used, max, c.cfg.DailyShare*100, crmsync.ErrDailyLimit)
 	}
@@ -316,7 +333,7 @@ func (c *Client) count(endpoint string, retry bool) {
 func (c *Client) noteUsage(h http.Header) {
 	if used, max, ok := parseLimitInfo(h.Get("Sforce-Limit-Info")); ok {
 		c.mu.Lock()
-		c.used, c.max = used, max
+		c.used, c.max, c.usageAt = used, max, c.now()
 		c.mu.Unlock()
 	}
 }

@@ -31,6 +31,13 @@ type APIError struct {
 	Fields []string
 }
 
+// Is reports a 401, or a 403 that is not REQUEST_LIMIT_EXCEEDED, as
+// crmsync.ErrUnauthorized.
+func (e *APIError) Is(target error) bool {
+	return target == crmsync.ErrUnauthorized &&
+		(e.Status == 401 || (e.Status == 403 && e.ErrorCode != "REQUEST_LIMIT_EXCEEDED"))
+}
+
 // Error describes the failure by call, status, code and fields (never the message).
 func (e *APIError) Error() string {
 	s := fmt.Sprintf("salesforce: %s: http %d", e.Call, e.Status)

@@ -371,9 +371,8 @@ func (s *Server) validate(rec map[string]any, target *record, create bool) *recE
 				}
 				return &recError{"REQUIRED_FIELD_MISSING", "Required fields are missing: [" + fd.Name + "]", []string{fd.Name}}
 			}
-			if fd.Restricted {
-				return &recError{"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "bad value for restricted picklist field", []string{fd.Name}}
-			}
+			// Clearing a restricted picklist is allowed; only a required
+			// field (handled above) refuses null.
 			continue
 		}
 		bad := func() *recError {

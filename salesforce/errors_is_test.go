@@ -1,0 +1,21 @@
+package salesforce
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/crmsync/crmsync"
+)
+
+func TestAPIErrorIsUnauthorized(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   bool
+	}{{401, "INVALID_SESSION_ID", true}, {403, "INSUFFICIENT_ACCESS", true}, {403, "REQUEST_LIMIT_EXCEEDED", false}, {400, "INVALID_FIELD", false}} {
+		err := crmsync.Permanent(&APIError{Call: "update", Status: tc.status, ErrorCode: tc.code})
+		if got := errors.Is(err, crmsync.ErrUnauthorized); got != tc.want {
+			t.Errorf("errors.Is(%d %s, ErrUnauthorized) = %v, want %v", tc.status, tc.code, got, tc.want)
+		}
+	}
+}
