@@ -156,8 +156,8 @@ func workflowName(wf Workflow) string {
 // If the key has an unfinished run (its process died or it returned a
 // transient error), Run resumes it: same run id, completed steps replayed
 // from the Store. A run whose workflow returns nil or a permanent error is
-// finished; the next Run of the key starts a new one. Run returns ErrBusy (or waits, with WaitForLease)
-// while another live run holds the key.
+// finished; the next Run of the key starts a new one. Run returns ErrBusy
+// (or waits, with WaitForLease) while another live run holds the key.
 func (e *Engine) Run(ctx context.Context, key string, wf Workflow) (RunInfo, error) {
 	if key == "" {
 		return RunInfo{}, errors.New("crmsync: Run: empty key")
