@@ -4,10 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/crmsync/crmsync/internal/fold"
 )
 
 // Property is a property definition in the fake.
@@ -202,34 +201,8 @@ func (st *objectStore) index(name string) map[string][]*rec {
 	return idx
 }
 
-// foldKey maps s to a key that two strings share exactly when
-// strings.EqualFold holds for them: each rune becomes one canonical member
-// of its case-folding orbit (the lower-case ASCII letter where the orbit
-// has one, as for K and the Kelvin sign, else the orbit's smallest rune).
-func foldKey(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return strings.ToLower(s)
-	}
-	b := make([]byte, 0, len(s))
-	for _, r := range s {
-		c := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			c = min(c, f)
-		}
-		if c < utf8.RuneSelf {
-			c = unicode.ToLower(c)
-		}
-		b = utf8.AppendRune(b, c)
-	}
-	return string(b)
-}
+// foldKey is the case-insensitive index key (see fold.Key).
+func foldKey(s string) string { return fold.Key(s) }
 
 func (r *rec) export() Record {
 	out := Record{ID: r.id, Properties: make(map[string]string, len(r.props)), CreatedAt: r.created, UpdatedAt: r.updated, Archived: r.archived, ArchivedAt: r.archivedAt}

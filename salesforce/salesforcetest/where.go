@@ -5,8 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/crmsync/crmsync/internal/fold"
 )
 
 // pred is a WHERE condition compiled for one query: field names resolved
@@ -266,34 +266,8 @@ func compareKeys(typ string, a, b sortKey) int {
 	return c
 }
 
-// foldKey maps s to a key that two strings share exactly when
-// strings.EqualFold holds for them: each rune becomes one canonical member
-// of its case-folding orbit (the lower-case ASCII letter where the orbit
-// has one, as for K and the Kelvin sign, else the orbit's smallest rune).
-func foldKey(s string) string {
-	ascii := true
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return strings.ToLower(s)
-	}
-	b := make([]byte, 0, len(s))
-	for _, r := range s {
-		c := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			c = min(c, f)
-		}
-		if c < utf8.RuneSelf {
-			c = unicode.ToLower(c)
-		}
-		b = utf8.AppendRune(b, c)
-	}
-	return string(b)
-}
+// foldKey is the case-insensitive index key (see fold.Key).
+func foldKey(s string) string { return fold.Key(s) }
 
 // setField sets a record's field, keeping the unique-field indexes in
 // step; s.mu is held.
