@@ -263,7 +263,6 @@ type Run struct {
 	replays  []DeadLetter
 	result   any
 	closed   bool
-	pending  []AuditEntry // audit rows to attach to the next commit
 }
 
 // Logger returns the run's logger (with run and key attributes).
@@ -383,9 +382,8 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	r.closed = true
 	rep := Report{Counters: r.counters}
 	result := r.result
-	pending := r.pending
-	r.pending = nil
 	r.mu.Unlock()
+	var pending []AuditEntry
 	if rep.Counters.Replays > 0 {
 		detail, _ := json.Marshal(map[string]int{"replayed_steps": rep.Counters.Replays})
 		pending = append(pending, AuditEntry{Time: r.eng.cfg.Now(), Key: r.Key, Run: r.ID, Kind: AuditReplay, Detail: detail})

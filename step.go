@@ -273,11 +273,7 @@ func attempt[T any](ctx context.Context, fn func(context.Context, *Attempt) (T, 
 
 func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditEntry) Checkpoint {
 	rec.Done = r.eng.cfg.Now()
-	r.mu.Lock()
-	audit := append(r.pending, retries...)
-	r.pending = nil
-	r.mu.Unlock()
-	audit = append(audit, a.audit...)
+	audit := append(append([]AuditEntry(nil), retries...), a.audit...)
 	for i := range audit {
 		r.stamp(&audit[i], id)
 	}

@@ -22,13 +22,6 @@ type pair struct {
 	mergeErr   error
 }
 
-func (p *pair) ids(srcIsA bool) (aID, bID string) {
-	if srcIsA {
-		return p.src.ID, p.other.ID
-	}
-	return p.other.ID, p.src.ID
-}
-
 // writeItem is one op of a write batch and the pair it serves.
 type writeItem struct {
 	Pair int     `json:"pair"`
@@ -594,11 +587,9 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				res.Parked[i] = true
 				continue
 			}
-			aID, bID := pr.ids(sd.isA)
-			if sd.isA {
-				bID = s.otherID
-			} else {
-				aID = s.otherID
+			aID, bID := pr.src.ID, s.otherID
+			if !sd.isA {
+				aID, bID = s.otherID, pr.src.ID
 			}
 			for _, c := range pr.res.Conflicts {
 				// A conflict seen before (same records, field and values) is
