@@ -33,6 +33,14 @@ type Record struct {
 	ModifiedAt time.Time `json:"modified_at,omitzero"`
 	// Archived reports a record archived (HubSpot) or deleted to the recycle bin (Salesforce).
 	Archived bool `json:"archived,omitempty"`
+	// MergedInto is set on a record that a merge took away: the id of the
+	// record it was merged into (Salesforce MasterRecordId of a deleted
+	// loser; for HubSpot, the id an old id now resolves to). The person
+	// lives on in that record: the sync relinks, it never archives.
+	MergedInto string `json:"merged_into,omitempty"`
+	// MergedFrom lists the ids of records merged into this one, where the
+	// API says (HubSpot hs_merged_object_ids).
+	MergedFrom []string `json:"merged_from,omitempty"`
 }
 
 // LogValue logs the record id only.
@@ -167,7 +175,12 @@ type CRM interface {
 	// field "id" looks up by record id.
 	Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]Record, error)
 	// Write applies ops (up to Limits().WriteBatch) and returns one result per
-	// op, in order. The error is for a failure of the whole call.
+	// op, in order. A record the API refused, alone or with its whole batch,
+	// has the refusal in its own result, and the error is nil: whenever the
+	// client knows each op's outcome, it reports it there. A non-nil error
+	// says the outcome of every op is unknown (the call failed as a whole,
+	// say a dropped connection); then the results are nil and the caller
+	// may send the ops again, which must be safe (updates, upserts).
 	Write(ctx context.Context, object string, ops []WriteOp) ([]WriteResult, error)
 	// Schema describes an object's fields.
 	Schema(ctx context.Context, object string) (Schema, error)

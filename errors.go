@@ -3,6 +3,7 @@ package crmsync
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,24 @@ var (
 	// ErrRunClosed is returned when a finished run is used again.
 	ErrRunClosed = errors.New("crmsync: run is closed")
 )
+
+// FieldError is returned (wrapped) by a CRM client when the API refused a
+// call because it names fields that do not exist or that the integration
+// user may not see (Salesforce INVALID_FIELD, HubSpot PROPERTY_DOESNT_EXIST).
+// The sync drops such fields from its reads and writes, reports them, and
+// goes on with the others. It never carries record values.
+type FieldError struct {
+	System, Object string
+	// Fields names the refused fields, where the API says which.
+	Fields []string
+}
+
+func (e *FieldError) Error() string {
+	if len(e.Fields) == 0 {
+		return fmt.Sprintf("%s: %s: a field is not available", e.System, e.Object)
+	}
+	return fmt.Sprintf("%s: %s: fields not available: %s", e.System, e.Object, strings.Join(e.Fields, ", "))
+}
 
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }
