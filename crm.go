@@ -187,3 +187,12 @@ type CRM interface {
 	// Limits reports the client's batch sizes.
 	Limits() Limits
 }
+
+// ChangeLagger is an optional interface of a CRM whose change reads show a
+// write only after a delay (HubSpot search is eventually consistent). The
+// sync never moves a cursor past the window end less ChangeLag, and reads
+// older windows again on a slower cadence so that a late change is found.
+// A CRM without it is taken to show writes at once.
+type ChangeLagger interface {
+	ChangeLag() time.Duration
+}
