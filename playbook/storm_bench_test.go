@@ -74,12 +74,14 @@ func (r stormResult) row(name string) string {
 		r.wall.Round(10*time.Millisecond), r.bound.Round(10*time.Millisecond), r.wall.Seconds()/r.bound.Seconds())
 }
 
-// windowBound is the least time calls take under n per rolling window.
+// windowBound is the exact least time calls take under n per rolling
+// window: the k-th call (from 0) cannot start before floor(k/n) windows
+// after the first, so the last starts floor((calls-1)/n) windows in.
 func windowBound(calls, n int, window time.Duration) time.Duration {
 	if calls <= n {
 		return 0
 	}
-	return time.Duration(float64(calls-n) / float64(n) * float64(window))
+	return time.Duration((calls-1)/n) * window
 }
 
 func envInt(name string, def int) int {
@@ -207,4 +209,19 @@ func naiveSync(ctx context.Context, hc *hubspot.Client, sc crmsync.CRM, n int) e
 		})
 	}
 	return g.Wait()
+}
+
+func TestWindowBound(t *testing.T) {
+	for _, c := range []struct {
+		calls, n     int
+		window, want time.Duration
+	}{
+		{0, 100, 10 * time.Second, 0}, {100, 100, 10 * time.Second, 0}, {101, 100, 10 * time.Second, 10 * time.Second},
+		{200, 100, 10 * time.Second, 10 * time.Second}, {201, 100, 10 * time.Second, 20 * time.Second},
+		{6, 5, time.Second, time.Second}, {11, 5, time.Second, 2 * time.Second},
+	} {
+		if got := windowBound(c.calls, c.n, c.window); got != c.want {
+			t.Errorf("windowBound(%d, %d, %s) = %s, want %s", c.calls, c.n, c.window, got, c.want)
+		}
+	}
 }
