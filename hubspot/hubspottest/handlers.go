@@ -219,6 +219,17 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request, object stri
 	defer s.mu.Unlock()
 	st := s.store(object)
 	groups := compileGroups(st, req)
+	for _, g := range groups {
+		for _, f := range g {
+			if f.p != nil && (f.p.Type == "datetime" || f.p.Type == "date") && f.op != "HAS_PROPERTY" && f.op != "NOT_HAS_PROPERTY" &&
+				f.val.msOK && f.val.ms <= 0 {
+				// HubSpot answers a time filter at (or before) the epoch
+				// with a 500 (API-FACTS-2 §1.3).
+				writeError(w, http.StatusInternalServerError, "INTERNAL_ERROR", "internal error")
+				return
+			}
+		}
+	}
 	var hits []*rec
 	byID := true // every hit's hs_object_id is its own id
 	for _, rc := range st.order {

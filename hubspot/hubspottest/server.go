@@ -412,9 +412,21 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls[rt.endpoint]++
 	f := s.takeFault(rt.endpoint)
 	s.mu.Unlock()
+	if f != nil && f.AfterServe && f.Kind != Latency && f.Kind != Hang {
+		// The request is served (its writes land), then its response is
+		// replaced by the fault: a response lost on the way back.
+		s.dispatch(httptest.NewRecorder(), r, rt)
+		s.applyFault(w, r, f, rt.endpoint)
+		return
+	}
 	if f != nil && !s.applyFault(w, r, f, rt.endpoint) {
 		return
 	}
+	s.dispatch(w, r, rt)
+}
+
+// dispatch serves a routed request.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 	if rt.endpoint == "oauth/token" {
 		s.serveToken(w, r)
 		return
