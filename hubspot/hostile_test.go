@@ -162,4 +162,3 @@ func TestChangeLag(t *testing.T) {
 	_, err := hubspot.New(hubspot.Config{Token: "t", ChangeLag: -time.Second})
 	assert.Error(t, err)
 }
-
