@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -66,6 +67,24 @@ type Config struct {
 	// Now is the clock for modification stamps and token expiry; nil means
 	// time.Now.
 	Now func() time.Time
+
+	// Hostile behaviours, all off by default (see the package doc).
+
+	// SearchLagMin and SearchLagMax bound the random delay before a write
+	// shows in search; while it waits, search sees the record as it was
+	// (absent if new). Zero SearchLagMax means no lag.
+	SearchLagMin, SearchLagMax time.Duration
+	// ClockSkew offsets every stamp the fake makes (and its clock) from Now.
+	ClockSkew time.Duration
+	// StampGranularity truncates modification stamps, so that writes
+	// within one span share a stamp (bulk updates share a millisecond);
+	// zero means a millisecond.
+	StampGranularity time.Duration
+	// RefuseBatchRate is the share (0 to 1) of batch write calls with more
+	// than one input that are refused whole with a 400, 409 or 413.
+	RefuseBatchRate float64
+	// Seed seeds the random choices of the hostile behaviours.
+	Seed uint64
 }
 
 // Option adjusts the Config of NewServer.
@@ -98,6 +117,41 @@ func WithDailyLimit(n int) Option { return func(c *Config) { c.DailyLimit = n } 
 // WithClock sets the clock for stamps and token expiry.
 func WithClock(now func() time.Time) Option { return func(c *Config) { c.Now = now } }
 
+// WithSearchLag makes each write show in search only after a random delay
+// in [min, max], and search answer with the record's previous state until
+// then.
+func WithSearchLag(min, max time.Duration) Option {
+	return func(c *Config) { c.SearchLagMin, c.SearchLagMax = min, max }
+}
+
+// WithClockSkew offsets the fake's stamps from its clock by d (±).
+func WithClockSkew(d time.Duration) Option { return func(c *Config) { c.ClockSkew = d } }
+
+// WithStampGranularity truncates stamps to d, so writes share stamps.
+func WithStampGranularity(d time.Duration) Option { return func(c *Config) { c.StampGranularity = d } }
+
+// WithBatchRefusals refuses the share rate (0 to 1) of multi-input batch
+// writes whole (400, 409 or 413).
+func WithBatchRefusals(rate float64) Option { return func(c *Config) { c.RefuseBatchRate = rate } }
+
+// WithSeed seeds the hostile behaviours' random choices.
+func WithSeed(seed uint64) Option { return func(c *Config) { c.Seed = seed } }
+
+// Hostile turns on every random hostile behaviour, drawn from seed: search
+// lag of up to 30 s (stale search meanwhile), a clock skew within ±2
+// minutes, stamps shared within 10 ms, and 5% of multi-input batch writes
+// refused whole. The same seed gives the same world.
+func Hostile(seed uint64) Option {
+	return func(c *Config) {
+		r := mrand.New(mrand.NewPCG(seed, 0x6875627370))
+		c.Seed = seed
+		c.SearchLagMin, c.SearchLagMax = 0, 30*time.Second
+		c.ClockSkew = time.Duration(r.Int64N(int64(4*time.Minute))) - 2*time.Minute
+		c.StampGranularity = 10 * time.Millisecond
+		c.RefuseBatchRate = 0.05
+	}
+}
+
 // WithSearchCap sets the search results cap.
 func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
 
@@ -129,6 +183,7 @@ type Server struct {
 	failRecords map[string]string
 	tokens      map[string]time.Time
 	tokenSeq    int
+	rnd         *mrand.Rand
 }
 
 type objectStore struct {
@@ -136,6 +191,10 @@ type objectStore struct {
 	props []*Property
 	// order holds every record by id (ids only grow, so creation order).
 	order []*rec
+	// merged maps a merged-away id to the id of the record it went into.
+	merged map[string]string
+	// hidden holds deleted properties, to restore.
+	hidden map[string]*Property
 	// idx maps a property name to its values' fold keys and the records,
 	// archived included, that hold them; a property gets an index on its
 	// first lookup and keeps it in step with every change from then on.
@@ -143,6 +202,9 @@ type objectStore struct {
 }
 
 type rec struct {
+	// versions are the record's states waiting for the search index,
+	// oldest first (search index lag); empty when search sees r itself.
+	versions   []version
 	id         string
 	num        int64
 	props      map[string]string
@@ -200,7 +262,14 @@ func New(c Config) (*Server, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SearchLagMin < 0 || c.SearchLagMax < c.SearchLagMin || c.StampGranularity < 0 {
+		return nil, errors.New("hubspottest: Config.SearchLagMin must be in [0, SearchLagMax] and StampGranularity not negative")
+	}
+	if c.RefuseBatchRate < 0 || c.RefuseBatchRate > 1 {
+		return nil, errors.New("hubspottest: Config.RefuseBatchRate must be in [0, 1]")
+	}
 	return &Server{
+		rnd:         mrand.New(mrand.NewPCG(c.Seed, 0x66616b65)),
 		Token:       c.Token,
 		cfg:         c,
 		done:        make(chan struct{}),
@@ -329,7 +398,15 @@ func (s *Server) IssuedTokens() int {
 	return s.tokenSeq
 }
 
-func (s *Server) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
+// now is the fake's clock, skewed and truncated as configured: the source
+// of every stamp.
+func (s *Server) now() time.Time {
+	g := s.cfg.StampGranularity
+	if g < time.Millisecond {
+		g = time.Millisecond
+	}
+	return s.cfg.Now().Add(s.cfg.ClockSkew).UTC().Truncate(g)
+}
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
@@ -385,6 +462,8 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
 		return route{endpoint: "list", object: parts[3]}, true
+	case len(parts) == 5 && parts[4] == "merge" && r.Method == http.MethodPost:
+		return route{endpoint: "merge", object: parts[3]}, true
 	case len(parts) == 5 && parts[4] == "search" && r.Method == http.MethodPost:
 		return route{endpoint: "search", object: parts[3]}, true
 	case len(parts) == 5 && r.Method == http.MethodGet:
@@ -447,6 +526,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 		s.serveBatchRead(w, r, rt.object)
 	case "batch/archive":
 		s.serveBatchArchive(w, r, rt.object)
+	case "merge":
+		s.serveMerge(w, r, rt.object)
 	default:
 		s.serveBatchWrite(w, r, rt.object, strings.TrimPrefix(rt.endpoint, "batch/"))
 	}
