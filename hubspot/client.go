@@ -1,11 +1,21 @@
 // Package hubspot is a client for HubSpot's CRM v3 API that implements
 // crmsync.CRM for contacts and any other object type by name.
 //
-// It reads changes through the search API (and archived records through the
-// list API), looks records up and writes them in batches of up to 100, reads
-// property definitions for drift detection, and paces itself under HubSpot's
-// per-account limits: a rolling ten-second limit by tier, 5 searches a
-// second, and a daily budget.
+// It reads changes through the search API as a list of changed ids, then
+// reads those records by id with batch read (search is eventually
+// consistent and may answer with stale values; its body is capped at 3,000
+// characters), and archived records through the list API. It looks records
+// up and writes them in batches of up to 100, reads property definitions
+// for drift detection, and paces itself under HubSpot's per-account limits:
+// a rolling ten-second limit by tier, 5 searches a second, and a daily
+// budget whose day runs in the account's time zone (Config.BudgetLocation).
+//
+// Write reports each op's outcome in its own result: a batch HubSpot
+// refuses whole is split into single calls, creates are never sent twice
+// blind (a create with a unique match goes as an upsert), updates to ids a
+// merge took away follow the merge, and properties HubSpot does not know
+// come back as a *crmsync.FieldError. The client implements
+// crmsync.ChangeLagger (Config.ChangeLag).
 package hubspot
 
 import (

@@ -219,4 +219,3 @@ func TestHostileWorld(t *testing.T) {
 	}
 	assert.Equal(t, hubspot.DefaultChangeLag, c.ChangeLag())
 }
-

@@ -1,12 +1,55 @@
 // Package hubspottest is an in-memory fake of HubSpot's CRM v3 API for tests
 // and local runs. It serves the real paths and wire format (search, list,
-// batch read/create/update/upsert/archive, single get, properties and the
-// OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
+// batch read/create/update/upsert/archive, single get, merge, properties and
+// the OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
 // token, the ten-second and search rate limits, a daily limit, batch and
-// page sizes, the search cap, unique emails and unique properties, required
-// properties and enumeration options as per-record errors, and millisecond
-// modification stamps from a controllable clock. Faults are injected on
-// demand with Fail and FailRecords.
+// page sizes (100 inputs per batch), the search cap, unique emails and
+// unique properties, required properties and enumeration options as
+// per-record errors, and millisecond modification stamps from a
+// controllable clock. Faults are injected on demand with Fail (including
+// whole-batch refusals, Fault.Kind BatchRefusal, and responses lost after
+// the request landed, Fault.AfterServe) and FailRecords.
+//
+// # Rules always on, as the real API
+//
+//   - A search body over 3,000 characters is refused with a 400
+//     VALIDATION_ERROR (the limit counts the properties list too).
+//   - A search filter on a date or datetime property at or before the epoch
+//     gets a 500 (HubSpot fails such queries).
+//   - A write naming a property the object does not have fails with
+//     VALIDATION_ERROR, code PROPERTY_DOESNT_EXIST: the message embeds the
+//     JSON list of invalid properties ("Property values were not valid:
+//     [...]") and errors[] names each in context.propertyName; per record
+//     (207) when every input has an objectWriteTraceId, else a 400 for the
+//     whole batch. Reads leave unknown properties out.
+//   - Merges (POST /crm/v3/objects/{type}/merge and Server.Merge) make a new
+//     record with a new id holding the primary's values (the other's where
+//     the primary's are blank) and hs_merged_object_ids "old1;old2". The
+//     old ids leave search and lists; a single GET by an old id returns the
+//     new record with its new id, while batch read and batch update of an
+//     old id fail as not found. Whether real HubSpot lists merged-away ids
+//     with archived=true is unconfirmed: the fake does not.
+//
+// # Hostile behaviours, each switchable (all off by default)
+//
+//   - Search index lag (WithSearchLag): a write shows in search only after
+//     a random delay in [min, max], drawn per write, so writes surface out
+//     of order; until then search sees the record's previous state (stale
+//     values and stamp, or no record if new), while batch read and GET see
+//     the latest at once. SettleSearch makes everything visible.
+//   - Clock skew (WithClockSkew): every stamp runs ahead of or behind the
+//     clock by a fixed offset.
+//   - Equal stamps (WithStampGranularity): stamps are truncated, so writes
+//     within one span (a bulk update) share a stamp; records written by one
+//     batch call always share one.
+//   - Whole-batch refusals (WithBatchRefusals): a share of multi-input batch
+//     writes is refused whole with a 400, 409 or 413 before any is written.
+//   - Deleted properties (DeleteProperty, RestoreProperty): a property leaves
+//     the schema, reads omit it and writes to it fail as above; restoring it
+//     brings its values back.
+//
+// Hostile(seed) turns on all the random ones with draws from seed
+// (WithSeed seeds them one by one): the same seed gives the same world.
 package hubspottest
 
 import (
