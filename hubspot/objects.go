@@ -160,8 +160,9 @@ const mergedProperty = "hs_merged_object_ids"
 // the stamp, sorted by hs_object_id; the records themselves are then read
 // by id with batch read (100 ids per call, the properties in the body, so
 // no policy is too wide for search's 3,000-character body). A record read
-// this way is the latest, its stamp possibly past Until; ids that vanished
-// between the two calls (archived, merged) are left out. Pages continue
+// this way is the latest; one whose stamp is now past Until (changed again
+// since) is left out, for a later window to return, and so are ids that
+// vanished between the two calls (archived, merged). Pages continue
 // above the last id seen (keyset paging), which never reaches the search
 // cap. Since is floored at 1 s past the epoch. Archived records come from
 // the list API and are filtered by archivedAt here. A PageToken carries its
@@ -225,6 +226,13 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	page, err := c.readByID(ctx, q.Object, ids, q.Fields)
 	if err != nil {
 		return crmsync.Page{}, err
+	}
+	if tok.Until != 0 {
+		// A record changed again after the window (search still had its
+		// older stamp) belongs to a later window: returned here it would
+		// carry a stamp past Until, and a cursor taken from it would
+		// skip what changed between.
+		page = slices.DeleteFunc(page, func(r crmsync.Record) bool { return r.ModifiedAt.UnixMilli() >= tok.Until })
 	}
 	if resp.Paging == nil || resp.Paging.Next == nil || resp.Paging.Next.After == "" {
 		return crmsync.Page{Records: page, Total: resp.Total}, nil

@@ -219,3 +219,24 @@ func TestHostileWorld(t *testing.T) {
 	}
 	assert.Equal(t, hubspot.DefaultChangeLag, c.ChangeLag())
 }
+
+// A record search still lists by an older stamp, but changed again after
+// the window, is left to the window of its latest change: its stamp never
+// lies past Until.
+func TestChangesLeaveRecordsChangedAfterTheWindow(t *testing.T) {
+	clk := newClock()
+	srv := fastFake(t, hubspottest.WithClock(clk.Now), hubspottest.WithSearchLag(10*time.Second, 10*time.Second))
+	ids := srv.SeedContacts(2)
+	clk.Advance(time.Minute)
+	until := clk.Now()
+	require.NoError(t, srv.Edit("contacts", ids[0], map[string]string{"firstname": "Later"}))
+	c := newClient(t, srv)
+	got, _ := allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: since1s, Until: until, Fields: []string{"firstname"}})
+	require.Len(t, got, 1)
+	assert.Equal(t, ids[1], got[0].ID)
+	clk.Advance(10 * time.Second)
+	got, _ = allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: until, Fields: []string{"firstname"}})
+	require.Len(t, got, 1)
+	assert.Equal(t, ids[0], got[0].ID)
+	assert.Equal(t, "Later", got[0].Fields["firstname"])
+}
