@@ -162,3 +162,48 @@ func TestChangeLag(t *testing.T) {
 	_, err := hubspot.New(hubspot.Config{Token: "t", ChangeLag: -time.Second})
 	assert.Error(t, err)
 }
+
+// Ops whose outcome is unknown sit beside ops whose outcome is known: the
+// results carry both and the error is nil.
+func TestWriteMixesKnownAndUnknownOutcomes(t *testing.T) {
+	srv := fastFake(t)
+	id := srv.SeedContacts(1)[0]
+	c := newClient(t, srv)
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Status: 503, Endpoint: "batch/update", Count: 100})
+	ops := []crmsync.WriteOp{
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"firstname": "A"}},
+		{Kind: crmsync.Update, ID: id, Fields: crmsync.Fields{"firstname": "B"}},
+	}
+	res, err := c.Write(context.Background(), "contacts", ops)
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	assert.NoError(t, res[0].Err)
+	assert.True(t, res[0].Created)
+	require.Error(t, res[1].Err)
+	assert.False(t, crmsync.IsPermanent(res[1].Err), "the update may be sent again")
+}
+
+// A call refused for its credentials is no verdict on the records: the
+// error comes back whole, with nil results.
+func TestWriteUnauthorizedIsAWholeCallError(t *testing.T) {
+	srv := fastFake(t)
+	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.Token = "wrong" })
+	res, err := c.Write(context.Background(), "contacts", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"firstname": "A"}}})
+	require.ErrorIs(t, err, crmsync.ErrUnauthorized)
+	assert.Nil(t, res)
+}
+
+func TestResolveID(t *testing.T) {
+	srv := fastFake(t)
+	ids := srv.SeedContacts(3)
+	newID, err := srv.Merge("contacts", ids[0], ids[1])
+	require.NoError(t, err)
+	require.NoError(t, srv.Archive("contacts", ids[2]))
+	c := newClient(t, srv)
+	ctx := context.Background()
+	for id, want := range map[string]string{ids[0]: newID, ids[1]: newID, newID: newID, ids[2]: "", "424242": ""} {
+		got, err := c.ResolveID(ctx, "contacts", id)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "ResolveID(%s)", id)
+	}
+}

@@ -207,10 +207,10 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 		path: objectPath(object) + "/" + endpoint, body: map[string]any{"inputs": inputs}, once: kind == crmsync.Create})
 	if err != nil {
 		var ae *APIError
-		if !errors.As(err, &ae) || !refusesInputs(ae.Status) {
-			return err
+		if !errors.As(err, &ae) || !crmsync.IsPermanent(err) || errors.Is(err, crmsync.ErrUnauthorized) {
+			return err // the call failed, not these records
 		}
-		if len(idx) > 1 {
+		if len(idx) > 1 && refusesInputs(ae.Status) {
 			// One bad input can fail a whole batch (upserts on email, inputs
 			// HubSpot rejects before per-record processing, a payload too
 			// large): send each op alone for its own verdict.
@@ -227,12 +227,17 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 			}
 			return nil
 		}
-		i := idx[0]
-		re := &RecordError{Index: i, Key: ops[i].Key, Status: "error", Category: ae.Category, Message: ae.Message}
-		if fe := ae.fieldError(); fe != nil {
-			re.Err = fe
+		// HubSpot refused these records (for a single op, or a refusal no
+		// split can help, such as an unknown object type): each op gets
+		// the verdict.
+		fe := ae.fieldError()
+		for _, i := range idx {
+			re := &RecordError{Index: i, Key: ops[i].Key, Status: "error", Category: ae.Category, Message: ae.Message}
+			if fe != nil {
+				re.Err = fe
+			}
+			results[i] = crmsync.WriteResult{Err: crmsync.Permanent(re)}
 		}
-		results[i] = crmsync.WriteResult{Err: crmsync.Permanent(re)}
 		return nil
 	}
 	var resp batchResponse
@@ -246,11 +251,11 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 	return nil
 }
 
-// refusesInputs reports a status with which HubSpot refuses a batch for its
-// inputs, before writing any of them.
+// refusesInputs reports a status with which HubSpot refuses a whole batch
+// for some of its inputs, before writing any of them: sending each input
+// alone sorts the good from the bad.
 func refusesInputs(status int) bool {
-	return status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusRequestEntityTooLarge ||
-		status == http.StatusNotFound || status == http.StatusUnprocessableEntity
+	return status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusRequestEntityTooLarge
 }
 
 // followMerges retries updates that failed as not found on the record their
@@ -281,6 +286,17 @@ func (c *Client) followMerges(ctx context.Context, object string, idx []int, ops
 		}
 		results[i] = res[0]
 	}
+}
+
+// ResolveID returns the id of the record id lives on now: id itself for a
+// live record, the new record's id for one a merge took away (a single GET
+// follows merges, batch calls do not), or "" when nothing has it (deleted,
+// archived). It costs one call.
+func (c *Client) ResolveID(ctx context.Context, object, id string) (string, error) {
+	if object == "" || id == "" {
+		return "", crmsync.Permanent(errors.New("hubspot: resolve: object and id are required"))
+	}
+	return c.resolveID(ctx, object, id)
 }
 
 // resolveID reads one record by id with a single GET, which (unlike batch
