@@ -1,11 +1,21 @@
 // Package hubspot is a client for HubSpot's CRM v3 API that implements
 // crmsync.CRM for contacts and any other object type by name.
 //
-// It reads changes through the search API (and archived records through the
-// list API), looks records up and writes them in batches of up to 100, reads
-// property definitions for drift detection, and paces itself under HubSpot's
-// per-account limits: a rolling ten-second limit by tier, 5 searches a
-// second, and a daily budget.
+// It reads changes through the search API as a list of changed ids, then
+// reads those records by id with batch read (search is eventually
+// consistent and may answer with stale values; its body is capped at 3,000
+// characters), and archived records through the list API. It looks records
+// up and writes them in batches of up to 100, reads property definitions
+// for drift detection, and paces itself under HubSpot's per-account limits:
+// a rolling ten-second limit by tier, 5 searches a second, and a daily
+// budget whose day runs in the account's time zone (Config.BudgetLocation).
+//
+// Write reports each op's outcome in its own result: a batch HubSpot
+// refuses whole is split into single calls, creates are never sent twice
+// blind (a create with a unique match goes as an upsert), updates to ids a
+// merge took away follow the merge, and properties HubSpot does not know
+// come back as a *crmsync.FieldError. The client implements
+// crmsync.ChangeLagger (Config.ChangeLag).
 package hubspot
 
 import (
@@ -104,8 +114,8 @@ type Config struct {
 	// InFlight caps the calls running at once in the default limiters; zero
 	// means 10. It is ignored for injected limiters.
 	InFlight int
-	// DailyBudget is the most calls the client makes per UTC day (counted by
-	// this client); zero means Tier.DailyLimit(); negative means no budget.
+	// DailyBudget is the most calls the client makes per day in
+	// BudgetLocation (counted by this client); zero means Tier.DailyLimit(); negative means no budget.
 	DailyBudget int
 	// MaxRetries bounds the retries of one call after a 5xx, 423, 477 or
 	// network error; zero means 4; negative means none. A Retry-After longer
@@ -129,7 +139,21 @@ type Config struct {
 	MaxResponseBytes int64
 	// Now is the clock for the daily budget's day; nil means time.Now.
 	Now func() time.Time
+	// BudgetLocation is the HubSpot account's time zone (Settings, Account
+	// defaults): HubSpot's daily limit runs from midnight to midnight
+	// there, and so does DailyBudget. nil means UTC; set it for accounts in
+	// other zones, or the budget opens a new day hours early or late.
+	BudgetLocation *time.Location
+	// ChangeLag is how long a write may take to show in search (HubSpot
+	// documents "a few moments"); the sync never moves its change cursor
+	// past a window's end less this lag. Zero means DefaultChangeLag;
+	// negative is refused.
+	ChangeLag time.Duration
 }
+
+// DefaultChangeLag is the default Config.ChangeLag: searches lag writes by
+// seconds in practice, and a minute leaves room for bad days.
+const DefaultChangeLag = time.Minute
 
 // Client is a HubSpot CRM v3 client. It is safe for concurrent use.
 type Client struct {
@@ -148,6 +172,8 @@ type Client struct {
 	retryMax     time.Duration
 	maxBody      int64
 	now          func() time.Time
+	budgetLoc    *time.Location
+	changeLag    time.Duration
 
 	mu        sync.Mutex
 	stats     map[string]int64
@@ -185,6 +211,9 @@ func New(c Config) (*Client, error) {
 	if c.RateLimitWait < 0 || c.SearchRateLimitWait < 0 || c.RetryInitial < 0 || c.RetryMax < 0 {
 		return nil, errors.New("hubspot: Config.RateLimitWait, SearchRateLimitWait, RetryInitial and RetryMax must not be negative")
 	}
+	if c.ChangeLag < 0 {
+		return nil, errors.New("hubspot: Config.ChangeLag must not be negative")
+	}
 	if c.MaxResponseBytes < 0 {
 		return nil, errors.New("hubspot: Config.MaxResponseBytes must not be negative")
 	}
@@ -211,6 +240,8 @@ func New(c Config) (*Client, error) {
 		retryMax:     c.RetryMax,
 		maxBody:      c.MaxResponseBytes,
 		now:          c.Now,
+		budgetLoc:    c.BudgetLocation,
+		changeLag:    c.ChangeLag,
 		stats:        map[string]int64{},
 	}
 	if cl.hc == nil {
@@ -257,6 +288,12 @@ func New(c Config) (*Client, error) {
 	if cl.now == nil {
 		cl.now = time.Now
 	}
+	if cl.budgetLoc == nil {
+		cl.budgetLoc = time.UTC
+	}
+	if cl.changeLag == 0 {
+		cl.changeLag = DefaultChangeLag
+	}
 	if c.OAuth != nil {
 		tokenURL := c.OAuth.TokenURL
 		if tokenURL == "" {
@@ -281,6 +318,12 @@ func NewLimiter(n int, window time.Duration, inFlight int) (crmsync.Limiter, err
 
 // System implements crmsync.CRM.
 func (c *Client) System() string { return "hubspot" }
+
+// ChangeLag implements crmsync.ChangeLagger: how long a write may take to
+// show in Changes (Config.ChangeLag).
+func (c *Client) ChangeLag() time.Duration { return c.changeLag }
+
+var _ crmsync.ChangeLagger = (*Client)(nil)
 
 // Limits implements crmsync.CRM: batches of 100 for writes and lookups.
 func (c *Client) Limits() crmsync.Limits { return crmsync.Limits{WriteBatch: 100, LookupBatch: 100} }
@@ -314,7 +357,7 @@ func (c *Client) Calls() int64 {
 func (c *Client) count(endpoint string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	day := c.now().UTC().Format(time.DateOnly)
+	day := c.now().In(c.budgetLoc).Format(time.DateOnly)
 	if day != c.day {
 		c.day, c.dayCalls, c.dayClosed = day, 0, false
 	}
@@ -331,7 +374,7 @@ func (c *Client) count(endpoint string) error {
 
 func (c *Client) closeDay() {
 	c.mu.Lock()
-	c.day = c.now().UTC().Format(time.DateOnly)
+	c.day = c.now().In(c.budgetLoc).Format(time.DateOnly)
 	c.dayClosed = true
 	c.mu.Unlock()
 }
@@ -340,11 +383,16 @@ func (c *Client) closeDay() {
 type request struct {
 	endpoint string // stats key
 	call     string // for errors: "search contacts"
+	object   string // object type, for FieldError
 	method   string
 	path     string
 	query    url.Values
 	body     any
 	search   bool
+	// once marks a call that is not idempotent (batch/create): after a
+	// 5xx or a connection lost once the request may have been sent, its
+	// outcome is unknown and it is not sent again.
+	once bool
 }
 
 // do sends r, retrying as HubSpot advises, and returns the status and body of
@@ -396,6 +444,9 @@ func (c *Client) do(ctx context.Context, r request) (int, []byte, error) {
 			if errors.As(err, &de) || !isNetErr(err) {
 				return 0, nil, err
 			}
+			if r.once && !isDialErr(err) {
+				return 0, nil, &UnknownOutcomeError{Call: r.call, Err: err}
+			}
 			if retries >= c.maxRetries {
 				return 0, nil, fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, retries, err)
 			}
@@ -404,7 +455,7 @@ func (c *Client) do(ctx context.Context, r request) (int, []byte, error) {
 		case status >= 200 && status < 300:
 			return status, body, nil
 		case status == http.StatusTooManyRequests:
-			apiErr := c.apiError(r.call, status, body)
+			apiErr := c.apiError(r, status, body)
 			if apiErr.PolicyName == "DAILY" {
 				c.closeDay()
 				return 0, nil, fmt.Errorf("%w: %w", apiErr, crmsync.ErrDailyLimit)
@@ -421,11 +472,14 @@ func (c *Client) do(ctx context.Context, r request) (int, []byte, error) {
 			c.oauth.invalidate()
 			continue
 		case status >= 500 || status == http.StatusLocked || status == 477:
-			apiErr := c.apiError(r.call, status, body)
+			apiErr := c.apiError(r, status, body)
 			if ra := retryAfter(header, 0); ra > c.retryMax {
 				// A long wait (477 migrations announce hours): hand it to
 				// the caller's scheduler rather than sleeping in the call.
 				return 0, nil, &crmsync.RateLimitError{RetryAfter: ra, Err: apiErr}
+			}
+			if r.once && status >= 500 {
+				return 0, nil, &UnknownOutcomeError{Call: r.call, Err: apiErr}
 			}
 			if retries >= c.maxRetries {
 				return 0, nil, fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, retries, apiErr)
@@ -433,7 +487,7 @@ func (c *Client) do(ctx context.Context, r request) (int, []byte, error) {
 			retries++
 			retryIn = max(bo.NextBackOff(), retryAfter(header, 0))
 		default:
-			return 0, nil, crmsync.Permanent(c.apiError(r.call, status, body))
+			return 0, nil, crmsync.Permanent(c.apiError(r, status, body))
 		}
 		t := time.NewTimer(retryIn)
 		select {
@@ -499,6 +553,12 @@ func isNetErr(err error) bool {
 	return errors.As(err, &nt)
 }
 
+// isDialErr reports a connection that failed before any request was sent.
+func isDialErr(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
 // retryAfter reads a Retry-After header in seconds, or returns def.
 func retryAfter(h http.Header, def time.Duration) time.Duration {
 	if h == nil {
@@ -519,21 +579,23 @@ func retryAfter(h http.Header, def time.Duration) time.Duration {
 
 // errorBody is HubSpot's error body; every field is optional.
 type errorBody struct {
-	Status        string `json:"status"`
-	Message       string `json:"message"`
-	Category      string `json:"category"`
-	SubCategory   any    `json:"subCategory"`
-	CorrelationID string `json:"correlationId"`
-	PolicyName    string `json:"policyName"`
-	ErrorType     string `json:"errorType"`
+	Status        string        `json:"status"`
+	Message       string        `json:"message"`
+	Category      string        `json:"category"`
+	SubCategory   any           `json:"subCategory"`
+	CorrelationID string        `json:"correlationId"`
+	PolicyName    string        `json:"policyName"`
+	ErrorType     string        `json:"errorType"`
+	Errors        []errorDetail `json:"errors"`
 }
 
 // apiError builds an APIError from an error response, whatever its body.
-func (c *Client) apiError(call string, status int, body []byte) *APIError {
-	e := &APIError{Call: call, Status: status}
+func (c *Client) apiError(r request, status int, body []byte) *APIError {
+	e := &APIError{Call: r.call, Status: status, Object: r.object}
 	var b errorBody
 	if json.Unmarshal(body, &b) == nil {
 		e.Category, e.Message, e.CorrelationID, e.PolicyName = b.Category, b.Message, b.CorrelationID, b.PolicyName
+		e.details = b.Errors
 		if s, ok := b.SubCategory.(string); ok {
 			e.SubCategory = s
 		}

@@ -27,6 +27,28 @@ type APIError struct {
 	Message string
 	// CorrelationID identifies the request to HubSpot support.
 	CorrelationID string
+	// Object is the object type of the call, where it has one.
+	Object string
+	// details are the error's "errors" entries.
+	details []errorDetail
+}
+
+// fieldError returns a *crmsync.FieldError naming the properties the error
+// says do not exist, or nil.
+func (e *APIError) fieldError() *crmsync.FieldError {
+	if names := missingProperties(e.Message, e.details); len(names) > 0 {
+		return &crmsync.FieldError{System: "hubspot", Object: e.Object, Fields: names}
+	}
+	return nil
+}
+
+// Unwrap returns a *crmsync.FieldError when HubSpot refused the call for
+// properties that do not exist, else nil.
+func (e *APIError) Unwrap() error {
+	if fe := e.fieldError(); fe != nil {
+		return fe
+	}
+	return nil
 }
 
 // Error names the call, status, category, policy and correlation id.
@@ -89,7 +111,13 @@ type RecordError struct {
 	Category string
 	// Message is HubSpot's message. It may quote record values: do not log it.
 	Message string
+	// Err is the cause where the client knows more: a *crmsync.FieldError
+	// for properties HubSpot does not know.
+	Err error
 }
+
+// Unwrap returns the cause, if any.
+func (e *RecordError) Unwrap() error { return e.Err }
 
 // Error names the op's index, key and category.
 func (e *RecordError) Error() string {
@@ -99,6 +127,26 @@ func (e *RecordError) Error() string {
 	}
 	return s + ": " + e.Category
 }
+
+// UnknownOutcomeError reports a call that is not idempotent (batch create)
+// whose request may have landed but whose response was lost: a 5xx or a
+// dropped connection. The client does not send it again; the caller decides
+// (an upsert on a unique property is safe to send again, a blind create is
+// not). It is transient.
+type UnknownOutcomeError struct {
+	// Call names the client call.
+	Call string
+	// Err is the failure that lost the response.
+	Err error
+}
+
+// Error names the call and the failure.
+func (e *UnknownOutcomeError) Error() string {
+	return "hubspot: " + e.Call + ": outcome unknown, not sent again: " + e.Err.Error()
+}
+
+// Unwrap returns the failure.
+func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
 
 // permanentCategories are per-record error categories no retry can fix.
 var permanentCategories = map[string]bool{

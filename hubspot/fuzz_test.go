@@ -47,7 +47,7 @@ func FuzzDecodeResponses(f *testing.F) {
 				{Kind: crmsync.Upsert, MatchField: "email", MatchValue: "d@e.f"},
 			}
 			res := make([]crmsync.WriteResult, 2)
-			mapBatch(crmsync.Upsert, []int{0, 1}, []string{"k", "crmsync-op-1"}, ops, br, res)
+			mapBatch("contacts", crmsync.Upsert, []int{0, 1}, []string{"k", "crmsync-op-1"}, ops, br, res)
 			for i, r := range res {
 				if r.Err == nil && r.ID == "" && len(br.Results) == 0 {
 					t.Fatalf("op %d has neither an id nor an error", i)
@@ -67,7 +67,7 @@ func FuzzDecodeResponses(f *testing.F) {
 			check("properties", err)
 		}
 		var c Client
-		if e := c.apiError("call", 400, body); e == nil || e.Status != 400 {
+		if e := c.apiError(request{call: "call"}, 400, body); e == nil || e.Status != 400 {
 			t.Fatal("apiError lost the status")
 		}
 	})

@@ -323,7 +323,8 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 	if got := srv.RateLimited(); got != 0 {
 		t.Fatalf("fake refused %d calls for rate, want 0", got)
 	}
-	if srv.Calls("batch/read") != 36 || srv.Calls("search") != 6 {
+	// 36 lookups, and 6 searches each followed by a batch read of its ids.
+	if srv.Calls("batch/read") != 36+6 || srv.Calls("search") != 6 {
 		t.Fatalf("calls = %v", srv.CallCounts())
 	}
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,13 @@ func (o object) record(call string) (crmsync.Record, error) {
 			r.Fields[k] = nil
 		} else {
 			r.Fields[k] = *v
+		}
+	}
+	if v := o.Properties[mergedProperty]; v != nil {
+		for _, id := range strings.Split(*v, ";") {
+			if id = strings.TrimSpace(id); id != "" {
+				r.MergedFrom = append(r.MergedFrom, id)
+			}
 		}
 	}
 	var err error
@@ -136,13 +144,32 @@ func decodePageToken(s string) (pageToken, error) {
 	return t, nil
 }
 
-// Changes implements crmsync.CRM. Live records come from the search API,
-// filtered on the object's modification stamp (lastmodifieddate for contacts,
-// hs_lastmodifieddate otherwise) in [Since, Until) and sorted by
-// hs_object_id; before the search cap (10,000 results per query) the query
-// restarts above the last id seen. Archived records come from the list API
-// and are filtered by archivedAt here. A PageToken carries its window: a
-// continued query keeps the window it started with.
+// epochFloor is the lowest stamp a search filter may hold: HubSpot answers
+// a filter at the epoch with a 500, so a window from the zero time starts
+// 1 s past it.
+const epochFloor = 1000
+
+// mergedProperty lists the ids merged into a record (semicolon-separated).
+const mergedProperty = "hs_merged_object_ids"
+
+// Changes implements crmsync.CRM. Search is eventually consistent and may
+// answer with a record's previous values, so it serves only as a list of
+// the ids that changed: live records are searched with the object's
+// modification stamp (lastmodifieddate for contacts, hs_lastmodifieddate
+// otherwise) in [Since, Until), asking for no properties but the id and
+// the stamp, sorted by hs_object_id; the records themselves are then read
+// by id with batch read (100 ids per call, the properties in the body, so
+// no policy is too wide for search's 3,000-character body). A record read
+// this way is the latest; one whose stamp is now past Until (changed again
+// since) is left out, for a later window to return, and so are ids that
+// vanished between the two calls (archived, merged). Pages continue
+// above the last id seen (keyset paging), which never reaches the search
+// cap. Since is floored at 1 s past the epoch. Archived records come from
+// the list API and are filtered by archivedAt here. A PageToken carries its
+// window: a continued query keeps the window it started with.
+//
+// When Fields is given, hs_merged_object_ids is read too and fills
+// Record.MergedFrom; it stays out of Fields unless asked for.
 func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
 	if q.Object == "" {
 		return crmsync.Page{}, crmsync.Permanent(errors.New("hubspot: changes: ChangeQuery.Object is required"))
@@ -165,9 +192,9 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 		limit = q.PageSize
 	}
 	mod := modifiedProperty(q.Object)
-	filters := []filter{{PropertyName: mod, Operator: "GTE", Value: strconv.FormatInt(tok.Since, 10)}}
+	filters := []filter{{PropertyName: mod, Operator: "GTE", Value: strconv.FormatInt(max(tok.Since, epochFloor), 10)}}
 	if tok.Until != 0 {
-		filters = append(filters, filter{PropertyName: mod, Operator: "LT", Value: strconv.FormatInt(tok.Until, 10)})
+		filters = append(filters, filter{PropertyName: mod, Operator: "LT", Value: strconv.FormatInt(max(tok.Until, epochFloor), 10)})
 	}
 	if tok.LastID != "" {
 		filters = append(filters, filter{PropertyName: "hs_object_id", Operator: "GT", Value: tok.LastID})
@@ -175,12 +202,12 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	body := searchRequest{
 		FilterGroups: []filterGroup{{Filters: filters}},
 		Sorts:        []sort{{PropertyName: "hs_object_id", Direction: "ASCENDING"}},
-		Properties:   q.Fields,
+		Properties:   []string{"hs_object_id", mod},
 		Limit:        limit,
 		After:        tok.After,
 	}
 	call := "search " + q.Object
-	status, raw, err := c.do(ctx, request{endpoint: "search", call: call, method: http.MethodPost,
+	status, raw, err := c.do(ctx, request{endpoint: "search", call: call, object: q.Object, method: http.MethodPost,
 		path: objectPath(q.Object) + "/search", body: body, search: true})
 	if err != nil {
 		return crmsync.Page{}, err
@@ -189,9 +216,23 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	if err := decode(call, status, raw, &resp); err != nil {
 		return crmsync.Page{}, err
 	}
-	page, err := toRecords(call, resp.Results)
+	ids := make([]string, 0, len(resp.Results))
+	for _, o := range resp.Results {
+		if o.ID == "" {
+			return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "record without id"}
+		}
+		ids = append(ids, o.ID)
+	}
+	page, err := c.readByID(ctx, q.Object, ids, q.Fields)
 	if err != nil {
 		return crmsync.Page{}, err
+	}
+	if tok.Until != 0 {
+		// A record changed again after the window (search still had its
+		// older stamp) belongs to a later window: returned here it would
+		// carry a stamp past Until, and a cursor taken from it would
+		// skip what changed between.
+		page = slices.DeleteFunc(page, func(r crmsync.Record) bool { return r.ModifiedAt.UnixMilli() >= tok.Until })
 	}
 	if resp.Paging == nil || resp.Paging.Next == nil || resp.Paging.Next.After == "" {
 		return crmsync.Page{Records: page, Total: resp.Total}, nil
@@ -201,13 +242,37 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	// sync's own write-backs bump lastmodifieddate past Until) would shift
 	// an offset and skip others; ids do not move. It also never reaches
 	// the search cap, since every page is a fresh query.
-	if len(page) == 0 {
+	if len(ids) == 0 {
 		return crmsync.Page{}, &DecodeError{Call: call, Status: status, Reason: "empty page with a next page"}
 	}
 	next := tok
 	next.After = ""
-	next.LastID = page[len(page)-1].ID
+	next.LastID = ids[len(ids)-1]
 	return crmsync.Page{Records: page, Next: next.encode(), Total: resp.Total}, nil
+}
+
+// readByID reads records by id with batch read, in the order of ids; ids
+// with no live record are left out.
+func (c *Client) readByID(ctx context.Context, obj string, ids, fields []string) ([]crmsync.Record, error) {
+	if len(ids) == 0 {
+		return []crmsync.Record{}, nil
+	}
+	recs, err := c.Lookup(ctx, obj, "id", ids, fields)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]crmsync.Record, len(recs))
+	for _, r := range recs {
+		byID[r.ID] = r
+	}
+	out := make([]crmsync.Record, 0, len(recs))
+	for _, id := range ids {
+		if r, ok := byID[id]; ok {
+			out = append(out, r)
+			delete(byID, id)
+		}
+	}
+	return out, nil
 }
 
 func toRecords(call string, objs []object) ([]crmsync.Record, error) {
@@ -294,6 +359,7 @@ type standardError struct {
 	Category string              `json:"category"`
 	Message  string              `json:"message"`
 	Context  map[string][]string `json:"context"`
+	Errors   []errorDetail       `json:"errors"`
 }
 
 type batchResponse struct {
@@ -314,10 +380,7 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 	var out []crmsync.Record
 	for start := 0; start < len(values); start += 100 {
 		chunk := values[start:min(start+100, len(values))]
-		body := batchReadRequest{Properties: fields, Inputs: make([]readInput, len(chunk))}
-		if body.Properties == nil {
-			body.Properties = []string{}
-		}
+		body := batchReadRequest{Properties: withMerged(fields), Inputs: make([]readInput, len(chunk))}
 		if field != "id" {
 			body.IDProperty = field
 		}
@@ -343,9 +406,26 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 		if err != nil {
 			return nil, err
 		}
+		if !slices.Contains(fields, mergedProperty) {
+			for _, r := range recs {
+				delete(r.Fields, mergedProperty)
+			}
+		}
 		out = append(out, recs...)
 	}
 	return out, nil
+}
+
+// withMerged adds hs_merged_object_ids to a non-empty property list (an
+// empty one asks for HubSpot's default properties and stays empty).
+func withMerged(fields []string) []string {
+	if len(fields) == 0 {
+		return []string{}
+	}
+	if slices.Contains(fields, mergedProperty) {
+		return fields
+	}
+	return append(slices.Clip(fields), mergedProperty)
 }
 
 type archiveRequest struct {

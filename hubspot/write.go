@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -35,25 +36,38 @@ type createInput struct {
 // index-based id when Key is empty or repeated) as objectWriteTraceId, so
 // that per-record errors of a 207 response map back to their ops. Per-record
 // validation failures are Permanent *RecordError; other per-record failures
-// are transient *RecordError.
+// are transient *RecordError. A property HubSpot does not know (deleted, or
+// never defined) fails its record with a *RecordError wrapping a
+// *crmsync.FieldError that names the properties, never their values.
 //
-// Write always returns one result per op, in the ops' order. When a whole
-// call fails, its ops carry that call's error and Write also returns the
-// first such error; ops in other calls keep their own results. A call
-// refused whole with a 400 or 409 is retried one op per call, so one bad
-// record does not fail the others.
+// Write returns one result per op, in the ops' order, and a nil error
+// whenever it knows each op's outcome. A call HubSpot refuses whole (400,
+// 409 or 413: one bad input can fail a batch, and email upserts have no
+// partial success) is sent again one op per call, so that each op gets its
+// own verdict. A call that fails as a whole for another reason (rate or
+// daily limit, credentials, 5xx, network) stops the Write: its ops and
+// those not sent yet carry that error as a transient one. When no op's
+// outcome is known, Write returns nil results and that error.
 //
-// Calls are retried after 5xx and network failures like every other call,
-// so a batch create whose first attempt landed unseen may create twice:
-// create through Upsert on a unique property holding the other system's id
-// where that matters.
+// Creates are not idempotent, so batch/create is never sent again after a
+// 5xx or a lost connection (the error is an *UnknownOutcomeError): a create
+// op that names a unique property (MatchField and MatchValue) is sent as an
+// upsert on it instead, which is safe to repeat. Updates and upserts are
+// retried like every other call.
+//
+// An update whose id HubSpot no longer knows in batch calls (a merge made
+// a new record; the old ids resolve only on a single GET) is looked up with
+// a GET; if the id resolves to another record, the update is sent to that
+// record and its result carries the new id. The sync relinks on it.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if object == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: write: object is required"))
 	}
 	results := make([]crmsync.WriteResult, len(ops))
 	props := make([]map[string]string, len(ops))
+	kinds := make([]crmsync.WriteKind, len(ops))
 	groups := map[crmsync.WriteKind][]int{}
+	known := false
 	for i, op := range ops {
 		p, err := properties(op.Fields)
 		if err == nil {
@@ -61,22 +75,49 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 		}
 		if err != nil {
 			results[i].Err = crmsync.Permanent(&RecordError{Index: i, Key: op.Key, Category: "INVALID_OP", Message: err.Error()})
+			known = true
 			continue
 		}
 		props[i] = p
-		groups[op.Kind] = append(groups[op.Kind], i)
+		kinds[i] = op.Kind
+		if op.Kind == crmsync.Create && op.MatchField != "" && op.MatchValue != "" {
+			kinds[i] = crmsync.Upsert
+		}
+		groups[kinds[i]] = append(groups[kinds[i]], i)
 	}
-	var first error
+	var callErr error
+	var unsent []int
 	for _, kind := range []crmsync.WriteKind{crmsync.Create, crmsync.Update, crmsync.Upsert} {
 		idx := groups[kind]
 		for start := 0; start < len(idx); start += 100 {
-			err := c.writeChunk(ctx, object, kind, idx[start:min(start+100, len(idx))], ops, props, results)
-			if err != nil && first == nil {
-				first = err
+			chunk := idx[start:min(start+100, len(idx))]
+			if callErr != nil {
+				unsent = append(unsent, chunk...)
+				continue
 			}
+			if err := c.writeChunk(ctx, object, kind, chunk, ops, props, results); err != nil {
+				callErr = err
+				unsent = append(unsent, chunk...)
+				continue
+			}
+			known = true
 		}
 	}
-	return results, first
+	if callErr == nil {
+		return results, nil
+	}
+	if !known {
+		return nil, callErr
+	}
+	perOp := callErr
+	if crmsync.IsPermanent(perOp) {
+		// The call, not these records, was refused: they may be sent again.
+		perOp = fmt.Errorf("hubspot: write not done: %s", callErr.Error())
+	}
+	for _, i := range unsent {
+		results[i] = crmsync.WriteResult{Err: perOp}
+	}
+	return results, nil
 }
 
 func checkOp(op crmsync.WriteOp) error {
@@ -132,7 +173,8 @@ func properties(f crmsync.Fields) (map[string]string, error) {
 }
 
 // writeChunk sends one batch call for ops idx (all of one kind) and fills
-// their results.
+// their results. It returns an error only when the call failed as a whole
+// for a reason other than its inputs; the results of idx are then unset.
 func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.WriteKind, idx []int, ops []crmsync.WriteOp, props []map[string]string, results []crmsync.WriteResult) error {
 	trace := make([]string, len(idx))
 	seen := map[string]bool{}
@@ -161,41 +203,127 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 	}
 	endpoint := "batch/" + string(kind)
 	call := endpoint + " " + object
-	status, raw, err := c.do(ctx, request{endpoint: endpoint, call: call, method: http.MethodPost,
-		path: objectPath(object) + "/" + endpoint, body: map[string]any{"inputs": inputs}})
+	status, raw, err := c.do(ctx, request{endpoint: endpoint, call: call, object: object, method: http.MethodPost,
+		path: objectPath(object) + "/" + endpoint, body: map[string]any{"inputs": inputs}, once: kind == crmsync.Create})
 	if err != nil {
 		var ae *APIError
-		if len(idx) > 1 && crmsync.IsPermanent(err) && errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusConflict) {
+		if !errors.As(err, &ae) || !crmsync.IsPermanent(err) || errors.Is(err, crmsync.ErrUnauthorized) {
+			return err // the call failed, not these records
+		}
+		if len(idx) > 1 && refusesInputs(ae.Status) {
 			// One bad input can fail a whole batch (upserts on email, inputs
-			// HubSpot rejects before per-record processing): isolate it.
-			var first error
-			for _, i := range idx {
-				if err := c.writeChunk(ctx, object, kind, []int{i}, ops, props, results); err != nil && first == nil {
-					first = err
+			// HubSpot rejects before per-record processing, a payload too
+			// large): send each op alone for its own verdict.
+			for n, i := range idx {
+				if err := c.writeChunk(ctx, object, kind, []int{i}, ops, props, results); err != nil {
+					if n == 0 {
+						return err
+					}
+					for _, k := range idx[n:] {
+						results[k] = crmsync.WriteResult{Err: fmt.Errorf("hubspot: write not done: %s", err.Error())}
+					}
+					return nil
 				}
 			}
-			return first
+			return nil
 		}
+		// HubSpot refused these records (for a single op, or a refusal no
+		// split can help, such as an unknown object type): each op gets
+		// the verdict.
+		fe := ae.fieldError()
 		for _, i := range idx {
-			results[i] = crmsync.WriteResult{Err: err}
+			re := &RecordError{Index: i, Key: ops[i].Key, Status: "error", Category: ae.Category, Message: ae.Message}
+			if fe != nil {
+				re.Err = fe
+			}
+			results[i] = crmsync.WriteResult{Err: crmsync.Permanent(re)}
 		}
-		return err
+		return nil
 	}
 	var resp batchResponse
 	if err := decode(call, status, raw, &resp); err != nil {
-		for _, i := range idx {
-			results[i] = crmsync.WriteResult{Err: err}
-		}
 		return err
 	}
-	mapBatch(kind, idx, trace, ops, resp, results)
+	mapBatch(object, kind, idx, trace, ops, resp, results)
+	if kind == crmsync.Update {
+		c.followMerges(ctx, object, idx, ops, props, results)
+	}
 	return nil
+}
+
+// refusesInputs reports a status with which HubSpot refuses a whole batch
+// for some of its inputs, before writing any of them: sending each input
+// alone sorts the good from the bad.
+func refusesInputs(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusConflict || status == http.StatusRequestEntityTooLarge
+}
+
+// followMerges retries updates that failed as not found on the record their
+// id now resolves to, if a merge gave it a new id.
+func (c *Client) followMerges(ctx context.Context, object string, idx []int, ops []crmsync.WriteOp, props []map[string]string, results []crmsync.WriteResult) {
+	for _, i := range idx {
+		var re *RecordError
+		if !errors.As(results[i].Err, &re) || re.Category != "OBJECT_NOT_FOUND" {
+			continue
+		}
+		newID, err := c.resolveID(ctx, object, ops[i].ID)
+		if err != nil || newID == "" || newID == ops[i].ID {
+			continue // gone (or unknown): the not-found stands
+		}
+		moved := ops[i]
+		moved.ID = newID
+		one := []crmsync.WriteOp{moved}
+		res := make([]crmsync.WriteResult, 1)
+		if err := c.writeChunk(ctx, object, crmsync.Update, []int{0}, one, []map[string]string{props[i]}, res); err != nil {
+			results[i] = crmsync.WriteResult{Err: fmt.Errorf("hubspot: update of merged record %s (now %s): %w", ops[i].ID, newID, err)}
+			continue
+		}
+		if rerr := res[0].Err; rerr != nil {
+			var re2 *RecordError
+			if errors.As(rerr, &re2) {
+				re2.Index, re2.Key = i, ops[i].Key
+			}
+		}
+		results[i] = res[0]
+	}
+}
+
+// ResolveID returns the id of the record id lives on now: id itself for a
+// live record, the new record's id for one a merge took away (a single GET
+// follows merges, batch calls do not), or "" when nothing has it (deleted,
+// archived). It costs one call.
+func (c *Client) ResolveID(ctx context.Context, object, id string) (string, error) {
+	if object == "" || id == "" {
+		return "", crmsync.Permanent(errors.New("hubspot: resolve: object and id are required"))
+	}
+	return c.resolveID(ctx, object, id)
+}
+
+// resolveID reads one record by id with a single GET, which (unlike batch
+// calls) follows a merged-away id to the record it was merged into. It
+// returns that record's id, or "" if the id resolves to nothing.
+func (c *Client) resolveID(ctx context.Context, obj, id string) (string, error) {
+	call := "get " + obj
+	status, raw, err := c.do(ctx, request{endpoint: "get", call: call, object: obj, method: http.MethodGet,
+		path: objectPath(obj) + "/" + url.PathEscape(id), query: url.Values{"properties": {"hs_object_id"}}})
+	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return "", nil
+		}
+		return "", err
+	}
+	var o object
+	if err := decode(call, status, raw, &o); err != nil {
+		return "", err
+	}
+	return o.ID, nil
 }
 
 // mapBatch assigns a batch response's results and errors to the ops: by
 // objectWriteTraceId first, then by id (update) or match value (upsert),
 // then in order for results that carry neither.
-func mapBatch(kind crmsync.WriteKind, idx []int, trace []string, ops []crmsync.WriteOp, resp batchResponse, results []crmsync.WriteResult) {
+func mapBatch(obj string, kind crmsync.WriteKind, idx []int, trace []string, ops []crmsync.WriteOp, resp batchResponse, results []crmsync.WriteResult) {
 	byTrace := make(map[string]int, len(idx))
 	for j, t := range trace {
 		byTrace[t] = j
@@ -238,7 +366,7 @@ func mapBatch(kind crmsync.WriteKind, idx []int, trace []string, ops []crmsync.W
 		}
 		for _, j := range hits {
 			done[j] = true
-			results[idx[j]] = crmsync.WriteResult{Err: recordErr(idx[j], ops[idx[j]].Key, e)}
+			results[idx[j]] = crmsync.WriteResult{Err: recordErr(obj, idx[j], ops[idx[j]].Key, e)}
 		}
 	}
 	var loose []object
@@ -272,7 +400,7 @@ func mapBatch(kind crmsync.WriteKind, idx []int, trace []string, ops []crmsync.W
 			results[i] = okResult(kind, loose[0])
 			loose = loose[1:]
 		case len(unmapped) > 0:
-			results[i] = crmsync.WriteResult{Err: recordErr(i, ops[i].Key, unmapped[0])}
+			results[i] = crmsync.WriteResult{Err: recordErr(obj, i, ops[i].Key, unmapped[0])}
 		default:
 			results[i] = crmsync.WriteResult{Err: &RecordError{Index: i, Key: ops[i].Key, Category: "NO_RESULT", Message: "batch response had no result for this input"}}
 		}
@@ -287,10 +415,59 @@ func okResult(kind crmsync.WriteKind, o object) crmsync.WriteResult {
 	return r
 }
 
-func recordErr(i int, key string, e standardError) error {
+func recordErr(object string, i int, key string, e standardError) error {
 	re := &RecordError{Index: i, Key: key, Status: e.Status, Category: e.Category, Message: e.Message}
+	if names := missingProperties(e.Message, e.Errors); len(names) > 0 {
+		re.Err = &crmsync.FieldError{System: "hubspot", Object: object, Fields: names}
+	}
 	if permanentCategories[e.Category] {
 		return crmsync.Permanent(re)
 	}
 	return re
+}
+
+// errorDetail is one entry of an error's "errors" list.
+type errorDetail struct {
+	Message string              `json:"message"`
+	Code    string              `json:"code"`
+	Context map[string][]string `json:"context"`
+}
+
+// missingProperties returns the properties an error says do not exist:
+// from errors[].context.propertyName where code is PROPERTY_DOESNT_EXIST,
+// else from the JSON list HubSpot embeds in "Property values were not
+// valid: [...]" messages. Only names are read, never values.
+func missingProperties(message string, details []errorDetail) []string {
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	for _, d := range details {
+		if d.Code == "PROPERTY_DOESNT_EXIST" {
+			for _, n := range d.Context["propertyName"] {
+				add(n)
+			}
+		}
+	}
+	if len(names) > 0 || !strings.Contains(message, "PROPERTY_DOESNT_EXIST") {
+		return names
+	}
+	if at := strings.IndexByte(message, '['); at >= 0 {
+		var list []struct {
+			Error string `json:"error"`
+			Name  string `json:"name"`
+		}
+		if json.Unmarshal([]byte(message[at:]), &list) == nil {
+			for _, v := range list {
+				if v.Error == "PROPERTY_DOESNT_EXIST" {
+					add(v.Name)
+				}
+			}
+		}
+	}
+	return names
 }

@@ -32,6 +32,10 @@ const (
 	// Raw answers Fault.Status (default 200) with Fault.Body and
 	// Fault.ContentType, for malformed, HTML, error or huge bodies.
 	Raw
+	// BatchRefusal refuses a whole batch before any input is processed, as
+	// HubSpot does: Fault.Status 400 (VALIDATION_ERROR, the default), 409
+	// (CONFLICT) or 413 (payload too large). Nothing is written.
+	BatchRefusal
 )
 
 // Fault is one injected failure, applied to the next Count requests (zero
@@ -50,6 +54,11 @@ type Fault struct {
 	RetryAfter time.Duration
 	// Latency is the delay of a Latency fault.
 	Latency time.Duration
+	// AfterServe serves the request first (its writes land) and then
+	// answers with the fault instead of the response, as when a response
+	// is lost to a dropped connection (Reset) or a proxy's 5xx
+	// (ServerError, Raw). Latency and Hang ignore it.
+	AfterServe bool
 	// Body and ContentType are a Raw fault's response.
 	Body        []byte
 	ContentType string
@@ -163,6 +172,15 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault, en
 		_ = conn.Close()
 	case Unauthorized:
 		writeError(w, http.StatusUnauthorized, "EXPIRED_AUTHENTICATION", "The token used to make this call expired.")
+	case BatchRefusal:
+		switch f.Status {
+		case http.StatusConflict:
+			writeError(w, f.Status, "CONFLICT", "batch refused: conflicting inputs")
+		case http.StatusRequestEntityTooLarge:
+			writeError(w, f.Status, "VALIDATION_ERROR", "request payload too large")
+		default:
+			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "batch refused: invalid input")
+		}
 	case Raw:
 		status := f.Status
 		if status == 0 {

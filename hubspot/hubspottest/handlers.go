@@ -87,7 +87,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, object string
 			next = rc.id
 			break
 		}
-		results = append(results, rc.json(object, selected, false))
+		results = append(results, rc.json(s.store(object), object, selected, false))
 	}
 	s.mu.Unlock()
 	body := map[string]any{"results": nonNil(results)}
@@ -111,14 +111,14 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, object, id str
 	var rc *rec
 	if idp := q.Get("idProperty"); idp != "" && idp != "hs_object_id" {
 		rc = s.findBy(object, idp, id)
-	} else if x := s.store(object).recs[id]; x != nil && x.archived == (q.Get("archived") == "true") {
-		rc = x
+	} else if x := s.store(object).resolve(id); x != nil && x.archived == (q.Get("archived") == "true") {
+		rc = x // a merged-away id resolves to the record it went into
 	}
 	if rc == nil {
 		writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, rc.json(object, splitList(q.Get("properties")), false))
+	writeJSON(w, http.StatusOK, rc.json(s.store(object), object, splitList(q.Get("properties")), false))
 }
 
 type filterJSON struct {
@@ -219,11 +219,25 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request, object stri
 	defer s.mu.Unlock()
 	st := s.store(object)
 	groups := compileGroups(st, req)
+	for _, g := range groups {
+		for _, f := range g {
+			if f.p != nil && (f.p.Type == "datetime" || f.p.Type == "date") && f.op != "HAS_PROPERTY" && f.op != "NOT_HAS_PROPERTY" &&
+				f.val.msOK && f.val.ms <= 0 {
+				// HubSpot answers a time filter at (or before) the epoch
+				// with a 500 (API-FACTS-2 §1.3).
+				writeError(w, http.StatusInternalServerError, "INTERNAL_ERROR", "internal error")
+				return
+			}
+		}
+	}
 	var hits []*rec
 	byID := true // every hit's hs_object_id is its own id
 	for _, rc := range st.order {
 		if rc.archived {
 			continue
+		}
+		if rc = s.searchView(rc); rc == nil || rc.archived {
+			continue // not indexed yet
 		}
 		if len(groups) == 0 || matchAny(groups, rc) {
 			hits = append(hits, rc)
@@ -255,7 +269,7 @@ func (s *Server) serveSearch(w http.ResponseWriter, r *http.Request, object stri
 	}
 	results := []map[string]any{}
 	for i := after; i < len(hits) && i < after+limit; i++ {
-		results = append(results, hits[i].json(object, selected, true))
+		results = append(results, hits[i].json(st, object, selected, true))
 	}
 	body := map[string]any{"total": len(hits), "results": results}
 	if after+limit < len(hits) {
@@ -561,7 +575,7 @@ func (s *Server) serveBatchRead(w http.ResponseWriter, r *http.Request, object s
 		}
 		if !seen[rc.id] {
 			seen[rc.id] = true
-			results = append(results, rc.json(object, selected, true))
+			results = append(results, rc.json(st, object, selected, true))
 		}
 	}
 	started := s.now()
@@ -610,6 +624,33 @@ type writeJSONInput struct {
 // recErr is one per-record failure.
 type recErr struct {
 	category, code, message string
+	// props names the properties that do not exist (PROPERTY_DOESNT_EXIST).
+	props []string
+}
+
+// details is the error's "errors" list.
+func (e *recErr) details() []any {
+	if len(e.props) == 0 {
+		return []any{map[string]any{"message": e.message, "code": e.code}}
+	}
+	out := make([]any, len(e.props))
+	for i, n := range e.props {
+		out[i] = map[string]any{"message": fmt.Sprintf("Property %q does not exist", n), "code": "PROPERTY_DOESNT_EXIST",
+			"context": map[string][]string{"propertyName": {n}}}
+	}
+	return out
+}
+
+// missingPropsErr is HubSpot's error for properties that do not exist: the
+// message embeds a JSON list of the invalid properties.
+func missingPropsErr(names []string) *recErr {
+	list := make([]map[string]any, len(names))
+	for i, n := range names {
+		list[i] = map[string]any{"isValid": false, "message": fmt.Sprintf("Property %q does not exist", n),
+			"error": "PROPERTY_DOESNT_EXIST", "name": n, "localizedErrorMessage": fmt.Sprintf("Property %q does not exist", n)}
+	}
+	b, _ := json.Marshal(list)
+	return &recErr{category: "VALIDATION_ERROR", code: "PROPERTY_DOESNT_EXIST", message: "Property values were not valid: " + string(b), props: names}
 }
 
 func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object, kind string) {
@@ -621,6 +662,17 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	switch s.refuseBatch(len(req.Inputs)) {
+	case http.StatusBadRequest:
+		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "batch refused: invalid input")
+		return
+	case http.StatusConflict:
+		writeError(w, http.StatusConflict, "CONFLICT", "batch refused: conflicting inputs")
+		return
+	case http.StatusRequestEntityTooLarge:
+		writeError(w, http.StatusRequestEntityTooLarge, "VALIDATION_ERROR", "request payload too large")
+		return
+	}
 	st := s.store(object)
 	type plan struct {
 		in     writeJSONInput
@@ -651,7 +703,7 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 			}
 			p.target = s.findBy(object, in.IDProperty, in.ID)
 			if p.target == nil {
-				p.err = &recErr{"OBJECT_NOT_FOUND", "OBJECT_NOT_FOUND", "Object not found."}
+				p.err = &recErr{category: "OBJECT_NOT_FOUND", code: "OBJECT_NOT_FOUND", message: "Object not found."}
 			}
 		case "upsert":
 			if in.ID == "" || in.IDProperty == "" {
@@ -673,7 +725,7 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 		}
 		if p.err == nil {
 			if cat := s.injected(in, p.props); cat != "" {
-				p.err = &recErr{cat, cat, "injected record failure"}
+				p.err = &recErr{category: cat, code: cat, message: "injected record failure"}
 			}
 		}
 		plans[i] = p
@@ -693,7 +745,13 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 		if e.category == "CONFLICT" {
 			status = http.StatusConflict
 		}
-		writeError(w, status, e.category, e.message)
+		writeJSON(w, status, map[string]any{
+			"status":        "error",
+			"message":       e.message,
+			"correlationId": correlationID(),
+			"category":      e.category,
+			"errors":        e.details(),
+		})
 		return
 	}
 	started := s.now()
@@ -712,14 +770,14 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 				"category": p.err.category,
 				"message":  p.err.message,
 				"context":  ctx,
-				"errors":   []any{map[string]any{"message": p.err.message, "code": p.err.code}},
+				"errors":   p.err.details(),
 				"links":    map[string]string{},
 			})
 			continue
 		}
 		rc, created := p.target, false
 		if rc == nil {
-			rc, created = s.newRec(object, p.props), true
+			rc, created = s.newRecAt(object, p.props, started), true
 		} else {
 			st.set(rc, p.props)
 			s.touch(object, rc, started)
@@ -728,7 +786,7 @@ func (s *Server) serveBatchWrite(w http.ResponseWriter, r *http.Request, object,
 		for k := range p.props {
 			sel = append(sel, k)
 		}
-		out := rc.json(object, sel, false)
+		out := rc.json(st, object, sel, false)
 		if p.in.ObjectWriteTraceID != "" {
 			out["objectWriteTraceId"] = p.in.ObjectWriteTraceID
 		}
@@ -768,33 +826,40 @@ func (s *Server) validate(object string, st *objectStore, props map[string]strin
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	var missing []string
+	for _, k := range names {
+		if st.prop(k) == nil {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return missingPropsErr(missing)
+	}
 	for _, k := range names {
 		v := props[k]
 		p := st.prop(k)
 		switch {
-		case p == nil:
-			return &recErr{"VALIDATION_ERROR", "PROPERTY_DOESNT_EXIST", fmt.Sprintf("Property values were not valid: property %q does not exist", k)}
 		case p.ReadOnly:
-			return &recErr{"VALIDATION_ERROR", "READ_ONLY_VALUE", fmt.Sprintf("Property values were not valid: %q is a read only property", k)}
+			return &recErr{category: "VALIDATION_ERROR", code: "READ_ONLY_VALUE", message: fmt.Sprintf("Property values were not valid: %q is a read only property", k)}
 		case v == "":
 			continue
 		case p.Type == "enumeration":
 			for _, part := range strings.Split(strings.TrimPrefix(v, ";"), ";") {
 				if !contains(p.Options, part) {
-					return &recErr{"VALIDATION_ERROR", "INVALID_OPTION", fmt.Sprintf("Property values were not valid: invalid option for %q", k)}
+					return &recErr{category: "VALIDATION_ERROR", code: "INVALID_OPTION", message: fmt.Sprintf("Property values were not valid: invalid option for %q", k)}
 				}
 			}
 		case p.Type == "number":
 			if _, err := strconv.ParseFloat(v, 64); err != nil {
-				return &recErr{"VALIDATION_ERROR", "INVALID_INTEGER", fmt.Sprintf("Property values were not valid: %q is not a number", k)}
+				return &recErr{category: "VALIDATION_ERROR", code: "INVALID_INTEGER", message: fmt.Sprintf("Property values were not valid: %q is not a number", k)}
 			}
 		case p.Type == "datetime" || p.Type == "date":
 			if _, ok := millis(v); !ok {
-				return &recErr{"VALIDATION_ERROR", "INVALID_DATE", fmt.Sprintf("Property values were not valid: %q is not a date", k)}
+				return &recErr{category: "VALIDATION_ERROR", code: "INVALID_DATE", message: fmt.Sprintf("Property values were not valid: %q is not a date", k)}
 			}
 		case k == "email" && isContacts(object):
 			if at := strings.IndexByte(v, '@'); at < 1 || at == len(v)-1 {
-				return &recErr{"VALIDATION_ERROR", "INVALID_EMAIL", "Property values were not valid: invalid email"}
+				return &recErr{category: "VALIDATION_ERROR", code: "INVALID_EMAIL", message: "Property values were not valid: invalid email"}
 			}
 		}
 	}
@@ -804,7 +869,7 @@ func (s *Server) validate(object string, st *objectStore, props map[string]strin
 		}
 		v, set := props[p.Name]
 		if (target == nil && v == "") || (target != nil && set && v == "") {
-			return &recErr{"VALIDATION_ERROR", "REQUIRED_PROPERTY", fmt.Sprintf("Property values were not valid: %q is required", p.Name)}
+			return &recErr{category: "VALIDATION_ERROR", code: "REQUIRED_PROPERTY", message: fmt.Sprintf("Property values were not valid: %q is required", p.Name)}
 		}
 	}
 	for _, u := range st.uniqueProps(object) {
@@ -814,10 +879,10 @@ func (s *Server) validate(object string, st *objectStore, props map[string]strin
 		}
 		key := u + "\x00" + strings.ToLower(v)
 		if other := s.findBy(object, u, v); other != nil && other != target {
-			return &recErr{"CONFLICT", "OBJECT_ALREADY_EXISTS", "A record already exists with this value of " + u + ". Existing ID: " + other.id}
+			return &recErr{category: "CONFLICT", code: "OBJECT_ALREADY_EXISTS", message: "A record already exists with this value of " + u + ". Existing ID: " + other.id}
 		}
 		if j, ok := claimed[key]; ok && j != idx {
-			return &recErr{"CONFLICT", "DUPLICATE_VALUE", "Another input in this batch has the same value of " + u}
+			return &recErr{category: "CONFLICT", code: "DUPLICATE_VALUE", message: "Another input in this batch has the same value of " + u}
 		}
 		claimed[key] = idx
 	}

@@ -1,12 +1,55 @@
 // Package hubspottest is an in-memory fake of HubSpot's CRM v3 API for tests
 // and local runs. It serves the real paths and wire format (search, list,
-// batch read/create/update/upsert/archive, single get, properties and the
-// OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
+// batch read/create/update/upsert/archive, single get, merge, properties and
+// the OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
 // token, the ten-second and search rate limits, a daily limit, batch and
-// page sizes, the search cap, unique emails and unique properties, required
-// properties and enumeration options as per-record errors, and millisecond
-// modification stamps from a controllable clock. Faults are injected on
-// demand with Fail and FailRecords.
+// page sizes (100 inputs per batch), the search cap, unique emails and
+// unique properties, required properties and enumeration options as
+// per-record errors, and millisecond modification stamps from a
+// controllable clock. Faults are injected on demand with Fail (including
+// whole-batch refusals, Fault.Kind BatchRefusal, and responses lost after
+// the request landed, Fault.AfterServe) and FailRecords.
+//
+// # Rules always on, as the real API
+//
+//   - A search body over 3,000 characters is refused with a 400
+//     VALIDATION_ERROR (the limit counts the properties list too).
+//   - A search filter on a date or datetime property at or before the epoch
+//     gets a 500 (HubSpot fails such queries).
+//   - A write naming a property the object does not have fails with
+//     VALIDATION_ERROR, code PROPERTY_DOESNT_EXIST: the message embeds the
+//     JSON list of invalid properties ("Property values were not valid:
+//     [...]") and errors[] names each in context.propertyName; per record
+//     (207) when every input has an objectWriteTraceId, else a 400 for the
+//     whole batch. Reads leave unknown properties out.
+//   - Merges (POST /crm/v3/objects/{type}/merge and Server.Merge) make a new
+//     record with a new id holding the primary's values (the other's where
+//     the primary's are blank) and hs_merged_object_ids "old1;old2". The
+//     old ids leave search and lists; a single GET by an old id returns the
+//     new record with its new id, while batch read and batch update of an
+//     old id fail as not found. Whether real HubSpot lists merged-away ids
+//     with archived=true is unconfirmed: the fake does not.
+//
+// # Hostile behaviours, each switchable (all off by default)
+//
+//   - Search index lag (WithSearchLag): a write shows in search only after
+//     a random delay in [min, max], drawn per write, so writes surface out
+//     of order; until then search sees the record's previous state (stale
+//     values and stamp, or no record if new), while batch read and GET see
+//     the latest at once. SettleSearch makes everything visible.
+//   - Clock skew (WithClockSkew): every stamp runs ahead of or behind the
+//     clock by a fixed offset.
+//   - Equal stamps (WithStampGranularity): stamps are truncated, so writes
+//     within one span (a bulk update) share a stamp; records written by one
+//     batch call always share one.
+//   - Whole-batch refusals (WithBatchRefusals): a share of multi-input batch
+//     writes is refused whole with a 400, 409 or 413 before any is written.
+//   - Deleted properties (DeleteProperty, RestoreProperty): a property leaves
+//     the schema, reads omit it and writes to it fail as above; restoring it
+//     brings its values back.
+//
+// Hostile(seed) turns on all the random ones with draws from seed
+// (WithSeed seeds them one by one): the same seed gives the same world.
 package hubspottest
 
 import (
@@ -16,6 +59,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -66,6 +110,24 @@ type Config struct {
 	// Now is the clock for modification stamps and token expiry; nil means
 	// time.Now.
 	Now func() time.Time
+
+	// Hostile behaviours, all off by default (see the package doc).
+
+	// SearchLagMin and SearchLagMax bound the random delay before a write
+	// shows in search; while it waits, search sees the record as it was
+	// (absent if new). Zero SearchLagMax means no lag.
+	SearchLagMin, SearchLagMax time.Duration
+	// ClockSkew offsets every stamp the fake makes (and its clock) from Now.
+	ClockSkew time.Duration
+	// StampGranularity truncates modification stamps, so that writes
+	// within one span share a stamp (bulk updates share a millisecond);
+	// zero means a millisecond.
+	StampGranularity time.Duration
+	// RefuseBatchRate is the share (0 to 1) of batch write calls with more
+	// than one input that are refused whole with a 400, 409 or 413.
+	RefuseBatchRate float64
+	// Seed seeds the random choices of the hostile behaviours.
+	Seed uint64
 }
 
 // Option adjusts the Config of NewServer.
@@ -98,6 +160,41 @@ func WithDailyLimit(n int) Option { return func(c *Config) { c.DailyLimit = n } 
 // WithClock sets the clock for stamps and token expiry.
 func WithClock(now func() time.Time) Option { return func(c *Config) { c.Now = now } }
 
+// WithSearchLag makes each write show in search only after a random delay
+// in [min, max], and search answer with the record's previous state until
+// then.
+func WithSearchLag(min, max time.Duration) Option {
+	return func(c *Config) { c.SearchLagMin, c.SearchLagMax = min, max }
+}
+
+// WithClockSkew offsets the fake's stamps from its clock by d (±).
+func WithClockSkew(d time.Duration) Option { return func(c *Config) { c.ClockSkew = d } }
+
+// WithStampGranularity truncates stamps to d, so writes share stamps.
+func WithStampGranularity(d time.Duration) Option { return func(c *Config) { c.StampGranularity = d } }
+
+// WithBatchRefusals refuses the share rate (0 to 1) of multi-input batch
+// writes whole (400, 409 or 413).
+func WithBatchRefusals(rate float64) Option { return func(c *Config) { c.RefuseBatchRate = rate } }
+
+// WithSeed seeds the hostile behaviours' random choices.
+func WithSeed(seed uint64) Option { return func(c *Config) { c.Seed = seed } }
+
+// Hostile turns on every random hostile behaviour, drawn from seed: search
+// lag of up to 30 s (stale search meanwhile), a clock skew within ±2
+// minutes, stamps shared within 10 ms, and 5% of multi-input batch writes
+// refused whole. The same seed gives the same world.
+func Hostile(seed uint64) Option {
+	return func(c *Config) {
+		r := mrand.New(mrand.NewPCG(seed, 0x6875627370))
+		c.Seed = seed
+		c.SearchLagMin, c.SearchLagMax = 0, 30*time.Second
+		c.ClockSkew = time.Duration(r.Int64N(int64(4*time.Minute))) - 2*time.Minute
+		c.StampGranularity = 10 * time.Millisecond
+		c.RefuseBatchRate = 0.05
+	}
+}
+
 // WithSearchCap sets the search results cap.
 func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
 
@@ -129,6 +226,7 @@ type Server struct {
 	failRecords map[string]string
 	tokens      map[string]time.Time
 	tokenSeq    int
+	rnd         *mrand.Rand
 }
 
 type objectStore struct {
@@ -136,6 +234,10 @@ type objectStore struct {
 	props []*Property
 	// order holds every record by id (ids only grow, so creation order).
 	order []*rec
+	// merged maps a merged-away id to the id of the record it went into.
+	merged map[string]string
+	// hidden holds deleted properties, to restore.
+	hidden map[string]*Property
 	// idx maps a property name to its values' fold keys and the records,
 	// archived included, that hold them; a property gets an index on its
 	// first lookup and keeps it in step with every change from then on.
@@ -143,6 +245,9 @@ type objectStore struct {
 }
 
 type rec struct {
+	// versions are the record's states waiting for the search index,
+	// oldest first (search index lag); empty when search sees r itself.
+	versions   []version
 	id         string
 	num        int64
 	props      map[string]string
@@ -200,7 +305,14 @@ func New(c Config) (*Server, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.SearchLagMin < 0 || c.SearchLagMax < c.SearchLagMin || c.StampGranularity < 0 {
+		return nil, errors.New("hubspottest: Config.SearchLagMin must be in [0, SearchLagMax] and StampGranularity not negative")
+	}
+	if c.RefuseBatchRate < 0 || c.RefuseBatchRate > 1 {
+		return nil, errors.New("hubspottest: Config.RefuseBatchRate must be in [0, 1]")
+	}
 	return &Server{
+		rnd:         mrand.New(mrand.NewPCG(c.Seed, 0x66616b65)),
 		Token:       c.Token,
 		cfg:         c,
 		done:        make(chan struct{}),
@@ -329,7 +441,15 @@ func (s *Server) IssuedTokens() int {
 	return s.tokenSeq
 }
 
-func (s *Server) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
+// now is the fake's clock, skewed and truncated as configured: the source
+// of every stamp.
+func (s *Server) now() time.Time {
+	g := s.cfg.StampGranularity
+	if g < time.Millisecond {
+		g = time.Millisecond
+	}
+	return s.cfg.Now().Add(s.cfg.ClockSkew).UTC().Truncate(g)
+}
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
@@ -385,6 +505,8 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
 		return route{endpoint: "list", object: parts[3]}, true
+	case len(parts) == 5 && parts[4] == "merge" && r.Method == http.MethodPost:
+		return route{endpoint: "merge", object: parts[3]}, true
 	case len(parts) == 5 && parts[4] == "search" && r.Method == http.MethodPost:
 		return route{endpoint: "search", object: parts[3]}, true
 	case len(parts) == 5 && r.Method == http.MethodGet:
@@ -412,9 +534,21 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls[rt.endpoint]++
 	f := s.takeFault(rt.endpoint)
 	s.mu.Unlock()
+	if f != nil && f.AfterServe && f.Kind != Latency && f.Kind != Hang {
+		// The request is served (its writes land), then its response is
+		// replaced by the fault: a response lost on the way back.
+		s.dispatch(httptest.NewRecorder(), r, rt)
+		s.applyFault(w, r, f, rt.endpoint)
+		return
+	}
 	if f != nil && !s.applyFault(w, r, f, rt.endpoint) {
 		return
 	}
+	s.dispatch(w, r, rt)
+}
+
+// dispatch serves a routed request.
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 	if rt.endpoint == "oauth/token" {
 		s.serveToken(w, r)
 		return
@@ -435,6 +569,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveBatchRead(w, r, rt.object)
 	case "batch/archive":
 		s.serveBatchArchive(w, r, rt.object)
+	case "merge":
+		s.serveMerge(w, r, rt.object)
 	default:
 		s.serveBatchWrite(w, r, rt.object, strings.TrimPrefix(rt.endpoint, "batch/"))
 	}

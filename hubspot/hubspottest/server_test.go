@@ -446,3 +446,111 @@ func TestServeOnListener(t *testing.T) {
 		t.Fatalf("Serve = %v", err)
 	}
 }
+
+func TestMergeOverHTTP(t *testing.T) {
+	srv := fake(t)
+	ids := srv.Seed("contacts", map[string]string{"email": "a@example.com"}, map[string]string{"email": "b@example.com", "phone": "5"})
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": ids[1]})
+	if r.status != 200 {
+		t.Fatalf("merge = %d %v", r.status, r.body)
+	}
+	newID, _ := r.body["id"].(string)
+	if newID == "" || newID == ids[0] || newID == ids[1] {
+		t.Fatalf("merge made id %q, want a new one", newID)
+	}
+	got := call(t, srv, "GET", "/crm/v3/objects/contacts/"+ids[1]+"?properties=email,phone,hs_merged_object_ids", srv.Token)
+	props, _ := got.body["properties"].(map[string]any)
+	if got.status != 200 || got.body["id"] != newID || props["email"] != "a@example.com" || props["phone"] != "5" ||
+		props["hs_merged_object_ids"] != ids[0]+";"+ids[1] {
+		t.Fatalf("GET old id = %d %v", got.status, got.body)
+	}
+	br := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/read", srv.Token, map[string]any{"properties": []string{"email"}, "inputs": []any{map[string]any{"id": ids[0]}}})
+	if br.status != 207 {
+		t.Fatalf("batch read of an old id = %d, want 207 not found", br.status)
+	}
+	up := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/update", srv.Token, map[string]any{"inputs": []any{map[string]any{"id": ids[0], "properties": map[string]any{"phone": "6"}, "objectWriteTraceId": "t"}}})
+	if up.status != 207 {
+		t.Fatalf("batch update of an old id = %d, want 207 not found", up.status)
+	}
+	s := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 10})
+	if s.body["total"] != float64(1) {
+		t.Fatalf("search after merge = %v, want the new record only", s.body)
+	}
+	l := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true", srv.Token)
+	if res, _ := l.body["results"].([]any); len(res) != 0 {
+		t.Fatalf("archived list after merge = %v, want empty", l.body)
+	}
+	if bad := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": newID}); bad.status != 404 {
+		t.Fatalf("merge of a merged-away id = %d", bad.status)
+	}
+}
+
+func TestSearchAtTheEpochIs500(t *testing.T) {
+	srv := fake(t)
+	srv.SeedContacts(1)
+	for _, v := range []string{"0", "-62135596800000"} {
+		r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{
+			"filterGroups": []any{map[string]any{"filters": []any{map[string]any{"propertyName": "lastmodifieddate", "operator": "GTE", "value": v}}}}})
+		if r.status != 500 {
+			t.Fatalf("filter at %s = %d, want 500", v, r.status)
+		}
+	}
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{
+		"filterGroups": []any{map[string]any{"filters": []any{map[string]any{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "1000"}}}}})
+	if r.status != 200 || r.body["total"] != float64(1) {
+		t.Fatalf("filter at 1 s = %d %v", r.status, r.body)
+	}
+}
+
+func TestUnknownPropertyErrorShape(t *testing.T) {
+	srv := fake(t)
+	id := srv.SeedContacts(1)[0]
+	// Without trace ids HubSpot fails the whole batch, naming the properties.
+	r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/update", srv.Token, map[string]any{"inputs": []any{map[string]any{"id": id, "properties": map[string]any{"zz": "1", "aa": "2"}}}})
+	errs, _ := r.body["errors"].([]any)
+	if r.status != 400 || r.body["category"] != "VALIDATION_ERROR" || len(errs) != 2 ||
+		!strings.Contains(r.body["message"].(string), `"name":"aa"`) || !strings.Contains(r.body["message"].(string), `"error":"PROPERTY_DOESNT_EXIST"`) {
+		t.Fatalf("unknown properties = %d %v", r.status, r.body)
+	}
+	e0, _ := errs[0].(map[string]any)
+	if e0["code"] != "PROPERTY_DOESNT_EXIST" || fmt.Sprint(e0["context"]) != "map[propertyName:[aa]]" {
+		t.Fatalf("errors[0] = %v", e0)
+	}
+	if err := srv.DeleteProperty("contacts", "nosuch"); err == nil {
+		t.Fatal("DeleteProperty of an unknown property succeeded")
+	}
+}
+
+func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	srv := fake(t, hubspottest.WithClock(clock), hubspottest.WithSearchLag(time.Second, time.Second))
+	id := srv.Seed("contacts", map[string]string{"email": "a@example.com", "firstname": "Old"})[0]
+	search := func() []any {
+		r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"properties": []string{"firstname"}})
+		res, _ := r.body["results"].([]any)
+		return res
+	}
+	if n := len(search()); n != 0 {
+		t.Fatalf("search before the lag = %d results", n)
+	}
+	now = now.Add(time.Second)
+	if n := len(search()); n != 1 {
+		t.Fatalf("search after the lag = %d results", n)
+	}
+	if err := srv.Edit("contacts", id, map[string]string{"firstname": "New"}); err != nil {
+		t.Fatal(err)
+	}
+	first := func() any { return search()[0].(map[string]any)["properties"].(map[string]any)["firstname"] }
+	if v := first(); v != "Old" {
+		t.Fatalf("search during the lag = %v, want the stale Old", v)
+	}
+	g := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id+"?properties=firstname", srv.Token)
+	if g.body["properties"].(map[string]any)["firstname"] != "New" {
+		t.Fatalf("GET during the lag = %v, want New at once", g.body)
+	}
+	now = now.Add(time.Second)
+	if v := first(); v != "New" {
+		t.Fatalf("search after the lag = %v", v)
+	}
+}

@@ -63,7 +63,8 @@ func defaultProps(object string) []*Property {
 	text := func(name string) *Property {
 		return &Property{Name: name, Label: name, Type: "string", FieldType: "text", GroupName: "info", HubspotDefined: true}
 	}
-	ps := []*Property{sys("hs_object_id", "number", "number"), sys("createdate", "datetime", "date"), sys(modProp(object), "datetime", "date")}
+	ps := []*Property{sys("hs_object_id", "number", "number"), sys("createdate", "datetime", "date"), sys(modProp(object), "datetime", "date"),
+		sys("hs_merged_object_ids", "enumeration", "checkbox")}
 	if isContacts(object) {
 		return append(ps, text("email"), text("firstname"), text("lastname"), text("phone"), text("company"),
 			&Property{Name: "lifecyclestage", Label: "Lifecycle stage", Type: "enumeration", FieldType: "radio", GroupName: "info", HubspotDefined: true,
@@ -84,7 +85,8 @@ func defaultReturned(object string) []string {
 func (s *Server) store(object string) *objectStore {
 	st := s.objects[object]
 	if st == nil {
-		st = &objectStore{recs: map[string]*rec{}, props: defaultProps(object), idx: map[string]map[string][]*rec{}}
+		st = &objectStore{recs: map[string]*rec{}, props: defaultProps(object), idx: map[string]map[string][]*rec{},
+			merged: map[string]string{}, hidden: map[string]*Property{}}
 		s.objects[object] = st
 	}
 	return st
@@ -126,9 +128,13 @@ func (s *Server) DefineProperty(object string, p Property) {
 
 // newRec creates a record with props at now; s.mu is held.
 func (s *Server) newRec(object string, props map[string]string) *rec {
+	return s.newRecAt(object, props, s.now())
+}
+
+// newRecAt creates a record with props stamped now; s.mu is held.
+func (s *Server) newRecAt(object string, props map[string]string, now time.Time) *rec {
 	st := s.store(object)
 	s.nextID++
-	now := s.now()
 	r := &rec{id: strconv.FormatInt(s.nextID, 10), num: s.nextID, props: map[string]string{}, created: now}
 	for k, v := range props {
 		if v != "" {
@@ -141,6 +147,7 @@ func (s *Server) newRec(object string, props map[string]string) *rec {
 	r.props[modProp(object)] = stamp(now)
 	st.recs[r.id] = r
 	st.order = append(st.order, r)
+	s.indexVersion(r)
 	for name, idx := range st.idx {
 		if v := r.props[name]; v != "" {
 			k := foldKey(v)
@@ -154,6 +161,7 @@ func (s *Server) newRec(object string, props map[string]string) *rec {
 func (s *Server) touch(object string, r *rec, now time.Time) {
 	r.updated = now
 	s.store(object).put(r, modProp(object), stamp(now))
+	s.indexVersion(r)
 }
 
 // set changes the record's properties; "" clears one.
@@ -356,12 +364,15 @@ func (st *objectStore) uniqueProps(object string) []string {
 // json renders a record with the selected properties (nil means the
 // defaults); selected but unset properties are null, as HubSpot's search
 // and read endpoints return them.
-func (r *rec) json(object string, selected []string, nulls bool) map[string]any {
+func (r *rec) json(st *objectStore, object string, selected []string, nulls bool) map[string]any {
 	if selected == nil {
 		selected = defaultReturned(object)
 	}
 	props := map[string]any{}
 	for _, name := range selected {
+		if st.prop(name) == nil {
+			continue // unknown (or deleted) properties are left out
+		}
 		if v, ok := r.props[name]; ok {
 			props[name] = v
 		} else if nulls {
