@@ -1,0 +1,204 @@
+package salesforce_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/salesforce"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+)
+
+// A whole collections call refused (400 with an error array, 413) is a
+// known outcome for every record of the call: Write reports it in each
+// record's result and returns a nil error (crmsync.CRM's Write contract).
+func TestWriteBatchRefusalIsPerRecord(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault salesforcetest.Fault
+		code  string
+	}{
+		{"400 error array", salesforcetest.Fault{Endpoint: "update", Status: http.StatusBadRequest,
+			Body: `[{"message":"bad request","errorCode":"JSON_PARSER_ERROR"}]`}, "JSON_PARSER_ERROR"},
+		{"413 too large", salesforcetest.Fault{Endpoint: "update", Status: http.StatusRequestEntityTooLarge,
+			Body: `[{"message":"request too large","errorCode":"REQUEST_ENTITY_TOO_LARGE"}]`}, "REQUEST_ENTITY_TOO_LARGE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t, nil, nil)
+			ids := f.srv.SeedN(2)
+			f.srv.Inject(tt.fault)
+			ops := []crmsync.WriteOp{
+				{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "A"}},
+				{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"Title": "B"}},
+			}
+			res, err := f.c.Write(ctx, "Contact", ops)
+			require.NoError(t, err, "a refused batch has a known outcome per record")
+			require.Len(t, res, 2)
+			for i, r := range res {
+				var ae *salesforce.APIError
+				require.True(t, errors.As(r.Err, &ae), "result %d = %v", i, r.Err)
+				assert.Equal(t, tt.code, ae.ErrorCode)
+				assert.True(t, crmsync.IsPermanent(r.Err), "result %d", i)
+			}
+		})
+	}
+}
+
+// Ops refused before sending have a known outcome even when the one call
+// sent fails as a whole: Write keeps their results instead of returning
+// only the call's error.
+func TestWriteKeepsLocalRefusalsWhenTheCallFails(t *testing.T) {
+	f := setup(t, nil, func(c *salesforce.Config) { c.MaxRetries = -1 })
+	ids := f.srv.SeedN(1)
+	f.srv.Inject(salesforcetest.Fault{Endpoint: "update", Reset: true})
+	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{
+		{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "A"}},
+		{Kind: crmsync.Update, ID: "not an id", Fields: crmsync.Fields{"Title": "B"}},
+	})
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	assert.Error(t, res[0].Err)
+	assert.False(t, crmsync.IsPermanent(res[0].Err), "the dropped call's outcome is unknown: transient")
+	assert.True(t, crmsync.IsPermanent(res[1].Err), "the malformed op is refused for good")
+}
+
+// Refused credentials and a spent daily share say nothing about the
+// records: they stay whole-call errors.
+func TestWriteWholeCallErrorsStay(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(1)
+	op := []crmsync.WriteOp{{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "A"}}}
+	f.srv.Inject(salesforcetest.Fault{Endpoint: "update", Reset: true, Times: 10})
+	res, err := f.c.Write(ctx, "Contact", op)
+	require.Error(t, err)
+	assert.Nil(t, res)
+	f.srv.ClearFaults()
+
+	used, max := f.srv.APIUsage()
+	_ = used
+	f.srv.SetAPIUsage(max)
+	res, err = f.c.Write(ctx, "Contact", op)
+	require.Error(t, err)
+	assert.Nil(t, res)
+	assert.ErrorIs(t, err, crmsync.ErrDailyLimit)
+}
+
+// A field hidden by field-level security (or deleted) is absent from
+// describe; a query naming it fails with a *crmsync.FieldError naming it
+// (and never the query's values), and a record written with it fails alone
+// with one. Restored, it works again.
+func TestHiddenFieldIsFieldError(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.Seed(crmsync.Fields{"LastName": "A", "Email": "secret@example.com", "Title": "CEO"},
+		crmsync.Fields{"LastName": "B"})
+	require.NoError(t, f.srv.HideField("Title"))
+
+	s, err := f.c.Schema(ctx, "Contact")
+	require.NoError(t, err)
+	for _, fs := range s.Fields {
+		assert.NotEqual(t, "Title", fs.Name, "describe is filtered by field-level security")
+	}
+
+	check := func(what string, err error) {
+		t.Helper()
+		var fe *crmsync.FieldError
+		require.True(t, errors.As(err, &fe), "%s = %v, want a *crmsync.FieldError", what, err)
+		assert.Equal(t, []string{"Title"}, fe.Fields, what)
+		assert.Equal(t, "Contact", fe.Object, what)
+		assert.Equal(t, "salesforce", fe.System, what)
+		assert.True(t, crmsync.IsPermanent(err), "%s: retrying cannot fix it", what)
+		assert.NotContains(t, err.Error(), "secret@example.com", what)
+	}
+	_, err = f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Fields: []string{"Email", "Title"}})
+	check("Changes", err)
+	_, err = f.c.Lookup(ctx, "Contact", "Email", []string{"secret@example.com"}, []string{"Title"})
+	check("Lookup", err)
+
+	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{
+		{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "CTO"}},
+		{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"FirstName": "Bea"}},
+	})
+	require.NoError(t, err)
+	check("Write", res[0].Err)
+	require.NoError(t, res[1].Err, "the record without the hidden field is written")
+
+	f.srv.RestoreField("Title")
+	page, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Fields: []string{"Email", "Title"}})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 2)
+	res, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "CTO"}}})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+}
+
+// A merge loser is deleted with MasterRecordId = the winner: the archived
+// read names the winner in Record.MergedInto; a plain delete names none;
+// the winner shows as changed.
+func TestMergedLoserNamesItsWinner(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(4)
+	since := f.clk.Now()
+	f.clk.Advance(time.Minute)
+	require.NoError(t, f.srv.Merge(ids[0], ids[1], ids[2]))
+	require.NoError(t, f.srv.Delete(ids[3]))
+	f.clk.Advance(time.Minute)
+
+	page, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Archived: true, Since: since})
+	require.NoError(t, err)
+	got := map[string]crmsync.Record{}
+	for _, r := range page.Records {
+		got[r.ID] = r
+	}
+	require.Len(t, got, 3)
+	for _, id := range ids[1:3] {
+		assert.True(t, got[id].Archived)
+		assert.Equal(t, ids[0], got[id].MergedInto, "loser %s", id)
+	}
+	assert.True(t, got[ids[3]].Archived)
+	assert.Empty(t, got[ids[3]].MergedInto, "a plain delete is no merge")
+
+	live, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: since})
+	require.NoError(t, err)
+	require.Len(t, live.Records, 1, "the winner was updated by the merge")
+	assert.Equal(t, ids[0], live.Records[0].ID)
+}
+
+// Salesforce numbers hold up to 18 digits; float64 holds 15 to 17. A value
+// above 2^53 keeps its digits through the client, both ways, and reads as
+// the same text in the merge's normal form; ordinary numbers stay float64.
+func TestLargeNumbersKeepDigits(t *testing.T) {
+	f := setup(t, nil, nil)
+	const big = "123456789012345678" // > 2^53 = 9007199254740992
+	ids := f.srv.Seed(crmsync.Fields{"LastName": "Big", "Score__c": json.Number(big)},
+		crmsync.Fields{"LastName": "Small", "Score__c": 19.99})
+
+	recs, err := f.c.Lookup(ctx, "Contact", "id", ids, []string{"Score__c"})
+	require.NoError(t, err)
+	require.Len(t, recs, 2)
+	byID := map[string]crmsync.Record{}
+	for _, r := range recs {
+		byID[r.ID] = r
+	}
+	v, err := crmsync.Normalize(crmsync.TypeString, byID[ids[0]].Fields["Score__c"])
+	require.NoError(t, err)
+	assert.Equal(t, big, v, "digits above 2^53 are kept")
+	assert.Equal(t, 19.99, byID[ids[1]].Fields["Score__c"], "ordinary numbers stay float64")
+
+	const big2 = "123456789012345679"
+	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"Score__c": json.Number(big2)}}})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	recs, err = f.c.Lookup(ctx, "Contact", "id", ids[1:], []string{"Score__c"})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	v, err = crmsync.Normalize(crmsync.TypeString, recs[0].Fields["Score__c"])
+	require.NoError(t, err)
+	assert.Equal(t, big2, v)
+}
