@@ -202,3 +202,184 @@ func TestLargeNumbersKeepDigits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, big2, v)
 }
+
+// The fake's clock skew moves record stamps ahead of or behind the host's
+// clock; the client reads them as the org wrote them.
+func TestFakeClockSkew(t *testing.T) {
+	for _, skew := range []time.Duration{90 * time.Second, -90 * time.Second} {
+		t.Run(skew.String(), func(t *testing.T) {
+			f := setup(t, func(c *salesforcetest.Config) { c.ClockSkew = skew }, nil)
+			res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "Skewed"}}})
+			require.NoError(t, err)
+			require.NoError(t, res[0].Err)
+			page, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now().Add(-3 * time.Minute)})
+			require.NoError(t, err)
+			require.Len(t, page.Records, 1)
+			assert.True(t, page.Records[0].ModifiedAt.Equal(f.clk.Now().Add(skew)), "stamp %v, host now %v", page.Records[0].ModifiedAt, f.clk.Now())
+			// A window ending at the host's now misses a record stamped ahead.
+			page, err = f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now().Add(-3 * time.Minute), Until: f.clk.Now()})
+			require.NoError(t, err)
+			assert.Equal(t, skew < 0, len(page.Records) == 1)
+		})
+	}
+}
+
+// Many records sharing one stamp (a bulk update) are each read exactly once
+// across pages, also when the query locator expires between pages.
+func TestFakeEqualStamps(t *testing.T) {
+	f := setup(t, func(c *salesforcetest.Config) { c.StampGranularity = time.Second }, nil)
+	f.clk.Advance(700 * time.Millisecond)
+	ids := f.srv.SeedN(250)
+	f.clk.Advance(time.Minute)
+	require.NoError(t, f.srv.EditMany(ids, crmsync.Fields{"Title": "Bulk"}))
+	since := f.clk.Now().Add(-time.Second)
+	seen := map[string]int{}
+	var stamps = map[time.Time]bool{}
+	q := crmsync.ChangeQuery{Object: "Contact", Since: since, PageSize: 200}
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 5)
+		page, err := f.c.Changes(ctx, q)
+		require.NoError(t, err)
+		for _, r := range page.Records {
+			seen[r.ID]++
+			stamps[r.ModifiedAt] = true
+			assert.Zero(t, r.ModifiedAt.Nanosecond(), "stamps truncated to the second")
+		}
+		if page.Next == "" {
+			break
+		}
+		f.srv.ExpireQueryLocators()
+		q.PageToken = page.Next
+	}
+	assert.Len(t, seen, 250)
+	for id, n := range seen {
+		assert.Equal(t, 1, n, "record %s read %d times", id, n)
+	}
+	assert.Len(t, stamps, 1, "a bulk update shares one stamp")
+
+	// The records of one collections call share one stamp too.
+	var ops []crmsync.WriteOp
+	for i := range 3 {
+		ops = append(ops, crmsync.WriteOp{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "L" + string(rune('a'+i))}})
+	}
+	f.clk.Advance(time.Minute)
+	res, err := f.c.Write(ctx, "Contact", ops)
+	require.NoError(t, err)
+	var created []string
+	for _, r := range res {
+		require.NoError(t, r.Err)
+		created = append(created, r.ID)
+	}
+	recs, err := f.c.Lookup(ctx, "Contact", "id", created, nil)
+	require.NoError(t, err)
+	require.Len(t, recs, 3)
+	for _, r := range recs {
+		assert.True(t, r.ModifiedAt.Equal(recs[0].ModifiedAt))
+	}
+}
+
+// Config.RefuseBatches refuses whole collections calls before any record
+// is written; the client reports each refusal per record. The draws depend
+// on the seed and the requests only.
+func TestFakeRefuseBatches(t *testing.T) {
+	f := setup(t, func(c *salesforcetest.Config) {
+		c.RefuseBatches = 1
+		c.RefuseStatuses = []int{http.StatusRequestEntityTooLarge}
+	}, nil)
+	ids := f.srv.SeedN(2)
+	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{
+		{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "A"}},
+		{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"Title": "B"}},
+	})
+	require.NoError(t, err)
+	for _, r := range res {
+		var ae *salesforce.APIError
+		require.True(t, errors.As(r.Err, &ae), "%v", r.Err)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, ae.Status)
+		assert.Equal(t, "REQUEST_ENTITY_TOO_LARGE", ae.ErrorCode)
+	}
+	for _, id := range ids {
+		r, _ := f.srv.Get(id)
+		assert.Nil(t, r.Fields["Title"], "a refused batch writes nothing")
+	}
+
+	pattern := func(seed uint64) []bool {
+		f := setup(t, func(c *salesforcetest.Config) {
+			c.RefuseBatches, c.RandSeed = 0.5, seed
+			c.RefuseStatuses = []int{http.StatusBadRequest}
+		}, nil)
+		ids := f.srv.SeedN(1)
+		var out []bool
+		for i := range 40 {
+			res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Update, ID: ids[0], Fields: crmsync.Fields{"Title": "T" + string(rune('a'+i%26))}}})
+			require.NoError(t, err)
+			out = append(out, res[0].Err != nil)
+		}
+		return out
+	}
+	a, b := pattern(7), pattern(7)
+	assert.Equal(t, a, b, "same seed, same requests: same refusals")
+	assert.Contains(t, a, true)
+	assert.Contains(t, a, false)
+	assert.NotEqual(t, a, pattern(8))
+}
+
+// Hostile draws a skew within ±MaxSkew from its seed, the same for the same
+// seed, and turns on coarse stamps and refused batches.
+func TestFakeHostilePreset(t *testing.T) {
+	skews := map[time.Duration]bool{}
+	for seed := range uint64(20) {
+		var a, b salesforcetest.Config
+		salesforcetest.Hostile(seed)(&a)
+		salesforcetest.Hostile(seed)(&b)
+		require.Equal(t, a.ClockSkew, b.ClockSkew)
+		assert.LessOrEqual(t, a.ClockSkew, salesforcetest.MaxSkew)
+		assert.GreaterOrEqual(t, a.ClockSkew, -salesforcetest.MaxSkew)
+		assert.Positive(t, a.RefuseBatches)
+		assert.Positive(t, a.StampGranularity)
+		skews[a.ClockSkew] = true
+	}
+	assert.Greater(t, len(skews), 10, "seeds draw different skews")
+
+	// A hostile fake still serves the client.
+	f := setup(t, salesforcetest.Hostile(3), nil)
+	f.srv.SeedN(3)
+	page, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact"})
+	require.NoError(t, err)
+	assert.Len(t, page.Records, 3)
+}
+
+// Merge refuses what SOAP merge refuses: more than two losers, a deleted
+// or unknown record, the master among the losers.
+func TestFakeMergeRules(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(5)
+	assert.Error(t, f.srv.Merge(ids[0]))
+	assert.Error(t, f.srv.Merge(ids[0], ids[1], ids[2], ids[3]), "a request holds 3 records at most")
+	assert.Error(t, f.srv.Merge(ids[0], ids[0]))
+	assert.Error(t, f.srv.Merge(ids[0], "003Fk0000000zzzAAA"))
+	require.NoError(t, f.srv.Merge(ids[0], ids[1]))
+	assert.Error(t, f.srv.Merge(ids[0], ids[1]), "a loser is deleted")
+	assert.Error(t, f.srv.Merge(ids[1], ids[2]), "a deleted master")
+	r, ok := f.srv.Get(ids[1])
+	require.True(t, ok)
+	assert.True(t, r.Archived)
+	assert.Equal(t, ids[0], r.MergedInto)
+
+	// The loser is in the deleted-records list too, and a live query does
+	// not return it.
+	recs, err := f.c.Lookup(ctx, "Contact", "id", ids[:2], nil)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, ids[0], recs[0].ID)
+	f.clk.Advance(2 * time.Minute)
+	page, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Archived: true, Since: f.clk.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	require.Len(t, page.Records, 1)
+	assert.Equal(t, ids[0], page.Records[0].MergedInto)
+	assert.Equal(t, 1, f.srv.Calls()["deleted"])
+	// Undelete makes it a live record again, no longer merged.
+	require.NoError(t, f.srv.Undelete(ids[1]))
+	r, _ = f.srv.Get(ids[1])
+	assert.Empty(t, r.MergedInto)
+}
