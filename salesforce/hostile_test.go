@@ -383,3 +383,29 @@ func TestFakeMergeRules(t *testing.T) {
 	r, _ = f.srv.Get(ids[1])
 	assert.Empty(t, r.MergedInto)
 }
+
+// Item 8 for Salesforce: the daily allocation is a rolling 24 hours learnt
+// from the Sforce-Limit-Info header, with no reset at any midnight. A client
+// whose share is spent stops sending, lets one call through a quarter of an
+// hour later to learn the org's usage, and goes on once usage has fallen.
+func TestDailyShareIsRollingNotMidnight(t *testing.T) {
+	f := setup(t, func(c *salesforcetest.Config) { c.DailyLimit = 100 }, nil)
+	f.srv.SetAPIUsage(49)
+	_, err := f.c.Schema(ctx, "Contact")
+	require.NoError(t, err)
+	_, err = f.c.Schema(ctx, "Contact")
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit)
+
+	f.srv.SetAPIUsage(10) // calls of yesterday roll out of the window
+	f.clk.Advance(14 * time.Minute)
+	_, err = f.c.Schema(ctx, "Contact")
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "before the recheck the client still stops")
+	assert.Equal(t, 1, f.srv.Calls()["describe"])
+
+	f.clk.Advance(time.Minute)
+	_, err = f.c.Schema(ctx, "Contact")
+	require.NoError(t, err, "the probe learns the lower usage")
+	_, err = f.c.Schema(ctx, "Contact")
+	require.NoError(t, err)
+	assert.Equal(t, 3, f.srv.Calls()["describe"])
+}

@@ -104,3 +104,14 @@ func TestRefusalFaultAndConfig(t *testing.T) {
 		assert.True(t, strings.HasPrefix(err.Error(), "salesforcetest: Config"), err.Error())
 	}
 }
+
+// An upsert by a hidden external-id field is refused as a whole, as for a
+// field that is no external id.
+func TestHiddenExternalIDField(t *testing.T) {
+	s, _ := newFake(t)
+	require.NoError(t, s.HideField(s.ExternalIDField()))
+	st, _, v := call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects/Contact/"+s.ExternalIDField(),
+		`{"allOrNone":false,"records":[{"attributes":{"type":"Contact"},"`+s.ExternalIDField()+`":"1","LastName":"X"}]}`, nil)
+	assert.Equal(t, 404, st)
+	assert.Equal(t, "NOT_FOUND", errorCode(v))
+}

@@ -113,7 +113,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 	}
 	var ext fieldDef
 	if kind == "upsert" {
-		fd, ok := s.byName[strings.ToLower(extField)]
+		fd, ok := s.visible(extField)
 		if !ok || !fd.ExternalID {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+extField)
 			return
