@@ -186,17 +186,17 @@ func decodeRecord(m map[string]json.RawMessage) (crmsync.Record, error) {
 
 // decodeScalar decodes one JSON value, numbers as by exactNumber.
 func decodeScalar(raw json.RawMessage) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	if d.More() {
-		return nil, errors.New("trailing data")
-	}
-	if n, ok := v.(json.Number); ok {
+	b := bytes.TrimSpace(raw)
+	if len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) {
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return nil, err
+		}
 		return exactNumber(n), nil
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -210,6 +210,9 @@ func exactNumber(n json.Number) any {
 	f, err := strconv.ParseFloat(string(n), 64)
 	if err != nil || math.IsInf(f, 0) {
 		return n
+	}
+	if len(n) <= 15 && !strings.ContainsAny(string(n), "eE") {
+		return f // at most 15 significant digits: float64 holds them
 	}
 	want, ok1 := new(big.Rat).SetString(string(n))
 	got, ok2 := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
