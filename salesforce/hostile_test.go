@@ -409,3 +409,20 @@ func TestDailyShareIsRollingNotMidnight(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3, f.srv.Calls()["describe"])
 }
+
+// A field the integration user may read but not write (read-only field-level
+// security, a system field) is refused per record with
+// INVALID_FIELD_FOR_INSERT_UPDATE: a *crmsync.FieldError names it.
+func TestReadOnlyFieldIsFieldError(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(1)
+	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Update, ID: ids[0],
+		Fields: crmsync.Fields{"Title": "X", "LastModifiedDate": "2026-03-02T09:00:00.000+0000"}}})
+	require.NoError(t, err)
+	var fe *crmsync.FieldError
+	require.True(t, errors.As(res[0].Err, &fe), "%v", res[0].Err)
+	assert.Equal(t, []string{"LastModifiedDate"}, fe.Fields)
+	var re *salesforce.RecordError
+	require.True(t, errors.As(res[0].Err, &re), "the record error stays in the chain")
+	assert.Equal(t, "INVALID_FIELD_FOR_INSERT_UPDATE", re.StatusCode)
+}
