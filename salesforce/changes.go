@@ -115,17 +115,35 @@ func changesSOQL(object string, fields []string, q crmsync.ChangeQuery, after pa
 	return s + " ORDER BY SystemModstamp, Id"
 }
 
+// mergeable reports whether object is one Salesforce merges (Lead, Contact,
+// Account): its deleted records carry MasterRecordId.
+func mergeable(object string) bool {
+	switch strings.ToLower(object) {
+	case "lead", "contact", "account":
+		return true
+	}
+	return false
+}
+
 // Changes implements crmsync.CRM. It queries records whose SystemModstamp is in
 // [q.Since, q.Until), ordered by (SystemModstamp, Id); with q.Archived it
 // queries deleted records through queryAll and first checks that the
 // recycle-bin window still covers q.Since, failing with an error wrapping
-// ErrDeletedWindowLost when it does not. An expired query locator
+// ErrDeletedWindowLost when it does not. A deleted Lead, Contact or Account
+// that a merge took away has Record.MergedInto set to the winner
+// (MasterRecordId, selected with the archived read). A query naming a field
+// the API does not know or hides (INVALID_FIELD) fails with a permanent
+// error whose chain holds a *crmsync.FieldError naming it. An expired query locator
 // (INVALID_QUERY_LOCATOR) restarts the query after the last record returned.
 func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
 	if err := ValidName("object", q.Object); err != nil {
 		return crmsync.Page{}, err
 	}
-	fields, err := c.fieldList(q.Fields, "Id", "SystemModstamp", "IsDeleted")
+	must := []string{"Id", "SystemModstamp", "IsDeleted"}
+	if q.Archived && mergeable(q.Object) {
+		must = append(must, "MasterRecordId")
+	}
+	fields, err := c.fieldList(q.Fields, must...)
 	if err != nil {
 		return crmsync.Page{}, err
 	}
@@ -164,7 +182,7 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 		}
 	}
 	if err != nil {
-		return crmsync.Page{}, err
+		return crmsync.Page{}, withFieldError(err, q.Object)
 	}
 	page := crmsync.Page{Records: res.Records}
 	if res.TotalSize > pos.Seen {

@@ -8,6 +8,27 @@
 // (read from the Sforce-Limit-Info header of every response), and retries
 // 500, 503 and network failures with bounded exponential backoff.
 //
+// What the API refuses, the client names:
+//   - Write reports every outcome it knows per record, a whole collections
+//     call refused for its content (400 with an error array, 413) included,
+//     and returns an error only when no op's outcome is known (see
+//     crmsync.CRM). Creates are never repeated after an ambiguous failure;
+//     updates and upserts are.
+//   - A field that does not exist or that field-level security hides is
+//     refused by SOQL (400 INVALID_FIELD "No such column ...") and by writes
+//     (INVALID_FIELD, INVALID_FIELD_FOR_INSERT_UPDATE for fields the user
+//     may not write): the error's chain holds a *crmsync.FieldError naming
+//     the fields, parsed from the message, never with values. Describe is
+//     filtered by field-level security, so Schema lacks hidden fields.
+//   - A Lead, Contact or Account that a merge took away is read from the
+//     recycle bin with Record.MergedInto set to the winner (MasterRecordId).
+//   - Numbers that float64 cannot hold exactly (Salesforce keeps 18 digits)
+//     are decoded as json.Number, so that their digits survive; others are
+//     float64.
+//
+// The daily allocation is a rolling 24 hours, learnt from the
+// Sforce-Limit-Info header of every response; it has no reset time.
+//
 // Package salesforcetest serves a fake Salesforce for tests.
 package salesforce
 

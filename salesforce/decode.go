@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -133,20 +135,23 @@ func decodeQuery(call string, status int, body []byte) (queryResult, error) {
 }
 
 // decodeRecord turns one JSON record into a Record. Scalar values become
-// string, float64, bool or nil; nested objects (relationships, subqueries) and
-// the attributes key are left out.
+// string, float64, bool or nil, except numbers that float64 cannot hold
+// exactly (above 2^53, or with more significant digits than float64 keeps),
+// which become json.Number so that their digits survive; nested objects
+// (relationships, subqueries) and the attributes key are left out. A
+// MasterRecordId sets MergedInto.
 func decodeRecord(m map[string]json.RawMessage) (crmsync.Record, error) {
 	r := crmsync.Record{Fields: crmsync.Fields{}}
 	for k, raw := range m {
 		if k == "attributes" {
 			continue
 		}
-		var v any
-		if err := json.Unmarshal(raw, &v); err != nil {
+		v, err := decodeScalar(raw)
+		if err != nil {
 			return crmsync.Record{}, fmt.Errorf("field %s: %w", k, err)
 		}
 		switch v.(type) {
-		case string, float64, bool, nil:
+		case string, float64, bool, nil, json.Number:
 			r.Fields[k] = v
 		default:
 			continue
@@ -173,7 +178,48 @@ func decodeRecord(m map[string]json.RawMessage) (crmsync.Record, error) {
 	if b, ok := r.Fields["IsDeleted"].(bool); ok {
 		r.Archived = b
 	}
+	if s, ok := r.Fields["MasterRecordId"].(string); ok && r.Archived && idPattern.MatchString(s) {
+		r.MergedInto = s
+	}
 	return r, nil
+}
+
+// decodeScalar decodes one JSON value, numbers as by exactNumber.
+func decodeScalar(raw json.RawMessage) (any, error) {
+	b := bytes.TrimSpace(raw)
+	if len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')) {
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return nil, err
+		}
+		return exactNumber(n), nil
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// exactNumber returns a JSON number as float64 when float64 holds it
+// exactly as written (its shortest form is the same decimal value, as for
+// 19.99 or 42), else as the json.Number itself: Salesforce numbers carry up
+// to 18 digits, and 123456789012345678 as float64 would read back as
+// 123456789012345680.
+func exactNumber(n json.Number) any {
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil || math.IsInf(f, 0) {
+		return n
+	}
+	if len(n) <= 15 && !strings.ContainsAny(string(n), "eE") {
+		return f // at most 15 significant digits: float64 holds them
+	}
+	want, ok1 := new(big.Rat).SetString(string(n))
+	got, ok2 := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	if ok1 && ok2 && want.Cmp(got) == 0 {
+		return f
+	}
+	return n
 }
 
 // collResult is one entry of an sObject Collections result.

@@ -1,7 +1,10 @@
 package salesforce
 
 import (
+	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/crmsync/crmsync"
@@ -29,6 +32,18 @@ type APIError struct {
 	Message string
 	// Fields lists the fields the error is about, if any.
 	Fields []string
+
+	field *crmsync.FieldError
+}
+
+// Unwrap returns a *crmsync.FieldError when the API refused the call for
+// fields it does not know or hides from the user (INVALID_FIELD "No such
+// column", INVALID_FIELD_FOR_INSERT_UPDATE), naming them; nil otherwise.
+func (e *APIError) Unwrap() error {
+	if e.field == nil {
+		return nil
+	}
+	return e.field
 }
 
 // Is reports a 401, or a 403 that is not REQUEST_LIMIT_EXCEEDED, as
@@ -59,6 +74,19 @@ type RecordError struct {
 	Message string
 	// Fields lists the fields the error is about, if any.
 	Fields []string
+
+	field *crmsync.FieldError
+}
+
+// Unwrap returns a *crmsync.FieldError when the record was refused for
+// fields the API does not know, hides from the user (INVALID_FIELD) or will
+// not let it write (INVALID_FIELD_FOR_INSERT_UPDATE), naming them; nil
+// otherwise.
+func (e *RecordError) Unwrap() error {
+	if e.field == nil {
+		return nil
+	}
+	return e.field
 }
 
 // Error describes the failure by status code and fields (never the message).
@@ -129,3 +157,53 @@ var transientStatusCodes = map[string]bool{
 // IsTransientStatusCode reports whether a per-record statusCode is worth
 // retrying (UNABLE_TO_LOCK_ROW and the like). Validation errors are not.
 func IsTransientStatusCode(code string) bool { return transientStatusCodes[code] }
+
+// noSuchColumn finds the field names in Salesforce's INVALID_FIELD message
+// ("No such column 'Secret__c' on entity 'Contact'...", after the SOQL
+// snippet and "ERROR at Row:1:Column:NN" on a query).
+var noSuchColumn = regexp.MustCompile(`No such column '([A-Za-z][A-Za-z0-9_]{0,79})'`)
+
+// refusedFields returns the fields an error says the API does not know,
+// hides (field-level security) or will not write, or nil when the error is
+// about something else. Only names are taken from the message, never values.
+func refusedFields(code, message string, fields []string) []string {
+	var names []string
+	add := func(n string) {
+		n = strings.TrimSpace(n)
+		if identPattern.MatchString(n) && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	switch code {
+	case "INVALID_FIELD":
+		for _, m := range noSuchColumn.FindAllStringSubmatch(message, -1) {
+			add(m[1])
+		}
+	case "INVALID_FIELD_FOR_INSERT_UPDATE":
+		for _, f := range fields {
+			add(f)
+		}
+		if len(names) == 0 {
+			// "Unable to create/update fields: A, B. Please check ..."
+			if _, rest, ok := strings.Cut(message, "fields: "); ok {
+				rest, _, _ = strings.Cut(rest, ". ")
+				for _, f := range strings.Split(strings.TrimSuffix(rest, "."), ",") {
+					add(f)
+				}
+			}
+		}
+	}
+	return names
+}
+
+// withFieldError names, in err's *APIError, the fields the API refused for
+// object (see APIError.Unwrap); it returns err.
+func withFieldError(err error, object string) error {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.field == nil {
+		if names := refusedFields(ae.ErrorCode, ae.Message, ae.Fields); names != nil {
+			ae.field = &crmsync.FieldError{System: "salesforce", Object: object, Fields: names}
+		}
+	}
+	return err
+}

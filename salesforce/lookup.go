@@ -42,7 +42,8 @@ func lookupChunks(prefix string, values []string, maxURL int) ([][]string, error
 // Lookup implements crmsync.CRM: it queries the records of object whose field
 // holds one of values (field "id" means Id), with one SOQL IN query per 200
 // values or fewer when the URL would grow past Config.MaxURLLength. Values are
-// escaped; field and object names are validated.
+// escaped; field and object names are validated. A field the API does not
+// know or hides fails the call with a *crmsync.FieldError in the chain.
 func (c *Client) Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]crmsync.Record, error) {
 	if err := ValidName("object", object); err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 		res, err := c.query(ctx, "lookup", "/query", prefix+strings.Join(quoted, ", ")+")", http.Header{})
 		for {
 			if err != nil {
-				return nil, err
+				return nil, withFieldError(err, object)
 			}
 			for _, r := range res.Records {
 				if r.ID != "" && !got[r.ID] {

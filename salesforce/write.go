@@ -92,8 +92,15 @@ type writeGroup struct {
 // allOrNone false. Each result's Err is a *RecordError: crmsync.Permanent for
 // validation errors, plain for UNABLE_TO_LOCK_ROW and the like. Ops that
 // cannot be sent (bad field names, value types, ids) fail permanently on their
-// own. When every call fails, Write returns the first call's error; when some
-// succeed, the ops of a failed call carry its error.
+// own. A call refused as a whole (400 with an error array, 413, a 404 for an
+// unknown external-id field) gives its permanent error to each of its ops'
+// results; a field the API does not know or hides is named by a
+// *crmsync.FieldError in that error's chain. Write returns a non-nil error
+// only when no op's outcome is known: every call failed for a reason that
+// says nothing about its records (a dropped connection, a 5xx after the
+// retries, refused credentials, the daily share spent) and no op was
+// refused before sending; the ops of such a call carry its error when other
+// outcomes are known.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if err := ValidName("object", object); err != nil {
 		return nil, err
@@ -102,10 +109,12 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 	bodies := make([]map[string]any, len(ops))
 	var groups []*writeGroup
 	byKey := map[string]*writeGroup{}
+	known := 0 // ops whose outcome is known
 	for i, op := range ops {
 		rec, err := recordBody(object, op)
 		if err != nil {
 			results[i].Err = permanent(err)
+			known++
 			continue
 		}
 		bodies[i] = rec
@@ -122,7 +131,6 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 		g.idx = append(g.idx, i)
 	}
 	var firstErr error
-	sent, failed := 0, 0
 	for _, g := range groups {
 		for start := 0; start < len(g.idx); start += MaxBatch {
 			idx := g.idx[start:min(start+MaxBatch, len(g.idx))]
@@ -130,11 +138,12 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 			for j, i := range idx {
 				recs[j] = bodies[i]
 			}
-			sent++
 			rs, err := c.writeBatch(ctx, object, g, recs)
 			if err != nil {
-				failed++
-				if firstErr == nil {
+				if refusedBatch(err) {
+					err = withFieldError(err, object)
+					known += len(idx)
+				} else if firstErr == nil {
 					firstErr = err
 				}
 				for _, i := range idx {
@@ -142,23 +151,36 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 				}
 				continue
 			}
+			known += len(idx)
 			for j, i := range idx {
-				results[i] = toWriteResult(g.kind, rs[j])
+				results[i] = toWriteResult(object, g.kind, rs[j])
 			}
 		}
 	}
-	if sent > 0 && failed == sent {
+	if known == 0 && firstErr != nil {
 		return nil, firstErr
 	}
 	return results, nil
 }
 
-func toWriteResult(kind crmsync.WriteKind, r collResult) crmsync.WriteResult {
+// refusedBatch reports whether a failed collections call was refused as a
+// whole for its content: a permanent refusal that is neither about the
+// credentials nor about the daily allocation. Its records were not written.
+func refusedBatch(err error) bool {
+	var ae *APIError
+	return crmsync.IsPermanent(err) && errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 &&
+		!errors.Is(err, crmsync.ErrUnauthorized) && !errors.Is(err, crmsync.ErrDailyLimit)
+}
+
+func toWriteResult(object string, kind crmsync.WriteKind, r collResult) crmsync.WriteResult {
 	if r.Success {
 		return crmsync.WriteResult{ID: r.ID, Created: kind == crmsync.Create || (kind == crmsync.Upsert && r.Created)}
 	}
 	e := r.Errors[0]
 	re := &RecordError{StatusCode: e.StatusCode, Message: e.Message, Fields: e.Fields}
+	if names := refusedFields(e.StatusCode, e.Message, e.Fields); names != nil {
+		re.field = &crmsync.FieldError{System: "salesforce", Object: object, Fields: names}
+	}
 	if IsTransientStatusCode(e.StatusCode) {
 		return crmsync.WriteResult{Err: re}
 	}

@@ -222,15 +222,28 @@ func TestWriteBatchesOf200(t *testing.T) {
 	}
 }
 
+// A call refused as a whole for its content is a known outcome: each op's
+// result carries the refusal (crmsync.CRM's Write contract), and an unknown
+// field is named by a *crmsync.FieldError.
 func TestWriteWholeCallFailure(t *testing.T) {
 	f := setup(t, nil, nil)
-	_, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "X", "Nope__c": 1}}})
-	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.Status != 400 || ae.ErrorCode != "INVALID_FIELD" || !crmsync.IsPermanent(err) {
-		t.Fatalf("Write(unknown field) = %v, want permanent 400 INVALID_FIELD", err)
+	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "X", "Nope__c": 1}}})
+	if err != nil || len(res) != 1 {
+		t.Fatalf("Write(unknown field) = %v, %v, want one result", res, err)
 	}
-	_, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "Email", MatchValue: "a@b.c", Fields: crmsync.Fields{"LastName": "X"}}})
-	if !errors.As(err, &ae) || ae.ErrorCode != "NOT_FOUND" || !crmsync.IsPermanent(err) {
-		t.Fatalf("Write(upsert on non-external field) = %v", err)
+	var ae *salesforce.APIError
+	var fe *crmsync.FieldError
+	if !errors.As(res[0].Err, &ae) || ae.Status != 400 || ae.ErrorCode != "INVALID_FIELD" || !crmsync.IsPermanent(res[0].Err) {
+		t.Fatalf("Write(unknown field) = %v, want permanent 400 INVALID_FIELD", res[0].Err)
+	}
+	if !errors.As(res[0].Err, &fe) || strings.Join(fe.Fields, ",") != "Nope__c" || fe.Object != "Contact" || fe.System != "salesforce" {
+		t.Fatalf("Write(unknown field) = %v, want a FieldError naming Nope__c", res[0].Err)
+	}
+	res, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "Email", MatchValue: "a@b.c", Fields: crmsync.Fields{"LastName": "X"}}})
+	if err != nil || len(res) != 1 || !errors.As(res[0].Err, &ae) || ae.ErrorCode != "NOT_FOUND" || !crmsync.IsPermanent(res[0].Err) {
+		t.Fatalf("Write(upsert on non-external field) = %v, %v", res, err)
+	}
+	if errors.As(res[0].Err, &fe) {
+		t.Errorf("NOT_FOUND is no field error: %v", res[0].Err)
 	}
 }

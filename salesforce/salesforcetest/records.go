@@ -1,8 +1,10 @@
 package salesforcetest
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -54,6 +56,7 @@ func contactFields(ext string) []fieldDef {
 	return []fieldDef{
 		sys("Id", "id"),
 		sys("IsDeleted", "boolean"),
+		{Name: "MasterRecordId", Type: "reference", Nillable: true},
 		str("FirstName", "string", 40),
 		last,
 		str("Email", "email", 80),
@@ -84,6 +87,8 @@ type record struct {
 	stamp     time.Time
 	deleted   bool
 	deletedAt time.Time
+	// master is the winner's id when a merge deleted this record.
+	master string
 }
 
 func (r *record) clone() *record {
@@ -102,6 +107,11 @@ func (r *record) value(name string) any {
 		return r.id
 	case "IsDeleted":
 		return r.deleted
+	case "MasterRecordId":
+		if r.master == "" {
+			return nil
+		}
+		return r.master
 	case "CreatedDate":
 		return r.created.UTC().Format(dateTimeLayout)
 	case "LastModifiedDate":
@@ -152,18 +162,12 @@ func compareValues(typ string, a, b any) (int, bool) {
 		}
 		return ta.Compare(tb), true
 	case "double":
-		fa, ok1 := a.(float64)
-		fb, ok2 := b.(float64)
+		fa, ok1 := numberValue(a)
+		fb, ok2 := numberValue(b)
 		if !ok1 || !ok2 {
 			return 0, false
 		}
-		switch {
-		case fa < fb:
-			return -1, true
-		case fa > fb:
-			return 1, true
-		}
-		return 0, true
+		return fa.Cmp(fb), true
 	case "boolean":
 		ba, ok1 := a.(bool)
 		bb, ok2 := b.(bool)
@@ -192,6 +196,38 @@ func compareValues(typ string, a, b any) (int, bool) {
 		}
 		return strings.Compare(strings.ToLower(sa), strings.ToLower(sb)), true
 	}
+}
+
+// numberValue reads a double field's value (float64, or json.Number for a
+// number float64 cannot hold exactly) as an exact rational.
+func numberValue(v any) (*big.Rat, bool) {
+	switch x := v.(type) {
+	case float64:
+		r := new(big.Rat)
+		if r.SetFloat64(x) == nil {
+			return nil, false
+		}
+		return r, true
+	case json.Number:
+		return new(big.Rat).SetString(string(x))
+	}
+	return nil, false
+}
+
+// exactNumber returns a JSON number as float64 when float64 holds its
+// digits (its shortest form reads back as the same value), else as
+// json.Number: Salesforce keeps up to 18 digits, more than float64 does.
+func exactNumber(n json.Number) any {
+	f, err := strconv.ParseFloat(string(n), 64)
+	if err != nil {
+		return n
+	}
+	want, ok := new(big.Rat).SetString(string(n))
+	got, ok2 := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	if ok && ok2 && want.Cmp(got) == 0 {
+		return f
+	}
+	return n
 }
 
 func parseAnyTime(v any) (time.Time, error) {

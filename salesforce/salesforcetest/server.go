@@ -6,6 +6,27 @@
 // a unique external-id field, batch sizes, the daily API allocation and a cap
 // on requests in flight, and injects faults on demand.
 //
+// Rules the real API enforces are always on: describe is filtered by
+// field-level security; a SOQL query naming a field that does not exist or
+// is hidden fails as a whole with 400 INVALID_FIELD and Salesforce's message
+// ("No such column 'X' on entity 'Contact'..." after the query line and
+// "ERROR at Row:1:Column:N"); a collections record naming a hidden field
+// fails alone with INVALID_FIELD; the records of one collections call share
+// one stamp; a merge loser stays in the recycle bin with MasterRecordId set.
+//
+// Hostile behaviours, each switched on by the test:
+//   - a field hidden or deleted, then restored: HideField and RestoreField;
+//   - clock skew: Config.ClockSkew offsets the record stamps (±);
+//   - equal stamps: Config.StampGranularity coarsens them, and EditMany
+//     edits many records with one stamp, as a bulk update does;
+//   - batch-level refusals: Inject a Fault on "create", "update" or
+//     "upsert" (Status 400 with an error array in Body, 413 with ErrorCode
+//     REQUEST_ENTITY_TOO_LARGE, 500), or Config.RefuseBatches for random
+//     ones;
+//   - merges: Merge(master, losers...) as SOAP merge does;
+//   - Hostile(seed): the random ones at once (skew, coarse stamps, refused
+//     batches), deterministic from the seed, for a model test.
+//
 // NewServer starts it on an httptest.Server; New and Handler or
 // ListenAndServe serve it anywhere else.
 package salesforcetest
@@ -18,6 +39,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -63,6 +86,48 @@ type Config struct {
 	// Fields adds custom fields to Contact (an org's own fields), after the
 	// built-in ones; a name that is already a field is an error.
 	Fields []Field
+
+	// ClockSkew offsets the org's clock for record stamps (CreatedDate,
+	// LastModifiedDate, SystemModstamp, deletion times) from Now: positive
+	// runs ahead of the sync host, negative behind. Tokens, the
+	// deleted-records window and getDeleted's bounds keep Now.
+	ClockSkew time.Duration
+	// StampGranularity truncates record stamps; zero means a millisecond,
+	// as Salesforce. A coarser one makes many records share one stamp, as
+	// bulk updates do.
+	StampGranularity time.Duration
+	// RefuseBatches is the chance, from 0 to 1, that a collections call
+	// (create, update, upsert) is refused as a whole with a status drawn
+	// from RefuseStatuses, before any record is written. Draws are
+	// deterministic: they depend on RandSeed, the request body and how
+	// often that body was sent before, not on the order of concurrent
+	// requests.
+	RefuseBatches float64
+	// RefuseStatuses are the statuses of refused batches: 400
+	// (JSON_PARSER_ERROR), 413 (REQUEST_ENTITY_TOO_LARGE), 500
+	// (UNKNOWN_EXCEPTION) or 503 (SERVER_UNAVAILABLE); nil means 400, 413
+	// and 500.
+	RefuseStatuses []int
+	// RandSeed seeds the random behaviours (RefuseBatches).
+	RandSeed uint64
+}
+
+// MaxSkew is the largest clock skew Hostile draws (either way).
+const MaxSkew = 2 * time.Minute
+
+// Hostile returns an option that turns on the fake's random hostile
+// behaviours, drawn deterministically from seed: a clock skew within
+// ±MaxSkew, record stamps truncated to the second (many records share one),
+// and one collections call in 20 refused as a whole (400, 413 or 500).
+// Hidden fields (HideField) and merges (Merge) are the test's to make.
+func Hostile(seed uint64) func(*Config) {
+	return func(c *Config) {
+		r := mrand.New(mrand.NewPCG(seed, 0x5eed))
+		c.ClockSkew = time.Duration(r.Int64N(int64(2*MaxSkew/time.Millisecond)+1))*time.Millisecond - MaxSkew
+		c.StampGranularity = time.Second
+		c.RefuseBatches = 0.05
+		c.RandSeed = seed
+	}
 }
 
 // Field is a custom Contact field the fake serves, writes and describes.
@@ -92,6 +157,9 @@ type Fault struct {
 	Status int
 	// Body replaces the error body (with Status; Status 200 sends a broken success).
 	Body string
+	// ErrorCode sets the errorCode of the error body (with Status), as
+	// REQUEST_ENTITY_TOO_LARGE with 413; "" means the default for Status.
+	ErrorCode string
 	// HTML sends an HTML error page instead of JSON (with Status).
 	HTML bool
 	// RetryAfter sets a Retry-After header (whole seconds) on a Status answer.
@@ -148,12 +216,26 @@ type Server struct {
 	recordFaults    map[string]*recordFault
 	logStart        time.Time
 	locExpired      bool
+	// hidden holds the lower-case names of fields hidden from the
+	// integration user (HideField).
+	hidden map[string]bool
+	// sent counts the collections request bodies seen, by hash, for
+	// deterministic refusals.
+	sent map[uint64]int
 }
 
 // New returns a Server for cfg; it reports an error naming an invalid field.
 func New(cfg Config) (*Server, error) {
-	if cfg.DailyLimit < 0 || cfg.MaxInFlight < 0 || cfg.Seed < 0 {
-		return nil, errors.New("salesforcetest: Config: DailyLimit, MaxInFlight and Seed must not be negative")
+	if cfg.DailyLimit < 0 || cfg.MaxInFlight < 0 || cfg.Seed < 0 || cfg.StampGranularity < 0 {
+		return nil, errors.New("salesforcetest: Config: DailyLimit, MaxInFlight, Seed and StampGranularity must not be negative")
+	}
+	if cfg.RefuseBatches < 0 || cfg.RefuseBatches > 1 {
+		return nil, errors.New("salesforcetest: Config.RefuseBatches: must be in [0, 1]")
+	}
+	for _, st := range cfg.RefuseStatuses {
+		if _, ok := refusals[st]; !ok {
+			return nil, fmt.Errorf("salesforcetest: Config.RefuseStatuses: %d is not one of 400, 413, 500, 503", st)
+		}
 	}
 	if cfg.Token == "" {
 		cfg.Token = "fake-salesforce-token"
@@ -181,7 +263,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, now: cfg.Now, done: make(chan struct{}),
 		records: map[string]*record{}, tokens: map[string]bool{cfg.Token: true},
-		locators: map[string]*locator{}, calls: map[string]int{}, recordFaults: map[string]*recordFault{}}
+		locators: map[string]*locator{}, calls: map[string]int{}, recordFaults: map[string]*recordFault{},
+		hidden: map[string]bool{}, sent: map[uint64]int{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -408,6 +491,8 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault) bo
 			w.Header().Set("Content-Type", "text/html")
 			w.WriteHeader(f.Status)
 			_, _ = w.Write([]byte("<html><head><title>Service Unavailable</title></head><body>Please try again later.</body></html>"))
+		case f.ErrorCode != "":
+			writeError(w, f.Status, f.ErrorCode, "The request was refused")
 		case f.Status == http.StatusServiceUnavailable:
 			writeError(w, f.Status, "SERVER_UNAVAILABLE", "Server is temporarily unavailable")
 		default:
@@ -519,8 +604,15 @@ func (s *Server) Token() string { return s.cfg.Token }
 // ExternalIDField returns the name of the unique external-id field.
 func (s *Server) ExternalIDField() string { return s.cfg.ExternalIDField }
 
-// stamp returns the current time at millisecond precision.
-func (s *Server) stamp() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
+// stamp returns the org's current time for record stamps: Now plus
+// ClockSkew, at millisecond precision or StampGranularity.
+func (s *Server) stamp() time.Time {
+	g := s.cfg.StampGranularity
+	if g <= 0 {
+		g = time.Millisecond
+	}
+	return s.now().Add(s.cfg.ClockSkew).UTC().Truncate(g)
+}
 
 // Seed creates contacts with the given fields (canonical names; values
 // string, float64, bool, nil or time.Time) and returns their ids. It panics on
@@ -572,9 +664,11 @@ func normalize(v any) any {
 }
 
 // newRecord adds an empty record stamped now; s.mu is held.
-func (s *Server) newRecord() *record {
+func (s *Server) newRecord() *record { return s.newRecordAt(s.stamp()) }
+
+// newRecordAt adds an empty record stamped now; s.mu is held.
+func (s *Server) newRecordAt(now time.Time) *record {
 	s.seq++
-	now := s.stamp()
 	r := &record{id: newID(s.seq), seq: s.seq, fields: map[string]any{"DoNotCall": false}, created: now, modified: now, stamp: now}
 	s.indexRecord(r)
 	s.records[r.id] = r
@@ -632,8 +726,132 @@ func (s *Server) setDeleted(id string, del bool) error {
 	r.stamp = s.stamp()
 	if del {
 		r.deletedAt = r.stamp
+	} else {
+		r.master = ""
 	}
 	return nil
+}
+
+// EditMany changes fields of several records at once, as a bulk update
+// does: every record gets the same LastModifiedDate and SystemModstamp.
+func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.stamp()
+	for _, id := range ids {
+		r, ok := s.records[id]
+		if !ok {
+			return fmt.Errorf("salesforcetest: edit: no record %s", id)
+		}
+		for k, v := range fields {
+			fd, ok := s.byName[strings.ToLower(k)]
+			if !ok || !fd.Createable {
+				return fmt.Errorf("salesforcetest: edit: unknown or read-only field %s", k)
+			}
+			s.setField(r, fd.Name, normalize(v))
+		}
+		r.modified, r.stamp = now, now
+	}
+	return nil
+}
+
+// Merge merges up to two losers into master, as SOAP merge does (a request
+// holds at most 3 records): the losers are deleted (IsDeleted, in queryAll
+// and getDeleted) with MasterRecordId = master, and master is updated
+// (LastModifiedDate and SystemModstamp bumped). Field values are not moved;
+// Edit the master first to keep a loser's values.
+func (s *Server) Merge(master string, losers ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(losers) == 0 || len(losers) > 2 {
+		return fmt.Errorf("salesforcetest: merge: %d losers, want 1 or 2", len(losers))
+	}
+	m, ok := s.records[master]
+	if !ok || m.deleted {
+		return fmt.Errorf("salesforcetest: merge: no live master record %s", master)
+	}
+	seen := map[string]bool{master: true}
+	for _, id := range losers {
+		r, ok := s.records[id]
+		if !ok || r.deleted || seen[id] {
+			return fmt.Errorf("salesforcetest: merge: no live, distinct loser record %s", id)
+		}
+		seen[id] = true
+	}
+	now := s.stamp()
+	for _, id := range losers {
+		r := s.records[id]
+		r.deleted, r.deletedAt, r.stamp, r.master = true, now, now, master
+	}
+	m.modified, m.stamp = now, now
+	return nil
+}
+
+// HideField hides a Contact field from the integration user, as when
+// field-level security takes its read access away or an admin deletes it:
+// describe omits it, a SOQL query naming it fails with 400 INVALID_FIELD
+// ("No such column ..."), and a record written with it fails alone with
+// INVALID_FIELD in the collections result. Values are kept; the test
+// helpers (Seed, Edit, Get, All) still see the field.
+func (s *Server) HideField(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fd, ok := s.byName[strings.ToLower(name)]
+	if !ok || fd.Name == "Id" || fd.Name == "SystemModstamp" || fd.Name == "IsDeleted" {
+		return fmt.Errorf("salesforcetest: hide field: %s is not a field that can be hidden", name)
+	}
+	s.hidden[strings.ToLower(fd.Name)] = true
+	return nil
+}
+
+// RestoreField undoes HideField.
+func (s *Server) RestoreField(name string) {
+	s.mu.Lock()
+	delete(s.hidden, strings.ToLower(name))
+	s.mu.Unlock()
+}
+
+// visible returns the field the integration user sees by that name.
+func (s *Server) visible(name string) (fieldDef, bool) {
+	fd, ok := s.byName[strings.ToLower(name)]
+	if !ok {
+		return fieldDef{}, false
+	}
+	s.mu.Lock()
+	hidden := s.hidden[strings.ToLower(fd.Name)]
+	s.mu.Unlock()
+	return fd, !hidden
+}
+
+// refusals are the error bodies of refused batches by status.
+var refusals = map[int][2]string{
+	http.StatusBadRequest:            {"JSON_PARSER_ERROR", "Unexpected character in the request body"},
+	http.StatusRequestEntityTooLarge: {"REQUEST_ENTITY_TOO_LARGE", "The request body is too large"},
+	http.StatusInternalServerError:   {"UNKNOWN_EXCEPTION", "An unexpected error occurred"},
+	http.StatusServiceUnavailable:    {"SERVER_UNAVAILABLE", "Server is temporarily unavailable"},
+}
+
+// refuseBatch draws whether a collections request is refused as a whole
+// (Config.RefuseBatches); s.mu is held.
+func (s *Server) refuseBatch(body []byte) (status int, code, msg string) {
+	if s.cfg.RefuseBatches <= 0 {
+		return 0, "", ""
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(body)
+	k := h.Sum64()
+	n := s.sent[k]
+	s.sent[k] = n + 1
+	r := mrand.New(mrand.NewPCG(s.cfg.RandSeed, k^uint64(n)*0x9e3779b97f4a7c15))
+	if r.Float64() >= s.cfg.RefuseBatches {
+		return 0, "", ""
+	}
+	sts := s.cfg.RefuseStatuses
+	if len(sts) == 0 {
+		sts = []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusInternalServerError}
+	}
+	status = sts[r.IntN(len(sts))]
+	return status, refusals[status][0], refusals[status][1]
 }
 
 // toRecord renders r as a crmsync.Record with every field; s.mu is held.
@@ -642,7 +860,7 @@ func (s *Server) toRecord(r *record) crmsync.Record {
 	for _, fd := range s.fields {
 		f[fd.Name] = r.value(fd.Name)
 	}
-	return crmsync.Record{ID: r.id, Fields: f, CreatedAt: r.created, ModifiedAt: r.stamp, Archived: r.deleted}
+	return crmsync.Record{ID: r.id, Fields: f, CreatedAt: r.created, ModifiedAt: r.stamp, Archived: r.deleted, MergedInto: r.master}
 }
 
 // Get returns a record, deleted or not.
@@ -697,6 +915,9 @@ func (s *Server) handleDescribe(w http.ResponseWriter, r *http.Request) {
 	}
 	fields := make([]map[string]any, 0, len(s.fields))
 	for _, f := range s.fields {
+		if _, ok := s.visible(f.Name); !ok {
+			continue // describe is filtered by field-level security
+		}
 		pl := []map[string]any{}
 		for _, v := range f.Picklist {
 			pl = append(pl, map[string]any{"value": v, "label": v, "active": true, "defaultValue": false, "validFor": nil})
@@ -741,6 +962,9 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("fields"); q != "" {
 		for _, n := range strings.Split(q, ",") {
 			fd, ok := s.byName[strings.ToLower(strings.TrimSpace(n))]
+			if ok && s.hidden[strings.ToLower(fd.Name)] {
+				ok = false
+			}
 			if !ok {
 				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'", n))
 				return
@@ -749,7 +973,9 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		for _, fd := range s.fields {
-			names = append(names, fd.Name)
+			if !s.hidden[strings.ToLower(fd.Name)] {
+				names = append(names, fd.Name)
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, s.render(r, rec, names))
@@ -868,16 +1094,16 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 	}
 	names := make([]string, len(q.fields))
 	for i, f := range q.fields {
-		fd, ok := s.byName[strings.ToLower(f)]
+		fd, ok := s.visible(f)
 		if !ok {
-			writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'.", f))
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(r.URL.Query().Get("q"), f))
 			return
 		}
 		names[i] = fd.Name
 	}
 	for _, f := range append(fieldsIn(q.where, nil), orderFields(q.orderBy)...) {
-		if _, ok := s.byName[strings.ToLower(f)]; !ok {
-			writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'.", f))
+		if _, ok := s.visible(f); !ok {
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(r.URL.Query().Get("q"), f))
 			return
 		}
 	}
@@ -948,6 +1174,21 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 	}
 	loc := &locator{rows: rows, batch: batch}
 	s.writePage(w, r, loc, "", 0)
+}
+
+// noSuchColumn is Salesforce's INVALID_FIELD message for a query naming a
+// field that does not exist or that field-level security hides: the query
+// line, a caret under the field, its position, and the explanation.
+func noSuchColumn(soql, field string) string {
+	line, _, _ := strings.Cut(soql, "\n")
+	col := strings.Index(line, field) + 1
+	if col < 1 {
+		col = 1
+	}
+	return fmt.Sprintf("\n%s\n%s^\nERROR at Row:1:Column:%d\nNo such column '%s' on entity 'Contact'. "+
+		"If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. "+
+		"Please reference your WSDL or the describe call for the appropriate names.",
+		line, strings.Repeat(" ", col-1), col, field)
 }
 
 func orderFields(o []orderTerm) []string {

@@ -1,6 +1,7 @@
 package salesforcetest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -112,7 +113,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 	}
 	var ext fieldDef
 	if kind == "upsert" {
-		fd, ok := s.byName[strings.ToLower(extField)]
+		fd, ok := s.visible(extField)
 		if !ok || !fd.ExternalID {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+extField)
 			return
@@ -144,8 +145,8 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type Contact", k))
 				return
 			}
-			var val any
-			if err := json.Unmarshal(v, &val); err != nil {
+			val, err := decodeValue(v)
+			if err != nil {
 				writeError(w, http.StatusBadRequest, "JSON_PARSER_ERROR", "Cannot deserialize value for field "+fd.Name)
 				return
 			}
@@ -156,6 +157,12 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if status, code, msg := s.refuseBatch(body); status != 0 {
+		writeError(w, status, code, msg)
+		return
+	}
+	// One DML operation: every record it writes gets the same stamp.
+	now := s.stamp()
 	// Duplicate external ids within one upsert fail each record concerned.
 	dupExt := map[string]int{}
 	if kind == "upsert" {
@@ -221,6 +228,9 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 			}
 		}
 		if e == nil {
+			e = s.hiddenIn(rec)
+		}
+		if e == nil {
 			e = s.recordFault(rec, target)
 		}
 		if e == nil {
@@ -236,9 +246,8 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 			results[i] = res
 			continue
 		}
-		now := s.stamp()
 		if create {
-			target = s.newRecord()
+			target = s.newRecordAt(now)
 			undos = append(undos, undo{id: target.id})
 		} else {
 			undos = append(undos, undo{id: target.id, prev: target.clone()})
@@ -384,7 +393,7 @@ func (s *Server) validate(rec map[string]any, target *record, create bool) *recE
 				return bad()
 			}
 		case "double":
-			if _, ok := v.(float64); !ok {
+			if _, ok := numberValue(v); !ok {
 				return bad()
 			}
 		case "datetime":
@@ -425,6 +434,38 @@ func (s *Server) validate(rec map[string]any, target *record, create bool) *recE
 	if create {
 		if v, _ := rec["LastName"].(string); v == "" {
 			return &recError{"REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]", []string{"LastName"}}
+		}
+	}
+	return nil
+}
+
+// decodeValue decodes one field value of a write; numbers become float64,
+// or json.Number when float64 cannot hold their digits.
+func decodeValue(raw json.RawMessage) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	if n, ok := v.(json.Number); ok {
+		return exactNumber(n), nil
+	}
+	return v, nil
+}
+
+// hiddenIn refuses a record that names a field hidden from the integration
+// user (HideField), as Salesforce does for a field without read access or
+// deleted: INVALID_FIELD "No such column"; s.mu is held.
+func (s *Server) hiddenIn(rec map[string]any) *recError {
+	names := make([]string, 0, len(rec))
+	for k := range rec {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if s.hidden[strings.ToLower(k)] {
+			return &recError{"INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type Contact", k), []string{}}
 		}
 	}
 	return nil
