@@ -374,8 +374,13 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	}()
 	cancel(nil)
 	<-hbDone
-	if cause := context.Cause(ctx); werr != nil && errors.Is(cause, ErrLeaseLost) {
-		werr = fmt.Errorf("%w (%w)", werr, ErrLeaseLost)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
+		if werr == nil {
+			// The workflow ignored the cancel; its work is not proven.
+			werr = cause
+		} else if !errors.Is(werr, ErrLeaseLost) {
+			werr = fmt.Errorf("%w (%w)", werr, cause)
+		}
 	}
 
 	r.mu.Lock()
@@ -444,25 +449,44 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	return info, nil
 }
 
+// heartbeat renews the run's lease every Config.Heartbeat. A run that can
+// no longer prove its lease must stop calling the CRMs before another
+// process may take the key: when renewals have failed for half the TTL since
+// the last one that succeeded (engine clock), or the lease changed hands,
+// heartbeat cancels the run's context with a cause wrapping ErrLeaseLost.
 func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
+	ttl := r.eng.cfg.LeaseTTL
+	last := r.Lease().Expires.Add(-ttl) // when the lease was last granted
 	for {
 		if err := sleepCtx(ctx, r.eng.cfg.Heartbeat); err != nil {
 			return
 		}
-		l, err := r.eng.cfg.Store.RenewLease(ctx, r.Lease(), r.eng.cfg.LeaseTTL, r.eng.cfg.Now())
+		// A renewal that hangs (a partitioned database) must not keep the
+		// heartbeat from noticing that the lease is running out.
+		rctx, rcancel := context.WithTimeout(ctx, r.eng.cfg.Heartbeat)
+		l, err := r.eng.cfg.Store.RenewLease(rctx, r.Lease(), ttl, r.eng.cfg.Now())
+		rcancel()
 		switch {
 		case err == nil:
 			r.mu.Lock()
 			r.lease = l
 			r.mu.Unlock()
+			last = l.Expires.Add(-ttl)
 		case errors.Is(err, ErrLeaseLost):
 			r.log.Error("lease taken over by another process; stopping run", "err", err)
-			cancel(ErrLeaseLost)
+			cancel(fmt.Errorf("crmsync: run %s: %w", r.ID, err))
 			return
 		case ctx.Err() != nil:
 			return
 		default:
-			r.log.Warn("renew lease", "err", err)
+			since := r.eng.cfg.Now().Sub(last)
+			if since >= ttl/2 {
+				r.log.Error("lease not renewed for half its TTL; stopping run before it expires", "since", since, "ttl", ttl, "err", err)
+				cancel(fmt.Errorf("crmsync: run %s: lease on key %s not renewed for %s (TTL %s): %w (last renewal error: %v)",
+					r.ID, r.Key, since, ttl, ErrLeaseLost, err))
+				return
+			}
+			r.log.Warn("renew lease", "err", err, "since_last_renewal", since)
 		}
 	}
 }

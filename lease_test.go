@@ -1,0 +1,90 @@
+package crmsync_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/store/memory"
+	"github.com/stretchr/testify/require"
+)
+
+// renewFails is a Store whose lease renewals fail while down is set, as
+// when the process is cut off from its database.
+type renewFails struct {
+	*memory.Store
+	down    atomic.Bool
+	renewed atomic.Int32 // renewal attempts while down
+}
+
+func (s *renewFails) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
+	if s.down.Load() {
+		s.renewed.Add(1)
+		return crmsync.Lease{}, errors.New("dial tcp 10.0.0.5:5432: connect: connection refused")
+	}
+	return s.Store.RenewLease(ctx, l, ttl, now)
+}
+
+// TestRenewalFailureStopsRunBeforeLeaseExpires: a process that cannot renew
+// its lease stops its run (cancelling in-flight work) once half the TTL has
+// passed since its last renewal, before another process may take the key,
+// and the run returns ErrLeaseLost. Before half the TTL it keeps working.
+func TestRenewalFailureStopsRunBeforeLeaseExpires(t *testing.T) {
+	st := &renewFails{Store: memory.New()}
+	c := newClock()
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", Now: c.Now,
+		LeaseTTL: 10 * time.Second, Heartbeat: 2 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	inStep := make(chan struct{})
+	errc := make(chan error, 1)
+	var stepErr error
+	go func() {
+		_, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			_, stepErr = crmsync.Step(ctx, run, "call-crm", func(ctx context.Context, _ *crmsync.Attempt) (int, error) {
+				close(inStep)
+				<-ctx.Done() // an API call in flight until the engine cancels it
+				return 0, ctx.Err()
+			}, nil)
+			return stepErr
+		}))
+		errc <- err
+	}()
+	<-inStep
+	st.down.Store(true)
+	c.Advance(4 * time.Second) // under half the TTL: keep working
+	waitFor(t, func() bool { return st.renewed.Load() >= 3 })
+	select {
+	case err := <-errc:
+		t.Fatalf("run stopped %v after 4s of a 10s lease without renewal; want it to keep working", err)
+	default:
+	}
+	c.Advance(2 * time.Second) // 6s since the last renewal: over half the TTL
+	select {
+	case err := <-errc:
+		require.ErrorIs(t, err, crmsync.ErrLeaseLost)
+		require.ErrorIs(t, stepErr, context.Canceled, "the in-flight step was not cancelled")
+	case <-time.After(10 * time.Second):
+		t.Fatal("run still calling the CRMs although its lease could not be renewed for 6s of a 10s TTL")
+	}
+	// The run stays open: the next start resumes it.
+	st.down.Store(false)
+	runs, err := st.ListRuns(ctx, "k", 1)
+	require.NoError(t, err)
+	require.Equal(t, crmsync.RunOpen, runs[0].Status)
+}
+
+// waitFor polls cond until it holds, failing the test after a long while.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 10000 {
+		if cond() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("condition never held")
+}
