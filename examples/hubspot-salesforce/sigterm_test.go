@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,8 +33,8 @@ func TestSIGTERMReleasesLease(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "crmsync.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSIGTERMReleasesLease$")
 	cmd.Env = append(os.Environ(), "CRMSYNC_SIGTERM_CHILD_STORE="+path)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -48,8 +49,8 @@ func TestSIGTERMReleasesLease(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 		if st == nil {
-			if _, err := os.Stat(path); err != nil {
-				continue
+			if !strings.Contains(out.String(), "syncing every") {
+				continue // the job has not opened (and migrated) its store yet
 			}
 			s, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 			if err != nil {
@@ -79,4 +80,22 @@ func TestSIGTERMReleasesLease(t *testing.T) {
 	_, err = eng.Run(ctx, "default", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil }))
 	require.False(t, errors.Is(err, crmsync.ErrBusy), "the next start found the key busy: the stopped job left its lease behind (%v)", err)
 	require.NoError(t, err)
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
