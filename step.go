@@ -289,6 +289,12 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 		d.Key, d.Run, d.Step, d.Status = r.Key, r.ID, id, DeadParked
 		d.Created, d.Updated = rec.Done, rec.Done
 		detail, _ := json.Marshal(map[string]string{"error": d.Error})
+		if prev, ok := r.claimedFor(*d); ok {
+			// This run's replay of a letter failed again: the letter says
+			// so; no second letter is parked for the same record.
+			d.ID, d.Status, d.Run, d.Step, d.Created, d.ClaimedBy = prev.ID, DeadFailedAgain, prev.Run, prev.Step, prev.Created, r.ID
+			detail, _ = json.Marshal(map[string]any{"error": d.Error, "dead_letter": prev.ID, "replay_failed_again": true})
+		}
 		var ids []string
 		if d.RecordID != "" {
 			ids = []string{d.RecordID}
@@ -360,4 +366,35 @@ func (r *Run) fail(ctx context.Context, id string, n int, ferr error, spec *Dead
 	}
 	r.log.Warn("step failed permanently", "step", id, "err", ferr)
 	return fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ferr)
+}
+
+// letterSubject names what a dead letter is about: its system and the
+// source record of its payload when the payload says (a sync's letters do),
+// else its record id.
+func letterSubject(d DeadLetter) string {
+	var src struct {
+		System string `json:"source_system"`
+		ID     string `json:"source_id"`
+	}
+	if json.Unmarshal(d.Payload, &src) == nil && src.ID != "" {
+		return d.System + "\x00" + src.System + "\x00" + src.ID
+	}
+	return d.System + "\x00\x00" + d.RecordID
+}
+
+// claimedFor returns the letter this run claimed for replay that d, a new
+// failure, is about, if any.
+func (r *Run) claimedFor(d DeadLetter) (DeadLetter, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.replays) == 0 {
+		return DeadLetter{}, false
+	}
+	sub := letterSubject(d)
+	for _, c := range r.replays {
+		if letterSubject(c) == sub {
+			return c, true
+		}
+	}
+	return DeadLetter{}, false
 }
