@@ -38,6 +38,10 @@ type Config struct {
 	// A run whose process dies is resumed by the first start after it expires.
 	LeaseTTL time.Duration
 	// Heartbeat is how often a live run renews its lease; zero means LeaseTTL/3.
+	// A run whose lease cannot be renewed stops (its context cancelled, Run
+	// returning an error matching ErrLeaseLost) a quarter heartbeat before
+	// the lease as last renewed expires, so that it makes no CRM call once
+	// another process may hold the key.
 	Heartbeat time.Duration
 	// WaitForLease makes Run wait while another run holds the key; false
 	// means Run returns ErrBusy at once.
@@ -451,27 +455,47 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 
 // heartbeat renews the run's lease every Config.Heartbeat. A run that can
 // no longer prove its lease must stop calling the CRMs before another
-// process may take the key: when renewals have failed for half the TTL since
-// the last one that succeeded (engine clock), or the lease changed hands,
-// heartbeat cancels the run's context with a cause wrapping ErrLeaseLost.
+// process may take the key: heartbeat cancels the run's context, with a
+// cause wrapping ErrLeaseLost, when the lease changed hands, or when the
+// lease as last renewed is a quarter heartbeat from expiring and the
+// renewals tried since failed (a renewal call may take until then; a failed
+// one is tried again sooner).
+// A late renewal that succeeds proves the lease: nobody took it meanwhile.
 func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
-	ttl := r.eng.cfg.LeaseTTL
-	last := r.Lease().Expires.Add(-ttl) // when the lease was last granted
+	ttl, hb := r.eng.cfg.LeaseTTL, r.eng.cfg.Heartbeat
+	// The run stops a quarter heartbeat before its lease expires: the margin
+	// lets in-flight calls end before another process may take the key.
+	margin := hb / 4
+	stopAt := r.Lease().Expires.Add(-margin)
+	var lastErr error
 	for {
-		if err := sleepCtx(ctx, r.eng.cfg.Heartbeat); err != nil {
+		wait := hb
+		if lastErr != nil {
+			wait = min(hb/4, stopAt.Sub(r.eng.cfg.Now()))
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
 			return
 		}
-		// A renewal that hangs (a partitioned database) must not keep the
-		// heartbeat from noticing that the lease is running out.
-		rctx, rcancel := context.WithTimeout(ctx, r.eng.cfg.Heartbeat)
-		l, err := r.eng.cfg.Store.RenewLease(rctx, r.Lease(), ttl, r.eng.cfg.Now())
+		now := r.eng.cfg.Now()
+		left := stopAt.Sub(now)
+		if left <= 0 && lastErr != nil {
+			r.log.Error("lease not renewed in time; stopping run", "ttl", ttl, "err", lastErr)
+			cancel(fmt.Errorf("crmsync: run %s: lease on key %s not renewed before it expires at %s: %w (last renewal error: %v)",
+				r.ID, r.Key, stopAt.Add(margin).Format(time.RFC3339Nano), ErrLeaseLost, lastErr))
+			return
+		}
+		// A renewal may take until the stop point, no longer: one that
+		// hangs (a partitioned database) must not outlive it. A heartbeat
+		// that woke late (a starved process) still tries once.
+		rctx, rcancel := context.WithTimeout(ctx, max(left, hb/4))
+		l, err := r.eng.cfg.Store.RenewLease(rctx, r.Lease(), ttl, now)
 		rcancel()
 		switch {
 		case err == nil:
 			r.mu.Lock()
 			r.lease = l
 			r.mu.Unlock()
-			last = l.Expires.Add(-ttl)
+			stopAt, lastErr = l.Expires.Add(-margin), nil
 		case errors.Is(err, ErrLeaseLost):
 			r.log.Error("lease taken over by another process; stopping run", "err", err)
 			cancel(fmt.Errorf("crmsync: run %s: %w", r.ID, err))
@@ -479,14 +503,8 @@ func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 		case ctx.Err() != nil:
 			return
 		default:
-			since := r.eng.cfg.Now().Sub(last)
-			if since >= ttl/2 {
-				r.log.Error("lease not renewed for half its TTL; stopping run before it expires", "since", since, "ttl", ttl, "err", err)
-				cancel(fmt.Errorf("crmsync: run %s: lease on key %s not renewed for %s (TTL %s): %w (last renewal error: %v)",
-					r.ID, r.Key, since, ttl, ErrLeaseLost, err))
-				return
-			}
-			r.log.Warn("renew lease", "err", err, "since_last_renewal", since)
+			lastErr = err
+			r.log.Warn("renew lease", "err", err, "expires_in", stopAt.Sub(r.eng.cfg.Now()))
 		}
 	}
 }

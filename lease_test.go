@@ -29,14 +29,14 @@ func (s *renewFails) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.D
 }
 
 // TestRenewalFailureStopsRunBeforeLeaseExpires: a process that cannot renew
-// its lease stops its run (cancelling in-flight work) once half the TTL has
-// passed since its last renewal, before another process may take the key,
-// and the run returns ErrLeaseLost. Before half the TTL it keeps working.
+// its lease stops its run (cancelling in-flight work) a quarter heartbeat
+// before the lease expires, before another process may take the key, and
+// the run returns ErrLeaseLost. Until then it keeps working.
 func TestRenewalFailureStopsRunBeforeLeaseExpires(t *testing.T) {
 	st := &renewFails{Store: memory.New()}
 	c := newClock()
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", Now: c.Now,
-		LeaseTTL: 10 * time.Second, Heartbeat: 2 * time.Millisecond})
+		LeaseTTL: 10 * time.Second, Heartbeat: 2 * time.Second})
 	require.NoError(t, err)
 	ctx := context.Background()
 	inStep := make(chan struct{})
@@ -55,20 +55,20 @@ func TestRenewalFailureStopsRunBeforeLeaseExpires(t *testing.T) {
 	}()
 	<-inStep
 	st.down.Store(true)
-	c.Advance(4 * time.Second) // under half the TTL: keep working
-	waitFor(t, func() bool { return st.renewed.Load() >= 3 })
+	c.Advance(8 * time.Second) // renewals fail, the lease still holds: keep working
+	waitFor(t, func() bool { return st.renewed.Load() >= 2 })
 	select {
 	case err := <-errc:
-		t.Fatalf("run stopped %v after 4s of a 10s lease without renewal; want it to keep working", err)
+		t.Fatalf("run stopped %v after 8s of a 10s lease without renewal; want it to keep working", err)
 	default:
 	}
-	c.Advance(2 * time.Second) // 6s since the last renewal: over half the TTL
+	c.Advance(1600 * time.Millisecond) // 9.6s of the 10s lease: stop
 	select {
 	case err := <-errc:
 		require.ErrorIs(t, err, crmsync.ErrLeaseLost)
 		require.ErrorIs(t, stepErr, context.Canceled, "the in-flight step was not cancelled")
 	case <-time.After(10 * time.Second):
-		t.Fatal("run still calling the CRMs although its lease could not be renewed for 6s of a 10s TTL")
+		t.Fatal("run still calling the CRMs although its lease could not be renewed for 9.6s of a 10s TTL")
 	}
 	// The run stays open: the next start resumes it.
 	st.down.Store(false)
