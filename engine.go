@@ -438,7 +438,11 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 		info = r.info
 	}
 	if werr != nil {
-		r.log.Warn("run stopped; it resumes on the next start", "err", werr)
+		if status == RunOpen {
+			r.log.Warn("run stopped; it resumes on the next start", "err", werr)
+		} else {
+			r.log.Error("run failed permanently and is closed; the next start begins a new run", "err", werr)
+		}
 		return info, fmt.Errorf("crmsync: run %s (key %s): %w", r.ID, r.Key, werr)
 	}
 	r.log.Info("run finished", "step_runs", rep.Counters.StepRuns, "replays", rep.Counters.Replays,

@@ -3,6 +3,9 @@ package crmsync_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,4 +90,69 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatal("condition never held")
+}
+
+// TestStoppedRunSaysWhetherItResumes: the log of a run stopped by a
+// permanent failure (closed: the next start begins a new run) does not
+// promise that it resumes; a run stopped by a transient failure does.
+func TestStoppedRunSaysWhetherItResumes(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		err     error
+		resumes bool
+	}{
+		{"permanent", crmsync.Permanent(errors.New("INVALID_SESSION_ID")), false},
+		{"transient", errors.New("connection reset"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs lockedLog
+			st := memory.New()
+			eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			require.NoError(t, err)
+			info, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return tc.err }))
+			require.Error(t, err)
+			require.Equal(t, tc.resumes, info.Status == crmsync.RunOpen, "run status %s", info.Status)
+			require.Equal(t, tc.resumes, strings.Contains(logs.String(), "resumes on the next start"), "log:\n%s", logs.String())
+		})
+	}
+}
+
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestNoStepRunsOnceLeaseLost: once the run's context ends because the lease
+// is lost, a step's function is not called at all (no CRM call is begun),
+// and Step's error says why.
+func TestNoStepRunsOnceLeaseLost(t *testing.T) {
+	st, c := memory.New(), newClock()
+	eng := newEngine(t, st, c, nil)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	called := false
+	var stepErr error
+	_, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		cancel(crmsync.ErrLeaseLost) // as the heartbeat does
+		_, stepErr = crmsync.Step(ctx, run, "write", func(context.Context, *crmsync.Attempt) (int, error) {
+			called = true
+			return 1, nil
+		}, nil)
+		return stepErr
+	}))
+	require.Error(t, err)
+	require.False(t, called, "a step function ran after the lease was lost")
+	require.ErrorIs(t, stepErr, crmsync.ErrLeaseLost)
 }

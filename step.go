@@ -150,6 +150,10 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	if opts == nil {
 		opts = &StepOpts{}
 	}
+	// A run whose context ended (stopped, or its lease lost) begins no call.
+	if ctx.Err() != nil {
+		return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, context.Cause(ctx))
+	}
 	rec, done, err := run.claim(id)
 	if err != nil {
 		return zero, err
@@ -202,7 +206,7 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 			return v, nil
 		}
 		if ctx.Err() != nil {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(ctx.Err(), ferr))
+			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(context.Cause(ctx), ferr))
 		}
 		if errors.Is(ferr, ErrDailyLimit) {
 			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, ferr)
