@@ -422,7 +422,7 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 		// A run that stopped on a permanent failure would only replay it
 		// if resumed: close it, so that the key's next run starts afresh.
 		if IsPermanent(werr) && parent.Err() == nil && !errors.Is(context.Cause(ctx), ErrLeaseLost) {
-			status = RunFinished
+			status = RunFailed
 		}
 	}
 	now := r.eng.cfg.Now()

@@ -92,9 +92,9 @@ func waitFor(t *testing.T, cond func() bool) {
 	t.Fatal("condition never held")
 }
 
-// TestStoppedRunSaysWhetherItResumes: the log of a run stopped by a
-// permanent failure (closed: the next start begins a new run) does not
-// promise that it resumes; a run stopped by a transient failure does.
+// TestStoppedRunSaysWhetherItResumes: a run stopped by a permanent failure
+// is closed as failed (not finished), and its log does not promise that it
+// resumes; a run stopped by a transient failure stays open and says so.
 func TestStoppedRunSaysWhetherItResumes(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -112,7 +112,11 @@ func TestStoppedRunSaysWhetherItResumes(t *testing.T) {
 			require.NoError(t, err)
 			info, err := eng.Run(ctx, "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return tc.err }))
 			require.Error(t, err)
-			require.Equal(t, tc.resumes, info.Status == crmsync.RunOpen, "run status %s", info.Status)
+			want := crmsync.RunFailed
+			if tc.resumes {
+				want = crmsync.RunOpen
+			}
+			require.Equal(t, want, info.Status, "a run stopped by a %s error", tc.name)
 			require.Equal(t, tc.resumes, strings.Contains(logs.String(), "resumes on the next start"), "log:\n%s", logs.String())
 		})
 	}

@@ -24,11 +24,17 @@ type Lease struct {
 type RunStatus string
 
 // Run states. An open run is resumed by the next start for its key; a
-// finished run is closed for good.
+// finished run is closed for good; a failed run stopped on a permanent error
+// and is closed too (resuming would only replay the failure): the key's
+// next start begins a new run.
 const (
 	RunOpen     RunStatus = "open"
 	RunFinished RunStatus = "finished"
+	RunFailed   RunStatus = "failed"
 )
+
+// Closed reports whether a run in state s is over (finished or failed).
+func (s RunStatus) Closed() bool { return s == RunFinished || s == RunFailed }
 
 // RunInfo is a run as the Store keeps it.
 type RunInfo struct {
@@ -98,8 +104,9 @@ type RunStore interface {
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration, now time.Time) (Lease, error)
 	// ReleaseLease gives the lease up; ErrLeaseLost if it already changed hands.
 	ReleaseLease(ctx context.Context, l Lease) error
-	// FinishRun records the run's outcome. With status RunFinished the run is
-	// closed; with RunOpen it stays resumable. ErrLeaseLost if fenced.
+	// FinishRun records the run's outcome. With status RunFinished or
+	// RunFailed the run is closed; with RunOpen it stays resumable.
+	// ErrLeaseLost if fenced.
 	FinishRun(ctx context.Context, l Lease, status RunStatus, report json.RawMessage, errMsg string, now time.Time) error
 	// GetRun reports ErrNotFound for an unknown run.
 	GetRun(ctx context.Context, id RunID) (RunInfo, error)
@@ -107,7 +114,8 @@ type RunStore interface {
 	ListRuns(ctx context.Context, key string, limit int) ([]RunInfo, error)
 	// GetLease reports the key's lease, or ErrNotFound if it never had one.
 	GetLease(ctx context.Context, key string) (Lease, error)
-	// PruneRuns deletes the step results of runs finished before t and returns
+	// PruneRuns deletes the step results of runs closed (finished or failed)
+	// before t and returns
 	// how many runs it pruned. Runs and their reports are kept.
 	PruneRuns(ctx context.Context, before time.Time) (int, error)
 }

@@ -136,8 +136,11 @@ func (s *Store) FinishRun(_ context.Context, l crmsync.Lease, status crmsync.Run
 	if !ok {
 		return fmt.Errorf("memory: run %s: %w", l.Run, crmsync.ErrNotFound)
 	}
+	if status != crmsync.RunOpen && !status.Closed() {
+		return fmt.Errorf("memory: finish run %s: unknown status %q", l.Run, status)
+	}
 	ri.Status, ri.Report, ri.Error = status, slices.Clone(report), errMsg
-	if status == crmsync.RunFinished {
+	if status.Closed() {
 		ri.FinishedAt = now
 		delete(s.open, l.Key)
 	}
@@ -181,7 +184,7 @@ func (s *Store) PruneRuns(_ context.Context, before time.Time) (int, error) {
 	defer s.mu.Unlock()
 	n := 0
 	for id, ri := range s.runs {
-		if ri.Status == crmsync.RunFinished && ri.FinishedAt.Before(before) {
+		if ri.Status.Closed() && ri.FinishedAt.Before(before) {
 			if _, ok := s.steps[id]; ok {
 				delete(s.steps, id)
 				n++

@@ -171,11 +171,11 @@ func (s *Store) GetLease(ctx context.Context, key string) (crmsync.Lease, error)
 
 // FinishRun implements crmsync.RunStore.
 func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.RunStatus, report json.RawMessage, errMsg string, now time.Time) error {
-	if status != crmsync.RunOpen && status != crmsync.RunFinished {
+	if status != crmsync.RunOpen && !status.Closed() {
 		return fmt.Errorf("postgres: finish run %s: unknown status %q", l.Run, status)
 	}
 	finished := int64(0)
-	if status == crmsync.RunFinished {
+	if status.Closed() {
 		finished = ns(now)
 	}
 	return s.fenced(ctx, l, "finish run "+string(l.Run), `
@@ -244,7 +244,7 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	var n int
 	err := s.pool.QueryRow(ctx, s.q(`
 WITH pruned AS (
-	SELECT id FROM {s}.runs WHERE status = 'finished' AND finished_at < $1
+	SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND finished_at < $1
 	AND EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id)
 ), gone AS (
 	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned)

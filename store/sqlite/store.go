@@ -145,11 +145,11 @@ func (s *Store) GetLease(ctx context.Context, key string) (crmsync.Lease, error)
 
 // FinishRun implements crmsync.RunStore.
 func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.RunStatus, report json.RawMessage, errMsg string, now time.Time) error {
-	if status != crmsync.RunOpen && status != crmsync.RunFinished {
+	if status != crmsync.RunOpen && !status.Closed() {
 		return fmt.Errorf("sqlite: finish run %s: unknown status %q", l.Run, status)
 	}
 	finished := int64(0)
-	if status == crmsync.RunFinished {
+	if status.Closed() {
 		finished = ns(now)
 	}
 	return fenced(ctx, s.db, l, "finish run "+string(l.Run), `
@@ -220,7 +220,7 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	err := s.tx(ctx, "prune runs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE status = 'finished' AND finished_at < ?
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
 			AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
 		if err != nil {
 			return fmt.Errorf("sqlite: prune runs: %w", err)

@@ -455,6 +455,31 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Errorf("letter %d = %s, want replay as the person set it", a.ID, d.Status)
 			}
 		}},
+		{"FailedRunIsClosed", func(t *testing.T, s crmsync.Store) {
+			l, _ := acquire(t, s, "k", "h", "r1", t0)
+			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("s", `1`)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.FinishRun(ctx, l, crmsync.RunStatus("lost"), nil, "", t0); err == nil {
+				t.Errorf("FinishRun with an unknown status = nil, want an error")
+			}
+			if err := s.FinishRun(ctx, l, crmsync.RunFailed, json.RawMessage(`{}`), "INVALID_SESSION_ID", t0.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			ri, err := s.GetRun(ctx, "r1")
+			if err != nil || ri.Status != crmsync.RunFailed || ri.Error != "INVALID_SESSION_ID" || !ri.FinishedAt.Equal(t0.Add(time.Second)) {
+				t.Errorf("failed run = %+v, %v", ri, err)
+			}
+			if err := s.ReleaseLease(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			if _, next := acquire(t, s, "k", "h", "r2", t0.Add(time.Minute)); next.ID != "r2" {
+				t.Errorf("the start after a failed run resumed %s, want a new run r2", next.ID)
+			}
+			if n, err := s.PruneRuns(ctx, t0.Add(time.Hour)); err != nil || n != 1 {
+				t.Errorf("PruneRuns = %d, %v; want the failed run's steps pruned", n, err)
+			}
+		}},
 		{"PruneRuns", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "old", "h", "r-old", t0)
 			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r-old", Step: step("s", `1`)}); err != nil {
