@@ -267,6 +267,25 @@ type Run struct {
 	replays  []DeadLetter
 	result   any
 	closed   bool
+	// renewing is open while the heartbeat renews the lease: new commits
+	// wait for it, so that a busy Store serves the renewal first.
+	renewing chan struct{}
+}
+
+// waitRenewal waits for a lease renewal in flight, if any.
+func (r *Run) waitRenewal(ctx context.Context) error {
+	r.mu.Lock()
+	ch := r.renewing
+	r.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // Logger returns the run's logger (with run and key attributes).
@@ -492,7 +511,15 @@ func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 		// hangs (a partitioned database) must not outlive it. A heartbeat
 		// that woke late (a starved process) still tries once.
 		rctx, rcancel := context.WithTimeout(ctx, max(left, hb/4))
+		gate := make(chan struct{})
+		r.mu.Lock()
+		r.renewing = gate
+		r.mu.Unlock()
 		l, err := r.eng.cfg.Store.RenewLease(rctx, r.Lease(), ttl, now)
+		r.mu.Lock()
+		r.renewing = nil
+		r.mu.Unlock()
+		close(gate)
 		rcancel()
 		switch {
 		case err == nil:

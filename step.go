@@ -328,6 +328,9 @@ func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
 	st := r.eng.cfg.Store
 	bo := DefaultRetry.backoff()
 	for n := 1; ; n++ {
+		if err := r.waitRenewal(ctx); err != nil {
+			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+		}
 		err := st.Commit(ctx, r.Lease(), cp)
 		if err == nil {
 			break
