@@ -323,8 +323,12 @@ func (r *Run) AddAPICalls(system string, n int) {
 	r.mu.Unlock()
 }
 
-// Replays returns the dead letters marked for replay that this run claimed.
-// The workflow tries them again.
+// Replays returns the dead letters marked for replay that this run claimed
+// at its first start (a resumed run gets the same ones back; letters marked
+// later wait for the key's next run). The workflow tries them again; a
+// letter the run parks again for the same subject (system and source record,
+// or record id) updates the claimed letter to DeadFailedAgain instead of
+// parking a second one.
 func (r *Run) Replays() []DeadLetter {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -43,9 +43,9 @@ func (p *RetryPolicy) validate() error {
 	case p.InitialInterval < 0 || p.MaxInterval < 0:
 		return errors.New("intervals must not be negative")
 	case p.Multiplier != 0 && p.Multiplier < 1:
-		return fmt.Errorf("Multiplier must be at least 1 (got %g)", p.Multiplier)
+		return fmt.Errorf("the multiplier must be at least 1 (got %g)", p.Multiplier)
 	case p.Jitter < 0 || p.Jitter > 1:
-		return fmt.Errorf("Jitter must be between 0 and 1 (got %g)", p.Jitter)
+		return fmt.Errorf("the jitter must be between 0 and 1 (got %g)", p.Jitter)
 	case p.MaxRateLimitWaits < 0:
 		return errors.New("MaxRateLimitWaits must not be negative")
 	}
