@@ -37,6 +37,11 @@ type writeOutcome struct {
 	Error     string `json:"error,omitempty"`
 	Permanent bool   `json:"permanent,omitempty"`
 	Ledger    bool   `json:"ledger,omitempty"` // applied by an earlier run
+	// Unknown marks a write whose call failed as a whole with an error no
+	// retry fixes: it may or may not have landed. It is neither parked nor
+	// ledgered; its pair stays unlinked, and a later read recovers the
+	// link through the link field if the write landed.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
@@ -74,12 +79,20 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		byID[r.ID] = r
 	}
 
+	recovered, err := p.recoverLinks(ctx, sd, pg, recs, links)
+	if err != nil {
+		return err
+	}
+
 	// Unlinked records: match on the identity key, in batches.
 	pol := p.s.c.Policy
 	var keys []string
 	seen := map[string]bool{}
 	for _, r := range recs {
 		if _, ok := links[r.ID]; ok {
+			continue
+		}
+		if _, ok := recovered[r.ID]; ok {
 			continue
 		}
 		if k, ok := pol.IdentityKey(r, sd.name); ok && !seen[k] {
@@ -118,6 +131,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	// Merge each pair.
 	pairs := make([]*pair, 0, len(recs))
 	claimed := map[string]bool{}
+	for _, cp := range recovered {
+		claimed[cp.ID] = true
+	}
 	for _, r := range recs {
 		pr := &pair{src: r}
 		if l, ok := links[r.ID]; ok {
@@ -128,6 +144,8 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 				p.skip(sd, r.ID, "", "counterpart "+otherID(l, sd)+" not found on "+other.name+" (archived or deleted there)")
 				continue
 			}
+			pr.other = cp
+		} else if cp, ok := recovered[r.ID]; ok {
 			pr.other = cp
 		} else if k, ok := pol.IdentityKey(r, sd.name); ok {
 			if cp, found := byKey[k]; found && !claimed[cp.ID] {
@@ -147,6 +165,63 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		pairs = append(pairs, pr)
 	}
 	return p.writePairs(ctx, sd, pg, pairs)
+}
+
+// recoverLinks finds, for records with no link row whose link field holds
+// an id of the other side, that counterpart: a write landed but its link
+// was never stored (a crash, a call whose outcome was unknown). The
+// counterpart is taken only if no other record is linked to it and its own
+// link field is empty or names the record. It returns them by record id.
+func (p *pass) recoverLinks(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link) (map[string]Record, error) {
+	other := p.other(sd)
+	want := map[string]string{} // counterpart id -> record id
+	var ids []string
+	for _, r := range recs {
+		if _, ok := links[r.ID]; ok {
+			continue
+		}
+		v, _ := r.Fields[sd.linkField].(string)
+		if v == "" {
+			continue
+		}
+		if _, dup := want[v]; dup {
+			continue // two records name one counterpart: neither is trusted over the other
+		}
+		want[v] = r.ID
+		ids = append(ids, v)
+	}
+	out := map[string]Record{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	found, err := p.lookup(ctx, other, "recover:"+pg, "id", ids)
+	if err != nil {
+		return nil, err
+	}
+	var foundIDs []string
+	for _, r := range found {
+		foundIDs = append(foundIDs, r.ID)
+	}
+	taken, err := step(ctx, p, "links-recovered:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, other, foundIDs)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, cp := range found {
+		rid, ok := want[cp.ID]
+		if !ok {
+			continue
+		}
+		if _, linked := taken[cp.ID]; linked {
+			continue
+		}
+		if back, _ := cp.Fields[other.linkField].(string); back != "" && back != rid {
+			continue
+		}
+		out[rid] = cp
+	}
+	return out, nil
 }
 
 // writePairs writes the merged pairs: first the other side (creates need
@@ -384,15 +459,25 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				// resumes here once the credentials are fixed.
 				return nil, fmt.Errorf("%s refused the write call's credentials (%v): %w", to.name, err.Error(), ErrUnauthorized)
 			}
-			if err != nil && !IsPermanent(err) {
-				return nil, err // the whole call failed: try the pending ops again
+			// The client knows each op's outcome when it returns one result
+			// per op (the CRM contract says it then returns a nil error;
+			// a client that also returns an error is still taken at its
+			// per-record word). Otherwise every op's outcome is unknown.
+			if err != nil && len(res) != len(ops) {
+				if !IsPermanent(err) {
+					return nil, err // the whole call failed: try the pending ops again
+				}
+				// No retry fixes the call, and it may have landed: do not
+				// park these ops as refused. Their pairs stay unlinked.
+				for _, i := range pending {
+					done[i] = writeOutcome{Error: err.Error(), Unknown: true}
+				}
+				pending = nil
 			}
 			for j, i := range pending {
 				var rerr error
 				var r WriteResult
-				if err != nil {
-					rerr = err
-				} else if j < len(res) {
+				if j < len(res) {
 					r, rerr = res[j], res[j].Err
 				} else {
 					rerr = Permanent(fmt.Errorf("%s returned %d results for %d writes", to.name, len(res), len(ops)))
@@ -435,6 +520,11 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			}
 			if o.Ledger {
 				continue // parked by an earlier run
+			}
+			if o.Unknown {
+				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "unknown", "error": o.Error})
+				a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+				continue
 			}
 			op := it.Op
 			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op})
@@ -670,12 +760,12 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 	}
 	for _, o := range otherOut {
-		if !o.ok() && !o.Ledger {
+		if !o.ok() && !o.Ledger && !o.Unknown {
 			dir.DeadLetters++
 		}
 	}
 	for _, o := range srcOut {
-		if !o.ok() && !o.Ledger {
+		if !o.ok() && !o.Ledger && !o.Unknown {
 			back.DeadLetters++
 		}
 	}
