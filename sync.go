@@ -29,7 +29,24 @@ type SyncConfig struct {
 	LinkFieldA, LinkFieldB string
 	// Overlap is how far before each cursor a pass starts reading, for clock
 	// skew and same-millisecond edits; zero means 2 minutes.
+	//
+	// Cursors: each side has a cursor, the point up to which its changes
+	// are safely read. After a pass whose reads and writes of a side all
+	// finished, the side's cursor moves to the pass's window end less the
+	// side's change lag (ChangeLagger; zero for a CRM without it), never
+	// backwards; a side that failed part-way keeps its cursor, and the
+	// run resumes where it stopped. The next pass reads from the cursor
+	// less Overlap, so that changes stamped by a clock that runs behind
+	// the sync host's, and changes sharing a stamp, are read again rather
+	// than missed.
 	Overlap time.Duration
+	// DelayedLag is how far behind now the delayed window of a side whose
+	// CRM lags (ChangeLagger with a positive lag, HubSpot search) ends: a
+	// second cursor per side re-reads [delayed cursor less Overlap, now
+	// less DelayedLag] once that window spans DelayedLag, so a change the
+	// CRM listed late (out of order, after its lag) is still found. Zero
+	// means 1 hour; negative turns the delayed window off.
+	DelayedLag time.Duration
 	// Since is where the first pass of a key starts reading; zero means
 	// everything (a full backfill).
 	Since time.Time
@@ -92,6 +109,9 @@ func NewSync(c SyncConfig) (*Sync, error) {
 	}
 	if c.Overlap == 0 {
 		c.Overlap = 2 * time.Minute
+	}
+	if c.DelayedLag == 0 {
+		c.DelayedLag = time.Hour
 	}
 	if c.WriteConcurrency == 0 {
 		c.WriteConcurrency = 4
@@ -259,7 +279,24 @@ func (p *pass) apiCalls(system string, n int) {
 type window struct {
 	Since map[string]time.Time `json:"since"`
 	Until time.Time            `json:"until"`
+	// Delayed holds, for the sides whose delayed window is due, where it
+	// starts; it ends at DelayedUntil.
+	Delayed      map[string]time.Time `json:"delayed,omitempty"`
+	DelayedUntil time.Time            `json:"delayed_until,omitzero"`
 }
+
+// changeLag is how long sd's change reads lag its writes.
+func changeLag(sd *side) time.Duration {
+	if l, ok := sd.crm.(ChangeLagger); ok {
+		if d := l.ChangeLag(); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// delayedCursor names the cursor of a side's delayed window.
+func delayedCursor(system string) string { return system + ":delayed" }
 
 func (p *pass) do(ctx context.Context) (*SyncReport, error) {
 	err := p.passes(ctx)
@@ -274,6 +311,9 @@ func (p *pass) do(ctx context.Context) (*SyncReport, error) {
 func (p *pass) passes(ctx context.Context) error {
 	win, err := step(ctx, p, "window", func(ctx context.Context, _ *Attempt) (window, error) {
 		w := window{Since: map[string]time.Time{}, Until: p.s.c.Now().UTC()}
+		if p.s.c.DelayedLag > 0 {
+			w.DelayedUntil = w.Until.Add(-p.s.c.DelayedLag)
+		}
 		for _, sd := range []*side{p.a, p.b} {
 			since := p.s.c.Since
 			if c, ok, err := p.cursor(ctx, sd.name); err != nil {
@@ -282,6 +322,21 @@ func (p *pass) passes(ctx context.Context) error {
 				since = c.Add(-p.s.c.Overlap)
 			}
 			w.Since[sd.name] = since.UTC()
+			if w.DelayedUntil.IsZero() || changeLag(sd) == 0 {
+				continue
+			}
+			d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+			if err != nil {
+				return w, err
+			}
+			// Due once the delayed window spans DelayedLag: one re-read
+			// of about an hour's changes an hour after they were read.
+			if ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag)) {
+				if w.Delayed == nil {
+					w.Delayed = map[string]time.Time{}
+				}
+				w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
+			}
 		}
 		return w, nil
 	}, nil)
@@ -299,36 +354,50 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	for _, sd := range []*side{p.a, p.b} {
-		newest := time.Time{}
-		for _, archived := range []bool{false, true} {
-			t, err := p.readSide(ctx, sd, win, archived)
-			if err != nil {
+		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
+			return err
+		}
+		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, true, "archived"); err != nil {
+			return err
+		}
+		delayed, due := win.Delayed[sd.name]
+		if due {
+			if err := p.readSide(ctx, sd, delayed, win.DelayedUntil, false, "delayed"); err != nil {
 				return err
 			}
-			if t.After(newest) {
-				newest = t
-			}
 		}
-		// The cursor moves only forward, and only over finished work.
+		// The cursors move only forward, and only over finished work: to
+		// the window end less the side's change lag.
+		end := win.Until.Add(-changeLag(sd))
 		cur, err := step(ctx, p, "cursor:"+sd.name, func(ctx context.Context, a *Attempt) (time.Time, error) {
+			if !win.DelayedUntil.IsZero() && changeLag(sd) > 0 {
+				d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+				if err != nil {
+					return time.Time{}, err
+				}
+				switch {
+				case !ok:
+					// The first pass read everything up to its window end;
+					// later delayed windows start there.
+					a.SetCursor(delayedCursor(sd.name), win.DelayedUntil.Format(time.RFC3339Nano))
+				case due && win.DelayedUntil.After(d):
+					a.SetCursor(delayedCursor(sd.name), win.DelayedUntil.Format(time.RFC3339Nano))
+				}
+			}
 			old, ok, err := p.cursor(ctx, sd.name)
 			if err != nil {
 				return time.Time{}, err
 			}
-			if ok && !newest.After(old) {
+			if ok && !end.After(old) {
 				return old, nil
 			}
-			if !newest.IsZero() {
-				a.SetCursor(sd.name, newest.UTC().Format(time.RFC3339Nano))
-			}
-			return newest, nil
+			a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
+			return end, nil
 		}, nil)
 		if err != nil {
 			return err
 		}
-		if !cur.IsZero() {
-			p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
-		}
+		p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
 	}
 	return p.notifyConflicts(ctx)
 }
@@ -348,15 +417,12 @@ func (p *pass) cursor(ctx context.Context, system string) (time.Time, bool, erro
 	return t, true, nil
 }
 
-// readSide reads one side's changes page by page, handling each page fully
-// before the next, and returns the newest modification stamp handled. The
-// next page is read while the current one is handled, so that reads and
-// writes overlap under their separate rate limits.
-func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool) (time.Time, error) {
-	kind := "changes"
-	if archived {
-		kind = "archived"
-	}
+// readSide reads one side's changes in [since, until) page by page,
+// handling each page fully before the next. The next page is read while the
+// current one is handled, so that reads and writes overlap under their
+// separate rate limits. kind names the read in step ids ("changes",
+// "archived", "delayed").
+func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, archived bool, kind string) error {
 	type fetched struct {
 		rr  readResult
 		err error
@@ -364,17 +430,16 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 	fetch := func(i int, token string) <-chan fetched {
 		ch := make(chan fetched, 1)
 		go func() {
-			rr, err := p.readPage(ctx, sd, win, archived, kind, i, token)
+			rr, err := p.readPage(ctx, sd, since, until, archived, kind, i, token)
 			ch <- fetched{rr, err}
 		}()
 		return ch
 	}
-	var newest time.Time
 	next := fetch(0, "")
 	for i := 0; ; i++ {
 		f := <-next
 		if f.err != nil {
-			return newest, f.err
+			return f.err
 		}
 		page := f.rr.Page
 		if f.rr.Lost != "" {
@@ -387,11 +452,6 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 		}
 		if page.Next != "" {
 			next = fetch(i+1, page.Next)
-		}
-		for _, r := range page.Records {
-			if r.ModifiedAt.After(newest) {
-				newest = r.ModifiedAt
-			}
 		}
 		p.mu.Lock()
 		p.rep.Read[sd.name] += len(page.Records)
@@ -407,20 +467,20 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 			if page.Next != "" {
 				<-next // let the read in flight end before the run closes
 			}
-			return newest, herr
+			return herr
 		}
 		p.progress(sd.name, kind)
 		if page.Next == "" {
-			return newest, nil
+			return nil
 		}
 	}
 }
 
 // readPage reads page i of one side's changes as a step.
-func (p *pass) readPage(ctx context.Context, sd *side, win window, archived bool, kind string, i int, token string) (readResult, error) {
+func (p *pass) readPage(ctx context.Context, sd *side, since, until time.Time, archived bool, kind string, i int, token string) (readResult, error) {
 	id := fmt.Sprintf("read:%s:%s:%d", sd.name, kind, i)
 	return step(ctx, p, id, func(ctx context.Context, _ *Attempt) (readResult, error) {
-		q := ChangeQuery{Object: sd.object, Since: win.Since[sd.name], Until: win.Until,
+		q := ChangeQuery{Object: sd.object, Since: since, Until: until,
 			Fields: sd.fields, Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
 		p.apiCalls(sd.name, 1)
 		page, err := sd.crm.Changes(ctx, q)
@@ -430,7 +490,7 @@ func (p *pass) readPage(ctx context.Context, sd *side, win window, archived bool
 		// The API no longer lists everything since the cursor (a first
 		// backfill, or a pass after a long pause): read what it still
 		// holds, and say so in the report.
-		q.Since = win.Until.Add(-historyFallback)
+		q.Since = until.Add(-historyFallback)
 		p.apiCalls(sd.name, 1)
 		page, err2 := sd.crm.Changes(ctx, q)
 		if err2 != nil && errors.Is(err2, ErrHistoryLost) {

@@ -3,8 +3,11 @@ package playbook
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
 // wrapCRM is a thin test-only wrapper around a real client that injects one
@@ -107,3 +110,49 @@ func (h *harness) liveSF() []crmsync.Record {
 	}
 	return out
 }
+
+// testClock is a fake clock shared by the sync and both fakes.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock {
+	return &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// clocked runs the sync and both fakes on clk; HubSpot's stamps run skew
+// ahead of it (negative: behind).
+func clocked(o harnessOpts, clk *testClock, skew time.Duration) harnessOpts {
+	o.hs = append(o.hs, hubspottest.WithClock(func() time.Time { return clk.Now().Add(skew) }))
+	o.sf = append(o.sf, func(c *salesforcetest.Config) { c.Now = clk.Now })
+	prev := o.sync
+	o.sync = func(c *crmsync.SyncConfig) {
+		c.Now = clk.Now
+		if prev != nil {
+			prev(c)
+		}
+	}
+	return o
+}
+
+// lagCRM is a client whose change reads lag its writes by lag (what the
+// HubSpot client will say through ChangeLagger).
+type lagCRM struct {
+	*wrapCRM
+	lag time.Duration
+}
+
+func (l *lagCRM) ChangeLag() time.Duration { return l.lag }
