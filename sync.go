@@ -238,7 +238,10 @@ type pass struct {
 	// record of an earlier refusal does not stop them.
 	replaying bool
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// dropped holds, per system, the fields left out of this pass's reads
+	// and writes: absent from the schema, or refused by the API.
+	dropped   map[string]map[string]bool
 	rep       *SyncReport
 	conflicts []Conflict
 	expected  int // records the APIs said the reads match, for the estimate
@@ -248,7 +251,75 @@ func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
 	a, b := s.sides()
 	rep := newSyncReport(a.name, b.name)
 	rep.Plan = run == nil
-	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep}
+	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep,
+		dropped: map[string]map[string]bool{a.name: {}, b.name: {}}}
+}
+
+// drop leaves fields out of sd's reads and writes for the rest of the pass
+// and returns those that were not left out already. The identity field is
+// never dropped from the list of a side that has only it.
+func (p *pass) drop(sd *side, fields ...string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var added []string
+	for _, f := range fields {
+		if f == "" || p.dropped[sd.name][f] || !slices.Contains(sd.fields, f) {
+			continue
+		}
+		p.dropped[sd.name][f] = true
+		added = append(added, f)
+	}
+	return added
+}
+
+// fieldsFor is sd's fields less those dropped.
+func (p *pass) fieldsFor(sd *side) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(sd.fields))
+	for _, f := range sd.fields {
+		if !p.dropped[sd.name][f] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// isDropped reports whether field is left out on sd.
+func (p *pass) isDropped(sd *side, field string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped[sd.name][field]
+}
+
+// maxFieldRetries bounds how often one call is sent again with fewer fields.
+const maxFieldRetries = 5
+
+// refusedFields returns the fields a *FieldError in err names, if any.
+func refusedFields(err error) []string {
+	var fe *FieldError
+	if err != nil && errors.As(err, &fe) {
+		return fe.Fields
+	}
+	return nil
+}
+
+// changes reads one page from sd, dropping the fields the API refuses and
+// reading again; it returns the fields it dropped.
+func (p *pass) changes(ctx context.Context, sd *side, q ChangeQuery) (Page, []string, error) {
+	var dropped []string
+	for try := 0; ; try++ {
+		q.Fields = p.fieldsFor(sd)
+		p.apiCalls(sd.name, 1)
+		page, err := sd.crm.Changes(ctx, q)
+		if names := refusedFields(err); len(names) > 0 && try < maxFieldRetries {
+			if added := p.drop(sd, names...); len(added) > 0 {
+				dropped = append(dropped, added...)
+				continue
+			}
+		}
+		return page, dropped, err
+	}
 }
 
 func (p *pass) other(sd *side) *side {
@@ -399,6 +470,7 @@ func (p *pass) passes(ctx context.Context) error {
 		}
 		p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
 	}
+	p.finishDrift(ctx)
 	return p.notifyConflicts(ctx)
 }
 
@@ -442,6 +514,7 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 			return f.err
 		}
 		page := f.rr.Page
+		p.drop(sd, f.rr.Dropped...) // again, for a run that replays the read
 		if f.rr.Lost != "" {
 			p.mu.Lock()
 			p.rep.HistoryLost = append(p.rep.HistoryLost, sd.name+" "+kind+": "+f.rr.Lost)
@@ -481,22 +554,21 @@ func (p *pass) readPage(ctx context.Context, sd *side, since, until time.Time, a
 	id := fmt.Sprintf("read:%s:%s:%d", sd.name, kind, i)
 	return step(ctx, p, id, func(ctx context.Context, _ *Attempt) (readResult, error) {
 		q := ChangeQuery{Object: sd.object, Since: since, Until: until,
-			Fields: sd.fields, Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
-		p.apiCalls(sd.name, 1)
-		page, err := sd.crm.Changes(ctx, q)
+			Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
+		page, dropped, err := p.changes(ctx, sd, q)
 		if err == nil || !errors.Is(err, ErrHistoryLost) || token != "" {
-			return readResult{Page: page}, err
+			return readResult{Page: page, Dropped: dropped}, err
 		}
 		// The API no longer lists everything since the cursor (a first
 		// backfill, or a pass after a long pause): read what it still
 		// holds, and say so in the report.
 		q.Since = until.Add(-historyFallback)
-		p.apiCalls(sd.name, 1)
-		page, err2 := sd.crm.Changes(ctx, q)
+		page, more, err2 := p.changes(ctx, sd, q)
+		dropped = append(dropped, more...)
 		if err2 != nil && errors.Is(err2, ErrHistoryLost) {
-			return readResult{Lost: err.Error()}, nil
+			return readResult{Lost: err.Error(), Dropped: dropped}, nil
 		}
-		return readResult{Page: page, Lost: err.Error()}, err2
+		return readResult{Page: page, Lost: err.Error(), Dropped: dropped}, err2
 	}, nil)
 }
 
@@ -533,6 +605,8 @@ type readResult struct {
 	Page Page `json:"page"`
 	// Lost is set when the API could not list everything since the cursor.
 	Lost string `json:"lost,omitempty"`
+	// Dropped lists the fields the API refused, left out from then on.
+	Dropped []string `json:"dropped,omitempty"`
 }
 
 // Progress is a pass's progress so far.

@@ -264,6 +264,10 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 		}
 		fields := Fields{}
 		for k, v := range patch {
+			if p.isDropped(to, k) {
+				delete(patch, k) // not written: it is not a change to tally either
+				continue
+			}
 			fields[k] = v
 		}
 		if created == nil { // to is the other side of the source records
@@ -447,12 +451,24 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 		}
 		var transient error
 		if len(pending) > 0 {
-			ops := make([]WriteOp, len(pending))
-			for j, i := range pending {
-				ops[j] = batch[i].Op
+			var ops []WriteOp
+			var res []WriteResult
+			var err error
+			for try := 0; ; try++ {
+				ops = p.withoutDropped(to, batch, pending)
+				p.apiCalls(to.name, 1)
+				res, err = to.crm.Write(ctx, to.object, ops)
+				// A field the API refuses is left out from then on, and
+				// the ops are sent again without it.
+				names := refusedFields(err)
+				for _, r := range res {
+					names = append(names, refusedFields(r.Err)...)
+				}
+				if len(names) > 0 && try < maxFieldRetries && len(p.drop(to, names...)) > 0 {
+					continue
+				}
+				break
 			}
-			p.apiCalls(to.name, 1)
-			res, err := to.crm.Write(ctx, to.object, ops)
 			if err != nil && errors.Is(err, ErrUnauthorized) {
 				// Refused credentials are no verdict on these records: do
 				// not park them. The step fails (not memoized), and the run
@@ -540,6 +556,24 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 	}, nil)
 }
 
+// withoutDropped returns the ops of batch at pending, less the fields
+// dropped on side to.
+func (p *pass) withoutDropped(to *side, batch []writeItem, pending []int) []WriteOp {
+	ops := make([]WriteOp, len(pending))
+	for j, i := range pending {
+		op := batch[i].Op
+		fields := make(Fields, len(op.Fields))
+		for k, v := range op.Fields {
+			if !p.isDropped(to, k) {
+				fields[k] = v
+			}
+		}
+		op.Fields = fields
+		ops[j] = op
+	}
+	return ops
+}
+
 func (p *pass) linksBy(ctx context.Context, sd *side, ids []string) (map[string]Link, error) {
 	if len(ids) == 0 {
 		return map[string]Link{}, nil
@@ -557,18 +591,34 @@ func (p *pass) lookup(ctx context.Context, sd *side, prefix, field string, value
 	if size <= 0 {
 		size = 100
 	}
+	type lookupResult struct {
+		Records []Record `json:"records"`
+		Dropped []string `json:"dropped,omitempty"`
+	}
 	var out []Record
 	for j := 0; len(values) > 0; j++ {
 		chunk := values[:min(size, len(values))]
 		values = values[len(chunk):]
-		recs, err := step(ctx, p, fmt.Sprintf("%s:%d", prefix, j), func(ctx context.Context, _ *Attempt) ([]Record, error) {
-			p.apiCalls(sd.name, 1)
-			return sd.crm.Lookup(ctx, sd.object, field, chunk, sd.fields)
+		lr, err := step(ctx, p, fmt.Sprintf("%s:%d", prefix, j), func(ctx context.Context, _ *Attempt) (lookupResult, error) {
+			var res lookupResult
+			for try := 0; ; try++ {
+				p.apiCalls(sd.name, 1)
+				recs, err := sd.crm.Lookup(ctx, sd.object, field, chunk, p.fieldsFor(sd))
+				if names := refusedFields(err); len(names) > 0 && try < maxFieldRetries {
+					if added := p.drop(sd, names...); len(added) > 0 {
+						res.Dropped = append(res.Dropped, added...)
+						continue
+					}
+				}
+				res.Records = recs
+				return res, err
+			}
 		}, nil)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, recs...)
+		p.drop(sd, lr.Dropped...)
+		out = append(out, lr.Records...)
 	}
 	return out, nil
 }
@@ -702,6 +752,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			if aID == "" || bID == "" || s.failed {
 				continue // no pair yet, or a write did not land: keep the old base
 			}
+			p.keepDroppedBase(pr)
 			if pr.link != nil && pr.link.AID == aID && pr.link.BID == bID && sameFields(pr.link.Base, pr.res.NewBase) {
 				continue
 			}
@@ -770,6 +821,28 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 	}
 	return nil
+}
+
+// keepDroppedBase keeps, in pr's new base, the old base of every rule
+// whose field is dropped on either side in this pass: nothing was read or
+// written there, so nothing was synced.
+func (p *pass) keepDroppedBase(pr *pair) {
+	for _, r := range p.s.c.Policy.Rules {
+		if !p.isDropped(p.a, r.A) && !p.isDropped(p.b, r.B) {
+			continue
+		}
+		k := r.Key()
+		var old any
+		var had bool
+		if pr.link != nil {
+			old, had = pr.link.Base[k]
+		}
+		if had {
+			pr.res.NewBase[k] = old
+		} else {
+			delete(pr.res.NewBase, k)
+		}
+	}
 }
 
 func archivedIn(res MergeResult, pol *Policy, system string) bool {
