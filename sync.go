@@ -47,6 +47,15 @@ type SyncConfig struct {
 	// CRM listed late (out of order, after its lag) is still found. Zero
 	// means 1 hour; negative turns the delayed window off.
 	DelayedLag time.Duration
+	// ArchivedEvery is how often the archived (deleted) records of a side
+	// whose CRM reads its whole recycle bin on every archived read
+	// (WholeBinReader: HubSpot cannot filter its bin by archive time) are
+	// read: not on every pass, but when this long has passed since the
+	// last such read, or at once after RequestArchivedRead. Zero means 1
+	// hour; negative means every pass. A side whose CRM reads deletions
+	// by window (Salesforce) reads them on every pass. When it last ran is
+	// kept as the cursor "<system>:archived".
+	ArchivedEvery time.Duration
 	// Since is where the first pass of a key starts reading; zero means
 	// everything (a full backfill).
 	Since time.Time
@@ -69,7 +78,50 @@ type SyncConfig struct {
 type Sync struct {
 	c      SyncConfig
 	fields map[string][]string // fields to fetch per system
+
+	mu          sync.Mutex
+	archivedNow map[string]bool // key + "\x00" + system: read the bin on the next pass
 }
+
+// WholeBinReader is an optional interface of a CRM whose archived change
+// reads (ChangeQuery.Archived) list the whole recycle bin whatever the
+// window (HubSpot). The sync reads such a side's archived records on its
+// own slower cadence (SyncConfig.ArchivedEvery), not on every pass.
+type WholeBinReader interface {
+	ArchivedReadsWholeBin() bool
+}
+
+// RequestArchivedRead asks the next pass of key to read system's archived
+// records even if SyncConfig.ArchivedEvery has not passed, for instance
+// when a deletion event arrived. The request lives in this process only; a
+// restart falls back to the cadence.
+func (s *Sync) RequestArchivedRead(key, system string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.archivedNow == nil {
+		s.archivedNow = map[string]bool{}
+	}
+	s.archivedNow[key+"\x00"+system] = true
+}
+
+// takeArchivedRequest reports and clears a request for key and system.
+func (s *Sync) takeArchivedRequest(key, system string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := key + "\x00" + system
+	req := s.archivedNow[k]
+	delete(s.archivedNow, k)
+	return req
+}
+
+// wholeBin reports whether sd's archived reads list the whole bin.
+func wholeBin(sd *side) bool {
+	w, ok := sd.crm.(WholeBinReader)
+	return ok && w.ArchivedReadsWholeBin()
+}
+
+// archivedCursor names the cursor holding when a side's bin was last read.
+func archivedCursor(system string) string { return system + ":archived" }
 
 var _ Workflow = (*Sync)(nil)
 
@@ -112,6 +164,9 @@ func NewSync(c SyncConfig) (*Sync, error) {
 	}
 	if c.DelayedLag == 0 {
 		c.DelayedLag = time.Hour
+	}
+	if c.ArchivedEvery == 0 {
+		c.ArchivedEvery = time.Hour
 	}
 	if c.WriteConcurrency == 0 {
 		c.WriteConcurrency = 4
@@ -354,6 +409,8 @@ type window struct {
 	// starts; it ends at DelayedUntil.
 	Delayed      map[string]time.Time `json:"delayed,omitempty"`
 	DelayedUntil time.Time            `json:"delayed_until,omitzero"`
+	// SkipArchived lists the sides whose archived read is not due.
+	SkipArchived map[string]bool `json:"skip_archived,omitempty"`
 }
 
 // changeLag is how long sd's change reads lag its writes.
@@ -393,6 +450,18 @@ func (p *pass) passes(ctx context.Context) error {
 				since = c.Add(-p.s.c.Overlap)
 			}
 			w.Since[sd.name] = since.UTC()
+			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
+				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
+				if err != nil {
+					return w, err
+				}
+				if ok && w.Until.Sub(last) < p.s.c.ArchivedEvery {
+					if w.SkipArchived == nil {
+						w.SkipArchived = map[string]bool{}
+					}
+					w.SkipArchived[sd.name] = true
+				}
+			}
 			if w.DelayedUntil.IsZero() || changeLag(sd) == 0 {
 				continue
 			}
@@ -428,8 +497,10 @@ func (p *pass) passes(ctx context.Context) error {
 		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
 			return err
 		}
-		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, true, "archived"); err != nil {
-			return err
+		if !win.SkipArchived[sd.name] {
+			if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, true, "archived"); err != nil {
+				return err
+			}
 		}
 		delayed, due := win.Delayed[sd.name]
 		if due {
@@ -441,6 +512,9 @@ func (p *pass) passes(ctx context.Context) error {
 		// the window end less the side's change lag.
 		end := win.Until.Add(-changeLag(sd))
 		cur, err := step(ctx, p, "cursor:"+sd.name, func(ctx context.Context, a *Attempt) (time.Time, error) {
+			if wholeBin(sd) && !win.SkipArchived[sd.name] {
+				a.SetCursor(archivedCursor(sd.name), win.Until.Format(time.RFC3339Nano))
+			}
 			if !win.DelayedUntil.IsZero() && changeLag(sd) > 0 {
 				d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
 				if err != nil {
