@@ -62,6 +62,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err != nil {
 		return err
 	}
+	if recs, err = p.merges(ctx, sd, pg, recs, links); err != nil {
+		return err
+	}
 
 	// Counterparts of linked records, by id, in batches.
 	var linkedIDs []string
@@ -165,6 +168,117 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		pairs = append(pairs, pr)
 	}
 	return p.writePairs(ctx, sd, pg, pairs)
+}
+
+// merges handles records that merges made or took away, before pairing,
+// and returns the records left to pair. A record merged away (MergedInto
+// set: a Salesforce loser read as deleted, an old HubSpot id) is never
+// archived on the other side: its counterpart is relinked to the winner if
+// the winner has no link yet; if it has one, the counterpart is left as it
+// is (not archived, not synced) and the pass reports it for a person. A
+// record with MergedFrom naming a linked old id and no link of its own
+// takes that link over, so its counterpart is updated, neither created
+// again nor archived. links is updated in place.
+func (p *pass) merges(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link) ([]Record, error) {
+	var ids []string
+	for _, r := range recs {
+		if r.MergedInto != "" {
+			ids = append(ids, r.MergedInto)
+		} else if _, linked := links[r.ID]; !linked {
+			ids = append(ids, r.MergedFrom...)
+		}
+	}
+	if len(ids) == 0 {
+		return recs, nil
+	}
+	known, err := step(ctx, p, "links-merged:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, sd, ids)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	linkOf := func(id string) (Link, bool) {
+		if l, ok := links[id]; ok {
+			return l, true
+		}
+		l, ok := known[id]
+		return l, ok
+	}
+	type relink struct {
+		Link    Link   `json:"link"`
+		From    string `json:"from"`
+		Winner  string `json:"winner"`
+		Blocked string `json:"blocked,omitempty"` // the winner's own counterpart
+	}
+	var moves []relink
+	keep := recs[:0:0]
+	for _, r := range recs {
+		switch {
+		case r.MergedInto != "":
+			l, ok := links[r.ID]
+			if !ok {
+				continue // nothing linked to the loser: nothing to do, nothing to archive
+			}
+			cp := otherID(l, sd)
+			if wl, taken := linkOf(r.MergedInto); taken {
+				if otherID(wl, sd) != cp {
+					moves = append(moves, relink{From: r.ID, Winner: r.MergedInto, Blocked: otherID(wl, sd), Link: l})
+				}
+				continue
+			}
+			nl := newLink(sd, r.MergedInto, cp, l.Base)
+			links[r.MergedInto] = nl
+			moves = append(moves, relink{From: r.ID, Winner: r.MergedInto, Link: nl})
+		case len(r.MergedFrom) > 0:
+			if _, ok := links[r.ID]; ok {
+				break
+			}
+			for _, old := range r.MergedFrom {
+				if l, ok := known[old]; ok {
+					nl := newLink(sd, r.ID, otherID(l, sd), l.Base)
+					links[r.ID] = nl
+					moves = append(moves, relink{From: old, Winner: r.ID, Link: nl})
+					break
+				}
+			}
+			keep = append(keep, r)
+		default:
+			keep = append(keep, r)
+		}
+	}
+	if len(moves) == 0 {
+		return keep, nil
+	}
+	_, err = step(ctx, p, "relink:"+pg, func(ctx context.Context, a *Attempt) (int, error) {
+		for _, m := range moves {
+			detail, _ := json.Marshal(map[string]any{"merge": "relinked", "from": m.From, "winner": m.Winner})
+			if m.Blocked != "" {
+				detail, _ = json.Marshal(map[string]any{"merge": "needs a person", "from": m.From, "winner": m.Winner,
+					"winner_linked_to": m.Blocked, "left_unlinked": otherID(m.Link, sd)})
+			} else {
+				a.Link(m.Link)
+			}
+			a.Audit(AuditEntry{Kind: AuditSkip, System: sd.name, RecordIDs: []string{m.From, m.Winner, otherID(m.Link, sd)}, Detail: detail})
+		}
+		return len(moves), nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range moves {
+		if m.Blocked != "" {
+			p.skip(sd, m.From, "", "merged into "+m.Winner+", which is already linked to "+m.Blocked+"; "+otherID(m.Link, sd)+" on "+p.other(sd).name+" is left unlinked and not archived: a person must merge it")
+		}
+	}
+	return keep, nil
+}
+
+// newLink is a link between id on sd and cp on the other side.
+func newLink(sd *side, id, cp string, base Fields) Link {
+	if sd.isA {
+		return Link{AID: id, BID: cp, Base: base}
+	}
+	return Link{AID: cp, BID: id, Base: base}
 }
 
 // recoverLinks finds, for records with no link row whose link field holds
@@ -659,7 +773,7 @@ func (p *pass) skip(sd *side, id, field, reason string) {
 func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, toOther []writeItem, otherOut []writeOutcome, toSrc []writeItem, srcOut []writeOutcome) error {
 	other := p.other(sd)
 	type state struct {
-		otherID        string
+		otherID, srcID string
 		failed         bool
 		wroteO, wroteS bool
 		created        bool
@@ -677,7 +791,12 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 		if it.Role == "create" {
 			s.otherID, s.created = o.ID, true
-		} else if it.Role == "update" {
+			continue
+		}
+		if o.ID != "" && o.ID != it.Op.ID && !o.Ledger {
+			s.otherID = o.ID // the record was merged: the write went to the winner
+		}
+		if it.Role == "update" {
 			s.wroteO = true
 		}
 	}
@@ -688,6 +807,9 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				s.failed = true
 			}
 			continue
+		}
+		if o := srcOut[i]; o.ID != "" && o.ID != it.Op.ID && !o.Ledger {
+			st[it.Pair].srcID = o.ID // the source record was merged into o.ID
 		}
 		if it.Role == "update" {
 			st[it.Pair].wroteS = true
@@ -727,9 +849,13 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				res.Parked[i] = true
 				continue
 			}
-			aID, bID := pr.src.ID, s.otherID
+			srcID := pr.src.ID
+			if s.srcID != "" {
+				srcID = s.srcID
+			}
+			aID, bID := srcID, s.otherID
 			if !sd.isA {
-				aID, bID = s.otherID, pr.src.ID
+				aID, bID = s.otherID, srcID
 			}
 			for _, c := range pr.res.Conflicts {
 				// A conflict seen before (same records, field and values) is
