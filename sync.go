@@ -296,7 +296,10 @@ type pass struct {
 	mu sync.Mutex
 	// dropped holds, per system, the fields left out of this pass's reads
 	// and writes: absent from the schema, or refused by the API.
-	dropped   map[string]map[string]bool
+	dropped map[string]map[string]bool
+	// first lists the sides read for the first time: deletions older than
+	// the API keeps were never synced, so their loss is no news.
+	first     map[string]bool
 	rep       *SyncReport
 	conflicts []Conflict
 	expected  int // records the APIs said the reads match, for the estimate
@@ -411,6 +414,8 @@ type window struct {
 	DelayedUntil time.Time            `json:"delayed_until,omitzero"`
 	// SkipArchived lists the sides whose archived read is not due.
 	SkipArchived map[string]bool `json:"skip_archived,omitempty"`
+	// First lists the sides read for the first time (no cursor yet).
+	First map[string]bool `json:"first,omitempty"`
 }
 
 // changeLag is how long sd's change reads lag its writes.
@@ -448,6 +453,11 @@ func (p *pass) passes(ctx context.Context) error {
 				return w, err
 			} else if ok {
 				since = c.Add(-p.s.c.Overlap)
+			} else {
+				if w.First == nil {
+					w.First = map[string]bool{}
+				}
+				w.First[sd.name] = true
 			}
 			w.Since[sd.name] = since.UTC()
 			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
@@ -484,6 +494,7 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	p.rep.Window = win
+	p.first = win.First
 	if err := p.schemaDrift(ctx); err != nil {
 		return err
 	}
@@ -589,7 +600,11 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 		}
 		page := f.rr.Page
 		p.drop(sd, f.rr.Dropped...) // again, for a run that replays the read
-		if f.rr.Lost != "" {
+		if f.rr.Lost != "" && archived && p.first[sd.name] {
+			if p.log != nil {
+				p.log.Debug("first read of deletions: those older than the API keeps are not read", "crm", sd.name)
+			}
+		} else if f.rr.Lost != "" {
 			p.mu.Lock()
 			p.rep.HistoryLost = append(p.rep.HistoryLost, sd.name+" "+kind+": "+f.rr.Lost)
 			p.mu.Unlock()

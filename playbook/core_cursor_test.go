@@ -127,3 +127,46 @@ func TestCoreCursorHoldsWhenASideFailsPartWay(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, cur)
 }
+
+// A change listed later than the change lag (an hour late, past the main
+// cursor) is found by the delayed window, which re-reads older changes on
+// a slower cadence.
+func TestCoreDelayedWindowFindsAVeryLateChange(t *testing.T) {
+	clk := newTestClock()
+	hw := &wrapCRM{}
+	o := clocked(fast(t), clk, 0)
+	o.sync = func(c *crmsync.SyncConfig) {
+		c.Now = clk.Now
+		hw.CRM = c.A
+		c.A = &lagCRM{wrapCRM: hw, lag: 5 * time.Minute}
+	}
+	h := newHarness(t, o)
+	start := clk.Now()
+	id := h.f.hs.Seed("contacts", map[string]string{"email": "hour@x.example", "lastname": "Hour"})[0]
+	clk.Advance(time.Second)
+	h.pass()
+	require.Len(t, h.liveSF(), 1)
+	clk.Advance(3 * time.Minute)
+	h.pass() // quiet: Salesforce's cursor moves past the pair
+
+	clk.Advance(30 * time.Second)
+	require.NoError(t, h.f.hs.Edit("contacts", id, map[string]string{"phone": "+1 555 0199"}))
+	// Search lists the edit only an hour later.
+	hw.set(func(w *wrapCRM) {
+		w.changes = func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error) {
+			pg, err := next.Changes(ctx, q)
+			if clk.Now().Before(start.Add(time.Hour)) {
+				pg.Records = slices.DeleteFunc(pg.Records, func(r crmsync.Record) bool { return r.ID == id })
+			}
+			return pg, err
+		}
+	})
+	for _, d := range []time.Duration{2 * time.Minute, 20 * time.Minute, 30 * time.Minute} {
+		clk.Advance(d)
+		h.pass()
+	}
+	require.Equal(t, "", sfPhoneOf(h, "hour@x.example"), "the edit is not listed yet")
+	clk.Advance(10 * time.Minute)
+	h.pass()
+	assert.Equal(t, "+1 555 0199", sfPhoneOf(h, "hour@x.example"), "the delayed window found the late edit")
+}
