@@ -654,6 +654,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			if o.Unknown {
 				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "unknown", "error": o.Error})
 				a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+				p.skip(src, pr.src.ID, "", "write to "+to.name+" failed as a whole call, outcome unknown: left unlinked and not parked; if it landed, the link is recovered through the link field")
 				continue
 			}
 			op := it.Op
