@@ -75,12 +75,31 @@ var _ crmsync.Store = (*Store)(nil)
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Open connects to the server, then creates and migrates c.Schema if needed.
-// It fails with an error naming what failed, and never the password, for a
+// It fails with a one-line error naming what failed, and never a password
+// (RedactDSN), for a
 // malformed DSN, an unreachable server, a refused login or an unknown
 // database. It refuses, without changing anything, a schema holding another
 // program's tables (ErrForeign) and a schema migrated by newer code
 // (ErrSchemaTooNew).
 func Open(ctx context.Context, c Config) (*Store, error) {
+	s, err := open(ctx, c)
+	if err != nil {
+		return nil, redactError{err}
+	}
+	return s, nil
+}
+
+// redactError is an error whose text is redacted (RedactDSN) and kept on
+// one line; errors.Is and errors.As still see the error it wraps.
+type redactError struct{ err error }
+
+func (e redactError) Error() string {
+	return strings.Join(strings.Fields(RedactDSN(e.err.Error())), " ")
+}
+
+func (e redactError) Unwrap() error { return e.err }
+
+func open(ctx context.Context, c Config) (*Store, error) {
 	if c.DSN == "" {
 		return nil, errors.New("postgres: Config.DSN is empty")
 	}
@@ -98,8 +117,13 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	}
 	pc, err := pgxpool.ParseConfig(c.DSN)
 	if err != nil {
-		// pgx masks the password in its parse errors.
-		return nil, fmt.Errorf("postgres: Config.DSN is not a valid connection string: %w", err)
+		// pgx masks the password in the connection string it quotes, but
+		// not all of an unterminated quoted one: keep its reason only.
+		reason := err.Error()
+		if i := strings.LastIndex(reason, "`: "); i >= 0 {
+			reason = reason[i+3:]
+		}
+		return nil, fmt.Errorf("postgres: Config.DSN is not a valid connection string: %s", reason)
 	}
 	if c.MaxConns > 0 {
 		pc.MaxConns = c.MaxConns
