@@ -76,9 +76,8 @@ var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Open connects to the server, then creates and migrates c.Schema if needed.
 // It fails with a one-line error naming what failed, and never a password
-// (RedactDSN), for a
-// malformed DSN, an unreachable server, a refused login or an unknown
-// database. It refuses, without changing anything, a schema holding another
+// (RedactDSN), for a malformed DSN, an unreachable server, a refused login
+// or an unknown database. It refuses, without changing anything, a schema holding another
 // program's tables (ErrForeign) and a schema migrated by newer code
 // (ErrSchemaTooNew).
 func Open(ctx context.Context, c Config) (*Store, error) {
