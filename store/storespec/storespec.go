@@ -108,7 +108,7 @@ func Parse(spec string) (Spec, error) {
 		case "sqlite", "sqlite3":
 			rest = strings.TrimPrefix(rest, "//")
 			if rest == "" {
-				return Spec{}, fmt.Errorf("store %q: no path after %s:", redact(spec), m[1])
+				return Spec{}, fmt.Errorf("store %q: no path after the colon (want %s:PATH)", redact(spec), m[1])
 			}
 			return Spec{Kind: SQLite, Path: rest}, nil
 		case "postgres", "postgresql":

@@ -49,7 +49,7 @@ func TestParseRefuses(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"", "no store given"},
 		{"  ", "no store given"},
-		{"sqlite:", "no path after sqlite:"},
+		{"sqlite:", "no path after the colon"},
 		{"mysql://u:S3cret@db/crm", `unknown scheme "mysql"`},
 		{"sqlit:x.db", `unknown scheme "sqlit"`},
 		{"postgres:db", "want postgres://host/db"},
