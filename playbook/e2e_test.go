@@ -508,7 +508,7 @@ func TestMainJobEveryStopsOnCancel(t *testing.T) {
 		t.Errorf("%d passes before cancel, want at least 3:\n%s", n, out.String())
 	}
 	var bad bytes.Buffer
-	if code := Main(context.Background(), "demo", []string{"-cron", "not a cron"}, &bad, &bad, func(string) string { return "" }); code != 1 || !strings.Contains(bad.String(), "cron expression") {
+	if code := Main(context.Background(), "demo", []string{"-cron", "not a cron"}, &bad, &bad, func(string) string { return "" }); code != 2 || !strings.Contains(bad.String(), "cron expression") {
 		t.Errorf("bad -cron: exit %d, %q", code, bad.String())
 	}
 }

@@ -4,9 +4,10 @@
 // `go run ./examples/hubspot-salesforce` and `crmsync demo`.
 //
 // With no credentials, Main starts both CRMs as in-process fakes seeded with
-// a realistic data set, syncs them on a SQLite store in a temporary folder,
-// lets simulated users edit both sides, syncs again, and shows that a last
-// pass writes nothing. With credentials in the environment (HUBSPOT_TOKEN,
+// a realistic data set, syncs them on a SQLite store (by default demo.db in
+// the user's cache folder, kept for the crmsync command to inspect), lets
+// simulated users edit both sides, syncs again, and shows that a last pass
+// writes nothing. With credentials in the environment (HUBSPOT_TOKEN,
 // and SALESFORCE_ACCESS_TOKEN with SALESFORCE_INSTANCE_URL or
 // SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET and SALESFORCE_LOGIN_URL) it
 // syncs real accounts.
@@ -19,17 +20,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/schedule"
-	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/crmsync/crmsync/store/postgres"
+	"github.com/crmsync/crmsync/store/storespec"
 )
 
 type options struct {
@@ -37,6 +41,7 @@ type options struct {
 	json, plan    bool
 	every         time.Duration
 	cron          string
+	next          func(time.Time) time.Time // the schedule of -every or -cron
 	key           string
 	hubspotURL    string
 	salesforceURL string
@@ -44,28 +49,120 @@ type options struct {
 	verbose       bool
 }
 
+const mainHelp = `usage: %[1]s [flags]
+
+Keeps HubSpot and Salesforce contacts in step both ways under the
+playbook's policy. With no credentials in the environment, both CRMs are
+fakes in this process, seeded with a realistic data set: it syncs, lets
+simulated users edit both sides, syncs again, and shows that a last pass
+writes nothing. With credentials (HUBSPOT_TOKEN, SALESFORCE_ACCESS_TOKEN
+and SALESFORCE_INSTANCE_URL, or SALESFORCE_CLIENT_ID, SALESFORCE_CLIENT_SECRET
+and SALESFORCE_LOGIN_URL) it syncs the real accounts.
+
+Flags:
+`
+
 // Main runs the main job with command-line args and returns the exit code:
-// 0, 1 for a failed sync, 2 for bad arguments. name names the command in
-// usage messages.
+// 0, 1 for a failed sync, 2 for bad arguments (each reported on one line
+// of stderr, with every password redacted). name names the command in
+// messages.
+//
+// The store is -store, else $CRMSYNC_STORE, in any form package storespec
+// reads (sqlite:PATH, a path, a PostgreSQL DSN). Against the in-process
+// fakes it defaults to demo.db in the user's cache folder
+// (os.UserCacheDir()/crmsync/demo.db), replaced at each start because the
+// fakes start afresh, and kept afterwards so that the crmsync command can
+// show what the demo did. Against real or external CRMs there is no
+// default: the store must be named.
 func Main(ctx context.Context, name string, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	o, err := parseArgs(name, args, stdout, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %s (%s -h for help)\n", name, oneLine(err), name)
+		return 2
+	}
+	con := newConsole(stderr)
+	if err := runSync(ctx, o, stdout, con, getenv); err != nil {
+		con.clear()
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "%s: %s (%s -h for help)\n", name, oneLine(err), name)
+			return 2
+		}
+		fmt.Fprintf(stderr, "%s: %s\n", name, oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+// usageError is bad input found after the flags were parsed (a store spec
+// that does not fit the CRMs).
+type usageError struct{ error }
+
+// oneLine is err's text on one line, every password in it redacted.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(postgres.RedactDSN(err.Error())), " ")
+}
+
+// parseArgs parses and checks the flags; -h prints the help on stdout and
+// returns flag.ErrHelp.
+func parseArgs(name string, args []string, stdout io.Writer, getenv func(string) string) (options, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	var o options
-	fs.StringVar(&o.store, "store", "", "SQLite store file (default: a new file in a temporary folder)")
+	fs.StringVar(&o.store, "store", "", "the store: sqlite:PATH or a file path, a postgres:// or key=value DSN (default: $CRMSYNC_STORE, else with the in-process fakes demo.db in the user's cache folder, replaced at each start)")
 	fs.BoolVar(&o.json, "json", false, "print each pass's report as JSON")
-	fs.BoolVar(&o.plan, "plan", false, "dry run: print the writes a pass would make, make none")
-	fs.DurationVar(&o.every, "every", 0, "keep running, one pass every interval (e.g. 5m); 0 runs the demo once")
-	fs.StringVar(&o.cron, "cron", "", "keep running on a cron schedule (e.g. \"*/5 * * * *\"), in UTC")
-	fs.StringVar(&o.key, "key", "default", "concurrency key (team or portal) of the sync")
-	fs.StringVar(&o.hubspotURL, "hubspot-url", "", "HubSpot API base URL (default: the real API with credentials, else an in-process fake)")
-	fs.StringVar(&o.salesforceURL, "salesforce-url", "", "Salesforce instance URL (default: from the OAuth response, else an in-process fake)")
-	fs.IntVar(&o.seed, "seed", 1000, "contacts to seed on each fake")
-	fs.BoolVar(&o.verbose, "v", false, "log each step")
+	fs.BoolVar(&o.plan, "plan", false, "dry run: print the counts of what a pass would write, write nothing")
+	fs.DurationVar(&o.every, "every", 0, "keep running, one pass every interval (e.g. 5m); Ctrl-C stops")
+	fs.StringVar(&o.cron, "cron", "", "keep running on a cron schedule (e.g. \"*/5 * * * *\"), in UTC; Ctrl-C stops")
+	fs.StringVar(&o.key, "key", "default", "concurrency key (team or portal) of the sync; one live run per key")
+	fs.StringVar(&o.hubspotURL, "hubspot-url", "", "HubSpot API base URL (default: $HUBSPOT_BASE_URL, else the real API with credentials, else an in-process fake)")
+	fs.StringVar(&o.salesforceURL, "salesforce-url", "", "Salesforce instance URL (default: $SALESFORCE_INSTANCE_URL, else from OAuth, else an in-process fake)")
+	fs.IntVar(&o.seed, "seed", 1000, "contacts to seed on each in-process fake")
+	fs.BoolVar(&o.verbose, "v", false, "log at debug level: runs starting and finishing, conflicts, steps replayed, progress")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			fmt.Fprintf(stdout, mainHelp, name)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 		}
-		return 2
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case o.every < 0:
+		return o, fmt.Errorf("-every %s: want a positive interval", o.every)
+	case o.every > 0 && o.cron != "":
+		return o, errors.New("-every and -cron: give one schedule, not both")
+	case o.plan && (o.every > 0 || o.cron != ""):
+		return o, errors.New("-plan makes one dry run: drop -every and -cron")
+	case o.seed < 0:
+		return o, fmt.Errorf("-seed %d: want a number of contacts, 0 or more", o.seed)
+	case strings.TrimSpace(o.key) == "":
+		return o, errors.New("-key is empty: want a key naming the team or portal")
+	}
+	if o.every > 0 {
+		o.next = func(t time.Time) time.Time { return t.Add(o.every) }
+	}
+	if o.cron != "" {
+		next, err := schedule.Cron(o.cron, nil)
+		if err != nil {
+			return o, fmt.Errorf("-cron: %w", err)
+		}
+		if next(time.Now()).IsZero() {
+			return o, fmt.Errorf("-cron %q never fires", o.cron)
+		}
+		o.next = next
+	}
+	o.store = storespec.Resolve(o.store, getenv)
+	if o.store != "" {
+		if _, err := storespec.Parse(o.store); err != nil {
+			return o, err
+		}
 	}
 	if o.hubspotURL == "" {
 		o.hubspotURL = getenv("HUBSPOT_BASE_URL")
@@ -73,19 +170,70 @@ func Main(ctx context.Context, name string, args []string, stdout, stderr io.Wri
 	if o.salesforceURL == "" {
 		o.salesforceURL = getenv("SALESFORCE_INSTANCE_URL")
 	}
-	if err := runSync(ctx, o, stdout, stderr, getenv); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return 1
-	}
-	return 0
+	return o, nil
 }
 
-func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv func(string) string) error {
+// cacheDir is where the demo's default store goes (tests replace it).
+var cacheDir = os.UserCacheDir
+
+// demoStore is the default store against the in-process fakes.
+func demoStore() (string, error) {
+	dir, err := cacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	dir = filepath.Join(dir, "crmsync")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("demo store: %w", err)
+	}
+	path := filepath.Join(dir, "demo.db")
+	// The fakes start afresh: so does their store.
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("demo store: %w", err)
+		}
+	}
+	return path, nil
+}
+
+func runSync(ctx context.Context, o options, stdout io.Writer, con *console, getenv func(string) string) error {
 	level := slog.LevelWarn
 	if o.verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	inProcess := usesInProcessFakes(o, getenv)
+	var handler slog.Handler = slog.NewTextHandler(con, &slog.HandlerOptions{Level: level})
+	if inProcess {
+		handler = demoHandler{handler}
+	}
+	logger := slog.New(handler)
+
+	if o.store == "" {
+		if !inProcess {
+			return usageError{errors.New("no store: against real or external CRMs name one with -store (sqlite:PATH or a PostgreSQL DSN) or $CRMSYNC_STORE")}
+		}
+		path, err := demoStore()
+		if err != nil {
+			return err
+		}
+		o.store = "sqlite:" + path
+	}
+	st, spec, err := storespec.Open(ctx, o.store, storespec.Create)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if inProcess {
+		// The fakes start afresh at each start: a store that already holds
+		// runs describes records that no longer exist.
+		runs, err := st.ListRuns(ctx, "", 1)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", spec, err)
+		}
+		if len(runs) > 0 {
+			return usageError{fmt.Errorf("store %s already holds runs; the in-process fakes start empty at each start, so the demo needs a new store (another path, or none for the default)", spec)}
+		}
+	}
 
 	hc, sc, world, closeFakes, err := connect(o, getenv)
 	if err != nil {
@@ -93,70 +241,64 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 	}
 	defer closeFakes()
 
-	if o.store == "" {
-		dir, err := os.MkdirTemp("", "crmsync-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		o.store = filepath.Join(dir, "crmsync.db")
-	}
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: o.store})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
 	var handlers []crmsync.ConflictHandler
 	if url := getenv("SLACK_WEBHOOK_URL"); url != "" {
 		handlers = append(handlers, &crmsync.SlackNotifier{WebhookURL: url, Redact: true})
 	}
 	pol := contactsPolicy()
+	var progress func(crmsync.Progress)
+	if !o.json && con.tty {
+		progress = func(p crmsync.Progress) { con.progress(progressText(p)) }
+	}
 	s, err := crmsync.NewSync(crmsync.SyncConfig{
 		A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
 		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField,
 		OnConflict: handlers,
-		Progress:   progressBar(stderr, o.json),
+		Progress:   progress,
 	})
 	if err != nil {
 		return err
 	}
-	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: logger, WaitForLease: o.every > 0 || o.cron != ""})
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: logger, WaitForLease: o.next != nil})
 	if err != nil {
 		return err
 	}
+	out := &reportWriter{w: stdout, con: con, json: o.json}
 
 	if o.plan {
 		rep, err := s.Plan(ctx, st, o.key, logger)
 		if err != nil {
 			return err
 		}
-		return printReport(stdout, "plan", rep, o.json)
+		return out.report("plan", rep)
 	}
-	if o.every > 0 || o.cron != "" {
-		next := func(t time.Time) time.Time { return t.Add(o.every) }
+	if o.next != nil {
 		when := "every " + o.every.String()
 		if o.cron != "" {
-			if next, err = schedule.Cron(o.cron, nil); err != nil {
-				return err
-			}
-			when = "on " + o.cron
-		} else if o.every < 0 {
-			return fmt.Errorf("-every %s: want a positive interval", o.every)
+			when = "on " + o.cron + " (UTC)"
 		}
-		fmt.Fprintf(stdout, "syncing %s on %s; Ctrl-C stops\n", when, o.store)
-		return crmsync.Schedule(ctx, next, func(ctx context.Context) error {
+		fmt.Fprintf(stdout, "syncing %s on %s; Ctrl-C stops\n", when, spec)
+		err := crmsync.Schedule(ctx, o.next, func(ctx context.Context) error {
 			rep, info, err := s.RunOnce(ctx, eng, o.key)
 			if err != nil {
-				if info.Status == crmsync.RunOpen {
-					logger.Error("pass failed; the next tick resumes it", "run", info.ID, "err", err)
+				if ctx.Err() != nil {
+					return nil // stopped; said below
+				}
+				con.clear()
+				if info.Status == crmsync.RunOpen && !inProcess {
+					logger.Error("pass failed; the next tick resumes it", "run", info.ID, "err", errText(err, info.ID))
 				} else {
-					logger.Error("pass failed; the next tick starts a new run", "run", info.ID, "err", err)
+					logger.Error("pass failed; the next tick starts a new run", "run", info.ID, "err", errText(err, info.ID))
 				}
 				return nil
 			}
-			return printReport(stdout, time.Now().Format(time.RFC3339), rep, o.json)
+			return out.report(time.Now().UTC().Format(time.RFC3339), rep)
 		})
+		con.clear()
+		if ctx.Err() != nil && !o.json {
+			fmt.Fprintf(stdout, "\nstopped; %s\n", storeNote(spec, inProcess))
+		}
+		return err
 	}
 
 	passes := []string{"first pass"}
@@ -169,11 +311,16 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 				return err
 			}
 		}
-		rep, _, err := s.RunOnce(ctx, eng, o.key)
+		rep, info, err := s.RunOnce(ctx, eng, o.key)
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				con.clear()
+				fmt.Fprintf(stdout, "\nstopped during the %s; %s\n", title, storeNote(spec, inProcess))
+				return nil
+			}
+			return errors.New(errText(err, info.ID))
 		}
-		if err := printReport(stdout, title, rep, o.json); err != nil {
+		if err := out.report(title, rep); err != nil {
 			return err
 		}
 	}
@@ -181,42 +328,143 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 		held, _ := st.ListConflicts(ctx, crmsync.ConflictFilter{Key: o.key, State: crmsync.ConflictHeld})
 		dead, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: o.key, Status: crmsync.DeadParked})
 		again, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: o.key, Status: crmsync.DeadFailedAgain})
-		fmt.Fprintf(stdout, "\nwaiting for a person: %d held conflict(s), %d dead letter(s); store %s\n", len(held), len(dead)+len(again), o.store)
+		fmt.Fprintf(stdout, "\nwaiting for a person: %d held conflict(s), %d dead letter(s)\n%s\n", len(held), len(dead)+len(again), storeNote(spec, inProcess))
 	}
 	return nil
 }
 
-func printReport(w io.Writer, title string, rep *crmsync.SyncReport, asJSON bool) error {
-	if asJSON {
+// storeNote says where the store is and how to look into it.
+func storeNote(spec storespec.Spec, inProcess bool) string {
+	arg := spec.String()
+	if strings.ContainsAny(arg, " '\"") {
+		arg = "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
+	}
+	s := fmt.Sprintf("the store is %s: crmsync -store %s status (or runs, conflicts list, dlq list)", spec, arg)
+	if inProcess {
+		s += "; the next start begins a new demo with new fakes"
+	} else {
+		s += "; the next start resumes from it"
+	}
+	return s
+}
+
+// errText is a pass's error on one line naming its run once: the engine's
+// error already names the run, so only a bare error gets it.
+func errText(err error, id crmsync.RunID) string {
+	msg := err.Error()
+	if id != "" && !strings.Contains(msg, string(id)) {
+		msg = fmt.Sprintf("run %s: %s", id, msg)
+	}
+	return msg
+}
+
+// usesInProcessFakes reports whether the job syncs its own in-process fakes:
+// no credentials and no API URL given.
+func usesInProcessFakes(o options, getenv func(string) string) bool {
+	return getenv("HUBSPOT_TOKEN") == "" && getenv("SALESFORCE_ACCESS_TOKEN") == "" && getenv("SALESFORCE_CLIENT_ID") == "" &&
+		o.hubspotURL == "" && o.salesforceURL == ""
+}
+
+// demoHandler tells the truth about a stopped run of the demo: the engine
+// says an open run resumes on the next start, but the demo's next start
+// makes new fakes and a new store.
+type demoHandler struct{ slog.Handler }
+
+func (h demoHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, "resumes on the next start") {
+		r = slog.NewRecord(r.Time, r.Level, "run stopped; the demo's next start begins a new demo", r.PC)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h demoHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return demoHandler{h.Handler.WithAttrs(as)}
+}
+func (h demoHandler) WithGroup(g string) slog.Handler { return demoHandler{h.Handler.WithGroup(g)} }
+
+// reportWriter prints pass reports, clearing the progress line first.
+type reportWriter struct {
+	w    io.Writer
+	con  *console
+	json bool
+}
+
+func (r *reportWriter) report(title string, rep *crmsync.SyncReport) error {
+	r.con.clear()
+	if r.json {
 		b, err := json.Marshal(map[string]any{"pass": title, "report": rep})
 		if err != nil {
 			return err
 		}
-		_, err = fmt.Fprintln(w, string(b))
+		_, err = fmt.Fprintln(r.w, string(b))
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\n%s: %d written\n%s", title, rep.Writes(), rep.Summary())
+	_, err := fmt.Fprintf(r.w, "\n%s: %d written\n%s", title, rep.Writes(), rep.Summary())
 	return err
 }
 
-// progressBar draws a one-line progress display on a terminal.
-func progressBar(w io.Writer, quiet bool) func(crmsync.Progress) {
-	if quiet {
-		return nil
+// console is stderr: log lines and, on a terminal, one progress line that
+// every other write clears first, so that no log line lands on it.
+type console struct {
+	mu      sync.Mutex
+	w       io.Writer
+	tty     bool
+	showing bool
+}
+
+func newConsole(w io.Writer) *console {
+	c := &console{w: w}
+	if f, ok := w.(*os.File); ok {
+		c.tty = isTerminal(f)
 	}
-	if f, ok := w.(*os.File); !ok || !isTerminal(f) {
-		return nil
+	return c
+}
+
+// Write clears the progress line, then writes p.
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearLocked()
+	return c.w.Write(p)
+}
+
+// progress shows line as the progress line.
+func (c *console) progress(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fmt.Fprintf(c.w, "\r%s\033[K", line)
+	c.showing = true
+}
+
+// clear removes the progress line, if one shows.
+func (c *console) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearLocked()
+}
+
+func (c *console) clearLocked() {
+	if c.showing {
+		fmt.Fprint(c.w, "\r\033[K")
+		c.showing = false
 	}
-	return func(p crmsync.Progress) {
-		eta := ""
-		if p.Remaining > 0 {
-			eta = " ~" + p.Remaining.Round(time.Second).String() + " left"
-		}
-		fmt.Fprintf(w, "\r%-22s read %6d/%-6d written %6d  %6.0f rec/s%s\033[K", p.Phase, p.Read, p.Expected, p.Written, p.RecordsPerSecond, eta)
-		if strings.HasSuffix(p.Phase, "archived") {
-			fmt.Fprint(w, "\r\033[K")
-		}
+}
+
+// progressText is one progress line. The expected total is shown only
+// while it is not below what was read (a pass reads more than estimated
+// when records change during it).
+func progressText(p crmsync.Progress) string {
+	read := fmt.Sprintf("read %6d", p.Read)
+	if p.Expected >= p.Read && p.Expected > 0 {
+		read += fmt.Sprintf("/%-6d", p.Expected)
+	} else {
+		read += "       "
 	}
+	eta := ""
+	if p.Remaining > 0 && p.Expected > p.Read {
+		eta = " ~" + p.Remaining.Round(time.Second).String() + " left"
+	}
+	return fmt.Sprintf("%-22s %s written %6d  %6.0f rec/s%s", p.Phase, read, p.Written, p.RecordsPerSecond, eta)
 }
 
 func isTerminal(f *os.File) bool {
@@ -229,7 +477,7 @@ func isTerminal(f *os.File) bool {
 func connect(o options, getenv func(string) string) (*hubspot.Client, *salesforce.Client, *world, func(), error) {
 	hsToken := getenv("HUBSPOT_TOKEN")
 	sfToken, sfClientID := getenv("SALESFORCE_ACCESS_TOKEN"), getenv("SALESFORCE_CLIENT_ID")
-	if hsToken == "" && sfToken == "" && sfClientID == "" && o.hubspotURL == "" && o.salesforceURL == "" {
+	if usesInProcessFakes(o, getenv) {
 		f, closeFn, err := startFakes(nil, nil)
 		if err != nil {
 			return nil, nil, nil, nil, err

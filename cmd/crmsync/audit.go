@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/crmsync/crmsync"
@@ -22,7 +24,7 @@ Flags:
   -key K       only rows of this key
   -record ID   only rows naming this record id
   -run ID      only rows of this run
-  -kind K      only rows of this kind: write, replay, retry, dead-letter, conflict, skip, ...
+  -kind K      only rows of this kind: write, replay, retry, dead-letter, conflict or skip
   -since T     only rows at or after T (RFC3339)
   -until T     only rows before T (RFC3339)
   -limit N     page size (default 100)
@@ -30,6 +32,9 @@ Flags:
   -all         every page, not just the first
   -format F    table, json or csv
 `
+
+// auditKinds are the kinds of audit row the sync writes.
+var auditKinds = []string{crmsync.AuditWrite, crmsync.AuditReplay, crmsync.AuditRetry, crmsync.AuditDeadLetter, crmsync.AuditConflict, crmsync.AuditSkip}
 
 var auditCols = []string{"id", "time", "key", "run", "step", "kind", "system", "record_ids", "idem_key", "detail"}
 
@@ -67,6 +72,9 @@ func (c *cli) cmdAudit(ctx context.Context, args []string) error {
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Until.After(q.Since) {
 		return usagef("audit: -until must be after -since")
+	}
+	if q.Kind != "" && !slices.Contains(auditKinds, q.Kind) {
+		return usagef("audit: -kind %q: want one of %s", q.Kind, strings.Join(auditKinds, ", "))
 	}
 	if q.Limit < 1 {
 		return usagef("audit: -limit must be at least 1")

@@ -2,33 +2,33 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/crmsync/crmsync/playbook"
 )
 
-const demoUsage = `usage: crmsync [-store sqlite:PATH] demo [-seed N] [-json] [-plan] [-every D | -cron EXPR]
+const demoUsage = `usage: crmsync demo [-store SPEC] [-seed N] [-json] [-plan] [-every D | -cron EXPR] [-v]
 
 Run the reference workflow (HubSpot <-> Salesforce contacts under the
 playbook's policy) with no credentials: both CRMs are fakes in this process,
 seeded with a realistic data set. It syncs, lets simulated users edit both
 sides, syncs again, and shows that a last pass writes nothing.
 
-With -store sqlite:PATH the store is kept (created if absent), so that the
-other commands can show what the demo did:
+The store is kept, so that the other commands can show what the demo did.
+Without -store (or $CRMSYNC_STORE) it is demo.db in your cache folder,
+replaced at each start; the demo's last line names it:
+
+  crmsync demo
+  crmsync -store sqlite:$HOME/.cache/crmsync/demo.db status     (Linux)
+
+With -store the store is yours (SQLite or PostgreSQL, created if absent); it
+must hold no runs yet, since the fakes start empty at each start:
 
   crmsync -store sqlite:demo.db demo
-  crmsync -store sqlite:demo.db status
   crmsync -store sqlite:demo.db conflicts list
 
-Without -store the demo uses a temporary store and removes it. Flags after
-"demo" are the reference workflow's (see "go run ./examples/hubspot-salesforce -h").
+Flags after "demo" are the reference workflow's (see
+"go run ./examples/hubspot-salesforce -h").
 `
-
-// errDemo reports a failed demo; the demo has already said why on stderr.
-type errDemo struct{ code int }
-
-func (e errDemo) Error() string { return fmt.Sprintf("demo failed (exit %d)", e.code) }
 
 func (c *cli) cmdDemo(ctx context.Context, args []string) error {
 	c.usage = demoUsage
@@ -38,18 +38,11 @@ func (c *cli) cmdDemo(ctx context.Context, args []string) error {
 		}
 	}
 	if c.store != "" {
-		scheme, path := splitScheme(c.store)
-		if scheme != "sqlite" || path == "" {
-			return usagef("demo: -store must be sqlite:PATH (got %q)", c.store)
-		}
-		args = append([]string{"-store", path}, args...)
+		args = append([]string{"-store", c.store}, args...)
 	}
-	code := playbook.Main(ctx, "crmsync demo", args, c.stdout, c.stderr, func(string) string { return "" })
-	switch code {
-	case 0:
-		return nil
-	case 2:
-		return usagef("demo: bad flags")
+	// The demo reads no credentials: its CRMs are in this process.
+	if code := playbook.Main(ctx, "crmsync demo", args, c.stdout, c.stderr, func(string) string { return "" }); code != 0 {
+		return reported{code: code}
 	}
-	return errDemo{code: code}
+	return nil
 }

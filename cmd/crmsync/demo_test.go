@@ -12,6 +12,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/assert"
 )
 
 func TestDemoKeepsItsStore(t *testing.T) {
@@ -34,9 +35,16 @@ func TestDemoKeepsItsStore(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &runs); err != nil || len(runs) != 3 {
 		t.Errorf("runs after the demo = %d (%v), want 3 passes", len(runs), err)
 	}
-	if code := run(context.Background(), []string{"-store", "postgres://x@127.0.0.1:1/db", "demo"}, &out, &errOut, nil); code != 2 {
-		t.Errorf("demo on a postgres store: exit %d, want 2", code)
-	}
+	// A second demo on the same store is refused: its fakes start empty.
+	errOut.Reset()
+	code := run(context.Background(), []string{"-store", "sqlite:" + path, "demo", "-seed", "60"}, &out, &errOut, nil)
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut.String(), "already holds runs")
+	// The demo takes a PostgreSQL store too; an unreachable one is a runtime error.
+	errOut.Reset()
+	code = run(context.Background(), []string{"-store", "postgres://x@127.0.0.1:1/db", "demo"}, &out, &errOut, nil)
+	assert.Equal(t, exitRuntime, code, errOut.String())
+	assert.Contains(t, errOut.String(), "cannot connect")
 }
 
 // The operator's commands against a store filled by real sync passes:

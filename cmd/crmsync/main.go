@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/store/postgres"
+	"github.com/crmsync/crmsync/store/storespec"
 )
 
 func main() {
@@ -64,9 +66,10 @@ Commands:
   demo                            run the reference workflow against in-process fakes (no credentials)
 
 Global flags:
-  -store SPEC    the store: sqlite:PATH, a path ending .db, or a postgres://
-                 DSN; it must exist, except for demo (default: $CRMSYNC_STORE;
-                 may also follow the command)
+  -store SPEC    the store: sqlite:PATH or a file path, a postgres:// DSN, or
+                 a key=value DSN ("host=h dbname=crm user=u"); it must
+                 exist, except for demo (default: $CRMSYNC_STORE; may also
+                 follow the command)
 
 Listing commands take -format table|json|csv (default table).
 Record field values are personal data: listings show ids, field names, kinds
@@ -103,31 +106,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if env == nil {
 		env = func(string) string { return "" }
 	}
-	c := &cli{stdout: stdout, stderr: stderr, env: env, store: env("CRMSYNC_STORE"), usage: mainUsage}
+	c := &cli{stdout: stdout, stderr: stderr, env: env, store: storespec.Resolve("", env), usage: mainUsage}
 	err := c.dispatch(ctx, args)
+	var ue *usageError
+	var done reported
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, errHelp):
 		fmt.Fprint(stdout, c.usage)
 		return exitOK
-	}
-	fmt.Fprintf(stderr, "crmsync: %s\n", oneLine(err.Error()))
-	hint := c.hint
-	if hint == "" {
-		hint = strings.SplitN(c.usage, "\n", 2)[0]
-	}
-	fmt.Fprintf(stderr, "%s (-h for help)\n", hint)
-	var ue *usageError
-	if errors.As(err, &ue) {
+	case errors.As(err, &done):
+		return done.code // already said, on one line
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "crmsync: %s (%s -h for help)\n", oneLine(err.Error()), commandName(c.hint, c.usage))
 		return exitUsage
 	}
+	fmt.Fprintf(stderr, "crmsync: %s\n", oneLine(err.Error()))
 	return exitRuntime
 }
 
-// oneLine keeps an error message on one line.
+// reported is a failure already reported on stderr, with its exit code.
+type reported struct{ code int }
+
+func (e reported) Error() string { return fmt.Sprintf("failed (exit %d)", e.code) }
+
+// commandName is the command a usage line names: "usage: crmsync dlq
+// replay ID..." gives "crmsync dlq replay".
+func commandName(hint, usage string) string {
+	line := hint
+	if line == "" {
+		line = strings.SplitN(usage, "\n", 2)[0]
+	}
+	var words []string
+	for _, w := range strings.Fields(strings.TrimPrefix(line, "usage:")) {
+		if strings.Trim(w, "abcdefghijklmnopqrstuvwxyz") != "" {
+			break
+		}
+		words = append(words, w)
+	}
+	if len(words) == 0 {
+		return "crmsync"
+	}
+	return strings.Join(words, " ")
+}
+
+// oneLine keeps an error message on one line, with every password in it
+// redacted.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(postgres.RedactDSN(s)), " ")
 }
 
 func (c *cli) dispatch(ctx context.Context, args []string) error {
@@ -221,22 +248,15 @@ func checkFormat(f string, allowed ...string) error {
 	return usagef("-format %q: want one of %s", f, strings.Join(allowed, ", "))
 }
 
-// open opens the store named by -store or $CRMSYNC_STORE.
-func (c *cli) open(ctx context.Context) (crmsync.Store, io.Closer, error) {
-	if c.store == "" {
-		return nil, nil, usagef("no store: set -store or CRMSYNC_STORE (sqlite:PATH)")
-	}
-	return openStore(ctx, c.store)
-}
-
-// withStore opens the store, calls fn and closes the store.
+// withStore opens the store named by -store or $CRMSYNC_STORE, calls fn
+// and closes the store.
 func (c *cli) withStore(ctx context.Context, fn func(st crmsync.Store) error) error {
-	st, closer, err := c.open(ctx)
+	st, err := openStore(ctx, c.store)
 	if err != nil {
 		return err
 	}
 	err = fn(st)
-	if cerr := closer.Close(); cerr != nil && err == nil {
+	if cerr := st.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close store: %w", cerr)
 	}
 	return err

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -142,6 +145,9 @@ var goldenCases = []goldenCase{
 	{name: "err-bad-since", args: []string{"audit", "-since", "yesterday"}, code: 2},
 	{name: "err-status-unknown-key", args: []string{"status", "-key", "team-z"}, code: 1},
 	{name: "err-runs-limit", args: []string{"runs", "-limit", "0"}, code: 2},
+	{name: "err-audit-bad-kind", args: []string{"audit", "-kind", "bogus"}, code: 2},
+	{name: "err-sqlite-typo", args: []string{"-store", "sqlit:{STORE}", "status"}, code: 2, noStore: true},
+	{name: "err-empty-file", args: []string{"-store", "testdata/empty.db", "status"}, code: 1, noStore: true},
 }
 
 func TestGolden(t *testing.T) {
@@ -187,16 +193,39 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// checkErrorOutput checks a failure's stderr: one error line, then the hint.
+// checkErrorOutput checks a failure's stderr: one error line; bad input
+// (exit 2) ends it with where to find help, a runtime error has no usage.
 func checkErrorOutput(t *testing.T, res result) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(res.stderr, "\n"), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "crmsync: ") || !strings.HasPrefix(lines[1], "usage: crmsync") {
-		t.Errorf("stderr is not an error line and a usage hint:\n%s", res.stderr)
+	require.Len(t, lines, 1, "stderr is one error line:\n%s", res.stderr)
+	assert.True(t, strings.HasPrefix(lines[0], "crmsync: "), "stderr: %s", res.stderr)
+	if res.code == exitUsage {
+		assert.True(t, strings.HasSuffix(lines[0], " -h for help)"), "a usage error says where help is: %s", res.stderr)
+	} else {
+		assert.NotContains(t, lines[0], "usage", "no usage after a runtime error")
 	}
-	if res.stdout != "" {
-		t.Errorf("stdout on error: %q", res.stdout)
+	assert.Empty(t, res.stdout, "stdout on error")
+}
+
+// TestStatusLeavesNonStoresAlone: status on an empty file or a missing
+// path says so on one line and leaves the file (or its absence) as it was.
+func TestStatusLeavesNonStoresAlone(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.db")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	missing := filepath.Join(dir, "missing.db")
+	for _, spec := range []string{empty, "sqlite:" + empty, missing, "sqlite:" + missing} {
+		res := invoke(context.Background(), spec, "status")
+		assert.Equal(t, exitRuntime, res.code, "%s: %s", spec, res.stderr)
+		checkErrorOutput(t, res)
 	}
+	fi, err := os.Stat(empty)
+	require.NoError(t, err)
+	assert.Zero(t, fi.Size(), "the empty file is still empty")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no file was created")
 }
 
 func golden(t *testing.T, name, got string) {
