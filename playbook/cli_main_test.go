@@ -188,3 +188,34 @@ func TestConsoleClearsProgressBeforeALogLine(t *testing.T) {
 	con.clear()
 	assert.Equal(t, "\rread 10/20\033[K\r\033[Klevel=WARN msg=x\n\rread 20/20\033[K\r\033[K", b.String())
 }
+
+// A pass that fails is one line on stderr naming its run once, with no
+// usage text, and exit 1; the store then lists the run as failed.
+func TestMainFailedPassIsOneLine(t *testing.T) {
+	w, err := NewWorld(10)
+	require.NoError(t, err)
+	defer w.Close()
+	env := map[string]string{
+		"HUBSPOT_TOKEN": "not-the-token", "HUBSPOT_BASE_URL": w.w.f.hsURL,
+		"SALESFORCE_ACCESS_TOKEN": w.w.f.sf.Token(), "SALESFORCE_INSTANCE_URL": w.w.f.sfURL,
+	}
+	path := filepath.Join(t.TempDir(), "x.db")
+	code, out, errOut := mainRun(t, env, "-store", path)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	require.Equal(t, 1, strings.Count(errOut, "\n"), "one line:\n%s", errOut)
+	assert.Contains(t, errOut, "401")
+	st, _, err := storespec.Open(context.Background(), path, storespec.Existing)
+	require.NoError(t, err)
+	defer st.Close()
+	runs, err := st.ListRuns(context.Background(), "", 10)
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	assert.Equal(t, 1, strings.Count(errOut, string(runs[0].ID)), "the run id once:\n%s", errOut)
+	assert.Equal(t, crmsync.RunFailed, runs[0].Status)
+
+	// Against external CRMs the store must be named.
+	code, _, errOut = mainRun(t, env)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "no store")
+}

@@ -203,9 +203,7 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 	}
 	inProcess := usesInProcessFakes(o, getenv)
 	var handler slog.Handler = slog.NewTextHandler(con, &slog.HandlerOptions{Level: level})
-	if inProcess {
-		handler = demoHandler{handler}
-	}
+	handler = mainHandler{Handler: handler, demo: inProcess, verbose: o.verbose}
 	logger := slog.New(handler)
 
 	if o.store == "" {
@@ -286,9 +284,9 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 				}
 				con.clear()
 				if info.Status == crmsync.RunOpen && !inProcess {
-					logger.Error("pass failed; the next tick resumes it", "run", info.ID, "err", errText(err, info.ID))
+					logger.Error("pass failed; the next tick resumes it", "err", errText(err, info.ID))
 				} else {
-					logger.Error("pass failed; the next tick starts a new run", "run", info.ID, "err", errText(err, info.ID))
+					logger.Error("pass failed; the next tick starts a new run", "err", errText(err, info.ID))
 				}
 				return nil
 			}
@@ -348,14 +346,22 @@ func storeNote(spec storespec.Spec, inProcess bool) string {
 	return s
 }
 
-// errText is a pass's error on one line naming its run once: the engine's
-// error already names the run, so only a bare error gets it.
+// errText is a pass's error on one line naming its run once: the engine
+// names the run, and so may the step error it wraps.
 func errText(err error, id crmsync.RunID) string {
 	msg := err.Error()
-	if id != "" && !strings.Contains(msg, string(id)) {
-		msg = fmt.Sprintf("run %s: %s", id, msg)
+	if id == "" {
+		return msg
 	}
-	return msg
+	first := strings.Index(msg, string(id))
+	if first < 0 {
+		return fmt.Sprintf("run %s: %s", id, msg)
+	}
+	head, tail := msg[:first+len(id)], msg[first+len(id):]
+	for _, dup := range []string{"crmsync: run " + string(id) + " ", "run " + string(id) + " ", "run " + string(id) + ": "} {
+		tail = strings.ReplaceAll(tail, dup, "")
+	}
+	return head + tail
 }
 
 // usesInProcessFakes reports whether the job syncs its own in-process fakes:
@@ -365,22 +371,35 @@ func usesInProcessFakes(o options, getenv func(string) string) bool {
 		o.hubspotURL == "" && o.salesforceURL == ""
 }
 
-// demoHandler tells the truth about a stopped run of the demo: the engine
+// mainHandler keeps the engine's logs from saying twice what Main says
+// once: without -v, the lines of a run or step that failed or stopped are
+// left out, since Main prints the error (on one line) and what happens
+// next. For the demo, it tells the truth about a stopped run: the engine
 // says an open run resumes on the next start, but the demo's next start
 // makes new fakes and a new store.
-type demoHandler struct{ slog.Handler }
+type mainHandler struct {
+	slog.Handler
+	demo, verbose bool
+}
 
-func (h demoHandler) Handle(ctx context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "resumes on the next start") {
+func (h mainHandler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.verbose && (strings.HasPrefix(r.Message, "run failed") || strings.HasPrefix(r.Message, "run stopped") ||
+		strings.HasPrefix(r.Message, "step failed")) {
+		return nil
+	}
+	if h.demo && strings.Contains(r.Message, "resumes on the next start") {
 		r = slog.NewRecord(r.Time, r.Level, "run stopped; the demo's next start begins a new demo", r.PC)
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
-func (h demoHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return demoHandler{h.Handler.WithAttrs(as)}
+func (h mainHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return mainHandler{h.Handler.WithAttrs(as), h.demo, h.verbose}
 }
-func (h demoHandler) WithGroup(g string) slog.Handler { return demoHandler{h.Handler.WithGroup(g)} }
+
+func (h mainHandler) WithGroup(g string) slog.Handler {
+	return mainHandler{h.Handler.WithGroup(g), h.demo, h.verbose}
+}
 
 // reportWriter prints pass reports, clearing the progress line first.
 type reportWriter struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/crmsync/crmsync"
@@ -64,6 +65,12 @@ func (c *cli) cmdRuns(ctx context.Context, args []string) error {
 	})
 }
 
+// runError is a run's stored error without the run id it starts with (the
+// run is named beside it).
+func runError(ri crmsync.RunInfo) string {
+	return strings.TrimPrefix(ri.Error, "crmsync: run "+string(ri.ID)+" ")
+}
+
 // stepView is a step without its result, which may hold record values.
 type stepView struct {
 	Step     string    `json:"step"`
@@ -115,7 +122,7 @@ func (c *cli) cmdRunsShow(ctx context.Context, args []string) error {
 			return fmt.Errorf("steps of run %s: %w", id, err)
 		}
 		v := runView{ID: ri.ID, Key: ri.Key, Workflow: ri.Workflow, Status: ri.Status, StartedAt: ri.StartedAt.UTC(),
-			Attempts: ri.Attempts, Error: ri.Error, Report: ri.Report, Steps: []stepView{}}
+			Attempts: ri.Attempts, Error: runError(ri), Report: ri.Report, Steps: []stepView{}}
 		if !ri.FinishedAt.IsZero() {
 			v.FinishedAt = ri.FinishedAt.UTC()
 			v.Duration = text(runDuration(ri))

@@ -61,7 +61,7 @@ type keyStatus struct {
 
 func summarize(ri crmsync.RunInfo) runSummary {
 	s := runSummary{ID: ri.ID, Workflow: ri.Workflow, Status: ri.Status, StartedAt: ri.StartedAt.UTC(),
-		Attempts: ri.Attempts, Error: ri.Error}
+		Attempts: ri.Attempts, Error: runError(ri)}
 	if !ri.FinishedAt.IsZero() {
 		s.FinishedAt = ri.FinishedAt.UTC()
 		s.Duration = text(runDuration(ri))
