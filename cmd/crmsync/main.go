@@ -7,9 +7,12 @@
 //
 //	crmsync [-store SPEC] <command> [flags] [args]
 //
-// The store is sqlite:PATH (or a bare path ending .db) or a postgres:// DSN,
-// from -store or the CRMSYNC_STORE environment variable. Run "crmsync -h" for the commands and
-// "crmsync <command> -h" for each command's flags.
+// The store is sqlite:PATH or a file path, a postgres:// DSN or a key=value
+// DSN (package storespec), from -store or the CRMSYNC_STORE environment
+// variable; the commands open an existing store only and never print its
+// password. Errors are one line: bad input exits 2, a failure 1. Run
+// "crmsync -h" for the commands and "crmsync <command> -h" for each
+// command's flags.
 //
 // Record field values are personal data: listings show ids, field names,
 // kinds and errors only. "dlq show" and "conflicts show" print one item's
