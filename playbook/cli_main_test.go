@@ -219,3 +219,13 @@ func TestMainFailedPassIsOneLine(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, "no store")
 }
+
+// -plan on a fresh store plans the first sync of the whole data set, right
+// after the fakes are seeded.
+func TestMainPlanSeesTheSeededData(t *testing.T) {
+	for range 5 {
+		code, out, errOut := mainRun(t, nil, "-plan", "-seed", "30", "-store", filepath.Join(t.TempDir(), "p.db"))
+		require.Equal(t, 0, code, errOut)
+		assert.Contains(t, out, "read hubspot 30, salesforce 30 (plan: nothing was written)")
+	}
+}
