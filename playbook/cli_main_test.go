@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,14 +19,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The demo's default store goes to a folder of this test binary's, not to
-// the user's cache.
+// The demo's default store goes to a temporary folder of this test
+// binary's (made when first asked for), not to the user's cache.
 func init() {
-	dir, err := os.MkdirTemp("", "crmsync-playbook-cache-")
-	if err != nil {
-		panic(err)
-	}
-	cacheDir = func() (string, error) { return dir, nil }
+	cacheDir = sync.OnceValues(func() (string, error) {
+		return os.MkdirTemp("", "crmsync-playbook-cache-")
+	})
 }
 
 // mainRun runs Main in process.

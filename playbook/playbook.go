@@ -176,17 +176,24 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 // cacheDir is where the demo's default store goes (tests replace it).
 var cacheDir = os.UserCacheDir
 
-// demoStore is the default store against the in-process fakes.
-func demoStore() (string, error) {
+// DemoStore is the path of the store the main job uses by default against
+// its in-process fakes: demo.db in the folder crmsync of the user's cache
+// folder (os.UserCacheDir, else the temporary folder). The job replaces it
+// at each start and keeps it when it ends.
+func DemoStore() string {
 	dir, err := cacheDir()
 	if err != nil {
 		dir = os.TempDir()
 	}
-	dir = filepath.Join(dir, "crmsync")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	return filepath.Join(dir, "crmsync", "demo.db")
+}
+
+// demoStore makes way for a new default store and returns its path.
+func demoStore() (string, error) {
+	path := DemoStore()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("demo store: %w", err)
 	}
-	path := filepath.Join(dir, "demo.db")
 	// The fakes start afresh: so does their store.
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/store/storespec"
 )
@@ -42,6 +43,9 @@ func main() {
 	stop()
 	os.Exit(code)
 }
+
+// demoStore is where the demo keeps its store by default (tests replace it).
+var demoStore = playbook.DemoStore
 
 // now is the clock for the times the CLI writes (replay, discard, resolve)
 // and for judging leases live; tests replace it.
@@ -254,6 +258,15 @@ func checkFormat(f string, allowed ...string) error {
 // withStore opens the store named by -store or $CRMSYNC_STORE, calls fn
 // and closes the store.
 func (c *cli) withStore(ctx context.Context, fn func(st crmsync.Store) error) error {
+	if strings.TrimSpace(c.store) == "" {
+		msg := "no store given: " + storespec.Help + " (flag -store or $" + storespec.EnvVar + ")"
+		if path := demoStore(); path != "" {
+			if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+				msg += "; the demo's store is sqlite:" + path
+			}
+		}
+		return usagef("%s", msg)
+	}
 	st, err := openStore(ctx, c.store)
 	if err != nil {
 		return err

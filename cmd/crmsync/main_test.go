@@ -22,6 +22,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 func TestMain(m *testing.M) {
 	now = func() time.Time { return cliNow }
+	demoStore = func() string { return "" }
 	os.Exit(m.Run())
 }
 
@@ -206,6 +207,21 @@ func checkErrorOutput(t *testing.T, res result) {
 		assert.NotContains(t, lines[0], "usage", "no usage after a runtime error")
 	}
 	assert.Empty(t, res.stdout, "stdout on error")
+}
+
+// With no store given, the error points at the demo's store if there is one.
+func TestNoStoreNamesTheDemoStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.db")
+	demoStore = func() string { return path }
+	defer func() { demoStore = func() string { return "" } }()
+	res := invoke(context.Background(), "", "status")
+	assert.Equal(t, exitUsage, res.code)
+	assert.NotContains(t, res.stderr, "demo's store", "no demo store yet")
+	require.NoError(t, os.WriteFile(path, []byte("x"), 0o644))
+	res = invoke(context.Background(), "", "status")
+	assert.Equal(t, exitUsage, res.code)
+	checkErrorOutput(t, res)
+	assert.Contains(t, res.stderr, "the demo's store is sqlite:"+path)
 }
 
 // TestStatusLeavesNonStoresAlone: status on an empty file or a missing
