@@ -345,6 +345,9 @@ func storeNote(spec storespec.Spec, inProcess bool) string {
 		arg = "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
 	}
 	s := fmt.Sprintf("the store is %s: crmsync -store %s status (or runs, conflicts list, dlq list)", spec, arg)
+	if strings.Contains(arg, "xxxxx") {
+		s += " with your password for xxxxx"
+	}
 	if inProcess {
 		s += "; the next start begins a new demo with new fakes"
 	} else {
