@@ -375,7 +375,8 @@ func (s *Server) Close() {
 func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 
 // CallCounts returns the requests received per endpoint: "search", "list",
-// "get", "batch/read", "batch/create", "batch/update", "batch/upsert",
+// "get", "create", "update", "archive" (the single-record calls),
+// "merge", "batch/read", "batch/create", "batch/update", "batch/upsert",
 // "batch/archive", "properties", "oauth/token". Rejected requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
@@ -505,12 +506,18 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
 		return route{endpoint: "list", object: parts[3]}, true
+	case len(parts) == 4 && r.Method == http.MethodPost:
+		return route{endpoint: "create", object: parts[3]}, true
 	case len(parts) == 5 && parts[4] == "merge" && r.Method == http.MethodPost:
 		return route{endpoint: "merge", object: parts[3]}, true
 	case len(parts) == 5 && parts[4] == "search" && r.Method == http.MethodPost:
 		return route{endpoint: "search", object: parts[3]}, true
 	case len(parts) == 5 && r.Method == http.MethodGet:
 		return route{endpoint: "get", object: parts[3], id: parts[4]}, true
+	case len(parts) == 5 && r.Method == http.MethodPatch:
+		return route{endpoint: "update", object: parts[3], id: parts[4]}, true
+	case len(parts) == 5 && r.Method == http.MethodDelete:
+		return route{endpoint: "archive", object: parts[3], id: parts[4]}, true
 	case len(parts) == 6 && parts[4] == "batch" && r.Method == http.MethodPost:
 		switch parts[5] {
 		case "read", "create", "update", "upsert", "archive":
@@ -563,6 +570,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 		s.serveList(w, r, rt.object)
 	case "get":
 		s.serveGet(w, r, rt.object, rt.id)
+	case "create":
+		s.serveCreate(w, r, rt.object)
+	case "update":
+		s.serveUpdate(w, r, rt.object, rt.id)
+	case "archive":
+		s.serveArchive(w, rt.object, rt.id)
 	case "search":
 		s.serveSearch(w, r, rt.object)
 	case "batch/read":
