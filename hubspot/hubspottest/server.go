@@ -110,6 +110,12 @@ type Config struct {
 	// Now is the clock for modification stamps and token expiry; nil means
 	// time.Now.
 	Now func() time.Time
+	// Contacts is how many generated contacts (SeedContacts) to create at
+	// start.
+	Contacts int
+	// Addr is the address Start listens on; "" means 127.0.0.1:0 (a free
+	// port).
+	Addr string
 
 	// Hostile behaviours, all off by default (see the package doc).
 
@@ -201,15 +207,18 @@ func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
 // Server is a fake HubSpot. Its methods are safe for concurrent use.
 type Server struct {
 	// URL is the base URL clients use (scheme, host and Prefix), set by
-	// NewServer; for New it is "" until the caller sets it.
+	// Start, NewServer and Serve; for New it is "" until then. BaseURL
+	// reads it safely while the server runs.
 	URL string
-	// Token is the private-app token the fake accepts.
+	// Token is the private-app token the fake accepts; AccessToken (the
+	// name both fakes share) returns it too.
 	Token string
 
 	cfg  Config
 	done chan struct{}
 	once sync.Once
-	hts  *httptest.Server
+	// hs is the HTTP server Start runs; nil until then.
+	hs *http.Server
 
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
@@ -257,8 +266,9 @@ type rec struct {
 	archivedAt time.Time
 }
 
-// New returns a Server that is not yet listening: serve its Handler, or
-// call Serve. It reports an error naming an invalid Config field.
+// New returns a Server that is not yet listening: call Start, serve its
+// Handler, or call Serve. It reports an error naming an invalid Config
+// field.
 func New(c Config) (*Server, error) {
 	if c.Token == "" {
 		c.Token = DefaultToken
@@ -311,7 +321,10 @@ func New(c Config) (*Server, error) {
 	if c.RefuseBatchRate < 0 || c.RefuseBatchRate > 1 {
 		return nil, errors.New("hubspottest: Config.RefuseBatchRate must be in [0, 1]")
 	}
-	return &Server{
+	if c.Contacts < 0 {
+		return nil, errors.New("hubspottest: Config.Contacts must not be negative")
+	}
+	s := &Server{
 		rnd:         mrand.New(mrand.NewPCG(c.Seed, 0x66616b65)),
 		Token:       c.Token,
 		cfg:         c,
@@ -321,11 +334,13 @@ func New(c Config) (*Server, error) {
 		calls:       map[string]int{},
 		failRecords: map[string]string{},
 		tokens:      map[string]time.Time{},
-	}, nil
+	}
+	s.SeedContacts(c.Contacts)
+	return s, nil
 }
 
-// NewServer starts a Server on an httptest.Server and closes it when the
-// test ends. It fails the test on an invalid option.
+// NewServer is the test helper: it starts a Server (New, then Start) and
+// closes it when the test ends. It fails the test on an invalid option.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	var c Config
@@ -336,8 +351,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.hts = httptest.NewServer(s.Handler())
-	s.URL = s.hts.URL + s.cfg.Prefix
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.Close)
 	return s
 }
@@ -364,13 +380,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Close releases hanging requests and stops the httptest server, if any.
-func (s *Server) Close() {
-	s.release()
-	if s.hts != nil {
-		s.hts.Close()
-	}
-}
 
 func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 
@@ -388,7 +397,8 @@ func (s *Server) CallCounts() map[string]int {
 	return out
 }
 
-// Calls returns the requests received for one endpoint.
+// Calls returns the requests received for one endpoint, as CallCount (the
+// name both fakes share) does.
 func (s *Server) Calls(endpoint string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
