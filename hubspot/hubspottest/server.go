@@ -380,7 +380,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-
 func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 
 // CallCounts returns the requests received per endpoint: "search", "list",

@@ -208,17 +208,17 @@ type Server struct {
 	// reads it safely while the server runs.
 	URL string
 
-	cfg    Config
-	now    func() time.Time
+	cfg Config
+	now func() time.Time
 	// hs is the HTTP server Start runs; nil until then.
 	hs *http.Server
 	// minVersion and maxVersion bound the API versions served (major
 	// numbers).
 	minVersion, maxVersion int
-	fields []fieldDef
-	byName map[string]fieldDef // lower-case name → def
-	done   chan struct{}
-	close  sync.Once
+	fields                 []fieldDef
+	byName                 map[string]fieldDef // lower-case name → def
+	done                   chan struct{}
+	close                  sync.Once
 
 	mu      sync.Mutex
 	records map[string]*record
