@@ -1,14 +1,55 @@
 // Package hubspottest is an in-memory fake of HubSpot's CRM v3 API for tests
-// and local runs. It serves the real paths and wire format (search, list,
-// batch read/create/update/upsert/archive, single get, merge, properties and
-// the OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
-// token, the ten-second and search rate limits, a daily limit, batch and
-// page sizes (100 inputs per batch), the search cap, unique emails and
-// unique properties, required properties and enumeration options as
-// per-record errors, and millisecond modification stamps from a
-// controllable clock. Faults are injected on demand with Fail (including
-// whole-batch refusals, Fault.Kind BatchRefusal, and responses lost after
-// the request landed, Fault.AfterServe) and FailRecords.
+// and local runs, that HubSpot's official clients and crmsync's own client
+// work against.
+//
+// # Starting it
+//
+// Like net/http/httptest: New(Config) returns a Server not yet listening;
+// Start listens on Config.Addr (127.0.0.1 and a free port by default) and
+// serves in the background until Close, with no test needed; NewServer(t,
+// options...) is the test helper that starts it and closes it when the
+// test ends. Handler and Serve serve it on a listener of your own.
+// BaseURL and AccessToken give what a client needs; SeedContacts, Seed,
+// Edit, Archive and Merge change the data as users would; CallCounts and
+// CallCount count the calls. The Salesforce fake (salesforcetest) has the
+// same shape and names.
+//
+// # What it serves
+//
+// The real paths and wire format: single records (GET, PATCH and DELETE
+// /crm/v3/objects/{type}/{id} with properties, idProperty and archived;
+// POST /crm/v3/objects/{type} answering 201), list, search, batch
+// read/create/update/upsert/archive, merge, properties and the OAuth v3
+// token endpoint. List parameters (properties) are read both as one
+// comma-joined value and repeated. Contacts have HubSpot's standard
+// properties from the start (email, firstname, lastname, phone,
+// mobilephone, fax, company, jobtitle, website, address, city, state, zip,
+// country, industry, salutation, lifecyclestage, hs_lead_status);
+// DefineProperty adds an org's own.
+//
+// # Limits, as HubSpot enforces them
+//
+// A bearer token (the private-app token or one the token endpoint issued;
+// OAuth tokens expire after Config.TokenTTL, or at once with
+// ExpireTokens); 100 calls per rolling 10 seconds and 5 searches per
+// second (429 with the policy name; Config.RateLimit, SearchRateLimit); a
+// daily limit of 250,000 calls (429 DAILY; ExhaustDaily, ResetDaily); 100
+// inputs per batch, 100 records per list page, 200 per search page, the
+// search cap of 10,000 results, 5 filter groups, 6 filters per group and
+// 18 in all; unique emails and unique properties (409 CONFLICT naming the
+// existing id), required properties and enumeration options as per-record
+// errors (207 when every input has an objectWriteTraceId, else the whole
+// batch fails), and millisecond modification stamps from a controllable
+// clock (Config.Now).
+//
+// # Faults, on demand
+//
+// Fail queues faults for the next calls of an endpoint: 429s, 5xx (423
+// and 477 too), latency, hanging, reset connections, 401s, raw bodies
+// (malformed, HTML, huge) and whole-batch refusals (Fault.Kind
+// BatchRefusal); Fault.AfterServe lets the request land and loses its
+// response. FailRecords makes writes of given records fail with a
+// per-record error.
 //
 // # Rules always on, as the real API
 //

@@ -1,10 +1,45 @@
-// Package salesforcetest serves a fake Salesforce REST API for tests: OAuth
-// token grants, SOQL query and queryAll with query locators, sObject
-// Collections create, update and upsert with per-record errors, describe,
-// getDeleted, record retrieval and limits, all for Contact records held in
-// memory. It enforces a bearer token, required fields, restricted picklists,
-// a unique external-id field, batch sizes, the daily API allocation and a cap
-// on requests in flight, and injects faults on demand.
+// Package salesforcetest serves a fake Salesforce REST API for tests and
+// local runs, that jsforce, crmsync's client and other tools work against.
+// It holds Contact records in memory.
+//
+// # Starting it
+//
+// Like net/http/httptest: New(Config) returns a Server not yet listening;
+// Start listens on Config.Addr (127.0.0.1 and a free port by default) and
+// serves in the background until Close, with no test needed; NewServer(t,
+// options...) is the test helper that starts it and closes it when the
+// test ends. Handler, Serve and ListenAndServe serve it anywhere else.
+// BaseURL (instance and login URL) and AccessToken give what a client
+// needs; SeedContacts, Seed, Edit, EditMany, Touch, Delete, Undelete and
+// Merge change the data as users would; CallCounts and CallCount count the
+// calls. The HubSpot fake (hubspottest) has the same shape and names.
+//
+// # What it serves
+//
+// OAuth token grants (JWT bearer, client credentials, refresh token), the
+// versions list, SOQL query and queryAll with query locators, sObject
+// Collections create, update, upsert (per-record results, allOrNone),
+// retrieve (POST /composite/sobjects/{type} with ids and fields, or GET;
+// null for an id without a live record) and delete (DELETE
+// /composite/sobjects?ids=...&allOrNone=, to the recycle bin), describe,
+// getDeleted, single-record retrieval and limits. API versions 31.0 to
+// 66.0 are served (Config.MinAPIVersion, MaxAPIVersion; sObject
+// Collections from 42.0, their upsert from 46.0); any other version gets
+// Salesforce's 404 NOT_FOUND.
+//
+// # Limits, as Salesforce enforces them
+//
+// A bearer token (401 INVALID_SESSION_ID once ExpireSessions ran); the
+// org's daily API allocation, 15,000 calls by default, reported in the
+// Sforce-Limit-Info header of every response and refused past it with 403
+// REQUEST_LIMIT_EXCEEDED (SetAPIUsage, APIUsage); at most 25 requests in
+// flight (403 REQUEST_LIMIT_EXCEEDED, Config.MaxInFlight); 200 records
+// per collections call and 2,000 ids per retrieve; query pages of 2,000
+// records, less with Sforce-Query-Options: batchSize=200 to 2000 and at
+// most Config.QueryPageSize (1 to 2,000); required fields, restricted
+// picklists, field types and lengths, and a unique external-id field as
+// per-record errors; millisecond stamps from a controllable clock
+// (Config.Now), one stamp for all the records of one call.
 //
 // Rules the real API enforces are always on: describe is filtered by
 // field-level security; a SOQL query naming a field that does not exist or
@@ -12,9 +47,19 @@
 // ("No such column 'X' on entity 'Contact'..." after the query line and
 // "ERROR at Row:1:Column:N"); a collections record naming a hidden field
 // fails alone with INVALID_FIELD; the records of one collections call share
-// one stamp; a merge loser stays in the recycle bin with MasterRecordId set.
+// one stamp; a merge loser stays in the recycle bin with MasterRecordId set;
+// getDeleted covers 15 days at most, and less after PurgeDeletedLog;
+// ExpireQueryLocators makes open locators fail with INVALID_QUERY_LOCATOR.
 //
-// Hostile behaviours, each switched on by the test:
+// # Faults, on demand
+//
+// Inject queues a Fault for the next calls of an endpoint: any status
+// with Salesforce's error body, a body of your own, an HTML page,
+// Retry-After, latency, hanging, or a reset connection. FailRecords makes
+// writes of given records fail with a per-record status code.
+//
+// # Hostile behaviours, each switched on by the test
+//
 //   - a field hidden or deleted, then restored: HideField and RestoreField;
 //   - clock skew: Config.ClockSkew offsets the record stamps (±);
 //   - equal stamps: Config.StampGranularity coarsens them, and EditMany
@@ -26,9 +71,6 @@
 //   - merges: Merge(master, losers...) as SOAP merge does;
 //   - Hostile(seed): the random ones at once (skew, coarse stamps, refused
 //     batches), deterministic from the seed, for a model test.
-//
-// NewServer starts it on an httptest.Server; New and Handler or
-// ListenAndServe serve it anywhere else.
 package salesforcetest
 
 import (
