@@ -190,3 +190,48 @@ func TestQueryPageSize(t *testing.T) {
 	_, err := salesforcetest.New(salesforcetest.Config{QueryPageSize: 2001})
 	assert.ErrorContains(t, err, "QueryPageSize")
 }
+
+// TestJsforceSingleRecordCalls drives jsforce's one-record create, update,
+// destroy and upsert (jsforce upserts one request per record, arrays
+// included): POST /sobjects/Contact, PATCH and DELETE
+// /sobjects/Contact/{id}, PATCH /sobjects/Contact/{extField}/{value}.
+func TestJsforceSingleRecordCalls(t *testing.T) {
+	srv := salesforcetest.NewServer(t)
+	ext := srv.ExternalIDField()
+
+	status, body := jsforce(t, srv, http.MethodPost, "/services/data/v50.0/sobjects/Contact", `{"LastName":"Lovelace","Email":"ada@example.com"}`)
+	require.Equal(t, http.StatusCreated, status, "create: %v", body)
+	id, _ := obj(t, body)["id"].(string)
+	require.NotEmpty(t, id)
+	assert.Equal(t, map[string]any{"id": id, "success": true, "errors": []any{}}, body)
+
+	status, body = jsforce(t, srv, http.MethodPatch, "/services/data/v50.0/sobjects/Contact/"+id, `{"Title":"Countess"}`)
+	assert.Equal(t, http.StatusNoContent, status, "update: %v", body)
+	rec, _ := srv.Get(id)
+	assert.Equal(t, "Countess", rec.Fields["Title"])
+
+	status, body = jsforce(t, srv, http.MethodPatch, "/services/data/v50.0/sobjects/Contact/"+ext+"/hs-1", `{"LastName":"Hopper"}`)
+	require.Equal(t, http.StatusCreated, status, "upsert new: %v", body)
+	assert.Equal(t, true, obj(t, body)["created"])
+	upID := obj(t, body)["id"].(string)
+	status, body = jsforce(t, srv, http.MethodPatch, "/services/data/v50.0/sobjects/Contact/"+ext+"/hs-1", `{"Title":"RADM"}`)
+	require.Equal(t, http.StatusOK, status, "upsert existing: %v", body)
+	assert.Equal(t, map[string]any{"id": upID, "success": true, "errors": []any{}, "created": false}, body)
+	status, _ = jsforce(t, srv, http.MethodPatch, "/services/data/v50.0/sobjects/Contact/Email/x", `{"Title":"RADM"}`)
+	assert.Equal(t, http.StatusNotFound, status, "upsert on a field that is no external id")
+
+	status, body = jsforce(t, srv, http.MethodPost, "/services/data/v50.0/sobjects/Contact", `{"Email":"no-last-name@example.com"}`)
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "REQUIRED_FIELD_MISSING", obj(t, list(t, body)[0])["errorCode"])
+
+	status, _ = jsforce(t, srv, http.MethodDelete, "/services/data/v50.0/sobjects/Contact/"+id, "")
+	assert.Equal(t, http.StatusNoContent, status)
+	rec, _ = srv.Get(id)
+	assert.True(t, rec.Archived)
+	status, body = jsforce(t, srv, http.MethodDelete, "/services/data/v50.0/sobjects/Contact/"+id, "")
+	assert.Equal(t, http.StatusNotFound, status)
+	assert.Equal(t, "ENTITY_IS_DELETED", obj(t, list(t, body)[0])["errorCode"])
+	status, body = jsforce(t, srv, http.MethodPatch, "/services/data/v50.0/sobjects/Contact/003Fk00000000ZZZZZ", `{"Title":"x"}`)
+	assert.Equal(t, http.StatusNotFound, status)
+	assert.Equal(t, "NOT_FOUND", obj(t, list(t, body)[0])["errorCode"])
+}

@@ -21,8 +21,10 @@
 // Collections create, update, upsert (per-record results, allOrNone),
 // retrieve (POST /composite/sobjects/{type} with ids and fields, or GET;
 // null for an id without a live record) and delete (DELETE
-// /composite/sobjects?ids=...&allOrNone=, to the recycle bin), describe,
-// getDeleted, single-record retrieval and limits. API versions 31.0 to
+// /composite/sobjects?ids=...&allOrNone=, to the recycle bin), single
+// records (POST /sobjects/Contact, GET, PATCH and DELETE
+// /sobjects/Contact/{id}, upsert by PATCH
+// /sobjects/Contact/{field}/{value}), describe, getDeleted and limits. API versions 31.0 to
 // 66.0 are served (Config.MinAPIVersion, MaxAPIVersion; sObject
 // Collections from 42.0, their upsert from 46.0); any other version gets
 // Salesforce's 404 NOT_FOUND.
@@ -464,6 +466,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted/{$}", s.wrap("deleted", true, s.handleDeleted))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted", s.wrap("deleted", true, s.handleDeleted))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/{id}", s.wrap("retrieve", true, s.handleRetrieve))
+	mux.HandleFunc("POST "+d+"/sobjects/{sobject}", s.wrap("createOne", true, s.handleCreateOne))
+	mux.HandleFunc("PATCH "+d+"/sobjects/{sobject}/{id}", s.wrap("updateOne", true, s.handleUpdateOne))
+	mux.HandleFunc("DELETE "+d+"/sobjects/{sobject}/{id}", s.wrap("deleteOne", true, s.handleDeleteOne))
+	mux.HandleFunc("PATCH "+d+"/sobjects/{sobject}/{field}/{value}", s.wrap("upsertOne", true, s.handleUpsertOne))
 	mux.HandleFunc("GET "+d+"/limits", s.wrap("limits", true, s.handleLimits))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")

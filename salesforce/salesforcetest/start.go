@@ -91,8 +91,9 @@ func (s *Server) AccessToken() string { return s.cfg.Token }
 
 // CallCounts returns the requests received per endpoint: "token",
 // "versions", "query", "queryAll", "queryMore", "create", "update",
-// "upsert", "delete", "retrieveMany" (sObject Collections), "describe",
-// "deleted", "retrieve", "limits". Refused requests count.
+// "upsert", "delete", "retrieveMany" (sObject Collections), "createOne",
+// "updateOne", "upsertOne", "deleteOne", "retrieve" (one record),
+// "describe", "deleted", "limits". Refused requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
