@@ -93,6 +93,18 @@ func TestOfficialClientSingleRecordCalls(t *testing.T) {
 	assert.Equal(t, "London", props(t, got)["city"])
 	assert.Equal(t, "Engineer", props(t, got)["jobtitle"])
 
+	// The client escapes the id in the path: an email's "@", or a unique
+	// value's "/".
+	srv.DefineProperty("contacts", hubspottest.Property{Name: "ext_key", Unique: true})
+	status, _ = official(t, srv, http.MethodPatch, "/crm/v3/objects/contacts/"+id, map[string]any{
+		"properties": map[string]string{"ext_key": "a/b"}})
+	require.Equal(t, http.StatusOK, status)
+	status, got = official(t, srv, http.MethodGet, "/crm/v3/objects/contacts/a%2Fb?idProperty=ext_key", nil)
+	require.Equal(t, http.StatusOK, status, "get by a value with a slash: %v", got)
+	assert.Equal(t, id, got["id"])
+	status, got = official(t, srv, http.MethodGet, "/crm/v3/objects/contacts/ada%40example.com?idProperty=email", nil)
+	require.Equal(t, http.StatusOK, status, "get by escaped email: %v", got)
+
 	// basicApi.update: PATCH {"properties"} → 200 with the new values.
 	status, upd := official(t, srv, http.MethodPatch, "/crm/v3/objects/contacts/"+id, map[string]any{
 		"properties": map[string]string{"jobtitle": "CTO", "website": "https://example.com"}})
@@ -132,7 +144,7 @@ func TestOfficialClientSingleRecordCalls(t *testing.T) {
 
 	assert.Equal(t, 1, srv.CallCounts()["archive"])
 	assert.Equal(t, 2, srv.CallCounts()["create"])
-	assert.Equal(t, 4, srv.CallCounts()["update"])
+	assert.Equal(t, 5, srv.CallCounts()["update"])
 }
 
 // TestStandardContactProperties checks that HubSpot's standard contact

@@ -104,6 +104,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -539,7 +540,9 @@ type route struct {
 }
 
 func (s *Server) route(r *http.Request) (route, bool) {
-	p := r.URL.Path
+	// Split the path as sent, then decode each part: a record id or an
+	// idProperty value may hold an escaped "/".
+	p := r.URL.EscapedPath()
 	if s.cfg.Prefix != "" {
 		if !strings.HasPrefix(p, s.cfg.Prefix+"/") {
 			return route{}, false
@@ -547,6 +550,13 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		p = strings.TrimPrefix(p, s.cfg.Prefix)
 	}
 	parts := strings.Split(strings.Trim(p, "/"), "/")
+	for i, part := range parts {
+		dec, err := url.PathUnescape(part)
+		if err != nil {
+			return route{}, false
+		}
+		parts[i] = dec
+	}
 	switch {
 	case r.Method == http.MethodPost && (p == "/oauth/v3/token" || p == "/oauth/v1/token"):
 		return route{endpoint: "oauth/token"}, true
