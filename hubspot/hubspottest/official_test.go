@@ -203,3 +203,40 @@ func TestUnknownRequestedPropertiesAreLeftOut(t *testing.T) {
 		"properties": []string{"email", "name", "no_such_thing", "phone"}, "limit": 10, "filterGroups": []any{}, "sorts": []any{}})
 	check("search", props(t, se["results"].([]any)[0].(map[string]any)), true)
 }
+
+// TestOfficialClientPropertyCalls drives the properties coreApi: create a
+// custom property (then write it), get one, archive it.
+func TestOfficialClientPropertyCalls(t *testing.T) {
+	srv := hubspottest.NewServer(t, hubspottest.WithoutRateLimits())
+	create := map[string]any{"name": "favourite_colour", "label": "Favourite colour", "type": "enumeration", "fieldType": "select",
+		"groupName": "contactinformation", "options": []any{map[string]any{"label": "Red", "value": "red"}, map[string]any{"label": "Blue", "value": "blue"}}}
+	status, body := official(t, srv, http.MethodPost, "/crm/v3/properties/contacts", create)
+	require.Equal(t, http.StatusCreated, status, "create: %v", body)
+	assert.Equal(t, "favourite_colour", body["name"])
+	assert.Len(t, body["options"], 2)
+	status, body = official(t, srv, http.MethodPost, "/crm/v3/properties/contacts", create)
+	assert.Equal(t, http.StatusConflict, status, "%v", body)
+	status, body = official(t, srv, http.MethodPost, "/crm/v3/properties/contacts", map[string]any{"name": "x", "label": "x", "type": "string"})
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, body["message"], "fieldType")
+
+	status, body = official(t, srv, http.MethodGet, "/crm/v3/properties/contacts/favourite_colour", nil)
+	require.Equal(t, http.StatusOK, status, "get: %v", body)
+	assert.Equal(t, "enumeration", body["type"])
+	status, _ = official(t, srv, http.MethodGet, "/crm/v3/properties/contacts/nope", nil)
+	assert.Equal(t, http.StatusNotFound, status)
+
+	status, body = official(t, srv, http.MethodPost, "/crm/v3/objects/contacts", map[string]any{
+		"properties": map[string]string{"email": "c@example.com", "favourite_colour": "blue"}})
+	require.Equal(t, http.StatusCreated, status, "%v", body)
+	status, body = official(t, srv, http.MethodPost, "/crm/v3/objects/contacts", map[string]any{
+		"properties": map[string]string{"email": "d@example.com", "favourite_colour": "green"}})
+	assert.Equal(t, http.StatusBadRequest, status, "an option the property does not have: %v", body)
+
+	status, _ = official(t, srv, http.MethodDelete, "/crm/v3/properties/contacts/favourite_colour", nil)
+	assert.Equal(t, http.StatusNoContent, status)
+	status, _ = official(t, srv, http.MethodGet, "/crm/v3/properties/contacts/favourite_colour", nil)
+	assert.Equal(t, http.StatusNotFound, status)
+	status, _ = official(t, srv, http.MethodDelete, "/crm/v3/properties/contacts/email", nil)
+	assert.Equal(t, http.StatusBadRequest, status, "HubSpot's own property")
+}

@@ -19,13 +19,14 @@
 // The real paths and wire format: single records (GET, PATCH and DELETE
 // /crm/v3/objects/{type}/{id} with properties, idProperty and archived;
 // POST /crm/v3/objects/{type} answering 201), list, search, batch
-// read/create/update/upsert/archive, merge, properties and the OAuth v3
+// read/create/update/upsert/archive, merge, properties (list, get one,
+// create, archive; HubSpot's own cannot be archived) and the OAuth v3
 // token endpoint. List parameters (properties) are read both as one
 // comma-joined value and repeated. Contacts have HubSpot's standard
 // properties from the start (email, firstname, lastname, phone,
 // mobilephone, fax, company, jobtitle, website, address, city, state, zip,
 // country, industry, salutation, lifecyclestage, hs_lead_status);
-// DefineProperty adds an org's own.
+// DefineProperty (or the properties create endpoint) adds an org's own.
 //
 // # Limits, as HubSpot enforces them
 //
@@ -426,7 +427,8 @@ func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 
 // CallCounts returns the requests received per endpoint: "search", "list",
 // "get", "create", "update", "archive" (the single-record calls),
-// "merge", "batch/read", "batch/create", "batch/update", "batch/upsert",
+// "merge", "properties", "properties/get", "properties/create",
+// "properties/archive", "batch/read", "batch/create", "batch/update", "batch/upsert",
 // "batch/archive", "properties", "oauth/token". Rejected requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
@@ -562,6 +564,12 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		return route{endpoint: "oauth/token"}, true
 	case len(parts) == 4 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodGet:
 		return route{endpoint: "properties", object: parts[3]}, true
+	case len(parts) == 4 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodPost:
+		return route{endpoint: "properties/create", object: parts[3]}, true
+	case len(parts) == 5 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodGet:
+		return route{endpoint: "properties/get", object: parts[3], id: parts[4]}, true
+	case len(parts) == 5 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodDelete:
+		return route{endpoint: "properties/archive", object: parts[3], id: parts[4]}, true
 	case len(parts) < 4 || parts[0] != "crm" || parts[1] != "v3" || parts[2] != "objects":
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
@@ -626,6 +634,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 	switch rt.endpoint {
 	case "properties":
 		s.serveProperties(w, rt.object)
+	case "properties/get":
+		s.servePropertyGet(w, rt.object, rt.id)
+	case "properties/create":
+		s.servePropertyCreate(w, r, rt.object)
+	case "properties/archive":
+		s.servePropertyArchive(w, rt.object, rt.id)
 	case "list":
 		s.serveList(w, r, rt.object)
 	case "get":
