@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -234,4 +236,36 @@ func TestJsforceSingleRecordCalls(t *testing.T) {
 	status, body = jsforce(t, srv, http.MethodPatch, "/services/data/v50.0/sobjects/Contact/003Fk00000000ZZZZZ", `{"Title":"x"}`)
 	assert.Equal(t, http.StatusNotFound, status)
 	assert.Equal(t, "NOT_FOUND", obj(t, list(t, body)[0])["errorCode"])
+}
+
+// TestJsforceUpdatedAndDescribeGlobal drives conn.sobject("Contact")
+// .updated(start, end) (GET /sobjects/Contact/updated/?start=&end=) and
+// conn.describeGlobal() (GET /sobjects).
+func TestJsforceUpdatedAndDescribeGlobal(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	srv := salesforcetest.NewServer(t, salesforcetest.WithClock(clock))
+	ids := srv.SeedContacts(3)
+	require.NoError(t, srv.Delete(ids[2]))
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	require.NoError(t, srv.Edit(ids[1], crmsync.Fields{"Title": "x"}))
+
+	q := url.Values{"start": {"2026-03-02T09:30:00+00:00"}, "end": {"2026-03-02T10:30:00+00:00"}}
+	status, body := jsforce(t, srv, http.MethodGet, "/services/data/v50.0/sobjects/Contact/updated/?"+q.Encode(), "")
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	assert.Equal(t, []any{ids[1]}, obj(t, body)["ids"])
+	assert.Equal(t, "2026-03-02T10:30:00.000+0000", obj(t, body)["latestDateCovered"])
+	q.Set("start", "2026-01-01T00:00:00+00:00")
+	status, body = jsforce(t, srv, http.MethodGet, "/services/data/v50.0/sobjects/Contact/updated/?"+q.Encode(), "")
+	assert.Equal(t, http.StatusBadRequest, status)
+	assert.Equal(t, "INVALID_REPLICATION_DATE", obj(t, list(t, body)[0])["errorCode"])
+
+	status, body = jsforce(t, srv, http.MethodGet, "/services/data/v50.0/sobjects", "")
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	sobjects := list(t, obj(t, body)["sobjects"])
+	require.Len(t, sobjects, 1)
+	assert.Equal(t, "Contact", obj(t, sobjects[0])["name"])
 }

@@ -24,7 +24,8 @@
 // /composite/sobjects?ids=...&allOrNone=, to the recycle bin), single
 // records (POST /sobjects/Contact, GET, PATCH and DELETE
 // /sobjects/Contact/{id}, upsert by PATCH
-// /sobjects/Contact/{field}/{value}), describe, getDeleted and limits. API versions 31.0 to
+// /sobjects/Contact/{field}/{value}), describeGlobal, describe,
+// getUpdated, getDeleted and limits. API versions 31.0 to
 // 66.0 are served (Config.MinAPIVersion, MaxAPIVersion; sObject
 // Collections from 42.0, their upsert from 46.0); any other version gets
 // Salesforce's 404 NOT_FOUND.
@@ -462,6 +463,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+d+"/composite/sobjects/{sobject}", s.wrap("retrieveMany", true, s.handleRetrieveMany))
 	mux.HandleFunc("GET "+d+"/composite/sobjects/{sobject}", s.wrap("retrieveMany", true, s.handleRetrieveMany))
 	mux.HandleFunc("DELETE "+d+"/composite/sobjects", s.wrap("delete", true, s.handleDeleteMany))
+	mux.HandleFunc("GET "+d+"/sobjects", s.wrap("describeGlobal", true, s.handleGlobal))
+	mux.HandleFunc("GET "+d+"/sobjects/{$}", s.wrap("describeGlobal", true, s.handleGlobal))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/updated/{$}", s.wrap("updated", true, s.handleUpdated))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/updated", s.wrap("updated", true, s.handleUpdated))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/describe", s.wrap("describe", true, s.handleDescribe))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted/{$}", s.wrap("deleted", true, s.handleDeleted))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted", s.wrap("deleted", true, s.handleDeleted))

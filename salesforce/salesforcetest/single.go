@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"time"
 )
 
 // singleBody reads a single-record write's body (the record's fields,
@@ -137,4 +138,53 @@ func (s *Server) handleDeleteOne(w http.ResponseWriter, r *http.Request) {
 	now := s.stamp()
 	rec.deleted, rec.deletedAt, rec.stamp = true, now, now
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleUpdated is getUpdated: GET /sobjects/Contact/updated/?start=&end=,
+// the ids of live records whose SystemModstamp is in [start, end], with
+// latestDateCovered; start must be within 30 days and precede end by more
+// than a minute.
+func (s *Server) handleUpdated(w http.ResponseWriter, r *http.Request) {
+	if !s.isContact(w, r.PathValue("sobject")) {
+		return
+	}
+	start, err1 := parseAnyTime(r.URL.Query().Get("start"))
+	end, err2 := parseAnyTime(r.URL.Query().Get("end"))
+	if err1 != nil || err2 != nil {
+		writeError(w, http.StatusBadRequest, "MALFORMED_QUERY", "start and end must be ISO-8601 dates")
+		return
+	}
+	if !end.After(start.Add(time.Minute)) {
+		writeError(w, http.StatusBadRequest, "INVALID_REPLICATION_DATE", "start must precede end by more than one minute")
+		return
+	}
+	if start.Before(s.now().Add(-30 * 24 * time.Hour)) {
+		writeError(w, http.StatusBadRequest, "INVALID_REPLICATION_DATE", "start date is too far in the past")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := []string{}
+	for _, id := range s.order {
+		rec := s.records[id]
+		if !rec.deleted && !rec.stamp.Before(start) && !rec.stamp.After(end) {
+			ids = append(ids, id)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ids": ids, "latestDateCovered": end.UTC().Truncate(time.Minute).Format(dateTimeLayout)})
+}
+
+// handleGlobal is describeGlobal: GET /sobjects, listing Contact, the one
+// sObject the fake holds.
+func (s *Server) handleGlobal(w http.ResponseWriter, r *http.Request) {
+	base := "/services/data/" + r.PathValue("version") + "/sobjects/Contact"
+	writeJSON(w, http.StatusOK, map[string]any{
+		"encoding": "UTF-8", "maxBatchSize": 200,
+		"sobjects": []any{map[string]any{
+			"name": "Contact", "label": "Contact", "labelPlural": "Contacts", "keyPrefix": "003", "custom": false,
+			"createable": true, "updateable": true, "deletable": true, "queryable": true, "replicateable": true,
+			"retrieveable": true, "searchable": true, "undeletable": true, "mergeable": true,
+			"urls": map[string]string{"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}"},
+		}},
+	})
 }

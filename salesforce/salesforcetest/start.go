@@ -93,7 +93,8 @@ func (s *Server) AccessToken() string { return s.cfg.Token }
 // "versions", "query", "queryAll", "queryMore", "create", "update",
 // "upsert", "delete", "retrieveMany" (sObject Collections), "createOne",
 // "updateOne", "upsertOne", "deleteOne", "retrieve" (one record),
-// "describe", "deleted", "limits". Refused requests count.
+// "describeGlobal", "describe", "updated", "deleted", "limits". Refused
+// requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
