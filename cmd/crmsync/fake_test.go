@@ -164,7 +164,6 @@ func TestFakeQueryPageSizeFlag(t *testing.T) {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), []string{"fake", "-query-page-size", n}, &out, &errOut, nil)
 		assert.Equal(t, exitUsage, code, n)
-		first, _, _ := strings.Cut(errOut.String(), "\n")
-		assert.Equal(t, "crmsync: fake: -query-page-size must be from 1 to 2000, not "+n, first)
+		assert.Equal(t, "crmsync: fake: -query-page-size must be from 1 to 2000, not "+n+" (crmsync fake -h for help)\n", errOut.String())
 	}
 }
