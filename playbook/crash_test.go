@@ -268,11 +268,13 @@ func crashChild(raw string) int {
 	if err != nil {
 		return setup(err)
 	}
-	// A short lease: the dead child's expires half a second after its last
-	// heartbeat, and the next child waits for it rather than failing busy.
+	// A short lease: the dead child's expires a second and a half after its
+	// last heartbeat, and the next child waits for it rather than failing
+	// busy. Shorter leases made a live child stop itself (it could not
+	// renew in time) when the machine was heavily loaded.
 	eng, err := crmsync.NewEngine(crmsync.Config{
 		Store:        &crashStore{Store: st, log: lg, killAt: int64(c.KillAfterCommit)},
-		LeaseTTL:     500 * time.Millisecond,
+		LeaseTTL:     1500 * time.Millisecond,
 		WaitForLease: true,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
