@@ -177,7 +177,7 @@ type model struct {
 	passes   int
 
 	// What the case exercised, for the tally.
-	dropped, pairs, ownedChecked, letters, resolved                      int
+	dropped, pairs, ownedChecked, letters, resolved                       int
 	inPassFired, hides, restores, hsMerges, sfMerges, mergesChecked, late int
 
 	// The hostile world: what the case drew, and the virtual clock.
@@ -375,7 +375,7 @@ func (m *model) newHSContact(email string) map[string]string {
 		if m.hidden("hubspot", f.name) {
 			continue
 		}
-		if m.flip("set "+f.name) {
+		if m.flip("set " + f.name) {
 			p[f.name] = f.gen(m).(string)
 		}
 	}
@@ -393,7 +393,7 @@ func (m *model) newSFContact(email string) crmsync.Fields {
 		if f.name == "Lifecycle_Stage__c" && m.intRange(0, 4, "set stage") > 0 {
 			continue
 		}
-		if m.flip("set "+f.name) {
+		if m.flip("set " + f.name) {
 			fs[f.name] = f.gen(m)
 		}
 	}
@@ -578,7 +578,6 @@ func keys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
-
 
 // faultyPass arms random faults and maybe a crash, runs one pass, and
 // clears the faults. A failed pass is followed by the next one.
