@@ -1,6 +1,7 @@
 package playbook
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -113,7 +114,7 @@ func drawWorld(t *rapid.T) hostileWorld {
 		w.refuseSF = rapid.SampledFrom([]float64{0.05, 0.15}).Draw(t, "salesforce refusals")
 	}
 	if on("slow passes") {
-		w.reqStep = rapid.SampledFrom([]time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second}).Draw(t, "request step")
+		w.reqStep = rapid.SampledFrom([]time.Duration{100 * time.Millisecond, time.Second, 10 * time.Second, 30 * time.Second}).Draw(t, "request step")
 	}
 	w.inPass, w.schema, w.merges = on("edits during passes"), on("schema changes"), on("merges")
 	return w
@@ -181,12 +182,14 @@ func (m *model) must(err error) {
 }
 
 // inPassPlan is the users' actions to fire during one pass: at the
-// request numbers at, drawing from rnd.
+// request numbers at (counting every request), then at the write request
+// numbers atWrite (counting writes: a side's writes come after its
+// reads, before its cursor moves), drawing from rnd.
 type inPassPlan struct {
-	at   []int
-	next int
-	reqs int
-	rnd  *rand.Rand
+	at, atWrite  []int
+	next, nextW  int
+	reqs, writes int
+	rnd          *rand.Rand
 }
 
 // planInPass draws the users' actions of the next pass.
@@ -200,9 +203,14 @@ func (m *model) planInPass(round int) {
 	}
 	p := &inPassPlan{rnd: rand.New(rand.NewPCG(rapid.Uint64().Draw(m.t, "in-pass seed"), 0))}
 	for range n {
-		p.at = append(p.at, rapid.IntRange(1, 40).Draw(m.t, "at request"))
+		if rapid.Bool().Draw(m.t, "at a write") {
+			p.atWrite = append(p.atWrite, rapid.IntRange(1, 4).Draw(m.t, "at write"))
+		} else {
+			p.at = append(p.at, rapid.IntRange(1, 40).Draw(m.t, "at request"))
+		}
 	}
 	sort.Ints(p.at)
+	sort.Ints(p.atWrite)
 	m.mu.Lock()
 	m.plan = p
 	m.mu.Unlock()
@@ -223,7 +231,7 @@ func (m *model) endInPass() {
 
 // onRequest runs before every HTTP request of the clients: the clock
 // moves, and the users' actions planned at this request fire.
-func (m *model) onRequest(*http.Request) {
+func (m *model) onRequest(r *http.Request) {
 	m.clock.Advance(m.w.reqStep)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -232,8 +240,19 @@ func (m *model) onRequest(*http.Request) {
 		return
 	}
 	p.reqs++
+	fire := 0
 	for p.next < len(p.at) && p.at[p.next] <= p.reqs {
 		p.next++
+		fire++
+	}
+	if isWriteRequest(r) {
+		p.writes++
+		for p.nextW < len(p.atWrite) && p.atWrite[p.nextW] <= p.writes {
+			p.nextW++
+			fire++
+		}
+	}
+	for range fire {
 		m.rnd, m.during = p.rnd, true
 		m.userAction()
 		m.rnd, m.during = nil, false
@@ -432,5 +451,37 @@ func (m *model) checkMerges(byA, byB map[string]crmsync.Link) {
 		if l, ok := byA[e.counterpart]; !ok || l.BID != e.survivor {
 			m.fail("salesforce merge into %s: hubspot %s is linked to %q, want the survivor", e.survivor, e.counterpart, l.BID)
 		}
+	}
+}
+
+// refusedWhole reports whether a dead letter's error is a whole batch the
+// fakes refused at random (Salesforce's client parks the records of a
+// collections call refused with a 400 or 413).
+func refusedWhole(err string) bool {
+	for _, s := range []string{"JSON_PARSER_ERROR", "REQUEST_ENTITY_TOO_LARGE", "batch refused", "request payload too large"} {
+		if strings.Contains(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// replayRefusals: a person replays the parked letters of batches refused
+// whole; the next pass writes them.
+func (m *model) replayRefusals() {
+	ctx := context.Background()
+	letters, err := m.st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: m.key, Status: crmsync.DeadParked, Limit: 500})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	for _, d := range letters {
+		if !refusedWhole(d.Error) {
+			continue
+		}
+		if err := m.st.SetDeadLetterStatus(ctx, d.ID, crmsync.DeadReplay, time.Now()); err != nil {
+			m.t.Fatal(err)
+		}
+		m.replays++
+		m.logf("a person replays dead letter %d (%s %s, refused whole)", d.ID, d.System, d.RecordID)
 	}
 }
