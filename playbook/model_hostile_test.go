@@ -467,13 +467,14 @@ func refusedWhole(err string) bool {
 }
 
 // replayRefusals: a person replays the parked letters of batches refused
-// whole; the next pass writes them.
-func (m *model) replayRefusals() {
+// whole; the next pass writes them. It returns how many it marked.
+func (m *model) replayRefusals() int {
 	ctx := context.Background()
 	letters, err := m.st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: m.key, Status: crmsync.DeadParked, Limit: 500})
 	if err != nil {
 		m.t.Fatal(err)
 	}
+	n := 0
 	for _, d := range letters {
 		if !refusedWhole(d.Error) {
 			continue
@@ -482,6 +483,24 @@ func (m *model) replayRefusals() {
 			m.t.Fatal(err)
 		}
 		m.replays++
+		n++
 		m.logf("a person replays dead letter %d (%s %s, refused whole)", d.ID, d.System, d.RecordID)
 	}
+	return n
+}
+
+// runWrote counts the write and dead-letter audit rows of a run (the
+// report's counts leave out the writes that apply people's choices).
+func (m *model) runWrote(run crmsync.RunID) int {
+	rows, err := m.st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: run, Limit: 1000})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	n := 0
+	for _, a := range rows {
+		if a.Kind == crmsync.AuditWrite || a.Kind == crmsync.AuditDeadLetter {
+			n++
+		}
+	}
+	return n
 }

@@ -893,9 +893,9 @@ func (m *model) settle(what string) {
 	for i := 1; ; i++ {
 		m.clock.Advance(3 * time.Minute)
 		m.f.hs.SettleSearch()
-		m.replayRefusals()
+		replayed := m.replayRefusals()
 		rep, info := m.quietPass(what)
-		if info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 {
+		if replayed == 0 && info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 && m.runWrote(info.ID) == 0 {
 			return
 		}
 		if i == maxQuietPasses {
@@ -965,7 +965,23 @@ func (m *model) check() {
 		sfIDs = append(sfIDs, r.ID)
 	}
 
-	// Links are 1:1 and agree with the link fields.
+	// Links are 1:1 and agree with the link fields; none is left on a
+	// HubSpot id merged away (HubSpot lists those no more).
+	var gone []string
+	for id := range m.mergedAway {
+		if _, ok := hsByID[id]; !ok {
+			if _, sf := sfByID[id]; !sf {
+				gone = append(gone, id)
+			}
+		}
+	}
+	stale, err := m.st.LinksByA(ctx, m.key, gone)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	for a, l := range stale {
+		m.fail("salesforce %s is still linked to hubspot %s, which was merged away", l.BID, a)
+	}
 	byA, err := m.st.LinksByA(ctx, m.key, hsIDs)
 	if err != nil {
 		m.t.Fatal(err)
