@@ -8,7 +8,8 @@ import (
 )
 
 // Fields holds a record's field values as decoded from the CRM's JSON: string,
-// float64, bool or nil. A field that was not fetched has no key; a cleared field
+// float64, bool or nil, and json.Number for a number float64 cannot hold
+// exactly (its JSON form keeps every digit). A field that was not fetched has no key; a cleared field
 // has a nil or "" value. Fields never prints or logs its values: record values
 // are personal data.
 type Fields map[string]any

@@ -11,7 +11,12 @@
 // [Config].WaitForLease is set. A live run renews its lease by heartbeat. When
 // its process dies, the first Run after the lease expires resumes the same
 // run (same [RunID]). Each lease carries a generation; a process whose lease
-// was taken over can commit nothing more ([ErrLeaseLost]).
+// was taken over can commit nothing more ([ErrLeaseLost]). A run that cannot
+// renew its lease in time stops before the lease expires: its context is
+// cancelled, no further step function is called, and Run returns an error
+// matching [ErrLeaseLost]; the run stays open and the next start resumes it.
+// A run that stops on a permanent error is closed as [RunFailed]; the key's
+// next start begins a new run.
 //
 // # Steps
 //
@@ -22,7 +27,11 @@
 // [Permanent] stops at once and is stored, so a resumed run does not try
 // again. With [StepOpts].DeadLetter a permanently failed step parks its
 // payload in the dead-letter queue and the workflow goes on with the next
-// item. Bookkeeping added through the [Attempt] (cursors, ledger rows, audit
+// item. Letters a person marks for replay are claimed by the key's next run
+// at its first start ([Run.Replays]; a resumed run keeps the letters it
+// claimed and takes no new ones, since its steps are memoized); when that
+// run's try fails again, the same letter becomes [DeadFailedAgain] instead
+// of a second letter being parked for the record. Bookkeeping added through the [Attempt] (cursors, ledger rows, audit
 // rows, dead letters) is committed with the step's result, atomically.
 //
 // # Stores

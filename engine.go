@@ -38,6 +38,10 @@ type Config struct {
 	// A run whose process dies is resumed by the first start after it expires.
 	LeaseTTL time.Duration
 	// Heartbeat is how often a live run renews its lease; zero means LeaseTTL/3.
+	// A run whose lease cannot be renewed stops (its context cancelled, Run
+	// returning an error matching ErrLeaseLost) a quarter heartbeat before
+	// the lease as last renewed expires, so that it makes no CRM call once
+	// another process may hold the key.
 	Heartbeat time.Duration
 	// WaitForLease makes Run wait while another run holds the key; false
 	// means Run returns ErrBusy at once.
@@ -263,6 +267,25 @@ type Run struct {
 	replays  []DeadLetter
 	result   any
 	closed   bool
+	// renewing is open while the heartbeat renews the lease: new commits
+	// wait for it, so that a busy Store serves the renewal first.
+	renewing chan struct{}
+}
+
+// waitRenewal waits for a lease renewal in flight, if any.
+func (r *Run) waitRenewal(ctx context.Context) error {
+	r.mu.Lock()
+	ch := r.renewing
+	r.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // Logger returns the run's logger (with run and key attributes).
@@ -300,8 +323,12 @@ func (r *Run) AddAPICalls(system string, n int) {
 	r.mu.Unlock()
 }
 
-// Replays returns the dead letters marked for replay that this run claimed.
-// The workflow tries them again.
+// Replays returns the dead letters marked for replay that this run claimed
+// at its first start (a resumed run gets the same ones back; letters marked
+// later wait for the key's next run). The workflow tries them again; a
+// letter the run parks again for the same subject (system and source record,
+// or record id) updates the claimed letter to DeadFailedAgain instead of
+// parking a second one.
 func (r *Run) Replays() []DeadLetter {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -374,8 +401,13 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	}()
 	cancel(nil)
 	<-hbDone
-	if cause := context.Cause(ctx); werr != nil && errors.Is(cause, ErrLeaseLost) {
-		werr = fmt.Errorf("%w (%w)", werr, ErrLeaseLost)
+	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
+		if werr == nil {
+			// The workflow ignored the cancel; its work is not proven.
+			werr = cause
+		} else if !errors.Is(werr, ErrLeaseLost) {
+			werr = fmt.Errorf("%w (%w)", werr, cause)
+		}
 	}
 
 	r.mu.Lock()
@@ -413,7 +445,7 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 		// A run that stopped on a permanent failure would only replay it
 		// if resumed: close it, so that the key's next run starts afresh.
 		if IsPermanent(werr) && parent.Err() == nil && !errors.Is(context.Cause(ctx), ErrLeaseLost) {
-			status = RunFinished
+			status = RunFailed
 		}
 	}
 	now := r.eng.cfg.Now()
@@ -429,7 +461,11 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 		info = r.info
 	}
 	if werr != nil {
-		r.log.Warn("run stopped; it resumes on the next start", "err", werr)
+		if status == RunOpen {
+			r.log.Warn("run stopped; it resumes on the next start", "err", werr)
+		} else {
+			r.log.Error("run failed permanently and is closed; the next start begins a new run", "err", werr)
+		}
 		return info, fmt.Errorf("crmsync: run %s (key %s): %w", r.ID, r.Key, werr)
 	}
 	r.log.Info("run finished", "step_runs", rep.Counters.StepRuns, "replays", rep.Counters.Replays,
@@ -444,25 +480,66 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	return info, nil
 }
 
+// heartbeat renews the run's lease every Config.Heartbeat. A run that can
+// no longer prove its lease must stop calling the CRMs before another
+// process may take the key: heartbeat cancels the run's context, with a
+// cause wrapping ErrLeaseLost, when the lease changed hands, or when the
+// lease as last renewed is a quarter heartbeat from expiring and the
+// renewals tried since failed (a renewal call may take until then; a failed
+// one is tried again sooner).
+// A late renewal that succeeds proves the lease: nobody took it meanwhile.
 func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
+	ttl, hb := r.eng.cfg.LeaseTTL, r.eng.cfg.Heartbeat
+	// The run stops a quarter heartbeat before its lease expires: the margin
+	// lets in-flight calls end before another process may take the key.
+	margin := hb / 4
+	stopAt := r.Lease().Expires.Add(-margin)
+	var lastErr error
 	for {
-		if err := sleepCtx(ctx, r.eng.cfg.Heartbeat); err != nil {
+		wait := hb
+		if lastErr != nil {
+			wait = min(hb/4, stopAt.Sub(r.eng.cfg.Now()))
+		}
+		if err := sleepCtx(ctx, wait); err != nil {
 			return
 		}
-		l, err := r.eng.cfg.Store.RenewLease(ctx, r.Lease(), r.eng.cfg.LeaseTTL, r.eng.cfg.Now())
+		now := r.eng.cfg.Now()
+		left := stopAt.Sub(now)
+		if left <= 0 && lastErr != nil {
+			r.log.Error("lease not renewed in time; stopping run", "ttl", ttl, "err", lastErr)
+			cancel(fmt.Errorf("crmsync: run %s: lease on key %s not renewed before it expires at %s: %w (last renewal error: %v)",
+				r.ID, r.Key, stopAt.Add(margin).Format(time.RFC3339Nano), ErrLeaseLost, lastErr))
+			return
+		}
+		// A renewal may take until the stop point, no longer: one that
+		// hangs (a partitioned database) must not outlive it. A heartbeat
+		// that woke late (a starved process) still tries once.
+		rctx, rcancel := context.WithTimeout(ctx, max(left, hb/4))
+		gate := make(chan struct{})
+		r.mu.Lock()
+		r.renewing = gate
+		r.mu.Unlock()
+		l, err := r.eng.cfg.Store.RenewLease(rctx, r.Lease(), ttl, now)
+		r.mu.Lock()
+		r.renewing = nil
+		r.mu.Unlock()
+		close(gate)
+		rcancel()
 		switch {
 		case err == nil:
 			r.mu.Lock()
 			r.lease = l
 			r.mu.Unlock()
+			stopAt, lastErr = l.Expires.Add(-margin), nil
 		case errors.Is(err, ErrLeaseLost):
 			r.log.Error("lease taken over by another process; stopping run", "err", err)
-			cancel(ErrLeaseLost)
+			cancel(fmt.Errorf("crmsync: run %s: %w", r.ID, err))
 			return
 		case ctx.Err() != nil:
 			return
 		default:
-			r.log.Warn("renew lease", "err", err)
+			lastErr = err
+			r.log.Warn("renew lease", "err", err, "expires_in", stopAt.Sub(r.eng.cfg.Now()))
 		}
 	}
 }

@@ -285,8 +285,8 @@ func TestPermanentFailureIsMemoized(t *testing.T) {
 	// Resuming the run could only replay the stored failure: it is closed
 	// with its error, and the key's next run starts afresh.
 	info, _ := st.GetRun(context.Background(), first.ID)
-	if info.Status != crmsync.RunFinished || !strings.Contains(info.Error, "LastName is required") {
-		t.Fatalf("failed run = %s %q, want finished with its error", info.Status, info.Error)
+	if info.Status != crmsync.RunFailed || !strings.Contains(info.Error, "LastName is required") {
+		t.Fatalf("failed run = %s %q, want failed (closed) with its error", info.Status, info.Error)
 	}
 	steps, _ := st.LoadSteps(context.Background(), first.ID)
 	if rec := steps["validate"]; !strings.Contains(rec.Error, "LastName is required") {

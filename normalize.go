@@ -49,10 +49,13 @@ func (e errReason) Error() string { return string(e) }
 
 // Normalize returns v in the canonical form of type t, so that the encodings
 // of both CRMs compare equal: HubSpot's strings and Salesforce's typed JSON
-// values. Canonical values are nil (cleared), string, float64 or bool:
+// values. Canonical values are nil (cleared), string, float64, json.Number
+// or bool:
 //
 //   - every type: nil, "" and blank strings are nil (cleared); strings are trimmed;
-//   - TypeNumber: a float64 ("42" and 42.0 are both 42);
+//   - TypeNumber: a float64 ("42" and 42.0 are both 42), or a json.Number in
+//     plain decimal for a number float64 cannot hold as written (more than
+//     about 15 significant digits), so that no digit is lost;
 //   - TypeBool: a bool ("true", "TRUE", true, "1" and 1 are true);
 //   - TypeDate: a "2006-01-02" string (from dates, ISO or Salesforce
 //     datetimes, or epoch milliseconds, taking the UTC day);
@@ -174,14 +177,11 @@ func normNumber(v any) (any, error) {
 	case float64:
 		return x, nil
 	case string:
-		f, err := strconv.ParseFloat(x, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		n, ok := exactNumber(x)
+		if !ok {
 			return nil, errReason("not a finite decimal number")
 		}
-		if f == 0 {
-			f = 0
-		}
-		return f, nil
+		return n, nil
 	default:
 		return nil, errReason(fmt.Sprintf("a %T is not a number", v))
 	}

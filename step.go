@@ -43,9 +43,9 @@ func (p *RetryPolicy) validate() error {
 	case p.InitialInterval < 0 || p.MaxInterval < 0:
 		return errors.New("intervals must not be negative")
 	case p.Multiplier != 0 && p.Multiplier < 1:
-		return fmt.Errorf("Multiplier must be at least 1 (got %g)", p.Multiplier)
+		return fmt.Errorf("the multiplier must be at least 1 (got %g)", p.Multiplier)
 	case p.Jitter < 0 || p.Jitter > 1:
-		return fmt.Errorf("Jitter must be between 0 and 1 (got %g)", p.Jitter)
+		return fmt.Errorf("the jitter must be between 0 and 1 (got %g)", p.Jitter)
 	case p.MaxRateLimitWaits < 0:
 		return errors.New("MaxRateLimitWaits must not be negative")
 	}
@@ -150,6 +150,10 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	if opts == nil {
 		opts = &StepOpts{}
 	}
+	// A run whose context ended (stopped, or its lease lost) begins no call.
+	if ctx.Err() != nil {
+		return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, context.Cause(ctx))
+	}
 	rec, done, err := run.claim(id)
 	if err != nil {
 		return zero, err
@@ -202,7 +206,7 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 			return v, nil
 		}
 		if ctx.Err() != nil {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(ctx.Err(), ferr))
+			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(context.Cause(ctx), ferr))
 		}
 		if errors.Is(ferr, ErrDailyLimit) {
 			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, ferr)
@@ -289,6 +293,12 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 		d.Key, d.Run, d.Step, d.Status = r.Key, r.ID, id, DeadParked
 		d.Created, d.Updated = rec.Done, rec.Done
 		detail, _ := json.Marshal(map[string]string{"error": d.Error})
+		if prev, ok := r.claimedFor(*d); ok {
+			// This run's replay of a letter failed again: the letter says
+			// so; no second letter is parked for the same record.
+			d.ID, d.Status, d.Run, d.Step, d.Created, d.ClaimedBy = prev.ID, DeadFailedAgain, prev.Run, prev.Step, prev.Created, r.ID
+			detail, _ = json.Marshal(map[string]any{"error": d.Error, "dead_letter": prev.ID, "replay_failed_again": true})
+		}
 		var ids []string
 		if d.RecordID != "" {
 			ids = []string{d.RecordID}
@@ -318,6 +328,9 @@ func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
 	st := r.eng.cfg.Store
 	bo := DefaultRetry.backoff()
 	for n := 1; ; n++ {
+		if err := r.waitRenewal(ctx); err != nil {
+			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+		}
 		err := st.Commit(ctx, r.Lease(), cp)
 		if err == nil {
 			break
@@ -360,4 +373,35 @@ func (r *Run) fail(ctx context.Context, id string, n int, ferr error, spec *Dead
 	}
 	r.log.Warn("step failed permanently", "step", id, "err", ferr)
 	return fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ferr)
+}
+
+// letterSubject names what a dead letter is about: its system and the
+// source record of its payload when the payload says (a sync's letters do),
+// else its record id.
+func letterSubject(d DeadLetter) string {
+	var src struct {
+		System string `json:"source_system"`
+		ID     string `json:"source_id"`
+	}
+	if json.Unmarshal(d.Payload, &src) == nil && src.ID != "" {
+		return d.System + "\x00" + src.System + "\x00" + src.ID
+	}
+	return d.System + "\x00\x00" + d.RecordID
+}
+
+// claimedFor returns the letter this run claimed for replay that d, a new
+// failure, is about, if any.
+func (r *Run) claimedFor(d DeadLetter) (DeadLetter, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.replays) == 0 {
+		return DeadLetter{}, false
+	}
+	sub := letterSubject(d)
+	for _, c := range r.replays {
+		if letterSubject(c) == sub {
+			return c, true
+		}
+	}
+	return DeadLetter{}, false
 }

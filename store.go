@@ -24,11 +24,17 @@ type Lease struct {
 type RunStatus string
 
 // Run states. An open run is resumed by the next start for its key; a
-// finished run is closed for good.
+// finished run is closed for good; a failed run stopped on a permanent error
+// and is closed too (resuming would only replay the failure): the key's
+// next start begins a new run.
 const (
 	RunOpen     RunStatus = "open"
 	RunFinished RunStatus = "finished"
+	RunFailed   RunStatus = "failed"
 )
+
+// Closed reports whether a run in state s is over (finished or failed).
+func (s RunStatus) Closed() bool { return s == RunFinished || s == RunFailed }
 
 // RunInfo is a run as the Store keeps it.
 type RunInfo struct {
@@ -65,7 +71,10 @@ type Checkpoint struct {
 	Ledger []LedgerEntry
 	// Audit rows to append.
 	Audit []AuditEntry
-	// DeadLetters to park.
+	// DeadLetters to park. A letter with an ID is one the run claimed for
+	// replay and tried again in vain: the Store updates that letter (status,
+	// error, payload, updated) if it is still claimed by the run, and parks
+	// it as a new letter otherwise (a person marked it again meanwhile).
 	DeadLetters []DeadLetter
 	// Links to create or replace, with their base snapshots: a link changes
 	// only together with the write that made it true.
@@ -95,8 +104,9 @@ type RunStore interface {
 	RenewLease(ctx context.Context, l Lease, ttl time.Duration, now time.Time) (Lease, error)
 	// ReleaseLease gives the lease up; ErrLeaseLost if it already changed hands.
 	ReleaseLease(ctx context.Context, l Lease) error
-	// FinishRun records the run's outcome. With status RunFinished the run is
-	// closed; with RunOpen it stays resumable. ErrLeaseLost if fenced.
+	// FinishRun records the run's outcome. With status RunFinished or
+	// RunFailed the run is closed; with RunOpen it stays resumable.
+	// ErrLeaseLost if fenced.
 	FinishRun(ctx context.Context, l Lease, status RunStatus, report json.RawMessage, errMsg string, now time.Time) error
 	// GetRun reports ErrNotFound for an unknown run.
 	GetRun(ctx context.Context, id RunID) (RunInfo, error)
@@ -104,7 +114,8 @@ type RunStore interface {
 	ListRuns(ctx context.Context, key string, limit int) ([]RunInfo, error)
 	// GetLease reports the key's lease, or ErrNotFound if it never had one.
 	GetLease(ctx context.Context, key string) (Lease, error)
-	// PruneRuns deletes the step results of runs finished before t and returns
+	// PruneRuns deletes the step results of runs closed (finished or failed)
+	// before t and returns
 	// how many runs it pruned. Runs and their reports are kept.
 	PruneRuns(ctx context.Context, before time.Time) (int, error)
 }
@@ -199,13 +210,16 @@ type AuditStore interface {
 type DeadLetterStatus string
 
 // Dead-letter states: parked until a person acts; replay asks the next run
-// of the key to try it again (it becomes replayed once a run claims it);
-// discarded is closed.
+// of the key to try it again (it becomes replayed once a run claims it, and
+// failed-again if that run's try is refused again: the same letter, with the
+// new error, not a second letter for the record); discarded is closed. A
+// person may replay or discard a parked, replayed or failed-again letter.
 const (
-	DeadParked    DeadLetterStatus = "parked"
-	DeadReplay    DeadLetterStatus = "replay"
-	DeadReplayed  DeadLetterStatus = "replayed"
-	DeadDiscarded DeadLetterStatus = "discarded"
+	DeadParked      DeadLetterStatus = "parked"
+	DeadReplay      DeadLetterStatus = "replay"
+	DeadReplayed    DeadLetterStatus = "replayed"
+	DeadFailedAgain DeadLetterStatus = "failed-again"
+	DeadDiscarded   DeadLetterStatus = "discarded"
 )
 
 // DeadLetter is a payload a step could not handle, with its error.
@@ -239,12 +253,15 @@ type DeadLetterStore interface {
 	ListDeadLetters(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, error)
 	// GetDeadLetter reports ErrNotFound for an unknown id.
 	GetDeadLetter(ctx context.Context, id int64) (DeadLetter, error)
-	// SetDeadLetterStatus marks a parked letter for replay or discards it;
-	// ErrNotFound for an unknown id.
+	// SetDeadLetterStatus marks a parked, replayed or failed-again letter
+	// for replay or discards it; ErrNotFound for an unknown id.
 	SetDeadLetterStatus(ctx context.Context, id int64, status DeadLetterStatus, now time.Time) error
 	// ClaimReplays hands the letters marked for replay on l.Key to l.Run,
-	// marking them replayed. A resumed run gets back the letters it claimed
-	// before. ErrLeaseLost if fenced.
+	// marking them replayed, when the run starts for the first time (its
+	// Attempts is 1). A resumed run claims no new letters, since its replay
+	// steps are memoized from its first start; it gets back the letters it
+	// claimed then, in whatever state they are now, and letters marked since
+	// wait for the key's next run. ErrLeaseLost if fenced.
 	ClaimReplays(ctx context.Context, l Lease, now time.Time) ([]DeadLetter, error)
 }
 

@@ -146,9 +146,13 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 		}
 		fmt.Fprintf(stdout, "syncing %s on %s; Ctrl-C stops\n", when, o.store)
 		return crmsync.Schedule(ctx, next, func(ctx context.Context) error {
-			rep, _, err := s.RunOnce(ctx, eng, o.key)
+			rep, info, err := s.RunOnce(ctx, eng, o.key)
 			if err != nil {
-				logger.Error("pass failed; the next tick resumes it", "err", err)
+				if info.Status == crmsync.RunOpen {
+					logger.Error("pass failed; the next tick resumes it", "run", info.ID, "err", err)
+				} else {
+					logger.Error("pass failed; the next tick starts a new run", "run", info.ID, "err", err)
+				}
 				return nil
 			}
 			return printReport(stdout, time.Now().Format(time.RFC3339), rep, o.json)
@@ -176,7 +180,8 @@ func runSync(ctx context.Context, o options, stdout, stderr io.Writer, getenv fu
 	if !o.json {
 		held, _ := st.ListConflicts(ctx, crmsync.ConflictFilter{Key: o.key, State: crmsync.ConflictHeld})
 		dead, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: o.key, Status: crmsync.DeadParked})
-		fmt.Fprintf(stdout, "\nwaiting for a person: %d held conflict(s), %d dead letter(s); store %s\n", len(held), len(dead), o.store)
+		again, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: o.key, Status: crmsync.DeadFailedAgain})
+		fmt.Fprintf(stdout, "\nwaiting for a person: %d held conflict(s), %d dead letter(s); store %s\n", len(held), len(dead)+len(again), o.store)
 	}
 	return nil
 }

@@ -294,7 +294,7 @@ func (g *guard) Run(ctx context.Context, run *crmsync.Run) error {
 		if err != nil {
 			return fmt.Errorf("worker: key %s: check due under lease: %w", run.Key, err)
 		}
-		if ok && last.Status == crmsync.RunFinished && g.w.cfg.Now().Before(last.FinishedAt.Add(g.w.cfg.Interval)) {
+		if ok && last.Status.Closed() && g.w.cfg.Now().Before(last.FinishedAt.Add(g.w.cfg.Interval)) {
 			g.skipped = true
 			run.SetResult(skipMarker{Skipped: true, After: last.ID})
 			return nil
@@ -368,7 +368,7 @@ func (w *Worker) due(ctx context.Context, key string, now time.Time) (bool, erro
 	if err != nil {
 		return false, fmt.Errorf("worker: runs of key %s: %w", key, err)
 	}
-	if !ok || last.Status != crmsync.RunFinished {
+	if !ok || !last.Status.Closed() {
 		return true, nil
 	}
 	return !now.Before(last.FinishedAt.Add(w.cfg.Interval)), nil

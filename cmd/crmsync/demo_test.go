@@ -112,9 +112,28 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 	if hs.Properties[c.FieldA] != sf.Fields[c.FieldB] {
 		t.Errorf("after applying the choice the sides differ on %s", c.Field)
 	}
-	d, _ := st.GetDeadLetter(ctx, dead[0].ID)
-	if d.Status != crmsync.DeadReplayed {
-		t.Errorf("dead letter status after the pass = %s, want replayed", d.Status)
+	// Nobody fixed the record, so the CRM refuses it again: the CLI shows
+	// the same letter failed again, claimed by the pass, and no second
+	// letter for the record.
+	var after []crmsync.DeadLetter
+	if err := json.Unmarshal([]byte(cli("dlq", "list", "-status", "failed-again", "-format", "json")), &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 1 || after[0].ID != dead[0].ID || after[0].ClaimedBy == "" {
+		t.Errorf("failed-again letters after the replay = %+v, want letter %d claimed by the pass", after, dead[0].ID)
+	}
+	var all []crmsync.DeadLetter
+	if err := json.Unmarshal([]byte(cli("dlq", "list", "-format", "json")), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range all {
+		if d.ID != dead[0].ID && d.RecordID == dead[0].RecordID && d.System == dead[0].System {
+			t.Errorf("letter %d parked for record %s again, beside the replayed letter %d", d.ID, d.RecordID, dead[0].ID)
+		}
+	}
+	// A failed-again letter can be replayed once more.
+	if out := cli("dlq", "replay", itoa(dead[0].ID)); !strings.Contains(out, "failed-again -> replay") {
+		t.Errorf("dlq replay of a failed-again letter: %q", out)
 	}
 }
 

@@ -22,16 +22,19 @@ error so that one bad record does not block the rest.
                 (no payloads: they hold record values)
   show ID       one letter, with its payload pretty-printed; the payload
                 holds personal data, shown because you asked for this letter
-  replay ID...  mark parked letters for replay: the next run of their key
-                claims them and tries them again
-  discard ID... close parked letters for good
+  replay ID...  mark parked, replayed or failed-again letters for replay:
+                the next run of their key claims them (replayed) and tries
+                them again; a try the CRM refuses again leaves the letter
+                failed-again with the new error
+  discard ID... close parked, replayed or failed-again letters for good
 
 replay and discard check every id first and change nothing if one is
 unknown or closed; they print each letter's change.
 
 Flags of list:
   -key K       only letters of this key
-  -status S    only letters in state S: parked, replay, replayed or discarded
+  -status S    only letters in state S: parked, replay, replayed,
+               failed-again or discarded
   -format F    table, json or csv (show: table or json)
 `
 
@@ -76,10 +79,10 @@ func (c *cli) dlqList(ctx context.Context, args []string) error {
 		return err
 	}
 	switch s := crmsync.DeadLetterStatus(status); s {
-	case "", crmsync.DeadParked, crmsync.DeadReplay, crmsync.DeadReplayed, crmsync.DeadDiscarded:
+	case "", crmsync.DeadParked, crmsync.DeadReplay, crmsync.DeadReplayed, crmsync.DeadFailedAgain, crmsync.DeadDiscarded:
 		q.Status = s
 	default:
-		return usagef("dlq list: -status %q: want parked, replay, replayed or discarded", status)
+		return usagef("dlq list: -status %q: want parked, replay, replayed, failed-again or discarded", status)
 	}
 	return c.withStore(ctx, func(st crmsync.Store) error {
 		l := newLister(*format, c.stdout, deadCols...)
@@ -184,9 +187,9 @@ func (c *cli) dlqSet(ctx context.Context, verb string, to crmsync.DeadLetterStat
 			}
 			switch {
 			case d.Status == to:
-			case d.Status == crmsync.DeadParked || d.Status == crmsync.DeadReplayed:
+			case d.Status == crmsync.DeadParked || d.Status == crmsync.DeadReplayed || d.Status == crmsync.DeadFailedAgain:
 			default:
-				return fmt.Errorf("dead letter %d is %s: only parked or replayed letters can be %s; nothing changed", id, d.Status, pastTense[verb])
+				return fmt.Errorf("dead letter %d is %s: only parked, replayed or failed-again letters can be %s; nothing changed", id, d.Status, pastTense[verb])
 			}
 			letters[i] = d
 		}

@@ -195,12 +195,15 @@ func statusOf(ctx context.Context, st crmsync.Store, key string, nruns int) (key
 		}
 	}
 	ks.OpenConflicts = ks.HeldConflicts + ks.ChosenConflicts
-	err = eachDeadLetter(ctx, st, crmsync.DeadLetterQuery{Key: key, Status: crmsync.DeadParked}, func(crmsync.DeadLetter) error {
-		ks.ParkedDeadLetter++
-		return nil
-	})
-	if err != nil {
-		return ks, err
+	// A letter whose replay failed again waits for a person as a parked one does.
+	for _, s := range []crmsync.DeadLetterStatus{crmsync.DeadParked, crmsync.DeadFailedAgain} {
+		err = eachDeadLetter(ctx, st, crmsync.DeadLetterQuery{Key: key, Status: s}, func(crmsync.DeadLetter) error {
+			ks.ParkedDeadLetter++
+			return nil
+		})
+		if err != nil {
+			return ks, err
+		}
 	}
 	return ks, nil
 }

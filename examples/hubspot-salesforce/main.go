@@ -10,12 +10,17 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/crmsync/crmsync/playbook"
 )
 
+// main stops cleanly on Ctrl-C and on SIGTERM (a container stop): the pass
+// in flight ends, its run stays open to resume, and the key's lease is
+// released so that the next start need not wait for it to expire.
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	os.Exit(playbook.Main(ctx, "hubspot-salesforce", os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := playbook.Main(ctx, "hubspot-salesforce", os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
 }

@@ -136,8 +136,11 @@ func (s *Store) FinishRun(_ context.Context, l crmsync.Lease, status crmsync.Run
 	if !ok {
 		return fmt.Errorf("memory: run %s: %w", l.Run, crmsync.ErrNotFound)
 	}
+	if status != crmsync.RunOpen && !status.Closed() {
+		return fmt.Errorf("memory: finish run %s: unknown status %q", l.Run, status)
+	}
 	ri.Status, ri.Report, ri.Error = status, slices.Clone(report), errMsg
-	if status == crmsync.RunFinished {
+	if status.Closed() {
 		ri.FinishedAt = now
 		delete(s.open, l.Key)
 	}
@@ -181,7 +184,7 @@ func (s *Store) PruneRuns(_ context.Context, before time.Time) (int, error) {
 	defer s.mu.Unlock()
 	n := 0
 	for id, ri := range s.runs {
-		if ri.Status == crmsync.RunFinished && ri.FinishedAt.Before(before) {
+		if ri.Status.Closed() && ri.FinishedAt.Before(before) {
 			if _, ok := s.steps[id]; ok {
 				delete(s.steps, id)
 				n++
@@ -240,8 +243,15 @@ func (s *Store) Commit(_ context.Context, l crmsync.Lease, cp crmsync.Checkpoint
 	}
 	s.appendAudit(cp.Audit)
 	for _, d := range cp.DeadLetters {
-		d.ID = int64(len(s.dead) + 1)
 		d.Payload = slices.Clone(d.Payload)
+		if d.ID > 0 && d.ID <= int64(len(s.dead)) {
+			cur := &s.dead[d.ID-1]
+			if cur.ClaimedBy == cp.Run && (cur.Status == crmsync.DeadReplayed || cur.Status == crmsync.DeadFailedAgain) {
+				cur.Status, cur.Error, cur.Payload, cur.Updated = d.Status, d.Error, d.Payload, d.Updated
+				continue
+			}
+		}
+		d.ID, d.Status, d.ClaimedBy = int64(len(s.dead)+1), crmsync.DeadParked, ""
 		s.dead = append(s.dead, d)
 	}
 	s.putLinks(cp.Links)
@@ -370,7 +380,7 @@ func (s *Store) SetDeadLetterStatus(_ context.Context, id int64, status crmsync.
 		return fmt.Errorf("memory: dead letter %d: %w", id, crmsync.ErrNotFound)
 	}
 	d := &s.dead[id-1]
-	if d.Status != crmsync.DeadParked && d.Status != crmsync.DeadReplayed {
+	if d.Status != crmsync.DeadParked && d.Status != crmsync.DeadReplayed && d.Status != crmsync.DeadFailedAgain {
 		return fmt.Errorf("memory: dead letter %d is %s, not parked", id, d.Status)
 	}
 	d.Status, d.Updated, d.ClaimedBy = status, now, ""
@@ -384,16 +394,17 @@ func (s *Store) ClaimReplays(_ context.Context, l crmsync.Lease, now time.Time) 
 	if err := s.current(l); err != nil {
 		return nil, err
 	}
+	first := s.runs[l.Run] != nil && s.runs[l.Run].Attempts == 1
 	var out []crmsync.DeadLetter
 	for i := range s.dead {
 		d := &s.dead[i]
 		if d.Key != l.Key {
 			continue
 		}
-		if d.Status == crmsync.DeadReplay {
+		if first && d.Status == crmsync.DeadReplay {
 			d.Status, d.ClaimedBy, d.Updated = crmsync.DeadReplayed, l.Run, now
 		}
-		if d.Status == crmsync.DeadReplayed && d.ClaimedBy == l.Run {
+		if d.ClaimedBy == l.Run && (d.Status == crmsync.DeadReplayed || d.Status == crmsync.DeadFailedAgain) {
 			out = append(out, *d)
 		}
 	}

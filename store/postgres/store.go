@@ -171,11 +171,11 @@ func (s *Store) GetLease(ctx context.Context, key string) (crmsync.Lease, error)
 
 // FinishRun implements crmsync.RunStore.
 func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.RunStatus, report json.RawMessage, errMsg string, now time.Time) error {
-	if status != crmsync.RunOpen && status != crmsync.RunFinished {
+	if status != crmsync.RunOpen && !status.Closed() {
 		return fmt.Errorf("postgres: finish run %s: unknown status %q", l.Run, status)
 	}
 	finished := int64(0)
-	if status == crmsync.RunFinished {
+	if status.Closed() {
 		finished = ns(now)
 	}
 	return s.fenced(ctx, l, "finish run "+string(l.Run), `
@@ -244,7 +244,7 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	var n int
 	err := s.pool.QueryRow(ctx, s.q(`
 WITH pruned AS (
-	SELECT id FROM {s}.runs WHERE status = 'finished' AND finished_at < $1
+	SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND finished_at < $1
 	AND EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id)
 ), gone AS (
 	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned)
@@ -318,6 +318,17 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	}
 	s.queueAudit(b, cp.Audit)
 	for _, d := range cp.DeadLetters {
+		if d.ID != 0 {
+			// A claimed letter tried again in vain: update it while the run
+			// still holds its claim, else park a new letter.
+			b.Queue(s.q(`WITH upd AS (UPDATE {s}.dead_letters SET status = $1, error = $2, payload = $3, updated = $4
+				WHERE id = $5 AND claimed_by = $6 AND status IN ('replayed', 'failed-again') RETURNING id)
+				INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
+				SELECT $7, $8, $9, $10, $11, $3, $2, 'parked', $12, $4 WHERE NOT EXISTS (SELECT 1 FROM upd)`),
+				string(d.Status), d.Error, bytes(d.Payload), ns(d.Updated), d.ID, string(cp.Run),
+				d.Key, string(d.Run), d.Step, d.System, d.RecordID, ns(d.Created))
+			continue
+		}
 		b.Queue(s.q(`INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`), d.Key, string(d.Run), d.Step, d.System, d.RecordID, bytes(d.Payload), d.Error,
 			string(d.Status), ns(d.Created), ns(d.Updated))
@@ -572,7 +583,7 @@ func (s *Store) SetDeadLetterStatus(ctx context.Context, id int64, status crmsyn
 		if err != nil {
 			return fmt.Errorf("postgres: dead letter %d: %w", id, err)
 		}
-		if cur != string(crmsync.DeadParked) && cur != string(crmsync.DeadReplayed) {
+		if cur != string(crmsync.DeadParked) && cur != string(crmsync.DeadReplayed) && cur != string(crmsync.DeadFailedAgain) {
 			return fmt.Errorf("postgres: dead letter %d is %s, not parked", id, cur)
 		}
 		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.dead_letters SET status = $1, claimed_by = '', updated = $2 WHERE id = $3`), string(status), ns(now), id); err != nil {
@@ -589,12 +600,14 @@ func (s *Store) ClaimReplays(ctx context.Context, l crmsync.Lease, now time.Time
 		if err := s.lost(ctx, tx, l); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.dead_letters SET status = 'replayed', claimed_by = $1, updated = $2 WHERE key = $3 AND status = 'replay'`),
+		// Only a run's first start claims; a resumed run gets its letters back.
+		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.dead_letters SET status = 'replayed', claimed_by = $1, updated = $2
+			WHERE key = $3 AND status = 'replay' AND EXISTS (SELECT 1 FROM {s}.runs WHERE id = $1 AND attempts = 1)`),
 			string(l.Run), ns(now), l.Key); err != nil {
 			return fmt.Errorf("postgres: claim replays for %s: %w", l.Key, err)
 		}
 		var err error
-		out, err = s.listDead(ctx, tx, "claim replays", `SELECT `+deadCols+` FROM {s}.dead_letters WHERE key = $1 AND status = 'replayed' AND claimed_by = $2 ORDER BY id`,
+		out, err = s.listDead(ctx, tx, "claim replays", `SELECT `+deadCols+` FROM {s}.dead_letters WHERE key = $1 AND status IN ('replayed', 'failed-again') AND claimed_by = $2 ORDER BY id`,
 			l.Key, string(l.Run))
 		return err
 	})

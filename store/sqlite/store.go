@@ -145,11 +145,11 @@ func (s *Store) GetLease(ctx context.Context, key string) (crmsync.Lease, error)
 
 // FinishRun implements crmsync.RunStore.
 func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.RunStatus, report json.RawMessage, errMsg string, now time.Time) error {
-	if status != crmsync.RunOpen && status != crmsync.RunFinished {
+	if status != crmsync.RunOpen && !status.Closed() {
 		return fmt.Errorf("sqlite: finish run %s: unknown status %q", l.Run, status)
 	}
 	finished := int64(0)
-	if status == crmsync.RunFinished {
+	if status.Closed() {
 		finished = ns(now)
 	}
 	return fenced(ctx, s.db, l, "finish run "+string(l.Run), `
@@ -220,7 +220,7 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	err := s.tx(ctx, "prune runs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE status = 'finished' AND finished_at < ?
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
 			AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
 		if err != nil {
 			return fmt.Errorf("sqlite: prune runs: %w", err)
@@ -318,6 +318,20 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		for _, d := range cp.DeadLetters {
+			if d.ID != 0 {
+				// A claimed letter tried again in vain: update it while the
+				// run still holds its claim, else park a new letter.
+				res, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = ?, error = ?, payload = ?, updated = ?
+					WHERE id = ? AND claimed_by = ? AND status IN ('replayed', 'failed-again')`,
+					string(d.Status), d.Error, []byte(d.Payload), ns(d.Updated), d.ID, string(cp.Run))
+				if err != nil {
+					return fmt.Errorf("sqlite: %s: dead letter %d: %w", what, d.ID, err)
+				}
+				if n, _ := res.RowsAffected(); n == 1 {
+					continue
+				}
+				d.Status = crmsync.DeadParked
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.Key, string(d.Run), d.Step, d.System, d.RecordID, []byte(d.Payload), d.Error,
 				string(d.Status), ns(d.Created), ns(d.Updated)); err != nil {
@@ -572,7 +586,7 @@ func (s *Store) SetDeadLetterStatus(ctx context.Context, id int64, status crmsyn
 		if err != nil {
 			return fmt.Errorf("sqlite: dead letter %d: %w", id, err)
 		}
-		if cur != string(crmsync.DeadParked) && cur != string(crmsync.DeadReplayed) {
+		if cur != string(crmsync.DeadParked) && cur != string(crmsync.DeadReplayed) && cur != string(crmsync.DeadFailedAgain) {
 			return fmt.Errorf("sqlite: dead letter %d is %s, not parked", id, cur)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = ?, claimed_by = '', updated = ? WHERE id = ?`, string(status), ns(now), id); err != nil {
@@ -589,12 +603,15 @@ func (s *Store) ClaimReplays(ctx context.Context, l crmsync.Lease, now time.Time
 		if err := lost(ctx, tx, l); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ? WHERE key = ? AND status = 'replay'`,
-			string(l.Run), ns(now), l.Key); err != nil {
+		// Only a run's first start claims; a resumed run gets its letters back.
+		if _, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ?
+			WHERE key = ? AND status = 'replay' AND EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempts = 1)`,
+			string(l.Run), ns(now), l.Key, string(l.Run)); err != nil {
 			return fmt.Errorf("sqlite: claim replays for %s: %w", l.Key, err)
 		}
 		var err error
-		out, err = listDead(ctx, tx, "claim replays", `SELECT `+deadCols+` FROM dead_letters WHERE key = ? AND status = 'replayed' AND claimed_by = ? ORDER BY id`, l.Key, string(l.Run))
+		out, err = listDead(ctx, tx, "claim replays", `SELECT `+deadCols+` FROM dead_letters
+			WHERE key = ? AND status IN ('replayed', 'failed-again') AND claimed_by = ? ORDER BY id`, l.Key, string(l.Run))
 		return err
 	})
 	return out, err

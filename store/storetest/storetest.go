@@ -382,6 +382,104 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Errorf("GetDeadLetter(discarded) = %+v, %v", d, err)
 			}
 		}},
+		{"ReplayClaimedAtFirstStartAndFailedAgain", func(t *testing.T, s crmsync.Store) {
+			park := func(l crmsync.Lease, run crmsync.RunID, stepID string, d crmsync.DeadLetter) {
+				t.Helper()
+				d.Key, d.Run, d.Step, d.Created, d.Updated = "k", run, stepID, t0, t0
+				if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: run, Step: step(stepID, `0`), DeadLetters: []crmsync.DeadLetter{d}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l1, _ := acquire(t, s, "k", "h", "r1", t0)
+			park(l1, "r1", "w1", crmsync.DeadLetter{RecordID: "a", Payload: json.RawMessage(`{"v":1}`), Error: "bad a", Status: crmsync.DeadParked})
+			park(l1, "r1", "w2", crmsync.DeadLetter{RecordID: "b", Payload: json.RawMessage(`{"v":1}`), Error: "bad b", Status: crmsync.DeadParked})
+			list, _ := s.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+			if len(list) != 2 {
+				t.Fatalf("letters = %d, want 2", len(list))
+			}
+			a, b := list[0], list[1]
+			if err := s.FinishRun(ctx, l1, crmsync.RunFinished, nil, "", t0); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.ReleaseLease(ctx, l1); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetDeadLetterStatus(ctx, a.ID, crmsync.DeadReplay, t0); err != nil {
+				t.Fatal(err)
+			}
+			l2, _ := acquire(t, s, "k", "h", "r2", t0.Add(time.Minute))
+			got, err := s.ClaimReplays(ctx, l2, t0.Add(time.Minute))
+			if err != nil || len(got) != 1 || got[0].ID != a.ID {
+				t.Fatalf("ClaimReplays at first start = %+v, %v; want letter %d", got, err, a.ID)
+			}
+			// r2 tries a again in vain: the letter is updated, not doubled.
+			park(l2, "r2", "w3", crmsync.DeadLetter{ID: a.ID, RecordID: "a", Payload: json.RawMessage(`{"v":2}`), Error: "bad a again",
+				Status: crmsync.DeadFailedAgain})
+			d, err := s.GetDeadLetter(ctx, a.ID)
+			if err != nil || d.Status != crmsync.DeadFailedAgain || d.Error != "bad a again" || d.ClaimedBy != "r2" || !jsonEqual(d.Payload, json.RawMessage(`{"v":2}`)) || d.Run != "r1" {
+				t.Errorf("letter after a failed replay = %+v, %v; want failed-again with the new error and payload", d, err)
+			}
+			if all, _ := s.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"}); len(all) != 2 {
+				t.Errorf("letters after a failed replay = %d, want still 2", len(all))
+			}
+			// b is marked while r2 is open; r2, resumed, does not claim it.
+			if err := s.SetDeadLetterStatus(ctx, b.ID, crmsync.DeadReplay, t0.Add(2*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.ReleaseLease(ctx, l2); err != nil {
+				t.Fatal(err)
+			}
+			l3, ri := acquire(t, s, "k", "h", "r3", t0.Add(3*time.Minute))
+			if ri.ID != "r2" {
+				t.Fatalf("resume got run %s, want r2", ri.ID)
+			}
+			again, err := s.ClaimReplays(ctx, l3, t0.Add(3*time.Minute))
+			if err != nil || len(again) != 1 || again[0].ID != a.ID || again[0].Status != crmsync.DeadFailedAgain {
+				t.Errorf("ClaimReplays on resume = %+v, %v; want only letter %d, failed again", again, err, a.ID)
+			}
+			if d, _ := s.GetDeadLetter(ctx, b.ID); d.Status != crmsync.DeadReplay || d.ClaimedBy != "" {
+				t.Errorf("letter marked while the run was open = %s claimed by %q; want it left for the next run", d.Status, d.ClaimedBy)
+			}
+			// A person marks a again while r2 holds it; r2's next failure is
+			// then a new letter, not lost.
+			if err := s.SetDeadLetterStatus(ctx, a.ID, crmsync.DeadReplay, t0.Add(4*time.Minute)); err != nil {
+				t.Fatalf("replaying a failed-again letter: %v", err)
+			}
+			park(l3, "r2", "w4", crmsync.DeadLetter{ID: a.ID, RecordID: "a", Payload: json.RawMessage(`{"v":3}`), Error: "bad a thrice",
+				Status: crmsync.DeadFailedAgain})
+			all, _ := s.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+			if len(all) != 3 || all[2].Status != crmsync.DeadParked || all[2].Error != "bad a thrice" || all[2].ID == a.ID {
+				t.Errorf("letters = %+v; want a third, parked letter for the failure after the claim was withdrawn", all)
+			}
+			if d, _ := s.GetDeadLetter(ctx, a.ID); d.Status != crmsync.DeadReplay {
+				t.Errorf("letter %d = %s, want replay as the person set it", a.ID, d.Status)
+			}
+		}},
+		{"FailedRunIsClosed", func(t *testing.T, s crmsync.Store) {
+			l, _ := acquire(t, s, "k", "h", "r1", t0)
+			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("s", `1`)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.FinishRun(ctx, l, crmsync.RunStatus("lost"), nil, "", t0); err == nil {
+				t.Errorf("FinishRun with an unknown status = nil, want an error")
+			}
+			if err := s.FinishRun(ctx, l, crmsync.RunFailed, json.RawMessage(`{}`), "INVALID_SESSION_ID", t0.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			ri, err := s.GetRun(ctx, "r1")
+			if err != nil || ri.Status != crmsync.RunFailed || ri.Error != "INVALID_SESSION_ID" || !ri.FinishedAt.Equal(t0.Add(time.Second)) {
+				t.Errorf("failed run = %+v, %v", ri, err)
+			}
+			if err := s.ReleaseLease(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			if _, next := acquire(t, s, "k", "h", "r2", t0.Add(time.Minute)); next.ID != "r2" {
+				t.Errorf("the start after a failed run resumed %s, want a new run r2", next.ID)
+			}
+			if n, err := s.PruneRuns(ctx, t0.Add(time.Hour)); err != nil || n != 1 {
+				t.Errorf("PruneRuns = %d, %v; want the failed run's steps pruned", n, err)
+			}
+		}},
 		{"PruneRuns", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "old", "h", "r-old", t0)
 			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r-old", Step: step("s", `1`)}); err != nil {
