@@ -470,13 +470,13 @@ func refusedWhole(err string) bool {
 // whole; the next pass writes them. It returns how many it marked.
 func (m *model) replayRefusals() int {
 	ctx := context.Background()
-	letters, err := m.st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: m.key, Status: crmsync.DeadParked, Limit: 500})
+	letters, err := allDeadLetters(ctx, m.st, m.key)
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	n := 0
 	for _, d := range letters {
-		if !refusedWhole(d.Error) {
+		if d.Status != crmsync.DeadParked && d.Status != crmsync.DeadFailedAgain || !refusedWhole(d.Error) {
 			continue
 		}
 		if err := m.st.SetDeadLetterStatus(ctx, d.ID, crmsync.DeadReplay, time.Now()); err != nil {

@@ -1099,7 +1099,8 @@ func (m *model) check() {
 		if !ledgerOK(e) {
 			found := false
 			for _, d := range letters {
-				if d.RecordID == e.RecordID && d.Run == e.Run && d.Step == e.Step {
+				// (A replay refused again updates the letter it replayed.)
+				if d.RecordID == e.RecordID && d.System == e.System && (d.Run == e.Run && d.Step == e.Step || d.Status == crmsync.DeadReplayed || d.Status == crmsync.DeadFailedAgain) {
 					found = true
 				}
 			}
