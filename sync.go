@@ -29,7 +29,33 @@ type SyncConfig struct {
 	LinkFieldA, LinkFieldB string
 	// Overlap is how far before each cursor a pass starts reading, for clock
 	// skew and same-millisecond edits; zero means 2 minutes.
+	//
+	// Cursors: each side has a cursor, the point up to which its changes
+	// are safely read. After a pass whose reads and writes of a side all
+	// finished, the side's cursor moves to the pass's window end less the
+	// side's change lag (ChangeLagger; zero for a CRM without it), never
+	// backwards; a side that failed part-way keeps its cursor, and the
+	// run resumes where it stopped. The next pass reads from the cursor
+	// less Overlap, so that changes stamped by a clock that runs behind
+	// the sync host's, and changes sharing a stamp, are read again rather
+	// than missed.
 	Overlap time.Duration
+	// DelayedLag is how far behind now the delayed window of a side whose
+	// CRM lags (ChangeLagger with a positive lag, HubSpot search) ends: a
+	// second cursor per side re-reads [delayed cursor less Overlap, now
+	// less DelayedLag] once that window spans DelayedLag, so a change the
+	// CRM listed late (out of order, after its lag) is still found. Zero
+	// means 1 hour; negative turns the delayed window off.
+	DelayedLag time.Duration
+	// ArchivedEvery is how often the archived (deleted) records of a side
+	// whose CRM reads its whole recycle bin on every archived read
+	// (WholeBinReader: HubSpot cannot filter its bin by archive time) are
+	// read: not on every pass, but when this long has passed since the
+	// last such read, or at once after RequestArchivedRead. Zero means 1
+	// hour; negative means every pass. A side whose CRM reads deletions
+	// by window (Salesforce) reads them on every pass. When it last ran is
+	// kept as the cursor "<system>:archived".
+	ArchivedEvery time.Duration
 	// Since is where the first pass of a key starts reading; zero means
 	// everything (a full backfill).
 	Since time.Time
@@ -52,7 +78,50 @@ type SyncConfig struct {
 type Sync struct {
 	c      SyncConfig
 	fields map[string][]string // fields to fetch per system
+
+	mu          sync.Mutex
+	archivedNow map[string]bool // key + "\x00" + system: read the bin on the next pass
 }
+
+// WholeBinReader is an optional interface of a CRM whose archived change
+// reads (ChangeQuery.Archived) list the whole recycle bin whatever the
+// window (HubSpot). The sync reads such a side's archived records on its
+// own slower cadence (SyncConfig.ArchivedEvery), not on every pass.
+type WholeBinReader interface {
+	ArchivedReadsWholeBin() bool
+}
+
+// RequestArchivedRead asks the next pass of key to read system's archived
+// records even if SyncConfig.ArchivedEvery has not passed, for instance
+// when a deletion event arrived. The request lives in this process only; a
+// restart falls back to the cadence.
+func (s *Sync) RequestArchivedRead(key, system string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.archivedNow == nil {
+		s.archivedNow = map[string]bool{}
+	}
+	s.archivedNow[key+"\x00"+system] = true
+}
+
+// takeArchivedRequest reports and clears a request for key and system.
+func (s *Sync) takeArchivedRequest(key, system string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := key + "\x00" + system
+	req := s.archivedNow[k]
+	delete(s.archivedNow, k)
+	return req
+}
+
+// wholeBin reports whether sd's archived reads list the whole bin.
+func wholeBin(sd *side) bool {
+	w, ok := sd.crm.(WholeBinReader)
+	return ok && w.ArchivedReadsWholeBin()
+}
+
+// archivedCursor names the cursor holding when a side's bin was last read.
+func archivedCursor(system string) string { return system + ":archived" }
 
 var _ Workflow = (*Sync)(nil)
 
@@ -92,6 +161,12 @@ func NewSync(c SyncConfig) (*Sync, error) {
 	}
 	if c.Overlap == 0 {
 		c.Overlap = 2 * time.Minute
+	}
+	if c.DelayedLag == 0 {
+		c.DelayedLag = time.Hour
+	}
+	if c.ArchivedEvery == 0 {
+		c.ArchivedEvery = time.Hour
 	}
 	if c.WriteConcurrency == 0 {
 		c.WriteConcurrency = 4
@@ -218,7 +293,13 @@ type pass struct {
 	// record of an earlier refusal does not stop them.
 	replaying bool
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// dropped holds, per system, the fields left out of this pass's reads
+	// and writes: absent from the schema, or refused by the API.
+	dropped map[string]map[string]bool
+	// first lists the sides read for the first time: deletions older than
+	// the API keeps were never synced, so their loss is no news.
+	first     map[string]bool
 	rep       *SyncReport
 	conflicts []Conflict
 	expected  int // records the APIs said the reads match, for the estimate
@@ -228,7 +309,75 @@ func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
 	a, b := s.sides()
 	rep := newSyncReport(a.name, b.name)
 	rep.Plan = run == nil
-	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep}
+	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep,
+		dropped: map[string]map[string]bool{a.name: {}, b.name: {}}}
+}
+
+// drop leaves fields out of sd's reads and writes for the rest of the pass
+// and returns those that were not left out already. The identity field is
+// never dropped from the list of a side that has only it.
+func (p *pass) drop(sd *side, fields ...string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var added []string
+	for _, f := range fields {
+		if f == "" || p.dropped[sd.name][f] || !slices.Contains(sd.fields, f) {
+			continue
+		}
+		p.dropped[sd.name][f] = true
+		added = append(added, f)
+	}
+	return added
+}
+
+// fieldsFor is sd's fields less those dropped.
+func (p *pass) fieldsFor(sd *side) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(sd.fields))
+	for _, f := range sd.fields {
+		if !p.dropped[sd.name][f] {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// isDropped reports whether field is left out on sd.
+func (p *pass) isDropped(sd *side, field string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dropped[sd.name][field]
+}
+
+// maxFieldRetries bounds how often one call is sent again with fewer fields.
+const maxFieldRetries = 5
+
+// refusedFields returns the fields a *FieldError in err names, if any.
+func refusedFields(err error) []string {
+	var fe *FieldError
+	if err != nil && errors.As(err, &fe) {
+		return fe.Fields
+	}
+	return nil
+}
+
+// changes reads one page from sd, dropping the fields the API refuses and
+// reading again; it returns the fields it dropped.
+func (p *pass) changes(ctx context.Context, sd *side, q ChangeQuery) (Page, []string, error) {
+	var dropped []string
+	for try := 0; ; try++ {
+		q.Fields = p.fieldsFor(sd)
+		p.apiCalls(sd.name, 1)
+		page, err := sd.crm.Changes(ctx, q)
+		if names := refusedFields(err); len(names) > 0 && try < maxFieldRetries {
+			if added := p.drop(sd, names...); len(added) > 0 {
+				dropped = append(dropped, added...)
+				continue
+			}
+		}
+		return page, dropped, err
+	}
 }
 
 func (p *pass) other(sd *side) *side {
@@ -259,7 +408,28 @@ func (p *pass) apiCalls(system string, n int) {
 type window struct {
 	Since map[string]time.Time `json:"since"`
 	Until time.Time            `json:"until"`
+	// Delayed holds, for the sides whose delayed window is due, where it
+	// starts; it ends at DelayedUntil.
+	Delayed      map[string]time.Time `json:"delayed,omitempty"`
+	DelayedUntil time.Time            `json:"delayed_until,omitzero"`
+	// SkipArchived lists the sides whose archived read is not due.
+	SkipArchived map[string]bool `json:"skip_archived,omitempty"`
+	// First lists the sides read for the first time (no cursor yet).
+	First map[string]bool `json:"first,omitempty"`
 }
+
+// changeLag is how long sd's change reads lag its writes.
+func changeLag(sd *side) time.Duration {
+	if l, ok := sd.crm.(ChangeLagger); ok {
+		if d := l.ChangeLag(); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// delayedCursor names the cursor of a side's delayed window.
+func delayedCursor(system string) string { return system + ":delayed" }
 
 func (p *pass) do(ctx context.Context) (*SyncReport, error) {
 	err := p.passes(ctx)
@@ -274,14 +444,49 @@ func (p *pass) do(ctx context.Context) (*SyncReport, error) {
 func (p *pass) passes(ctx context.Context) error {
 	win, err := step(ctx, p, "window", func(ctx context.Context, _ *Attempt) (window, error) {
 		w := window{Since: map[string]time.Time{}, Until: p.s.c.Now().UTC()}
+		if p.s.c.DelayedLag > 0 {
+			w.DelayedUntil = w.Until.Add(-p.s.c.DelayedLag)
+		}
 		for _, sd := range []*side{p.a, p.b} {
 			since := p.s.c.Since
 			if c, ok, err := p.cursor(ctx, sd.name); err != nil {
 				return w, err
 			} else if ok {
 				since = c.Add(-p.s.c.Overlap)
+			} else {
+				if w.First == nil {
+					w.First = map[string]bool{}
+				}
+				w.First[sd.name] = true
 			}
 			w.Since[sd.name] = since.UTC()
+			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
+				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
+				if err != nil {
+					return w, err
+				}
+				if ok && w.Until.Sub(last) < p.s.c.ArchivedEvery {
+					if w.SkipArchived == nil {
+						w.SkipArchived = map[string]bool{}
+					}
+					w.SkipArchived[sd.name] = true
+				}
+			}
+			if w.DelayedUntil.IsZero() || changeLag(sd) == 0 {
+				continue
+			}
+			d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+			if err != nil {
+				return w, err
+			}
+			// Due once the delayed window spans DelayedLag: one re-read
+			// of about an hour's changes an hour after they were read.
+			if ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag)) {
+				if w.Delayed == nil {
+					w.Delayed = map[string]time.Time{}
+				}
+				w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
+			}
 		}
 		return w, nil
 	}, nil)
@@ -289,6 +494,7 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	p.rep.Window = win
+	p.first = win.First
 	if err := p.schemaDrift(ctx); err != nil {
 		return err
 	}
@@ -299,37 +505,57 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	for _, sd := range []*side{p.a, p.b} {
-		newest := time.Time{}
-		for _, archived := range []bool{false, true} {
-			t, err := p.readSide(ctx, sd, win, archived)
-			if err != nil {
+		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
+			return err
+		}
+		if !win.SkipArchived[sd.name] {
+			if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, true, "archived"); err != nil {
 				return err
 			}
-			if t.After(newest) {
-				newest = t
+		}
+		delayed, due := win.Delayed[sd.name]
+		if due {
+			if err := p.readSide(ctx, sd, delayed, win.DelayedUntil, false, "delayed"); err != nil {
+				return err
 			}
 		}
-		// The cursor moves only forward, and only over finished work.
+		// The cursors move only forward, and only over finished work: to
+		// the window end less the side's change lag.
+		end := win.Until.Add(-changeLag(sd))
 		cur, err := step(ctx, p, "cursor:"+sd.name, func(ctx context.Context, a *Attempt) (time.Time, error) {
+			if wholeBin(sd) && !win.SkipArchived[sd.name] {
+				a.SetCursor(archivedCursor(sd.name), win.Until.Format(time.RFC3339Nano))
+			}
+			if !win.DelayedUntil.IsZero() && changeLag(sd) > 0 {
+				d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+				if err != nil {
+					return time.Time{}, err
+				}
+				switch {
+				case !ok:
+					// The first pass read everything up to its window end;
+					// later delayed windows start there.
+					a.SetCursor(delayedCursor(sd.name), win.DelayedUntil.Format(time.RFC3339Nano))
+				case due && win.DelayedUntil.After(d):
+					a.SetCursor(delayedCursor(sd.name), win.DelayedUntil.Format(time.RFC3339Nano))
+				}
+			}
 			old, ok, err := p.cursor(ctx, sd.name)
 			if err != nil {
 				return time.Time{}, err
 			}
-			if ok && !newest.After(old) {
+			if ok && !end.After(old) {
 				return old, nil
 			}
-			if !newest.IsZero() {
-				a.SetCursor(sd.name, newest.UTC().Format(time.RFC3339Nano))
-			}
-			return newest, nil
+			a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
+			return end, nil
 		}, nil)
 		if err != nil {
 			return err
 		}
-		if !cur.IsZero() {
-			p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
-		}
+		p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
 	}
+	p.finishDrift(ctx)
 	return p.notifyConflicts(ctx)
 }
 
@@ -348,15 +574,12 @@ func (p *pass) cursor(ctx context.Context, system string) (time.Time, bool, erro
 	return t, true, nil
 }
 
-// readSide reads one side's changes page by page, handling each page fully
-// before the next, and returns the newest modification stamp handled. The
-// next page is read while the current one is handled, so that reads and
-// writes overlap under their separate rate limits.
-func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool) (time.Time, error) {
-	kind := "changes"
-	if archived {
-		kind = "archived"
-	}
+// readSide reads one side's changes in [since, until) page by page,
+// handling each page fully before the next. The next page is read while the
+// current one is handled, so that reads and writes overlap under their
+// separate rate limits. kind names the read in step ids ("changes",
+// "archived", "delayed").
+func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, archived bool, kind string) error {
 	type fetched struct {
 		rr  readResult
 		err error
@@ -364,20 +587,24 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 	fetch := func(i int, token string) <-chan fetched {
 		ch := make(chan fetched, 1)
 		go func() {
-			rr, err := p.readPage(ctx, sd, win, archived, kind, i, token)
+			rr, err := p.readPage(ctx, sd, since, until, archived, kind, i, token)
 			ch <- fetched{rr, err}
 		}()
 		return ch
 	}
-	var newest time.Time
 	next := fetch(0, "")
 	for i := 0; ; i++ {
 		f := <-next
 		if f.err != nil {
-			return newest, f.err
+			return f.err
 		}
 		page := f.rr.Page
-		if f.rr.Lost != "" {
+		p.drop(sd, f.rr.Dropped...) // again, for a run that replays the read
+		if f.rr.Lost != "" && archived && p.first[sd.name] {
+			if p.log != nil {
+				p.log.Debug("first read of deletions: those older than the API keeps are not read", "crm", sd.name)
+			}
+		} else if f.rr.Lost != "" {
 			p.mu.Lock()
 			p.rep.HistoryLost = append(p.rep.HistoryLost, sd.name+" "+kind+": "+f.rr.Lost)
 			p.mu.Unlock()
@@ -387,11 +614,6 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 		}
 		if page.Next != "" {
 			next = fetch(i+1, page.Next)
-		}
-		for _, r := range page.Records {
-			if r.ModifiedAt.After(newest) {
-				newest = r.ModifiedAt
-			}
 		}
 		p.mu.Lock()
 		p.rep.Read[sd.name] += len(page.Records)
@@ -407,36 +629,35 @@ func (p *pass) readSide(ctx context.Context, sd *side, win window, archived bool
 			if page.Next != "" {
 				<-next // let the read in flight end before the run closes
 			}
-			return newest, herr
+			return herr
 		}
 		p.progress(sd.name, kind)
 		if page.Next == "" {
-			return newest, nil
+			return nil
 		}
 	}
 }
 
 // readPage reads page i of one side's changes as a step.
-func (p *pass) readPage(ctx context.Context, sd *side, win window, archived bool, kind string, i int, token string) (readResult, error) {
+func (p *pass) readPage(ctx context.Context, sd *side, since, until time.Time, archived bool, kind string, i int, token string) (readResult, error) {
 	id := fmt.Sprintf("read:%s:%s:%d", sd.name, kind, i)
 	return step(ctx, p, id, func(ctx context.Context, _ *Attempt) (readResult, error) {
-		q := ChangeQuery{Object: sd.object, Since: win.Since[sd.name], Until: win.Until,
-			Fields: sd.fields, Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
-		p.apiCalls(sd.name, 1)
-		page, err := sd.crm.Changes(ctx, q)
+		q := ChangeQuery{Object: sd.object, Since: since, Until: until,
+			Archived: archived, PageToken: token, PageSize: p.s.c.PageSize}
+		page, dropped, err := p.changes(ctx, sd, q)
 		if err == nil || !errors.Is(err, ErrHistoryLost) || token != "" {
-			return readResult{Page: page}, err
+			return readResult{Page: page, Dropped: dropped}, err
 		}
 		// The API no longer lists everything since the cursor (a first
 		// backfill, or a pass after a long pause): read what it still
 		// holds, and say so in the report.
-		q.Since = win.Until.Add(-historyFallback)
-		p.apiCalls(sd.name, 1)
-		page, err2 := sd.crm.Changes(ctx, q)
+		q.Since = until.Add(-historyFallback)
+		page, more, err2 := p.changes(ctx, sd, q)
+		dropped = append(dropped, more...)
 		if err2 != nil && errors.Is(err2, ErrHistoryLost) {
-			return readResult{Lost: err.Error()}, nil
+			return readResult{Lost: err.Error(), Dropped: dropped}, nil
 		}
-		return readResult{Page: page, Lost: err.Error()}, err2
+		return readResult{Page: page, Lost: err.Error(), Dropped: dropped}, err2
 	}, nil)
 }
 
@@ -473,6 +694,8 @@ type readResult struct {
 	Page Page `json:"page"`
 	// Lost is set when the API could not list everything since the cursor.
 	Lost string `json:"lost,omitempty"`
+	// Dropped lists the fields the API refused, left out from then on.
+	Dropped []string `json:"dropped,omitempty"`
 }
 
 // Progress is a pass's progress so far.

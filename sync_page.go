@@ -37,6 +37,11 @@ type writeOutcome struct {
 	Error     string `json:"error,omitempty"`
 	Permanent bool   `json:"permanent,omitempty"`
 	Ledger    bool   `json:"ledger,omitempty"` // applied by an earlier run
+	// Unknown marks a write whose call failed as a whole with an error no
+	// retry fixes: it may or may not have landed. It is neither parked nor
+	// ledgered; its pair stays unlinked, and a later read recovers the
+	// link through the link field if the write landed.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
@@ -57,6 +62,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err != nil {
 		return err
 	}
+	if recs, err = p.merges(ctx, sd, pg, recs, links); err != nil {
+		return err
+	}
 
 	// Counterparts of linked records, by id, in batches.
 	var linkedIDs []string
@@ -74,12 +82,20 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		byID[r.ID] = r
 	}
 
+	recovered, err := p.recoverLinks(ctx, sd, pg, recs, links)
+	if err != nil {
+		return err
+	}
+
 	// Unlinked records: match on the identity key, in batches.
 	pol := p.s.c.Policy
 	var keys []string
 	seen := map[string]bool{}
 	for _, r := range recs {
 		if _, ok := links[r.ID]; ok {
+			continue
+		}
+		if _, ok := recovered[r.ID]; ok {
 			continue
 		}
 		if k, ok := pol.IdentityKey(r, sd.name); ok && !seen[k] {
@@ -118,6 +134,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	// Merge each pair.
 	pairs := make([]*pair, 0, len(recs))
 	claimed := map[string]bool{}
+	for _, cp := range recovered {
+		claimed[cp.ID] = true
+	}
 	for _, r := range recs {
 		pr := &pair{src: r}
 		if l, ok := links[r.ID]; ok {
@@ -128,6 +147,8 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 				p.skip(sd, r.ID, "", "counterpart "+otherID(l, sd)+" not found on "+other.name+" (archived or deleted there)")
 				continue
 			}
+			pr.other = cp
+		} else if cp, ok := recovered[r.ID]; ok {
 			pr.other = cp
 		} else if k, ok := pol.IdentityKey(r, sd.name); ok {
 			if cp, found := byKey[k]; found && !claimed[cp.ID] {
@@ -147,6 +168,174 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		pairs = append(pairs, pr)
 	}
 	return p.writePairs(ctx, sd, pg, pairs)
+}
+
+// merges handles records that merges made or took away, before pairing,
+// and returns the records left to pair. A record merged away (MergedInto
+// set: a Salesforce loser read as deleted, an old HubSpot id) is never
+// archived on the other side: its counterpart is relinked to the winner if
+// the winner has no link yet; if it has one, the counterpart is left as it
+// is (not archived, not synced) and the pass reports it for a person. A
+// record with MergedFrom naming a linked old id and no link of its own
+// takes that link over, so its counterpart is updated, neither created
+// again nor archived. links is updated in place.
+func (p *pass) merges(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link) ([]Record, error) {
+	var ids []string
+	for _, r := range recs {
+		if r.MergedInto != "" {
+			ids = append(ids, r.MergedInto)
+		} else if _, linked := links[r.ID]; !linked {
+			ids = append(ids, r.MergedFrom...)
+		}
+	}
+	if len(ids) == 0 {
+		return recs, nil
+	}
+	known, err := step(ctx, p, "links-merged:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, sd, ids)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	linkOf := func(id string) (Link, bool) {
+		if l, ok := links[id]; ok {
+			return l, true
+		}
+		l, ok := known[id]
+		return l, ok
+	}
+	type relink struct {
+		Link    Link   `json:"link"`
+		From    string `json:"from"`
+		Winner  string `json:"winner"`
+		Blocked string `json:"blocked,omitempty"` // the winner's own counterpart
+	}
+	var moves []relink
+	keep := recs[:0:0]
+	for _, r := range recs {
+		switch {
+		case r.MergedInto != "":
+			l, ok := links[r.ID]
+			if !ok {
+				continue // nothing linked to the loser: nothing to do, nothing to archive
+			}
+			cp := otherID(l, sd)
+			if wl, taken := linkOf(r.MergedInto); taken {
+				if otherID(wl, sd) != cp {
+					moves = append(moves, relink{From: r.ID, Winner: r.MergedInto, Blocked: otherID(wl, sd), Link: l})
+				}
+				continue
+			}
+			nl := newLink(sd, r.MergedInto, cp, l.Base)
+			links[r.MergedInto] = nl
+			moves = append(moves, relink{From: r.ID, Winner: r.MergedInto, Link: nl})
+		case len(r.MergedFrom) > 0:
+			if _, ok := links[r.ID]; ok {
+				break
+			}
+			for _, old := range r.MergedFrom {
+				if l, ok := known[old]; ok {
+					nl := newLink(sd, r.ID, otherID(l, sd), l.Base)
+					links[r.ID] = nl
+					moves = append(moves, relink{From: old, Winner: r.ID, Link: nl})
+					break
+				}
+			}
+			keep = append(keep, r)
+		default:
+			keep = append(keep, r)
+		}
+	}
+	if len(moves) == 0 {
+		return keep, nil
+	}
+	_, err = step(ctx, p, "relink:"+pg, func(ctx context.Context, a *Attempt) (int, error) {
+		for _, m := range moves {
+			detail, _ := json.Marshal(map[string]any{"merge": "relinked", "from": m.From, "winner": m.Winner})
+			if m.Blocked != "" {
+				detail, _ = json.Marshal(map[string]any{"merge": "needs a person", "from": m.From, "winner": m.Winner,
+					"winner_linked_to": m.Blocked, "left_unlinked": otherID(m.Link, sd)})
+			} else {
+				a.Link(m.Link)
+			}
+			a.Audit(AuditEntry{Kind: AuditSkip, System: sd.name, RecordIDs: []string{m.From, m.Winner, otherID(m.Link, sd)}, Detail: detail})
+		}
+		return len(moves), nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range moves {
+		if m.Blocked != "" {
+			p.skip(sd, m.From, "", "merged into "+m.Winner+", which is already linked to "+m.Blocked+"; "+otherID(m.Link, sd)+" on "+p.other(sd).name+" is left unlinked and not archived: a person must merge it")
+		}
+	}
+	return keep, nil
+}
+
+// newLink is a link between id on sd and cp on the other side.
+func newLink(sd *side, id, cp string, base Fields) Link {
+	if sd.isA {
+		return Link{AID: id, BID: cp, Base: base}
+	}
+	return Link{AID: cp, BID: id, Base: base}
+}
+
+// recoverLinks finds, for records with no link row whose link field holds
+// an id of the other side, that counterpart: a write landed but its link
+// was never stored (a crash, a call whose outcome was unknown). The
+// counterpart is taken only if no other record is linked to it and its own
+// link field is empty or names the record. It returns them by record id.
+func (p *pass) recoverLinks(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link) (map[string]Record, error) {
+	other := p.other(sd)
+	want := map[string]string{} // counterpart id -> record id
+	var ids []string
+	for _, r := range recs {
+		if _, ok := links[r.ID]; ok {
+			continue
+		}
+		v, _ := r.Fields[sd.linkField].(string)
+		if v == "" {
+			continue
+		}
+		if _, dup := want[v]; dup {
+			continue // two records name one counterpart: neither is trusted over the other
+		}
+		want[v] = r.ID
+		ids = append(ids, v)
+	}
+	out := map[string]Record{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	found, err := p.lookup(ctx, other, "recover:"+pg, "id", ids)
+	if err != nil {
+		return nil, err
+	}
+	var foundIDs []string
+	for _, r := range found {
+		foundIDs = append(foundIDs, r.ID)
+	}
+	taken, err := step(ctx, p, "links-recovered:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, other, foundIDs)
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, cp := range found {
+		rid, ok := want[cp.ID]
+		if !ok {
+			continue
+		}
+		if _, linked := taken[cp.ID]; linked {
+			continue
+		}
+		if back, _ := cp.Fields[other.linkField].(string); back != "" && back != rid {
+			continue
+		}
+		out[rid] = cp
+	}
+	return out, nil
 }
 
 // writePairs writes the merged pairs: first the other side (creates need
@@ -189,6 +378,10 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 		}
 		fields := Fields{}
 		for k, v := range patch {
+			if p.isDropped(to, k) {
+				delete(patch, k) // not written: it is not a change to tally either
+				continue
+			}
 			fields[k] = v
 		}
 		if created == nil { // to is the other side of the source records
@@ -372,27 +565,49 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 		}
 		var transient error
 		if len(pending) > 0 {
-			ops := make([]WriteOp, len(pending))
-			for j, i := range pending {
-				ops[j] = batch[i].Op
+			var ops []WriteOp
+			var res []WriteResult
+			var err error
+			for try := 0; ; try++ {
+				ops = p.withoutDropped(to, batch, pending)
+				p.apiCalls(to.name, 1)
+				res, err = to.crm.Write(ctx, to.object, ops)
+				// A field the API refuses is left out from then on, and
+				// the ops are sent again without it.
+				names := refusedFields(err)
+				for _, r := range res {
+					names = append(names, refusedFields(r.Err)...)
+				}
+				if len(names) > 0 && try < maxFieldRetries && len(p.drop(to, names...)) > 0 {
+					continue
+				}
+				break
 			}
-			p.apiCalls(to.name, 1)
-			res, err := to.crm.Write(ctx, to.object, ops)
 			if err != nil && errors.Is(err, ErrUnauthorized) {
 				// Refused credentials are no verdict on these records: do
 				// not park them. The step fails (not memoized), and the run
 				// resumes here once the credentials are fixed.
 				return nil, fmt.Errorf("%s refused the write call's credentials (%v): %w", to.name, err.Error(), ErrUnauthorized)
 			}
-			if err != nil && !IsPermanent(err) {
-				return nil, err // the whole call failed: try the pending ops again
+			// The client knows each op's outcome when it returns one result
+			// per op (the CRM contract says it then returns a nil error;
+			// a client that also returns an error is still taken at its
+			// per-record word). Otherwise every op's outcome is unknown.
+			if err != nil && len(res) != len(ops) {
+				if !IsPermanent(err) {
+					return nil, err // the whole call failed: try the pending ops again
+				}
+				// No retry fixes the call, and it may have landed: do not
+				// park these ops as refused. Their pairs stay unlinked.
+				for _, i := range pending {
+					done[i] = writeOutcome{Error: err.Error(), Unknown: true}
+				}
+				pending = nil
 			}
 			for j, i := range pending {
 				var rerr error
 				var r WriteResult
-				if err != nil {
-					rerr = err
-				} else if j < len(res) {
+				if j < len(res) {
 					r, rerr = res[j], res[j].Err
 				} else {
 					rerr = Permanent(fmt.Errorf("%s returned %d results for %d writes", to.name, len(res), len(ops)))
@@ -436,6 +651,12 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			if o.Ledger {
 				continue // parked by an earlier run
 			}
+			if o.Unknown {
+				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "unknown", "error": o.Error})
+				a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+				p.skip(src, pr.src.ID, "", "write to "+to.name+" failed as a whole call, outcome unknown: left unlinked and not parked; if it landed, the link is recovered through the link field")
+				continue
+			}
 			op := it.Op
 			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op})
 			rid := it.Op.ID
@@ -448,6 +669,24 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 		}
 		return out, nil
 	}, nil)
+}
+
+// withoutDropped returns the ops of batch at pending, less the fields
+// dropped on side to.
+func (p *pass) withoutDropped(to *side, batch []writeItem, pending []int) []WriteOp {
+	ops := make([]WriteOp, len(pending))
+	for j, i := range pending {
+		op := batch[i].Op
+		fields := make(Fields, len(op.Fields))
+		for k, v := range op.Fields {
+			if !p.isDropped(to, k) {
+				fields[k] = v
+			}
+		}
+		op.Fields = fields
+		ops[j] = op
+	}
+	return ops
 }
 
 func (p *pass) linksBy(ctx context.Context, sd *side, ids []string) (map[string]Link, error) {
@@ -467,18 +706,34 @@ func (p *pass) lookup(ctx context.Context, sd *side, prefix, field string, value
 	if size <= 0 {
 		size = 100
 	}
+	type lookupResult struct {
+		Records []Record `json:"records"`
+		Dropped []string `json:"dropped,omitempty"`
+	}
 	var out []Record
 	for j := 0; len(values) > 0; j++ {
 		chunk := values[:min(size, len(values))]
 		values = values[len(chunk):]
-		recs, err := step(ctx, p, fmt.Sprintf("%s:%d", prefix, j), func(ctx context.Context, _ *Attempt) ([]Record, error) {
-			p.apiCalls(sd.name, 1)
-			return sd.crm.Lookup(ctx, sd.object, field, chunk, sd.fields)
+		lr, err := step(ctx, p, fmt.Sprintf("%s:%d", prefix, j), func(ctx context.Context, _ *Attempt) (lookupResult, error) {
+			var res lookupResult
+			for try := 0; ; try++ {
+				p.apiCalls(sd.name, 1)
+				recs, err := sd.crm.Lookup(ctx, sd.object, field, chunk, p.fieldsFor(sd))
+				if names := refusedFields(err); len(names) > 0 && try < maxFieldRetries {
+					if added := p.drop(sd, names...); len(added) > 0 {
+						res.Dropped = append(res.Dropped, added...)
+						continue
+					}
+				}
+				res.Records = recs
+				return res, err
+			}
 		}, nil)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, recs...)
+		p.drop(sd, lr.Dropped...)
+		out = append(out, lr.Records...)
 	}
 	return out, nil
 }
@@ -519,7 +774,7 @@ func (p *pass) skip(sd *side, id, field, reason string) {
 func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, toOther []writeItem, otherOut []writeOutcome, toSrc []writeItem, srcOut []writeOutcome) error {
 	other := p.other(sd)
 	type state struct {
-		otherID        string
+		otherID, srcID string
 		failed         bool
 		wroteO, wroteS bool
 		created        bool
@@ -537,7 +792,12 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 		if it.Role == "create" {
 			s.otherID, s.created = o.ID, true
-		} else if it.Role == "update" {
+			continue
+		}
+		if o.ID != "" && o.ID != it.Op.ID && !o.Ledger {
+			s.otherID = o.ID // the record was merged: the write went to the winner
+		}
+		if it.Role == "update" {
 			s.wroteO = true
 		}
 	}
@@ -548,6 +808,9 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				s.failed = true
 			}
 			continue
+		}
+		if o := srcOut[i]; o.ID != "" && o.ID != it.Op.ID && !o.Ledger {
+			st[it.Pair].srcID = o.ID // the source record was merged into o.ID
 		}
 		if it.Role == "update" {
 			st[it.Pair].wroteS = true
@@ -587,9 +850,13 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				res.Parked[i] = true
 				continue
 			}
-			aID, bID := pr.src.ID, s.otherID
+			srcID := pr.src.ID
+			if s.srcID != "" {
+				srcID = s.srcID
+			}
+			aID, bID := srcID, s.otherID
 			if !sd.isA {
-				aID, bID = s.otherID, pr.src.ID
+				aID, bID = s.otherID, srcID
 			}
 			for _, c := range pr.res.Conflicts {
 				// A conflict seen before (same records, field and values) is
@@ -612,6 +879,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			if aID == "" || bID == "" || s.failed {
 				continue // no pair yet, or a write did not land: keep the old base
 			}
+			p.keepDroppedBase(pr)
 			if pr.link != nil && pr.link.AID == aID && pr.link.BID == bID && sameFields(pr.link.Base, pr.res.NewBase) {
 				continue
 			}
@@ -670,16 +938,38 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 	}
 	for _, o := range otherOut {
-		if !o.ok() && !o.Ledger {
+		if !o.ok() && !o.Ledger && !o.Unknown {
 			dir.DeadLetters++
 		}
 	}
 	for _, o := range srcOut {
-		if !o.ok() && !o.Ledger {
+		if !o.ok() && !o.Ledger && !o.Unknown {
 			back.DeadLetters++
 		}
 	}
 	return nil
+}
+
+// keepDroppedBase keeps, in pr's new base, the old base of every rule
+// whose field is dropped on either side in this pass: nothing was read or
+// written there, so nothing was synced.
+func (p *pass) keepDroppedBase(pr *pair) {
+	for _, r := range p.s.c.Policy.Rules {
+		if !p.isDropped(p.a, r.A) && !p.isDropped(p.b, r.B) {
+			continue
+		}
+		k := r.Key()
+		var old any
+		var had bool
+		if pr.link != nil {
+			old, had = pr.link.Base[k]
+		}
+		if had {
+			pr.res.NewBase[k] = old
+		} else {
+			delete(pr.res.NewBase, k)
+		}
+	}
 }
 
 func archivedIn(res MergeResult, pol *Policy, system string) bool {

@@ -63,8 +63,20 @@ type SyncReport struct {
 	Cursors map[string]string `json:"cursors"`
 	// Window is the pass's read window.
 	Window window `json:"window"`
-	// Drift lists schema-drift warnings.
+	// Drift lists schema-drift warnings: a mapped field that went away
+	// (deleted, or hidden from the integration user) or came back, a type
+	// that no longer fits, a picklist value with no mapping, a field that
+	// appeared since the last run and is not mapped. Each is warned in the
+	// log once, when it appears.
 	Drift []string `json:"drift,omitempty"`
+	// Dropped lists the mapped fields ("salesforce.Phone") left out of this
+	// pass's reads and writes because the CRM does not have them or refused
+	// them (FieldError); the other fields synced.
+	Dropped []string `json:"dropped,omitempty"`
+	// Unmapped lists the writable fields of either schema that the policy
+	// does not name ("hubspot.company"). They are information, not drift:
+	// the CRMs' read-only and system fields are left out.
+	Unmapped []string `json:"unmapped,omitempty"`
 	// HistoryLost lists reads whose API no longer held every change since
 	// the cursor (deletes older than Salesforce's window, say): those
 	// changes were not seen, and a full reconcile is needed to find them.
@@ -167,8 +179,13 @@ func DecodeSyncReport(info RunInfo) (*SyncReport, error) {
 	return &sr, nil
 }
 
-// schemaDrift compares both schemas with the policy once per run and
-// reports what it finds as warnings, never as errors.
+// schemaDrift reads both schemas once per run. A mapped field a schema
+// lacks (deleted, or hidden from the integration user) is dropped from the
+// pass's reads and writes; type mismatches and picklist values with no
+// mapping are drift; writable fields no rule names are listed in the
+// report, and are drift only when they appeared since the last run. The
+// CRMs' read-only and system fields are never drift. Nothing here is an
+// error: the sync goes on with the fields that still match.
 func (p *pass) schemaDrift(ctx context.Context) error {
 	var schemas [2]Schema
 	for i, sd := range []*side{p.a, p.b} {
@@ -180,44 +197,104 @@ func (p *pass) schemaDrift(ctx context.Context) error {
 			return err
 		}
 		schemas[i] = s
+		if len(s.Fields) == 0 {
+			continue // a CRM that does not describe its fields
+		}
+		have := schemaIndex(s)
+		for _, f := range sd.fields {
+			if _, ok := have[f]; !ok {
+				p.drop(sd, f)
+			}
+		}
 	}
 	d := SchemaDiff(schemas[0], schemas[1], p.s.c.Policy)
 	ignore := map[string]bool{p.a.linkField: true, p.b.linkField: true}
 	var warn []string
 	add := func(format string, args ...any) { warn = append(warn, fmt.Sprintf(format, args...)) }
-	for _, f := range d.MissingA {
-		add("%s: mapped field %s does not exist", p.a.name, f)
-	}
-	for _, f := range d.MissingB {
-		add("%s: mapped field %s does not exist", p.b.name, f)
-	}
 	for _, m := range d.TypeMismatches {
 		add("%s: field %s is %s, the policy says %s", m.Side, m.Name, m.Got, m.Want)
 	}
 	for _, o := range d.UnmappedOptions {
 		add("%s: picklist value %q of %s has no mapping", o.Side, o.Value, o.Field)
 	}
-	for _, f := range d.UnmappedA {
-		if !ignore[f] {
-			add("%s: field %s is not mapped", p.a.name, f)
+	prev := p.previousReport(ctx)
+	wasUnmapped := map[string]bool{}
+	if prev != nil {
+		for _, f := range prev.Unmapped {
+			wasUnmapped[f] = true
 		}
 	}
-	for _, f := range d.UnmappedB {
-		if !ignore[f] {
-			add("%s: field %s is not mapped", p.b.name, f)
+	for i, sd := range []*side{p.a, p.b} {
+		names := d.UnmappedA
+		if i == 1 {
+			names = d.UnmappedB
+		}
+		idx := schemaIndex(schemas[i])
+		for _, f := range names {
+			if ignore[f] || idx[f].ReadOnly {
+				continue // the CRM's own system fields, and the link fields
+			}
+			p.rep.Unmapped = append(p.rep.Unmapped, sd.name+"."+f)
+			if prev != nil && !wasUnmapped[sd.name+"."+f] {
+				add("%s: field %s is not mapped", sd.name, f)
+			}
 		}
 	}
 	p.rep.Drift = warn
-	if len(warn) > 0 && p.log != nil {
-		// Warn when the drift is new; the same list again is only logged
-		// at debug level (it stays in every report).
-		if prev := p.previousDrift(ctx); !sameStrings(prev, warn) {
-			p.log.Warn("schema drift: fields the policy does not cover", "warnings", len(warn), "new", countNew(prev, warn))
-		} else {
-			p.log.Debug("schema drift unchanged", "warnings", len(warn))
+	return nil
+}
+
+// finishDrift reports the fields dropped in this pass, and warns (once)
+// about each drift that is new since the key's last finished run: a field
+// that went away, a field that came back, and the schema drift.
+func (p *pass) finishDrift(ctx context.Context) {
+	p.mu.Lock()
+	var dropped []string
+	for _, sd := range []*side{p.a, p.b} {
+		for f := range p.dropped[sd.name] {
+			dropped = append(dropped, sd.name+"."+f)
 		}
 	}
-	return nil
+	p.mu.Unlock()
+	sort.Strings(dropped)
+	p.rep.Dropped = dropped
+	prev := p.previousReport(ctx)
+	was := map[string]bool{}
+	var prevDrift []string
+	if prev != nil {
+		for _, f := range prev.Dropped {
+			was[f] = true
+		}
+		prevDrift = prev.Drift
+	}
+	is := map[string]bool{}
+	for _, f := range dropped {
+		is[f] = true
+		if !was[f] {
+			system, field, _ := strings.Cut(f, ".")
+			p.rep.Drift = append(p.rep.Drift, fmt.Sprintf("%s: mapped field %s is not available (deleted, or hidden from the integration user): left out of reads and writes", system, field))
+		}
+	}
+	if prev != nil {
+		for _, f := range prev.Dropped {
+			if !is[f] {
+				system, field, _ := strings.Cut(f, ".")
+				p.rep.Drift = append(p.rep.Drift, fmt.Sprintf("%s: mapped field %s is back: synced again", system, field))
+			}
+		}
+	}
+	if p.log == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, w := range prevDrift {
+		seen[w] = true
+	}
+	for _, w := range p.rep.Drift {
+		if !seen[w] {
+			p.log.Warn("schema drift", "warning", w)
+		}
+	}
 }
 
 // notifyConflicts tells the handlers about the run's conflicts, once.
@@ -248,8 +325,8 @@ func (p *pass) notifyConflicts(ctx context.Context) error {
 	return nil
 }
 
-// previousDrift returns the drift warnings of the key's last finished run.
-func (p *pass) previousDrift(ctx context.Context) []string {
+// previousReport returns the report of the key's last finished run, or nil.
+func (p *pass) previousReport(ctx context.Context) *SyncReport {
 	runs, err := p.st.ListRuns(ctx, p.key, 5)
 	if err != nil {
 		return nil
@@ -259,35 +336,9 @@ func (p *pass) previousDrift(ctx context.Context) []string {
 			continue
 		}
 		if rep, err := DecodeSyncReport(r); err == nil {
-			return rep.Drift
+			return rep
 		}
 		return nil
 	}
 	return nil
-}
-
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func countNew(prev, cur []string) int {
-	seen := map[string]bool{}
-	for _, s := range prev {
-		seen[s] = true
-	}
-	n := 0
-	for _, s := range cur {
-		if !seen[s] {
-			n++
-		}
-	}
-	return n
 }

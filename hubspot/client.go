@@ -325,6 +325,13 @@ func (c *Client) ChangeLag() time.Duration { return c.changeLag }
 
 var _ crmsync.ChangeLagger = (*Client)(nil)
 
+// ArchivedReadsWholeBin reports true: HubSpot lists its recycle bin whole,
+// with no filter by archive time, so the sync reads it on its own slower
+// cadence (crmsync.SyncConfig.ArchivedEvery) instead of on every pass.
+func (c *Client) ArchivedReadsWholeBin() bool { return true }
+
+var _ crmsync.WholeBinReader = (*Client)(nil)
+
 // Limits implements crmsync.CRM: batches of 100 for writes and lookups.
 func (c *Client) Limits() crmsync.Limits { return crmsync.Limits{WriteBatch: 100, LookupBatch: 100} }
 

@@ -395,6 +395,9 @@ func TestArchivePropagatesAsFlag(t *testing.T) {
 	}
 	must(t, h.f.hs.Archive("contacts", ids[0]))
 	time.Sleep(3 * time.Millisecond)
+	// HubSpot's recycle bin is read on its own cadence (an hour by
+	// default); a deletion event asks for it at once, as here.
+	h.sync.RequestArchivedRead(h.key, "hubspot")
 	rep := h.pass()
 	r, _ := h.f.sf.Get(sfID[0].ID)
 	if r.Fields["Archived__c"] != true || r.Archived {
