@@ -129,3 +129,30 @@ func TestReplayedResolutionIsApplied(t *testing.T) {
 		t.Errorf("after the replay HubSpot %s has firstname %q, want the chosen Augusta", ids[0], r.Properties["firstname"])
 	}
 }
+
+// TestArchiveBetweenBinReadsIsFlagged: HubSpot's recycle bin is read once
+// an hour; a contact archived just after one bin read, with passes every
+// ten minutes, must still be flagged in Salesforce by the next bin read.
+// (Found by TestModel, seed 9: the bin read kept only the records archived
+// inside the pass's own window, so an archive older than the last ten
+// minutes was never seen.)
+func TestArchiveBetweenBinReadsIsFlagged(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, 0))
+	ids := h.f.hs.Seed("contacts", map[string]string{"email": "bin@x.example", "firstname": "Bin", "lastname": "Reader"})
+	clk.Advance(time.Second)
+	h.pass() // reads the bin
+	sf := h.sfByEmail()["bin@x.example"]
+	if len(sf) != 1 {
+		t.Fatalf("counterpart missing: %v", sf)
+	}
+	clk.Advance(time.Minute)
+	must(t, h.f.hs.Archive("contacts", ids[0]))
+	for range 8 { // 80 minutes of passes; the bin is read again after an hour
+		clk.Advance(10 * time.Minute)
+		h.pass()
+	}
+	if r, _ := h.f.sf.Get(sf[0].ID); r.Fields["Archived__c"] != true {
+		t.Errorf("80 minutes after HubSpot %s was archived, Salesforce %s has Archived__c = %v, want true", ids[0], sf[0].ID, r.Fields["Archived__c"])
+	}
+}
