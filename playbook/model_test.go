@@ -24,7 +24,7 @@ import (
 // modelChecks is the number of fresh random cases TestModel runs when
 // neither -rapid.checks nor RAPID_CHECKS says otherwise (-short runs a
 // fifth); TestModelSeeds runs the fixed seeds of modelSeeds besides.
-const modelChecks = 165
+const modelChecks = 166
 
 // TestModel is a model-based test of the reference workflow against both
 // fakes in a hostile world. Each case plays a random story: users create,
@@ -114,19 +114,20 @@ func modelCase(tally *modelTally) func(*rapid.T) {
 }
 
 // modelSeeds are cases CI runs every time, whatever the random seeds
-// draw. Each of the first eleven failed when the sync read from its cursor
+// draw. Each of the first eight failed when the sync read from its cursor
 // without the overlap (a Salesforce change stamped behind the cursor by
 // clock skew, or made during a pass after its read, was never read), and
-// the next twenty-five when the cursor moved to the pass's wall-clock end
-// instead of its window's end less the change lag (a change made while
-// the pass ran was skipped); 10 and 183 failed on the sync of 2026-11-30
-// (a Salesforce merge whose winner is new duplicated the person in
-// HubSpot; the archive flag of a replayed letter was never written).
+// each of the next twenty-four when the cursor moved to the pass's
+// wall-clock end instead of its window's end less the change lag (a change
+// made while the pass ran was skipped); 10 and 184 failed on the sync of
+// 2026-11-30 (a Salesforce merge into a new duplicate duplicated the
+// person in HubSpot; a replayed archive-flag letter wrote nothing: see
+// model_found_test.go).
 var modelSeeds = []uint64{
-	12, 21, 33, 44, 55, 57, 87, 92, 120, 140, 164, // no overlap
-	1, 8, 9, 13, 14, 17, 22, 24, 25, 42, 50, 52, 54, // wall-clock cursor
-	56, 61, 62, 70, 73, 76, 84, 85, 88, 91, 96, 97,
-	10, 183,
+	12, 21, 55, 57, 87, 92, 120, 140, // no overlap
+	1, 8, 9, 13, 14, 17, 22, 24, 25, 42, 50, 52, // wall-clock cursor
+	54, 56, 61, 62, 70, 73, 84, 85, 88, 91, 96, 97,
+	10, 184,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
