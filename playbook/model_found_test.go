@@ -2,6 +2,8 @@ package playbook
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,5 +156,71 @@ func TestArchiveBetweenBinReadsIsFlagged(t *testing.T) {
 	}
 	if r, _ := h.f.sf.Get(sf[0].ID); r.Fields["Archived__c"] != true {
 		t.Errorf("80 minutes after HubSpot %s was archived, Salesforce %s has Archived__c = %v, want true", ids[0], sf[0].ID, r.Fields["Archived__c"])
+	}
+}
+
+// oneByOne is a client whose write calls take one record each, so that a
+// pass's writes to it run as concurrent calls.
+type oneByOne struct{ *wrapCRM }
+
+func (o oneByOne) Limits() crmsync.Limits {
+	l := o.wrapCRM.Limits()
+	l.WriteBatch = 1
+	return l
+}
+
+// TestFieldGoneUnderConcurrentWritesIsDroppedForBoth: a HubSpot property
+// is deleted after the pass read the schema; two write calls in flight at
+// once both name it and both are refused with PROPERTY_DOESNT_EXIST. Both
+// must be sent again without it; neither record may be parked. (Found by
+// TestModel, seed 849691698064352509 of a run without merges and
+// refusals: the call whose refusal came second found the property already
+// dropped by the other, took that as "nothing to drop", and parked its
+// record.)
+func TestFieldGoneUnderConcurrentWritesIsDroppedForBoth(t *testing.T) {
+	hw := &wrapCRM{}
+	o := fast(t)
+	o.sync = func(c *crmsync.SyncConfig) {
+		hw.CRM = c.A
+		c.A = oneByOne{hw}
+		c.WriteConcurrency = 2
+	}
+	h := newHarness(t, o)
+	ids := h.f.sf.Seed(
+		crmsync.Fields{"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace"},
+		crmsync.Fields{"Email": "grace@example.com", "FirstName": "Grace", "LastName": "Hopper"})
+	h.pass()
+	if len(h.liveHS()) != 2 {
+		t.Fatal("the contacts did not reach HubSpot; the test tested nothing")
+	}
+	must(t, h.f.sf.EditMany(ids, crmsync.Fields{"Deal_Stage__c": "proposal"}))
+	var once sync.Once
+	var arrived atomic.Int32
+	both := make(chan struct{})
+	hw.set(func(w *wrapCRM) {
+		w.write = func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
+			if n := arrived.Add(1); n <= 2 {
+				// The property goes away; the first two calls meet, so
+				// that both are refused before either is sent again.
+				once.Do(func() { must(t, h.f.hs.DeleteProperty("contacts", "sf_deal_stage")) })
+				if n == 2 {
+					close(both)
+				}
+				select {
+				case <-both:
+				case <-time.After(2 * time.Second):
+					t.Error("the two write calls did not run at once")
+				}
+			}
+			return next.Write(ctx, object, ops)
+		}
+	})
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	if arrived.Load() < 2 {
+		t.Fatalf("%d write calls to HubSpot, want two in flight at once; the test tested nothing", arrived.Load())
+	}
+	for _, d := range h.deadLetters() {
+		t.Errorf("dead letter %d for %s %s: %s", d.ID, d.System, d.RecordID, d.Error)
 	}
 }
