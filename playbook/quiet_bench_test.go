@@ -71,6 +71,9 @@ func BenchmarkQuietPass(b *testing.B) {
 		if err != nil {
 			b.Fatalf("%s pass: %v", what, err)
 		}
+		if testing.Verbose() {
+			b.Logf("%s pass: read %v, calls %v", what, rep.Read, rep.APICalls)
+		}
 		return sumCalls(rep.APICalls), time.Since(start)
 	}
 

@@ -11,7 +11,7 @@ import (
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
-const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-seed N]
+const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-seed N] [-query-page-size N]
 
 Serve a fake HubSpot (CRM v3 and OAuth paths) and a fake Salesforce (REST
 and OAuth paths) with N generated contacts each, until interrupted (Ctrl-C).
@@ -25,6 +25,8 @@ Flags:
   -hubspot-addr ADDR      listen address of the HubSpot fake (default 127.0.0.1:8081)
   -salesforce-addr ADDR   listen address of the Salesforce fake (default 127.0.0.1:8082)
   -seed N                 contacts to create in each fake (default 10)
+  -query-page-size N      most records per Salesforce query page, 1 to 2000
+                          (default 2000; Sforce-Query-Options asks for less)
 `
 
 func (c *cli) cmdFake(ctx context.Context, args []string) error {
@@ -33,6 +35,7 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	hsAddr := fs.String("hubspot-addr", "127.0.0.1:8081", "")
 	sfAddr := fs.String("salesforce-addr", "127.0.0.1:8082", "")
 	seed := fs.Int("seed", 10, "")
+	pageSize := fs.Int("query-page-size", 2000, "")
 	rest, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -43,65 +46,67 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	if *seed < 0 {
 		return usagef("fake: -seed must not be negative")
 	}
-
-	hs, err := hubspottest.New(hubspottest.Config{})
-	if err != nil {
-		return fmt.Errorf("fake: hubspot: %w", err)
-	}
-	// The portal and the org have the reference workflow's custom fields.
-	for _, p := range playbook.HubSpotProperties() {
-		hs.DefineProperty("contacts", p)
-	}
-	hs.SeedContacts(*seed)
-	_, sfLink := playbook.LinkFields()
-	sf, err := salesforcetest.New(salesforcetest.Config{Seed: *seed, ExternalIDField: sfLink, Fields: playbook.SalesforceFields()})
-	if err != nil {
-		return fmt.Errorf("fake: salesforce: %w", err)
+	if *pageSize < 1 || *pageSize > 2000 {
+		return usagef("fake: -query-page-size must be from 1 to 2000, not %d", *pageSize)
 	}
 
-	var lc net.ListenConfig
-	hl, err := lc.Listen(ctx, "tcp", *hsAddr)
+	hs, sf, err := newFakes(*hsAddr, *sfAddr, *seed, *pageSize)
 	if err != nil {
-		return fmt.Errorf("fake: hubspot: listen on %s: %w", *hsAddr, err)
+		return err
 	}
-	sl, err := lc.Listen(ctx, "tcp", *sfAddr)
-	if err != nil {
-		hl.Close()
-		return fmt.Errorf("fake: salesforce: listen on %s: %w", *sfAddr, err)
+	if err := hs.Start(); err != nil {
+		return listenErr("hubspot", *hsAddr, err)
 	}
-	hsURL := hs.URLFor(hl.Addr())
-	sfURL := "http://" + sl.Addr().String()
-	sf.URL = sfURL
+	defer hs.Close()
+	if err := sf.Start(); err != nil {
+		return listenErr("salesforce", *sfAddr, err)
+	}
+	defer sf.Close()
 
+	hsURL, sfURL := hs.BaseURL(), sf.BaseURL()
 	fmt.Fprintf(c.stdout, "HUBSPOT_BASE_URL=%s\n", hsURL)
-	fmt.Fprintf(c.stdout, "HUBSPOT_TOKEN=%s\n", hs.Token)
+	fmt.Fprintf(c.stdout, "HUBSPOT_TOKEN=%s\n", hs.AccessToken())
 	fmt.Fprintf(c.stdout, "HUBSPOT_CLIENT_ID=%s\n", hubspottest.DefaultClientID)
 	fmt.Fprintf(c.stdout, "HUBSPOT_CLIENT_SECRET=%s\n", hubspottest.DefaultClientSecret)
 	fmt.Fprintf(c.stdout, "HUBSPOT_REFRESH_TOKEN=%s\n", hubspottest.DefaultRefreshToken)
 	fmt.Fprintf(c.stdout, "SALESFORCE_INSTANCE_URL=%s\n", sfURL)
 	fmt.Fprintf(c.stdout, "SALESFORCE_LOGIN_URL=%s\n", sfURL)
-	fmt.Fprintf(c.stdout, "SALESFORCE_ACCESS_TOKEN=%s\n", sf.Token())
-	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_ID=%s\n", "fake-client-id")
-	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_SECRET=%s\n", "fake-client-secret")
-	fmt.Fprintf(c.stdout, "SALESFORCE_REFRESH_TOKEN=%s\n", "fake-refresh-token")
+	fmt.Fprintf(c.stdout, "SALESFORCE_ACCESS_TOKEN=%s\n", sf.AccessToken())
+	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_ID=%s\n", salesforcetest.DefaultClientID)
+	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_SECRET=%s\n", salesforcetest.DefaultClientSecret)
+	fmt.Fprintf(c.stdout, "SALESFORCE_REFRESH_TOKEN=%s\n", salesforcetest.DefaultRefreshToken)
 	fmt.Fprintf(c.stdout, "# %d contacts in each fake; the reference workflow reads these variables.\n", *seed)
 	fmt.Fprintf(c.stdout, "# Serving until interrupted.\n")
-
-	// If one fake stops with an error, stop the other too.
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- hs.Serve(sctx, hl) }()
-	go func() { errc <- sf.Serve(sctx, sl) }()
-	var errs []error
-	for range 2 {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
-			cancel()
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("fake: %w", err)
-	}
+	<-ctx.Done()
 	return nil
+}
+
+// newFakes configures both fakes, not yet listening: the portal and the
+// org have the reference workflow's custom fields and n contacts each.
+func newFakes(hsAddr, sfAddr string, n, pageSize int) (*hubspottest.Server, *salesforcetest.Server, error) {
+	hs, err := hubspottest.New(hubspottest.Config{Addr: hsAddr})
+	if err != nil {
+		return nil, nil, fmt.Errorf("fake: hubspot: %w", err)
+	}
+	for _, p := range playbook.HubSpotProperties() {
+		hs.DefineProperty("contacts", p)
+	}
+	hs.SeedContacts(n)
+	_, sfLink := playbook.LinkFields()
+	sf, err := salesforcetest.New(salesforcetest.Config{Addr: sfAddr, Contacts: n, QueryPageSize: pageSize,
+		ExternalIDField: sfLink, Fields: playbook.SalesforceFields()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("fake: salesforce: %w", err)
+	}
+	return hs, sf, nil
+}
+
+// listenErr reports that a fake could not listen on addr, with the
+// system's reason.
+func listenErr(name, addr string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		err = oe.Err
+	}
+	return fmt.Errorf("fake: %s: listen on %s: %w", name, addr, err)
 }

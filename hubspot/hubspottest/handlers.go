@@ -75,7 +75,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, object string
 		after = n
 	}
 	archived := q.Get("archived") == "true"
-	selected := splitList(q.Get("properties"))
+	selected := queryList(q, "properties")
 	s.mu.Lock()
 	var results []map[string]any
 	var next string
@@ -118,7 +118,7 @@ func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, object, id str
 		writeError(w, http.StatusNotFound, "OBJECT_NOT_FOUND", "resource not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, rc.json(s.store(object), object, splitList(q.Get("properties")), false))
+	writeJSON(w, http.StatusOK, rc.json(s.store(object), object, queryList(q, "properties"), false))
 }
 
 type filterJSON struct {

@@ -1,14 +1,56 @@
 // Package hubspottest is an in-memory fake of HubSpot's CRM v3 API for tests
-// and local runs. It serves the real paths and wire format (search, list,
-// batch read/create/update/upsert/archive, single get, merge, properties and
-// the OAuth v3 token endpoint) and enforces what HubSpot enforces: a bearer
-// token, the ten-second and search rate limits, a daily limit, batch and
-// page sizes (100 inputs per batch), the search cap, unique emails and
-// unique properties, required properties and enumeration options as
-// per-record errors, and millisecond modification stamps from a
-// controllable clock. Faults are injected on demand with Fail (including
-// whole-batch refusals, Fault.Kind BatchRefusal, and responses lost after
-// the request landed, Fault.AfterServe) and FailRecords.
+// and local runs, that HubSpot's official clients and crmsync's own client
+// work against.
+//
+// # Starting it
+//
+// Like net/http/httptest: New(Config) returns a Server not yet listening;
+// Start listens on Config.Addr (127.0.0.1 and a free port by default) and
+// serves in the background until Close, with no test needed; NewServer(t,
+// options...) is the test helper that starts it and closes it when the
+// test ends. Handler and Serve serve it on a listener of your own.
+// BaseURL and AccessToken give what a client needs; SeedContacts, Seed,
+// Edit, Archive and Merge change the data as users would; CallCounts and
+// CallCount count the calls. The Salesforce fake (salesforcetest) has the
+// same shape and names.
+//
+// # What it serves
+//
+// The real paths and wire format: single records (GET, PATCH and DELETE
+// /crm/v3/objects/{type}/{id} with properties, idProperty and archived;
+// POST /crm/v3/objects/{type} answering 201), list, search, batch
+// read/create/update/upsert/archive, merge, properties (list, get one,
+// create, archive; HubSpot's own cannot be archived) and the OAuth v3
+// token endpoint. List parameters (properties) are read both as one
+// comma-joined value and repeated. Contacts have HubSpot's standard
+// properties from the start (email, firstname, lastname, phone,
+// mobilephone, fax, company, jobtitle, website, address, city, state, zip,
+// country, industry, salutation, lifecyclestage, hs_lead_status);
+// DefineProperty (or the properties create endpoint) adds an org's own.
+//
+// # Limits, as HubSpot enforces them
+//
+// A bearer token (the private-app token or one the token endpoint issued;
+// OAuth tokens expire after Config.TokenTTL, or at once with
+// ExpireTokens); 100 calls per rolling 10 seconds and 5 searches per
+// second (429 with the policy name; Config.RateLimit, SearchRateLimit); a
+// daily limit of 250,000 calls (429 DAILY; ExhaustDaily, ResetDaily); 100
+// inputs per batch, 100 records per list page, 200 per search page, the
+// search cap of 10,000 results, 5 filter groups, 6 filters per group and
+// 18 in all; unique emails and unique properties (409 CONFLICT naming the
+// existing id), required properties and enumeration options as per-record
+// errors (207 when every input has an objectWriteTraceId, else the whole
+// batch fails), and millisecond modification stamps from a controllable
+// clock (Config.Now).
+//
+// # Faults, on demand
+//
+// Fail queues faults for the next calls of an endpoint: 429s, 5xx (423
+// and 477 too), latency, hanging, reset connections, 401s, raw bodies
+// (malformed, HTML, huge) and whole-batch refusals (Fault.Kind
+// BatchRefusal); Fault.AfterServe lets the request land and loses its
+// response. FailRecords makes writes of given records fail with a
+// per-record error.
 //
 // # Rules always on, as the real API
 //
@@ -63,6 +105,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,6 +153,12 @@ type Config struct {
 	// Now is the clock for modification stamps and token expiry; nil means
 	// time.Now.
 	Now func() time.Time
+	// Contacts is how many generated contacts (SeedContacts) to create at
+	// start.
+	Contacts int
+	// Addr is the address Start listens on; "" means 127.0.0.1:0 (a free
+	// port).
+	Addr string
 
 	// Hostile behaviours, all off by default (see the package doc).
 
@@ -201,15 +250,18 @@ func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
 // Server is a fake HubSpot. Its methods are safe for concurrent use.
 type Server struct {
 	// URL is the base URL clients use (scheme, host and Prefix), set by
-	// NewServer; for New it is "" until the caller sets it.
+	// Start, NewServer and Serve; for New it is "" until then. BaseURL
+	// reads it safely while the server runs.
 	URL string
-	// Token is the private-app token the fake accepts.
+	// Token is the private-app token the fake accepts; AccessToken (the
+	// name both fakes share) returns it too.
 	Token string
 
 	cfg  Config
 	done chan struct{}
 	once sync.Once
-	hts  *httptest.Server
+	// hs is the HTTP server Start runs; nil until then.
+	hs *http.Server
 
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
@@ -257,8 +309,9 @@ type rec struct {
 	archivedAt time.Time
 }
 
-// New returns a Server that is not yet listening: serve its Handler, or
-// call Serve. It reports an error naming an invalid Config field.
+// New returns a Server that is not yet listening: call Start, serve its
+// Handler, or call Serve. It reports an error naming an invalid Config
+// field.
 func New(c Config) (*Server, error) {
 	if c.Token == "" {
 		c.Token = DefaultToken
@@ -311,7 +364,10 @@ func New(c Config) (*Server, error) {
 	if c.RefuseBatchRate < 0 || c.RefuseBatchRate > 1 {
 		return nil, errors.New("hubspottest: Config.RefuseBatchRate must be in [0, 1]")
 	}
-	return &Server{
+	if c.Contacts < 0 {
+		return nil, errors.New("hubspottest: Config.Contacts must not be negative")
+	}
+	s := &Server{
 		rnd:         mrand.New(mrand.NewPCG(c.Seed, 0x66616b65)),
 		Token:       c.Token,
 		cfg:         c,
@@ -321,11 +377,13 @@ func New(c Config) (*Server, error) {
 		calls:       map[string]int{},
 		failRecords: map[string]string{},
 		tokens:      map[string]time.Time{},
-	}, nil
+	}
+	s.SeedContacts(c.Contacts)
+	return s, nil
 }
 
-// NewServer starts a Server on an httptest.Server and closes it when the
-// test ends. It fails the test on an invalid option.
+// NewServer is the test helper: it starts a Server (New, then Start) and
+// closes it when the test ends. It fails the test on an invalid option.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	var c Config
@@ -336,8 +394,9 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.hts = httptest.NewServer(s.Handler())
-	s.URL = s.hts.URL + s.cfg.Prefix
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(s.Close)
 	return s
 }
@@ -364,18 +423,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Close releases hanging requests and stops the httptest server, if any.
-func (s *Server) Close() {
-	s.release()
-	if s.hts != nil {
-		s.hts.Close()
-	}
-}
-
 func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 
 // CallCounts returns the requests received per endpoint: "search", "list",
-// "get", "batch/read", "batch/create", "batch/update", "batch/upsert",
+// "get", "create", "update", "archive" (the single-record calls),
+// "merge", "properties", "properties/get", "properties/create",
+// "properties/archive", "batch/read", "batch/create", "batch/update", "batch/upsert",
 // "batch/archive", "properties", "oauth/token". Rejected requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
@@ -387,7 +440,8 @@ func (s *Server) CallCounts() map[string]int {
 	return out
 }
 
-// Calls returns the requests received for one endpoint.
+// Calls returns the requests received for one endpoint, as CallCount (the
+// name both fakes share) does.
 func (s *Server) Calls(endpoint string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -488,7 +542,9 @@ type route struct {
 }
 
 func (s *Server) route(r *http.Request) (route, bool) {
-	p := r.URL.Path
+	// Split the path as sent, then decode each part: a record id or an
+	// idProperty value may hold an escaped "/".
+	p := r.URL.EscapedPath()
 	if s.cfg.Prefix != "" {
 		if !strings.HasPrefix(p, s.cfg.Prefix+"/") {
 			return route{}, false
@@ -496,21 +552,40 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		p = strings.TrimPrefix(p, s.cfg.Prefix)
 	}
 	parts := strings.Split(strings.Trim(p, "/"), "/")
+	for i, part := range parts {
+		dec, err := url.PathUnescape(part)
+		if err != nil {
+			return route{}, false
+		}
+		parts[i] = dec
+	}
 	switch {
 	case r.Method == http.MethodPost && (p == "/oauth/v3/token" || p == "/oauth/v1/token"):
 		return route{endpoint: "oauth/token"}, true
 	case len(parts) == 4 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodGet:
 		return route{endpoint: "properties", object: parts[3]}, true
+	case len(parts) == 4 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodPost:
+		return route{endpoint: "properties/create", object: parts[3]}, true
+	case len(parts) == 5 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodGet:
+		return route{endpoint: "properties/get", object: parts[3], id: parts[4]}, true
+	case len(parts) == 5 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodDelete:
+		return route{endpoint: "properties/archive", object: parts[3], id: parts[4]}, true
 	case len(parts) < 4 || parts[0] != "crm" || parts[1] != "v3" || parts[2] != "objects":
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
 		return route{endpoint: "list", object: parts[3]}, true
+	case len(parts) == 4 && r.Method == http.MethodPost:
+		return route{endpoint: "create", object: parts[3]}, true
 	case len(parts) == 5 && parts[4] == "merge" && r.Method == http.MethodPost:
 		return route{endpoint: "merge", object: parts[3]}, true
 	case len(parts) == 5 && parts[4] == "search" && r.Method == http.MethodPost:
 		return route{endpoint: "search", object: parts[3]}, true
 	case len(parts) == 5 && r.Method == http.MethodGet:
 		return route{endpoint: "get", object: parts[3], id: parts[4]}, true
+	case len(parts) == 5 && r.Method == http.MethodPatch:
+		return route{endpoint: "update", object: parts[3], id: parts[4]}, true
+	case len(parts) == 5 && r.Method == http.MethodDelete:
+		return route{endpoint: "archive", object: parts[3], id: parts[4]}, true
 	case len(parts) == 6 && parts[4] == "batch" && r.Method == http.MethodPost:
 		switch parts[5] {
 		case "read", "create", "update", "upsert", "archive":
@@ -559,10 +634,22 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 	switch rt.endpoint {
 	case "properties":
 		s.serveProperties(w, rt.object)
+	case "properties/get":
+		s.servePropertyGet(w, rt.object, rt.id)
+	case "properties/create":
+		s.servePropertyCreate(w, r, rt.object)
+	case "properties/archive":
+		s.servePropertyArchive(w, rt.object, rt.id)
 	case "list":
 		s.serveList(w, r, rt.object)
 	case "get":
 		s.serveGet(w, r, rt.object, rt.id)
+	case "create":
+		s.serveCreate(w, r, rt.object)
+	case "update":
+		s.serveUpdate(w, r, rt.object, rt.id)
+	case "archive":
+		s.serveArchive(w, rt.object, rt.id)
 	case "search":
 		s.serveSearch(w, r, rt.object)
 	case "batch/read":

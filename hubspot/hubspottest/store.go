@@ -66,9 +66,16 @@ func defaultProps(object string) []*Property {
 	ps := []*Property{sys("hs_object_id", "number", "number"), sys("createdate", "datetime", "date"), sys(modProp(object), "datetime", "date"),
 		sys("hs_merged_object_ids", "enumeration", "checkbox")}
 	if isContacts(object) {
-		return append(ps, text("email"), text("firstname"), text("lastname"), text("phone"), text("company"),
+		ps = append(ps, text("email"), text("firstname"), text("lastname"), text("phone"), text("company"),
 			&Property{Name: "lifecyclestage", Label: "Lifecycle stage", Type: "enumeration", FieldType: "radio", GroupName: "info", HubspotDefined: true,
 				Options: []string{"subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist", "other"}})
+		// HubSpot's other standard contact properties, so that clients
+		// writing them work against the fake as against a new portal.
+		for _, name := range []string{"mobilephone", "fax", "jobtitle", "website", "address", "city", "state", "zip", "country", "industry", "salutation"} {
+			ps = append(ps, text(name))
+		}
+		return append(ps, &Property{Name: "hs_lead_status", Label: "Lead status", Type: "enumeration", FieldType: "select", GroupName: "sales_properties",
+			HubspotDefined: true, Options: []string{"NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"}})
 	}
 	return append(ps, text("name"), text("domain"))
 }

@@ -1,10 +1,48 @@
-// Package salesforcetest serves a fake Salesforce REST API for tests: OAuth
-// token grants, SOQL query and queryAll with query locators, sObject
-// Collections create, update and upsert with per-record errors, describe,
-// getDeleted, record retrieval and limits, all for Contact records held in
-// memory. It enforces a bearer token, required fields, restricted picklists,
-// a unique external-id field, batch sizes, the daily API allocation and a cap
-// on requests in flight, and injects faults on demand.
+// Package salesforcetest serves a fake Salesforce REST API for tests and
+// local runs, that jsforce, crmsync's client and other tools work against.
+// It holds Contact records in memory.
+//
+// # Starting it
+//
+// Like net/http/httptest: New(Config) returns a Server not yet listening;
+// Start listens on Config.Addr (127.0.0.1 and a free port by default) and
+// serves in the background until Close, with no test needed; NewServer(t,
+// options...) is the test helper that starts it and closes it when the
+// test ends. Handler, Serve and ListenAndServe serve it anywhere else.
+// BaseURL (instance and login URL) and AccessToken give what a client
+// needs; SeedContacts, Seed, Edit, EditMany, Touch, Delete, Undelete and
+// Merge change the data as users would; CallCounts and CallCount count the
+// calls. The HubSpot fake (hubspottest) has the same shape and names.
+//
+// # What it serves
+//
+// OAuth token grants (JWT bearer, client credentials, refresh token), the
+// versions list, SOQL query and queryAll with query locators, sObject
+// Collections create, update, upsert (per-record results, allOrNone),
+// retrieve (POST /composite/sobjects/{type} with ids and fields, or GET;
+// null for an id without a live record) and delete (DELETE
+// /composite/sobjects?ids=...&allOrNone=, to the recycle bin), single
+// records (POST /sobjects/Contact, GET, PATCH and DELETE
+// /sobjects/Contact/{id}, upsert by PATCH
+// /sobjects/Contact/{field}/{value}), describeGlobal, describe,
+// getUpdated, getDeleted and limits. API versions 31.0 to
+// 66.0 are served (Config.MinAPIVersion, MaxAPIVersion; sObject
+// Collections from 42.0, their upsert from 46.0); any other version gets
+// Salesforce's 404 NOT_FOUND.
+//
+// # Limits, as Salesforce enforces them
+//
+// A bearer token (401 INVALID_SESSION_ID once ExpireSessions ran); the
+// org's daily API allocation, 15,000 calls by default, reported in the
+// Sforce-Limit-Info header of every response and refused past it with 403
+// REQUEST_LIMIT_EXCEEDED (SetAPIUsage, APIUsage); at most 25 requests in
+// flight (403 REQUEST_LIMIT_EXCEEDED, Config.MaxInFlight); 200 records
+// per collections call and 2,000 ids per retrieve; query pages of 2,000
+// records, less with Sforce-Query-Options: batchSize=200 to 2000 and at
+// most Config.QueryPageSize (1 to 2,000); required fields, restricted
+// picklists, field types and lengths, and a unique external-id field as
+// per-record errors; millisecond stamps from a controllable clock
+// (Config.Now), one stamp for all the records of one call.
 //
 // Rules the real API enforces are always on: describe is filtered by
 // field-level security; a SOQL query naming a field that does not exist or
@@ -12,9 +50,19 @@
 // ("No such column 'X' on entity 'Contact'..." after the query line and
 // "ERROR at Row:1:Column:N"); a collections record naming a hidden field
 // fails alone with INVALID_FIELD; the records of one collections call share
-// one stamp; a merge loser stays in the recycle bin with MasterRecordId set.
+// one stamp; a merge loser stays in the recycle bin with MasterRecordId set;
+// getDeleted covers 15 days at most, and less after PurgeDeletedLog;
+// ExpireQueryLocators makes open locators fail with INVALID_QUERY_LOCATOR.
 //
-// Hostile behaviours, each switched on by the test:
+// # Faults, on demand
+//
+// Inject queues a Fault for the next calls of an endpoint: any status
+// with Salesforce's error body, a body of your own, an HTML page,
+// Retry-After, latency, hanging, or a reset connection. FailRecords makes
+// writes of given records fail with a per-record status code.
+//
+// # Hostile behaviours, each switched on by the test
+//
 //   - a field hidden or deleted, then restored: HideField and RestoreField;
 //   - clock skew: Config.ClockSkew offsets the record stamps (±);
 //   - equal stamps: Config.StampGranularity coarsens them, and EditMany
@@ -26,9 +74,6 @@
 //   - merges: Merge(master, losers...) as SOAP merge does;
 //   - Hostile(seed): the random ones at once (skew, coarse stamps, refused
 //     batches), deterministic from the seed, for a model test.
-//
-// NewServer starts it on an httptest.Server; New and Handler or
-// ListenAndServe serve it anywhere else.
 package salesforcetest
 
 import (
@@ -43,7 +88,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"sort"
 	"strconv"
@@ -81,8 +125,27 @@ type Config struct {
 	MaxInFlight int
 	// Now is the clock for modification stamps and token expiry; nil means time.Now.
 	Now func() time.Time
+	// Contacts is how many generated contacts (SeedContacts) to create at
+	// start.
+	Contacts int
 	// Seed is how many generated contacts to create at start.
+	//
+	// Deprecated: use Contacts (setting both to different values is an
+	// error).
 	Seed int
+	// MinAPIVersion and MaxAPIVersion bound the REST API versions served
+	// ("50.0" or "v50.0"); a path with another version gets Salesforce's
+	// 404 NOT_FOUND, as a retired or future version does. "" means 31.0
+	// (the oldest Salesforce still serves) and 66.0.
+	MinAPIVersion, MaxAPIVersion string
+	// QueryPageSize caps the records of one query page, from 1 to 2000;
+	// zero means 2000, Salesforce's default. The Sforce-Query-Options
+	// header (batchSize=200 to 2000) asks for less within it. A small one
+	// exercises query locators on small data.
+	QueryPageSize int
+	// Addr is the address Start listens on; "" means 127.0.0.1:0 (a free
+	// port).
+	Addr string
 	// Fields adds custom fields to Contact (an org's own fields), after the
 	// built-in ones; a name that is already a field is an error.
 	Fields []Field
@@ -120,7 +183,7 @@ const MaxSkew = 2 * time.Minute
 // ±MaxSkew, record stamps truncated to the second (many records share one),
 // and one collections call in 20 refused as a whole (400, 413 or 500).
 // Hidden fields (HideField) and merges (Merge) are the test's to make.
-func Hostile(seed uint64) func(*Config) {
+func Hostile(seed uint64) Option {
 	return func(c *Config) {
 		r := mrand.New(mrand.NewPCG(seed, 0x5eed))
 		c.ClockSkew = time.Duration(r.Int64N(int64(2*MaxSkew/time.Millisecond)+1))*time.Millisecond - MaxSkew
@@ -185,16 +248,22 @@ type locator struct {
 
 // Server is a fake Salesforce org. It is safe for concurrent use.
 type Server struct {
-	// URL is the base URL (also the login URL), set by NewServer; Serve and
-	// ListenAndServe leave it to the caller.
+	// URL is the base URL (also the login URL), set by Start and
+	// NewServer; Serve and ListenAndServe leave it to the caller. BaseURL
+	// reads it safely while the server runs.
 	URL string
 
-	cfg    Config
-	now    func() time.Time
-	fields []fieldDef
-	byName map[string]fieldDef // lower-case name → def
-	done   chan struct{}
-	close  sync.Once
+	cfg Config
+	now func() time.Time
+	// hs is the HTTP server Start runs; nil until then.
+	hs *http.Server
+	// minVersion and maxVersion bound the API versions served (major
+	// numbers).
+	minVersion, maxVersion int
+	fields                 []fieldDef
+	byName                 map[string]fieldDef // lower-case name → def
+	done                   chan struct{}
+	close                  sync.Once
 
 	mu      sync.Mutex
 	records map[string]*record
@@ -237,17 +306,43 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("salesforcetest: Config.RefuseStatuses: %d is not one of 400, 413, 500, 503", st)
 		}
 	}
+	if cfg.Seed != 0 && cfg.Contacts != 0 && cfg.Seed != cfg.Contacts {
+		return nil, errors.New("salesforcetest: Config.Seed and Config.Contacts differ (Seed is the old name of Contacts)")
+	}
+	if cfg.Contacts == 0 {
+		cfg.Contacts = cfg.Seed
+	}
+	if cfg.Contacts < 0 {
+		return nil, errors.New("salesforcetest: Config.Contacts must not be negative")
+	}
+	if cfg.QueryPageSize < 0 || cfg.QueryPageSize > 2000 {
+		return nil, fmt.Errorf("salesforcetest: Config.QueryPageSize: %d is not in [1, 2000]", cfg.QueryPageSize)
+	}
+	if cfg.QueryPageSize == 0 {
+		cfg.QueryPageSize = 2000
+	}
+	minV, err := parseVersion("MinAPIVersion", cfg.MinAPIVersion, 31)
+	if err != nil {
+		return nil, err
+	}
+	maxV, err := parseVersion("MaxAPIVersion", cfg.MaxAPIVersion, 66)
+	if err != nil {
+		return nil, err
+	}
+	if minV > maxV {
+		return nil, fmt.Errorf("salesforcetest: Config.MinAPIVersion (%d.0) is above MaxAPIVersion (%d.0)", minV, maxV)
+	}
 	if cfg.Token == "" {
-		cfg.Token = "fake-salesforce-token"
+		cfg.Token = DefaultToken
 	}
 	if cfg.ClientID == "" {
-		cfg.ClientID = "fake-client-id"
+		cfg.ClientID = DefaultClientID
 	}
 	if cfg.ClientSecret == "" {
-		cfg.ClientSecret = "fake-client-secret"
+		cfg.ClientSecret = DefaultClientSecret
 	}
 	if cfg.RefreshToken == "" {
-		cfg.RefreshToken = "fake-refresh-token"
+		cfg.RefreshToken = DefaultRefreshToken
 	}
 	if cfg.ExternalIDField == "" {
 		cfg.ExternalIDField = "HubSpot_Id__c"
@@ -261,7 +356,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 25
 	}
-	s := &Server{cfg: cfg, now: cfg.Now, done: make(chan struct{}),
+	s := &Server{cfg: cfg, now: cfg.Now, minVersion: minV, maxVersion: maxV, done: make(chan struct{}),
 		records: map[string]*record{}, tokens: map[string]bool{cfg.Token: true},
 		locators: map[string]*locator{}, calls: map[string]int{}, recordFaults: map[string]*recordFault{},
 		hidden: map[string]bool{}, sent: map[uint64]int{}}
@@ -292,13 +387,14 @@ func New(cfg Config) (*Server, error) {
 			s.uniq[fd.Name] = map[string][]*record{}
 		}
 	}
-	s.SeedN(cfg.Seed)
+	s.SeedContacts(cfg.Contacts)
 	return s, nil
 }
 
-// NewServer starts a Server on an httptest.Server, closed by t.Cleanup.
-// Options change the Config.
-func NewServer(t testing.TB, opts ...func(*Config)) *Server {
+// NewServer is the test helper: it starts a Server (New, then Start) and
+// closes it when the test ends. Options change the Config; an invalid one
+// fails the test.
+func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	var cfg Config
 	for _, o := range opts {
@@ -308,17 +404,12 @@ func NewServer(t testing.TB, opts ...func(*Config)) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s.Handler())
-	s.URL = ts.URL
-	t.Cleanup(func() {
-		s.Close()
-		ts.Close()
-	})
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
 	return s
 }
-
-// Close ends hanging requests. It does not stop a listener.
-func (s *Server) Close() { s.close.Do(func() { close(s.done) }) }
 
 // ListenAndServe serves the fake on addr (such as "127.0.0.1:8082") until ctx
 // ends. Set s.URL first if tests read it; token responses take instance_url
@@ -369,10 +460,21 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.handleCollection(w, r, "upsert", r.PathValue("field"))
 	}))
+	mux.HandleFunc("POST "+d+"/composite/sobjects/{sobject}", s.wrap("retrieveMany", true, s.handleRetrieveMany))
+	mux.HandleFunc("GET "+d+"/composite/sobjects/{sobject}", s.wrap("retrieveMany", true, s.handleRetrieveMany))
+	mux.HandleFunc("DELETE "+d+"/composite/sobjects", s.wrap("delete", true, s.handleDeleteMany))
+	mux.HandleFunc("GET "+d+"/sobjects", s.wrap("describeGlobal", true, s.handleGlobal))
+	mux.HandleFunc("GET "+d+"/sobjects/{$}", s.wrap("describeGlobal", true, s.handleGlobal))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/updated/{$}", s.wrap("updated", true, s.handleUpdated))
+	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/updated", s.wrap("updated", true, s.handleUpdated))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/describe", s.wrap("describe", true, s.handleDescribe))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted/{$}", s.wrap("deleted", true, s.handleDeleted))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/deleted", s.wrap("deleted", true, s.handleDeleted))
 	mux.HandleFunc("GET "+d+"/sobjects/{sobject}/{id}", s.wrap("retrieve", true, s.handleRetrieve))
+	mux.HandleFunc("POST "+d+"/sobjects/{sobject}", s.wrap("createOne", true, s.handleCreateOne))
+	mux.HandleFunc("PATCH "+d+"/sobjects/{sobject}/{id}", s.wrap("updateOne", true, s.handleUpdateOne))
+	mux.HandleFunc("DELETE "+d+"/sobjects/{sobject}/{id}", s.wrap("deleteOne", true, s.handleDeleteOne))
+	mux.HandleFunc("PATCH "+d+"/sobjects/{sobject}/{field}/{value}", s.wrap("upsertOne", true, s.handleUpsertOne))
 	mux.HandleFunc("GET "+d+"/limits", s.wrap("limits", true, s.handleLimits))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
@@ -380,7 +482,39 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-var versionRe = regexp.MustCompile(`^v[0-9]{2,3}\.0$`)
+var versionRe = regexp.MustCompile(`^v?([0-9]{2,3})\.0$`)
+
+// parseVersion reads a Config API version ("50.0" or "v50.0"); "" means def.
+func parseVersion(field, v string, def int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	m := versionRe.FindStringSubmatch(v)
+	if m == nil {
+		return 0, fmt.Errorf("salesforcetest: Config.%s: %q is not like \"66.0\"", field, v)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n, nil
+}
+
+// sinceVersion is the first API version of endpoints newer than the
+// fake's range can start at: sObject Collections came with 42.0, their
+// upsert with 46.0.
+var sinceVersion = map[string]int{"create": 42, "update": 42, "delete": 42, "retrieveMany": 42, "upsert": 46}
+
+// versionOK reports whether the path's version ("v66.0") is served for
+// the endpoint.
+func (s *Server) versionOK(endpoint, v string) bool {
+	if !strings.HasPrefix(v, "v") {
+		return false
+	}
+	m := versionRe.FindStringSubmatch(v)
+	if m == nil {
+		return false
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n >= s.minVersion && n <= s.maxVersion && n >= sinceVersion[endpoint]
+}
 
 // wrap counts the call, applies faults, the concurrency cap, the bearer
 // token, and (for api calls) the daily allocation and the Sforce-Limit-Info header.
@@ -412,7 +546,7 @@ func (s *Server) wrap(name string, api bool, h http.HandlerFunc) http.HandlerFun
 		s.mu.Lock()
 		w.Header().Set("Sforce-Limit-Info", fmt.Sprintf("api-usage=%d/%d", s.used, s.cfg.DailyLimit))
 		s.mu.Unlock()
-		if !versionRe.MatchString(r.PathValue("version")) {
+		if !s.versionOK(name, r.PathValue("version")) {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 			return
 		}
@@ -585,20 +719,12 @@ func (s *Server) PurgeDeletedLog(t time.Time) {
 	s.mu.Unlock()
 }
 
-// Calls returns the requests received per endpoint: "token", "versions",
-// "query", "queryAll", "queryMore", "create", "update", "upsert", "describe",
-// "deleted", "retrieve", "limits".
-func (s *Server) Calls() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int, len(s.calls))
-	for k, v := range s.calls {
-		out[k] = v
-	}
-	return out
-}
+// Calls returns the requests received per endpoint, as CallCounts (the
+// name both fakes share) does.
+func (s *Server) Calls() map[string]int { return s.CallCounts() }
 
-// Token returns Config.Token (for a client with a static access token).
+// Token returns Config.Token (for a client with a static access token),
+// as AccessToken (the name both fakes share) does.
 func (s *Server) Token() string { return s.cfg.Token }
 
 // ExternalIDField returns the name of the unique external-id field.
@@ -635,8 +761,13 @@ func (s *Server) Seed(fields ...crmsync.Fields) []string {
 	return ids
 }
 
-// SeedN creates n generated contacts and returns their ids.
-func (s *Server) SeedN(n int) []string {
+// SeedN creates n generated contacts and returns their ids, as
+// SeedContacts (the name both fakes share) does.
+func (s *Server) SeedN(n int) []string { return s.SeedContacts(n) }
+
+// SeedContacts creates n generated contacts (FirstNameK, LastNameK,
+// contactK@example.com) and returns their ids.
+func (s *Server) SeedContacts(n int) []string {
 	fs := make([]crmsync.Fields, n)
 	s.mu.Lock()
 	base := s.seq
@@ -895,8 +1026,8 @@ func (s *Server) baseURL(r *http.Request) string {
 
 func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 	var out []map[string]string
-	for v := 63; v <= 67; v++ {
-		out = append(out, map[string]string{"version": fmt.Sprintf("%d.0", v), "url": fmt.Sprintf("/services/data/v%d.0", v), "label": "fake"})
+	for v := s.minVersion; v <= s.maxVersion; v++ {
+		out = append(out, map[string]string{"version": fmt.Sprintf("%d.0", v), "url": fmt.Sprintf("/services/data/v%d.0", v), "label": releaseLabel(v)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -1107,11 +1238,11 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 			return
 		}
 	}
-	batch := 2000
+	batch := s.cfg.QueryPageSize
 	if opt := r.Header.Get("Sforce-Query-Options"); opt != "" {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(opt), "batchSize="); ok {
 			if n, err := strconv.Atoi(v); err == nil {
-				batch = min(max(n, 200), 2000)
+				batch = min(max(n, 200), 2000, batch)
 			}
 		}
 	}
@@ -1235,4 +1366,20 @@ func (s *Server) RefusedInFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.refusedInFlight
+}
+
+// releaseLabel names the Salesforce release of API version v: 63.0 is
+// Spring '25, and each release adds one (Spring, Summer, Winter of the
+// next year).
+func releaseLabel(v int) string {
+	k := v - 63
+	q, season := k/3, k%3
+	if season < 0 {
+		q, season = q-1, season+3
+	}
+	year := 25 + q
+	if season == 2 {
+		year++
+	}
+	return fmt.Sprintf("%s '%02d", [...]string{"Spring", "Summer", "Winter"}[season], year)
 }

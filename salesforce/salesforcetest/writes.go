@@ -95,28 +95,38 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 		writeError(w, http.StatusBadRequest, "JSON_PARSER_ERROR", "could not read the request body")
 		return
 	}
+	if results, ok := s.collection(w, kind, extField, body, true); ok {
+		writeJSON(w, http.StatusOK, results)
+	}
+}
+
+// collection carries out a collections create, update or upsert of body
+// and returns the results in request order; when the request fails as a
+// whole it writes the error and reports false. refusals applies
+// Config.RefuseBatches.
+func (s *Server) collection(w http.ResponseWriter, kind, extField string, body []byte, refusals bool) ([]saveResult, bool) {
 	var req struct {
 		AllOrNone bool                         `json:"allOrNone"`
 		Records   []map[string]json.RawMessage `json:"records"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "JSON_PARSER_ERROR", "Unexpected character in the request body")
-		return
+		return nil, false
 	}
 	if len(req.Records) == 0 {
 		writeError(w, http.StatusBadRequest, "INVALID_FIELD", "Records are required")
-		return
+		return nil, false
 	}
 	if len(req.Records) > 200 {
 		writeError(w, http.StatusBadRequest, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call")
-		return
+		return nil, false
 	}
 	var ext fieldDef
 	if kind == "upsert" {
 		fd, ok := s.visible(extField)
 		if !ok || !fd.ExternalID {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+extField)
-			return
+			return nil, false
 		}
 		ext = fd
 	}
@@ -129,11 +139,11 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 		}
 		if a, ok := raw["attributes"]; !ok || json.Unmarshal(a, &attrs) != nil || attrs.Type == "" {
 			writeError(w, http.StatusBadRequest, "INVALID_TYPE", "Must send a concrete entity type.")
-			return
+			return nil, false
 		}
 		if !strings.EqualFold(attrs.Type, "Contact") {
 			writeError(w, http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf("sObject type '%s' is not supported.", attrs.Type))
-			return
+			return nil, false
 		}
 		rec := map[string]any{}
 		for k, v := range raw {
@@ -143,12 +153,12 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 			fd, ok := s.byName[strings.ToLower(k)]
 			if !ok {
 				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type Contact", k))
-				return
+				return nil, false
 			}
 			val, err := decodeValue(v)
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "JSON_PARSER_ERROR", "Cannot deserialize value for field "+fd.Name)
-				return
+				return nil, false
 			}
 			rec[fd.Name] = val
 		}
@@ -157,9 +167,11 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if status, code, msg := s.refuseBatch(body); status != 0 {
-		writeError(w, status, code, msg)
-		return
+	if refusals {
+		if status, code, msg := s.refuseBatch(body); status != 0 {
+			writeError(w, status, code, msg)
+			return nil, false
+		}
 	}
 	// One DML operation: every record it writes gets the same stamp.
 	now := s.stamp()
@@ -298,7 +310,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, results)
+	return results, true
 }
 
 // findExt returns the oldest live record but except whose field (a unique
