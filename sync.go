@@ -54,7 +54,9 @@ type SyncConfig struct {
 	// last such read, or at once after RequestArchivedRead. Zero means 1
 	// hour; negative means every pass. A side whose CRM reads deletions
 	// by window (Salesforce) reads them on every pass. When it last ran is
-	// kept as the cursor "<system>:archived".
+	// kept as the cursor "<system>:archived", and a bin read keeps every
+	// record archived since then (less Overlap), not only those inside the
+	// pass's window.
 	ArchivedEvery time.Duration
 	// Since is where the first pass of a key starts reading; zero means
 	// everything (a full backfill).
@@ -414,6 +416,11 @@ type window struct {
 	DelayedUntil time.Time            `json:"delayed_until,omitzero"`
 	// SkipArchived lists the sides whose archived read is not due.
 	SkipArchived map[string]bool `json:"skip_archived,omitempty"`
+	// ArchivedSince holds, for the whole-bin sides whose bin read is due,
+	// where it starts when that is before Since: the last bin read less
+	// Overlap. The bin is read hours apart, so a record archived since the
+	// last read but before this window is still found.
+	ArchivedSince map[string]time.Time `json:"archived_since,omitempty"`
 	// First lists the sides read for the first time (no cursor yet).
 	First map[string]bool `json:"first,omitempty"`
 }
@@ -472,6 +479,18 @@ func (p *pass) passes(ctx context.Context) error {
 					w.SkipArchived[sd.name] = true
 				}
 			}
+			if wholeBin(sd) && !w.SkipArchived[sd.name] {
+				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
+				if err != nil {
+					return w, err
+				}
+				if from := last.Add(-p.s.c.Overlap); ok && from.Before(since) {
+					if w.ArchivedSince == nil {
+						w.ArchivedSince = map[string]time.Time{}
+					}
+					w.ArchivedSince[sd.name] = from.UTC()
+				}
+			}
 			if w.DelayedUntil.IsZero() || changeLag(sd) == 0 {
 				continue
 			}
@@ -509,7 +528,11 @@ func (p *pass) passes(ctx context.Context) error {
 			return err
 		}
 		if !win.SkipArchived[sd.name] {
-			if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, true, "archived"); err != nil {
+			from := win.Since[sd.name]
+			if s, ok := win.ArchivedSince[sd.name]; ok {
+				from = s
+			}
+			if err := p.readSide(ctx, sd, from, win.Until, true, "archived"); err != nil {
 				return err
 			}
 		}

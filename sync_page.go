@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -578,8 +579,20 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				for _, r := range res {
 					names = append(names, refusedFields(r.Err)...)
 				}
-				if len(names) > 0 && try < maxFieldRetries && len(p.drop(to, names...)) > 0 {
-					continue
+				if len(names) > 0 && try < maxFieldRetries {
+					p.drop(to, names...)
+					// Send again if these ops named a field left out now,
+					// whether this refusal or a concurrent call's dropped it.
+					if p.sentDropped(to, names, func(f string) bool {
+						for _, op := range ops {
+							if _, ok := op.Fields[f]; ok {
+								return true
+							}
+						}
+						return false
+					}) {
+						continue
+					}
 				}
 				break
 			}
@@ -671,6 +684,17 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 	}, nil)
 }
 
+// sentDropped reports whether a call that named (sent) some of the refused
+// fields names can be sent again: one it named is left out on sd now.
+func (p *pass) sentDropped(sd *side, names []string, sent func(string) bool) bool {
+	for _, f := range names {
+		if sent(f) && p.isDropped(sd, f) {
+			return true
+		}
+	}
+	return false
+}
+
 // withoutDropped returns the ops of batch at pending, less the fields
 // dropped on side to.
 func (p *pass) withoutDropped(to *side, batch []writeItem, pending []int) []WriteOp {
@@ -718,10 +742,13 @@ func (p *pass) lookup(ctx context.Context, sd *side, prefix, field string, value
 			var res lookupResult
 			for try := 0; ; try++ {
 				p.apiCalls(sd.name, 1)
-				recs, err := sd.crm.Lookup(ctx, sd.object, field, chunk, p.fieldsFor(sd))
+				fields := p.fieldsFor(sd)
+				recs, err := sd.crm.Lookup(ctx, sd.object, field, chunk, fields)
 				if names := refusedFields(err); len(names) > 0 && try < maxFieldRetries {
-					if added := p.drop(sd, names...); len(added) > 0 {
-						res.Dropped = append(res.Dropped, added...)
+					added := p.drop(sd, names...)
+					res.Dropped = append(res.Dropped, added...)
+					// (A concurrent call may have dropped them first.)
+					if p.sentDropped(sd, names, func(f string) bool { return slices.Contains(fields, f) }) {
 						continue
 					}
 				}

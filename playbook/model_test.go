@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,27 +21,63 @@ import (
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
-// modelChecks is the number of cases TestModel runs when neither
-// -rapid.checks nor RAPID_CHECKS says otherwise (-short runs a fifth).
-const modelChecks = 200
+// modelChecks is the number of fresh random cases TestModel runs when
+// neither -rapid.checks nor RAPID_CHECKS says otherwise (-short runs a
+// fifth); TestModelSeeds runs the fixed seeds of modelSeeds besides.
+const modelChecks = 166
 
 // TestModel is a model-based test of the reference workflow against both
-// fakes. Each case plays a random story: users create, edit, clear,
-// archive and restore contacts on both sides, change emails and create the
-// same person on both sides; sync passes run in between under random faults
-// (429 bursts, 5xx, latency, timeouts, reset connections, lost write
-// responses, per-record failures, expired sessions, the daily limit) and
-// random crashes at step boundaries, after a checkpoint or instead of it
-// (the next pass resumes the run with its id, in a restarted process).
-// Then the faults stop and quiet passes run until a new run writes nothing
-// (at most maxQuietPasses: the first may finish a crashed run on its old
+// fakes in a hostile world. Each case plays a random story: users create,
+// edit, clear, archive and restore contacts on both sides, change emails,
+// create the same person on both sides and merge duplicates; sync passes
+// run in between under random faults (429 bursts, 5xx, latency, timeouts,
+// reset connections, lost write responses, per-record failures, expired
+// sessions, the daily limit) and random crashes at step boundaries, after
+// a checkpoint or instead of it (the next pass resumes the run with its id,
+// in a restarted process).
+//
+// Time is virtual: one clock (vclock) drives both fakes' stamps and search
+// lag, the clients and the sync's windows. Passes run 0–6 minutes apart,
+// users act seconds apart, and a pass takes virtual time too (the clock
+// moves at every HTTP request), so the sync's 2-minute overlap, the clock
+// skew and the search lag are measured as in the real world. Each case
+// draws each hostile behaviour, on with probability 3/4 (hostileWorld):
+//
+//   - search index lag of up to 5 s, 30 s, 90 s or 3 min (beyond the
+//     HubSpot client's change lag of 1 minute): writes surface in search
+//     out of order, and until then search answers with stale values;
+//   - clock skew of each CRM's stamps within ±2 minutes;
+//   - shared stamps (HubSpot's truncated to 10 ms, Salesforce's to 1 s);
+//   - whole-batch refusals (400/409/413 and 400/413/500) of 5% or 15% of
+//     batch writes on each side; a person replays the letters Salesforce's
+//     client parks for them once the faults stop;
+//   - slow passes: the clock moves 0.1–30 s at every request;
+//   - users' actions during a pass (edits, creates, archives, merges),
+//     fired at a drawn request, or at a drawn write (after the side's reads,
+//     before its cursor moves);
+//   - a schema change: a mapped HubSpot property deleted or a Salesforce
+//     field hidden from the integration user, later restored; users do not
+//     edit it while it is gone, and it must sync again after;
+//   - merges: a user creates a duplicate of a synced person and merges the
+//     two (HubSpot makes a new record; a Salesforce loser is deleted with
+//     MasterRecordId).
+//
+// Then the faults stop, hidden fields come back, search settles and the
+// clock moves two hours (past the delayed re-read's lag and the recycle
+// bin's cadence), and quiet passes run until a new run writes nothing (at
+// most maxQuietPasses: the first may finish a crashed run on its old
 // window, and a contact created in one pass has the fields its owner left
 // blank reverted in the next); held conflicts are resolved and the
 // settling repeats. Then the test checks what the workflow promises:
 //
-//   - both sides agree field by field as the policy says;
+//   - both sides agree field by field as the policy says (held conflicts
+//     excused);
 //   - each owner's last edit of an owned field survived;
 //   - no record was duplicated and every link is 1:1;
+//   - every live record has its counterpart (or is in the dead-letter
+//     queue because the other side refuses it);
+//   - a merge archives nobody: the merged person's counterpart is live and
+//     linked to the survivor;
 //   - every write has exactly one audit row and one ledger row;
 //   - every record that could not be written is in the dead-letter queue,
 //     with an audit row, and nothing else is;
@@ -49,6 +87,9 @@ const modelChecks = 200
 // HubSpot side has no lifecycle stage while Salesforce has one is parked
 // for good, and the test only asks that it be in the dead-letter queue.
 //
+// A tally (modelTally) fails the test if, over 20 cases or more, a fault
+// or hostile behaviour never happened.
+//
 // A failure prints the story and the seed; replay it with
 //
 //	go test ./playbook -run 'TestModel$' -rapid.seed=N
@@ -57,24 +98,80 @@ const modelChecks = 200
 func TestModel(t *testing.T) {
 	setDefaultChecks(t, modelChecks)
 	var tally modelTally
-	rapid.Check(t, func(rt *rapid.T) {
+	rapid.Check(t, modelCase(&tally))
+	tally.report(t)
+}
+
+// modelCase is one case of TestModel, summed into tally.
+func modelCase(tally *modelTally) func(*rapid.T) {
+	return func(rt *rapid.T) {
 		m := newModel(rt)
 		m.play()
 		m.quiesce()
 		m.check()
 		tally.add(m)
-	})
-	t.Logf("%d cases: %d passes, %d crashes (%d before a checkpoint), %d lost write responses, %d pairs compared, %d owned edits checked, %d dead letters, %d conflicts resolved",
-		tally.cases, tally.passes, tally.crashes, tally.dropped, tally.lost, tally.pairs, tally.owned, tally.letters, tally.resolved)
-	if tally.cases >= 20 && (tally.crashes == 0 || tally.dropped == 0 || tally.lost == 0 || tally.pairs == 0 || tally.letters == 0 || tally.resolved == 0) {
-		t.Errorf("the cases exercised too little: %+v", tally)
 	}
+}
+
+// modelSeeds are cases CI runs every time, whatever the random seeds
+// draw. Each of the first eight failed when the sync read from its cursor
+// without the overlap (a Salesforce change stamped behind the cursor by
+// clock skew, or made during a pass after its read, was never read), and
+// each of the next twenty-four when the cursor moved to the pass's
+// wall-clock end instead of its window's end less the change lag (a change
+// made while the pass ran was skipped); 10 and 184 failed on the sync of
+// 2026-11-30 (a Salesforce merge into a new duplicate duplicated the
+// person in HubSpot; a replayed archive-flag letter wrote nothing: see
+// model_found_test.go).
+var modelSeeds = []uint64{
+	12, 21, 55, 57, 87, 92, 120, 140, // no overlap
+	1, 8, 9, 13, 14, 17, 22, 24, 25, 42, 50, 52, // wall-clock cursor
+	54, 56, 61, 62, 70, 73, 84, 85, 88, 91, 96, 97,
+	10, 184,
+}
+
+// TestModelSeeds runs TestModel's case for each seed of modelSeeds
+// (-short: the first five), one subtest each; a failure prints the seed,
+// replayed with
+//
+//	go test ./playbook -run 'TestModel$' -rapid.seed=N
+func TestModelSeeds(t *testing.T) {
+	seeds := modelSeeds
+	checks := 1
+	if testing.Short() {
+		seeds, checks = seeds[:min(5, len(seeds))], 5 // rapid runs a fifth
+	}
+	var tally modelTally
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			setRapidFlag(t, "rapid.seed", fmt.Sprint(seed))
+			setRapidFlag(t, "rapid.checks", fmt.Sprint(checks))
+			rapid.Check(t, modelCase(&tally))
+		})
+	}
+	tally.report(t)
+}
+
+// setRapidFlag sets one of rapid's flags for the test.
+func setRapidFlag(t *testing.T, name, value string) {
+	fl := flag.Lookup(name)
+	if fl == nil {
+		t.Fatalf("rapid registered no -%s flag", name)
+	}
+	old := fl.Value.String()
+	if err := fl.Value.Set(value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fl.Value.Set(old) })
 }
 
 // modelTally sums what the cases exercised, so that a test that tests
 // nothing shows.
 type modelTally struct {
 	cases, passes, crashes, dropped, lost, pairs, owned, letters, resolved int
+	// The hostile behaviours: cases that drew each, and events.
+	lagCases, longLagCases, skewCases, stampCases, slowCases          int
+	refused, inPass, hides, restores, hsMerges, sfMerges, mergeChecks int
 }
 
 func (t *modelTally) add(m *model) {
@@ -87,6 +184,51 @@ func (t *modelTally) add(m *model) {
 	t.owned += m.ownedChecked
 	t.letters += m.letters
 	t.resolved += m.resolved
+	count := func(n *int, on bool) {
+		if on {
+			*n++
+		}
+	}
+	count(&t.lagCases, m.w.lagMax > 0)
+	count(&t.longLagCases, m.w.lagMax > time.Minute)
+	count(&t.skewCases, m.w.skewHS != 0 || m.w.skewSF != 0)
+	count(&t.stampCases, m.w.stampsHS > 0)
+	count(&t.slowCases, m.w.reqStep > 0)
+	t.refused += int(m.tr.refused.Load())
+	t.inPass += m.inPassFired
+	t.hides += m.hides
+	t.restores += m.restores
+	t.hsMerges += m.hsMerges
+	t.sfMerges += m.sfMerges
+	t.mergeChecks += m.mergesChecked
+}
+
+// report logs the tally and fails the test if, over 20 cases or more, a
+// fault or hostile behaviour never happened.
+func (t *modelTally) report(tb testing.TB) {
+	tb.Helper()
+	tb.Logf("%d cases: %d passes, %d crashes (%d before a checkpoint), %d lost write responses, %d pairs compared, %d owned edits checked, %d dead letters, %d conflicts resolved",
+		t.cases, t.passes, t.crashes, t.dropped, t.lost, t.pairs, t.owned, t.letters, t.resolved)
+	tb.Logf("hostile world: search lag in %d cases (beyond the change lag in %d), clock skew in %d, shared stamps in %d, slow passes in %d; %d batches refused whole, %d user actions during passes, %d fields hidden and %d restored, %d hubspot and %d salesforce merges (%d promises checked)",
+		t.lagCases, t.longLagCases, t.skewCases, t.stampCases, t.slowCases, t.refused, t.inPass, t.hides, t.restores, t.hsMerges, t.sfMerges, t.mergeChecks)
+	if t.cases < 20 {
+		return
+	}
+	for _, c := range []struct {
+		what string
+		n    int
+	}{
+		{"crashes", t.crashes}, {"crashes before a checkpoint", t.dropped}, {"lost write responses", t.lost},
+		{"pairs compared", t.pairs}, {"dead letters", t.letters}, {"conflicts resolved", t.resolved},
+		{"search lag", t.lagCases}, {"search lag beyond the change lag", t.longLagCases}, {"clock skew", t.skewCases},
+		{"shared stamps", t.stampCases}, {"slow passes", t.slowCases}, {"whole-batch refusals", t.refused},
+		{"user actions during passes", t.inPass}, {"hidden fields", t.hides}, {"restored fields", t.restores},
+		{"hubspot merges", t.hsMerges}, {"salesforce merges", t.sfMerges}, {"merge promises checked", t.mergeChecks},
+	} {
+		if c.n == 0 {
+			tb.Errorf("over %d cases, no %s happened: the cases exercised too little", t.cases, c.what)
+		}
+	}
 }
 
 // setDefaultChecks sets -rapid.checks to n unless the command line or
@@ -131,7 +273,23 @@ type model struct {
 	passes   int
 
 	// What the case exercised, for the tally.
-	dropped, pairs, ownedChecked, letters, resolved int
+	dropped, pairs, ownedChecked, letters, resolved                          int
+	inPassFired, hides, restores, hsMerges, sfMerges, mergesChecked, replays int
+
+	// The hostile world: what the case drew, and the virtual clock.
+	w     hostileWorld
+	clock *vclock
+	// mu guards what users' actions during a pass touch (the model's
+	// records of what users did); rnd is the draws' source meanwhile.
+	mu         sync.Mutex
+	plan       *inPassPlan
+	rnd        *rand.Rand
+	during     bool
+	inPassErrs []error
+	// gone holds the fields hidden now, by "system/field"; mergedAway the
+	// records merged into another; merges what each merge promises.
+	gone, mergedAway map[string]bool
+	merges           []mergeExpect
 
 	// owned holds the last value users on a field's owning side wrote to
 	// it, by "system/id" and field ("" for cleared).
@@ -143,7 +301,8 @@ type model struct {
 }
 
 func newModel(t *rapid.T) *model {
-	f, closeFn, err := startFakes([]hubspottest.Option{hubspottest.WithoutRateLimits()}, nil)
+	w, clock := drawWorld(t), newVclock()
+	f, closeFn, err := startFakes(w.hsOptions(clock), w.sfOptions(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +311,11 @@ func newModel(t *rapid.T) *model {
 		f.sf.Close()
 		closeFn()
 	})
-	m := &model{t: t, f: f, st: newModelStore(), key: "team-1", owned: map[string]map[string]string{}, archivedEver: map[string]bool{}, hsEmails: map[string]bool{}}
+	m := &model{t: t, f: f, st: newModelStore(), key: "team-1", owned: map[string]map[string]string{}, archivedEver: map[string]bool{}, hsEmails: map[string]bool{},
+		w: w, clock: clock, gone: map[string]bool{}, mergedAway: map[string]bool{}}
+	m.logf("world: %s", w)
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	m.tr = &lossyTransport{base: base}
+	m.tr = &lossyTransport{base: base, before: m.onRequest}
 	t.Cleanup(base.CloseIdleConnections)
 	m.pageSize = rapid.SampledFrom([]int{2, 3, 5, 0}).Draw(t, "pageSize")
 	m.restart()
@@ -162,12 +323,16 @@ func newModel(t *rapid.T) *model {
 }
 
 func (m *model) logf(format string, args ...any) {
-	m.log = append(m.log, fmt.Sprintf(format, args...))
+	at := m.clock.Now().Sub(modelEpoch).Round(time.Second)
+	if m.during {
+		format = "(during the pass) " + format
+	}
+	m.log = append(m.log, fmt.Sprintf("[+%v] ", at)+fmt.Sprintf(format, args...))
 }
 
 // restart starts a new process on the same Store and fakes.
 func (m *model) restart() {
-	p, err := startProcess(m.f, m.st, m.tr, m.pageSize)
+	p, err := startProcess(m.f, m.st, m.tr, m.pageSize, m.clock.Now)
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -179,10 +344,17 @@ func (m *model) restart() {
 func (m *model) play() {
 	steps := rapid.IntRange(2, 7).Draw(m.t, "rounds")
 	for i := range steps {
+		// Passes run minutes apart; users act seconds apart.
+		// (Users may act right after a pass, and a pass may start right
+		// after their edits.)
+		m.clock.Advance(time.Duration(rapid.IntRange(0, 240).Draw(m.t, fmt.Sprintf("pause%d", i))) * time.Second)
+		m.schemaChange(i)
 		n := rapid.IntRange(1, 4).Draw(m.t, fmt.Sprintf("actions%d", i))
 		for range n {
+			m.clock.Advance(time.Duration(rapid.IntRange(0, 20).Draw(m.t, "think")) * time.Second)
 			m.userAction()
 		}
+		m.clock.Advance(time.Duration(rapid.IntRange(0, 120).Draw(m.t, "wait")) * time.Second)
 		m.faultyPass(i)
 	}
 }
@@ -208,16 +380,16 @@ type userField struct {
 }
 
 func pick[T any](vals ...T) func(m *model) T {
-	return func(m *model) T { return rapid.SampledFrom(vals).Draw(m.t, "value") }
+	return func(m *model) T { return sample(m, vals, "value") }
 }
 
 var hsFields = []userField{
 	{name: "email", gen: func(m *model) any { return m.freshEmail() }},
 	{name: "firstname", gen: func(m *model) any { return pick(firstNames...)(m) }},
 	{name: "lastname", gen: func(m *model) any { return pick(lastNames...)(m) }},
-	{name: "phone", gen: func(m *model) any { return fmt.Sprintf("+1 415 555 %04d", rapid.IntRange(0, 9999).Draw(m.t, "phone")) }},
+	{name: "phone", gen: func(m *model) any { return fmt.Sprintf("+1 415 555 %04d", m.intRange(0, 9999, "phone")) }},
 	{name: "lifecyclestage", owned: true, gen: func(m *model) any { return pick(modelStages...)(m) }},
-	{name: "hubspotscore", owned: true, gen: func(m *model) any { return fmt.Sprint(rapid.IntRange(0, 100).Draw(m.t, "score")) }},
+	{name: "hubspotscore", owned: true, gen: func(m *model) any { return fmt.Sprint(m.intRange(0, 100, "score")) }},
 	{name: "sf_deal_stage", gen: func(m *model) any { return pick(dealStages...)(m) }},
 	{name: "hubspot_owner_id", gen: func(m *model) any { return pick(hsOwnerIDs...)(m) }},
 }
@@ -226,7 +398,7 @@ var sfFields = []userField{
 	{name: "Email", gen: func(m *model) any { return m.freshEmail() }},
 	{name: "FirstName", gen: func(m *model) any { return pick(firstNames...)(m) }},
 	{name: "LastName", gen: func(m *model) any { return pick(lastNames...)(m) }},
-	{name: "Phone", gen: func(m *model) any { return fmt.Sprintf("+44 20 7946 %04d", rapid.IntRange(0, 9999).Draw(m.t, "phone")) }},
+	{name: "Phone", gen: func(m *model) any { return fmt.Sprintf("+44 20 7946 %04d", m.intRange(0, 9999, "phone")) }},
 	{name: "Deal_Stage__c", owned: true, gen: func(m *model) any { return pick(dealStages...)(m) }},
 	{name: "OwnerId", owned: true, gen: func(m *model) any { return pick(modelOwners...)(m) }},
 	{name: "Close_Date__c", owned: true, gen: func(m *model) any { return pick(closeDates...)(m) }},
@@ -295,11 +467,14 @@ func (m *model) emailUsed(system, email string, except string) bool {
 // missing (Salesforce will refuse the contact).
 func (m *model) newHSContact(email string) map[string]string {
 	p := map[string]string{"email": email, "firstname": pick(firstNames...)(m)}
-	if rapid.IntRange(0, 5).Draw(m.t, "noLastname") > 0 {
+	if m.intRange(0, 5, "noLastname") > 0 {
 		p["lastname"] = pick(lastNames...)(m)
 	}
 	for _, f := range hsFields[3:] {
-		if rapid.Bool().Draw(m.t, "set "+f.name) {
+		if m.hidden("hubspot", f.name) {
+			continue
+		}
+		if m.flip("set " + f.name) {
 			p[f.name] = f.gen(m).(string)
 		}
 	}
@@ -309,12 +484,15 @@ func (m *model) newHSContact(email string) map[string]string {
 func (m *model) newSFContact(email string) crmsync.Fields {
 	fs := crmsync.Fields{"Email": email, "FirstName": pick(firstNames...)(m), "LastName": pick(lastNames...)(m)}
 	for _, f := range sfFields[3:] {
-		// Sales seldom set the marketing stage (HubSpot owns it, and the
-		// fake Salesforce refuses to clear it again: see check).
-		if f.name == "Lifecycle_Stage__c" && rapid.IntRange(0, 4).Draw(m.t, "set stage") > 0 {
+		if m.hidden("salesforce", f.name) {
 			continue
 		}
-		if rapid.Bool().Draw(m.t, "set "+f.name) {
+		// Sales seldom set the marketing stage (HubSpot owns it, and the
+		// fake Salesforce refuses to clear it again: see check).
+		if f.name == "Lifecycle_Stage__c" && m.intRange(0, 4, "set stage") > 0 {
+			continue
+		}
+		if m.flip("set " + f.name) {
 			fs[f.name] = f.gen(m)
 		}
 	}
@@ -344,13 +522,20 @@ func (m *model) createSF(fs crmsync.Fields) string {
 
 // userAction plays one random user action.
 func (m *model) userAction() {
-	action := rapid.SampledFrom([]string{
+	actions := []string{
 		"hs create", "sf create", "both create",
 		"hs edit", "hs edit", "sf edit", "sf edit",
 		"both edit", "both edit",
 		"hs archive", "hs restore", "sf delete", "sf undelete",
-	}).Draw(m.t, "action")
-	switch action {
+	}
+	if m.w.merges {
+		actions = append(actions, "hs merge", "sf merge")
+	}
+	switch action := sample(m, actions, "action"); action {
+	case "hs merge":
+		m.hsMerge()
+	case "sf merge":
+		m.sfMerge()
 	case "hs create":
 		id := m.createHS(m.newHSContact(m.freshEmail()))
 		m.logf("hubspot user creates %s", id)
@@ -366,12 +551,15 @@ func (m *model) userAction() {
 		if len(live) == 0 {
 			return
 		}
-		r := rapid.SampledFrom(live).Draw(m.t, "hs record")
+		r := sample(m, live, "hs record")
 		props := map[string]string{}
-		for range rapid.IntRange(1, 3).Draw(m.t, "fields") {
-			f := rapid.SampledFrom(hsFields).Draw(m.t, "hs field")
+		for range m.intRange(1, 3, "fields") {
+			f := sample(m, hsFields, "hs field")
+			if m.hidden("hubspot", f.name) {
+				continue // gone from the schema: users cannot edit it
+			}
 			v := ""
-			if rapid.IntRange(0, 3).Draw(m.t, "clear") != 0 || f.name == "email" {
+			if m.intRange(0, 3, "clear") != 0 || f.name == "email" {
 				v = f.gen(m).(string)
 			}
 			props[f.name] = v
@@ -382,19 +570,22 @@ func (m *model) userAction() {
 		if e, ok := props["email"]; ok {
 			m.hsEmails[strings.ToLower(e)] = true
 		}
-		must2(m.t, m.f.hs.Edit("contacts", r.ID, props))
+		m.must(m.f.hs.Edit("contacts", r.ID, props))
 		m.logf("hubspot user edits %s: %v", r.ID, keys(props))
 	case "sf edit":
 		live := m.liveSF()
 		if len(live) == 0 {
 			return
 		}
-		r := rapid.SampledFrom(live).Draw(m.t, "sf record")
+		r := sample(m, live, "sf record")
 		fs := crmsync.Fields{}
-		for range rapid.IntRange(1, 3).Draw(m.t, "fields") {
-			f := rapid.SampledFrom(sfFields).Draw(m.t, "sf field")
+		for range m.intRange(1, 3, "fields") {
+			f := sample(m, sfFields, "sf field")
+			if m.hidden("salesforce", f.name) {
+				continue
+			}
 			var v any
-			if rapid.IntRange(0, 3).Draw(m.t, "clear") != 0 || !canClear("salesforce", f.name) || f.name == "Email" {
+			if m.intRange(0, 3, "clear") != 0 || !canClear("salesforce", f.name) || f.name == "Email" {
 				v = f.gen(m)
 			}
 			fs[f.name] = v
@@ -402,7 +593,7 @@ func (m *model) userAction() {
 				m.noteOwned("salesforce", r.ID, f.name, v)
 			}
 		}
-		must2(m.t, m.f.sf.Edit(r.ID, fs))
+		m.must(m.f.sf.Edit(r.ID, fs))
 		m.logf("salesforce user edits %s: %v", r.ID, keys(fs))
 	case "both edit":
 		// Users on both sides change the same shared field of a synced
@@ -416,22 +607,25 @@ func (m *model) userAction() {
 		if len(pairs) == 0 {
 			return
 		}
-		p := rapid.SampledFrom(pairs).Draw(m.t, "pair")
-		i := rapid.IntRange(0, 3).Draw(m.t, "shared field")
+		p := sample(m, pairs, "pair")
+		i := m.intRange(0, 3, "shared field")
+		if m.hidden("hubspot", hsFields[i].name) || m.hidden("salesforce", sfFields[i].name) {
+			return
+		}
 		hv, sv := hsFields[i].gen(m).(string), sfFields[i].gen(m)
 		if hsFields[i].name == "email" {
 			m.hsEmails[strings.ToLower(hv)] = true
 		}
-		must2(m.t, m.f.hs.Edit("contacts", p[0], map[string]string{hsFields[i].name: hv}))
-		must2(m.t, m.f.sf.Edit(p[1], crmsync.Fields{sfFields[i].name: sv}))
+		m.must(m.f.hs.Edit("contacts", p[0], map[string]string{hsFields[i].name: hv}))
+		m.must(m.f.sf.Edit(p[1], crmsync.Fields{sfFields[i].name: sv}))
 		m.logf("users on both sides edit %s of %s/%s", hsFields[i].name, p[0], p[1])
 	case "hs archive":
 		live := m.liveHS()
 		if len(live) == 0 {
 			return
 		}
-		r := rapid.SampledFrom(live).Draw(m.t, "hs record")
-		must2(m.t, m.f.hs.Archive("contacts", r.ID))
+		r := sample(m, live, "hs record")
+		m.must(m.f.hs.Archive("contacts", r.ID))
 		m.archivedEver[r.ID] = true
 		m.logf("hubspot user archives %s", r.ID)
 	case "sf delete":
@@ -439,8 +633,8 @@ func (m *model) userAction() {
 		if len(live) == 0 {
 			return
 		}
-		r := rapid.SampledFrom(live).Draw(m.t, "sf record")
-		must2(m.t, m.f.sf.Delete(r.ID))
+		r := sample(m, live, "sf record")
+		m.must(m.f.sf.Delete(r.ID))
 		m.archivedEver[r.ID] = true
 		m.logf("salesforce user deletes %s (link %v)", r.ID, r.Fields[salesforceLinkField])
 	case "hs restore":
@@ -454,23 +648,23 @@ func (m *model) userAction() {
 		if len(gone) == 0 {
 			return
 		}
-		r := rapid.SampledFrom(gone).Draw(m.t, "hs archived record")
-		must2(m.t, m.f.hs.Restore("contacts", r.ID))
+		r := sample(m, gone, "hs archived record")
+		m.must(m.f.hs.Restore("contacts", r.ID))
 		m.logf("hubspot user restores %s", r.ID)
 	case "sf undelete":
 		var gone []crmsync.Record
 		for _, r := range m.f.sf.All() {
 			e, _ := r.Fields["Email"].(string)
 			// The org's duplicate rule: one live contact per email.
-			if r.Archived && !m.emailUsed("salesforce", e, r.ID) {
+			if r.Archived && !m.emailUsed("salesforce", e, r.ID) && !m.mergedAway[r.ID] {
 				gone = append(gone, r)
 			}
 		}
 		if len(gone) == 0 {
 			return
 		}
-		r := rapid.SampledFrom(gone).Draw(m.t, "sf deleted record")
-		must2(m.t, m.f.sf.Undelete(r.ID))
+		r := sample(m, gone, "sf deleted record")
+		m.must(m.f.sf.Undelete(r.ID))
 		m.logf("salesforce user undeletes %s", r.ID)
 	}
 }
@@ -482,12 +676,6 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func must2(t *rapid.T, err error) {
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // faultyPass arms random faults and maybe a crash, runs one pass, and
@@ -564,7 +752,9 @@ func (m *model) faultyPass(round int) {
 		m.st.arm(at, drop, cancel)
 		crash = fmt.Sprintf(" crash at commit %d (checkpoint lost: %v)", at, drop)
 	}
+	m.planInPass(round)
 	_, info, err := m.pass(ctx)
+	m.endInPass()
 	crashed := m.st.disarm()
 	if os.Getenv("MODEL_DEBUG") != "" {
 		rows, _ := m.st.QueryAudit(ctx, crmsync.AuditQuery{Run: info.ID, Limit: 500})
@@ -614,10 +804,10 @@ func (m *model) someKeys() []string {
 
 // pass runs one pass; users' edits before it land in its window.
 func (m *model) pass(ctx context.Context) (*crmsync.SyncReport, crmsync.RunInfo, error) {
-	time.Sleep(3 * time.Millisecond)
+	m.clock.Advance(time.Second)
 	m.passes++
 	rep, info, err := m.proc.sync.RunOnce(ctx, m.proc.eng, m.key)
-	time.Sleep(3 * time.Millisecond)
+	m.clock.Advance(time.Second)
 	return rep, info, err
 }
 
@@ -664,6 +854,12 @@ func (m *model) fail(format string, args ...any) {
 func (m *model) quiesce() {
 	m.f.hs.ClearFaults()
 	m.f.sf.ClearFaults()
+	m.restoreFields()
+	// Every late change surfaces: the search index catches up, and the
+	// clock passes the delayed window's lag and the recycle bin's cadence
+	// (an hour each).
+	m.f.hs.SettleSearch()
+	m.clock.Advance(2 * time.Hour)
 	m.restart() // a new day: the clients forget any daily limit
 	m.settle("quiet")
 	ctx := context.Background()
@@ -700,14 +896,17 @@ func (m *model) quiesce() {
 
 // maxQuietPasses bounds the passes the sync may take to settle once the
 // faults stop.
-const maxQuietPasses = 4
+const maxQuietPasses = 6
 
 // settle runs quiet passes until a new run (not one a crash left open,
 // which reads its old window) writes and parks nothing.
 func (m *model) settle(what string) {
 	for i := 1; ; i++ {
+		m.clock.Advance(3 * time.Minute)
+		m.f.hs.SettleSearch()
+		replayed := m.replayRefusals()
 		rep, info := m.quietPass(what)
-		if info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 {
+		if replayed == 0 && info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 && m.runWrote(info.ID) == 0 {
 			return
 		}
 		if i == maxQuietPasses {
@@ -743,6 +942,8 @@ func (m *model) check() {
 	ctx := context.Background()
 	pol := contactsPolicy()
 	// A last pass writes nothing: the sync does not echo its own writes.
+	m.clock.Advance(3 * time.Minute)
+	m.f.hs.SettleSearch()
 	rep, info, err := m.pass(ctx)
 	if err != nil {
 		m.fail("last pass failed: %v", err)
@@ -775,7 +976,23 @@ func (m *model) check() {
 		sfIDs = append(sfIDs, r.ID)
 	}
 
-	// Links are 1:1 and agree with the link fields.
+	// Links are 1:1 and agree with the link fields; none is left on a
+	// HubSpot id merged away (HubSpot lists those no more).
+	var gone []string
+	for id := range m.mergedAway {
+		if _, ok := hsByID[id]; !ok {
+			if _, sf := sfByID[id]; !sf {
+				gone = append(gone, id)
+			}
+		}
+	}
+	stale, err := m.st.LinksByA(ctx, m.key, gone)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	for a, l := range stale {
+		m.fail("salesforce %s is still linked to hubspot %s, which was merged away", l.BID, a)
+	}
 	byA, err := m.st.LinksByA(ctx, m.key, hsIDs)
 	if err != nil {
 		m.t.Fatal(err)
@@ -855,7 +1072,9 @@ func (m *model) check() {
 		}
 		// A write read before a user archived its target finds it gone.
 		raced := (strings.Contains(d.Error, "OBJECT_NOT_FOUND") || strings.Contains(d.Error, "ENTITY_IS_DELETED")) && m.archivedEver[d.RecordID]
-		if !invalid && !raced {
+		// A batch refused whole was replayed by a person (replayRefusals).
+		replayed := refusedWhole(d.Error) && d.Status == crmsync.DeadReplayed
+		if !invalid && !raced && !replayed {
 			m.fail("dead letter %d for %s %s (run %s step %s) is not an invalid record: %s\npayload fields: %s", d.ID, d.System, d.RecordID, d.Run, d.Step, d.Error, payloadShape(d.Payload))
 		}
 		found := false
@@ -891,7 +1110,8 @@ func (m *model) check() {
 		if !ledgerOK(e) {
 			found := false
 			for _, d := range letters {
-				if d.RecordID == e.RecordID && d.Run == e.Run && d.Step == e.Step {
+				// (A replay refused again updates the letter it replayed.)
+				if d.RecordID == e.RecordID && d.System == e.System && (d.Run == e.Run && d.Step == e.Step || d.Status == crmsync.DeadReplayed || d.Status == crmsync.DeadFailedAgain) {
 					found = true
 				}
 			}
@@ -953,6 +1173,9 @@ func (m *model) check() {
 			m.fail("hubspot contact %s: %s = %q, want its link %s", h.ID, hubspotLinkField, got, l.BID)
 		}
 		if s.Archived {
+			if m.mergedAway[s.ID] {
+				continue // checkMerges checks what a merge promises
+			}
 			if h.Properties["crmsync_archived"] != "true" {
 				m.fail("salesforce contact %s is deleted but hubspot %s is not flagged archived", s.ID, h.ID)
 			}
@@ -993,6 +1216,7 @@ func (m *model) check() {
 			}
 		}
 	}
+	m.checkMerges(byA, byB)
 	for _, s := range sfAll {
 		if s.Archived {
 			continue

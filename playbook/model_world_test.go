@@ -104,11 +104,16 @@ func (s *modelStore) ledgerRows() map[string]crmsync.LedgerEntry {
 }
 
 // lossyTransport loses the response of the next writes that went through:
-// the CRM applied the write, the client sees a broken connection.
+// the CRM applied the write, the client sees a broken connection. It also
+// calls before ahead of every request (the model moves its clock and fires
+// users' actions during a pass there) and counts the write calls a CRM
+// refused whole (400, 409, 413).
 type lossyTransport struct {
-	base http.RoundTripper
-	lose atomic.Int32
-	lost atomic.Int32
+	base    http.RoundTripper
+	before  func(*http.Request)
+	lose    atomic.Int32
+	lost    atomic.Int32
+	refused atomic.Int32
 }
 
 func isWriteRequest(r *http.Request) bool {
@@ -123,7 +128,13 @@ func isWriteRequest(r *http.Request) bool {
 }
 
 func (l *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if l.before != nil {
+		l.before(r)
+	}
 	resp, err := l.base.RoundTrip(r)
+	if err == nil && isWriteRequest(r) && (resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusRequestEntityTooLarge) {
+		l.refused.Add(1)
+	}
 	if err != nil || !isWriteRequest(r) || resp.StatusCode >= 300 {
 		return resp, err
 	}
@@ -161,9 +172,10 @@ func noLimits() crmsync.Limiter {
 	return th
 }
 
-// startProcess builds a process on the fakes f and the Store st. Both
-// clients use OAuth flows, so expired sessions and tokens are renewed.
-func startProcess(f *fakes, st crmsync.Store, tr http.RoundTripper, pageSize int) (*process, error) {
+// startProcess builds a process on the fakes f and the Store st, with the
+// clock now for the clients and the sync's windows. Both clients use OAuth
+// flows, so expired sessions and tokens are renewed.
+func startProcess(f *fakes, st crmsync.Store, tr http.RoundTripper, pageSize int, now func() time.Time) (*process, error) {
 	httpc := &http.Client{Transport: tr, Timeout: modelTimeout}
 	hc, err := hubspot.New(hubspot.Config{
 		OAuth: &hubspot.OAuth{ClientID: hubspottest.DefaultClientID, ClientSecret: hubspottest.DefaultClientSecret,
@@ -171,7 +183,7 @@ func startProcess(f *fakes, st crmsync.Store, tr http.RoundTripper, pageSize int
 		BaseURL: f.hsURL, HTTPClient: httpc,
 		Limiter: noLimits(), SearchLimiter: noLimits(), DailyBudget: -1,
 		RetryInitial: 2 * time.Millisecond, RetryMax: 20 * time.Millisecond,
-		RateLimitWait: 5 * time.Millisecond, SearchRateLimitWait: 5 * time.Millisecond,
+		RateLimitWait: 5 * time.Millisecond, SearchRateLimitWait: 5 * time.Millisecond, Now: now,
 	})
 	if err != nil {
 		return nil, err
@@ -180,14 +192,14 @@ func startProcess(f *fakes, st crmsync.Store, tr http.RoundTripper, pageSize int
 		LoginURL: f.sfURL, HTTPClient: &http.Client{Transport: tr},
 		ClientCredentials: &salesforce.ClientCredentialsAuth{ClientID: "fake-client-id", ClientSecret: "fake-client-secret"},
 		Limiter:           noLimits(), RetryWait: 2 * time.Millisecond, RequestTimeout: modelTimeout,
-		DefaultFields: []string{"Id"},
+		DefaultFields: []string{"Id"}, Now: now,
 	})
 	if err != nil {
 		return nil, err
 	}
 	pol := contactsPolicy()
 	s, err := crmsync.NewSync(crmsync.SyncConfig{A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
-		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField, PageSize: pageSize, WriteConcurrency: 2})
+		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField, PageSize: pageSize, WriteConcurrency: 2, Now: now})
 	if err != nil {
 		return nil, err
 	}

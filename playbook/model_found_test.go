@@ -1,0 +1,226 @@
+package playbook
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+)
+
+// This file holds focused tests of defects TestModel's hostile world
+// found (the seeds are in modelSeeds).
+
+// TestSalesforceMergeIntoNewDuplicateKeepsOnePerson: a Salesforce user
+// creates a duplicate of a synced contact and merges the old one into it
+// before the next pass. The pass must relink the person's HubSpot contact
+// to the winner, not create a second HubSpot contact for the winner and
+// leave the first unlinked. (Found by TestModel, seed 10.)
+func TestSalesforceMergeIntoNewDuplicateKeepsOnePerson(t *testing.T) {
+	h := newHarness(t, fast(t))
+	old := h.f.sf.Seed(crmsync.Fields{"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace"})[0]
+	h.pass()
+	hs := h.hsByEmail()["ada@example.com"]
+	if hs.ID == "" {
+		t.Fatal("the contact did not reach HubSpot; the test tested nothing")
+	}
+	dup := h.f.sf.Seed(crmsync.Fields{"Email": "ada@work.example.com", "FirstName": "Ada", "LastName": "Lovelace"})[0]
+	must(t, h.f.sf.Merge(dup, old))
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	h.pass()
+	if live := h.liveHS(); len(live) != 1 {
+		t.Errorf("HubSpot has %d live contacts for one person (%v), want 1", len(live), live)
+	}
+	r, _ := h.f.hs.Get("contacts", hs.ID)
+	if r.Archived || r.Properties["crmsync_archived"] == "true" {
+		t.Errorf("HubSpot contact %s is archived or flagged (%v, %q): a merge archives nobody", hs.ID, r.Archived, r.Properties["crmsync_archived"])
+	}
+	links, err := h.st.LinksByA(context.Background(), h.key, []string{hs.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := links[hs.ID].BID; got != dup {
+		t.Errorf("HubSpot contact %s is linked to %q, want the merge winner %s", hs.ID, got, dup)
+	}
+}
+
+// refuseNextSalesforceUpdate makes Salesforce refuse the next collections
+// update call whole, as RefuseBatches does: the client parks its records.
+func refuseNextSalesforceUpdate(h *harness) {
+	h.f.sf.Inject(salesforcetest.Fault{Endpoint: "update", Status: 400, ErrorCode: "JSON_PARSER_ERROR"})
+}
+
+// replayAll marks every parked or failed-again letter for replay.
+func replayAll(t *testing.T, h *harness) int {
+	n := 0
+	for _, d := range h.deadLetters() {
+		if d.Status == crmsync.DeadParked || d.Status == crmsync.DeadFailedAgain {
+			must(t, h.st.SetDeadLetterStatus(context.Background(), d.ID, crmsync.DeadReplay, time.Now()))
+			n++
+		}
+	}
+	return n
+}
+
+// TestReplayedArchiveFlagIsWritten: a HubSpot contact is archived; the
+// write of the archive flag to its Salesforce counterpart is refused whole
+// and parked. Once a person replays the letter, the flag must be written.
+// (Found by TestModel, seed 183: the replay reads the archived source
+// again and writes nothing.)
+func TestReplayedArchiveFlagIsWritten(t *testing.T) {
+	h := newHarness(t, fast(t))
+	ids := h.f.hs.SeedContacts(1)
+	h.pass()
+	sf := h.sfByEmail()["contact"+ids[0]+"@example.com"]
+	if len(sf) != 1 {
+		t.Fatalf("counterpart missing: %v", sf)
+	}
+	must(t, h.f.hs.Archive("contacts", ids[0]))
+	h.sync.RequestArchivedRead(h.key, "hubspot")
+	refuseNextSalesforceUpdate(h)
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	if n := replayAll(t, h); n != 1 {
+		t.Fatalf("%d letters parked, want the refused flag write; the test tested nothing", n)
+	}
+	h.pass()
+	h.pass()
+	if r, _ := h.f.sf.Get(sf[0].ID); r.Fields["Archived__c"] != true {
+		t.Errorf("after the replay Salesforce %s has Archived__c = %v, want true", sf[0].ID, r.Fields["Archived__c"])
+	}
+}
+
+// TestReplayedResolutionIsApplied: a person resolves a held conflict; the
+// write of the choice to Salesforce is refused whole and parked. Once the
+// letter is replayed, both sides must hold the chosen value. (Found by
+// TestModel, seed 1038: the replay reads the pair again, sees no change,
+// and the choice is never applied.)
+func TestReplayedResolutionIsApplied(t *testing.T) {
+	h := newHarness(t, fast(t))
+	ids := h.f.hs.SeedContacts(1)
+	h.pass()
+	sf := h.sfByEmail()["contact"+ids[0]+"@example.com"]
+	if len(sf) != 1 {
+		t.Fatalf("counterpart missing: %v", sf)
+	}
+	must(t, h.f.hs.Edit("contacts", ids[0], map[string]string{"firstname": "Augusta"}))
+	must(t, h.f.sf.Edit(sf[0].ID, crmsync.Fields{"FirstName": "Ada"}))
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	ctx := context.Background()
+	held, err := h.st.ListConflicts(ctx, crmsync.ConflictFilter{Key: h.key, State: crmsync.ConflictHeld})
+	if err != nil || len(held) != 1 {
+		t.Fatalf("held conflicts = %v (%v), want the firstname conflict; the test tested nothing", held, err)
+	}
+	must(t, h.st.ResolveConflict(ctx, held[0].ID, crmsync.Resolution{Pick: "hubspot"}, time.Now()))
+	refuseNextSalesforceUpdate(h)
+	h.pass()
+	if n := replayAll(t, h); n != 1 {
+		t.Fatalf("%d letters parked, want the refused resolution write; the test tested nothing", n)
+	}
+	h.pass()
+	h.pass()
+	if r, _ := h.f.sf.Get(sf[0].ID); r.Fields["FirstName"] != "Augusta" {
+		t.Errorf("after the replay Salesforce %s has FirstName %v, want the chosen Augusta", sf[0].ID, r.Fields["FirstName"])
+	}
+	if r, _ := h.f.hs.Get("contacts", ids[0]); r.Properties["firstname"] != "Augusta" {
+		t.Errorf("after the replay HubSpot %s has firstname %q, want the chosen Augusta", ids[0], r.Properties["firstname"])
+	}
+}
+
+// TestArchiveBetweenBinReadsIsFlagged: HubSpot's recycle bin is read once
+// an hour; a contact archived just after one bin read, with passes every
+// ten minutes, must still be flagged in Salesforce by the next bin read.
+// (Found by TestModel, seed 9: the bin read kept only the records archived
+// inside the pass's own window, so an archive older than the last ten
+// minutes was never seen.)
+func TestArchiveBetweenBinReadsIsFlagged(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, 0))
+	ids := h.f.hs.Seed("contacts", map[string]string{"email": "bin@x.example", "firstname": "Bin", "lastname": "Reader"})
+	clk.Advance(time.Second)
+	h.pass() // reads the bin
+	sf := h.sfByEmail()["bin@x.example"]
+	if len(sf) != 1 {
+		t.Fatalf("counterpart missing: %v", sf)
+	}
+	clk.Advance(time.Minute)
+	must(t, h.f.hs.Archive("contacts", ids[0]))
+	for range 8 { // 80 minutes of passes; the bin is read again after an hour
+		clk.Advance(10 * time.Minute)
+		h.pass()
+	}
+	if r, _ := h.f.sf.Get(sf[0].ID); r.Fields["Archived__c"] != true {
+		t.Errorf("80 minutes after HubSpot %s was archived, Salesforce %s has Archived__c = %v, want true", ids[0], sf[0].ID, r.Fields["Archived__c"])
+	}
+}
+
+// oneByOne is a client whose write calls take one record each, so that a
+// pass's writes to it run as concurrent calls.
+type oneByOne struct{ *wrapCRM }
+
+func (o oneByOne) Limits() crmsync.Limits {
+	l := o.wrapCRM.Limits()
+	l.WriteBatch = 1
+	return l
+}
+
+// TestFieldGoneUnderConcurrentWritesIsDroppedForBoth: a HubSpot property
+// is deleted after the pass read the schema; two write calls in flight at
+// once both name it and both are refused with PROPERTY_DOESNT_EXIST. Both
+// must be sent again without it; neither record may be parked. (Found by
+// TestModel, seed 849691698064352509 of a run without merges and
+// refusals: the call whose refusal came second found the property already
+// dropped by the other, took that as "nothing to drop", and parked its
+// record.)
+func TestFieldGoneUnderConcurrentWritesIsDroppedForBoth(t *testing.T) {
+	hw := &wrapCRM{}
+	o := fast(t)
+	o.sync = func(c *crmsync.SyncConfig) {
+		hw.CRM = c.A
+		c.A = oneByOne{hw}
+		c.WriteConcurrency = 2
+	}
+	h := newHarness(t, o)
+	ids := h.f.sf.Seed(
+		crmsync.Fields{"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace"},
+		crmsync.Fields{"Email": "grace@example.com", "FirstName": "Grace", "LastName": "Hopper"})
+	h.pass()
+	if len(h.liveHS()) != 2 {
+		t.Fatal("the contacts did not reach HubSpot; the test tested nothing")
+	}
+	must(t, h.f.sf.EditMany(ids, crmsync.Fields{"Deal_Stage__c": "proposal"}))
+	var once sync.Once
+	var arrived atomic.Int32
+	both := make(chan struct{})
+	hw.set(func(w *wrapCRM) {
+		w.write = func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
+			if n := arrived.Add(1); n <= 2 {
+				// The property goes away; the first two calls meet, so
+				// that both are refused before either is sent again.
+				once.Do(func() { must(t, h.f.hs.DeleteProperty("contacts", "sf_deal_stage")) })
+				if n == 2 {
+					close(both)
+				}
+				select {
+				case <-both:
+				case <-time.After(2 * time.Second):
+					t.Error("the two write calls did not run at once")
+				}
+			}
+			return next.Write(ctx, object, ops)
+		}
+	})
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	if arrived.Load() < 2 {
+		t.Fatalf("%d write calls to HubSpot, want two in flight at once; the test tested nothing", arrived.Load())
+	}
+	for _, d := range h.deadLetters() {
+		t.Errorf("dead letter %d for %s %s: %s", d.ID, d.System, d.RecordID, d.Error)
+	}
+}
