@@ -84,11 +84,14 @@ func ExampleNewSync() {
 		log.Fatal(err)
 	}
 	sync, err := crmsync.NewSync(crmsync.SyncConfig{
-		A: hc, B: sc,
-		ObjectA: "contacts", ObjectB: "Contact",
+		A:          hc,
+		B:          sc,
+		ObjectA:    "contacts",
+		ObjectB:    "Contact",
 		Policy:     policy,
-		LinkFieldA: "salesforce_contact_id", LinkFieldB: "HubSpot_Id__c",
-		Now: now,
+		LinkFieldA: "salesforce_contact_id",
+		LinkFieldB: "HubSpot_Id__c",
+		Now:        now,
 	})
 	if err != nil {
 		log.Fatal(err)
