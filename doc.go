@@ -3,6 +3,45 @@
 // pass that survives rate limits, write storms, conflicting edits and
 // network blips.
 //
+// # Syncing two CRMs
+//
+// [NewSync] makes a [Sync] of one object between two [CRM] clients (see
+// [SyncConfig]): hubspot.Client in [github.com/crmsync/crmsync/hubspot] and
+// salesforce.Client in [github.com/crmsync/crmsync/salesforce], or your own.
+// A Sync is a [Workflow]: each [Engine.Run] (or [Sync.RunOnce]) makes one
+// pass both ways. A pass reads each side's changes since its cursor, pairs
+// records by their links (or, unlinked, by [Identity]), merges each pair
+// with the [Policy] and writes the patches in batches, every read and
+// write a durable step. It reports what it did in a [SyncReport];
+// [Sync.Plan] is a dry run that writes nothing. Each run's conflicts go to
+// every [ConflictHandler] of [SyncConfig].OnConflict ([SlackNotifier] posts
+// them to Slack), and held ones wait in the [ConflictStore] for a person's
+// choice.
+//
+// A CRM may implement optional interfaces that change how the pass reads
+// it:
+//   - [ChangeLagger]: its change reads show a write only after a delay
+//     (HubSpot search); cursors stay that far behind, and a slower delayed
+//     window reads older changes again ([SyncConfig].DelayedLag).
+//   - [WholeBinReader]: its archived reads list the whole recycle bin
+//     (HubSpot); they run every [SyncConfig].ArchivedEvery, not every pass.
+//
+// A CRM without them is taken to show writes at once and to read deletions
+// by window. The hubspot client implements both; the salesforce client
+// neither.
+//
+// # Field ownership
+//
+// A [Policy] maps one object's fields between systems A and B, one
+// [FieldRule] each, and says whose value wins: [Owner], [MostRecent],
+// [OneWay], [PreferUnlessBlank], [Never] or your own [Func]. Values are
+// compared after [Normalize], and a [Transform] ([PicklistMap], [OwnerMap])
+// maps them between the sides. [NewPolicy] checks a policy and names every
+// problem ([PolicyError]). [Merge] is the pure three-way merge of one pair
+// against the values last synced: it returns a patch per side, the
+// conflicts, and the new base. [SchemaDiff] and [UnknownFields] report
+// schema drift.
+//
 // # Runs
 //
 // An [Engine] runs a [Workflow] for one concurrency key (a team, a portal)
@@ -18,6 +57,11 @@
 // A run that stops on a permanent error is closed as [RunFailed]; the key's
 // next start begins a new run.
 //
+// [Every], [Schedule] (with a cron from
+// [github.com/crmsync/crmsync/schedule]) and [RunKeys] start runs from one
+// process; [github.com/crmsync/crmsync/worker] shares many keys among many
+// processes on one Store.
+//
 // # Steps
 //
 // [Step] runs one durable step: its JSON-encoded result is committed to the
@@ -31,21 +75,50 @@
 // at its first start ([Run.Replays]; a resumed run keeps the letters it
 // claimed and takes no new ones, since its steps are memoized); when that
 // run's try fails again, the same letter becomes [DeadFailedAgain] instead
-// of a second letter being parked for the record. Bookkeeping added through the [Attempt] (cursors, ledger rows, audit
-// rows, dead letters) is committed with the step's result, atomically.
+// of a second letter being parked for the record. Bookkeeping added through
+// the [Attempt] (cursors, ledger rows, audit rows, dead letters) is committed
+// with the step's result, atomically.
+//
+// # Rate limits
+//
+// A [Limiter] paces the calls to one CRM account: [Throttle] (a token
+// bucket) and [WindowLimiter] (a rolling window, as HubSpot counts) within
+// one process, [github.com/crmsync/crmsync/limit/redislimit] across
+// processes. A CRM client that runs out of waiting returns a
+// [RateLimitError], which the step waits out; [ErrDailyLimit] stops the run.
 //
 // # Stores
 //
 // [Store] is made of small parts: [RunStore], [StepStore], [CursorStore],
-// [LedgerStore], [AuditStore] and [DeadLetterStore]. store/memory is for
-// tests, store/sqlite is the embedded default (one file), and
-// store/storetest is the conformance suite every backend passes.
+// [LedgerStore], [AuditStore], [DeadLetterStore], [LinkStore] and
+// [ConflictStore]. The backends:
+//   - [github.com/crmsync/crmsync/store/memory]: in process, for tests and
+//     short programs; nothing survives the process.
+//   - [github.com/crmsync/crmsync/store/sqlite]: the embedded default, one
+//     file, for one machine.
+//   - [github.com/crmsync/crmsync/store/postgres]: PostgreSQL, for many
+//     workers on many machines.
+//   - [github.com/crmsync/crmsync/store/storespec] opens either of the last
+//     two from one string ("sqlite:PATH", a path, or a PostgreSQL DSN), as
+//     the crmsync command's -store flag does.
+//
+// The caller that opens a Store closes it; an Engine never does.
+//
+// # Fakes
+//
+// [github.com/crmsync/crmsync/hubspot/hubspottest] and
+// [github.com/crmsync/crmsync/salesforce/salesforcetest] serve fake HubSpot
+// and Salesforce APIs on the real paths and wire formats, with the real
+// limits and, on request, faults and hostile behaviours (search lag, clock
+// skew, refused batches). Both have the same shape: New(Config), then Start
+// and Close, no test needed. Point the clients at them to test your own
+// workflow; the crmsync command serves them too (crmsync fake).
 //
 // # Writing a backend
 //
-// Implement [Store], then run storetest.Run from a test of your package.
-// The engine does retries and checkpoints; a backend only keeps what it is
-// given, atomically, and checks the lease generation on every commit.
-//
-// The caller that opens a Store closes it; an Engine never does.
+// Implement [Store], then run
+// [github.com/crmsync/crmsync/store/storetest.Run] from a test of your
+// package. The engine does retries and checkpoints; a backend only keeps
+// what it is given, atomically, and checks the lease generation on every
+// commit.
 package crmsync

@@ -1,5 +1,5 @@
 // Package hubspot is a client for HubSpot's CRM v3 API that implements
-// crmsync.CRM for contacts and any other object type by name.
+// [crmsync.CRM] for contacts and any other object type by name.
 //
 // It reads changes through the search API as a list of changed ids, then
 // reads those records by id with batch read (search is eventually
@@ -14,8 +14,16 @@
 // refuses whole is split into single calls, creates are never sent twice
 // blind (a create with a unique match goes as an upsert), updates to ids a
 // merge took away follow the merge, and properties HubSpot does not know
-// come back as a *crmsync.FieldError. The client implements
-// crmsync.ChangeLagger (Config.ChangeLag).
+// come back as a *[crmsync.FieldError].
+//
+// Two optional interfaces tell the sync how HubSpot reads differ: the
+// client is a [crmsync.ChangeLagger] (search shows a write only after a
+// while; Config.ChangeLag) and a [crmsync.WholeBinReader] (the archived list
+// is the whole recycle bin, whatever the window).
+//
+// [github.com/crmsync/crmsync/hubspot/hubspottest] serves a fake HubSpot
+// that the client (and HubSpot's official clients) work against, for tests
+// and local runs.
 package hubspot
 
 import (

@@ -29,7 +29,13 @@
 // The daily allocation is a rolling 24 hours, learnt from the
 // Sforce-Limit-Info header of every response; it has no reset time.
 //
-// Package salesforcetest serves a fake Salesforce for tests.
+// SOQL sees a write at once, and deletions are read by window
+// (getDeleted, queryAll), so the client implements neither
+// [crmsync.ChangeLagger] nor [crmsync.WholeBinReader].
+//
+// [github.com/crmsync/crmsync/salesforce/salesforcetest] serves a fake
+// Salesforce that the client (and jsforce) work against, for tests and
+// local runs.
 package salesforce
 
 import (

@@ -1,5 +1,11 @@
-// Package memory is an in-process crmsync.Store for tests and short-lived
-// programs. Nothing survives the process.
+// Package memory is an in-process [crmsync.Store] for tests and short-lived
+// programs. Nothing survives the process: a crash loses every run, so use
+// it where a resumed run does not matter, and store/sqlite or
+// store/postgres elsewhere.
+//
+// [New] returns an empty Store, safe for concurrent use, that needs no
+// closing. It passes the same conformance suite as the other backends
+// (store/storetest).
 package memory
 
 import (

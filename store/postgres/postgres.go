@@ -1,4 +1,4 @@
-// Package postgres is the crmsync.Store for many workers on many machines:
+// Package postgres is the [crmsync.Store] for many workers on many machines:
 // PostgreSQL through pgx/v5 (pgxpool). Leases with fencing generations decide
 // which worker runs which key; a worker whose lease was taken over can no
 // longer commit.

@@ -1,6 +1,9 @@
-// Package sqlite is the embedded crmsync.Store: one SQLite file (pure Go,
+// Package sqlite is the embedded [crmsync.Store]: one SQLite file (pure Go,
 // modernc.org/sqlite) in WAL mode, safe for many goroutines and for several
 // processes on one machine.
+//
+// [Open] creates and migrates the file; the caller closes the Store.
+// store/storespec opens it from a string ("sqlite:PATH" or a path) too.
 //
 // Durability: with the default Synchronous "NORMAL", a step acknowledged by
 // Commit survives the process being killed; a power loss may lose the last

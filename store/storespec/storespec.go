@@ -1,4 +1,4 @@
-// Package storespec opens a crmsync.Store named by one string, the same way
+// Package storespec opens a [crmsync.Store] named by one string, the same way
 // everywhere: the crmsync command's -store flag, the main job's -store flag
 // and the CRMSYNC_STORE environment variable.
 //

@@ -1,4 +1,4 @@
-// Package storetest checks that a crmsync.Store keeps the contract the engine
+// Package storetest checks that a [crmsync.Store] keeps the contract the engine
 // relies on. Every backend runs it, and so can a user's own:
 //
 //	func TestStore(t *testing.T) {
