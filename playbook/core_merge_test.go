@@ -2,10 +2,12 @@ package playbook
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -100,35 +102,52 @@ func TestCoreHubSpotMergeMovesTheLink(t *testing.T) {
 // An update sent to a merged-away id lands on the merged record (the
 // HubSpot client follows the old id and reports the new one): the link
 // moves to the id the write reports. The user merges in HubSpot while the
-// pass writes: after the pass read the old record, before its update.
+// pass writes: after the pass read the old record, before its update. The
+// update goes to the page's other side (a Salesforce edit read alone) or
+// to its source side (the HubSpot record read in the same pass, written
+// back with Salesforce's edit).
 func TestCoreWriteToAMergedIDRelinks(t *testing.T) {
-	o, user := withUser(fast(t))
-	h := newHarness(t, o)
-	old := h.f.hs.Seed("contacts", map[string]string{"email": "r@x.example", "lastname": "Redirect"})[0]
-	h.pass()
-	sf := sfByEmailOne(t, h, "r@x.example")
-	var merged atomic.Value
-	user.arm(func(r *http.Request) bool {
-		if !isCall(r, "/contacts/batch/update") {
-			return false
-		}
-		dup := h.f.hs.Seed("contacts", map[string]string{"email": "r.dup@x.example", "lastname": "Dup"})[0]
-		id, err := h.f.hs.Merge("contacts", old, dup)
-		if err != nil {
-			panic(err)
-		}
-		merged.Store(id)
-		return true
-	})
-	must(t, h.f.sf.Edit(sf.ID, crmsync.Fields{"Phone": "8"}))
-	h.pass()
-	newID, _ := merged.Load().(string)
-	require.NotEmpty(t, newID, "the user merged during the pass")
-	r, _ := h.f.hs.Get("contacts", newID)
-	require.Equal(t, "8", r.Properties["phone"], "the write landed on the merged record")
-	l, ok := linkOfA(t, h, newID)
-	require.True(t, ok, "the link moved to the id the write reported")
-	assert.Equal(t, sf.ID, l.BID)
-	h.pass()
-	assert.Len(t, h.liveSF(), 1, "no duplicate in Salesforce")
+	for _, source := range []bool{false, true} {
+		t.Run(fmt.Sprintf("source side %v", source), func(t *testing.T) {
+			clk := newTestClock()
+			o, user := withUser(clocked(fast(t), clk, 0))
+			h := newHarness(t, o)
+			old := h.f.hs.Seed("contacts", map[string]string{"email": "r@x.example", "lastname": "Redirect"})[0]
+			clk.Advance(time.Second)
+			h.pass()
+			sf := sfByEmailOne(t, h, "r@x.example")
+			if !source {
+				// Quiet: HubSpot's window moves past the pair's stamps.
+				clk.Advance(10 * time.Minute)
+				h.pass()
+			}
+			var merged atomic.Value
+			user.arm(func(r *http.Request) bool {
+				if !isCall(r, "/contacts/batch/update") {
+					return false
+				}
+				dup := h.f.hs.Seed("contacts", map[string]string{"email": "r.dup@x.example", "lastname": "Dup"})[0]
+				id, err := h.f.hs.Merge("contacts", old, dup)
+				if err != nil {
+					panic(err)
+				}
+				merged.Store(id)
+				return true
+			})
+			must(t, h.f.sf.Edit(sf.ID, crmsync.Fields{"Phone": "8"}))
+			clk.Advance(time.Second)
+			rep := h.pass()
+			require.Equal(t, source, rep.Read["hubspot"] > 0, "HubSpot's record read in the pass")
+			newID, _ := merged.Load().(string)
+			require.NotEmpty(t, newID, "the user merged during the pass")
+			r, _ := h.f.hs.Get("contacts", newID)
+			require.Equal(t, "8", r.Properties["phone"], "the write landed on the merged record")
+			l, ok := linkOfA(t, h, newID)
+			require.True(t, ok, "the link moved to the id the write reported")
+			assert.Equal(t, sf.ID, l.BID)
+			clk.Advance(time.Second)
+			h.pass()
+			assert.Len(t, h.liveSF(), 1, "no duplicate in Salesforce")
+		})
+	}
 }
