@@ -91,6 +91,19 @@ type WholeBinReader interface {
 	ArchivedReadsWholeBin() bool
 }
 
+// IDResolver is an optional interface of a CRM whose merges give the
+// merged record a new id while the old ids still resolve to it (HubSpot:
+// a single GET follows a merge, batch calls do not). ResolveID returns the
+// id the record id lives on now: id itself for a live record, another id
+// for one a merge took away, "" when nothing has it. Before the sync flags
+// a counterpart archived because a record was read archived with nothing
+// saying it was merged (MergedInto empty), it asks; a record that lives on
+// under another id is handled as merged into it: never archived, its link
+// moves to the new id.
+type IDResolver interface {
+	ResolveID(ctx context.Context, object, id string) (string, error)
+}
+
 // RequestArchivedRead asks the next pass of key to read system's archived
 // records even if SyncConfig.ArchivedEvery has not passed, for instance
 // when a deletion event arrived. The request lives in this process only; a
@@ -505,13 +518,16 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	for _, sd := range []*side{p.a, p.b} {
-		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
-			return err
-		}
+		// Deleted records first: a merge loser's link moves to its winner
+		// before the live read meets the winner, so that a winner new
+		// since the last pass is relinked, not created on the other side.
 		if !win.SkipArchived[sd.name] {
 			if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, true, "archived"); err != nil {
 				return err
 			}
+		}
+		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
+			return err
 		}
 		delayed, due := win.Delayed[sd.name]
 		if due {

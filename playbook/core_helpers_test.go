@@ -15,12 +15,13 @@ import (
 
 // wrapCRM is a thin test-only wrapper around a real client, for the few
 // situations no fake behaviour produces (each use says which and why).
-// Its write hook, when set, replaces the call; it gets the real client to
-// call through.
+// Its hooks, when set, replace the calls; they get the real client to call
+// through.
 type wrapCRM struct {
 	crmsync.CRM
-	mu    sync.Mutex
-	write func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error)
+	mu      sync.Mutex
+	write   func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error)
+	changes func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error)
 }
 
 // set changes the hook under the lock.
@@ -38,6 +39,37 @@ func (w *wrapCRM) Write(ctx context.Context, object string, ops []crmsync.WriteO
 		return wr(ctx, w.CRM, object, ops)
 	}
 	return w.CRM.Write(ctx, object, ops)
+}
+
+func (w *wrapCRM) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
+	w.mu.Lock()
+	ch := w.changes
+	w.mu.Unlock()
+	if ch != nil {
+		return ch(ctx, w.CRM, q)
+	}
+	return w.CRM.Changes(ctx, q)
+}
+
+// The wrapper keeps the real client's optional interfaces.
+
+func (w *wrapCRM) ResolveID(ctx context.Context, object, id string) (string, error) {
+	if r, ok := w.CRM.(crmsync.IDResolver); ok {
+		return r.ResolveID(ctx, object, id)
+	}
+	return id, nil
+}
+
+func (w *wrapCRM) ChangeLag() time.Duration {
+	if l, ok := w.CRM.(crmsync.ChangeLagger); ok {
+		return l.ChangeLag()
+	}
+	return 0
+}
+
+func (w *wrapCRM) ArchivedReadsWholeBin() bool {
+	b, ok := w.CRM.(crmsync.WholeBinReader)
+	return ok && b.ArchivedReadsWholeBin()
 }
 
 // wrapped builds a harness whose sync talks to the clients through wrappers.
