@@ -571,7 +571,9 @@ func (p *pass) passes(ctx context.Context) error {
 		}
 		p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
 	}
-	p.finishDrift(ctx)
+	if err := p.finishDrift(ctx); err != nil {
+		return err
+	}
 	return p.notifyConflicts(ctx)
 }
 

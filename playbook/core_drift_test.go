@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -154,4 +155,34 @@ func TestCorePropertyDeletedDuringAPassIsDropped(t *testing.T) {
 	h.pass()
 	hs, _ = h.f.hs.Get("contacts", hsID)
 	assert.Equal(t, "2", hs.Properties["phone"], "Salesforce's edit of the phone arrives once the property is back")
+}
+
+// An edit made while the other side hid the field (for hours, past the
+// delayed window) is not lost: once the field is back, the changes made
+// since it went away are read again, and the edit arrives.
+func TestCoreEditWhileAFieldWasGoneArrivesWhenItIsBack(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, 0))
+	hsID := h.f.hs.Seed("contacts", map[string]string{"email": "while@x.example", "lastname": "While", "phone": "1"})[0]
+	clk.Advance(time.Second)
+	h.pass()
+	require.NoError(t, h.f.sf.HideField("Phone"))
+	clk.Advance(time.Second)
+	require.NoError(t, h.f.hs.Edit("contacts", hsID, map[string]string{"phone": "2"}))
+	clk.Advance(time.Second)
+	h.pass()
+	for range 5 {
+		clk.Advance(time.Hour)
+		h.pass()
+	}
+	require.Equal(t, "1", sfPhoneOf(h, "while@x.example"), "not written while hidden")
+	h.f.sf.RestoreField("Phone")
+	clk.Advance(time.Minute)
+	h.pass()
+	clk.Advance(time.Minute)
+	h.pass()
+	assert.Equal(t, "2", sfPhoneOf(h, "while@x.example"), "HubSpot's edit made while Salesforce hid the field arrives once it is back")
+	clk.Advance(time.Minute)
+	rep := h.pass()
+	assert.Zero(t, rep.Writes(), "settled")
 }
