@@ -38,7 +38,11 @@ type SyncConfig struct {
 	// run resumes where it stopped. The next pass reads from the cursor
 	// less Overlap, so that changes stamped by a clock that runs behind
 	// the sync host's, and changes sharing a stamp, are read again rather
-	// than missed.
+	// than missed. One exception moves cursors back: when a mapped field
+	// that went away comes back, both cursors go back, once, to where the
+	// pass that found it gone began, so that the edits made meanwhile sync.
+	// Within a pass each side's deleted records are read before its live
+	// ones (a merge loser's link moves to its winner first).
 	Overlap time.Duration
 	// DelayedLag is how far behind now the delayed window of a side whose
 	// CRM lags (ChangeLagger with a positive lag, HubSpot search) ends: a
