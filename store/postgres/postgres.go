@@ -68,6 +68,8 @@ type Store struct {
 	quoted string // the schema as a quoted identifier
 
 	sqlStep string // the one-statement step checkpoint
+	// StartRun, EndRun and PruneRuns statements.
+	sqlStartRun, sqlStartSteps, sqlStartLetters, sqlEndFinish, sqlEndRelease, sqlPrune string
 }
 
 var _ crmsync.Store = (*Store)(nil)
@@ -133,6 +135,7 @@ INSERT INTO {s}.steps (run, step, result, error, attempts, done)
 SELECT $1, $2, $3, $4, $5, $6
 WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 FOR KEY SHARE)
 ON CONFLICT (run, step) DO NOTHING`)
+	s.prepareRunSQL()
 	return s, nil
 }
 

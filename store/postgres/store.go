@@ -242,14 +242,7 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 // PruneRuns implements crmsync.RunStore. It is one statement.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	var n int
-	err := s.pool.QueryRow(ctx, s.q(`
-WITH pruned AS (
-	SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND finished_at < $1
-	AND EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id)
-), gone AS (
-	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned)
-)
-SELECT count(*) FROM pruned`), ns(before)).Scan(&n)
+	err := s.pool.QueryRow(ctx, s.sqlPrune, ns(before)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: prune runs: %w", err)
 	}
@@ -262,19 +255,8 @@ func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]cr
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load steps of run %s: %w", run, err)
 	}
-	defer rows.Close()
-	out := map[string]crmsync.StepRecord{}
-	for rows.Next() {
-		var r crmsync.StepRecord
-		var result []byte
-		var done int64
-		if err := rows.Scan(&r.Step, &result, &r.Error, &r.Attempts, &done); err != nil {
-			return nil, fmt.Errorf("postgres: load steps of run %s: %w", run, err)
-		}
-		r.Result, r.Done = raw(result), tm(done)
-		out[r.Step] = r
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanSteps(rows)
+	if err != nil {
 		return nil, fmt.Errorf("postgres: load steps of run %s: %w", run, err)
 	}
 	return out, nil

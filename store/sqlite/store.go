@@ -220,54 +220,16 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	err := s.tx(ctx, "prune runs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
-			AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
-		if err != nil {
-			return fmt.Errorf("sqlite: prune runs: %w", err)
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: prune runs: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id); err != nil {
-				return fmt.Errorf("sqlite: prune run %s: %w", id, err)
-			}
-		}
-		n = len(ids)
-		return nil
+		var err error
+		n, err = pruneRuns(ctx, tx, before)
+		return err
 	})
 	return n, err
 }
 
 // LoadSteps implements crmsync.StepStore.
 func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT step, result, error, attempts, done FROM steps WHERE run = ?`, string(run))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
-	}
-	defer rows.Close()
-	out := map[string]crmsync.StepRecord{}
-	for rows.Next() {
-		var r crmsync.StepRecord
-		var result []byte
-		var done int64
-		if err := rows.Scan(&r.Step, &result, &r.Error, &r.Attempts, &done); err != nil {
-			return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
-		}
-		r.Result, r.Done = result, tm(done)
-		out[r.Step] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
-	}
-	return out, nil
+	return loadSteps(ctx, s.db, run)
 }
 
 // Commit implements crmsync.StepStore. A checkpoint of a step alone is one
