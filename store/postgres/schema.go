@@ -112,7 +112,8 @@ CREATE TABLE {s}.conflicts (
 	body  bytea NOT NULL
 );
 CREATE INDEX conflicts_key_state ON {s}.conflicts (key, state);
-`, // 2: start_run, which takes a key's lease and starts or resumes its run
+`,
+	// 2: start_run, which takes a key's lease and starts or resumes its run
 	// in one statement; an index for pruning closed runs.
 	`
 CREATE INDEX runs_closed ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed');

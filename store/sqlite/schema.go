@@ -114,7 +114,8 @@ CREATE TABLE conflicts (
 	body        BLOB NOT NULL
 );
 CREATE INDEX conflicts_key_state ON conflicts (key, state);
-`, // 3: an index for pruning closed runs.
+`,
+	// 3: an index for pruning closed runs.
 	`
 CREATE INDEX runs_closed ON runs (finished_at) WHERE status IN ('finished', 'failed');
 `,
