@@ -59,6 +59,10 @@ type Config struct {
 	// ConnectTimeout bounds each connection attempt; zero means the DSN's
 	// connect_timeout, or else 10s.
 	ConnectTimeout time.Duration
+	// PoolConfig, if set, is called with the parsed pool configuration
+	// before Open connects, to set pgx options the DSN cannot carry (a
+	// tracer, a dialer that counts round trips).
+	PoolConfig func(*pgxpool.Config)
 }
 
 // Store is a crmsync.Store in a PostgreSQL schema. Close it when done.
@@ -115,6 +119,9 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	}
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = "crmsync"
+	}
+	if c.PoolConfig != nil {
+		c.PoolConfig(pc)
 	}
 	where := fmt.Sprintf("server %s, database %q, user %q", net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))), pc.ConnConfig.Database, pc.ConnConfig.User)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)

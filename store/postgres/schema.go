@@ -114,8 +114,10 @@ CREATE TABLE {s}.conflicts (
 CREATE INDEX conflicts_key_state ON {s}.conflicts (key, state);
 `,
 	// 2: start_run, which takes a key's lease and starts or resumes its run
-	// in one statement; an index for pruning closed runs.
+	// in one statement; one index for pruning closed runs (finished or
+	// failed) in place of the one for finished runs only.
 	`
+DROP INDEX {s}.runs_finished;
 CREATE INDEX runs_closed ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed');
 
 CREATE FUNCTION {s}.start_run(p_key text, p_holder text, p_workflow text, p_new_run text, p_now bigint, p_expires bigint)

@@ -22,18 +22,23 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 		return crmsync.RunStart{}, errors.New("sqlite: start run: key, holder, new run id and a positive TTL are required")
 	}
 	var rs crmsync.RunStart
-	err := s.tx(ctx, "start run for key "+req.Key, func(tx *sql.Tx) error {
-		var holder, run string
+	err := s.tx(ctx, "start run for key "+req.Key, func(sqltx *sql.Tx) error {
+		tx := prepared{s, sqltx}
+		// The key's lease (if any) and open run (if any), in one query.
+		var holder, run, open string
 		var gen, expires int64
-		err := tx.QueryRowContext(ctx, `SELECT holder, generation, run, expires FROM leases WHERE key = ?`, req.Key).Scan(&holder, &gen, &run, &expires)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		err := tx.QueryRowContext(ctx, `SELECT COALESCE(l.holder, ''), COALESCE(l.generation, 0), COALESCE(l.run, ''), COALESCE(l.expires, 0),
+			COALESCE((SELECT id FROM runs WHERE key = ?1 AND status = 'open'), '')
+			FROM (SELECT 1) LEFT JOIN leases l ON l.key = ?1`, req.Key).Scan(&holder, &gen, &run, &expires, &open)
+		if err != nil {
 			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
 		}
-		if err == nil && run != "" && expires > ns(req.Now) {
+		if run != "" && expires > ns(req.Now) {
 			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
 		}
-		rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE key = ? AND status = 'open' RETURNING `+runCols, req.Key))
-		if errors.Is(err, sql.ErrNoRows) {
+		if open != "" {
+			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, open))
+		} else {
 			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq)
 				VALUES (?, ?, ?, 'open', ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs)) RETURNING `+runCols,
 				string(req.NewRun), req.Key, req.Workflow, ns(req.Now)))
@@ -85,7 +90,8 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	var ri crmsync.RunInfo
 	n, lost := 0, false
 	what := "end run " + string(l.Run)
-	err := s.tx(ctx, what, func(tx *sql.Tx) error {
+	err := s.tx(ctx, what, func(sqltx *sql.Tx) error {
+		tx := prepared{s, sqltx}
 		if err := appendAudit(ctx, tx, end.Audit); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}

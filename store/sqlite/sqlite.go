@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/crmsync/crmsync"
@@ -41,6 +42,10 @@ type Config struct {
 	// Synchronous is SQLite's synchronous setting: "NORMAL" (the default:
 	// survives a process kill) or "FULL" (survives power loss).
 	Synchronous string
+	// Driver is the database/sql driver that opens the file; "" means
+	// modernc.org/sqlite's "sqlite". A registered wrapper of that driver
+	// may be named here, to count or trace statements.
+	Driver string
 }
 
 // Store is a crmsync.Store in one SQLite file. Close it when done.
@@ -49,6 +54,7 @@ type Store struct {
 	path string
 
 	stmtStep *sql.Stmt
+	stmts    sync.Map // query -> *sql.Stmt, see prepared
 }
 
 var _ crmsync.Store = (*Store)(nil)
@@ -100,7 +106,10 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + (&url.URL{Path: c.Path}).EscapedPath() + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	if c.Driver == "" {
+		c.Driver = "sqlite"
+	}
+	db, err := sql.Open(c.Driver, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", c.Path, err)
 	}
@@ -126,6 +135,7 @@ func (s *Store) Close() error {
 	if s.stmtStep != nil {
 		s.stmtStep.Close()
 	}
+	s.closeStmts()
 	return s.db.Close()
 }
 
