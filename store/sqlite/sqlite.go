@@ -55,7 +55,22 @@ type Store struct {
 
 	stmtStep *sql.Stmt
 	stmts    sync.Map // query -> *sql.Stmt, see prepared
+	// wgate lets one write of this process at a time at SQLite: the others
+	// queue here instead of sleeping in SQLite's busy handler.
+	wgate chan struct{}
 }
+
+// lockWrite waits for this process's turn to write.
+func (s *Store) lockWrite(ctx context.Context) error {
+	select {
+	case s.wgate <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlockWrite() { <-s.wgate }
 
 var _ crmsync.Store = (*Store)(nil)
 
@@ -113,7 +128,7 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", c.Path, err)
 	}
-	s := &Store{db: db, path: c.Path}
+	s := &Store{db: db, path: c.Path, wgate: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err

@@ -20,6 +20,10 @@ type querier interface {
 }
 
 func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	defer s.unlockWrite()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
@@ -95,8 +99,13 @@ func lost(ctx context.Context, q querier, l crmsync.Lease) error {
 }
 
 // fenced runs a statement that must touch a row only while l is current.
-func fenced(ctx context.Context, q querier, l crmsync.Lease, what, stmt string, args ...any) error {
-	res, err := q.ExecContext(ctx, stmt, args...)
+func (s *Store) fenced(ctx context.Context, l crmsync.Lease, what, stmt string, args ...any) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	res, err := prepared{s: s}.ExecContext(ctx, stmt, args...)
+	s.unlockWrite()
+	q := s.db
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
@@ -112,7 +121,7 @@ func fenced(ctx context.Context, q querier, l crmsync.Lease, what, stmt string, 
 // RenewLease implements crmsync.RunStore.
 func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
 	l.Expires = tm(ns(now.Add(ttl)))
-	err := fenced(ctx, s.db, l, "renew lease "+l.Key,
+	err := s.fenced(ctx, l, "renew lease "+l.Key,
 		`UPDATE leases SET expires = ? WHERE key = ? AND generation = ? AND run = ?`, ns(l.Expires), l.Key, l.Generation, string(l.Run))
 	if err != nil {
 		return crmsync.Lease{}, err
@@ -123,7 +132,7 @@ func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Durati
 // ReleaseLease implements crmsync.RunStore. The generation is kept, so
 // fencing survives the release.
 func (s *Store) ReleaseLease(ctx context.Context, l crmsync.Lease) error {
-	return fenced(ctx, s.db, l, "release lease "+l.Key,
+	return s.fenced(ctx, l, "release lease "+l.Key,
 		`UPDATE leases SET holder = '', run = '', expires = 0 WHERE key = ? AND generation = ? AND run = ?`, l.Key, l.Generation, string(l.Run))
 }
 
@@ -152,7 +161,7 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	if status.Closed() {
 		finished = ns(now)
 	}
-	return fenced(ctx, s.db, l, "finish run "+string(l.Run), `
+	return s.fenced(ctx, l, "finish run "+string(l.Run), `
 UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
 WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)`,
 		string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
@@ -246,7 +255,11 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
 	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
+		if err := s.lockWrite(ctx); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
 		res, err := s.stmtStep.ExecContext(ctx, args...)
+		s.unlockWrite()
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
