@@ -74,6 +74,8 @@ type Store struct {
 	sqlStep string // the one-statement step checkpoint
 	// StartRun, EndRun and PruneRuns statements.
 	sqlStartRun, sqlStartSteps, sqlStartLetters, sqlEndFinish, sqlEndRelease, sqlPrune string
+	// Bulk statements: a checkpoint's rows, audit rows.
+	sqlCheckpoint, sqlAudit string
 }
 
 var _ crmsync.Store = (*Store)(nil)
@@ -143,6 +145,8 @@ SELECT $1, $2, $3, $4, $5, $6
 WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 FOR KEY SHARE)
 ON CONFLICT (run, step) DO NOTHING`)
 	s.prepareRunSQL()
+	s.sqlCheckpoint = s.q(checkpointSQL())
+	s.sqlAudit = s.q(auditInsert + ` FROM ` + auditArrays + ` ORDER BY n`)
 	return s, nil
 }
 

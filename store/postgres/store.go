@@ -289,31 +289,18 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	}
 	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
 	b := &pgx.Batch{}
-	for name, v := range cp.Cursors {
-		b.Queue(s.q(`INSERT INTO {s}.cursors (key, name, value) VALUES ($1, $2, $3)
-			ON CONFLICT (key, name) DO UPDATE SET value = excluded.value`), l.Key, name, v)
-	}
-	for _, e := range cp.Ledger {
-		b.Queue(s.q(`INSERT INTO {s}.ledger (idem_key, run, step, system, record_id, result, at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idem_key) DO NOTHING`),
-			e.IdemKey, string(e.Run), e.Step, e.System, e.RecordID, bytes(e.Result), ns(e.At))
-	}
-	s.queueAudit(b, cp.Audit)
 	for _, d := range cp.DeadLetters {
-		if d.ID != 0 {
-			// A claimed letter tried again in vain: update it while the run
-			// still holds its claim, else park a new letter.
-			b.Queue(s.q(`WITH upd AS (UPDATE {s}.dead_letters SET status = $1, error = $2, payload = $3, updated = $4
-				WHERE id = $5 AND claimed_by = $6 AND status IN ('replayed', 'failed-again') RETURNING id)
-				INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
-				SELECT $7, $8, $9, $10, $11, $3, $2, 'parked', $12, $4 WHERE NOT EXISTS (SELECT 1 FROM upd)`),
-				string(d.Status), d.Error, bytes(d.Payload), ns(d.Updated), d.ID, string(cp.Run),
-				d.Key, string(d.Run), d.Step, d.System, d.RecordID, ns(d.Created))
-			continue
+		if d.ID == 0 {
+			continue // in the checkpoint statement
 		}
-		b.Queue(s.q(`INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`), d.Key, string(d.Run), d.Step, d.System, d.RecordID, bytes(d.Payload), d.Error,
-			string(d.Status), ns(d.Created), ns(d.Updated))
+		// A claimed letter tried again in vain: update it while the run
+		// still holds its claim, else park a new letter.
+		b.Queue(s.q(`WITH upd AS (UPDATE {s}.dead_letters SET status = $1, error = $2, payload = $3, updated = $4
+			WHERE id = $5 AND claimed_by = $6 AND status IN ('replayed', 'failed-again') RETURNING id)
+			INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
+			SELECT $7, $8, $9, $10, $11, $3, $2, 'parked', $12, $4 WHERE NOT EXISTS (SELECT 1 FROM upd)`),
+			string(d.Status), d.Error, bytes(d.Payload), ns(d.Updated), d.ID, string(cp.Run),
+			d.Key, string(d.Run), d.Step, d.System, d.RecordID, ns(d.Created))
 	}
 	if err := s.queueLinks(b, cp.Links); err != nil {
 		return fmt.Errorf("postgres: %s: %w", what, err)
@@ -321,12 +308,24 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	if err := s.queueConflicts(b, cp.Conflicts); err != nil {
 		return fmt.Errorf("postgres: %s: %w", what, err)
 	}
-	return s.tx(ctx, what, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.sqlStep, args...)
-		if err != nil {
+	cargs := checkpointArgs(l, cp)
+	if b.Len() == 0 {
+		// Cursors, ledger, audit rows and new letters only: one statement.
+		var n int
+		if err := s.pool.QueryRow(ctx, s.sqlCheckpoint, cargs...).Scan(&n); err != nil {
 			return fmt.Errorf("postgres: %s: %w", what, err)
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
+			return s.lost(ctx, s.pool, l) // nil: already stored, nothing else written
+		}
+		return nil
+	}
+	return s.tx(ctx, what, func(tx pgx.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, s.sqlCheckpoint, cargs...).Scan(&n); err != nil {
+			return fmt.Errorf("postgres: %s: %w", what, err)
+		}
+		if n == 0 {
 			return s.lost(ctx, tx, l) // nil: already stored, nothing else to write
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -398,30 +397,22 @@ func (s *Store) LookupWrites(ctx context.Context, keys []string) (map[string]crm
 	return out, nil
 }
 
+// queueAudit queues rows as one statement.
 func (s *Store) queueAudit(b *pgx.Batch, rows []crmsync.AuditEntry) {
-	for _, r := range rows {
-		ids := r.RecordIDs
-		if ids == nil {
-			ids = []string{}
-		}
-		b.Queue(s.q(`INSERT INTO {s}.audit (time, key, run, step, kind, system, record_ids, idem_key, detail)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`), ns(r.Time), r.Key, string(r.Run), r.Step, r.Kind, r.System, ids, r.IdemKey, bytes(r.Detail))
+	if len(rows) > 0 {
+		b.Queue(s.sqlAudit, auditArgs(rows)...)
 	}
 }
 
-// AppendAudit implements crmsync.AuditStore. The rows are one transaction.
+// AppendAudit implements crmsync.AuditStore. The rows are one statement.
 func (s *Store) AppendAudit(ctx context.Context, rows []crmsync.AuditEntry) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	s.queueAudit(b, rows)
-	return s.tx(ctx, "append audit", func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("postgres: append audit: %w", err)
-		}
-		return nil
-	})
+	if _, err := s.pool.Exec(ctx, s.sqlAudit, auditArgs(rows)...); err != nil {
+		return fmt.Errorf("postgres: append audit: %w", err)
+	}
+	return nil
 }
 
 // QueryAudit implements crmsync.AuditStore. IDs grow in insertion order;
