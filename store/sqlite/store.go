@@ -243,7 +243,9 @@ func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]cr
 
 // Commit implements crmsync.StepStore. A checkpoint of a step alone is one
 // statement that also checks the lease; one with cursors, ledger rows, audit
-// rows or dead letters is one transaction.
+// rows, dead letters, links or conflicts is one transaction, with one
+// statement per table for cursors, ledger rows, audit rows and new letters,
+// and every statement prepared once.
 func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoint) error {
 	if cp.Step.Step == "" {
 		return fmt.Errorf("sqlite: commit run %s: empty step id", cp.Run)
@@ -268,30 +270,25 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 		}
 		return nil
 	}
-	return s.tx(ctx, what, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.stmtStep).ExecContext(ctx, args...)
+	return s.tx(ctx, what, func(sqltx *sql.Tx) error {
+		res, err := sqltx.StmtContext(ctx, s.stmtStep).ExecContext(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return lost(ctx, tx, l) // nil: already stored, nothing else to do
+			return lost(ctx, sqltx, l) // nil: already stored, nothing else to do
 		}
-		for name, v := range cp.Cursors {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO cursors (key, name, value) VALUES (?, ?, ?)
-				ON CONFLICT (key, name) DO UPDATE SET value = excluded.value`, l.Key, name, v); err != nil {
-				return fmt.Errorf("sqlite: %s: cursor %s: %w", what, name, err)
-			}
+		tx := prepared{s, sqltx}
+		if err := putCursors(ctx, tx, l.Key, cp.Cursors); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		for _, e := range cp.Ledger {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (idem_key, run, step, system, record_id, result, at)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`,
-				e.IdemKey, string(e.Run), e.Step, e.System, e.RecordID, []byte(e.Result), ns(e.At)); err != nil {
-				return fmt.Errorf("sqlite: %s: ledger: %w", what, err)
-			}
+		if err := putLedger(ctx, tx, cp.Ledger); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if err := appendAudit(ctx, tx, cp.Audit); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
+		var park []crmsync.DeadLetter
 		for _, d := range cp.DeadLetters {
 			if d.ID != 0 {
 				// A claimed letter tried again in vain: update it while the
@@ -307,11 +304,10 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 				}
 				d.Status = crmsync.DeadParked
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.Key, string(d.Run), d.Step, d.System, d.RecordID, []byte(d.Payload), d.Error,
-				string(d.Status), ns(d.Created), ns(d.Updated)); err != nil {
-				return fmt.Errorf("sqlite: %s: dead letter: %w", what, err)
-			}
+			park = append(park, d)
+		}
+		if err := parkLetters(ctx, tx, park); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if err := putLinks(ctx, tx, cp.Links); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
@@ -392,34 +388,13 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func appendAudit(ctx context.Context, q querier, rows []crmsync.AuditEntry) error {
-	for _, r := range rows {
-		ids, _ := json.Marshal(r.RecordIDs)
-		if r.RecordIDs == nil {
-			ids = []byte("[]")
-		}
-		res, err := q.ExecContext(ctx, `INSERT INTO audit (time, key, run, step, kind, system, record_ids, idem_key, detail)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ns(r.Time), r.Key, string(r.Run), r.Step, r.Kind, r.System, string(ids), r.IdemKey, []byte(r.Detail))
-		if err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		id, _ := res.LastInsertId()
-		for _, rid := range r.RecordIDs {
-			if _, err := q.ExecContext(ctx, `INSERT OR IGNORE INTO audit_records (record_id, audit_id) VALUES (?, ?)`, rid, id); err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // AppendAudit implements crmsync.AuditStore.
 func (s *Store) AppendAudit(ctx context.Context, rows []crmsync.AuditEntry) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	return s.tx(ctx, "append audit", func(tx *sql.Tx) error {
-		if err := appendAudit(ctx, tx, rows); err != nil {
+		if err := appendAudit(ctx, prepared{s, tx}, rows); err != nil {
 			return fmt.Errorf("sqlite: append %w", err)
 		}
 		return nil
