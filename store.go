@@ -269,7 +269,10 @@ type DeadLetterStore interface {
 // at once; the parts' own write methods are for operators and tests.
 // store/memory, store/sqlite and
 // store/postgres implement it; store/storetest checks an implementation.
-// Implementations must be safe for concurrent use.
+// Implementations must be safe for concurrent use. A Store may also
+// implement RunStarter and RunEnder, so that a run costs one call to start
+// and one to end beyond its steps; the Engine falls back to the calls they
+// stand for otherwise.
 type Store interface {
 	RunStore
 	StepStore

@@ -9,9 +9,17 @@
 // advisory lock, so several workers may start at once and a failed migration
 // leaves nothing behind.
 //
+// A run costs two round trips beyond its steps. StartRun is one: the
+// schema's start_run function (lease, run, replay claims) and the reads of
+// the run's steps and letters go in one pipeline, which the server runs as
+// one implicit transaction. EndRun is the other: audit rows, the fenced
+// outcome, the release and the pruning in one pipeline.
+//
 // A checkpoint of a step alone is one INSERT statement that also checks the
-// lease; a checkpoint with cursors, ledger, audit rows, dead letters, links or
-// conflicts is one transaction. Times are stored as bigint nanoseconds since
+// lease; a checkpoint with cursors, ledger rows, audit rows and new dead
+// letters is one statement too (one array parameter per column, the rows
+// written only if the step was new); one that also updates a claimed dead
+// letter, or writes links or conflicts, is one transaction. Times are stored as bigint nanoseconds since
 // the Unix epoch exactly as the caller gave them; the server's clock is never
 // read. Durability is the server's: with synchronous_commit on (PostgreSQL's
 // default) a step acknowledged by Commit survives a crash of the server.

@@ -2,6 +2,12 @@
 // modernc.org/sqlite) in WAL mode, safe for many goroutines and for several
 // processes on one machine.
 //
+// A run costs two transactions beyond its steps (StartRun and EndRun); a
+// step alone is one statement, and a checkpoint's cursors, ledger rows, audit
+// rows and new dead letters are one statement per table. Statements are
+// prepared once. Writes of one process queue in Go for SQLite's one writer,
+// rather than sleeping in SQLite's busy handler.
+//
 // Durability: with the default Synchronous "NORMAL", a step acknowledged by
 // Commit survives the process being killed; a power loss may lose the last
 // few commits. Synchronous "FULL" survives power loss at a cost in speed.
