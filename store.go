@@ -18,6 +18,11 @@ type Lease struct {
 	Generation int64     `json:"generation"`
 	Run        RunID     `json:"run"`
 	Expires    time.Time `json:"expires"`
+	// Token, if not zero, is a random number a Store draws at each
+	// acquisition and fences with as well: a Store whose acquisitions may
+	// be undone by a crash (a generation handed out again) tells its
+	// holders apart by it.
+	Token int64 `json:"token,omitempty"`
 }
 
 // RunStatus is the state of a run.

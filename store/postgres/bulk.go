@@ -94,7 +94,7 @@ func checkpointSQL() string {
 	return `WITH st AS (
 	INSERT INTO {s}.steps (run, step, result, error, attempts, done)
 	SELECT $1, $2, $3, $4, $5, $6
-	WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 FOR KEY SHARE)
+	WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 AND token = $39 FOR KEY SHARE)
 	ON CONFLICT (run, step) DO NOTHING RETURNING 1
 ), c AS (
 	` + shift(cursorUpsert+` FROM `+cursorArrays, 9) + ` WHERE EXISTS (SELECT 1 FROM st)
@@ -118,7 +118,8 @@ func checkpointArgs(l crmsync.Lease, cp crmsync.Checkpoint) []any {
 	args = append(args, cursorArgs(l.Key, cp.Cursors)...)
 	args = append(args, ledgerArgs(cp.Ledger)...)
 	args = append(args, auditArgs(cp.Audit)...)
-	return append(args, letterArgs(cp.DeadLetters)...)
+	args = append(args, letterArgs(cp.DeadLetters)...)
+	return append(args, l.Token)
 }
 
 // shift renumbers the parameters $1… of sql to start after n, so that

@@ -23,6 +23,11 @@
 // the Unix epoch exactly as the caller gave them; the server's clock is never
 // read. Durability is the server's: with synchronous_commit on (PostgreSQL's
 // default) a step acknowledged by Commit survives a crash of the server.
+// StartRun and EndRun do not wait for the WAL flush (the run's next step, or
+// any later commit that waits, makes them durable): a server crash may undo
+// a start, whose process is then fenced by its lease token, or an end, whose
+// run is then resumed by the next start after its lease expires, its steps
+// answered from the store.
 package postgres
 
 import (
@@ -150,7 +155,7 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	s.sqlStep = s.q(`
 INSERT INTO {s}.steps (run, step, result, error, attempts, done)
 SELECT $1, $2, $3, $4, $5, $6
-WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 FOR KEY SHARE)
+WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 AND token = $10 FOR KEY SHARE)
 ON CONFLICT (run, step) DO NOTHING`)
 	s.prepareRunSQL()
 	s.sqlCheckpoint = s.q(checkpointSQL())

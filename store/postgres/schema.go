@@ -118,9 +118,10 @@ CREATE INDEX conflicts_key_state ON {s}.conflicts (key, state);
 	// failed) in place of the one for finished runs only.
 	`
 DROP INDEX {s}.runs_finished;
+ALTER TABLE {s}.leases ADD COLUMN token bigint NOT NULL DEFAULT 0;
 CREATE INDEX runs_closed ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed');
 
-CREATE FUNCTION {s}.start_run(p_key text, p_holder text, p_workflow text, p_new_run text, p_now bigint, p_expires bigint)
+CREATE FUNCTION {s}.start_run(p_key text, p_holder text, p_workflow text, p_new_run text, p_now bigint, p_expires bigint, p_token bigint)
 RETURNS TABLE (o_generation bigint, o_id text, o_key text, o_workflow text, o_status text, o_started_at bigint,
 	o_finished_at bigint, o_attempts integer, o_error text, o_report bytea)
 LANGUAGE plpgsql AS $$
@@ -142,7 +143,8 @@ BEGIN
 		INSERT INTO {s}.runs AS x (id, key, workflow, status, started_at, attempts)
 			VALUES (p_new_run, p_key, p_workflow, 'open', p_now, 1) RETURNING * INTO r;
 	END IF;
-	UPDATE {s}.leases x SET holder = p_holder, generation = l.generation + 1, run = r.id, expires = p_expires WHERE x.key = p_key;
+	UPDATE {s}.leases x SET holder = p_holder, generation = l.generation + 1, run = r.id, expires = p_expires, token = p_token
+		WHERE x.key = p_key;
 	-- Only a run's first start claims letters; a resumed run gets its own back.
 	IF r.attempts = 1 THEN
 		UPDATE {s}.dead_letters x SET status = 'replayed', claimed_by = r.id, updated = p_now

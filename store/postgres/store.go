@@ -92,8 +92,9 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 			return fmt.Errorf("postgres: acquire lease %s: run %s: %w", req.Key, id, err)
 		}
 		l = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: crmsync.RunID(id), Expires: tm(ns(req.Now.Add(req.TTL)))}
-		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.leases SET holder = $2, generation = $3, run = $4, expires = $5 WHERE key = $1`),
-			l.Key, l.Holder, l.Generation, id, ns(l.Expires)); err != nil {
+		l.Token = newToken()
+		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.leases SET holder = $2, generation = $3, run = $4, expires = $5, token = $6 WHERE key = $1`),
+			l.Key, l.Holder, l.Generation, id, ns(l.Expires), l.Token); err != nil {
 			return fmt.Errorf("postgres: acquire lease %s: %w", req.Key, err)
 		}
 		return nil
@@ -107,13 +108,13 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 // lost reports whether l is no longer the key's current lease. In a
 // transaction it also locks the lease row against a takeover.
 func (s *Store) lost(ctx context.Context, q querier, l crmsync.Lease) error {
-	var gen int64
+	var gen, token int64
 	var run string
-	err := q.QueryRow(ctx, s.q(`SELECT generation, run FROM {s}.leases WHERE key = $1 FOR KEY SHARE`), l.Key).Scan(&gen, &run)
+	err := q.QueryRow(ctx, s.q(`SELECT generation, run, token FROM {s}.leases WHERE key = $1 FOR KEY SHARE`), l.Key).Scan(&gen, &run, &token)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: check lease %s: %w", l.Key, err)
 	}
-	if err != nil || gen != l.Generation || run == "" || run != string(l.Run) {
+	if err != nil || gen != l.Generation || run == "" || run != string(l.Run) || token != l.Token {
 		return fmt.Errorf("postgres: key %s generation %d: %w", l.Key, l.Generation, crmsync.ErrLeaseLost)
 	}
 	return nil
@@ -138,7 +139,7 @@ func (s *Store) fenced(ctx context.Context, l crmsync.Lease, what, stmt string, 
 func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
 	l.Expires = tm(ns(now.Add(ttl)))
 	err := s.fenced(ctx, l, "renew lease "+l.Key,
-		`UPDATE {s}.leases SET expires = $1 WHERE key = $2 AND generation = $3 AND run = $4`, ns(l.Expires), l.Key, l.Generation, string(l.Run))
+		`UPDATE {s}.leases SET expires = $1 WHERE key = $2 AND generation = $3 AND run = $4 AND token = $5`, ns(l.Expires), l.Key, l.Generation, string(l.Run), l.Token)
 	if err != nil {
 		return crmsync.Lease{}, err
 	}
@@ -149,7 +150,7 @@ func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Durati
 // fencing survives the release.
 func (s *Store) ReleaseLease(ctx context.Context, l crmsync.Lease) error {
 	return s.fenced(ctx, l, "release lease "+l.Key,
-		`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3`, l.Key, l.Generation, string(l.Run))
+		`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3 AND token = $4`, l.Key, l.Generation, string(l.Run), l.Token)
 }
 
 // GetLease implements crmsync.RunStore.
@@ -157,8 +158,8 @@ func (s *Store) GetLease(ctx context.Context, key string) (crmsync.Lease, error)
 	var l crmsync.Lease
 	var run string
 	var exp int64
-	err := s.pool.QueryRow(ctx, s.q(`SELECT key, holder, generation, run, expires FROM {s}.leases WHERE key = $1 AND generation > 0`), key).
-		Scan(&l.Key, &l.Holder, &l.Generation, &run, &exp)
+	err := s.pool.QueryRow(ctx, s.q(`SELECT key, holder, generation, run, expires, token FROM {s}.leases WHERE key = $1 AND generation > 0`), key).
+		Scan(&l.Key, &l.Holder, &l.Generation, &run, &exp, &l.Token)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l, fmt.Errorf("postgres: lease %s: %w", key, crmsync.ErrNotFound)
 	}
@@ -180,8 +181,8 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	}
 	return s.fenced(ctx, l, "finish run "+string(l.Run), `
 UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
-WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 FOR KEY SHARE)`,
-		string(status), bytes(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
+WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 AND token = $9 FOR KEY SHARE)`,
+		string(status), bytes(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run), l.Token)
 }
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
@@ -276,7 +277,7 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 		return fmt.Errorf("postgres: commit run %s under lease of run %s: %w", cp.Run, l.Run, crmsync.ErrLeaseLost)
 	}
 	st := cp.Step
-	args := []any{string(cp.Run), st.Step, bytes(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
+	args := []any{string(cp.Run), st.Step, bytes(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run), l.Token}
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
 		tag, err := s.pool.Exec(ctx, s.sqlStep, args...)
 		if err != nil {
