@@ -30,7 +30,8 @@ func (f WorkflowFunc) Run(ctx context.Context, run *Run) error { return f(ctx, r
 type Config struct {
 	// Store keeps runs, steps and the rest. Required.
 	Store Store
-	// Logger receives run and retry logs; nil means slog.Default().
+	// Logger receives run and retry logs; nil means none (a library logs
+	// only where its user asks it to).
 	Logger *slog.Logger
 	// Holder names this process in leases; "" means host:pid:random.
 	Holder string
@@ -109,7 +110,7 @@ func NewEngine(c Config) (*Engine, error) {
 	}
 	log := c.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{cfg: c, log: log}, nil
 }
