@@ -38,7 +38,11 @@ type SyncConfig struct {
 	// run resumes where it stopped. The next pass reads from the cursor
 	// less Overlap, so that changes stamped by a clock that runs behind
 	// the sync host's, and changes sharing a stamp, are read again rather
-	// than missed.
+	// than missed. One exception moves cursors back: when a mapped field
+	// that went away comes back, both cursors go back, once, to where the
+	// pass that found it gone began, so that the edits made meanwhile sync.
+	// Within a pass each side's deleted records are read before its live
+	// ones (a merge loser's link moves to its winner first).
 	Overlap time.Duration
 	// DelayedLag is how far behind now the delayed window of a side whose
 	// CRM lags (ChangeLagger with a positive lag, HubSpot search) ends: a
@@ -91,6 +95,19 @@ type Sync struct {
 // own slower cadence (SyncConfig.ArchivedEvery), not on every pass.
 type WholeBinReader interface {
 	ArchivedReadsWholeBin() bool
+}
+
+// IDResolver is an optional interface of a CRM whose merges give the
+// merged record a new id while the old ids still resolve to it (HubSpot:
+// a single GET follows a merge, batch calls do not). ResolveID returns the
+// id the record id lives on now: id itself for a live record, another id
+// for one a merge took away, "" when nothing has it. Before the sync flags
+// a counterpart archived because a record was read archived with nothing
+// saying it was merged (MergedInto empty), it asks; a record that lives on
+// under another id is handled as merged into it: never archived, its link
+// moves to the new id.
+type IDResolver interface {
+	ResolveID(ctx context.Context, object, id string) (string, error)
 }
 
 // RequestArchivedRead asks the next pass of key to read system's archived
@@ -524,9 +541,9 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	for _, sd := range []*side{p.a, p.b} {
-		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
-			return err
-		}
+		// Deleted records first: a merge loser's link moves to its winner
+		// before the live read meets the winner, so that a winner new
+		// since the last pass is relinked, not created on the other side.
 		if !win.SkipArchived[sd.name] {
 			from := win.Since[sd.name]
 			if s, ok := win.ArchivedSince[sd.name]; ok {
@@ -535,6 +552,9 @@ func (p *pass) passes(ctx context.Context) error {
 			if err := p.readSide(ctx, sd, from, win.Until, true, "archived"); err != nil {
 				return err
 			}
+		}
+		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
+			return err
 		}
 		delayed, due := win.Delayed[sd.name]
 		if due {
@@ -578,7 +598,9 @@ func (p *pass) passes(ctx context.Context) error {
 		}
 		p.rep.Cursors[sd.name] = cur.UTC().Format(time.RFC3339Nano)
 	}
-	p.finishDrift(ctx)
+	if err := p.finishDrift(ctx); err != nil {
+		return err
+	}
 	return p.notifyConflicts(ctx)
 }
 

@@ -63,6 +63,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err != nil {
 		return err
 	}
+	if err := p.resolveArchived(ctx, sd, pg, recs, links); err != nil {
+		return err
+	}
 	if recs, err = p.merges(ctx, sd, pg, recs, links); err != nil {
 		return err
 	}
@@ -272,6 +275,53 @@ func (p *pass) merges(ctx context.Context, sd *side, pg string, recs []Record, l
 		}
 	}
 	return keep, nil
+}
+
+// resolveArchived asks sd's CRM, if it is an IDResolver, where each
+// record read archived with no MergedInto now lives, when it is linked and
+// its counterpart has not been flagged archived yet (so each such record
+// costs one call, once); a record that lives on under another id gets
+// MergedInto set to it, in recs. The answers are a step result.
+func (p *pass) resolveArchived(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link) error {
+	res, ok := sd.crm.(IDResolver)
+	if !ok {
+		return nil
+	}
+	flag := archivedKeyPrefix + p.other(sd).name
+	var ids []string
+	for _, r := range recs {
+		l, linked := links[r.ID]
+		if !r.Archived || r.MergedInto != "" || !linked || l.Base[flag] == true {
+			continue
+		}
+		ids = append(ids, r.ID)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	now, err := step(ctx, p, "resolve:"+pg, func(ctx context.Context, _ *Attempt) (map[string]string, error) {
+		out := map[string]string{}
+		for _, id := range ids {
+			p.apiCalls(sd.name, 1)
+			to, err := res.ResolveID(ctx, sd.object, id)
+			if err != nil {
+				return nil, err
+			}
+			if to != "" && to != id {
+				out[id] = to
+			}
+		}
+		return out, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	for i, r := range recs {
+		if to, ok := now[r.ID]; ok {
+			recs[i].MergedInto = to
+		}
+	}
+	return nil
 }
 
 // newLink is a link between id on sd and cp on the other side.

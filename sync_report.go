@@ -247,7 +247,15 @@ func (p *pass) schemaDrift(ctx context.Context) error {
 // finishDrift reports the fields dropped in this pass, and warns (once)
 // about each drift that is new since the key's last finished run: a field
 // that went away, a field that came back, and the schema drift.
-func (p *pass) finishDrift(ctx context.Context) {
+//
+// A field's values were neither read nor written while it was away, so
+// the changes made meanwhile (an edit on the side that kept it) did not
+// sync. When a field goes away, where this pass began reading is kept (the
+// cursor "drift:<system>.<field>"); when it comes back, both sides' cursors
+// are set back there, once, so that the next pass reads those changes
+// again and syncs the field's edits: the one exception to cursors moving
+// only forward.
+func (p *pass) finishDrift(ctx context.Context) error {
 	p.mu.Lock()
 	var dropped []string
 	for _, sd := range []*side{p.a, p.b} {
@@ -268,9 +276,11 @@ func (p *pass) finishDrift(ctx context.Context) {
 		prevDrift = prev.Drift
 	}
 	is := map[string]bool{}
+	var gone, back []string
 	for _, f := range dropped {
 		is[f] = true
 		if !was[f] {
+			gone = append(gone, f)
 			system, field, _ := strings.Cut(f, ".")
 			p.rep.Drift = append(p.rep.Drift, fmt.Sprintf("%s: mapped field %s is not available (deleted, or hidden from the integration user): left out of reads and writes", system, field))
 		}
@@ -278,13 +288,17 @@ func (p *pass) finishDrift(ctx context.Context) {
 	if prev != nil {
 		for _, f := range prev.Dropped {
 			if !is[f] {
+				back = append(back, f)
 				system, field, _ := strings.Cut(f, ".")
 				p.rep.Drift = append(p.rep.Drift, fmt.Sprintf("%s: mapped field %s is back: synced again", system, field))
 			}
 		}
 	}
+	if err := p.driftCursors(ctx, gone, back); err != nil {
+		return err
+	}
 	if p.log == nil {
-		return
+		return nil
 	}
 	seen := map[string]bool{}
 	for _, w := range prevDrift {
@@ -295,6 +309,64 @@ func (p *pass) finishDrift(ctx context.Context) {
 			p.log.Warn("schema drift", "warning", w)
 		}
 	}
+	return nil
+}
+
+// driftCursor names the cursor holding where the pass that found field
+// ("salesforce.Phone") gone began reading.
+func driftCursor(field string) string { return "drift:" + field }
+
+// driftCursors keeps where this pass began reading for the fields gone,
+// and sets both sides' cursors back to where the fields back went away.
+func (p *pass) driftCursors(ctx context.Context, gone, back []string) error {
+	if p.run == nil || (len(gone) == 0 && len(back) == 0) {
+		return nil
+	}
+	moved, err := step(ctx, p, "drift-cursors", func(ctx context.Context, a *Attempt) (map[string]time.Time, error) {
+		var from time.Time
+		for i, sd := range []*side{p.a, p.b} {
+			if t := p.rep.Window.Since[sd.name]; i == 0 || t.Before(from) {
+				from = t
+			}
+		}
+		for _, f := range gone {
+			a.SetCursor(driftCursor(f), from.UTC().Format(time.RFC3339Nano))
+		}
+		var since time.Time
+		for _, f := range back {
+			t, ok, err := p.cursor(ctx, driftCursor(f))
+			if err != nil {
+				return nil, err
+			}
+			if ok && (since.IsZero() || t.Before(since)) {
+				since = t
+			}
+		}
+		moved := map[string]time.Time{}
+		if since.IsZero() {
+			return moved, nil
+		}
+		// The next pass reads from the cursor less Overlap.
+		target := since.Add(p.s.c.Overlap)
+		for _, sd := range []*side{p.a, p.b} {
+			cur, ok, err := p.cursor(ctx, sd.name)
+			if err != nil {
+				return nil, err
+			}
+			if ok && cur.After(target) {
+				a.SetCursor(sd.name, target.UTC().Format(time.RFC3339Nano))
+				moved[sd.name] = target
+			}
+		}
+		return moved, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	for system, t := range moved {
+		p.rep.Cursors[system] = t.UTC().Format(time.RFC3339Nano)
+	}
+	return nil
 }
 
 // notifyConflicts tells the handlers about the run's conflicts, once.

@@ -1,56 +1,17 @@
 package playbook
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
-	"slices"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync"
 )
-
-// hideField makes w's CRM behave as if field were deleted or hidden by
-// field-level security: absent from Schema (when inSchema is false) and
-// refused with a FieldError by reads and writes that name it.
-func hideField(w *wrapCRM, field string, inSchema bool) {
-	refused := func(object string) error {
-		return crmsync.Permanent(&crmsync.FieldError{System: w.CRM.System(), Object: object, Fields: []string{field}})
-	}
-	w.set(func(w *wrapCRM) {
-		w.changes = func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error) {
-			if slices.Contains(q.Fields, field) {
-				return crmsync.Page{}, refused(q.Object)
-			}
-			return next.Changes(ctx, q)
-		}
-		w.lookup = func(ctx context.Context, next crmsync.CRM, object, f string, values, fields []string) ([]crmsync.Record, error) {
-			if slices.Contains(fields, field) {
-				return nil, refused(object)
-			}
-			return next.Lookup(ctx, object, f, values, fields)
-		}
-		w.write = func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
-			for _, op := range ops {
-				if _, ok := op.Fields[field]; ok {
-					return nil, refused(object)
-				}
-			}
-			return next.Write(ctx, object, ops)
-		}
-		w.schema = nil
-		if !inSchema {
-			w.schema = func(ctx context.Context, next crmsync.CRM, object string) (crmsync.Schema, error) {
-				s, err := next.Schema(ctx, object)
-				s.Fields = slices.DeleteFunc(slices.Clone(s.Fields), func(f crmsync.FieldSchema) bool { return f.Name == field })
-				return s, err
-			}
-		}
-	})
-}
 
 func countWarnings(log, field string) int {
 	n := 0
@@ -62,28 +23,57 @@ func countWarnings(log, field string) int {
 	return n
 }
 
-// A mapped Salesforce field that disappears is dropped from reads and
+// A mapped Salesforce field that disappears (the fake's HideField: gone
+// from describe, refused by SOQL and collections) is dropped from reads and
 // writes, warned about once when it goes and once when it comes back, and
-// the other fields keep syncing.
+// the other fields keep syncing. Hidden before the pass, the schema read
+// drops it; hidden during the pass, after the schema read, the API's
+// refusal (FieldError) does.
 func TestCoreHiddenFieldIsDroppedAndWarnedOnce(t *testing.T) {
-	for _, inSchema := range []bool{false, true} {
-		t.Run(fmt.Sprintf("in schema %v", inSchema), func(t *testing.T) {
+	// When the field is hidden: before the pass, or when the pass's first
+	// Salesforce lookup or first change read goes out (after the schema
+	// read, as in a resumed run).
+	whens := map[string]func(r *http.Request) bool{
+		"before the pass": nil,
+		"during a lookup": func(r *http.Request) bool {
+			return isCall(r, "/query") && !strings.Contains(r.URL.Query().Get("q"), "ORDER BY SystemModstamp")
+		},
+		"during a change read": func(r *http.Request) bool {
+			return isCall(r, "/query") && strings.Contains(r.URL.Query().Get("q"), "ORDER BY SystemModstamp")
+		},
+	}
+	for name, when := range whens {
+		t.Run(name, func(t *testing.T) {
 			logs := &syncWriter{}
-			o, _, sw := wrapped(fast(t))
+			o, user := withUser(fast(t))
 			o.engine = func(c *crmsync.Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) }
 			h := newHarness(t, o)
 			hsID := h.f.hs.Seed("contacts", map[string]string{"email": "fls@x.example", "lastname": "Hidden", "phone": "1"})[0]
-			hideField(sw, "Phone", inSchema)
-			h.pass()
+			var acted atomic.Bool
+			if when != nil {
+				user.arm(func(r *http.Request) bool {
+					if !when(r) {
+						return false
+					}
+					acted.Store(true)
+					return h.f.sf.HideField("Phone") == nil
+				})
+			} else {
+				require.NoError(t, h.f.sf.HideField("Phone"))
+			}
+			rep := h.pass()
+			require.Equal(t, when != nil, acted.Load())
+			assert.Contains(t, rep.Dropped, "salesforce.Phone")
 			sf := sfByEmailOne(t, h, "fls@x.example")
 			assert.Equal(t, "Hidden", sf.Fields["LastName"], "the other fields synced")
 
 			must(t, h.f.hs.Edit("contacts", hsID, map[string]string{"lastname": "Still", "phone": "2"}))
-			h.pass()
+			rep = h.pass()
 			assert.Equal(t, "Still", sfByEmailOne(t, h, "fls@x.example").Fields["LastName"])
+			assert.Empty(t, rep.Drift, "no drift reported again")
 			assert.Equal(t, 1, countWarnings(logs.String(), "Phone"), "one warning while the field is gone:\n%s", logs.String())
 
-			sw.set(func(w *wrapCRM) { w.changes, w.lookup, w.write, w.schema = nil, nil, nil, nil })
+			h.f.sf.RestoreField("Phone")
 			must(t, h.f.hs.Edit("contacts", hsID, map[string]string{"phone": "3"}))
 			h.pass()
 			h.pass()

@@ -2,36 +2,29 @@ package playbook
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
-// wrapCRM is a thin test-only wrapper around a real client that injects one
-// behaviour the fakes lack today. Each hook, when set, replaces the call; it
-// gets the real client to call through.
+// wrapCRM is a thin test-only wrapper around a real client, for the few
+// situations no fake behaviour produces (each use says which and why).
+// Its hooks, when set, replace the calls; they get the real client to call
+// through.
 type wrapCRM struct {
 	crmsync.CRM
 	mu      sync.Mutex
 	write   func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error)
 	changes func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error)
-	lookup  func(ctx context.Context, next crmsync.CRM, object, field string, values, fields []string) ([]crmsync.Record, error)
-	schema  func(ctx context.Context, next crmsync.CRM, object string) (crmsync.Schema, error)
 }
 
-func (w *wrapCRM) hooks() (wr func(context.Context, crmsync.CRM, string, []crmsync.WriteOp) ([]crmsync.WriteResult, error),
-	ch func(context.Context, crmsync.CRM, crmsync.ChangeQuery) (crmsync.Page, error),
-	lk func(context.Context, crmsync.CRM, string, string, []string, []string) ([]crmsync.Record, error),
-	sc func(context.Context, crmsync.CRM, string) (crmsync.Schema, error)) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.write, w.changes, w.lookup, w.schema
-}
-
-// set changes the hooks under the lock.
+// set changes the hook under the lock.
 func (w *wrapCRM) set(f func(w *wrapCRM)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -39,31 +32,44 @@ func (w *wrapCRM) set(f func(w *wrapCRM)) {
 }
 
 func (w *wrapCRM) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
-	if wr, _, _, _ := w.hooks(); wr != nil {
+	w.mu.Lock()
+	wr := w.write
+	w.mu.Unlock()
+	if wr != nil {
 		return wr(ctx, w.CRM, object, ops)
 	}
 	return w.CRM.Write(ctx, object, ops)
 }
 
 func (w *wrapCRM) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
-	if _, ch, _, _ := w.hooks(); ch != nil {
+	w.mu.Lock()
+	ch := w.changes
+	w.mu.Unlock()
+	if ch != nil {
 		return ch(ctx, w.CRM, q)
 	}
 	return w.CRM.Changes(ctx, q)
 }
 
-func (w *wrapCRM) Lookup(ctx context.Context, object, field string, values, fields []string) ([]crmsync.Record, error) {
-	if _, _, lk, _ := w.hooks(); lk != nil {
-		return lk(ctx, w.CRM, object, field, values, fields)
+// The wrapper keeps the real client's optional interfaces.
+
+func (w *wrapCRM) ResolveID(ctx context.Context, object, id string) (string, error) {
+	if r, ok := w.CRM.(crmsync.IDResolver); ok {
+		return r.ResolveID(ctx, object, id)
 	}
-	return w.CRM.Lookup(ctx, object, field, values, fields)
+	return id, nil
 }
 
-func (w *wrapCRM) Schema(ctx context.Context, object string) (crmsync.Schema, error) {
-	if _, _, _, sc := w.hooks(); sc != nil {
-		return sc(ctx, w.CRM, object)
+func (w *wrapCRM) ChangeLag() time.Duration {
+	if l, ok := w.CRM.(crmsync.ChangeLagger); ok {
+		return l.ChangeLag()
 	}
-	return w.CRM.Schema(ctx, object)
+	return 0
+}
+
+func (w *wrapCRM) ArchivedReadsWholeBin() bool {
+	b, ok := w.CRM.(crmsync.WholeBinReader)
+	return ok && b.ArchivedReadsWholeBin()
 }
 
 // wrapped builds a harness whose sync talks to the clients through wrappers.
@@ -78,6 +84,68 @@ func wrapped(o harnessOpts) (harnessOpts, *wrapCRM, *wrapCRM) {
 		}
 	}
 	return o, hw, sw
+}
+
+// userTransport lets the world act while a pass runs: when a request the
+// armed hook matches goes out, the hook runs first (a user merges, hides a
+// field, ...) and the request then reaches the fake as usual. The clients
+// and the fakes stay the real ones; this only chooses the moment.
+type userTransport struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	hook func(r *http.Request) bool // reports true when it acted (it is then disarmed)
+}
+
+// arm sets the hook that acts once, on the first request it accepts.
+func (u *userTransport) arm(hook func(r *http.Request) bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.hook = hook
+}
+
+func (u *userTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	u.mu.Lock()
+	if u.hook != nil && u.hook(r) {
+		u.hook = nil
+	}
+	u.mu.Unlock()
+	return u.base.RoundTrip(r)
+}
+
+// withUser routes both clients through a userTransport.
+func withUser(o harnessOpts) (harnessOpts, *userTransport) {
+	u := &userTransport{base: http.DefaultTransport}
+	o.clients.HTTPClient = &http.Client{Transport: u}
+	return o, u
+}
+
+// isCall reports whether r is a call to an API path ending in suffix
+// ("/batch/update", "/query").
+func isCall(r *http.Request, suffix string) bool {
+	return strings.HasSuffix(r.URL.Path, suffix)
+}
+
+// useHubSpot replaces the harness's HubSpot client with one built from cfg
+// (its ChangeLag or Now, say), and rebuilds the sync on it with hook.
+func (h *harness) useHubSpot(cfg func(*hubspot.Config), hook func(*crmsync.SyncConfig)) {
+	h.t.Helper()
+	c := hubspot.Config{Token: h.f.hsToken, BaseURL: h.f.hsURL, Limiter: unlimited(h.t), SearchLimiter: unlimited(h.t),
+		RetryInitial: 10 * time.Millisecond}
+	cfg(&c)
+	hc, err := hubspot.New(c)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.hc = hc
+	pol := contactsPolicy()
+	sc := crmsync.SyncConfig{A: h.hc, B: h.sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
+		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField}
+	if hook != nil {
+		hook(&sc)
+	}
+	if h.sync, err = crmsync.NewSync(sc); err != nil {
+		h.t.Fatal(err)
+	}
 }
 
 // deadLetters lists the key's letters in any state.
@@ -111,14 +179,16 @@ func (h *harness) liveSF() []crmsync.Record {
 	return out
 }
 
-// testClock is a fake clock shared by the sync and both fakes.
+// testClock is a fake clock shared by the sync and both fakes. It starts at
+// the real time, since the Salesforce client checks its deleted-records
+// window (15 days) on its own clock.
 type testClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
 func newTestClock() *testClock {
-	return &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	return &testClock{t: time.Now().UTC().Truncate(time.Second)}
 }
 
 func (c *testClock) Now() time.Time {
@@ -134,9 +204,9 @@ func (c *testClock) Advance(d time.Duration) {
 }
 
 // clocked runs the sync and both fakes on clk; HubSpot's stamps run skew
-// ahead of it (negative: behind).
+// ahead of it (negative: behind), the fake's own clock skew.
 func clocked(o harnessOpts, clk *testClock, skew time.Duration) harnessOpts {
-	o.hs = append(o.hs, hubspottest.WithClock(func() time.Time { return clk.Now().Add(skew) }))
+	o.hs = append(o.hs, hubspottest.WithClock(clk.Now), hubspottest.WithClockSkew(skew))
 	o.sf = append(o.sf, func(c *salesforcetest.Config) { c.Now = clk.Now })
 	prev := o.sync
 	o.sync = func(c *crmsync.SyncConfig) {
@@ -147,12 +217,3 @@ func clocked(o harnessOpts, clk *testClock, skew time.Duration) harnessOpts {
 	}
 	return o
 }
-
-// lagCRM is a client whose change reads lag its writes by lag (what the
-// HubSpot client will say through ChangeLagger).
-type lagCRM struct {
-	*wrapCRM
-	lag time.Duration
-}
-
-func (l *lagCRM) ChangeLag() time.Duration { return l.lag }

@@ -2,13 +2,13 @@ package playbook
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
 func sfByEmailOne(t *testing.T, h *harness, email string) crmsync.Record {
@@ -53,25 +53,17 @@ func TestCoreRepeatedRevertOfAnOwnedFieldIsSentEachTime(t *testing.T) {
 }
 
 // A write refused and parked is not sent and parked again when the same
-// source version is read again by a run that was resumed.
+// source version is read again by a run that was resumed (the run stopped
+// on Salesforce's daily limit, a 403 REQUEST_LIMIT_EXCEEDED, before it read
+// Salesforce).
 func TestCoreResumedRunChecksTheLedger(t *testing.T) {
-	o, hw, _ := wrapped(fast(t))
-	h := newHarness(t, o)
+	h := newHarness(t, fast(t))
 	h.f.hs.FailRecords("VALIDATION_ERROR", "refused@x.example")
 	h.f.sf.Seed(crmsync.Fields{"LastName": "Refused", "Email": "refused@x.example"})
 	h.pass()
 	require.Equal(t, 1, len(h.deadLetters()), "the refused create is parked")
 
-	failOnce := true
-	hw.set(func(w *wrapCRM) {
-		w.changes = func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error) {
-			if failOnce {
-				failOnce = false
-				return crmsync.Page{}, fmt.Errorf("read: %w", crmsync.ErrDailyLimit)
-			}
-			return next.Changes(ctx, q)
-		}
-	})
+	h.f.sf.Inject(salesforcetest.Fault{Endpoint: "query", Status: 403, ErrorCode: "REQUEST_LIMIT_EXCEEDED"})
 	_, _, err := h.sync.RunOnce(context.Background(), h.eng, h.key)
 	require.ErrorIs(t, err, crmsync.ErrDailyLimit)
 	rep := h.pass() // resumes the run
