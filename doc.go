@@ -25,10 +25,15 @@
 //     window reads older changes again ([SyncConfig].DelayedLag).
 //   - [WholeBinReader]: its archived reads list the whole recycle bin
 //     (HubSpot); they run every [SyncConfig].ArchivedEvery, not every pass.
+//   - [IDResolver]: a merge gives the merged record a new id that its old
+//     ids still resolve to (HubSpot); before a record read archived is
+//     carried over as archived, the pass asks whether it lives on under
+//     another id, and if so moves the link instead.
 //
-// A CRM without them is taken to show writes at once and to read deletions
-// by window. The hubspot client implements both; the salesforce client
-// neither.
+// A CRM without them is taken to show writes at once, to read deletions by
+// window, and to name a merge's winner on the loser it reads
+// ([Record].MergedInto). The hubspot client implements all three; the
+// salesforce client none.
 //
 // # Field ownership
 //
@@ -120,5 +125,7 @@
 // [github.com/crmsync/crmsync/store/storetest.Run] from a test of your
 // package. The engine does retries and checkpoints; a backend only keeps
 // what it is given, atomically, and checks the lease generation on every
-// commit.
+// commit. A backend may also implement [RunStarter] and [RunEnder] to start
+// and end a run in one round trip each (the memory, sqlite and postgres
+// stores do); without them the engine calls the parts' methods one by one.
 package crmsync

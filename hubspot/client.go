@@ -16,10 +16,11 @@
 // merge took away follow the merge, and properties HubSpot does not know
 // come back as a *[crmsync.FieldError].
 //
-// Two optional interfaces tell the sync how HubSpot reads differ: the
-// client is a [crmsync.ChangeLagger] (search shows a write only after a
-// while; Config.ChangeLag) and a [crmsync.WholeBinReader] (the archived list
-// is the whole recycle bin, whatever the window).
+// Three optional interfaces tell the sync how HubSpot differs: the client
+// is a [crmsync.ChangeLagger] (search shows a write only after a while;
+// Config.ChangeLag), a [crmsync.WholeBinReader] (the archived list is the
+// whole recycle bin, whatever the window) and a [crmsync.IDResolver] (a
+// merge makes a new id; a single GET by an old id follows it).
 //
 // [github.com/crmsync/crmsync/hubspot/hubspottest] serves a fake HubSpot
 // that the client (and HubSpot's official clients) work against, for tests

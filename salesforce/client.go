@@ -29,9 +29,10 @@
 // The daily allocation is a rolling 24 hours, learnt from the
 // Sforce-Limit-Info header of every response; it has no reset time.
 //
-// SOQL sees a write at once, and deletions are read by window
-// (getDeleted, queryAll), so the client implements neither
-// [crmsync.ChangeLagger] nor [crmsync.WholeBinReader].
+// SOQL sees a write at once, deletions are read by window (getDeleted,
+// queryAll), and a merge loser names its winner, so the client implements
+// none of the optional interfaces [crmsync.ChangeLagger],
+// [crmsync.WholeBinReader] and [crmsync.IDResolver].
 //
 // [github.com/crmsync/crmsync/salesforce/salesforcetest] serves a fake
 // Salesforce that the client (and jsforce) work against, for tests and
