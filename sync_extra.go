@@ -115,7 +115,10 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 }
 
 // replayDeadLetters takes the letters a person marked for replay: it reads
-// their source records again and handles them like fresh changes.
+// their source records again and handles them like fresh changes. A source
+// record the read by id no longer finds because it is archived (deleted) is
+// taken from the letter, which keeps it for that reason, so its archive
+// flag is still written; one found neither way is noted as a skip.
 func (p *pass) replayDeadLetters(ctx context.Context) error {
 	if p.run == nil {
 		return nil
@@ -125,6 +128,7 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 		return nil
 	}
 	ids := map[string][]string{}
+	kept := map[string]map[string]Record{} // system -> id -> archived source record
 	for _, d := range letters {
 		var pl deadPayload
 		if err := json.Unmarshal(d.Payload, &pl); err != nil || pl.SourceID == "" {
@@ -132,6 +136,14 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 			continue
 		}
 		ids[pl.SourceSystem] = append(ids[pl.SourceSystem], pl.SourceID)
+		if r := pl.Record; r != nil && r.Archived && r.ID == pl.SourceID {
+			if kept[pl.SourceSystem] == nil {
+				kept[pl.SourceSystem] = map[string]Record{}
+			}
+			if cur, ok := kept[pl.SourceSystem][r.ID]; !ok || r.ModifiedAt.After(cur.ModifiedAt) {
+				kept[pl.SourceSystem][r.ID] = *r
+			}
+		}
 	}
 	systems := make([]string, 0, len(ids))
 	for s := range ids {
@@ -145,9 +157,24 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 		} else if sys != p.a.name {
 			return fmt.Errorf("crmsync: dead letter names unknown system %q", sys)
 		}
-		recs, err := p.lookup(ctx, sd, "replay-fetch:"+sys, "id", dedupe(ids[sys]))
+		want := dedupe(ids[sys])
+		recs, err := p.lookup(ctx, sd, "replay-fetch:"+sys, "id", want)
 		if err != nil {
 			return err
+		}
+		found := map[string]bool{}
+		for _, r := range recs {
+			found[r.ID] = true
+		}
+		for _, id := range want {
+			if found[id] {
+				continue
+			}
+			if r, ok := kept[sys][id]; ok {
+				recs = append(recs, r)
+				continue
+			}
+			p.skip(sd, id, "", "dead letter replay: source record not found on "+sys+" (archived or deleted since it was parked); nothing replayed")
 		}
 		p.rep.Replayed += len(ids[sys])
 		if len(recs) > 0 {
@@ -160,6 +187,36 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// replayRecord is the source record a write's dead letter keeps: an
+// archived (deleted) record, which a replay cannot read again by id; nil
+// for a live one, which the replay reads afresh.
+func replayRecord(src Record) *Record {
+	if !src.Archived {
+		return nil
+	}
+	return &src
+}
+
+// resend reports whether a write the ledger says was refused and parked
+// before is sent again: while dead letters are replayed, or when it is the
+// very write of a letter this run claimed for replay (a resolution's
+// write, which is rebuilt from the person's choice, not from a record read).
+func (p *pass) resend(key string) bool {
+	if p.replaying {
+		return true
+	}
+	if p.run == nil || key == "" {
+		return false
+	}
+	for _, d := range p.run.Replays() {
+		var pl deadPayload
+		if json.Unmarshal(d.Payload, &pl) == nil && pl.Op != nil && pl.Op.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 func dedupe(s []string) []string {

@@ -513,7 +513,9 @@ type deadPayload struct {
 	SourceID     string   `json:"source_id"`
 	TargetSystem string   `json:"target_system,omitempty"`
 	Op           *WriteOp `json:"op,omitempty"`
-	Record       *Record  `json:"record,omitempty"`
+	// Record is the source record where a replay cannot read it again by
+	// id: a record that failed to merge, or an archived (deleted) one.
+	Record *Record `json:"record,omitempty"`
 }
 
 // writeBatch is one durable write step. Ops that failed transiently are
@@ -549,7 +551,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				_ = json.Unmarshal(e.Result, &prev)
 				if prev.ok() {
 					done[i] = writeOutcome{ID: e.RecordID, Ledger: true, Created: it.Role == "create"}
-				} else if !p.replaying {
+				} else if !p.resend(it.Op.Key) {
 					// The same write (same source version, same payload) was
 					// refused and parked before: do not send it, or park it,
 					// again. A replay or a new edit of the source sends it.
@@ -671,7 +673,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				continue
 			}
 			op := it.Op
-			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op})
+			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op, Record: replayRecord(pr.src)})
 			rid := it.Op.ID
 			if rid == "" {
 				rid = pr.src.ID
