@@ -7,7 +7,11 @@ import (
 	"sort"
 )
 
-// applyResolutions writes the choices people made for held conflicts.
+// applyResolutions writes the choices people made for held conflicts. A
+// choice whose write was refused stays pending and its write is parked;
+// the ledger keeps it from being sent again until a person replays that
+// letter: then the run that claims it sends the write again, and the
+// choice is applied once it lands.
 func (p *pass) applyResolutions(ctx context.Context) error {
 	pending, err := step(ctx, p, "resolutions", func(ctx context.Context, _ *Attempt) ([]Conflict, error) {
 		return p.st.PendingResolutions(ctx, p.key)
@@ -24,6 +28,7 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 	var all []res
 	var toA, toB []writeItem
 	var pairs []*pair
+	replays := p.replayedWrites()
 	for _, c := range pending {
 		if c.Resolution == nil {
 			continue
@@ -38,12 +43,12 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		if len(mr.PatchA) > 0 {
 			op := WriteOp{Kind: Update, ID: c.RecordA, Fields: mr.PatchA}
 			op.Key = idemKey(p.key, "resolution:"+c.ID, p.a.name, Record{ID: c.RecordA}, op)
-			toA = append(toA, writeItem{Pair: i, Role: "update", Op: op})
+			toA = append(toA, writeItem{Pair: i, Role: "update", Op: op, Resend: replays[op.Key]})
 		}
 		if len(mr.PatchB) > 0 {
 			op := WriteOp{Kind: Update, ID: c.RecordB, Fields: mr.PatchB}
 			op.Key = idemKey(p.key, "resolution:"+c.ID, p.b.name, Record{ID: c.RecordA}, op)
-			toB = append(toB, writeItem{Pair: i, Role: "update", Op: op})
+			toB = append(toB, writeItem{Pair: i, Role: "update", Op: op, Resend: replays[op.Key]})
 		}
 	}
 	outA, err := p.writeAll(ctx, p.a, p.a, "resolve", toA, pairs)
@@ -199,24 +204,30 @@ func replayRecord(src Record) *Record {
 	return &src
 }
 
-// resend reports whether a write the ledger says was refused and parked
-// before is sent again: while dead letters are replayed, or when it is the
-// very write of a letter this run claimed for replay (a resolution's
-// write, which is rebuilt from the person's choice, not from a record read).
-func (p *pass) resend(key string) bool {
-	if p.replaying {
-		return true
-	}
-	if p.run == nil || key == "" {
-		return false
+// replayedWrites returns the idempotency keys of the writes of the
+// letters this run claimed for replay.
+func (p *pass) replayedWrites() map[string]bool {
+	keys := map[string]bool{}
+	if p.run == nil {
+		return keys
 	}
 	for _, d := range p.run.Replays() {
 		var pl deadPayload
-		if json.Unmarshal(d.Payload, &pl) == nil && pl.Op != nil && pl.Op.Key == key {
-			return true
+		if json.Unmarshal(d.Payload, &pl) == nil && pl.Op != nil && pl.Op.Key != "" {
+			keys[pl.Op.Key] = true
 		}
 	}
-	return false
+	return keys
+}
+
+// failedAgain reports whether d, a letter a step parks, updates a letter
+// this run claimed for replay (it failed again) rather than adding one.
+func (p *pass) failedAgain(d DeadLetter) bool {
+	if p.run == nil {
+		return false
+	}
+	_, ok := p.run.claimedFor(d)
+	return ok
 }
 
 func dedupe(s []string) []string {
