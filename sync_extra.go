@@ -60,16 +60,21 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		return err
 	}
 	failed := map[int]bool{}
-	for i, o := range outA {
-		if !o.ok() {
-			failed[toA[i].Pair] = true
+	parked := func(out []writeOutcome, items []writeItem, dir *DirectionReport) {
+		for i, o := range out {
+			if o.ok() {
+				continue
+			}
+			failed[items[i].Pair] = true
+			if !o.Ledger && !o.Unknown && !o.Again {
+				p.mu.Lock()
+				dir.DeadLetters++
+				p.mu.Unlock()
+			}
 		}
 	}
-	for i, o := range outB {
-		if !o.ok() {
-			failed[toB[i].Pair] = true
-		}
-	}
+	parked(outA, toA, p.rep.direction(p.b.name, p.a.name))
+	parked(outB, toB, p.rep.direction(p.a.name, p.b.name))
 	applied, err := step(ctx, p, "resolve:commit", func(ctx context.Context, a *Attempt) (int, error) {
 		ids := make([]string, 0, len(all))
 		for _, r := range all {

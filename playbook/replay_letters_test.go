@@ -80,18 +80,20 @@ func TestReplayedResolutionAuditedOnce(t *testing.T) {
 
 // TestReplayedResolutionFailingAgain: a replayed resolution write that is
 // refused again leaves its letter failed again (no second letter), is not
-// counted as a new dead letter, and the choice stays pending until a later
-// replay applies it.
+// counted as a new dead letter (the first refusal is), and the choice
+// stays pending until a later replay applies it.
 func TestReplayedResolutionFailingAgain(t *testing.T) {
 	h := newHarness(t, fast(t))
 	ctx := context.Background()
 	_, sfID, c := heldFirstnameConflict(t, h)
 	must(t, h.st.ResolveConflict(ctx, c.ID, crmsync.Resolution{Pick: "hubspot"}, time.Now()))
 	refuseNextSalesforceUpdate(h)
-	h.pass()
+	rep := h.pass()
+	require.Equal(t, 1, rep.DeadLetters(), "the refused resolution write is a dead letter of the pass")
+	require.Zero(t, rep.Resolved)
 	require.Equal(t, 1, replayAll(t, h), "want the refused resolution write parked")
 	refuseNextSalesforceUpdate(h)
-	rep := h.pass()
+	rep = h.pass()
 	letters := h.deadLetters()
 	require.Len(t, letters, 1, "a second letter was parked for the same write")
 	require.Equal(t, crmsync.DeadFailedAgain, letters[0].Status)
