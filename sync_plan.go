@@ -20,7 +20,9 @@ type PlannedWrite struct {
 	// Kind is PlanCreate, PlanUpdate, PlanArchive or PlanLink.
 	Kind string `json:"kind"`
 	// SourceID is the record the change comes from; TargetID the record
-	// written, "" for a create.
+	// written. A record the plan would create has a placeholder id,
+	// "new-<system>-<n>", so that the writes that name it (the link
+	// written back to the source) can be told.
 	SourceID string `json:"source_id"`
 	TargetID string `json:"target_id,omitempty"`
 	// Fields names the fields written, sorted.
@@ -402,6 +404,9 @@ func (ps *planState) record(p *pass, to, src *side, batch []writeItem, out []wri
 			for _, k := range names {
 				pw.Values[k] = it.Op.Fields[k]
 			}
+		}
+		if o.Created {
+			pw.TargetID = o.ID
 		}
 		if !o.ok() {
 			pw.Refused = o.Error
