@@ -2,6 +2,9 @@ package playbook
 
 import (
 	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
 	"go/token"
 	"reflect"
 	"testing"
@@ -68,4 +71,15 @@ func TestStoredReportWindowDecodes(t *testing.T) {
 	for _, k := range []string{"since", "until", "delayed", "delayed_until", "skip_archived", "archived_since", "first"} {
 		assert.Contains(t, back, k)
 	}
+}
+
+// A planned write's values stay out of anything printed or logged.
+func TestPlannedWriteRedactsValues(t *testing.T) {
+	pw := crmsync.PlannedWrite{Direction: "hubspot->salesforce", Kind: crmsync.PlanUpdate, SourceID: "101", TargetID: "003A",
+		Fields: []string{"Email"}, Values: crmsync.Fields{"Email": "ada@example.com"}}
+	assert.NotContains(t, fmt.Sprintf("%v %+v", pw, pw), "ada@example.com")
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("planned", "write", pw, "values", pw.Values)
+	assert.NotContains(t, b.String(), "ada@example.com")
+	assert.Contains(t, b.String(), "003A")
 }
