@@ -3,10 +3,10 @@ package playbook
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"strings"
 	"go/token"
+	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
