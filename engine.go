@@ -30,7 +30,8 @@ func (f WorkflowFunc) Run(ctx context.Context, run *Run) error { return f(ctx, r
 type Config struct {
 	// Store keeps runs, steps and the rest. Required.
 	Store Store
-	// Logger receives run and retry logs; nil means slog.Default().
+	// Logger receives run and retry logs; nil means none (a library logs
+	// only where its user asks it to).
 	Logger *slog.Logger
 	// Holder names this process in leases; "" means host:pid:random.
 	Holder string
@@ -109,7 +110,7 @@ func NewEngine(c Config) (*Engine, error) {
 	}
 	log := c.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Engine{cfg: c, log: log}, nil
 }
@@ -178,17 +179,22 @@ func (e *Engine) Run(ctx context.Context, key string, wf Workflow) (RunInfo, err
 
 func (e *Engine) start(ctx context.Context, key, workflow string) (*Run, error) {
 	st := e.cfg.Store
+	starter, oneTrip := st.(RunStarter)
 	var (
-		lease Lease
-		info  RunInfo
-		err   error
+		rs  RunStart
+		err error
 	)
 	for {
 		now := e.cfg.Now()
-		lease, info, err = st.AcquireLease(ctx, LeaseRequest{
+		req := LeaseRequest{
 			Key: key, Holder: e.cfg.Holder, Workflow: workflow,
 			NewRun: NewRunID(now), TTL: e.cfg.LeaseTTL, Now: now,
-		})
+		}
+		if oneTrip {
+			rs, err = starter.StartRun(ctx, req)
+		} else {
+			rs.Lease, rs.Run, err = st.AcquireLease(ctx, req)
+		}
 		if err == nil {
 			break
 		}
@@ -200,15 +206,14 @@ func (e *Engine) start(ctx context.Context, key, workflow string) (*Run, error) 
 			return nil, fmt.Errorf("crmsync: waiting for lease on key %s: %w", key, err)
 		}
 	}
-	steps, err := st.LoadSteps(ctx, info.ID)
-	if err != nil {
-		_ = st.ReleaseLease(context.WithoutCancel(ctx), lease)
-		return nil, fmt.Errorf("crmsync: load steps of run %s: %w", info.ID, err)
+	if !oneTrip {
+		if rs, err = e.loadRun(ctx, rs); err != nil {
+			return nil, err
+		}
 	}
-	replays, err := st.ClaimReplays(ctx, lease, e.cfg.Now())
-	if err != nil {
-		_ = st.ReleaseLease(context.WithoutCancel(ctx), lease)
-		return nil, fmt.Errorf("crmsync: claim dead-letter replays for run %s: %w", info.ID, err)
+	lease, info, steps, replays := rs.Lease, rs.Run, rs.Steps, rs.Replays
+	if steps == nil {
+		steps = map[string]StepRecord{}
 	}
 	r := &Run{
 		ID: info.ID, Key: key, Resumed: info.Attempts > 1,
@@ -223,6 +228,24 @@ func (e *Engine) start(ctx context.Context, key, workflow string) (*Run, error) 
 		r.log.Info("starting run")
 	}
 	return r, nil
+}
+
+// loadRun completes a start through a Store without RunStarter: the run's
+// steps, then its replays; the lease is given back if either fails.
+func (e *Engine) loadRun(ctx context.Context, rs RunStart) (RunStart, error) {
+	st := e.cfg.Store
+	var err error
+	rs.Steps, err = st.LoadSteps(ctx, rs.Run.ID)
+	if err != nil {
+		_ = st.ReleaseLease(context.WithoutCancel(ctx), rs.Lease)
+		return rs, fmt.Errorf("crmsync: load steps of run %s: %w", rs.Run.ID, err)
+	}
+	rs.Replays, err = st.ClaimReplays(ctx, rs.Lease, e.cfg.Now())
+	if err != nil {
+		_ = st.ReleaseLease(context.WithoutCancel(ctx), rs.Lease)
+		return rs, fmt.Errorf("crmsync: claim dead-letter replays for run %s: %w", rs.Run.ID, err)
+	}
+	return rs, nil
 }
 
 // Counters are a run's step and API counts.
@@ -433,12 +456,6 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	// The run's outcome is recorded even when ctx was cancelled.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 	defer fcancel()
-	st := r.eng.cfg.Store
-	if len(pending) > 0 {
-		if err := st.AppendAudit(fctx, pending); err == nil {
-			r.eng.hookAudit(fctx, pending)
-		}
-	}
 	status, msg := RunFinished, ""
 	if werr != nil {
 		status, msg = RunOpen, werr.Error()
@@ -448,17 +465,16 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 			status = RunFailed
 		}
 	}
-	now := r.eng.cfg.Now()
-	lease := r.Lease()
-	if err := st.FinishRun(fctx, lease, status, repJSON, msg, now); err != nil {
+	end := RunEnd{Status: status, Report: repJSON, Error: msg, Now: r.eng.cfg.Now(), Audit: pending}
+	if werr == nil && r.eng.cfg.Retention > 0 {
+		end.PruneBefore = end.Now.Add(-r.eng.cfg.Retention)
+	}
+	info, pruned, err := r.end(fctx, end)
+	if err != nil {
 		return r.info, errors.Join(werr, fmt.Errorf("crmsync: finish run %s: %w", r.ID, err))
 	}
-	if err := st.ReleaseLease(fctx, lease); err != nil && !errors.Is(err, ErrLeaseLost) {
-		r.log.Warn("release lease", "err", err)
-	}
-	info, err := st.GetRun(fctx, r.ID)
-	if err != nil {
-		info = r.info
+	if pruned > 0 {
+		r.log.Debug("pruned old runs", "runs", pruned)
 	}
 	if werr != nil {
 		if status == RunOpen {
@@ -470,14 +486,48 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	}
 	r.log.Info("run finished", "step_runs", rep.Counters.StepRuns, "replays", rep.Counters.Replays,
 		"retries", rep.Counters.Retries, "dead_letters", rep.Counters.DeadLetters)
-	if r.eng.cfg.Retention > 0 {
-		if n, err := st.PruneRuns(fctx, now.Add(-r.eng.cfg.Retention)); err != nil {
-			r.log.Warn("prune old runs", "err", err)
-		} else if n > 0 {
-			r.log.Debug("pruned old runs", "runs", n)
+	return info, nil
+}
+
+// end records the run's outcome, releases its lease and prunes old runs:
+// in one call if the Store is a RunEnder, else one call each. It returns
+// the run as stored (the run as started if that read fails) and how many
+// runs were pruned.
+func (r *Run) end(ctx context.Context, end RunEnd) (RunInfo, int, error) {
+	st := r.eng.cfg.Store
+	lease := r.Lease()
+	if ender, ok := st.(RunEnder); ok {
+		info, pruned, err := ender.EndRun(ctx, lease, end)
+		if err == nil || errors.Is(err, ErrLeaseLost) {
+			r.eng.hookAudit(ctx, end.Audit)
+		}
+		if err != nil {
+			return r.info, 0, err
+		}
+		return info, pruned, nil
+	}
+	if len(end.Audit) > 0 {
+		if err := st.AppendAudit(ctx, end.Audit); err == nil {
+			r.eng.hookAudit(ctx, end.Audit)
 		}
 	}
-	return info, nil
+	if err := st.FinishRun(ctx, lease, end.Status, end.Report, end.Error, end.Now); err != nil {
+		return r.info, 0, err
+	}
+	if err := st.ReleaseLease(ctx, lease); err != nil && !errors.Is(err, ErrLeaseLost) {
+		r.log.Warn("release lease", "err", err)
+	}
+	info, err := st.GetRun(ctx, r.ID)
+	if err != nil {
+		info = r.info
+	}
+	pruned := 0
+	if !end.PruneBefore.IsZero() {
+		if pruned, err = st.PruneRuns(ctx, end.PruneBefore); err != nil {
+			r.log.Warn("prune old runs", "err", err)
+		}
+	}
+	return info, pruned, nil
 }
 
 // heartbeat renews the run's lease every Config.Heartbeat. A run that can

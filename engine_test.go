@@ -90,66 +90,68 @@ func TestNewEngineValidates(t *testing.T) {
 }
 
 func TestResumeReplaysCompletedSteps(t *testing.T) {
-	st, c := memory.New(), newClock()
-	eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retry = &crmsync.RetryPolicy{MaxAttempts: 1} })
-	calls := map[string]int{}
-	failB := true
-	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-		a, err := crmsync.Step(ctx, run, "a", func(ctx context.Context, _ *crmsync.Attempt) (map[string]int, error) {
-			calls["a"]++
-			return map[string]int{"n": 41}, nil
-		}, nil)
-		if err != nil {
-			return err
-		}
-		_, err = crmsync.Step(ctx, run, "b", func(ctx context.Context, _ *crmsync.Attempt) (int, error) {
-			calls["b"]++
-			if failB {
-				return 0, errFlaky
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		c := newClock()
+		eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retry = &crmsync.RetryPolicy{MaxAttempts: 1} })
+		calls := map[string]int{}
+		failB := true
+		wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			a, err := crmsync.Step(ctx, run, "a", func(ctx context.Context, _ *crmsync.Attempt) (map[string]int, error) {
+				calls["a"]++
+				return map[string]int{"n": 41}, nil
+			}, nil)
+			if err != nil {
+				return err
 			}
-			return a["n"] + 1, nil
-		}, nil)
-		return err
+			_, err = crmsync.Step(ctx, run, "b", func(ctx context.Context, _ *crmsync.Attempt) (int, error) {
+				calls["b"]++
+				if failB {
+					return 0, errFlaky
+				}
+				return a["n"] + 1, nil
+			}, nil)
+			return err
+		})
+		first, err := eng.Run(context.Background(), "team-1", wf)
+		if !errors.Is(err, errFlaky) {
+			t.Fatalf("first Run = %v, want the step's error", err)
+		}
+		if first.Status != crmsync.RunOpen {
+			t.Errorf("failed run status = %s, want open", first.Status)
+		}
+		failB = false
+		second, err := eng.Run(context.Background(), "team-1", wf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if second.ID != first.ID {
+			t.Errorf("resumed run id = %s, want %s", second.ID, first.ID)
+		}
+		if calls["a"] != 1 || calls["b"] != 2 {
+			t.Errorf("calls = %v, want a once and b twice", calls)
+		}
+		var rep crmsync.Report
+		if err := json.Unmarshal(second.Report, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Counters.Replays != 1 || rep.Counters.StepRuns != 1 {
+			t.Errorf("counters = %+v, want 1 replay and 1 step run", rep.Counters)
+		}
+		if second.Status != crmsync.RunFinished || second.Attempts != 2 {
+			t.Errorf("run = %+v, want finished after 2 attempts", second)
+		}
+		third, err := eng.Run(context.Background(), "team-1", wf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if third.ID == first.ID || calls["a"] != 2 {
+			t.Errorf("after finish: run %s (first %s), a called %d times; want a new run that runs a again", third.ID, first.ID, calls["a"])
+		}
+		rows, _ := st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: first.ID, Kind: crmsync.AuditReplay})
+		if len(rows) != 1 {
+			t.Errorf("replay audit rows = %d, want 1", len(rows))
+		}
 	})
-	first, err := eng.Run(context.Background(), "team-1", wf)
-	if !errors.Is(err, errFlaky) {
-		t.Fatalf("first Run = %v, want the step's error", err)
-	}
-	if first.Status != crmsync.RunOpen {
-		t.Errorf("failed run status = %s, want open", first.Status)
-	}
-	failB = false
-	second, err := eng.Run(context.Background(), "team-1", wf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if second.ID != first.ID {
-		t.Errorf("resumed run id = %s, want %s", second.ID, first.ID)
-	}
-	if calls["a"] != 1 || calls["b"] != 2 {
-		t.Errorf("calls = %v, want a once and b twice", calls)
-	}
-	var rep crmsync.Report
-	if err := json.Unmarshal(second.Report, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if rep.Counters.Replays != 1 || rep.Counters.StepRuns != 1 {
-		t.Errorf("counters = %+v, want 1 replay and 1 step run", rep.Counters)
-	}
-	if second.Status != crmsync.RunFinished || second.Attempts != 2 {
-		t.Errorf("run = %+v, want finished after 2 attempts", second)
-	}
-	third, err := eng.Run(context.Background(), "team-1", wf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if third.ID == first.ID || calls["a"] != 2 {
-		t.Errorf("after finish: run %s (first %s), a called %d times; want a new run that runs a again", third.ID, first.ID, calls["a"])
-	}
-	rows, _ := st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: first.ID, Kind: crmsync.AuditReplay})
-	if len(rows) != 1 {
-		t.Errorf("replay audit rows = %d, want 1", len(rows))
-	}
 }
 
 func TestStepBadInput(t *testing.T) {
@@ -268,100 +270,104 @@ func TestBackoffGrows(t *testing.T) {
 }
 
 func TestPermanentFailureIsMemoized(t *testing.T) {
-	st, c := memory.New(), newClock()
-	eng := newEngine(t, st, c, nil)
-	calls := 0
-	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-		_, err := crmsync.Step(ctx, run, "validate", func(context.Context, *crmsync.Attempt) (int, error) {
-			calls++
-			return 0, crmsync.Permanent(errors.New("LastName is required"))
-		}, nil)
-		return err
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		c := newClock()
+		eng := newEngine(t, st, c, nil)
+		calls := 0
+		wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			_, err := crmsync.Step(ctx, run, "validate", func(context.Context, *crmsync.Attempt) (int, error) {
+				calls++
+				return 0, crmsync.Permanent(errors.New("LastName is required"))
+			}, nil)
+			return err
+		})
+		first, err := eng.Run(context.Background(), "k", wf)
+		if !crmsync.IsPermanent(err) {
+			t.Fatalf("Run = %v, want a permanent error", err)
+		}
+		// Resuming the run could only replay the stored failure: it is closed
+		// with its error, and the key's next run starts afresh.
+		info, _ := st.GetRun(context.Background(), first.ID)
+		if info.Status != crmsync.RunFailed || !strings.Contains(info.Error, "LastName is required") {
+			t.Fatalf("failed run = %s %q, want failed (closed) with its error", info.Status, info.Error)
+		}
+		steps, _ := st.LoadSteps(context.Background(), first.ID)
+		if rec := steps["validate"]; !strings.Contains(rec.Error, "LastName is required") {
+			t.Errorf("stored step = %+v, want the failure memoized", rec)
+		}
+		second, err := eng.Run(context.Background(), "k", wf)
+		if second.ID == first.ID || !crmsync.IsPermanent(err) {
+			t.Fatalf("next Run = %s, %v; want a new run", second.ID, err)
+		}
+		if calls != 2 {
+			t.Errorf("fn called %d times, want 2 (once per run)", calls)
+		}
 	})
-	first, err := eng.Run(context.Background(), "k", wf)
-	if !crmsync.IsPermanent(err) {
-		t.Fatalf("Run = %v, want a permanent error", err)
-	}
-	// Resuming the run could only replay the stored failure: it is closed
-	// with its error, and the key's next run starts afresh.
-	info, _ := st.GetRun(context.Background(), first.ID)
-	if info.Status != crmsync.RunFailed || !strings.Contains(info.Error, "LastName is required") {
-		t.Fatalf("failed run = %s %q, want failed (closed) with its error", info.Status, info.Error)
-	}
-	steps, _ := st.LoadSteps(context.Background(), first.ID)
-	if rec := steps["validate"]; !strings.Contains(rec.Error, "LastName is required") {
-		t.Errorf("stored step = %+v, want the failure memoized", rec)
-	}
-	second, err := eng.Run(context.Background(), "k", wf)
-	if second.ID == first.ID || !crmsync.IsPermanent(err) {
-		t.Fatalf("next Run = %s, %v; want a new run", second.ID, err)
-	}
-	if calls != 2 {
-		t.Errorf("fn called %d times, want 2 (once per run)", calls)
-	}
 }
 
 func TestDeadLetterAndReplay(t *testing.T) {
-	st, c := memory.New(), newClock()
-	eng := newEngine(t, st, c, nil)
-	type contact struct{ ID, LastName string }
-	items := []contact{{"1", "Ada"}, {"2", ""}, {"3", "Grace"}}
-	var written []string
-	var replayed []crmsync.DeadLetter
-	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-		replayed = run.Replays()
-		for _, it := range items {
-			_, err := crmsync.Step(ctx, run, "write:"+it.ID, func(context.Context, *crmsync.Attempt) (string, error) {
-				if it.LastName == "" {
-					return "", crmsync.Permanent(errors.New("REQUIRED_FIELD_MISSING: LastName"))
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		c := newClock()
+		eng := newEngine(t, st, c, nil)
+		type contact struct{ ID, LastName string }
+		items := []contact{{"1", "Ada"}, {"2", ""}, {"3", "Grace"}}
+		var written []string
+		var replayed []crmsync.DeadLetter
+		wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			replayed = run.Replays()
+			for _, it := range items {
+				_, err := crmsync.Step(ctx, run, "write:"+it.ID, func(context.Context, *crmsync.Attempt) (string, error) {
+					if it.LastName == "" {
+						return "", crmsync.Permanent(errors.New("REQUIRED_FIELD_MISSING: LastName"))
+					}
+					written = append(written, it.ID)
+					return it.ID, nil
+				}, &crmsync.StepOpts{DeadLetter: &crmsync.DeadLetterSpec{System: "salesforce", RecordID: it.ID, Payload: it}})
+				if errors.Is(err, crmsync.ErrDeadLettered) {
+					continue // one bad record never blocks the rest
 				}
-				written = append(written, it.ID)
-				return it.ID, nil
-			}, &crmsync.StepOpts{DeadLetter: &crmsync.DeadLetterSpec{System: "salesforce", RecordID: it.ID, Payload: it}})
-			if errors.Is(err, crmsync.ErrDeadLettered) {
-				continue // one bad record never blocks the rest
+				if err != nil {
+					return err
+				}
 			}
-			if err != nil {
-				return err
-			}
+			return nil
+		})
+		info, err := eng.Run(context.Background(), "k", wf)
+		if err != nil {
+			t.Fatalf("Run = %v; a parked record must not fail the run", err)
 		}
-		return nil
+		if fmt.Sprint(written) != "[1 3]" {
+			t.Errorf("written = %v, want [1 3]", written)
+		}
+		ctx := context.Background()
+		dls, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+		if len(dls) != 1 || dls[0].RecordID != "2" || dls[0].Run != info.ID || dls[0].Step != "write:2" || !strings.Contains(dls[0].Error, "REQUIRED_FIELD_MISSING") {
+			t.Fatalf("dead letters = %+v", dls)
+		}
+		var payload contact
+		if err := json.Unmarshal(dls[0].Payload, &payload); err != nil || payload.ID != "2" {
+			t.Errorf("payload = %s (%v), want the contact", dls[0].Payload, err)
+		}
+		rows, _ := st.QueryAudit(ctx, crmsync.AuditQuery{RecordID: "2", Kind: crmsync.AuditDeadLetter})
+		if len(rows) != 1 {
+			t.Errorf("dead-letter audit rows for record 2 = %d, want 1", len(rows))
+		}
+		var rep crmsync.Report
+		json.Unmarshal(info.Report, &rep)
+		if rep.Counters.DeadLetters != 1 || rep.Counters.Failed != 1 {
+			t.Errorf("counters = %+v", rep.Counters)
+		}
+		// A person fixes the cause and asks for a replay: the next run gets it.
+		if err := st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, c.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := eng.Run(ctx, "k", wf); err != nil {
+			t.Fatal(err)
+		}
+		if len(replayed) != 1 || replayed[0].ID != dls[0].ID {
+			t.Errorf("next run's Replays = %+v, want letter %d", replayed, dls[0].ID)
+		}
 	})
-	info, err := eng.Run(context.Background(), "k", wf)
-	if err != nil {
-		t.Fatalf("Run = %v; a parked record must not fail the run", err)
-	}
-	if fmt.Sprint(written) != "[1 3]" {
-		t.Errorf("written = %v, want [1 3]", written)
-	}
-	ctx := context.Background()
-	dls, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
-	if len(dls) != 1 || dls[0].RecordID != "2" || dls[0].Run != info.ID || dls[0].Step != "write:2" || !strings.Contains(dls[0].Error, "REQUIRED_FIELD_MISSING") {
-		t.Fatalf("dead letters = %+v", dls)
-	}
-	var payload contact
-	if err := json.Unmarshal(dls[0].Payload, &payload); err != nil || payload.ID != "2" {
-		t.Errorf("payload = %s (%v), want the contact", dls[0].Payload, err)
-	}
-	rows, _ := st.QueryAudit(ctx, crmsync.AuditQuery{RecordID: "2", Kind: crmsync.AuditDeadLetter})
-	if len(rows) != 1 {
-		t.Errorf("dead-letter audit rows for record 2 = %d, want 1", len(rows))
-	}
-	var rep crmsync.Report
-	json.Unmarshal(info.Report, &rep)
-	if rep.Counters.DeadLetters != 1 || rep.Counters.Failed != 1 {
-		t.Errorf("counters = %+v", rep.Counters)
-	}
-	// A person fixes the cause and asks for a replay: the next run gets it.
-	if err := st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, c.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eng.Run(ctx, "k", wf); err != nil {
-		t.Fatal(err)
-	}
-	if len(replayed) != 1 || replayed[0].ID != dls[0].ID {
-		t.Errorf("next run's Replays = %+v, want letter %d", replayed, dls[0].ID)
-	}
 }
 
 func TestAttemptBookkeepingCommitsWithStep(t *testing.T) {
@@ -404,92 +410,95 @@ func TestAttemptBookkeepingCommitsWithStep(t *testing.T) {
 }
 
 func TestLeaseBusyAndWait(t *testing.T) {
-	st := memory.New()
-	a, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", LeaseTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "b", LeaseTTL: time.Minute})
-	bw, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "bw", LeaseTTL: 400 * time.Millisecond, WaitForLease: true})
-	started, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error)
-	go func() {
-		_, err := a.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-			close(started)
-			<-release
-			return nil
-		}))
-		done <- err
-	}()
-	<-started
-	if _, err := b.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil })); !errors.Is(err, crmsync.ErrBusy) {
-		t.Fatalf("second Run = %v, want ErrBusy", err)
-	}
-	var ran atomic.Bool
-	waited := make(chan error)
-	go func() {
-		_, err := bw.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { ran.Store(true); return nil }))
-		waited <- err
-	}()
-	if ran.Load() {
-		t.Fatal("waiting Run ran while the key was busy")
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-waited; err != nil || !ran.Load() {
-		t.Fatalf("waiting Run = %v (ran %v), want it to run once the lease was free", err, ran.Load())
-	}
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		a, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", LeaseTTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "b", LeaseTTL: time.Minute})
+		bw, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "bw", LeaseTTL: 400 * time.Millisecond, WaitForLease: true})
+		started, release := make(chan struct{}), make(chan struct{})
+		done := make(chan error)
+		go func() {
+			_, err := a.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+				close(started)
+				<-release
+				return nil
+			}))
+			done <- err
+		}()
+		<-started
+		if _, err := b.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil })); !errors.Is(err, crmsync.ErrBusy) {
+			t.Fatalf("second Run = %v, want ErrBusy", err)
+		}
+		var ran atomic.Bool
+		waited := make(chan error)
+		go func() {
+			_, err := bw.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { ran.Store(true); return nil }))
+			waited <- err
+		}()
+		if ran.Load() {
+			t.Fatal("waiting Run ran while the key was busy")
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-waited; err != nil || !ran.Load() {
+			t.Fatalf("waiting Run = %v (ran %v), want it to run once the lease was free", err, ran.Load())
+		}
+	})
 }
 
 func TestTakeoverFencesTheOldProcess(t *testing.T) {
-	st, c := memory.New(), newClock()
-	old := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "old" })
-	next := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "new" })
-	stalled, resume := make(chan struct{}), make(chan struct{})
-	var oldErr error
-	var oldRun crmsync.RunID
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, oldErr = old.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-			oldRun = run.ID
-			if _, err := crmsync.Step(ctx, run, "one", func(context.Context, *crmsync.Attempt) (int, error) { return 1, nil }, nil); err != nil {
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		c := newClock()
+		old := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "old" })
+		next := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "new" })
+		stalled, resume := make(chan struct{}), make(chan struct{})
+		var oldErr error
+		var oldRun crmsync.RunID
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, oldErr = old.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+				oldRun = run.ID
+				if _, err := crmsync.Step(ctx, run, "one", func(context.Context, *crmsync.Attempt) (int, error) { return 1, nil }, nil); err != nil {
+					return err
+				}
+				close(stalled) // a long GC pause, say: the lease expires meanwhile
+				<-resume
+				_, err := crmsync.Step(ctx, run, "two", func(context.Context, *crmsync.Attempt) (int, error) { return 2, nil }, nil)
+				return err
+			}))
+		}()
+		<-stalled
+		c.Advance(11 * time.Second)
+		var twoByNew int
+		info, err := next.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			if _, err := crmsync.Step(ctx, run, "one", func(context.Context, *crmsync.Attempt) (int, error) { t.Error("step one ran again"); return 0, nil }, nil); err != nil {
 				return err
 			}
-			close(stalled) // a long GC pause, say: the lease expires meanwhile
-			<-resume
-			_, err := crmsync.Step(ctx, run, "two", func(context.Context, *crmsync.Attempt) (int, error) { return 2, nil }, nil)
+			_, err := crmsync.Step(ctx, run, "two", func(context.Context, *crmsync.Attempt) (int, error) { twoByNew++; return 22, nil }, nil)
 			return err
 		}))
-	}()
-	<-stalled
-	c.Advance(11 * time.Second)
-	var twoByNew int
-	info, err := next.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-		if _, err := crmsync.Step(ctx, run, "one", func(context.Context, *crmsync.Attempt) (int, error) { t.Error("step one ran again"); return 0, nil }, nil); err != nil {
-			return err
+		if err != nil || info.ID != oldRun {
+			t.Fatalf("takeover Run = %+v, %v; want it to resume run %s", info, err, oldRun)
 		}
-		_, err := crmsync.Step(ctx, run, "two", func(context.Context, *crmsync.Attempt) (int, error) { twoByNew++; return 22, nil }, nil)
-		return err
-	}))
-	if err != nil || info.ID != oldRun {
-		t.Fatalf("takeover Run = %+v, %v; want it to resume run %s", info, err, oldRun)
-	}
-	close(resume)
-	<-done
-	if !errors.Is(oldErr, crmsync.ErrLeaseLost) {
-		t.Fatalf("old process's Run = %v, want ErrLeaseLost", oldErr)
-	}
-	steps, _ := st.LoadSteps(context.Background(), oldRun)
-	if string(steps["two"].Result) != "22" || twoByNew != 1 {
-		t.Errorf("step two = %s, want the new holder's result 22", steps["two"].Result)
-	}
-	got, _ := st.GetRun(context.Background(), oldRun)
-	if got.Status != crmsync.RunFinished {
-		t.Errorf("run status = %s; the fenced process must not reopen it", got.Status)
-	}
+		close(resume)
+		<-done
+		if !errors.Is(oldErr, crmsync.ErrLeaseLost) {
+			t.Fatalf("old process's Run = %v, want ErrLeaseLost", oldErr)
+		}
+		steps, _ := st.LoadSteps(context.Background(), oldRun)
+		if string(steps["two"].Result) != "22" || twoByNew != 1 {
+			t.Errorf("step two = %s, want the new holder's result 22", steps["two"].Result)
+		}
+		got, _ := st.GetRun(context.Background(), oldRun)
+		if got.Status != crmsync.RunFinished {
+			t.Errorf("run status = %s; the fenced process must not reopen it", got.Status)
+		}
+	})
 }
 
 func TestHeartbeatKeepsAndLosesLease(t *testing.T) {
@@ -532,24 +541,26 @@ func TestHeartbeatKeepsAndLosesLease(t *testing.T) {
 }
 
 func TestPruneAfterRetention(t *testing.T) {
-	st, c := memory.New(), newClock()
-	eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retention = 24 * time.Hour })
-	ctx := context.Background()
-	one := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
-		_, err := crmsync.Step(ctx, run, "s", func(context.Context, *crmsync.Attempt) (int, error) { return 1, nil }, nil)
-		return err
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		c := newClock()
+		eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retention = 24 * time.Hour })
+		ctx := context.Background()
+		one := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			_, err := crmsync.Step(ctx, run, "s", func(context.Context, *crmsync.Attempt) (int, error) { return 1, nil }, nil)
+			return err
+		})
+		first, _ := eng.Run(ctx, "k", one)
+		c.Advance(25 * time.Hour)
+		if _, err := eng.Run(ctx, "k", one); err != nil {
+			t.Fatal(err)
+		}
+		if steps, _ := st.LoadSteps(ctx, first.ID); len(steps) != 0 {
+			t.Errorf("steps of a run finished 25h ago = %d, want pruned", len(steps))
+		}
+		if _, err := st.GetRun(ctx, first.ID); err != nil {
+			t.Errorf("pruned run's report is gone: %v", err)
+		}
 	})
-	first, _ := eng.Run(ctx, "k", one)
-	c.Advance(25 * time.Hour)
-	if _, err := eng.Run(ctx, "k", one); err != nil {
-		t.Fatal(err)
-	}
-	if steps, _ := st.LoadSteps(ctx, first.ID); len(steps) != 0 {
-		t.Errorf("steps of a run finished 25h ago = %d, want pruned", len(steps))
-	}
-	if _, err := st.GetRun(ctx, first.ID); err != nil {
-		t.Errorf("pruned run's report is gone: %v", err)
-	}
 }
 
 func TestConcurrentStepsInOneRun(t *testing.T) {
@@ -623,4 +634,15 @@ func TestStepHonoursCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || calls != 1 {
 		t.Fatalf("Run = %v after %d calls, want context.Canceled after one call", err, calls)
 	}
+}
+
+// plainStore hides the optional interfaces of the Store it wraps, so that
+// the Engine takes its fallback path (one call per part).
+type plainStore struct{ crmsync.Store }
+
+// forEachStore runs fn on a memory Store, which starts and ends runs in one
+// call (RunStarter, RunEnder), and on one that does not.
+func forEachStore(t *testing.T, fn func(t *testing.T, st crmsync.Store)) {
+	t.Run("one-call", func(t *testing.T) { fn(t, memory.New()) })
+	t.Run("fallback", func(t *testing.T) { fn(t, plainStore{memory.New()}) })
 }

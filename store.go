@@ -18,6 +18,11 @@ type Lease struct {
 	Generation int64     `json:"generation"`
 	Run        RunID     `json:"run"`
 	Expires    time.Time `json:"expires"`
+	// Token, if not zero, is a random number a Store draws at each
+	// acquisition and fences with as well: a Store whose acquisitions may
+	// be undone by a crash (a generation handed out again) tells its
+	// holders apart by it.
+	Token int64 `json:"token,omitempty"`
 }
 
 // RunStatus is the state of a run.
@@ -269,7 +274,10 @@ type DeadLetterStore interface {
 // at once; the parts' own write methods are for operators and tests.
 // store/memory, store/sqlite and
 // store/postgres implement it; store/storetest checks an implementation.
-// Implementations must be safe for concurrent use.
+// Implementations must be safe for concurrent use. A Store may also
+// implement RunStarter and RunEnder, so that a run costs one call to start
+// and one to end beyond its steps; the Engine falls back to the calls they
+// stand for otherwise.
 type Store interface {
 	RunStore
 	StepStore
@@ -279,4 +287,57 @@ type Store interface {
 	DeadLetterStore
 	LinkStore
 	ConflictStore
+}
+
+// RunStart is a run as StartRun hands it over: the lease, the run, its
+// completed steps and the dead letters it holds for replay.
+type RunStart struct {
+	Lease Lease
+	Run   RunInfo
+	// Steps are the run's completed steps, as LoadSteps returns them.
+	Steps map[string]StepRecord
+	// Replays are the letters the run holds for replay, as ClaimReplays
+	// returns them (claimed now if this is the run's first start).
+	Replays []DeadLetter
+}
+
+// RunStarter is an optional interface of a Store that starts a run in one
+// round trip (one statement or one transaction). The Engine uses it when
+// the Store has it, and else calls AcquireLease, LoadSteps and ClaimReplays.
+type RunStarter interface {
+	// StartRun does what AcquireLease, LoadSteps and ClaimReplays do one
+	// after the other, atomically: it takes the lease (ErrBusy while another
+	// holder's is live), resumes the key's open run or opens req.NewRun,
+	// claims the letters marked for replay on the key if this is the run's
+	// first start (Attempts 1), and returns the run's completed steps and
+	// the letters it holds. On error nothing changed.
+	StartRun(ctx context.Context, req LeaseRequest) (RunStart, error)
+}
+
+// RunEnd is how a run ends: what EndRun records.
+type RunEnd struct {
+	// Status, Report and Error are FinishRun's.
+	Status RunStatus
+	Report json.RawMessage
+	Error  string
+	Now    time.Time
+	// Audit rows to append with the outcome (they are kept even if the
+	// lease was lost, as AppendAudit would keep them).
+	Audit []AuditEntry
+	// PruneBefore, if not zero, prunes the step results of runs closed
+	// before it, as PruneRuns does.
+	PruneBefore time.Time
+}
+
+// RunEnder is an optional interface of a Store that ends a run in one round
+// trip (one statement or one transaction). The Engine uses it when the
+// Store has it, and else calls AppendAudit, FinishRun, ReleaseLease,
+// GetRun and PruneRuns.
+type RunEnder interface {
+	// EndRun appends end.Audit, records the run's outcome as FinishRun does,
+	// releases l as ReleaseLease does, prunes as PruneRuns does if
+	// end.PruneBefore is set, and returns the run as stored and how many
+	// runs it pruned. ErrLeaseLost if l is no longer the key's lease: then
+	// neither the outcome nor the lease changed.
+	EndRun(ctx context.Context, l Lease, end RunEnd) (RunInfo, int, error)
 }

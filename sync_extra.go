@@ -7,7 +7,11 @@ import (
 	"sort"
 )
 
-// applyResolutions writes the choices people made for held conflicts.
+// applyResolutions writes the choices people made for held conflicts. A
+// choice whose write was refused stays pending and its write is parked;
+// the ledger keeps it from being sent again until a person replays that
+// letter: then the run that claims it sends the write again, and the
+// choice is applied once it lands.
 func (p *pass) applyResolutions(ctx context.Context) error {
 	pending, err := step(ctx, p, "resolutions", func(ctx context.Context, _ *Attempt) ([]Conflict, error) {
 		return p.st.PendingResolutions(ctx, p.key)
@@ -24,6 +28,7 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 	var all []res
 	var toA, toB []writeItem
 	var pairs []*pair
+	replays := p.replayedWrites()
 	for _, c := range pending {
 		if c.Resolution == nil {
 			continue
@@ -38,12 +43,12 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		if len(mr.PatchA) > 0 {
 			op := WriteOp{Kind: Update, ID: c.RecordA, Fields: mr.PatchA}
 			op.Key = idemKey(p.key, "resolution:"+c.ID, p.a.name, Record{ID: c.RecordA}, op)
-			toA = append(toA, writeItem{Pair: i, Role: "update", Op: op})
+			toA = append(toA, writeItem{Pair: i, Role: "update", Op: op, Resend: replays[op.Key]})
 		}
 		if len(mr.PatchB) > 0 {
 			op := WriteOp{Kind: Update, ID: c.RecordB, Fields: mr.PatchB}
 			op.Key = idemKey(p.key, "resolution:"+c.ID, p.b.name, Record{ID: c.RecordA}, op)
-			toB = append(toB, writeItem{Pair: i, Role: "update", Op: op})
+			toB = append(toB, writeItem{Pair: i, Role: "update", Op: op, Resend: replays[op.Key]})
 		}
 	}
 	outA, err := p.writeAll(ctx, p.a, p.a, "resolve", toA, pairs)
@@ -55,16 +60,21 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		return err
 	}
 	failed := map[int]bool{}
-	for i, o := range outA {
-		if !o.ok() {
-			failed[toA[i].Pair] = true
+	parked := func(out []writeOutcome, items []writeItem, dir *DirectionReport) {
+		for i, o := range out {
+			if o.ok() {
+				continue
+			}
+			failed[items[i].Pair] = true
+			if !o.Ledger && !o.Unknown && !o.Again {
+				p.mu.Lock()
+				dir.DeadLetters++
+				p.mu.Unlock()
+			}
 		}
 	}
-	for i, o := range outB {
-		if !o.ok() {
-			failed[toB[i].Pair] = true
-		}
-	}
+	parked(outA, toA, p.rep.direction(p.b.name, p.a.name))
+	parked(outB, toB, p.rep.direction(p.a.name, p.b.name))
 	applied, err := step(ctx, p, "resolve:commit", func(ctx context.Context, a *Attempt) (int, error) {
 		ids := make([]string, 0, len(all))
 		for _, r := range all {
@@ -115,7 +125,10 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 }
 
 // replayDeadLetters takes the letters a person marked for replay: it reads
-// their source records again and handles them like fresh changes.
+// their source records again and handles them like fresh changes. A source
+// record the read by id no longer finds because it is archived (deleted) is
+// taken from the letter, which keeps it for that reason, so its archive
+// flag is still written; one found neither way is noted as a skip.
 func (p *pass) replayDeadLetters(ctx context.Context) error {
 	if p.run == nil {
 		return nil
@@ -125,6 +138,7 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 		return nil
 	}
 	ids := map[string][]string{}
+	kept := map[string]map[string]Record{} // system -> id -> archived source record
 	for _, d := range letters {
 		var pl deadPayload
 		if err := json.Unmarshal(d.Payload, &pl); err != nil || pl.SourceID == "" {
@@ -132,6 +146,14 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 			continue
 		}
 		ids[pl.SourceSystem] = append(ids[pl.SourceSystem], pl.SourceID)
+		if r := pl.Record; r != nil && r.Archived && r.ID == pl.SourceID {
+			if kept[pl.SourceSystem] == nil {
+				kept[pl.SourceSystem] = map[string]Record{}
+			}
+			if cur, ok := kept[pl.SourceSystem][r.ID]; !ok || r.ModifiedAt.After(cur.ModifiedAt) {
+				kept[pl.SourceSystem][r.ID] = *r
+			}
+		}
 	}
 	systems := make([]string, 0, len(ids))
 	for s := range ids {
@@ -145,9 +167,24 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 		} else if sys != p.a.name {
 			return fmt.Errorf("crmsync: dead letter names unknown system %q", sys)
 		}
-		recs, err := p.lookup(ctx, sd, "replay-fetch:"+sys, "id", dedupe(ids[sys]))
+		want := dedupe(ids[sys])
+		recs, err := p.lookup(ctx, sd, "replay-fetch:"+sys, "id", want)
 		if err != nil {
 			return err
+		}
+		found := map[string]bool{}
+		for _, r := range recs {
+			found[r.ID] = true
+		}
+		for _, id := range want {
+			if found[id] {
+				continue
+			}
+			if r, ok := kept[sys][id]; ok {
+				recs = append(recs, r)
+				continue
+			}
+			p.skip(sd, id, "", "dead letter replay: source record not found on "+sys+" (archived or deleted since it was parked); nothing replayed")
 		}
 		p.rep.Replayed += len(ids[sys])
 		if len(recs) > 0 {
@@ -160,6 +197,42 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// replayRecord is the source record a write's dead letter keeps: an
+// archived (deleted) record, which a replay cannot read again by id; nil
+// for a live one, which the replay reads afresh.
+func replayRecord(src Record) *Record {
+	if !src.Archived {
+		return nil
+	}
+	return &src
+}
+
+// replayedWrites returns the idempotency keys of the writes of the
+// letters this run claimed for replay.
+func (p *pass) replayedWrites() map[string]bool {
+	keys := map[string]bool{}
+	if p.run == nil {
+		return keys
+	}
+	for _, d := range p.run.Replays() {
+		var pl deadPayload
+		if json.Unmarshal(d.Payload, &pl) == nil && pl.Op != nil && pl.Op.Key != "" {
+			keys[pl.Op.Key] = true
+		}
+	}
+	return keys
+}
+
+// failedAgain reports whether d, a letter a step parks, updates a letter
+// this run claimed for replay (it failed again) rather than adding one.
+func (p *pass) failedAgain(d DeadLetter) bool {
+	if p.run == nil {
+		return false
+	}
+	_, ok := p.run.claimedFor(d)
+	return ok
 }
 
 func dedupe(s []string) []string {

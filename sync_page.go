@@ -29,6 +29,9 @@ type writeItem struct {
 	Op   WriteOp `json:"op"`
 	// Role is "create", "update" or "link" (only the link field is written).
 	Role string `json:"role"`
+	// Resend sends the op although the ledger says it was refused before:
+	// it is the very write of a letter this run replays.
+	Resend bool `json:"resend,omitempty"`
 }
 
 // writeOutcome is what became of one writeItem; it is a step result.
@@ -43,6 +46,9 @@ type writeOutcome struct {
 	// ledgered; its pair stays unlinked, and a later read recovers the
 	// link through the link field if the write landed.
 	Unknown bool `json:"unknown,omitempty"`
+	// Again marks a refused write that updated the letter this run
+	// replays (failed again) instead of parking a new one.
+	Again bool `json:"again,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
@@ -563,7 +569,9 @@ type deadPayload struct {
 	SourceID     string   `json:"source_id"`
 	TargetSystem string   `json:"target_system,omitempty"`
 	Op           *WriteOp `json:"op,omitempty"`
-	Record       *Record  `json:"record,omitempty"`
+	// Record is the source record where a replay cannot read it again by
+	// id: a record that failed to merge, or an archived (deleted) one.
+	Record *Record `json:"record,omitempty"`
 }
 
 // writeBatch is one durable write step. Ops that failed transiently are
@@ -592,7 +600,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				_ = json.Unmarshal(e.Result, &prev)
 				if prev.ok() {
 					done[i] = writeOutcome{ID: e.RecordID, Ledger: true, Created: it.Role == "create"}
-				} else if !p.replaying {
+				} else if !p.replaying && !it.Resend {
 					// The same write (same source version, same payload) was
 					// refused and parked before: do not send it, or park it,
 					// again. A replay or a new edit of the source sends it.
@@ -718,12 +726,14 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				continue
 			}
 			op := it.Op
-			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op})
+			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op, Record: replayRecord(pr.src)})
 			rid := it.Op.ID
 			if rid == "" {
 				rid = pr.src.ID
 			}
-			a.DeadLetter(DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error})
+			d := DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error}
+			a.DeadLetter(d)
+			out[i].Again = p.failedAgain(d)
 			failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true})
 			a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: rid, Result: failed})
 		}
@@ -913,7 +923,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 	type commitResult struct {
 		Links        int             `json:"links"`
 		NewConflicts map[string]bool `json:"new_conflicts,omitempty"`
-		Parked       map[int]bool    `json:"parked,omitempty"` // pairs whose merge failure was parked now
+		Parked       map[int]bool    `json:"parked,omitempty"` // pairs whose merge failure was parked now as a new letter
 	}
 	cr, err := step(ctx, p, "commit:"+pg, func(ctx context.Context, a *Attempt) (commitResult, error) {
 		res := commitResult{NewConflicts: map[string]bool{}, Parked: map[int]bool{}}
@@ -936,10 +946,11 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				}
 				rec := pr.src
 				payload, _ := json.Marshal(deadPayload{SourceSystem: sd.name, SourceID: pr.src.ID, Record: &rec})
-				a.DeadLetter(DeadLetter{System: sd.name, RecordID: pr.src.ID, Payload: payload, Error: reason + ": " + pr.mergeErr.Error()})
+				d := DeadLetter{System: sd.name, RecordID: pr.src.ID, Payload: payload, Error: reason + ": " + pr.mergeErr.Error()}
+				a.DeadLetter(d)
 				failed, _ := json.Marshal(writeOutcome{Error: reason, Permanent: true})
 				a.RecordWrite(LedgerEntry{IdemKey: key, System: sd.name, RecordID: pr.src.ID, Result: failed})
-				res.Parked[i] = true
+				res.Parked[i] = !p.failedAgain(d)
 				continue
 			}
 			srcID := pr.src.ID
@@ -1030,12 +1041,12 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 	}
 	for _, o := range otherOut {
-		if !o.ok() && !o.Ledger && !o.Unknown {
+		if !o.ok() && !o.Ledger && !o.Unknown && !o.Again {
 			dir.DeadLetters++
 		}
 	}
 	for _, o := range srcOut {
-		if !o.ok() && !o.Ledger && !o.Unknown {
+		if !o.ok() && !o.Ledger && !o.Unknown && !o.Again {
 			back.DeadLetters++
 		}
 	}

@@ -60,7 +60,7 @@ type Config struct {
 	// RetryInterval is the longest wait between tries while Redis does not
 	// answer (waits start at a tenth of it and double); zero means 2s.
 	RetryInterval time.Duration
-	// Logger receives the outage and recovery lines; nil means slog.Default().
+	// Logger receives the outage and recovery lines; nil means none.
 	Logger *slog.Logger
 	// Now is the local clock, used only to turn Pause's time into a
 	// duration; nil means time.Now.
@@ -128,7 +128,7 @@ func New(c Config) (*Limiter, error) {
 		l.retryMax = 2 * time.Second
 	}
 	if l.log == nil {
-		l.log = slog.Default()
+		l.log = slog.New(slog.DiscardHandler)
 	}
 	if l.now == nil {
 		l.now = time.Now

@@ -34,7 +34,11 @@ type Store struct {
 	conflictOrder []string
 }
 
-var _ crmsync.Store = (*Store)(nil)
+var (
+	_ crmsync.Store      = (*Store)(nil)
+	_ crmsync.RunStarter = (*Store)(nil)
+	_ crmsync.RunEnder   = (*Store)(nil)
+)
 
 // New returns an empty Store.
 func New() *Store {
@@ -55,11 +59,16 @@ func New() *Store {
 
 // AcquireLease implements crmsync.RunStore.
 func (s *Store) AcquireLease(_ context.Context, req crmsync.LeaseRequest) (crmsync.Lease, crmsync.RunInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acquireLease(req)
+}
+
+// acquireLease is AcquireLease with s.mu held.
+func (s *Store) acquireLease(req crmsync.LeaseRequest) (crmsync.Lease, crmsync.RunInfo, error) {
 	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
 		return crmsync.Lease{}, crmsync.RunInfo{}, fmt.Errorf("memory: acquire lease: key, holder, new run id and a positive TTL are required")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	cur, held := s.leases[req.Key]
 	if held && cur.Run != "" && cur.Expires.After(req.Now) {
 		return crmsync.Lease{}, crmsync.RunInfo{}, fmt.Errorf("memory: key %s held by %s until %s: %w", req.Key, cur.Holder, cur.Expires.Format(time.RFC3339), crmsync.ErrBusy)
@@ -106,6 +115,11 @@ func (s *Store) RenewLease(_ context.Context, l crmsync.Lease, ttl time.Duration
 func (s *Store) ReleaseLease(_ context.Context, l crmsync.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.releaseLease(l)
+}
+
+// releaseLease is ReleaseLease with s.mu held.
+func (s *Store) releaseLease(l crmsync.Lease) error {
 	if err := s.current(l); err != nil {
 		return err
 	}
@@ -129,6 +143,11 @@ func (s *Store) GetLease(_ context.Context, key string) (crmsync.Lease, error) {
 func (s *Store) FinishRun(_ context.Context, l crmsync.Lease, status crmsync.RunStatus, report json.RawMessage, errMsg string, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.finishRun(l, status, report, errMsg, now)
+}
+
+// finishRun is FinishRun with s.mu held.
+func (s *Store) finishRun(l crmsync.Lease, status crmsync.RunStatus, report json.RawMessage, errMsg string, now time.Time) error {
 	if err := s.current(l); err != nil {
 		return err
 	}
@@ -151,6 +170,11 @@ func (s *Store) FinishRun(_ context.Context, l crmsync.Lease, status crmsync.Run
 func (s *Store) GetRun(_ context.Context, id crmsync.RunID) (crmsync.RunInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.getRun(id)
+}
+
+// getRun is GetRun with s.mu held.
+func (s *Store) getRun(id crmsync.RunID) (crmsync.RunInfo, error) {
 	ri, ok := s.runs[id]
 	if !ok {
 		return crmsync.RunInfo{}, fmt.Errorf("memory: run %s: %w", id, crmsync.ErrNotFound)
@@ -182,6 +206,11 @@ func (s *Store) ListRuns(_ context.Context, key string, limit int) ([]crmsync.Ru
 func (s *Store) PruneRuns(_ context.Context, before time.Time) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.pruneRuns(before)
+}
+
+// pruneRuns is PruneRuns with s.mu held.
+func (s *Store) pruneRuns(before time.Time) (int, error) {
 	n := 0
 	for id, ri := range s.runs {
 		if ri.Status.Closed() && ri.FinishedAt.Before(before) {
@@ -198,6 +227,11 @@ func (s *Store) PruneRuns(_ context.Context, before time.Time) (int, error) {
 func (s *Store) LoadSteps(_ context.Context, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.loadSteps(run)
+}
+
+// loadSteps is LoadSteps with s.mu held.
+func (s *Store) loadSteps(run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
 	out := make(map[string]crmsync.StepRecord, len(s.steps[run]))
 	for k, v := range s.steps[run] {
 		out[k] = v
@@ -391,6 +425,11 @@ func (s *Store) SetDeadLetterStatus(_ context.Context, id int64, status crmsync.
 func (s *Store) ClaimReplays(_ context.Context, l crmsync.Lease, now time.Time) ([]crmsync.DeadLetter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.claimReplays(l, now)
+}
+
+// claimReplays is ClaimReplays with s.mu held.
+func (s *Store) claimReplays(l crmsync.Lease, now time.Time) ([]crmsync.DeadLetter, error) {
 	if err := s.current(l); err != nil {
 		return nil, err
 	}
@@ -558,4 +597,42 @@ func (s *Store) ResolveConflict(_ context.Context, id string, r crmsync.Resoluti
 // PendingResolutions implements crmsync.ConflictStore.
 func (s *Store) PendingResolutions(ctx context.Context, key string) ([]crmsync.Conflict, error) {
 	return s.ListConflicts(ctx, crmsync.ConflictFilter{Key: key, State: crmsync.ConflictChosen})
+}
+
+// StartRun implements crmsync.RunStarter: AcquireLease, LoadSteps and
+// ClaimReplays under one lock.
+func (s *Store) StartRun(_ context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rs crmsync.RunStart
+	var err error
+	if rs.Lease, rs.Run, err = s.acquireLease(req); err != nil {
+		return crmsync.RunStart{}, err
+	}
+	rs.Steps, _ = s.loadSteps(rs.Run.ID)
+	rs.Replays, _ = s.claimReplays(rs.Lease, req.Now) // the lease was just taken
+	return rs, nil
+}
+
+// EndRun implements crmsync.RunEnder: AppendAudit, FinishRun, ReleaseLease,
+// GetRun and PruneRuns under one lock.
+func (s *Store) EndRun(_ context.Context, l crmsync.Lease, end crmsync.RunEnd) (crmsync.RunInfo, int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appendAudit(end.Audit)
+	if err := s.finishRun(l, end.Status, end.Report, end.Error, end.Now); err != nil {
+		return crmsync.RunInfo{}, 0, err
+	}
+	if err := s.releaseLease(l); err != nil {
+		return crmsync.RunInfo{}, 0, err
+	}
+	ri, err := s.getRun(l.Run)
+	if err != nil {
+		return crmsync.RunInfo{}, 0, err
+	}
+	n := 0
+	if !end.PruneBefore.IsZero() {
+		n, _ = s.pruneRuns(end.PruneBefore)
+	}
+	return ri, n, nil
 }

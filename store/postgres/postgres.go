@@ -9,12 +9,25 @@
 // advisory lock, so several workers may start at once and a failed migration
 // leaves nothing behind.
 //
+// A run costs two round trips beyond its steps. StartRun is one: the
+// schema's start_run function (lease, run, replay claims) and the reads of
+// the run's steps and letters go in one pipeline, which the server runs as
+// one implicit transaction. EndRun is the other: audit rows, the fenced
+// outcome, the release and the pruning in one pipeline.
+//
 // A checkpoint of a step alone is one INSERT statement that also checks the
-// lease; a checkpoint with cursors, ledger, audit rows, dead letters, links or
-// conflicts is one transaction. Times are stored as bigint nanoseconds since
+// lease; a checkpoint with cursors, ledger rows, audit rows and new dead
+// letters is one statement too (one array parameter per column, the rows
+// written only if the step was new); one that also updates a claimed dead
+// letter, or writes links or conflicts, is one transaction. Times are stored as bigint nanoseconds since
 // the Unix epoch exactly as the caller gave them; the server's clock is never
 // read. Durability is the server's: with synchronous_commit on (PostgreSQL's
 // default) a step acknowledged by Commit survives a crash of the server.
+// StartRun and EndRun do not wait for the WAL flush (the run's next step, or
+// any later commit that waits, makes them durable): a server crash may undo
+// a start, whose process is then fenced by its lease token, or an end, whose
+// run is then resumed by the next start after its lease expires, its steps
+// answered from the store.
 package postgres
 
 import (
@@ -59,6 +72,10 @@ type Config struct {
 	// ConnectTimeout bounds each connection attempt; zero means the DSN's
 	// connect_timeout, or else 10s.
 	ConnectTimeout time.Duration
+	// PoolConfig, if set, is called with the parsed pool configuration
+	// before Open connects, to set pgx options the DSN cannot carry (a
+	// tracer, a dialer that counts round trips).
+	PoolConfig func(*pgxpool.Config)
 }
 
 // Store is a crmsync.Store in a PostgreSQL schema. Close it when done.
@@ -68,6 +85,10 @@ type Store struct {
 	quoted string // the schema as a quoted identifier
 
 	sqlStep string // the one-statement step checkpoint
+	// StartRun, EndRun and PruneRuns statements.
+	sqlStartRun, sqlStartSteps, sqlStartLetters, sqlEndFinish, sqlEndRelease, sqlPrune string
+	// Bulk statements: a checkpoint's rows, audit rows.
+	sqlCheckpoint, sqlAudit string
 }
 
 var _ crmsync.Store = (*Store)(nil)
@@ -137,6 +158,9 @@ func open(ctx context.Context, c Config) (*Store, error) {
 	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 		pc.ConnConfig.RuntimeParams["application_name"] = "crmsync"
 	}
+	if c.PoolConfig != nil {
+		c.PoolConfig(pc)
+	}
 	where := fmt.Sprintf("server %s, database %q, user %q", net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))), pc.ConnConfig.Database, pc.ConnConfig.User)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -154,8 +178,11 @@ func open(ctx context.Context, c Config) (*Store, error) {
 	s.sqlStep = s.q(`
 INSERT INTO {s}.steps (run, step, result, error, attempts, done)
 SELECT $1, $2, $3, $4, $5, $6
-WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 FOR KEY SHARE)
+WHERE EXISTS (SELECT 1 FROM {s}.leases WHERE key = $7 AND generation = $8 AND run = $9 AND token = $10 FOR KEY SHARE)
 ON CONFLICT (run, step) DO NOTHING`)
+	s.prepareRunSQL()
+	s.sqlCheckpoint = s.q(checkpointSQL())
+	s.sqlAudit = s.q(auditInsert + ` FROM ` + auditArrays + ` ORDER BY n`)
 	return s, nil
 }
 

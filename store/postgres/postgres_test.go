@@ -454,3 +454,13 @@ func TestCommitWaitsForTakeover(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRuns runs short workflows (4 steps each, a new run each time),
+// one at a time and 8 in flight.
+func BenchmarkRuns(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+			storetest.BenchRuns(b, func(b *testing.B) crmsync.Store { return openSchema(b, freshSchema(b)) }, n)
+		})
+	}
+}

@@ -113,4 +113,45 @@ CREATE TABLE {s}.conflicts (
 );
 CREATE INDEX conflicts_key_state ON {s}.conflicts (key, state);
 `,
+	// 2: start_run, which takes a key's lease and starts or resumes its run
+	// in one statement; one index for pruning closed runs (finished or
+	// failed) in place of the one for finished runs only.
+	`
+DROP INDEX {s}.runs_finished;
+ALTER TABLE {s}.leases ADD COLUMN token bigint NOT NULL DEFAULT 0;
+CREATE INDEX runs_closed ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed');
+
+CREATE FUNCTION {s}.start_run(p_key text, p_holder text, p_workflow text, p_new_run text, p_now bigint, p_expires bigint, p_token bigint)
+RETURNS TABLE (o_generation bigint, o_id text, o_key text, o_workflow text, o_status text, o_started_at bigint,
+	o_finished_at bigint, o_attempts integer, o_error text, o_report bytea)
+LANGUAGE plpgsql AS $$
+DECLARE
+	l {s}.leases%ROWTYPE;
+	r {s}.runs%ROWTYPE;
+BEGIN
+	-- Make sure the lease row exists, then lock it: concurrent starters of
+	-- one key queue here, and commits under the old generation (which hold
+	-- FOR KEY SHARE) finish first.
+	INSERT INTO {s}.leases AS x (key, holder, generation, run, expires) VALUES (p_key, '', 0, '', 0)
+		ON CONFLICT (key) DO NOTHING;
+	SELECT * INTO l FROM {s}.leases x WHERE x.key = p_key FOR UPDATE;
+	IF l.run <> '' AND l.expires > p_now THEN
+		RAISE EXCEPTION 'key % is busy', p_key USING ERRCODE = 'CS001', DETAIL = l.holder, HINT = l.expires::text;
+	END IF;
+	UPDATE {s}.runs x SET attempts = x.attempts + 1 WHERE x.key = p_key AND x.status = 'open' RETURNING * INTO r;
+	IF NOT FOUND THEN
+		INSERT INTO {s}.runs AS x (id, key, workflow, status, started_at, attempts)
+			VALUES (p_new_run, p_key, p_workflow, 'open', p_now, 1) RETURNING * INTO r;
+	END IF;
+	UPDATE {s}.leases x SET holder = p_holder, generation = l.generation + 1, run = r.id, expires = p_expires, token = p_token
+		WHERE x.key = p_key;
+	-- Only a run's first start claims letters; a resumed run gets its own back.
+	IF r.attempts = 1 THEN
+		UPDATE {s}.dead_letters x SET status = 'replayed', claimed_by = r.id, updated = p_now
+			WHERE x.key = p_key AND x.status = 'replay';
+	END IF;
+	RETURN QUERY SELECT l.generation + 1, r.id, r.key, r.workflow, r.status, r.started_at, r.finished_at, r.attempts, r.error, r.report;
+END
+$$;
+`,
 }

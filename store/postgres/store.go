@@ -92,8 +92,9 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 			return fmt.Errorf("postgres: acquire lease %s: run %s: %w", req.Key, id, err)
 		}
 		l = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: crmsync.RunID(id), Expires: tm(ns(req.Now.Add(req.TTL)))}
-		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.leases SET holder = $2, generation = $3, run = $4, expires = $5 WHERE key = $1`),
-			l.Key, l.Holder, l.Generation, id, ns(l.Expires)); err != nil {
+		l.Token = newToken()
+		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.leases SET holder = $2, generation = $3, run = $4, expires = $5, token = $6 WHERE key = $1`),
+			l.Key, l.Holder, l.Generation, id, ns(l.Expires), l.Token); err != nil {
 			return fmt.Errorf("postgres: acquire lease %s: %w", req.Key, err)
 		}
 		return nil
@@ -107,13 +108,13 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 // lost reports whether l is no longer the key's current lease. In a
 // transaction it also locks the lease row against a takeover.
 func (s *Store) lost(ctx context.Context, q querier, l crmsync.Lease) error {
-	var gen int64
+	var gen, token int64
 	var run string
-	err := q.QueryRow(ctx, s.q(`SELECT generation, run FROM {s}.leases WHERE key = $1 FOR KEY SHARE`), l.Key).Scan(&gen, &run)
+	err := q.QueryRow(ctx, s.q(`SELECT generation, run, token FROM {s}.leases WHERE key = $1 FOR KEY SHARE`), l.Key).Scan(&gen, &run, &token)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("postgres: check lease %s: %w", l.Key, err)
 	}
-	if err != nil || gen != l.Generation || run == "" || run != string(l.Run) {
+	if err != nil || gen != l.Generation || run == "" || run != string(l.Run) || token != l.Token {
 		return fmt.Errorf("postgres: key %s generation %d: %w", l.Key, l.Generation, crmsync.ErrLeaseLost)
 	}
 	return nil
@@ -138,7 +139,7 @@ func (s *Store) fenced(ctx context.Context, l crmsync.Lease, what, stmt string, 
 func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
 	l.Expires = tm(ns(now.Add(ttl)))
 	err := s.fenced(ctx, l, "renew lease "+l.Key,
-		`UPDATE {s}.leases SET expires = $1 WHERE key = $2 AND generation = $3 AND run = $4`, ns(l.Expires), l.Key, l.Generation, string(l.Run))
+		`UPDATE {s}.leases SET expires = $1 WHERE key = $2 AND generation = $3 AND run = $4 AND token = $5`, ns(l.Expires), l.Key, l.Generation, string(l.Run), l.Token)
 	if err != nil {
 		return crmsync.Lease{}, err
 	}
@@ -149,7 +150,7 @@ func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Durati
 // fencing survives the release.
 func (s *Store) ReleaseLease(ctx context.Context, l crmsync.Lease) error {
 	return s.fenced(ctx, l, "release lease "+l.Key,
-		`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3`, l.Key, l.Generation, string(l.Run))
+		`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3 AND token = $4`, l.Key, l.Generation, string(l.Run), l.Token)
 }
 
 // GetLease implements crmsync.RunStore.
@@ -157,8 +158,8 @@ func (s *Store) GetLease(ctx context.Context, key string) (crmsync.Lease, error)
 	var l crmsync.Lease
 	var run string
 	var exp int64
-	err := s.pool.QueryRow(ctx, s.q(`SELECT key, holder, generation, run, expires FROM {s}.leases WHERE key = $1 AND generation > 0`), key).
-		Scan(&l.Key, &l.Holder, &l.Generation, &run, &exp)
+	err := s.pool.QueryRow(ctx, s.q(`SELECT key, holder, generation, run, expires, token FROM {s}.leases WHERE key = $1 AND generation > 0`), key).
+		Scan(&l.Key, &l.Holder, &l.Generation, &run, &exp, &l.Token)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l, fmt.Errorf("postgres: lease %s: %w", key, crmsync.ErrNotFound)
 	}
@@ -180,8 +181,8 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	}
 	return s.fenced(ctx, l, "finish run "+string(l.Run), `
 UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
-WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 FOR KEY SHARE)`,
-		string(status), bytes(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
+WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 AND token = $9 FOR KEY SHARE)`,
+		string(status), bytes(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run), l.Token)
 }
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
@@ -242,14 +243,7 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 // PruneRuns implements crmsync.RunStore. It is one statement.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	var n int
-	err := s.pool.QueryRow(ctx, s.q(`
-WITH pruned AS (
-	SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND finished_at < $1
-	AND EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id)
-), gone AS (
-	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned)
-)
-SELECT count(*) FROM pruned`), ns(before)).Scan(&n)
+	err := s.pool.QueryRow(ctx, s.sqlPrune, ns(before)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: prune runs: %w", err)
 	}
@@ -262,19 +256,8 @@ func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]cr
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load steps of run %s: %w", run, err)
 	}
-	defer rows.Close()
-	out := map[string]crmsync.StepRecord{}
-	for rows.Next() {
-		var r crmsync.StepRecord
-		var result []byte
-		var done int64
-		if err := rows.Scan(&r.Step, &result, &r.Error, &r.Attempts, &done); err != nil {
-			return nil, fmt.Errorf("postgres: load steps of run %s: %w", run, err)
-		}
-		r.Result, r.Done = raw(result), tm(done)
-		out[r.Step] = r
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanSteps(rows)
+	if err != nil {
 		return nil, fmt.Errorf("postgres: load steps of run %s: %w", run, err)
 	}
 	return out, nil
@@ -294,7 +277,7 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 		return fmt.Errorf("postgres: commit run %s under lease of run %s: %w", cp.Run, l.Run, crmsync.ErrLeaseLost)
 	}
 	st := cp.Step
-	args := []any{string(cp.Run), st.Step, bytes(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
+	args := []any{string(cp.Run), st.Step, bytes(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run), l.Token}
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
 		tag, err := s.pool.Exec(ctx, s.sqlStep, args...)
 		if err != nil {
@@ -307,31 +290,18 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	}
 	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
 	b := &pgx.Batch{}
-	for name, v := range cp.Cursors {
-		b.Queue(s.q(`INSERT INTO {s}.cursors (key, name, value) VALUES ($1, $2, $3)
-			ON CONFLICT (key, name) DO UPDATE SET value = excluded.value`), l.Key, name, v)
-	}
-	for _, e := range cp.Ledger {
-		b.Queue(s.q(`INSERT INTO {s}.ledger (idem_key, run, step, system, record_id, result, at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idem_key) DO NOTHING`),
-			e.IdemKey, string(e.Run), e.Step, e.System, e.RecordID, bytes(e.Result), ns(e.At))
-	}
-	s.queueAudit(b, cp.Audit)
 	for _, d := range cp.DeadLetters {
-		if d.ID != 0 {
-			// A claimed letter tried again in vain: update it while the run
-			// still holds its claim, else park a new letter.
-			b.Queue(s.q(`WITH upd AS (UPDATE {s}.dead_letters SET status = $1, error = $2, payload = $3, updated = $4
-				WHERE id = $5 AND claimed_by = $6 AND status IN ('replayed', 'failed-again') RETURNING id)
-				INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
-				SELECT $7, $8, $9, $10, $11, $3, $2, 'parked', $12, $4 WHERE NOT EXISTS (SELECT 1 FROM upd)`),
-				string(d.Status), d.Error, bytes(d.Payload), ns(d.Updated), d.ID, string(cp.Run),
-				d.Key, string(d.Run), d.Step, d.System, d.RecordID, ns(d.Created))
-			continue
+		if d.ID == 0 {
+			continue // in the checkpoint statement
 		}
-		b.Queue(s.q(`INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`), d.Key, string(d.Run), d.Step, d.System, d.RecordID, bytes(d.Payload), d.Error,
-			string(d.Status), ns(d.Created), ns(d.Updated))
+		// A claimed letter tried again in vain: update it while the run
+		// still holds its claim, else park a new letter.
+		b.Queue(s.q(`WITH upd AS (UPDATE {s}.dead_letters SET status = $1, error = $2, payload = $3, updated = $4
+			WHERE id = $5 AND claimed_by = $6 AND status IN ('replayed', 'failed-again') RETURNING id)
+			INSERT INTO {s}.dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
+			SELECT $7, $8, $9, $10, $11, $3, $2, 'parked', $12, $4 WHERE NOT EXISTS (SELECT 1 FROM upd)`),
+			string(d.Status), d.Error, bytes(d.Payload), ns(d.Updated), d.ID, string(cp.Run),
+			d.Key, string(d.Run), d.Step, d.System, d.RecordID, ns(d.Created))
 	}
 	if err := s.queueLinks(b, cp.Links); err != nil {
 		return fmt.Errorf("postgres: %s: %w", what, err)
@@ -339,12 +309,24 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	if err := s.queueConflicts(b, cp.Conflicts); err != nil {
 		return fmt.Errorf("postgres: %s: %w", what, err)
 	}
-	return s.tx(ctx, what, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.sqlStep, args...)
-		if err != nil {
+	cargs := checkpointArgs(l, cp)
+	if b.Len() == 0 {
+		// Cursors, ledger, audit rows and new letters only: one statement.
+		var n int
+		if err := s.pool.QueryRow(ctx, s.sqlCheckpoint, cargs...).Scan(&n); err != nil {
 			return fmt.Errorf("postgres: %s: %w", what, err)
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
+			return s.lost(ctx, s.pool, l) // nil: already stored, nothing else written
+		}
+		return nil
+	}
+	return s.tx(ctx, what, func(tx pgx.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, s.sqlCheckpoint, cargs...).Scan(&n); err != nil {
+			return fmt.Errorf("postgres: %s: %w", what, err)
+		}
+		if n == 0 {
 			return s.lost(ctx, tx, l) // nil: already stored, nothing else to write
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -416,30 +398,22 @@ func (s *Store) LookupWrites(ctx context.Context, keys []string) (map[string]crm
 	return out, nil
 }
 
+// queueAudit queues rows as one statement.
 func (s *Store) queueAudit(b *pgx.Batch, rows []crmsync.AuditEntry) {
-	for _, r := range rows {
-		ids := r.RecordIDs
-		if ids == nil {
-			ids = []string{}
-		}
-		b.Queue(s.q(`INSERT INTO {s}.audit (time, key, run, step, kind, system, record_ids, idem_key, detail)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`), ns(r.Time), r.Key, string(r.Run), r.Step, r.Kind, r.System, ids, r.IdemKey, bytes(r.Detail))
+	if len(rows) > 0 {
+		b.Queue(s.sqlAudit, auditArgs(rows)...)
 	}
 }
 
-// AppendAudit implements crmsync.AuditStore. The rows are one transaction.
+// AppendAudit implements crmsync.AuditStore. The rows are one statement.
 func (s *Store) AppendAudit(ctx context.Context, rows []crmsync.AuditEntry) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	s.queueAudit(b, rows)
-	return s.tx(ctx, "append audit", func(tx pgx.Tx) error {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("postgres: append audit: %w", err)
-		}
-		return nil
-	})
+	if _, err := s.pool.Exec(ctx, s.sqlAudit, auditArgs(rows)...); err != nil {
+		return fmt.Errorf("postgres: append audit: %w", err)
+	}
+	return nil
 }
 
 // QueryAudit implements crmsync.AuditStore. IDs grow in insertion order;

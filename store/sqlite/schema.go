@@ -115,4 +115,10 @@ CREATE TABLE conflicts (
 );
 CREATE INDEX conflicts_key_state ON conflicts (key, state);
 `,
+	// 3: one index for pruning closed runs (finished or failed) in place
+	// of the one for finished runs only.
+	`
+DROP INDEX runs_finished;
+CREATE INDEX runs_closed ON runs (finished_at) WHERE status IN ('finished', 'failed');
+`,
 }

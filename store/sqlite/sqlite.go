@@ -2,6 +2,12 @@
 // modernc.org/sqlite) in WAL mode, safe for many goroutines and for several
 // processes on one machine.
 //
+// A run costs two transactions beyond its steps (StartRun and EndRun); a
+// step alone is one statement, and a checkpoint's cursors, ledger rows, audit
+// rows and new dead letters are one statement per table. Statements are
+// prepared once. Writes of one process queue in Go for SQLite's one writer,
+// rather than sleeping in SQLite's busy handler.
+//
 // Durability: with the default Synchronous "NORMAL", a step acknowledged by
 // Commit survives the process being killed; a power loss may lose the last
 // few commits. Synchronous "FULL" survives power loss at a cost in speed.
@@ -17,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/crmsync/crmsync"
@@ -41,6 +48,10 @@ type Config struct {
 	// Synchronous is SQLite's synchronous setting: "NORMAL" (the default:
 	// survives a process kill) or "FULL" (survives power loss).
 	Synchronous string
+	// Driver is the database/sql driver that opens the file; "" means
+	// modernc.org/sqlite's "sqlite". A registered wrapper of that driver
+	// may be named here, to count or trace statements.
+	Driver string
 }
 
 // Store is a crmsync.Store in one SQLite file. Close it when done.
@@ -49,7 +60,23 @@ type Store struct {
 	path string
 
 	stmtStep *sql.Stmt
+	stmts    sync.Map // query -> *sql.Stmt, see prepared
+	// wgate lets one write of this process at a time at SQLite: the others
+	// queue here instead of sleeping in SQLite's busy handler.
+	wgate chan struct{}
 }
+
+// lockWrite waits for this process's turn to write.
+func (s *Store) lockWrite(ctx context.Context) error {
+	select {
+	case s.wgate <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlockWrite() { <-s.wgate }
 
 var _ crmsync.Store = (*Store)(nil)
 
@@ -100,11 +127,14 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + (&url.URL{Path: c.Path}).EscapedPath() + "?" + q.Encode()
-	db, err := sql.Open("sqlite", dsn)
+	if c.Driver == "" {
+		c.Driver = "sqlite"
+	}
+	db, err := sql.Open(c.Driver, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", c.Path, err)
 	}
-	s := &Store{db: db, path: c.Path}
+	s := &Store{db: db, path: c.Path, wgate: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -126,6 +156,7 @@ func (s *Store) Close() error {
 	if s.stmtStep != nil {
 		s.stmtStep.Close()
 	}
+	s.closeStmts()
 	return s.db.Close()
 }
 

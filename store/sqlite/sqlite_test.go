@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -43,4 +44,16 @@ func BenchmarkStepFull(b *testing.B) {
 		b.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// BenchmarkRuns runs short workflows (4 steps each, a new run each time),
+// one at a time and 8 in flight, at Synchronous NORMAL.
+func BenchmarkRuns(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("inflight=%d", n), func(b *testing.B) {
+			storetest.BenchRuns(b, func(b *testing.B) crmsync.Store {
+				return open(b, filepath.Join(b.TempDir(), "bench.db"))
+			}, n)
+		})
+	}
 }

@@ -20,6 +20,10 @@ type querier interface {
 }
 
 func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	defer s.unlockWrite()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
@@ -95,8 +99,13 @@ func lost(ctx context.Context, q querier, l crmsync.Lease) error {
 }
 
 // fenced runs a statement that must touch a row only while l is current.
-func fenced(ctx context.Context, q querier, l crmsync.Lease, what, stmt string, args ...any) error {
-	res, err := q.ExecContext(ctx, stmt, args...)
+func (s *Store) fenced(ctx context.Context, l crmsync.Lease, what, stmt string, args ...any) error {
+	if err := s.lockWrite(ctx); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	res, err := prepared{s: s}.ExecContext(ctx, stmt, args...)
+	s.unlockWrite()
+	q := s.db
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
@@ -112,7 +121,7 @@ func fenced(ctx context.Context, q querier, l crmsync.Lease, what, stmt string, 
 // RenewLease implements crmsync.RunStore.
 func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
 	l.Expires = tm(ns(now.Add(ttl)))
-	err := fenced(ctx, s.db, l, "renew lease "+l.Key,
+	err := s.fenced(ctx, l, "renew lease "+l.Key,
 		`UPDATE leases SET expires = ? WHERE key = ? AND generation = ? AND run = ?`, ns(l.Expires), l.Key, l.Generation, string(l.Run))
 	if err != nil {
 		return crmsync.Lease{}, err
@@ -123,7 +132,7 @@ func (s *Store) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Durati
 // ReleaseLease implements crmsync.RunStore. The generation is kept, so
 // fencing survives the release.
 func (s *Store) ReleaseLease(ctx context.Context, l crmsync.Lease) error {
-	return fenced(ctx, s.db, l, "release lease "+l.Key,
+	return s.fenced(ctx, l, "release lease "+l.Key,
 		`UPDATE leases SET holder = '', run = '', expires = 0 WHERE key = ? AND generation = ? AND run = ?`, l.Key, l.Generation, string(l.Run))
 }
 
@@ -152,7 +161,7 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	if status.Closed() {
 		finished = ns(now)
 	}
-	return fenced(ctx, s.db, l, "finish run "+string(l.Run), `
+	return s.fenced(ctx, l, "finish run "+string(l.Run), `
 UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
 WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)`,
 		string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
@@ -220,59 +229,23 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	n := 0
 	err := s.tx(ctx, "prune runs", func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
-			AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
-		if err != nil {
-			return fmt.Errorf("sqlite: prune runs: %w", err)
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlite: prune runs: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id); err != nil {
-				return fmt.Errorf("sqlite: prune run %s: %w", id, err)
-			}
-		}
-		n = len(ids)
-		return nil
+		var err error
+		n, err = pruneRuns(ctx, tx, before)
+		return err
 	})
 	return n, err
 }
 
 // LoadSteps implements crmsync.StepStore.
 func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT step, result, error, attempts, done FROM steps WHERE run = ?`, string(run))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
-	}
-	defer rows.Close()
-	out := map[string]crmsync.StepRecord{}
-	for rows.Next() {
-		var r crmsync.StepRecord
-		var result []byte
-		var done int64
-		if err := rows.Scan(&r.Step, &result, &r.Error, &r.Attempts, &done); err != nil {
-			return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
-		}
-		r.Result, r.Done = result, tm(done)
-		out[r.Step] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
-	}
-	return out, nil
+	return loadSteps(ctx, s.db, run)
 }
 
 // Commit implements crmsync.StepStore. A checkpoint of a step alone is one
 // statement that also checks the lease; one with cursors, ledger rows, audit
-// rows or dead letters is one transaction.
+// rows, dead letters, links or conflicts is one transaction, with one
+// statement per table for cursors, ledger rows, audit rows and new letters,
+// and every statement prepared once.
 func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoint) error {
 	if cp.Step.Step == "" {
 		return fmt.Errorf("sqlite: commit run %s: empty step id", cp.Run)
@@ -284,7 +257,11 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
 	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
+		if err := s.lockWrite(ctx); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
 		res, err := s.stmtStep.ExecContext(ctx, args...)
+		s.unlockWrite()
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
@@ -293,30 +270,25 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 		}
 		return nil
 	}
-	return s.tx(ctx, what, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.stmtStep).ExecContext(ctx, args...)
+	return s.tx(ctx, what, func(sqltx *sql.Tx) error {
+		res, err := sqltx.StmtContext(ctx, s.stmtStep).ExecContext(ctx, args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return lost(ctx, tx, l) // nil: already stored, nothing else to do
+			return lost(ctx, sqltx, l) // nil: already stored, nothing else to do
 		}
-		for name, v := range cp.Cursors {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO cursors (key, name, value) VALUES (?, ?, ?)
-				ON CONFLICT (key, name) DO UPDATE SET value = excluded.value`, l.Key, name, v); err != nil {
-				return fmt.Errorf("sqlite: %s: cursor %s: %w", what, name, err)
-			}
+		tx := prepared{s, sqltx}
+		if err := putCursors(ctx, tx, l.Key, cp.Cursors); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		for _, e := range cp.Ledger {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (idem_key, run, step, system, record_id, result, at)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idem_key) DO NOTHING`,
-				e.IdemKey, string(e.Run), e.Step, e.System, e.RecordID, []byte(e.Result), ns(e.At)); err != nil {
-				return fmt.Errorf("sqlite: %s: ledger: %w", what, err)
-			}
+		if err := putLedger(ctx, tx, cp.Ledger); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if err := appendAudit(ctx, tx, cp.Audit); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
+		var park []crmsync.DeadLetter
 		for _, d := range cp.DeadLetters {
 			if d.ID != 0 {
 				// A claimed letter tried again in vain: update it while the
@@ -332,11 +304,10 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 				}
 				d.Status = crmsync.DeadParked
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (key, run, step, system, record_id, payload, error, status, created, updated)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, d.Key, string(d.Run), d.Step, d.System, d.RecordID, []byte(d.Payload), d.Error,
-				string(d.Status), ns(d.Created), ns(d.Updated)); err != nil {
-				return fmt.Errorf("sqlite: %s: dead letter: %w", what, err)
-			}
+			park = append(park, d)
+		}
+		if err := parkLetters(ctx, tx, park); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if err := putLinks(ctx, tx, cp.Links); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
@@ -417,34 +388,13 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func appendAudit(ctx context.Context, q querier, rows []crmsync.AuditEntry) error {
-	for _, r := range rows {
-		ids, _ := json.Marshal(r.RecordIDs)
-		if r.RecordIDs == nil {
-			ids = []byte("[]")
-		}
-		res, err := q.ExecContext(ctx, `INSERT INTO audit (time, key, run, step, kind, system, record_ids, idem_key, detail)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, ns(r.Time), r.Key, string(r.Run), r.Step, r.Kind, r.System, string(ids), r.IdemKey, []byte(r.Detail))
-		if err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		id, _ := res.LastInsertId()
-		for _, rid := range r.RecordIDs {
-			if _, err := q.ExecContext(ctx, `INSERT OR IGNORE INTO audit_records (record_id, audit_id) VALUES (?, ?)`, rid, id); err != nil {
-				return fmt.Errorf("audit: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // AppendAudit implements crmsync.AuditStore.
 func (s *Store) AppendAudit(ctx context.Context, rows []crmsync.AuditEntry) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	return s.tx(ctx, "append audit", func(tx *sql.Tx) error {
-		if err := appendAudit(ctx, tx, rows); err != nil {
+		if err := appendAudit(ctx, prepared{s, tx}, rows); err != nil {
 			return fmt.Errorf("sqlite: append %w", err)
 		}
 		return nil

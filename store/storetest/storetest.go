@@ -655,6 +655,8 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
+	t.Run("CheckpointRows", func(t *testing.T) { exerciseCheckpointRows(t, newStore(t)) })
+	t.Run("RunStartEnd", func(t *testing.T) { exerciseRunStartEnd(t, newStore) })
 }
 
 func keys(m map[string]crmsync.StepRecord) []string {

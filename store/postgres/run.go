@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+var (
+	_ crmsync.RunStarter = (*Store)(nil)
+	_ crmsync.RunEnder   = (*Store)(nil)
+)
+
+// sqlNoFlush makes the rest of a pipeline's transaction commit without
+// waiting for the WAL flush (synchronous_commit off, for that transaction
+// only). StartRun and EndRun use it: only step commits must be durable
+// when they return.
+//
+// Why that is safe. WAL is one sequence: a commit that waits for its flush
+// (a step's checkpoint, a lease renewal) makes every earlier commit durable
+// too, so a server crash can only undo a tail of starts and ends that no
+// durable write depends on. An undone start leaves the key as it was: the
+// process that started fences itself out at its first checkpoint or
+// renewal, because the lease row no longer holds its token (a random number
+// drawn at each acquisition; the generation alone could be handed out
+// again to the next process). An undone end leaves the run open with its
+// lease held until the lease expires; the next start resumes it, its steps
+// answered from the store, as after a crash of the process just before it
+// ended.
+const sqlNoFlush = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// newToken draws a lease token: random, never zero.
+func newToken() int64 {
+	for {
+		if t := rand.Int64(); t != 0 {
+			return t
+		}
+	}
+}
+
+// errBusyCode is the SQLSTATE start_run raises for a key whose lease is live.
+const errBusyCode = "CS001"
+
+// StartRun implements crmsync.RunStarter in one round trip: the schema's
+// start_run function (lease, run, replay claims) and the reads of the run's
+// steps and letters go in one pipeline, which PostgreSQL runs as one
+// implicit transaction.
+func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
+	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
+		return crmsync.RunStart{}, errors.New("postgres: start run: key, holder, new run id and a positive TTL are required")
+	}
+	expires := ns(req.Now.Add(req.TTL))
+	token := newToken()
+	b := &pgx.Batch{}
+	b.Queue(sqlNoFlush)
+	b.Queue(s.sqlStartRun, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
+	// The lease row is locked by start_run until the pipeline ends: its run
+	// is the one just started.
+	b.Queue(s.sqlStartSteps, req.Key)
+	b.Queue(s.sqlStartLetters, req.Key)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	var rs crmsync.RunStart
+	var gen int64
+	var ri crmsync.RunInfo
+	var id, status string
+	var started, finished int64
+	var report []byte
+	if _, err := br.Exec(); err != nil {
+		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
+	}
+	err := br.QueryRow().Scan(&gen, &id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report)
+	if err != nil {
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == errBusyCode {
+			until, _ := strconv.ParseInt(pe.Hint, 10, 64)
+			return rs, fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, pe.Detail, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
+		}
+		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
+	}
+	ri.ID, ri.Status, ri.StartedAt, ri.FinishedAt, ri.Report = crmsync.RunID(id), crmsync.RunStatus(status), tm(started), tm(finished), raw(report)
+	rs.Run = ri
+	rs.Lease = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen, Run: ri.ID, Expires: tm(expires), Token: token}
+	rows, err := br.Query()
+	if err != nil {
+		return crmsync.RunStart{}, fmt.Errorf("postgres: start run %s: load steps: %w", id, err)
+	}
+	if rs.Steps, err = scanSteps(rows); err != nil {
+		return crmsync.RunStart{}, fmt.Errorf("postgres: start run %s: load steps: %w", id, err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return crmsync.RunStart{}, fmt.Errorf("postgres: start run %s: replays: %w", id, err)
+	}
+	if rs.Replays, err = scanDeads(rows); err != nil {
+		return crmsync.RunStart{}, fmt.Errorf("postgres: start run %s: replays: %w", id, err)
+	}
+	if err := br.Close(); err != nil {
+		return crmsync.RunStart{}, fmt.Errorf("postgres: start run %s: %w", id, err)
+	}
+	return rs, nil
+}
+
+// EndRun implements crmsync.RunEnder in one round trip: the audit rows,
+// the fenced outcome, the release and the pruning go in one pipeline,
+// which PostgreSQL runs as one implicit transaction.
+func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd) (crmsync.RunInfo, int, error) {
+	if end.Status != crmsync.RunOpen && !end.Status.Closed() {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: finish run %s: unknown status %q", l.Run, end.Status)
+	}
+	finished := int64(0)
+	if end.Status.Closed() {
+		finished = ns(end.Now)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sqlNoFlush)
+	s.queueAudit(b, end.Audit)
+	b.Queue(s.sqlEndFinish, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
+	b.Queue(s.sqlEndRelease, l.Key, l.Generation, string(l.Run), l.Token)
+	prune := !end.PruneBefore.IsZero()
+	if prune {
+		b.Queue(s.sqlPrune, ns(end.PruneBefore))
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	what := "end run " + string(l.Run)
+	if _, err := br.Exec(); err != nil {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
+	}
+	if len(end.Audit) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: audit: %w", what, err)
+		}
+	}
+	ri, err := scanRun(br.QueryRow())
+	lost := errors.Is(err, pgx.ErrNoRows)
+	if err != nil && !lost {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: release lease: %w", what, err)
+	}
+	n := 0
+	if prune {
+		if err := br.QueryRow().Scan(&n); err != nil {
+			return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: prune: %w", what, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
+	}
+	if lost {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: key %s generation %d: %w", l.Key, l.Generation, crmsync.ErrLeaseLost)
+	}
+	return ri, n, nil
+}
+
+// prepareRunSQL sets the statements of StartRun, EndRun and PruneRuns.
+func (s *Store) prepareRunSQL() {
+	s.sqlStartRun = s.q(`SELECT * FROM {s}.start_run($1, $2, $3, $4, $5, $6, $7)`)
+	s.sqlStartSteps = s.q(`SELECT step, result, error, attempts, done FROM {s}.steps
+		WHERE run = (SELECT run FROM {s}.leases WHERE key = $1)`)
+	s.sqlStartLetters = s.q(`SELECT ` + deadCols + ` FROM {s}.dead_letters
+		WHERE key = $1 AND status IN ('replayed', 'failed-again') AND claimed_by = (SELECT run FROM {s}.leases WHERE key = $1) ORDER BY id`)
+	s.sqlEndFinish = s.q(`UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
+		WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 FOR KEY SHARE)
+		RETURNING ` + runCols)
+	// The release follows the outcome in the same transaction: it matches
+	// exactly when the outcome did.
+	s.sqlEndRelease = s.q(`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3 AND token = $4`)
+	s.sqlPrune = s.q(`
+WITH pruned AS (
+	SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND finished_at < $1
+	AND EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id)
+), gone AS (
+	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned)
+)
+SELECT count(*) FROM pruned`)
+}
+
+func scanSteps(rows pgx.Rows) (map[string]crmsync.StepRecord, error) {
+	defer rows.Close()
+	out := map[string]crmsync.StepRecord{}
+	for rows.Next() {
+		var r crmsync.StepRecord
+		var result []byte
+		var done int64
+		if err := rows.Scan(&r.Step, &result, &r.Error, &r.Attempts, &done); err != nil {
+			return nil, err
+		}
+		r.Result, r.Done = raw(result), tm(done)
+		out[r.Step] = r
+	}
+	return out, rows.Err()
+}
+
+func scanDeads(rows pgx.Rows) ([]crmsync.DeadLetter, error) {
+	defer rows.Close()
+	var out []crmsync.DeadLetter
+	for rows.Next() {
+		d, err := scanDead(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

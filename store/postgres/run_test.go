@@ -1,0 +1,68 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// StartRun commits without waiting for the WAL flush, so a server crash may
+// undo it and the next start hand out the same generation of the same run
+// again. The lease token tells the two holders apart: the one whose start
+// was undone is fenced. The crash is simulated by putting the lease and the
+// run back as they were before the undone start.
+func TestUndoneStartIsFencedByToken(t *testing.T) {
+	schema := freshSchema(t)
+	s := openSchema(t, schema)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	req := func(run crmsync.RunID, now time.Time) crmsync.LeaseRequest {
+		return crmsync.LeaseRequest{Key: "k", Holder: "worker-1", Workflow: "wf", NewRun: run, TTL: time.Minute, Now: now}
+	}
+	first, err := s.StartRun(ctx, req("r1", t0))
+	require.NoError(t, err)
+	require.NoError(t, s.Commit(ctx, first.Lease, crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "s1", Result: json.RawMessage(`1`), Attempts: 1, Done: t0}}))
+	_, _, err = s.EndRun(ctx, first.Lease, crmsync.RunEnd{Status: crmsync.RunOpen, Error: "stopped", Now: t0})
+	require.NoError(t, err)
+
+	undone, err := s.StartRun(ctx, req("r2", t0.Add(time.Second)))
+	require.NoError(t, err)
+	require.Equal(t, crmsync.RunID("r1"), undone.Run.ID)
+	// The server crashes before anything flushed the start: it is undone.
+	admin(t, `UPDATE `+schema+`.leases SET holder = '', run = '', expires = 0, generation = $1, token = $2 WHERE key = 'k'`,
+		first.Lease.Generation, first.Lease.Token)
+	admin(t, `UPDATE `+schema+`.runs SET attempts = 1 WHERE id = 'r1'`)
+
+	// The same holder name starts the key again and gets the same
+	// generation of the same run.
+	again, err := s.StartRun(ctx, req("r3", t0.Add(2*time.Second)))
+	require.NoError(t, err)
+	require.Equal(t, undone.Lease.Generation, again.Lease.Generation)
+	require.Equal(t, undone.Run.ID, again.Run.ID)
+	assert.NotEqual(t, undone.Lease.Token, again.Lease.Token)
+
+	step2 := crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "s2", Result: json.RawMessage(`2`), Attempts: 1, Done: t0}}
+	require.ErrorIs(t, s.Commit(ctx, undone.Lease, step2), crmsync.ErrLeaseLost)
+	withAudit := step2
+	withAudit.Audit = []crmsync.AuditEntry{{Time: t0, Key: "k", Run: "r1", Kind: crmsync.AuditWrite}}
+	require.ErrorIs(t, s.Commit(ctx, undone.Lease, withAudit), crmsync.ErrLeaseLost)
+	_, err = s.RenewLease(ctx, undone.Lease, time.Minute, t0.Add(3*time.Second))
+	require.ErrorIs(t, err, crmsync.ErrLeaseLost)
+	_, _, err = s.EndRun(ctx, undone.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0})
+	require.ErrorIs(t, err, crmsync.ErrLeaseLost)
+	require.ErrorIs(t, s.FinishRun(ctx, undone.Lease, crmsync.RunFinished, nil, "", t0), crmsync.ErrLeaseLost)
+	require.ErrorIs(t, s.ReleaseLease(ctx, undone.Lease), crmsync.ErrLeaseLost)
+
+	require.NoError(t, s.Commit(ctx, again.Lease, step2))
+	steps, err := s.LoadSteps(ctx, "r1")
+	require.NoError(t, err)
+	assert.Len(t, steps, 2)
+	ri, _, err := s.EndRun(ctx, again.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0.Add(4 * time.Second)})
+	require.NoError(t, err)
+	assert.Equal(t, crmsync.RunFinished, ri.Status)
+}

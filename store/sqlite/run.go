@@ -1,0 +1,179 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/crmsync/crmsync"
+)
+
+var (
+	_ crmsync.RunStarter = (*Store)(nil)
+	_ crmsync.RunEnder   = (*Store)(nil)
+)
+
+// StartRun implements crmsync.RunStarter in one transaction: the lease, the
+// run, its replay claims, its steps and its letters.
+func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
+	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
+		return crmsync.RunStart{}, errors.New("sqlite: start run: key, holder, new run id and a positive TTL are required")
+	}
+	var rs crmsync.RunStart
+	err := s.tx(ctx, "start run for key "+req.Key, func(sqltx *sql.Tx) error {
+		tx := prepared{s, sqltx}
+		// The key's lease (if any) and open run (if any), in one query.
+		var holder, run, open string
+		var gen, expires int64
+		err := tx.QueryRowContext(ctx, `SELECT COALESCE(l.holder, ''), COALESCE(l.generation, 0), COALESCE(l.run, ''), COALESCE(l.expires, 0),
+			COALESCE((SELECT id FROM runs WHERE key = ?1 AND status = 'open'), '')
+			FROM (SELECT 1) LEFT JOIN leases l ON l.key = ?1`, req.Key).Scan(&holder, &gen, &run, &expires, &open)
+		if err != nil {
+			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+		}
+		if run != "" && expires > ns(req.Now) {
+			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
+		}
+		if open != "" {
+			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, open))
+		} else {
+			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq)
+				VALUES (?, ?, ?, 'open', ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs)) RETURNING `+runCols,
+				string(req.NewRun), req.Key, req.Workflow, ns(req.Now)))
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+		}
+		id := string(rs.Run.ID)
+		rs.Lease = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: rs.Run.ID, Expires: tm(ns(req.Now.Add(req.TTL)))}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires`,
+			req.Key, req.Holder, rs.Lease.Generation, id, ns(rs.Lease.Expires)); err != nil {
+			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+		}
+		if rs.Run.Attempts == 1 {
+			// A new run: nothing to load, and only a first start claims letters.
+			rs.Steps = map[string]crmsync.StepRecord{}
+			res, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ? WHERE key = ? AND status = 'replay'`,
+				id, ns(req.Now), req.Key)
+			if err != nil {
+				return fmt.Errorf("sqlite: claim replays for %s: %w", req.Key, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return nil
+			}
+		} else if rs.Steps, err = loadSteps(ctx, tx, rs.Run.ID); err != nil {
+			return err
+		}
+		rs.Replays, err = listDead(ctx, tx, "claim replays", `SELECT `+deadCols+` FROM dead_letters
+			WHERE key = ? AND status IN ('replayed', 'failed-again') AND claimed_by = ? ORDER BY id`, req.Key, id)
+		return err
+	})
+	if err != nil {
+		return crmsync.RunStart{}, err
+	}
+	return rs, nil
+}
+
+// EndRun implements crmsync.RunEnder in one transaction. Its audit rows are
+// committed even when the lease was lost; nothing else is then.
+func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd) (crmsync.RunInfo, int, error) {
+	if end.Status != crmsync.RunOpen && !end.Status.Closed() {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("sqlite: finish run %s: unknown status %q", l.Run, end.Status)
+	}
+	finished := int64(0)
+	if end.Status.Closed() {
+		finished = ns(end.Now)
+	}
+	var ri crmsync.RunInfo
+	n, lost := 0, false
+	what := "end run " + string(l.Run)
+	err := s.tx(ctx, what, func(sqltx *sql.Tx) error {
+		tx := prepared{s, sqltx}
+		if err := appendAudit(ctx, tx, end.Audit); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		var err error
+		ri, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
+			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?) RETURNING `+runCols,
+			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run)))
+		if errors.Is(err, sql.ErrNoRows) {
+			lost = true
+			return nil // keep the audit rows
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE leases SET holder = '', run = '', expires = 0 WHERE key = ? AND generation = ? AND run = ?`,
+			l.Key, l.Generation, string(l.Run)); err != nil {
+			return fmt.Errorf("sqlite: %s: release lease: %w", what, err)
+		}
+		if !end.PruneBefore.IsZero() {
+			if n, err = pruneRuns(ctx, tx, end.PruneBefore); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return crmsync.RunInfo{}, 0, err
+	}
+	if lost {
+		return crmsync.RunInfo{}, 0, fmt.Errorf("sqlite: key %s generation %d: %w", l.Key, l.Generation, crmsync.ErrLeaseLost)
+	}
+	return ri, n, nil
+}
+
+// pruneRuns deletes the steps of runs closed before t: one indexed query
+// when there is nothing to prune.
+func pruneRuns(ctx context.Context, q querier, before time.Time) (int, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
+		AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune runs: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: prune runs: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: prune runs: %w", err)
+	}
+	for _, id := range ids {
+		if _, err := q.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id); err != nil {
+			return 0, fmt.Errorf("sqlite: prune run %s: %w", id, err)
+		}
+	}
+	return len(ids), nil
+}
+
+func loadSteps(ctx context.Context, q querier, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
+	rows, err := q.QueryContext(ctx, `SELECT step, result, error, attempts, done FROM steps WHERE run = ?`, string(run))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
+	}
+	defer rows.Close()
+	out := map[string]crmsync.StepRecord{}
+	for rows.Next() {
+		var r crmsync.StepRecord
+		var result []byte
+		var done int64
+		if err := rows.Scan(&r.Step, &result, &r.Error, &r.Attempts, &done); err != nil {
+			return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
+		}
+		r.Result, r.Done = result, tm(done)
+		out[r.Step] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: load steps of run %s: %w", run, err)
+	}
+	return out, nil
+}
