@@ -292,9 +292,10 @@ func (s *Sync) Run(ctx context.Context, run *Run) error {
 // address in an email field (FieldSchema.Format) that is not one. Refusals
 // no schema shows (validation rules, duplicates, lengths) it cannot
 // foresee, nor dead letters marked for replay: a plan does not replay them.
+// A nil logger logs nothing, as the Engine's.
 func (s *Sync) Plan(ctx context.Context, st Store, key string, logger *slog.Logger, opts ...PlanOption) (*SyncReport, error) {
 	if logger == nil {
-		logger = slog.Default()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	ps := s.newPass(nil, st, key, logger)
 	ps.plan = newPlanState(opts)
