@@ -142,6 +142,10 @@ type FieldSchema struct {
 	Required bool      `json:"required,omitempty"`
 	// Restricted reports an enum that rejects values outside Options.
 	Restricted bool `json:"restricted,omitempty"`
+	// Format names what the CRM checks in a string field's values beyond
+	// their type: "email" (an address), "" for nothing. Sync.Plan uses it
+	// to foresee refusals.
+	Format string `json:"format,omitempty"`
 }
 
 // Schema describes an object's fields.

@@ -279,13 +279,29 @@ func (s *Sync) Run(ctx context.Context, run *Run) error {
 
 // Plan is a dry run for key: the writes a pass would make now, made by
 // nobody. It reads both CRMs and the Store but writes to neither and
-// commits nothing; cursors do not move.
-func (s *Sync) Plan(ctx context.Context, st Store, key string, logger *slog.Logger) (*SyncReport, error) {
+// commits nothing; cursors do not move. The report lists the writes
+// (SyncReport.Planned: direction, record ids, field names; values only
+// with PlanValues) and its counts are those of the pass that would follow
+// on the same data: the plan keeps in memory the links, ledger rows and
+// conflicts the pass would commit and the records it would write (the
+// pass's own writes move records out of its window, so a record written
+// on the side read second is not read again), skips the writes the write
+// ledger shows were made or parked before, and counts as dead letters the
+// writes the target's schema says it would refuse: a required field empty
+// or missing on a create, a value outside a restricted picklist, an
+// address in an email field (FieldSchema.Format) that is not one. Refusals
+// no schema shows (validation rules, duplicates, lengths) it cannot
+// foresee, nor dead letters marked for replay: a plan does not replay them.
+// A nil logger logs nothing, as the Engine's.
+func (s *Sync) Plan(ctx context.Context, st Store, key string, logger *slog.Logger, opts ...PlanOption) (*SyncReport, error) {
 	if logger == nil {
-		logger = slog.Default()
+		logger = slog.New(slog.DiscardHandler)
 	}
 	ps := s.newPass(nil, st, key, logger)
-	return ps.do(ctx)
+	ps.plan = newPlanState(opts)
+	rep, err := ps.do(ctx)
+	rep.Planned = ps.plan.plannedWrites()
+	return rep, err
 }
 
 // RunOnce runs one pass for key on eng and returns its report.
@@ -300,8 +316,10 @@ func (s *Sync) RunOnce(ctx context.Context, eng *Engine, key string) (*SyncRepor
 
 // pass is one execution of a sync pass.
 type pass struct {
-	s     *Sync
-	run   *Run // nil for a plan
+	s   *Sync
+	run *Run // nil for a plan
+	// plan holds, in a plan, what the pass would have written.
+	plan  *planState
 	st    Store
 	key   string
 	log   *slog.Logger
@@ -409,7 +427,12 @@ func (p *pass) other(sd *side) *side {
 // step runs fn as a durable step of the run, or directly in a plan.
 func step[T any](ctx context.Context, p *pass, id string, fn func(ctx context.Context, a *Attempt) (T, error), opts *StepOpts) (T, error) {
 	if p.run == nil {
-		return fn(ctx, &Attempt{N: 1})
+		a := &Attempt{N: 1}
+		v, err := fn(ctx, a)
+		if err == nil && p.plan != nil {
+			p.plan.commit(a)
+		}
+		return v, err
 	}
 	return Step(ctx, p.run, id, fn, opts)
 }
@@ -423,8 +446,9 @@ func (p *pass) apiCalls(system string, n int) {
 	p.mu.Unlock()
 }
 
-// window is a pass's read window, fixed by its first execution.
-type window struct {
+// ReadWindow is a pass's read window, fixed by its first execution: each
+// side's changes are read from Since (per system) up to Until.
+type ReadWindow struct {
 	Since map[string]time.Time `json:"since"`
 	Until time.Time            `json:"until"`
 	// Delayed holds, for the sides whose delayed window is due, where it
@@ -466,8 +490,8 @@ func (p *pass) do(ctx context.Context) (*SyncReport, error) {
 }
 
 func (p *pass) passes(ctx context.Context) error {
-	win, err := step(ctx, p, "window", func(ctx context.Context, _ *Attempt) (window, error) {
-		w := window{Since: map[string]time.Time{}, Until: p.s.c.Now().UTC()}
+	win, err := step(ctx, p, "window", func(ctx context.Context, _ *Attempt) (ReadWindow, error) {
+		w := ReadWindow{Since: map[string]time.Time{}, Until: p.s.c.Now().UTC()}
 		if p.s.c.DelayedLag > 0 {
 			w.DelayedUntil = w.Until.Add(-p.s.c.DelayedLag)
 		}
@@ -644,6 +668,9 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 			return f.err
 		}
 		page := f.rr.Page
+		if p.plan != nil {
+			page.Records = p.plan.unwritten(sd.name, page.Records)
+		}
 		p.drop(sd, f.rr.Dropped...) // again, for a run that replays the read
 		if f.rr.Lost != "" && archived && p.first[sd.name] {
 			if p.log != nil {

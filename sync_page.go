@@ -581,20 +581,13 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 	direction := p.other(to).name + "->" + to.name
 	done := map[int]writeOutcome{}
 	ledgerChecked := false
-	return step(ctx, p, id, func(ctx context.Context, a *Attempt) ([]writeOutcome, error) {
-		if p.run == nil { // a plan writes nothing
-			out := make([]writeOutcome, len(batch))
-			for i, it := range batch {
-				out[i] = writeOutcome{ID: it.Op.ID, Created: it.Role == "create"}
-			}
-			return out, nil
-		}
+	out, err := step(ctx, p, id, func(ctx context.Context, a *Attempt) ([]writeOutcome, error) {
 		if !ledgerChecked {
 			keys := make([]string, len(batch))
 			for i, it := range batch {
 				keys[i] = it.Op.Key
 			}
-			applied, err := p.st.LookupWrites(ctx, keys)
+			applied, err := p.lookupWrites(ctx, keys)
 			if err != nil {
 				return nil, fmt.Errorf("ledger: %w", err)
 			}
@@ -629,6 +622,10 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			var err error
 			for try := 0; ; try++ {
 				ops = p.withoutDropped(to, batch, pending)
+				if p.plan != nil { // a plan writes nothing: it predicts
+					res = p.plan.predict(to, ops)
+					break
+				}
 				p.apiCalls(to.name, 1)
 				res, err = to.crm.Write(ctx, to.object, ops)
 				// A field the API refuses is left out from then on, and
@@ -742,6 +739,10 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 		}
 		return out, nil
 	}, nil)
+	if err == nil && p.plan != nil {
+		p.plan.record(p, to, src, batch, out, pairs)
+	}
+	return out, err
 }
 
 // sentDropped reports whether a call that named (sent) some of the refused
@@ -777,10 +778,17 @@ func (p *pass) linksBy(ctx context.Context, sd *side, ids []string) (map[string]
 	if len(ids) == 0 {
 		return map[string]Link{}, nil
 	}
+	var links map[string]Link
+	var err error
 	if sd.isA {
-		return p.st.LinksByA(ctx, p.key, ids)
+		links, err = p.st.LinksByA(ctx, p.key, ids)
+	} else {
+		links, err = p.st.LinksByB(ctx, p.key, ids)
 	}
-	return p.st.LinksByB(ctx, p.key, ids)
+	if err != nil || p.plan == nil {
+		return links, err
+	}
+	return p.plan.links(links, sd.isA, ids), nil
 }
 
 // lookup finds records on sd whose field holds one of values, in batches,
@@ -795,6 +803,10 @@ func (p *pass) lookup(ctx context.Context, sd *side, prefix, field string, value
 		Dropped []string `json:"dropped,omitempty"`
 	}
 	var out []Record
+	all := values
+	if p.plan != nil {
+		values = p.plan.lookupValues(field, values)
+	}
 	for j := 0; len(values) > 0; j++ {
 		chunk := values[:min(size, len(values))]
 		values = values[len(chunk):]
@@ -821,6 +833,9 @@ func (p *pass) lookup(ctx context.Context, sd *side, prefix, field string, value
 		}
 		p.drop(sd, lr.Dropped...)
 		out = append(out, lr.Records...)
+	}
+	if p.plan != nil {
+		out = p.plan.lookupView(sd.name, field, all, out)
 	}
 	return out, nil
 }
@@ -922,7 +937,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				}
 				// Park it once per version of the source record.
 				key := idemKey(p.key, sd.name, "merge", pr.src, WriteOp{})
-				prev, err := p.st.LookupWrites(ctx, []string{key})
+				prev, err := p.lookupWrites(ctx, []string{key})
 				if err != nil {
 					return res, err
 				}
@@ -949,10 +964,10 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			for _, c := range pr.res.Conflicts {
 				// A conflict seen before (same records, field and values) is
 				// neither saved nor told again.
-				if _, err := p.st.GetConflict(ctx, c.ID); err == nil {
-					continue
-				} else if !errors.Is(err, ErrNotFound) {
+				if seen, err := p.conflictSeen(ctx, c.ID); err != nil {
 					return res, err
+				} else if seen {
+					continue
 				}
 				res.NewConflicts[c.ID] = true
 				c.Key = p.key

@@ -62,7 +62,9 @@ type SyncReport struct {
 	// Cursors are the cursor positions after the pass.
 	Cursors map[string]string `json:"cursors"`
 	// Window is the pass's read window.
-	Window window `json:"window"`
+	Window ReadWindow `json:"window"`
+	// Planned lists, in a plan (Sync.Plan), the writes the pass would make.
+	Planned []PlannedWrite `json:"planned,omitempty"`
 	// Drift lists schema-drift warnings: a mapped field that went away
 	// (deleted, or hidden from the integration user) or came back, a type
 	// that no longer fits, a picklist value with no mapping, a field that
@@ -197,6 +199,9 @@ func (p *pass) schemaDrift(ctx context.Context) error {
 			return err
 		}
 		schemas[i] = s
+		if p.plan != nil {
+			p.plan.setSchema(sd.name, s)
+		}
 		if len(s.Fields) == 0 {
 			continue // a CRM that does not describe its fields
 		}

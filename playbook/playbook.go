@@ -39,6 +39,7 @@ import (
 type options struct {
 	store         string
 	json, plan    bool
+	planValues    bool
 	every         time.Duration
 	cron          string
 	next          func(time.Time) time.Time // the schedule of -every or -cron
@@ -114,7 +115,8 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 	var o options
 	fs.StringVar(&o.store, "store", "", "the store: sqlite:PATH or a file path, a postgres:// or key=value DSN (default: $CRMSYNC_STORE, else with the in-process fakes demo.db in the user's cache folder, replaced at each start)")
 	fs.BoolVar(&o.json, "json", false, "print each pass's report as JSON")
-	fs.BoolVar(&o.plan, "plan", false, "dry run: print the counts of what a pass would write, write nothing")
+	fs.BoolVar(&o.plan, "plan", false, "dry run: print what a pass would write (counts, then each write: direction, record ids, field names), write nothing")
+	fs.BoolVar(&o.planValues, "plan-values", false, "with -plan, also print the values each write would send (personal data; implies -plan)")
 	fs.DurationVar(&o.every, "every", 0, "keep running, one pass every interval (e.g. 5m); Ctrl-C stops")
 	fs.StringVar(&o.cron, "cron", "", "keep running on a cron schedule (e.g. \"*/5 * * * *\"), in UTC; Ctrl-C stops")
 	fs.StringVar(&o.key, "key", "default", "concurrency key (team or portal) of the sync; one live run per key")
@@ -129,6 +131,9 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 			fs.PrintDefaults()
 		}
 		return o, err
+	}
+	if o.planValues {
+		o.plan = true
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -271,11 +276,18 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 	out := &reportWriter{w: stdout, con: con, json: o.json}
 
 	if o.plan {
-		rep, err := s.Plan(ctx, st, o.key, logger)
+		var opts []crmsync.PlanOption
+		if o.planValues {
+			opts = append(opts, crmsync.PlanValues())
+		}
+		rep, err := s.Plan(ctx, st, o.key, logger, opts...)
 		if err != nil {
 			return err
 		}
-		return out.report("plan", rep)
+		if err := out.report("plan", rep); err != nil || o.json {
+			return err
+		}
+		return printPlanned(stdout, rep.Planned)
 	}
 	if o.next != nil {
 		when := "every " + o.every.String()
@@ -430,6 +442,40 @@ func (r *reportWriter) report(title string, rep *crmsync.SyncReport) error {
 	}
 	_, err := fmt.Fprintf(r.w, "\n%s: %d written\n%s", title, rep.Writes(), rep.Summary())
 	return err
+}
+
+// printPlanned lists a plan's writes, one a line: direction, kind, the
+// source and target records, and the fields (with their values when the
+// plan kept them); a write the target would refuse says why.
+func printPlanned(w io.Writer, planned []crmsync.PlannedWrite) error {
+	if _, err := fmt.Fprintf(w, "\nwrites planned: %d\n", len(planned)); err != nil {
+		return err
+	}
+	for _, pw := range planned {
+		from, to, _ := strings.Cut(pw.Direction, "->")
+		target := pw.TargetID
+		if target == "" {
+			target = "(new)" // a create the target refuses
+		}
+		fields := strings.Join(pw.Fields, ", ")
+		if pw.Values != nil {
+			parts := make([]string, len(pw.Fields))
+			for i, f := range pw.Fields {
+				v, _ := json.Marshal(pw.Values[f])
+				parts[i] = f + "=" + string(v)
+			}
+			fields = strings.Join(parts, ", ")
+		}
+		kind := pw.Kind
+		tail := ""
+		if pw.Refused != "" {
+			kind, tail = "refused", " ("+pw.Refused+": a dead letter)"
+		}
+		if _, err := fmt.Fprintf(w, "  %-20s %-7s %s %s -> %s %s: %s%s\n", pw.Direction, kind, from, pw.SourceID, to, target, fields, tail); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // console is stderr: log lines and, on a terminal, one progress line that

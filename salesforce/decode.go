@@ -333,6 +333,9 @@ func decodeDescribe(call string, status int, body []byte) (crmsync.Schema, error
 			Required:   f.Createable && !f.Nillable && !f.DefaultedOnCreate,
 			Restricted: f.RestrictedPicklist,
 		}
+		if f.Type == "email" {
+			fs.Format = "email"
+		}
 		if fs.Type == crmsync.TypeEnum || fs.Type == crmsync.TypeMultiEnum {
 			for _, p := range f.PicklistValues {
 				if p.Active {

@@ -3,7 +3,7 @@
 // field-ownership policy. With no credentials it syncs two in-process fake
 // CRMs seeded with a realistic data set; see package playbook and README.
 //
-//	go run ./examples/hubspot-salesforce [-store SPEC] [-json] [-plan] [-every 5m | -cron EXPR]
+//	go run ./examples/hubspot-salesforce [-store SPEC] [-json] [-plan [-plan-values]] [-every 5m | -cron EXPR]
 //
 // The store defaults, against the in-process fakes, to demo.db in the
 // user's cache folder, kept for the crmsync command to open; its last line
