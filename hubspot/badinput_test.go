@@ -9,6 +9,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/require"
 )
 
 func TestBadResponsesAreTypedErrors(t *testing.T) {
@@ -34,12 +35,10 @@ func TestBadResponsesAreTypedErrors(t *testing.T) {
 			srv.Fail(tt.fault)
 			_, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
 			var de *hubspot.DecodeError
-			if !errors.As(err, &de) || !strings.Contains(de.Reason, tt.reason) || de.Call != "search contacts" {
-				t.Fatalf("Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
-			}
-			if crmsync.IsPermanent(err) {
-				t.Fatalf("DecodeError marked permanent: %v", err)
-			}
+			require.ErrorAs(t, err, &de, "Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
+			require.Contains(t, de.Reason, tt.reason, "Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
+			require.Equal(t, "search contacts", de.Call, "Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
+			require.False(t, crmsync.IsPermanent(err), "DecodeError marked permanent: %v", err)
 		})
 	}
 }

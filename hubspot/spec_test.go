@@ -13,6 +13,8 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // specDir is ../shared/specs/hubspot relative to the repository root.
@@ -31,13 +33,9 @@ func loadSpec(t *testing.T, name string) *openAPI {
 	if os.IsNotExist(err) {
 		t.Skipf("HubSpot specs not found at %s: clone the repository beside shared/ to check against them", specDir)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("parse %s: %v", name, err)
-	}
+	require.NoError(t, json.Unmarshal(b, &doc), "parse %s", name)
 	return &openAPI{doc: doc}
 }
 
@@ -290,9 +288,7 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 	if _, err := c.Schema(ctx, "contacts"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Archive(ctx, "contacts", ids[4:]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.Archive(ctx, "contacts", ids[4:]))
 	if _, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Archived: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -329,9 +325,7 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 		"GET /crm/v3/properties/{objectType} 200",
 	}
 	for _, w := range want {
-		if !seen[w] {
-			t.Errorf("no exchange checked for %s", w)
-		}
+		assert.True(t, seen[w], "no exchange checked for %s", w)
 	}
 	if t.Failed() {
 		labels := make([]string, 0, len(seen))
@@ -362,9 +356,7 @@ func TestSpecCheckerCatchesViolations(t *testing.T) {
 	}
 	for _, b := range bad {
 		var v any
-		if err := json.Unmarshal([]byte(b.body), &v); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, json.Unmarshal([]byte(b.body), &v))
 		if errs := contacts.check(ref(b.schema), v, "", false); len(errs) == 0 {
 			t.Errorf("checker accepted %s: %s", b.schema, b.body)
 		}
