@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -200,9 +201,8 @@ func TestMillisOfStampsMatchesReference(t *testing.T) {
 		v := string(b)
 		got, gotOK := millis(v)
 		want, wantOK := refMillis(v)
-		if got != want || gotOK != wantOK {
-			t.Fatalf("millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
-		}
+		require.Equal(t, want, got, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
+		require.Equal(t, wantOK, gotOK, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
 	})
 }
 
@@ -223,9 +223,7 @@ func TestFoldKeyMatchesEqualFold(t *testing.T) {
 
 func post(t *rapid.T, s *Server, p string, body any) (int, map[string]any) {
 	raw, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	req := httptest.NewRequest(http.MethodPost, p, bytes.NewReader(raw))
 	req.Header.Set("Authorization", "Bearer "+DefaultToken)
 	w := httptest.NewRecorder()
@@ -243,9 +241,7 @@ func TestIndexesStayInStep(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		clock := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s, err := New(Config{RateLimit: -1, SearchRateLimit: -1, DailyLimit: -1, Now: func() time.Time { clock = clock.Add(time.Millisecond); return clock }})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		s.DefineProperty("contacts", Property{Name: "code", Unique: true})
 		st := s.store("contacts")
 		val := func(label string) string {
@@ -332,9 +328,7 @@ func TestIndexesStayInStep(t *testing.T) {
 			for _, r := range out["results"].([]any) {
 				got = append(got, r.(map[string]any)["id"].(string))
 			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Fatalf("search order %v, want %v", got, want)
-			}
+			require.Equal(t, strings.Join(want, ","), strings.Join(got, ","), "search order %v, want %v", got, want)
 		}
 	})
 }
