@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var ctx = context.Background()
@@ -43,30 +44,23 @@ func TestNewValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := salesforce.New(tt.cfg)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("New() error = %v, want one naming %q", err, tt.want)
-			}
+			require.Error(t, err, "New() error = %v, want one naming %q", err, tt.want)
+			require.Contains(t, err.Error(), tt.want, "New() error = %v, want one naming %q", err, tt.want)
 		})
 	}
 	c, err := salesforce.New(salesforce.Config{LoginURL: "https://login.salesforce.com", ClientCredentials: cc, APIVersion: "v64.0"})
-	if err != nil {
-		t.Fatalf("New(valid) = %v", err)
-	}
-	if c.System() != "salesforce" || c.Limits().WriteBatch != 200 || c.Limits().LookupBatch != 200 {
-		t.Fatalf("System/Limits = %q %+v", c.System(), c.Limits())
-	}
+	require.NoError(t, err, "New(valid)")
+	require.Equal(t, "salesforce", c.System(), "System/Limits = %q %+v", c.System(), c.Limits())
+	require.Equal(t, 200, c.Limits().WriteBatch, "System/Limits = %q %+v", c.System(), c.Limits())
+	require.Equal(t, 200, c.Limits().LookupBatch, "System/Limits = %q %+v", c.System(), c.Limits())
 }
 
 func genKey(t *testing.T) (*rsa.PrivateKey, []byte) {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
@@ -122,9 +116,7 @@ func TestAuthFlows(t *testing.T) {
 				ClientCredentials: &salesforce.ClientCredentialsAuth{ClientID: "fake-client-id", ClientSecret: "fake-client-secret"}}
 			tt.auth(&cfg, srv)
 			c, err := salesforce.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			srv.SeedN(3)
 			for range 2 {
 				_, err = c.Schema(ctx, "Contact")
@@ -134,14 +126,11 @@ func TestAuthFlows(t *testing.T) {
 			}
 			var ae *salesforce.AuthError
 			if tt.wantAuth {
-				if !errors.As(err, &ae) || !crmsync.IsPermanent(err) {
-					t.Fatalf("Schema() error = %v, want a permanent *AuthError", err)
-				}
+				require.ErrorAs(t, err, &ae, "Schema() error = %v, want a permanent *AuthError", err)
+				require.True(t, crmsync.IsPermanent(err), "Schema() error = %v, want a permanent *AuthError", err)
 				return
 			}
-			if err != nil {
-				t.Fatalf("Schema() = %v", err)
-			}
+			require.NoError(t, err, "Schema()")
 			if got := srv.Calls()["token"]; got != 1 {
 				t.Errorf("token calls = %d, want 1 for two API calls", got)
 			}
@@ -152,22 +141,19 @@ func TestAuthFlows(t *testing.T) {
 func TestStaticTokenAndInstanceOverride(t *testing.T) {
 	f := setup(t, nil, nil)
 	c, err := salesforce.New(salesforce.Config{AccessToken: f.srv.Token(), InstanceURL: f.srv.URL, RetryWait: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if _, err := c.Schema(ctx, "Contact"); err != nil {
 		t.Fatalf("Schema() = %v", err)
 	}
-	if f.srv.Calls()["token"] != 0 {
-		t.Errorf("static token fetched a token")
-	}
+	assert.Equal(t, 0, f.srv.Calls()["token"], "static token fetched a token")
 	// An expired static token cannot be renewed: permanent 401.
 	f.srv.ExpireSessions()
 	_, err = c.Schema(ctx, "Contact")
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.Status != 401 || ae.ErrorCode != "INVALID_SESSION_ID" || !crmsync.IsPermanent(err) {
-		t.Fatalf("Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
-	}
+	require.ErrorAs(t, err, &ae, "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
+	require.Equal(t, 401, ae.Status, "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
+	require.Equal(t, "INVALID_SESSION_ID", ae.ErrorCode, "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
+	require.True(t, crmsync.IsPermanent(err), "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
 }
 
 func TestExpiredSessionReauthenticatesOnce(t *testing.T) {
@@ -178,13 +164,11 @@ func TestExpiredSessionReauthenticatesOnce(t *testing.T) {
 	}
 	f.srv.ExpireSessions()
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Lookup after expiry = %d, %v", len(recs), err)
-	}
+	require.NoError(t, err, "Lookup after expiry = %d", len(recs))
+	require.Len(t, recs, 1, "Lookup after expiry = %d, %v", len(recs), err)
 	calls := f.srv.Calls()
-	if calls["token"] != 2 || calls["query"] != 3 {
-		t.Fatalf("calls = %v, want 2 token and 3 query", calls)
-	}
+	require.Equal(t, 2, calls["token"], "calls = %v, want 2 token and 3 query", calls)
+	require.Equal(t, 3, calls["query"], "calls = %v, want 2 token and 3 query", calls)
 }
 
 func TestSessionExpiringTwiceFails(t *testing.T) {
@@ -194,9 +178,8 @@ func TestSessionExpiringTwiceFails(t *testing.T) {
 		Body: `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`})
 	_, err := f.c.Schema(ctx, "Contact")
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.Status != 401 {
-		t.Fatalf("Schema() = %v, want 401", err)
-	}
+	require.ErrorAs(t, err, &ae, "Schema() = %v, want 401", err)
+	require.Equal(t, 401, ae.Status, "Schema() = %v, want 401", err)
 	if got := f.srv.Calls()["describe"]; got != 2 {
 		t.Fatalf("describe calls = %d, want 2 (one retry after re-authentication)", got)
 	}
@@ -205,9 +188,7 @@ func TestSessionExpiringTwiceFails(t *testing.T) {
 func TestSchema(t *testing.T) {
 	f := setup(t, nil, nil)
 	s, err := f.c.Schema(ctx, "Contact")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	by := map[string]crmsync.FieldSchema{}
 	for _, fs := range s.Fields {
 		by[fs.Name] = fs

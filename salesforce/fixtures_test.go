@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/require"
 )
 
 // fixtureDir returns the recorded Salesforce responses in ../shared/specs
@@ -25,17 +26,15 @@ func fixtureDir(t *testing.T) string {
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(fixtureDir(t), name))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return b
 }
 
 func TestFixturesQueries(t *testing.T) {
 	q, err := decodeQuery("query", 200, readFixture(t, "restforce/query_success_response.json"))
-	if err != nil || len(q.Records) != 1 || !q.Done {
-		t.Fatalf("query_success = %+v, %v", q, err)
-	}
+	require.NoError(t, err, "query_success = %+v", q)
+	require.Len(t, q.Records, 1, "query_success = %+v, %v", q, err)
+	require.True(t, q.Done, "query_success = %+v, %v", q, err)
 	r := q.Records[0]
 	if r.Fields["Checkbox_Label"] != false || r.Fields["Text_Label"] != "Hi there!" || r.Fields["Picklist_Multiselect_Label"] != "four;six" {
 		t.Errorf("query_success fields = %v", map[string]any(r.Fields))
@@ -47,22 +46,21 @@ func TestFixturesQueries(t *testing.T) {
 		t.Error("nested relationship kept as a field value")
 	}
 	first, err := decodeQuery("query", 200, readFixture(t, "restforce/query_paginated_first_page_response.json"))
-	if err != nil || first.Done || first.NextRecordsURL != "/services/data/v26.0/query/01gD" || first.TotalSize != 2 {
-		t.Fatalf("first page = %+v, %v", first, err)
-	}
+	require.NoError(t, err, "first page = %+v", first)
+	require.False(t, first.Done, "first page = %+v, %v", first, err)
+	require.Equal(t, "/services/data/v26.0/query/01gD", first.NextRecordsURL, "first page = %+v, %v", first, err)
+	require.Equal(t, 2, first.TotalSize, "first page = %+v, %v", first, err)
 	last, err := decodeQuery("query", 200, readFixture(t, "restforce/query_paginated_last_page_response.json"))
 	if err != nil || !last.Done || last.Records[0].Fields["Text_Label"] != "Last Page" {
 		t.Fatalf("last page = %+v, %v", last, err)
 	}
 	empty, err := decodeQuery("query", 200, readFixture(t, "restforce/query_empty_response.json"))
-	if err != nil || len(empty.Records) != 0 || !empty.Done {
-		t.Fatalf("empty = %+v, %v", empty, err)
-	}
+	require.NoError(t, err, "empty = %+v", empty)
+	require.Empty(t, empty.Records, "empty = %+v, %v", empty, err)
+	require.True(t, empty.Done, "empty = %+v, %v", empty, err)
 	// A retrieved record decodes the same way.
 	rec, err := decodeQuery("query", 200, []byte(`{"done":true,"records":[`+string(readFixture(t, "restforce/sobject_find_success_response.json"))+`]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	f := rec.Records[0]
 	if f.ID != "23foo" || f.Archived || f.Fields["Currency_Label"] != 23.0 || f.Fields["OtherDateTime_Label"] != nil {
 		t.Errorf("sobject_find record = %+v", f)
@@ -135,9 +133,10 @@ func TestFixturesWrites(t *testing.T) {
 	// The collections shape from the REST guide (no recorded file exists).
 	rs, err := decodeCollection("create", 200, []byte(`[{"id":"001RM000003oLnnYAE","success":true,"errors":[]},
 		{"success":false,"errors":[{"statusCode":"DUPLICATES_DETECTED","message":"Use one of these records?","fields":[]}]}]`), 2)
-	if err != nil || !rs[0].Success || rs[1].Success || rs[1].Errors[0].StatusCode != "DUPLICATES_DETECTED" {
-		t.Fatalf("collection = %+v, %v", rs, err)
-	}
+	require.NoError(t, err, "collection = %+v", rs)
+	require.True(t, rs[0].Success, "collection = %+v, %v", rs, err)
+	require.False(t, rs[1].Success, "collection = %+v, %v", rs, err)
+	require.Equal(t, "DUPLICATES_DETECTED", rs[1].Errors[0].StatusCode, "collection = %+v, %v", rs, err)
 	// Camel's /composite bodies are not collection results: typed errors.
 	for _, name := range []string{"composite_response_example_failure.json", "composite_response_example_success.json"} {
 		if _, err := decodeCollection("create", 200, readFixture(t, "apache-camel/"+name), 2); !errors.As(err, new(*DecodeError)) {
@@ -148,16 +147,13 @@ func TestFixturesWrites(t *testing.T) {
 
 func TestFixturesDescribe(t *testing.T) {
 	s, err := decodeDescribe("describe", 200, readFixture(t, "restforce/sobject_describe_success_response.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	by := map[string]crmsync.FieldSchema{}
 	for _, f := range s.Fields {
 		by[f.Name] = f
 	}
-	if s.Object != "Whizbang" || len(s.Fields) != 30 {
-		t.Fatalf("describe = %s with %d fields", s.Object, len(s.Fields))
-	}
+	require.Equal(t, "Whizbang", s.Object, "describe = %s with %d fields", s.Object, len(s.Fields))
+	require.Len(t, s.Fields, 30, "describe = %s with %d fields", s.Object, len(s.Fields))
 	checks := map[string]crmsync.FieldSchema{
 		"Id":                              {Type: crmsync.TypeString, ReadOnly: true},
 		"OwnerId":                         {Type: crmsync.TypeReference},
@@ -186,9 +182,9 @@ func TestFixturesDescribe(t *testing.T) {
 
 func TestFixturesDeleted(t *testing.T) {
 	d, err := decodeDeleted("getDeleted", 200, readFixture(t, "restforce/get_deleted_success_response.json"))
-	if err != nil || len(d.IDs) != 1 || !d.EarliestDateAvailable.Equal(time.Date(2013, 5, 3, 15, 57, 0, 0, time.UTC)) {
-		t.Fatalf("get_deleted = %+v, %v", d, err)
-	}
+	require.NoError(t, err, "get_deleted = %+v", d)
+	require.Len(t, d.IDs, 1, "get_deleted = %+v, %v", d, err)
+	require.True(t, d.EarliestDateAvailable.Equal(time.Date(2013, 5, 3, 15, 57, 0, 0, time.UTC)), "get_deleted = %+v, %v", d, err)
 	if _, err := decodeDeleted("getDeleted", 200, readFixture(t, "restforce/get_updated_success_response.json")); !errors.As(err, new(*DecodeError)) {
 		t.Errorf("get_updated as getDeleted = %v, want *DecodeError", err)
 	}
@@ -210,9 +206,7 @@ func TestFixturesNoPanic(t *testing.T) {
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 }
 
 // decodeAll runs every response decoder on b; used by the fixture test and the fuzzers.
