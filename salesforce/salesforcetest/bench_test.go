@@ -13,6 +13,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/require"
 )
 
 // benchOrg returns an org of n contacts, each with an external id hs-K and
@@ -23,9 +24,7 @@ func benchOrg(b *testing.B, n int) (*salesforcetest.Server, http.Handler) {
 	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	s, err := salesforcetest.New(salesforcetest.Config{DailyLimit: 1 << 40,
 		Now: func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Millisecond) }})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	fs := make([]crmsync.Fields, n)
 	for i := range fs {
 		fs[i] = crmsync.Fields{"LastName": fmt.Sprintf("Last%d", i), "Email": fmt.Sprintf("contact%d@example.com", i),
@@ -42,9 +41,7 @@ func sfServe(b *testing.B, h http.Handler, method, path, body string) []byte {
 	req.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
-	if w.Code != http.StatusOK {
-		b.Fatalf("%s: status %d: %s", path, w.Code, w.Body.String())
-	}
+	require.Equal(b, http.StatusOK, w.Code, "%s: status %d: %s", path, w.Code, w.Body.String())
 	return w.Body.Bytes()
 }
 
@@ -76,9 +73,7 @@ func querySize(b *testing.B, raw []byte) int {
 	var out struct {
 		TotalSize int `json:"totalSize"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, json.Unmarshal(raw, &out))
 	return out.TotalSize
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type fakeClock struct {
@@ -44,9 +46,7 @@ func newFake(t *testing.T, opts ...func(*Config)) (*Server, *fakeClock) {
 func call(t *testing.T, s *Server, method, path string, body string, hdr map[string]string) (int, http.Header, any) {
 	t.Helper()
 	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+s.Token())
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -55,16 +55,12 @@ func call(t *testing.T, s *Server, method, path string, body string, hdr map[str
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var v any
 	if len(b) > 0 {
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatalf("%s %s: body %q is not JSON: %v", method, path, b, err)
-		}
+		require.NoError(t, json.Unmarshal(b, &v), "%s %s: body %q is not JSON", method, path, b)
 	}
 	return resp.StatusCode, resp.Header, v
 }
@@ -90,9 +86,9 @@ func TestID18(t *testing.T) {
 		t.Fatalf("id18 = %s, want 001A0000006Vm9rIAC", got)
 	}
 	id := newID(12345)
-	if len(id) != 18 || !strings.HasPrefix(id, "003") || id18(id[:15]) != id {
-		t.Fatalf("newID = %s", id)
-	}
+	require.Equal(t, 18, len(id), "newID = %s", id)
+	require.True(t, strings.HasPrefix(id, "003"), "newID = %s", id)
+	require.Equal(t, id, id18(id[:15]), "newID = %s", id)
 }
 
 func TestSOQLSubset(t *testing.T) {
@@ -129,16 +125,12 @@ func TestSOQLSubset(t *testing.T) {
 				q += " WHERE " + tt.where
 			}
 			st, v := query(t, s, q+" ORDER BY SystemModstamp, Id")
-			if st != 200 {
-				t.Fatalf("status %d: %v", st, v)
-			}
+			require.Equal(t, 200, st, "status %d: %v", st, v)
 			var got []string
 			for _, r := range v.(map[string]any)["records"].([]any) {
 				got = append(got, r.(map[string]any)["Id"].(string))
 			}
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Fatalf("ids = %v, want %v", got, tt.want)
-			}
+			require.Equal(t, fmt.Sprint(tt.want), fmt.Sprint(got), "ids = %v, want %v", got, tt.want)
 		})
 	}
 	st, v := query(t, s, "SELECT Id FROM Contact ORDER BY Score__c DESC LIMIT 2")
@@ -168,18 +160,15 @@ func TestSOQLSubset(t *testing.T) {
 func TestQueryAllAndBatchSize(t *testing.T) {
 	s, _ := newFake(t)
 	ids := s.SeedN(2500)
-	if err := s.Delete(ids[0]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[0]))
 	_, v := query(t, s, "SELECT Id FROM Contact")
 	m := v.(map[string]any)
 	if m["totalSize"] != 2499.0 || len(m["records"].([]any)) != 2000 || m["done"] != false {
 		t.Fatalf("default batch: total %v, %d records", m["totalSize"], len(m["records"].([]any)))
 	}
 	next := m["nextRecordsUrl"].(string)
-	if !strings.HasPrefix(next, "/services/data/v66.0/query/01g") || !strings.HasSuffix(next, "-2000") {
-		t.Fatalf("nextRecordsUrl = %s", next)
-	}
+	require.True(t, strings.HasPrefix(next, "/services/data/v66.0/query/01g"), "nextRecordsUrl = %s", next)
+	require.True(t, strings.HasSuffix(next, "-2000"), "nextRecordsUrl = %s", next)
 	_, _, v = call(t, s, "GET", next, "", nil)
 	if m := v.(map[string]any); len(m["records"].([]any)) != 499 || m["done"] != true {
 		t.Fatalf("second page = %v records", len(m["records"].([]any)))
@@ -205,41 +194,32 @@ func TestAuthAndLimits(t *testing.T) {
 	s, _ := newFake(t, func(c *Config) { c.DailyLimit = 3 })
 	req, _ := http.NewRequest("GET", s.URL+"/services/data/v66.0/limits", nil)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("no bearer = %d, want 401", resp.StatusCode)
-	}
+	require.Equal(t, 401, resp.StatusCode, "no bearer = %d, want 401", resp.StatusCode)
 	st, h, v := call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
-	if st != 200 || h.Get("Sforce-Limit-Info") != "api-usage=1/3" {
-		t.Fatalf("limits = %d %q", st, h.Get("Sforce-Limit-Info"))
-	}
+	require.Equal(t, 200, st, "limits = %d %q", st, h.Get("Sforce-Limit-Info"))
+	require.Equal(t, "api-usage=1/3", h.Get("Sforce-Limit-Info"), "limits = %d %q", st, h.Get("Sforce-Limit-Info"))
 	if d := v.(map[string]any)["DailyApiRequests"].(map[string]any); d["Max"] != 3.0 || d["Remaining"] != 2.0 {
 		t.Fatalf("DailyApiRequests = %v", d)
 	}
 	call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	st, h, v = call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
-	if st != 403 || errorCode(v) != "REQUEST_LIMIT_EXCEEDED" || h.Get("Sforce-Limit-Info") != "api-usage=3/3" {
-		t.Fatalf("past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
-	}
+	require.Equal(t, 403, st, "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
+	require.Equal(t, "REQUEST_LIMIT_EXCEEDED", errorCode(v), "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
+	require.Equal(t, "api-usage=3/3", h.Get("Sforce-Limit-Info"), "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
 	if st, _, _ := call(t, s, "GET", "/services/data/v66/limits", "", nil); st != 404 {
 		t.Errorf("bad version = %d, want 404", st)
 	}
-	if s.Calls()["limits"] != 6 {
-		t.Errorf("Calls = %v", s.Calls())
-	}
+	assert.Equal(t, 6, s.Calls()["limits"], "Calls = %v", s.Calls())
 }
 
 func TestTokenGrants(t *testing.T) {
 	s, clk := newFake(t, func(c *Config) { c.Username = "u@example.com" })
 	post := func(form url.Values) (int, map[string]any) {
 		resp, err := http.PostForm(s.URL+"/services/oauth2/token", form)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer resp.Body.Close()
 		var m map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&m)
@@ -250,9 +230,7 @@ func TestTokenGrants(t *testing.T) {
 		t.Fatalf("client_credentials = %d %v", st, m)
 	}
 	st, _ = post(url.Values{"grant_type": {"password"}})
-	if st != 400 {
-		t.Errorf("password grant = %d, want 400", st)
-	}
+	assert.Equal(t, 400, st, "password grant = %d, want 400", st)
 	jwt := func(claims string) string {
 		e := base64.RawURLEncoding
 		return e.EncodeToString([]byte(`{"alg":"RS256"}`)) + "." + e.EncodeToString([]byte(claims)) + "." + e.EncodeToString([]byte("sig"))
@@ -266,26 +244,18 @@ func TestTokenGrants(t *testing.T) {
 		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://evil.example","exp":%d}`, exp+60):          400,
 	} {
 		st, m := post(url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {jwt(claims)}})
-		if st != want {
-			t.Errorf("jwt %s = %d %v, want %d", claims, st, m, want)
-		}
+		assert.Equal(t, want, st, "jwt %s = %d %v, want %d", claims, st, m, want)
 	}
 	st, m = post(url.Values{"grant_type": {"refresh_token"}, "client_id": {"fake-client-id"}, "refresh_token": {"fake-refresh-token"}})
-	if st != 200 {
-		t.Fatalf("refresh = %d %v", st, m)
-	}
+	require.Equal(t, 200, st, "refresh = %d %v", st, m)
 	tok := m["access_token"].(string)
 	s.ExpireSessions()
 	req, _ := http.NewRequest("GET", s.URL+"/services/data/v66.0/limits", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("expired token = %d, want 401", resp.StatusCode)
-	}
+	require.Equal(t, 401, resp.StatusCode, "expired token = %d, want 401", resp.StatusCode)
 }
 
 func TestCollections(t *testing.T) {
@@ -303,9 +273,7 @@ func TestCollections(t *testing.T) {
 		c+`"LastName":"Mail","Email":"not-an-email"}`,
 		c+`"LastName":"Sys","SystemModstamp":"2020-01-01T00:00:00.000+0000"}`,
 	), nil)
-	if st != 200 {
-		t.Fatalf("create = %d %v", st, v)
-	}
+	require.Equal(t, 200, st, "create = %d %v", st, v)
 	res := v.([]any)
 	codes := []string{}
 	for _, r := range res {
@@ -317,9 +285,7 @@ func TestCollections(t *testing.T) {
 		codes = append(codes, m["errors"].([]any)[0].(map[string]any)["statusCode"].(string))
 	}
 	want := "[ok REQUIRED_FIELD_MISSING INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST INVALID_EMAIL_ADDRESS INVALID_FIELD_FOR_INSERT_UPDATE]"
-	if fmt.Sprint(codes) != want {
-		t.Fatalf("codes = %v, want %s", codes, want)
-	}
+	require.Equal(t, want, fmt.Sprint(codes), "codes = %v, want %s", codes, want)
 	newID := res[0].(map[string]any)["id"].(string)
 	rec, ok := s.Get(newID)
 	if !ok || !rec.ModifiedAt.Equal(clk.Now()) || rec.Fields["SystemModstamp"] != "2026-03-02T09:00:01.000+0000" {
@@ -350,9 +316,7 @@ func TestCollections(t *testing.T) {
 	}
 
 	// Update: unknown, deleted, malformed ids; injected failures.
-	if err := s.Delete(ids[1]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[1]))
 	s.FailRecords("UNABLE_TO_LOCK_ROW", "locked", 1, "contact1@example.com")
 	_, _, v = call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects", body(false,
 		c+`"id":"`+ids[0]+`","Title":"x"}`,
@@ -409,9 +373,7 @@ func TestDescribeRetrieveDeleted(t *testing.T) {
 			found = m["externalId"] == true && m["unique"] == true
 		}
 	}
-	if !found {
-		t.Fatal("describe lacks the configured external id field")
-	}
+	require.True(t, found, "describe lacks the configured external id field")
 	st, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/"+ids[0]+"?fields=Email,Id", "", nil)
 	if m := v.(map[string]any); st != 200 || m["Email"] != "contact1@example.com" || m["attributes"] == nil {
 		t.Fatalf("retrieve = %d %v", st, v)
@@ -420,9 +382,7 @@ func TestDescribeRetrieveDeleted(t *testing.T) {
 		t.Fatalf("retrieve unknown = %d", st)
 	}
 	clk.Advance(time.Hour)
-	if err := s.Delete(ids[0]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[0]))
 	start := clk.Now().Add(-2 * time.Hour).Format(time.RFC3339)
 	end := clk.Now().Add(time.Minute).Format(time.RFC3339)
 	st, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/deleted/?start="+url.QueryEscape(start)+"&end="+url.QueryEscape(end), "", nil)
@@ -434,21 +394,15 @@ func TestDescribeRetrieveDeleted(t *testing.T) {
 
 func TestFaultsAndServe(t *testing.T) {
 	s, err := New(Config{Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
-		}
+		assert.NoError(t, <-done, "Serve")
 	}()
 	s.URL = "http://" + ln.Addr().String()
 	s.Inject(Fault{Endpoint: "limits", Status: 503, Times: 2})
