@@ -13,6 +13,7 @@ import (
 	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestDemoKeepsItsStore(t *testing.T) {
@@ -24,9 +25,7 @@ func TestDemoKeepsItsStore(t *testing.T) {
 	if code := run(context.Background(), []string{"-store", "sqlite:" + path, "demo", "-seed", "60"}, &out, &errOut, nil); code != 0 {
 		t.Fatalf("demo exit %d:\n%s\n%s", code, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "third pass (converged): 0 written") {
-		t.Errorf("demo output:\n%s", out.String())
-	}
+	assert.Contains(t, out.String(), "third pass (converged): 0 written", "demo output:\n%s", out.String())
 	out.Reset()
 	if code := run(context.Background(), []string{"-store", "sqlite:" + path, "runs", "-format", "json"}, &out, &errOut, nil); code != 0 {
 		t.Fatalf("runs after demo: exit %d: %s", code, errOut.String())
@@ -56,36 +55,24 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 	}
 	ctx := context.Background()
 	w, err := playbook.NewWorld(300)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer w.Close()
 	path := filepath.Join(t.TempDir(), "crmsync.db")
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer st.Close()
 	s, err := w.Sync()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pass := func() *crmsync.SyncReport {
 		t.Helper()
 		rep, _, err := s.RunOnce(ctx, eng, "default")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return rep
 	}
 	pass()
-	if err := w.SimulateEdits(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, w.SimulateEdits())
 	pass()
 	cli := func(args ...string) string {
 		t.Helper()
@@ -124,16 +111,12 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 	// the same letter failed again, claimed by the pass, and no second
 	// letter for the record.
 	var after []crmsync.DeadLetter
-	if err := json.Unmarshal([]byte(cli("dlq", "list", "-status", "failed-again", "-format", "json")), &after); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal([]byte(cli("dlq", "list", "-status", "failed-again", "-format", "json")), &after))
 	if len(after) != 1 || after[0].ID != dead[0].ID || after[0].ClaimedBy == "" {
 		t.Errorf("failed-again letters after the replay = %+v, want letter %d claimed by the pass", after, dead[0].ID)
 	}
 	var all []crmsync.DeadLetter
-	if err := json.Unmarshal([]byte(cli("dlq", "list", "-format", "json")), &all); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal([]byte(cli("dlq", "list", "-format", "json")), &all))
 	for _, d := range all {
 		if d.ID != dead[0].ID && d.RecordID == dead[0].RecordID && d.System == dead[0].System {
 			t.Errorf("letter %d parked for record %s again, beside the replayed letter %d", d.ID, d.RecordID, dead[0].ID)
