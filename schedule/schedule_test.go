@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync/schedule"
+	"github.com/stretchr/testify/require"
 )
 
 func TestCron(t *testing.T) {
@@ -22,9 +23,7 @@ func TestCron(t *testing.T) {
 	}
 	for _, tc := range tests {
 		next, err := schedule.Cron(tc.expr, nil)
-		if err != nil {
-			t.Fatalf("Cron(%q) = %v", tc.expr, err)
-		}
+		require.NoError(t, err, "Cron(%q)", tc.expr)
 		if got := next(at); !got.Equal(tc.want) {
 			t.Errorf("Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
 		}

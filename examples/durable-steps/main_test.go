@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/stretchr/testify/require"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,13 +19,9 @@ func TestStopAndResume(t *testing.T) {
 			cancel() // as Ctrl-C after page 2
 		}
 	})
-	if err == nil {
-		t.Fatalf("first run = nil error, want it stopped:\n%s", first.String())
-	}
+	require.Error(t, err, "first run = nil error, want it stopped:\n%s", first.String())
 	var second bytes.Buffer
-	if err := run(context.Background(), args, &second, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), args, &second, nil))
 	out := second.String()
 	if !strings.Contains(out, "resuming run") || strings.Contains(out, "wrote page 1 ") || strings.Contains(out, "wrote page 2 ") ||
 		!strings.Contains(out, "wrote page 3 ") || !strings.Contains(out, "cursor page=4") || !strings.Contains(out, `"written":8`) {
@@ -34,9 +31,7 @@ func TestStopAndResume(t *testing.T) {
 
 func TestTransientFailureRetried(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-store", filepath.Join(t.TempDir(), "s.db"), "-pages", "3", "-fail-at", "2"}, &out, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), []string{"-store", filepath.Join(t.TempDir(), "s.db"), "-pages", "3", "-fail-at", "2"}, &out, nil))
 	if !strings.Contains(out.String(), "wrote page 2 (2 records, attempt 2)") || !strings.Contains(out.String(), `"retries":1`) {
 		t.Errorf("output:\n%s\nwant page 2 written on attempt 2 and one retry", out.String())
 	}

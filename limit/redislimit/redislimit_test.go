@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testAddr returns CRMSYNC_TEST_REDIS_ADDR. Outside CI the tests skip
@@ -26,9 +28,7 @@ func testAddr(t *testing.T) string {
 	t.Helper()
 	addr := os.Getenv("CRMSYNC_TEST_REDIS_ADDR")
 	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CRMSYNC_TEST_REDIS_ADDR is unset and CI=true: the Redis limiter tests must run in CI")
-		}
+		require.NotEqual(t, "true", os.Getenv("CI"), "CRMSYNC_TEST_REDIS_ADDR is unset and CI=true: the Redis limiter tests must run in CI")
 		t.Skip("CRMSYNC_TEST_REDIS_ADDR is unset; set it to a Redis address (e.g. 127.0.0.1:6379) to run the Redis limiter tests")
 	}
 	return addr
@@ -62,9 +62,7 @@ func newLimiter(t *testing.T, c Config) *Limiter {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	l, err := New(c)
-	if err != nil {
-		t.Fatalf("New = %v", err)
-	}
+	require.NoError(t, err, "New")
 	return l
 }
 
@@ -131,9 +129,7 @@ func TestSharedRate(t *testing.T) {
 				for {
 					release, err := l.Acquire(ctx)
 					if err != nil {
-						if !errors.Is(err, context.DeadlineExceeded) {
-							t.Errorf("Acquire = %v", err)
-						}
+						assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire = %v", err)
 						return
 					}
 					release()
@@ -143,16 +139,13 @@ func TestSharedRate(t *testing.T) {
 	}
 	wg.Wait()
 	sort.Slice(g.at, func(i, j int) bool { return g.at[i] < g.at[j] })
-	if g.by["p1"] == 0 || g.by["p2"] == 0 {
-		t.Fatalf("grants by process = %v; want both to be served", g.by)
-	}
+	require.NotEqual(t, 0, g.by["p1"], "grants by process = %v; want both to be served", g.by)
+	require.NotEqual(t, 0, g.by["p2"], "grants by process = %v; want both to be served", g.by)
 	window := every.Microseconds()
 	maxIn := burst + rate
 	for i, start := range g.at {
 		n := sort.Search(len(g.at), func(j int) bool { return g.at[j] > start+window }) - i
-		if n > maxIn {
-			t.Fatalf("%d grants in the window of %s from grant %d; want at most burst+rate = %d", n, every, i, maxIn)
-		}
+		require.LessOrEqual(t, n, maxIn, "%d grants in the window of %s from grant %d; want at most burst+rate = %d", n, every, i, maxIn)
 	}
 	// Over the whole test: at most burst plus one per interval.
 	span := g.at[len(g.at)-1] - g.at[0]
@@ -160,9 +153,7 @@ func TestSharedRate(t *testing.T) {
 		t.Errorf("%d grants over %dµs; want at most %d", len(g.at), span, limit)
 	}
 	// Coarse: the limiter is not stuck (600ms allows about 60).
-	if len(g.at) < 20 {
-		t.Errorf("only %d grants in 600ms at 100/s", len(g.at))
-	}
+	assert.GreaterOrEqual(t, len(g.at), 20, "only %d grants in 600ms at 100/s", len(g.at))
 }
 
 // A pause set by one process holds the other's Acquire until it ends.
@@ -177,22 +168,16 @@ func TestPauseShared(t *testing.T) {
 
 	a.Pause(time.Now().Add(500 * time.Millisecond))
 	raw, err := bc.Get(context.Background(), "{"+prefix+"}:pause").Result()
-	if err != nil {
-		t.Fatalf("pause key: %v", err)
-	}
+	require.NoError(t, err, "pause key")
 	pauseEnd, _ := strconv.ParseInt(raw, 10, 64)
 
 	// A wait that would outlast the deadline fails at once.
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, err = b.Acquire(short)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Acquire with a deadline inside the pause = %v, want DeadlineExceeded", err)
-	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire with a deadline inside the pause = %v, want DeadlineExceeded", err)
 	release, err := b.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	release()
 	if len(g.at) != 1 || g.at[0] < pauseEnd {
 		t.Errorf("grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd)
@@ -254,13 +239,9 @@ func TestInFlightShared(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	_, err := a.Acquire(short)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Acquire while the slots are taken = %v, want DeadlineExceeded", err)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Acquire while the slots are taken = %v, want DeadlineExceeded", err)
 	release, err := a.Acquire(ctx) // once the dead process's leases expire
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	release()
 }
 
@@ -286,9 +267,7 @@ func (s *syncBuffer) String() string {
 // error only when ctx ends; Pause still holds this process.
 func TestUnreachableFailsSafe(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens here now
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
@@ -307,9 +286,7 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "Redis does not answer") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no outage log line; logs:\n%s", logs.String())
-		}
+		require.False(t, time.Now().After(deadline), "no outage log line; logs:\n%s", logs.String())
 		time.Sleep(10 * time.Millisecond)
 	}
 	select {
@@ -321,14 +298,10 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Acquire after cancel = %v, want context.Canceled", err)
 	}
-	if len(g.at) != 0 {
-		t.Errorf("%d calls granted with Redis unreachable", len(g.at))
-	}
+	assert.Empty(t, g.at, "%d calls granted with Redis unreachable", len(g.at))
 	line := logs.String()
 	for _, want := range []string{"level=WARN", "prefix=crmsync:test:down", "connection refused"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("log %q lacks %q", line, want)
-		}
+		assert.Contains(t, line, want, "log %q lacks %q", line, want)
 	}
 	if n := strings.Count(line, "Redis does not answer"); n != 1 {
 		t.Errorf("outage logged %d times in under 30s, want once", n)
@@ -339,9 +312,7 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	logs.b.Reset()
 	logs.mu.Unlock()
 	l.Pause(time.Now().Add(time.Hour))
-	if !strings.Contains(logs.String(), "pausing this process only") {
-		t.Errorf("Pause with Redis down logged %q", logs.String())
-	}
+	assert.Contains(t, logs.String(), "pausing this process only", "Pause with Redis down logged %q", logs.String())
 	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel2()
 	if _, err := l.Acquire(short); !errors.Is(err, context.DeadlineExceeded) {
@@ -355,9 +326,7 @@ func TestRecovers(t *testing.T) {
 	prefix := testPrefix(t)
 	// A proxy that refuses until told to forward to Redis.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer ln.Close()
 	var open atomic.Bool
 	go func() {
@@ -393,23 +362,17 @@ func TestRecovers(t *testing.T) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "Redis does not answer") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no outage log line; logs:\n%s", logs.String())
-		}
+		require.False(t, time.Now().After(deadline), "no outage log line; logs:\n%s", logs.String())
 		time.Sleep(5 * time.Millisecond)
 	}
 	open.Store(true)
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Acquire did not return after Redis came back")
 	}
-	if !strings.Contains(logs.String(), "Redis answers again") {
-		t.Errorf("no recovery log line; logs:\n%s", logs.String())
-	}
+	assert.Contains(t, logs.String(), "Redis answers again", "no recovery log line; logs:\n%s", logs.String())
 }
 
 func copyClose(dst, src net.Conn) {
