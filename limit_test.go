@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/require"
 )
 
 func TestNewThrottleValidates(t *testing.T) {
@@ -33,9 +34,7 @@ func TestNewThrottleValidates(t *testing.T) {
 
 func TestThrottleInFlightCap(t *testing.T) {
 	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var cur, peak atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {
@@ -73,9 +72,7 @@ func TestThrottleRateRefusesWaitPastDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	release, err := th.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	release()
 	if _, err := th.Acquire(ctx); err == nil {
 		t.Fatal("second Acquire = nil, want an error: the wait outlasts the deadline")
@@ -103,9 +100,7 @@ func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
 		t.Error("NewWindowLimiter with N 0 = nil error")
 	}
 	l, err := crmsync.NewWindowLimiter(crmsync.WindowConfig{N: 5, Window: 40 * time.Millisecond, InFlight: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var mu sync.Mutex
 	var starts []time.Time
 	var wg sync.WaitGroup
@@ -133,9 +128,7 @@ func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
 				n++
 			}
 		}
-		if n > 5 {
-			t.Fatalf("%d calls started within 40ms of each other, limit 5", n)
-		}
+		require.LessOrEqual(t, n, 5, "%d calls started within 40ms of each other, limit 5", n)
 	}
 	// A deadline shorter than the wait fails at once.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"maps"
 	"reflect"
 	"strings"
@@ -160,9 +162,7 @@ func singleRulePolicy(t testing.TB, k valueKind, r Rule) *Policy {
 	p, err := NewPolicy(Policy{A: hs, B: sf, Rules: []FieldRule{
 		{Name: "f", A: "f_a", B: "F_B__c", Type: k.typ, ToB: k.toB, Rule: r},
 	}})
-	if err != nil {
-		t.Fatalf("NewPolicy: %v", err)
-	}
+	require.NoError(t, err, "NewPolicy")
 	return p
 }
 
@@ -207,9 +207,7 @@ func TestMergeTable(t *testing.T) {
 					}
 					base := Fields{"f": k.base}
 					res, err := Merge(base, a, b, p)
-					if err != nil {
-						t.Fatalf("Merge: %v", err)
-					}
+					require.NoError(t, err, "Merge")
 					want := expect(ruleName, pat.chA, pat.chB, k)
 
 					wantA, wantB := Fields{}, Fields{}
@@ -225,12 +223,8 @@ func TestMergeTable(t *testing.T) {
 							wantB["F_B__c"] = k.newAinB
 						}
 					}
-					if !maps.Equal(res.PatchA, wantA) {
-						t.Errorf("PatchA = %#v, want %#v", map[string]any(res.PatchA), map[string]any(wantA))
-					}
-					if !maps.Equal(res.PatchB, wantB) {
-						t.Errorf("PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(wantB))
-					}
+					assert.True(t, maps.Equal(res.PatchA, wantA), "PatchA = %#v, want %#v", map[string]any(res.PatchA), map[string]any(wantA))
+					assert.True(t, maps.Equal(res.PatchB, wantB), "PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(wantB))
 					switch {
 					case want.winner == "" && len(res.Conflicts) > 0:
 						t.Errorf("Conflicts = %v, want none", res.Conflicts)
@@ -242,21 +236,15 @@ func TestMergeTable(t *testing.T) {
 							c.Rule != rule.String() || c.Held || c.State != ConflictResolved || c.ID == "" {
 							t.Errorf("Conflict = %+v, want winner %s", c, want.winner)
 						}
-						if !c.TimeB.After(c.TimeA) {
-							t.Errorf("Conflict times %v, %v: want the records' times", c.TimeA, c.TimeB)
-						}
+						assert.True(t, c.TimeB.After(c.TimeA), "Conflict times %v, %v: want the records' times", c.TimeA, c.TimeB)
 					}
-					if want.skip != (len(res.Skipped) > 0) {
-						t.Errorf("Skipped = %v, want skip %v", res.Skipped, want.skip)
-					}
+					assert.Equal(t, len(res.Skipped) > 0, want.skip, "Skipped = %v, want skip %v", res.Skipped, want.skip)
 
 					// No echo: once both patches land, merging again writes nothing.
 					applyPatch(&a, res.PatchA)
 					applyPatch(&b, res.PatchB)
 					again, err := Merge(res.NewBase, a, b, p)
-					if err != nil {
-						t.Fatalf("second Merge: %v", err)
-					}
+					require.NoError(t, err, "second Merge")
 					if !again.Empty() || len(again.Conflicts) > 0 {
 						t.Errorf("second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
 					}
@@ -271,9 +259,7 @@ func TestMergeNoBaseSettlesWithoutConflict(t *testing.T) {
 	a := Record{ID: "1", ModifiedAt: t0, Fields: Fields{"f_a": "Ann"}}
 	b := Record{ID: "2", ModifiedAt: t0.Add(time.Minute), Fields: Fields{"F_B__c": "Bea"}}
 	res, err := Merge(nil, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(res.Conflicts) != 0 || res.PatchA["f_a"] != "Bea" || len(res.PatchB) != 0 || res.NewBase["f"] != "Bea" {
 		t.Errorf("Merge with no base = %+v, want A set to B's newer value and no conflict", res)
 	}
@@ -281,24 +267,16 @@ func TestMergeNoBaseSettlesWithoutConflict(t *testing.T) {
 
 func TestMergeCreatesOtherSide(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := Record{ID: "101", ModifiedAt: t0, Fields: Fields{
 		"email": "ada@example.com", "firstname": "Ada", "lifecyclestage": "lead",
 		"hubspotscore": "12", "sf_deal_stage": "Won", "phone": "",
 	}}
 	res, err := Merge(nil, a, Record{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want := Fields{"FirstName": "Ada", "Lifecycle_Stage__c": "Lead", "Lead_Score__c": 12.0}
-	if !maps.Equal(res.PatchB, want) {
-		t.Errorf("PatchB = %#v, want %#v (owned-by-salesforce fields and blanks not written)", map[string]any(res.PatchB), map[string]any(want))
-	}
-	if len(res.PatchA) != 0 {
-		t.Errorf("PatchA = %#v, want empty", map[string]any(res.PatchA))
-	}
+	assert.True(t, maps.Equal(res.PatchB, want), "PatchB = %#v, want %#v (owned-by-salesforce fields and blanks not written)", map[string]any(res.PatchB), map[string]any(want))
+	assert.Empty(t, res.PatchA, "PatchA = %#v, want empty", map[string]any(res.PatchA))
 }
 
 func TestMergePerFieldTimes(t *testing.T) {
@@ -309,9 +287,7 @@ func TestMergePerFieldTimes(t *testing.T) {
 	b := Record{ID: "2", ModifiedAt: t0.Add(3 * time.Hour), FieldTimes: map[string]time.Time{"F_B__c": t0.Add(time.Hour)},
 		Fields: Fields{"F_B__c": "Bea"}}
 	res, err := Merge(Fields{"f": "Ada"}, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(res.Conflicts) != 1 || res.Conflicts[0].Winner != hs || res.PatchB["F_B__c"] != "Ann" {
 		t.Errorf("Merge = %+v, want hubspot's later field edit to win", res)
 	}
@@ -327,30 +303,20 @@ func TestMergePerFieldTimes(t *testing.T) {
 
 func TestMergeBadValue(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := Record{ID: "101", Fields: Fields{"hubspotscore": "42abc", "firstname": "Ada"}}
 	b := Record{ID: "003X", Fields: Fields{"Close_Date__c": "someday"}}
 	res, err := Merge(Fields{"hubspotscore": 10.0}, a, b, p)
-	if err == nil {
-		t.Fatalf("Merge = %+v, want an error", res)
-	}
-	if !IsPermanent(err) {
-		t.Errorf("Merge error %v is not permanent", err)
-	}
+	require.Error(t, err, "Merge = %+v, want an error", res)
+	assert.True(t, IsPermanent(err), "Merge error %v is not permanent", err)
 	for _, secret := range []string{"42abc", "someday", "Ada"} {
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("error %q carries a value", err)
-		}
+		assert.NotContains(t, err.Error(), secret, "error %q carries a value", err)
 	}
 	var fields []string
 	for e := range valueErrors(err) {
 		fields = append(fields, e.Side+":"+e.Field)
 	}
-	if strings.Join(fields, ",") != "hubspot:hubspotscore,salesforce:Close_Date__c" {
-		t.Errorf("ValueErrors for %v, want hubspotscore and Close_Date__c", fields)
-	}
+	assert.Equal(t, "hubspot:hubspotscore,salesforce:Close_Date__c", strings.Join(fields, ","), "ValueErrors for %v, want hubspotscore and Close_Date__c", fields)
 	// A bad base value names the base.
 	_, err = Merge(Fields{"hubspotscore": "lots"}, Record{ID: "1"}, Record{ID: "2", Fields: Fields{"Lead_Score__c": 3.0}}, p)
 	var ve *ValueError
@@ -387,15 +353,11 @@ func valueErrors(err error) func(func(*ValueError) bool) {
 
 func TestMergeUnmappedPicklistSkips(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := Record{ID: "101", Fields: Fields{"lifecyclestage": "evangelist", "firstname": "Ann"}}
 	b := Record{ID: "003X", Fields: Fields{"Lifecycle_Stage__c": "Lead", "FirstName": "Ada"}}
 	res, err := Merge(Fields{"lifecyclestage": "lead", "firstname": "Ada"}, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(res.Skipped) != 1 || res.Skipped[0].Field != "lifecyclestage" || !strings.Contains(res.Skipped[0].Reason, "no mapping") {
 		t.Errorf("Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
 	}
@@ -409,22 +371,16 @@ func TestMergeUnmappedPicklistSkips(t *testing.T) {
 
 func TestMergeArchiving(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	base := Fields{"firstname": "Ada"}
 	a := Record{ID: "101", Archived: true, Fields: Fields{"firstname": "Ada", "crmsync_archived": "false"}}
 	b := Record{ID: "003X", Fields: Fields{"FirstName": "Ann"}}
 	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if res.PatchB["Archived__c"] != true {
 		t.Errorf("PatchB = %#v, want Archived__c true", map[string]any(res.PatchB))
 	}
-	if len(res.PatchA) != 0 {
-		t.Errorf("PatchA = %#v, want nothing written to an archived record", map[string]any(res.PatchA))
-	}
+	assert.Empty(t, res.PatchA, "PatchA = %#v, want nothing written to an archived record", map[string]any(res.PatchA))
 	if len(res.Skipped) != 1 || res.Skipped[0].Field != "firstname" {
 		t.Errorf("Skipped = %v, want firstname skipped for the archived record", res.Skipped)
 	}
@@ -440,9 +396,7 @@ func TestMergeArchiving(t *testing.T) {
 	// Restored: the flag is cleared and the held-back write lands.
 	a.Archived = false
 	res, err = Merge(again.NewBase, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if res.PatchB["Archived__c"] != false || res.PatchA["firstname"] != "Ann" {
 		t.Errorf("after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
 	}
@@ -465,19 +419,16 @@ func TestMergeHold(t *testing.T) {
 		{Name: "f", A: "f_a", B: "F_B__c", Type: k.typ, Rule: MostRecent(), HoldConflicts: true},
 		{A: "g", B: "G__c", Type: TypeString, Rule: MostRecent()},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	base := Fields{"f": "Ada", "g": "x"}
 	a := Record{ID: "1", ModifiedAt: t0, Fields: Fields{"f_a": "Ann", "g": "y"}}
 	b := Record{ID: "2", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"F_B__c": "Bea", "G__c": "z"}}
 	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Conflicts) != 2 || !res.Conflicts[0].Held || res.Conflicts[0].State != ConflictHeld || res.Conflicts[1].Held {
-		t.Fatalf("Conflicts = %+v, want f held and g not", res.Conflicts)
-	}
+	require.NoError(t, err)
+	require.Len(t, res.Conflicts, 2, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	require.True(t, res.Conflicts[0].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	require.Equal(t, ConflictHeld, res.Conflicts[0].State, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	require.False(t, res.Conflicts[1].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
 	if _, ok := res.PatchA["f_a"]; ok {
 		t.Errorf("PatchA writes a held field: %#v", map[string]any(res.PatchA))
 	}
@@ -489,14 +440,10 @@ func TestMergeHold(t *testing.T) {
 	}
 	// The same conflict seen again has the same ID; other values another.
 	again, _ := Merge(base, a, b, p)
-	if again.Conflicts[0].ID != res.Conflicts[0].ID {
-		t.Errorf("conflict ID changed between passes: %s, %s", res.Conflicts[0].ID, again.Conflicts[0].ID)
-	}
+	assert.Equal(t, res.Conflicts[0].ID, again.Conflicts[0].ID, "conflict ID changed between passes: %s, %s", res.Conflicts[0].ID, again.Conflicts[0].ID)
 	b.Fields["F_B__c"] = "Cy"
 	other, _ := Merge(base, a, b, p)
-	if other.Conflicts[0].ID == res.Conflicts[0].ID {
-		t.Errorf("different values gave the same conflict ID")
-	}
+	assert.NotEqual(t, res.Conflicts[0].ID, other.Conflicts[0].ID, "different values gave the same conflict ID")
 
 	// Policy.Hold holds every conflict.
 	ph := *p
@@ -540,9 +487,7 @@ func TestMergeHold(t *testing.T) {
 		nb := maps.Clone(base)
 		maps.Copy(nb, got.NewBase)
 		after, err := Merge(nb, a2, b2, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, ok := after.PatchA["f_a"]; ok || len(after.Conflicts) > 1 {
 			t.Errorf("after resolution: %+v, want field f settled", after)
 		}
@@ -551,14 +496,10 @@ func TestMergeHold(t *testing.T) {
 
 func TestMergePicklistResolutionAcrossTerms(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c := Conflict{ID: "x", Field: "lifecyclestage", A: "customer", B: "MQL"}
 	got, err := p.ApplyResolution(c, Resolution{Pick: sf})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if got.PatchA["lifecyclestage"] != "marketingqualifiedlead" || got.PatchB["Lifecycle_Stage__c"] != "MQL" || got.NewBase["lifecyclestage"] != "marketingqualifiedlead" {
 		t.Errorf("ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
 	}
@@ -582,13 +523,9 @@ func TestMergeFuncRule(t *testing.T) {
 	p, err := NewPolicy(Policy{A: hs, B: sf, Rules: []FieldRule{
 		{A: "x", B: "X", Type: TypeString, Rule: Func(keepLonger)},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	res, err := Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": "a"}}, Record{ID: "2", Fields: Fields{"X": "abc"}}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if res.PatchA["x"] != "abc!" || res.PatchB["X"] != "abc!" || len(res.Conflicts) != 1 || res.Conflicts[0].Winner != "" {
 		t.Errorf("Merge = %+v, want the func's value on both sides", res)
 	}
@@ -604,12 +541,8 @@ func TestMergeFuncRule(t *testing.T) {
 func TestMergeArchivedWithNoCounterpart(t *testing.T) {
 	p, _ := NewPolicy(playbook())
 	res, err := Merge(nil, Record{ID: "101", Archived: true, Fields: Fields{"firstname": "Ada"}}, Record{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Empty() {
-		t.Errorf("Merge of an archived record with no counterpart writes %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB))
-	}
+	require.NoError(t, err)
+	assert.True(t, res.Empty(), "Merge of an archived record with no counterpart writes %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB))
 }
 
 // A merge result, conflicts included, survives a JSON round trip (Stores
@@ -620,17 +553,11 @@ func TestMergeResultJSON(t *testing.T) {
 	a := Record{ID: "101", ModifiedAt: t0, Fields: Fields{"hubspotscore": "11", "recent_conversion_date": "1768471200000", "phone": "2"}}
 	b := Record{ID: "003X", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"Lead_Score__c": 10.0, "Phone": "3"}}
 	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	raw, err := json.Marshal(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var back MergeResult
-	if err := json.Unmarshal(raw, &back); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(raw, &back))
 	if !reflect.DeepEqual(back.NewBase, res.NewBase) || !reflect.DeepEqual(back.Conflicts, res.Conflicts) || !reflect.DeepEqual(back.PatchB, res.PatchB) {
 		t.Errorf("JSON round trip changed the result:\n%s", raw)
 	}
@@ -674,14 +601,10 @@ func TestMergeEncodingsPerSystem(t *testing.T) {
 			b := b
 			b.Fields = Fields{"C": "x"}
 			res, err := Merge(base, a, b, &tt.pol)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			want := maps.Clone(tt.want)
 			want["C"] = map[string]any{"salesforce is typed": nil, "hubspot to hubspot is strings": "", "custom encoding": "CLEAR"}[tt.name]
-			if !reflect.DeepEqual(res.PatchB, want) {
-				t.Errorf("PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(want))
-			}
+			assert.Equal(t, want, res.PatchB, "PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(want))
 		})
 	}
 }
@@ -691,9 +614,7 @@ func TestMergeEncodingsPerSystem(t *testing.T) {
 func TestMostRecentFirstMatchKeepsValueOverBlank(t *testing.T) {
 	p, err := NewPolicy(Policy{A: "hubspot", B: "salesforce",
 		Rules: []FieldRule{{A: "phone", B: "Phone", Type: TypeString, Rule: MostRecent()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name           string
@@ -707,9 +628,7 @@ func TestMostRecentFirstMatchKeepsValueOverBlank(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := Merge(nil, tc.a, tc.b, p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if fmt.Sprint(res.PatchA) != fmt.Sprint(tc.patchA) || fmt.Sprint(res.PatchB) != fmt.Sprint(tc.patchB) {
 				t.Errorf("Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
 			}

@@ -2,7 +2,7 @@ package crmsync
 
 import (
 	"encoding/json"
-	"errors"
+	"github.com/stretchr/testify/require"
 	"strings"
 	"testing"
 	"time"
@@ -146,9 +146,7 @@ func TestValueErrorNamesFieldNotValue(t *testing.T) {
 		t.Errorf("ValueError = %q, want the field and side named", err)
 	}
 	var ve *ValueError
-	if !errors.As(err, &ve) {
-		t.Fatal("errors.As(*ValueError) failed")
-	}
+	require.ErrorAs(t, err, &ve, "errors.As(*ValueError) failed")
 }
 
 var fuzzTypes = []FieldType{TypeString, TypeNumber, TypeBool, TypeDate, TypeDateTime, TypeEnum, TypeMultiEnum, TypeReference, TypeOther}

@@ -2,6 +2,8 @@ package crmsync
 
 import (
 	"errors"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"slices"
 	"strings"
 	"testing"
@@ -75,23 +77,15 @@ func TestValidateListsEveryProblem(t *testing.T) {
 			tt.edit(&p)
 			err := p.Validate()
 			_, err2 := NewPolicy(p)
-			if (err == nil) != (err2 == nil) {
-				t.Fatalf("Validate = %v but NewPolicy = %v", err, err2)
-			}
+			require.Equal(t, err2 == nil, err == nil, "Validate = %v but NewPolicy = %v", err, err2)
 			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Validate = %v, want nil", err)
-				}
+				require.NoError(t, err, "Validate = %v, want nil", err)
 				return
 			}
 			var pe *PolicyError
-			if !errors.As(err, &pe) {
-				t.Fatalf("Validate = %v, want a *PolicyError", err)
-			}
+			require.ErrorAs(t, err, &pe, "Validate = %v, want a *PolicyError", err)
 			for _, w := range tt.want {
-				if !slices.ContainsFunc(pe.Problems, func(s string) bool { return strings.Contains(s, w) }) {
-					t.Errorf("Validate problems %q, want one containing %q", pe.Problems, w)
-				}
+				assert.True(t, slices.ContainsFunc(pe.Problems, func(s string) bool { return strings.Contains(s, w) }), "Validate problems %q, want one containing %q", pe.Problems, w)
 			}
 		})
 	}
@@ -99,16 +93,12 @@ func TestValidateListsEveryProblem(t *testing.T) {
 
 func TestValidateDoesNotChangePolicy(t *testing.T) {
 	p := playbook()
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, p.Validate())
 	if p.ready || p.Identity.A != "" {
 		t.Errorf("Validate changed its receiver")
 	}
 	q, err := NewPolicy(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if q.Identity.A != "email" || q.Identity.B != "Email" {
 		t.Errorf("identity defaults %q/%q, want email/Email", q.Identity.A, q.Identity.B)
 	}
@@ -167,9 +157,7 @@ func TestPicklistMap(t *testing.T) {
 		t.Errorf("Transform(a;z) error %v, want ErrUnmapped", err)
 	}
 	inv, err := m.Inverse()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if got, _ := inv.Transform("C"); got != "c" {
 		t.Errorf("Inverse().Transform(C) = %v, want c", got)
 	}
@@ -187,7 +175,5 @@ func TestSwappedPolicy(t *testing.T) {
 	if s.Rules[0].A != "Lifecycle_Stage__c" || s.Rules[0].Key() != "lifecyclestage" || s.Rules[0].Rule.String() != p.Rules[0].Rule.String() {
 		t.Errorf("Swapped rule 0 = %+v", s.Rules[0])
 	}
-	if err := s.Validate(); err != nil {
-		t.Errorf("Swapped policy invalid: %v", err)
-	}
+	assert.NoError(t, s.Validate(), "Swapped policy invalid")
 }

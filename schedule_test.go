@@ -11,6 +11,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/memory"
+	"github.com/stretchr/testify/assert"
 )
 
 func TestEveryNeverOverlapsAndStops(t *testing.T) {
@@ -36,9 +37,7 @@ func TestEveryNeverOverlapsAndStops(t *testing.T) {
 	if calls.Load() != 5 || overlaps.Load() != 0 {
 		t.Errorf("calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
 	}
-	if err := crmsync.Every(context.Background(), 0, nil); err == nil {
-		t.Error("Every with a zero interval = nil, want an error")
-	}
+	assert.Error(t, crmsync.Every(context.Background(), 0, nil), "Every with a zero interval = nil, want an error")
 	boom := errors.New("boom")
 	if err := crmsync.Every(context.Background(), time.Hour, func(context.Context) error { return boom }); !errors.Is(err, boom) {
 		t.Errorf("Every = %v, want the func's error", err)

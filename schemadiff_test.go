@@ -1,7 +1,8 @@
 package crmsync
 
 import (
-	"reflect"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"slices"
 	"testing"
 )
@@ -41,9 +42,7 @@ func playbookSchemas() (Schema, Schema) {
 
 func TestSchemaDiff(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a, b := playbookSchemas()
 	got := SchemaDiff(a, b, p)
 	want := Diff{
@@ -58,20 +57,14 @@ func TestSchemaDiff(t *testing.T) {
 			{Field: "sf_deal_stage", Side: sf, Value: "Closed Lost"},
 		},
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("SchemaDiff =\n%+v\nwant\n%+v", got, want)
-	}
-	if got.Empty() {
-		t.Errorf("Empty() = true for a diff with findings")
-	}
+	assert.Equal(t, want, got, "SchemaDiff =\n%+v\nwant\n%+v", got, want)
+	assert.False(t, got.Empty(), "Empty() = true for a diff with findings")
 
 	// Naming fields in Never rules marks them known.
 	pol := playbook()
 	pol.Rules = append(pol.Rules, FieldRule{A: "hs_object_id", Rule: Never()}, FieldRule{A: "jobtitle", B: "Title", Rule: Never()})
 	p2, err := NewPolicy(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	got = SchemaDiff(a, b, p2)
 	if len(got.UnmappedA) != 0 || !slices.Equal(got.MissingB, []string{"Close_Date__c", "Title"}) {
 		t.Errorf("with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)

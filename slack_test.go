@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -86,18 +88,12 @@ func stormConflicts(n int) []Conflict {
 func TestSlackOneMessagePerCall(t *testing.T) {
 	srv := newSlackServer(t)
 	n := srv.notifier()
-	if err := n.HandleConflicts(context.Background(), "run-1", stormConflicts(1200)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.HandleConflicts(context.Background(), "run-1", stormConflicts(1200)))
 	posts := srv.posts()
-	if len(posts) != 1 {
-		t.Fatalf("%d messages for one call, want 1", len(posts))
-	}
+	require.Len(t, posts, 1, "%d messages for one call, want 1", len(posts))
 	msg := posts[0]
 	for _, want := range []string{"run-1", "1200 conflicting edits", "phone on hubspot 1000 / salesforce 003000000000000000", "salesforce won (most-recent)", "…and 1150 more", "secret-b-value"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("message lacks %q:\n%s", want, msg)
-		}
+		assert.Contains(t, msg, want, "message lacks %q:\n%s", want, msg)
 	}
 	if err := n.HandleConflicts(context.Background(), "run-2", nil); err != nil || len(srv.posts()) != 1 {
 		t.Errorf("no conflicts: err %v, %d posts; want nothing posted", err, len(srv.posts()))
@@ -106,9 +102,7 @@ func TestSlackOneMessagePerCall(t *testing.T) {
 
 func TestSlackRetries(t *testing.T) {
 	srv := newSlackServer(t, 503, 500, 429)
-	if err := srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2)); err != nil {
-		t.Fatalf("HandleConflicts after 5xx and 429: %v", err)
-	}
+	require.NoError(t, srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2)), "HandleConflicts after 5xx and 429")
 	if got := len(srv.posts()); got != 4 {
 		t.Errorf("%d attempts, want 4 (3 refused, 1 accepted)", got)
 	}
@@ -135,9 +129,7 @@ func TestSlackRetries(t *testing.T) {
 	if got := len(srv.posts()); got != 3 {
 		t.Errorf("%d attempts, want 3", got)
 	}
-	if strings.Contains(err.Error(), "XXXX") {
-		t.Errorf("error %q carries the webhook URL", err)
-	}
+	assert.NotContains(t, err.Error(), "XXXX", "error %q carries the webhook URL", err)
 }
 
 func TestSlackNetworkErrorHidesURL(t *testing.T) {
@@ -146,9 +138,7 @@ func TestSlackNetworkErrorHidesURL(t *testing.T) {
 	srv.Close()
 	n.MaxAttempts = 2
 	err := n.HandleConflicts(context.Background(), "run-1", stormConflicts(1))
-	if err == nil {
-		t.Fatal("HandleConflicts to a closed server succeeded")
-	}
+	require.Error(t, err, "HandleConflicts to a closed server succeeded")
 	if strings.Contains(err.Error(), "XXXX") || strings.Contains(err.Error(), "/services/") {
 		t.Errorf("error %q carries the webhook URL", err)
 	}
@@ -179,28 +169,20 @@ func TestSlackRedacts(t *testing.T) {
 	srv := newSlackServer(t)
 	n := srv.notifier()
 	n.Redact = true
-	if err := n.HandleConflicts(context.Background(), "run-1", cs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.HandleConflicts(context.Background(), "run-1", cs))
 	msg := srv.posts()[0]
 	for _, v := range values {
-		if strings.Contains(msg, v) {
-			t.Errorf("redacted message carries a value %q:\n%s", v, msg)
-		}
+		assert.NotContains(t, msg, v, "redacted message carries a value %q:\n%s", v, msg)
 	}
 	for _, want := range []string{"phone", "1000", "003000000000000000", "lifecyclestage", "held", "1 held for a person"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("redacted message lacks %q:\n%s", want, msg)
-		}
+		assert.Contains(t, msg, want, "redacted message lacks %q:\n%s", want, msg)
 	}
 
 	// Redacting some fields keeps the others' values.
 	srv = newSlackServer(t)
 	n = srv.notifier()
 	n.RedactFields = []string{"Phone"}
-	if err := n.HandleConflicts(context.Background(), "run-1", cs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.HandleConflicts(context.Background(), "run-1", cs))
 	msg = srv.posts()[0]
 	if strings.Contains(msg, "secret-b-value") || strings.Contains(msg, "+1 555 0000") {
 		t.Errorf("message carries a redacted field's value:\n%s", msg)
