@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maps"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -232,10 +231,14 @@ func TestMergeTable(t *testing.T) {
 						t.Errorf("Conflicts = %v, want one won by %s", res.Conflicts, want.winner)
 					case want.winner != "":
 						c := res.Conflicts[0]
-						if c.Winner != want.winner || c.Field != "f" || c.RecordA != "101" || c.RecordB != "003X" ||
-							c.Rule != rule.String() || c.Held || c.State != ConflictResolved || c.ID == "" {
-							t.Errorf("Conflict = %+v, want winner %s", c, want.winner)
-						}
+						assert.Equal(t, want.winner, c.Winner, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, "f", c.Field, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, "101", c.RecordA, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, "003X", c.RecordB, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, rule.String(), c.Rule, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.False(t, c.Held, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, ConflictResolved, c.State, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.NotEmpty(t, c.ID, "Conflict = %+v, want winner %s", c, want.winner)
 						assert.True(t, c.TimeB.After(c.TimeA), "Conflict times %v, %v: want the records' times", c.TimeA, c.TimeB)
 					}
 					assert.Equal(t, len(res.Skipped) > 0, want.skip, "Skipped = %v, want skip %v", res.Skipped, want.skip)
@@ -245,9 +248,8 @@ func TestMergeTable(t *testing.T) {
 					applyPatch(&b, res.PatchB)
 					again, err := Merge(res.NewBase, a, b, p)
 					require.NoError(t, err, "second Merge")
-					if !again.Empty() || len(again.Conflicts) > 0 {
-						t.Errorf("second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
-					}
+					assert.True(t, again.Empty(), "second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
+					assert.Empty(t, again.Conflicts, "second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
 				})
 			}
 		}
@@ -260,9 +262,10 @@ func TestMergeNoBaseSettlesWithoutConflict(t *testing.T) {
 	b := Record{ID: "2", ModifiedAt: t0.Add(time.Minute), Fields: Fields{"F_B__c": "Bea"}}
 	res, err := Merge(nil, a, b, p)
 	require.NoError(t, err)
-	if len(res.Conflicts) != 0 || res.PatchA["f_a"] != "Bea" || len(res.PatchB) != 0 || res.NewBase["f"] != "Bea" {
-		t.Errorf("Merge with no base = %+v, want A set to B's newer value and no conflict", res)
-	}
+	assert.Empty(t, res.Conflicts, "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
+	assert.Equal(t, "Bea", res.PatchA["f_a"], "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
+	assert.Empty(t, res.PatchB, "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
+	assert.Equal(t, "Bea", res.NewBase["f"], "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
 }
 
 func TestMergeCreatesOtherSide(t *testing.T) {
@@ -364,9 +367,7 @@ func TestMergeUnmappedPicklistSkips(t *testing.T) {
 	if _, ok := res.PatchB["Lifecycle_Stage__c"]; ok || res.PatchB["FirstName"] != "Ann" {
 		t.Errorf("PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
 	}
-	if res.NewBase["lifecyclestage"] != "lead" {
-		t.Errorf("NewBase[lifecyclestage] = %#v, want the old base kept", res.NewBase["lifecyclestage"])
-	}
+	assert.Equal(t, "lead", res.NewBase["lifecyclestage"], "NewBase[lifecyclestage] = %#v, want the old base kept", res.NewBase["lifecyclestage"])
 }
 
 func TestMergeArchiving(t *testing.T) {
@@ -377,35 +378,27 @@ func TestMergeArchiving(t *testing.T) {
 	b := Record{ID: "003X", Fields: Fields{"FirstName": "Ann"}}
 	res, err := Merge(base, a, b, p)
 	require.NoError(t, err)
-	if res.PatchB["Archived__c"] != true {
-		t.Errorf("PatchB = %#v, want Archived__c true", map[string]any(res.PatchB))
-	}
+	assert.Equal(t, true, res.PatchB["Archived__c"], "PatchB = %#v, want Archived__c true", map[string]any(res.PatchB))
 	assert.Empty(t, res.PatchA, "PatchA = %#v, want nothing written to an archived record", map[string]any(res.PatchA))
 	if len(res.Skipped) != 1 || res.Skipped[0].Field != "firstname" {
 		t.Errorf("Skipped = %v, want firstname skipped for the archived record", res.Skipped)
 	}
-	if res.NewBase["firstname"] != "Ada" {
-		t.Errorf("NewBase[firstname] = %#v, want the old base until the write can land", res.NewBase["firstname"])
-	}
+	assert.Equal(t, "Ada", res.NewBase["firstname"], "NewBase[firstname] = %#v, want the old base until the write can land", res.NewBase["firstname"])
 	applyPatch(&b, res.PatchB)
 	again, err := Merge(res.NewBase, a, b, p)
-	if err != nil || !again.Empty() {
-		t.Errorf("second Merge = %+v, %v; want nothing", again, err)
-	}
+	assert.NoError(t, err, "second Merge = %+v, %v; want nothing", again, err)
+	assert.True(t, again.Empty(), "second Merge = %+v, %v; want nothing", again, err)
 
 	// Restored: the flag is cleared and the held-back write lands.
 	a.Archived = false
 	res, err = Merge(again.NewBase, a, b, p)
 	require.NoError(t, err)
-	if res.PatchB["Archived__c"] != false || res.PatchA["firstname"] != "Ann" {
-		t.Errorf("after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
-	}
+	assert.Equal(t, false, res.PatchB["Archived__c"], "after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
+	assert.Equal(t, "Ann", res.PatchA["firstname"], "after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
 	// Even when the flag was not fetched, the base remembers it was set.
 	delete(b.Fields, "Archived__c")
 	res2, _ := Merge(again.NewBase, a, b, p)
-	if res2.PatchB["Archived__c"] != false {
-		t.Errorf("restore without the flag fetched: PatchB %#v, want Archived__c false", map[string]any(res2.PatchB))
-	}
+	assert.Equal(t, false, res2.PatchB["Archived__c"], "restore without the flag fetched: PatchB %#v, want Archived__c false", map[string]any(res2.PatchB))
 	applyPatch(&a, res.PatchA)
 	applyPatch(&b, res.PatchB)
 	if again, _ := Merge(res.NewBase, a, b, p); !again.Empty() {
@@ -435,9 +428,7 @@ func TestMergeHold(t *testing.T) {
 	if _, ok := res.PatchB["F_B__c"]; ok || res.PatchA["g"] != "z" {
 		t.Errorf("patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
 	}
-	if res.NewBase["f"] != "Ada" {
-		t.Errorf("NewBase[f] = %#v, want the old base while held", res.NewBase["f"])
-	}
+	assert.Equal(t, "Ada", res.NewBase["f"], "NewBase[f] = %#v, want the old base while held", res.NewBase["f"])
 	// The same conflict seen again has the same ID; other values another.
 	again, _ := Merge(base, a, b, p)
 	assert.Equal(t, res.Conflicts[0].ID, again.Conflicts[0].ID, "conflict ID changed between passes: %s, %s", res.Conflicts[0].ID, again.Conflicts[0].ID)
@@ -500,9 +491,9 @@ func TestMergePicklistResolutionAcrossTerms(t *testing.T) {
 	c := Conflict{ID: "x", Field: "lifecyclestage", A: "customer", B: "MQL"}
 	got, err := p.ApplyResolution(c, Resolution{Pick: sf})
 	require.NoError(t, err)
-	if got.PatchA["lifecyclestage"] != "marketingqualifiedlead" || got.PatchB["Lifecycle_Stage__c"] != "MQL" || got.NewBase["lifecyclestage"] != "marketingqualifiedlead" {
-		t.Errorf("ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
-	}
+	assert.Equal(t, "marketingqualifiedlead", got.PatchA["lifecyclestage"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
+	assert.Equal(t, "MQL", got.PatchB["Lifecycle_Stage__c"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
+	assert.Equal(t, "marketingqualifiedlead", got.NewBase["lifecyclestage"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
 	if _, err := p.ApplyResolution(Conflict{Field: "nosuch"}, Resolution{Pick: hs}); err == nil {
 		t.Errorf("ApplyResolution for an unknown field succeeded")
 	}
@@ -529,9 +520,11 @@ func TestMergeFuncRule(t *testing.T) {
 	if res.PatchA["x"] != "abc!" || res.PatchB["X"] != "abc!" || len(res.Conflicts) != 1 || res.Conflicts[0].Winner != "" {
 		t.Errorf("Merge = %+v, want the func's value on both sides", res)
 	}
-	if !seen.HasBase || seen.Base != "ab" || !seen.ChangedA || !seen.ChangedB || seen.Field != "x" {
-		t.Errorf("func saw %+v", seen)
-	}
+	assert.True(t, seen.HasBase, "func saw %+v", seen)
+	assert.Equal(t, "ab", seen.Base, "func saw %+v", seen)
+	assert.True(t, seen.ChangedA, "func saw %+v", seen)
+	assert.True(t, seen.ChangedB, "func saw %+v", seen)
+	assert.Equal(t, "x", seen.Field, "func saw %+v", seen)
 	res, _ = Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": ""}}, Record{ID: "2", Fields: Fields{"X": nil}}, p)
 	if !res.Empty() || len(res.Skipped) != 2 || res.Skipped[0].Reason != "both blank" {
 		t.Errorf("Merge = %+v, want both changes skipped with the func's reason", res)
@@ -558,9 +551,9 @@ func TestMergeResultJSON(t *testing.T) {
 	require.NoError(t, err)
 	var back MergeResult
 	require.NoError(t, json.Unmarshal(raw, &back))
-	if !reflect.DeepEqual(back.NewBase, res.NewBase) || !reflect.DeepEqual(back.Conflicts, res.Conflicts) || !reflect.DeepEqual(back.PatchB, res.PatchB) {
-		t.Errorf("JSON round trip changed the result:\n%s", raw)
-	}
+	assert.Equal(t, res.NewBase, back.NewBase, "JSON round trip changed the result:\n%s", raw)
+	assert.Equal(t, res.Conflicts, back.Conflicts, "JSON round trip changed the result:\n%s", raw)
+	assert.Equal(t, res.PatchB, back.PatchB, "JSON round trip changed the result:\n%s", raw)
 	applyPatch(&a, back.PatchA)
 	applyPatch(&b, back.PatchB)
 	if again, _ := Merge(back.NewBase, a, b, p); !again.Empty() {
@@ -629,9 +622,8 @@ func TestMostRecentFirstMatchKeepsValueOverBlank(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := Merge(nil, tc.a, tc.b, p)
 			require.NoError(t, err)
-			if fmt.Sprint(res.PatchA) != fmt.Sprint(tc.patchA) || fmt.Sprint(res.PatchB) != fmt.Sprint(tc.patchB) {
-				t.Errorf("Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
-			}
+			assert.Equal(t, fmt.Sprint(tc.patchA), fmt.Sprint(res.PatchA), "Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
+			assert.Equal(t, fmt.Sprint(tc.patchB), fmt.Sprint(res.PatchB), "Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
 		})
 	}
 }

@@ -94,9 +94,8 @@ func TestValidateListsEveryProblem(t *testing.T) {
 func TestValidateDoesNotChangePolicy(t *testing.T) {
 	p := playbook()
 	require.NoError(t, p.Validate())
-	if p.ready || p.Identity.A != "" {
-		t.Errorf("Validate changed its receiver")
-	}
+	assert.False(t, p.ready, "Validate changed its receiver")
+	assert.Empty(t, p.Identity.A, "Validate changed its receiver")
 	q, err := NewPolicy(p)
 	require.NoError(t, err)
 	if q.Identity.A != "email" || q.Identity.B != "Email" {
@@ -130,9 +129,8 @@ func TestIdentityKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, ok := p.IdentityKey(Record{Fields: tt.fields}, tt.side)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("IdentityKey(%v, %s) = %q, %v, want %q, %v", tt.fields, tt.side, got, ok, tt.want, tt.ok)
-		}
+		assert.Equal(t, tt.want, got, "IdentityKey(%v, %s) = %q, %v, want %q, %v", tt.fields, tt.side, got, ok, tt.want, tt.ok)
+		assert.Equal(t, tt.ok, ok, "IdentityKey(%v, %s) = %q, %v, want %q, %v", tt.fields, tt.side, got, ok, tt.want, tt.ok)
 	}
 	custom := playbook()
 	custom.Identity = Identity{A: "sf_contact_id", B: "Id", Normalize: strings.TrimSpace}

@@ -66,9 +66,8 @@ func TestSchemaDiff(t *testing.T) {
 	p2, err := NewPolicy(pol)
 	require.NoError(t, err)
 	got = SchemaDiff(a, b, p2)
-	if len(got.UnmappedA) != 0 || !slices.Equal(got.MissingB, []string{"Close_Date__c", "Title"}) {
-		t.Errorf("with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)
-	}
+	assert.Empty(t, got.UnmappedA, "with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)
+	assert.True(t, slices.Equal(got.MissingB, []string{"Close_Date__c", "Title"}), "with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)
 
 	// Matching schemas give an empty diff.
 	fixed := b

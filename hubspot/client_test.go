@@ -109,9 +109,9 @@ func TestChangesWindowAndPaging(t *testing.T) {
 		n, _ := strconv.Atoi(r.ID)
 		assert.Greater(t, n, prev, "records not in ascending id order at %s", r.ID)
 		prev = n
-		if r.ModifiedAt.Before(t1) || !r.ModifiedAt.Before(t2) || r.CreatedAt.IsZero() {
-			t.Errorf("record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
-		}
+		assert.False(t, r.ModifiedAt.Before(t1), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
+		assert.True(t, r.ModifiedAt.Before(t2), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
+		assert.False(t, r.CreatedAt.IsZero(), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
 		if _, ok := r.Fields["email"].(string); !ok {
 			t.Errorf("record %s email = %#v, want a string", r.ID, r.Fields["email"])
 		}
@@ -266,9 +266,9 @@ func TestLookup(t *testing.T) {
 		t.Fatalf("Lookup(email) = %v, %v; want record %s", recs, err, ids[5])
 	}
 	recs, err = c.Lookup(ctx, "contacts", "sf_id", []string{"003ABC"}, []string{"sf_id"})
-	if err != nil || len(recs) != 1 || recs[0].Fields["sf_id"] != "003ABC" {
-		t.Fatalf("Lookup(sf_id) = %v, %v", recs, err)
-	}
+	require.NoError(t, err, "Lookup(sf_id) = %v", recs)
+	require.Len(t, recs, 1, "Lookup(sf_id) = %v, %v", recs, err)
+	require.Equal(t, "003ABC", recs[0].Fields["sf_id"], "Lookup(sf_id) = %v, %v", recs, err)
 	_, err = c.Lookup(ctx, "contacts", "firstname", []string{"a"}, nil)
 	var ae *hubspot.APIError
 	require.ErrorAs(t, err, &ae, "Lookup(non-unique property) = %v, want permanent 400", err)
@@ -364,9 +364,8 @@ func TestWritePerRecordErrors(t *testing.T) {
 	for i, r := range res {
 		switch {
 		case wantOK[i]:
-			if r.Err != nil || r.ID == "" {
-				t.Errorf("op %d = %+v, want success", i, r)
-			}
+			assert.NoError(t, r.Err, "op %d = %+v, want success", i, r)
+			assert.NotEmpty(t, r.ID, "op %d = %+v, want success", i, r)
 		case wantPermanent[i] != "":
 			var re *hubspot.RecordError
 			if !errors.As(r.Err, &re) || re.Category != wantPermanent[i] || re.Index != i || !crmsync.IsPermanent(r.Err) {
@@ -452,9 +451,10 @@ func TestSchema(t *testing.T) {
 	}
 	for _, ck := range checks {
 		got := by[ck.name]
-		if got.Name != ck.want.Name || got.Type != ck.want.Type || got.Unique != ck.want.Unique || got.ReadOnly != ck.want.ReadOnly {
-			t.Errorf("field %s = %+v, want %+v", ck.name, got, ck.want)
-		}
+		assert.Equal(t, ck.want.Name, got.Name, "field %s = %+v, want %+v", ck.name, got, ck.want)
+		assert.Equal(t, ck.want.Type, got.Type, "field %s = %+v, want %+v", ck.name, got, ck.want)
+		assert.Equal(t, ck.want.Unique, got.Unique, "field %s = %+v, want %+v", ck.name, got, ck.want)
+		assert.Equal(t, ck.want.ReadOnly, got.ReadOnly, "field %s = %+v, want %+v", ck.name, got, ck.want)
 	}
 	if f := by["tags"]; f.Type != crmsync.TypeMultiEnum || !f.Restricted || strings.Join(f.Options, ",") != "a,b" {
 		t.Errorf("tags = %+v", f)

@@ -120,9 +120,8 @@ func TestChangesLocatorExpiredRestarts(t *testing.T) {
 	checkOrdered(t, recs)
 	require.Len(t, recs, len(ids), "got %d records, want %d", len(recs), len(ids))
 	calls := f.srv.Calls()
-	if calls["query"] != 4 || calls["queryMore"] != 3 {
-		t.Errorf("calls = %v, want 4 query (1 + 3 restarts) and 3 failed queryMore", calls)
-	}
+	assert.Equal(t, 4, calls["query"], "calls = %v, want 4 query (1 + 3 restarts) and 3 failed queryMore", calls)
+	assert.Equal(t, 3, calls["queryMore"], "calls = %v, want 4 query (1 + 3 restarts) and 3 failed queryMore", calls)
 }
 
 func TestChangesTokenSurvivesRestart(t *testing.T) {

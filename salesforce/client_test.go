@@ -208,10 +208,12 @@ func TestSchema(t *testing.T) {
 	for _, c := range checks {
 		got := by[c.name]
 		got.Options = nil
-		if got.Name != c.want.Name || got.Type != c.want.Type || got.Required != c.want.Required ||
-			got.ReadOnly != c.want.ReadOnly || got.Unique != c.want.Unique || got.Restricted != c.want.Restricted {
-			t.Errorf("field %s = %+v, want %+v", c.name, got, c.want)
-		}
+		assert.Equal(t, c.want.Name, got.Name, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Type, got.Type, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Required, got.Required, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.ReadOnly, got.ReadOnly, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Unique, got.Unique, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Restricted, got.Restricted, "field %s = %+v, want %+v", c.name, got, c.want)
 	}
 	st := by["Lifecycle_Stage__c"]
 	if st.Type != crmsync.TypeEnum || !st.Restricted || len(st.Options) != 8 || st.Options[0] != "subscriber" {
@@ -235,10 +237,9 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := f.c.Stats()
-	if st.Calls["oauth2/token"] != 1 || st.Calls["describe"] != 1 || st.Calls["query"] != 1 {
-		t.Errorf("Stats().Calls = %v", st.Calls)
-	}
-	if st.APIUsed != 2 || st.APIMax != 1000 {
-		t.Errorf("Stats() usage = %d/%d, want 2/1000", st.APIUsed, st.APIMax)
-	}
+	assert.Equal(t, int64(1), st.Calls["oauth2/token"], "Stats().Calls = %v", st.Calls)
+	assert.Equal(t, int64(1), st.Calls["describe"], "Stats().Calls = %v", st.Calls)
+	assert.Equal(t, int64(1), st.Calls["query"], "Stats().Calls = %v", st.Calls)
+	assert.Equal(t, int64(2), st.APIUsed, "Stats() usage = %d/%d, want 2/1000", st.APIUsed, st.APIMax)
+	assert.Equal(t, int64(1000), st.APIMax, "Stats() usage = %d/%d, want 2/1000", st.APIUsed, st.APIMax)
 }

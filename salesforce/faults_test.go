@@ -2,7 +2,6 @@ package salesforce_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -53,9 +52,8 @@ func TestFaultsExhaustRetries(t *testing.T) {
 	require.ErrorAs(t, err, &ae, "Schema() = %v, want 503", err)
 	require.Equal(t, 503, ae.Status, "Schema() = %v, want 503", err)
 	require.Equal(t, "SERVER_UNAVAILABLE", ae.ErrorCode, "Schema() = %v, want 503", err)
-	if crmsync.IsPermanent(err) || errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Errorf("exhausted 503 retries = %v, want a transient error", err)
-	}
+	assert.False(t, crmsync.IsPermanent(err), "exhausted 503 retries = %v, want a transient error", err)
+	assert.NotErrorIs(t, err, crmsync.ErrDailyLimit, "exhausted 503 retries = %v, want a transient error", err)
 	if got := f.srv.Calls()["describe"]; got != 3 {
 		t.Errorf("describe calls = %d, want 3 (1 + 2 retries)", got)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,9 +37,9 @@ func TestFixturesQueries(t *testing.T) {
 	require.Len(t, q.Records, 1, "query_success = %+v, %v", q, err)
 	require.True(t, q.Done, "query_success = %+v, %v", q, err)
 	r := q.Records[0]
-	if r.Fields["Checkbox_Label"] != false || r.Fields["Text_Label"] != "Hi there!" || r.Fields["Picklist_Multiselect_Label"] != "four;six" {
-		t.Errorf("query_success fields = %v", map[string]any(r.Fields))
-	}
+	assert.Equal(t, false, r.Fields["Checkbox_Label"], "query_success fields = %v", map[string]any(r.Fields))
+	assert.Equal(t, "Hi there!", r.Fields["Text_Label"], "query_success fields = %v", map[string]any(r.Fields))
+	assert.Equal(t, "four;six", r.Fields["Picklist_Multiselect_Label"], "query_success fields = %v", map[string]any(r.Fields))
 	if _, ok := r.Fields["attributes"]; ok {
 		t.Error("attributes kept")
 	}
@@ -51,9 +52,9 @@ func TestFixturesQueries(t *testing.T) {
 	require.Equal(t, "/services/data/v26.0/query/01gD", first.NextRecordsURL, "first page = %+v, %v", first, err)
 	require.Equal(t, 2, first.TotalSize, "first page = %+v, %v", first, err)
 	last, err := decodeQuery("query", 200, readFixture(t, "restforce/query_paginated_last_page_response.json"))
-	if err != nil || !last.Done || last.Records[0].Fields["Text_Label"] != "Last Page" {
-		t.Fatalf("last page = %+v, %v", last, err)
-	}
+	require.NoError(t, err, "last page = %+v", last)
+	require.True(t, last.Done, "last page = %+v, %v", last, err)
+	require.Equal(t, "Last Page", last.Records[0].Fields["Text_Label"], "last page = %+v, %v", last, err)
 	empty, err := decodeQuery("query", 200, readFixture(t, "restforce/query_empty_response.json"))
 	require.NoError(t, err, "empty = %+v", empty)
 	require.Empty(t, empty.Records, "empty = %+v, %v", empty, err)
@@ -126,9 +127,9 @@ func TestFixturesAuth(t *testing.T) {
 func TestFixturesWrites(t *testing.T) {
 	for _, name := range []string{"create_success_response.json", "upsert_created_success_response.json"} {
 		r, err := decodeSaveResult("create", 201, readFixture(t, "restforce/"+name))
-		if err != nil || !r.Success || r.ID == "" {
-			t.Errorf("%s = %+v, %v", name, r, err)
-		}
+		assert.NoError(t, err, "%s = %+v", name, r)
+		assert.True(t, r.Success, "%s = %+v, %v", name, r, err)
+		assert.NotEmpty(t, r.ID, "%s = %+v, %v", name, r, err)
 	}
 	// The collections shape from the REST guide (no recorded file exists).
 	rs, err := decodeCollection("create", 200, []byte(`[{"id":"001RM000003oLnnYAE","success":true,"errors":[]},
@@ -166,9 +167,9 @@ func TestFixturesDescribe(t *testing.T) {
 	}
 	for name, want := range checks {
 		got := by[name]
-		if got.Type != want.Type || got.ReadOnly != want.ReadOnly || got.Required {
-			t.Errorf("%s = %+v, want %+v", name, got, want)
-		}
+		assert.Equal(t, want.Type, got.Type, "%s = %+v, want %+v", name, got, want)
+		assert.Equal(t, want.ReadOnly, got.ReadOnly, "%s = %+v, want %+v", name, got, want)
+		assert.False(t, got.Required, "%s = %+v, want %+v", name, got, want)
 	}
 	if p := by["Picklist_Field"]; p.Type != crmsync.TypeEnum || len(p.Options) == 0 {
 		t.Errorf("Picklist_Field = %+v", p)

@@ -128,9 +128,9 @@ func TestWriteCreateUpdateUpsert(t *testing.T) {
 	}
 	require.Equal(t, 1, n, "%d records with hs-1, want 1", n)
 	calls := f.srv.Calls()
-	if calls["create"] != 1 || calls["update"] != 1 || calls["upsert"] != 2 {
-		t.Errorf("calls = %v", calls)
-	}
+	assert.Equal(t, 1, calls["create"], "calls = %v", calls)
+	assert.Equal(t, 1, calls["update"], "calls = %v", calls)
+	assert.Equal(t, 2, calls["upsert"], "calls = %v", calls)
 }
 
 func TestWritePerRecordErrors(t *testing.T) {

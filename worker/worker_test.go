@@ -168,9 +168,9 @@ func TestDue(t *testing.T) {
 		tickWait(w)
 		require.Equal(t, before+1, wfs.count("b"), "b not taken over after the lease expired")
 		info, err := st.GetRun(ctx, dead.Run)
-		if err != nil || info.Status != crmsync.RunFinished || info.Attempts != 2 {
-			t.Errorf("the dead process's run = %+v, %v; want it resumed and finished", info, err)
-		}
+		assert.NoError(t, err, "the dead process's run = %+v, %v; want it resumed and finished", info, err)
+		assert.Equal(t, crmsync.RunFinished, info.Status, "the dead process's run = %+v, %v; want it resumed and finished", info, err)
+		assert.Equal(t, 2, info.Attempts, "the dead process's run = %+v, %v; want it resumed and finished", info, err)
 	})
 }
 

@@ -435,10 +435,8 @@ func TestWorkers(t *testing.T) {
 		info, _ := st.GetRun(ctx, v.lease.Run)
 		var rep crmsync.Report
 		_ = json.Unmarshal(info.Report, &rep)
-		if info.Attempts < 2 || rep.Counters.Replays < v.steps {
-			t.Errorf("key %s: run %s finished with %d attempt(s) and %d replayed step(s); want it resumed with its %d completed steps replayed",
-				v.lease.Key, info.ID, info.Attempts, rep.Counters.Replays, v.steps)
-		}
+		assert.GreaterOrEqual(t, info.Attempts, 2, "key %s: run %s finished with %d attempt(s) and %d replayed step(s); want it resumed with its %d completed steps replayed", v.lease.Key, info.ID, info.Attempts, rep.Counters.Replays, v.steps)
+		assert.GreaterOrEqual(t, rep.Counters.Replays, v.steps, "key %s: run %s finished with %d attempt(s) and %d replayed step(s); want it resumed with its %d completed steps replayed", v.lease.Key, info.ID, info.Attempts, rep.Counters.Replays, v.steps)
 	}
 
 	// 3. Scheduled ticks with user edits between them: each round waits
@@ -597,9 +595,10 @@ func checkEvents(t *testing.T, path string, killedPID int, victims map[string]cr
 			}
 		case "end":
 			prev, ok := open[e.Key]
-			if !ok || prev.Run != e.Run || prev.Gen != e.Gen || prev.PID != e.PID {
-				t.Errorf("key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
-			}
+			assert.True(t, ok, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
+			assert.Equal(t, e.Run, prev.Run, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
+			assert.Equal(t, e.Gen, prev.Gen, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
+			assert.Equal(t, e.PID, prev.PID, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
 			delete(open, e.Key)
 		case "kill":
 			for k, o := range open {

@@ -99,9 +99,8 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 		t.Errorf("next pass: resolved %d, replayed %d; want 1 and 1", rep.Resolved, rep.Replayed)
 	}
 	got, err := st.GetConflict(ctx, c.ID)
-	if err != nil || got.State != crmsync.ConflictApplied {
-		t.Errorf("conflict after the pass: %+v, %v; want applied", got.State, err)
-	}
+	assert.NoError(t, err, "conflict after the pass: %+v, %v; want applied", got.State, err)
+	assert.Equal(t, crmsync.ConflictApplied, got.State, "conflict after the pass: %+v, %v; want applied", got.State, err)
 	hs, _ := w.HubSpot().Get("contacts", c.RecordA)
 	sf, _ := w.Salesforce().Get(c.RecordB)
 	if hs.Properties[c.FieldA] != sf.Fields[c.FieldB] {

@@ -120,9 +120,9 @@ func TestResolveValueIsTyped(t *testing.T) {
 	f := fill(t)
 	pre := dump(t, f.path)
 	res := invoke(ctx, f.path, "conflicts", "resolve", conflictNumber, "-value", "lots-of-people")
-	if res.code != 2 || strings.Contains(res.stderr, "lots-of-people") || !strings.Contains(res.stderr, "not a valid number") {
-		t.Errorf("bad number: exit %d, stderr %q", res.code, res.stderr)
-	}
+	assert.Equal(t, 2, res.code, "bad number: exit %d, stderr %q", res.code, res.stderr)
+	assert.NotContains(t, res.stderr, "lots-of-people", "bad number: exit %d, stderr %q", res.code, res.stderr)
+	assert.Contains(t, res.stderr, "not a valid number", "bad number: exit %d, stderr %q", res.code, res.stderr)
 	require.Equal(t, pre, dump(t, f.path), "a refused resolve changed the store")
 	st := openFixture(t, f)
 	for _, tc := range []struct {
@@ -365,9 +365,8 @@ func TestFakeBusyPort(t *testing.T) {
 	defer l.Close()
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"fake", "-hubspot-addr", freeAddr(t), "-salesforce-addr", l.Addr().String()}, &out, &errOut, nil)
-	if code != 1 || !strings.HasPrefix(errOut.String(), "crmsync: fake: salesforce: listen on ") {
-		t.Errorf("exit %d, stderr %q", code, errOut.String())
-	}
+	assert.Equal(t, 1, code, "exit %d, stderr %q", code, errOut.String())
+	assert.True(t, strings.HasPrefix(errOut.String(), "crmsync: fake: salesforce: listen on "), "exit %d, stderr %q", code, errOut.String())
 }
 
 // TestEmptyStoreAndFlagOverEnv: a store without runs lists nothing in every
@@ -391,9 +390,8 @@ func TestEmptyStoreAndFlagOverEnv(t *testing.T) {
 		{[]string{"-store", "sqlite:" + path, "conflicts", "list", "-format", "json"}, "[]\n"},
 	} {
 		res := invoke(ctx, missing, tc.args...)
-		if res.code != 0 || res.stdout != tc.want {
-			t.Errorf("%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
-		}
+		assert.Equal(t, 0, res.code, "%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
+		assert.Equal(t, tc.want, res.stdout, "%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
 	}
 	if res := invoke(ctx, missing, "status"); res.code != 1 || !strings.Contains(res.stderr, "no such file") {
 		t.Errorf("CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)

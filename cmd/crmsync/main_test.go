@@ -179,9 +179,8 @@ func TestGolden(t *testing.T) {
 					changed = append(changed, name)
 				}
 			}
-			if len(post) != len(pre) || !slices.Equal(changed, tc.changes) {
-				t.Errorf("tables changed: %v, want %v", changed, tc.changes)
-			}
+			assert.Len(t, post, len(pre), "tables changed: %v, want %v", changed, tc.changes)
+			assert.True(t, slices.Equal(changed, tc.changes), "tables changed: %v, want %v", changed, tc.changes)
 			got := fmt.Sprintf("$ crmsync %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s",
 				shellJoin(tc.args), res.code, f.normalize(res.stdout), f.normalize(res.stderr))
 			golden(t, tc.name, got)

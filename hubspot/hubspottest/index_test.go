@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
@@ -184,9 +185,8 @@ func TestMillisMatchesReference(t *testing.T) {
 		"2026-01-01t00:00:00.000Z", "2026-01-01T00:00:00.000z", "+026-01-01T00:00:00.000Z", "2026-01-01T00:00:00,000Z") {
 		got, gotOK := millis(v)
 		want, wantOK := refMillis(v)
-		if got != want || gotOK != wantOK {
-			t.Errorf("millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
-		}
+		assert.Equal(t, want, got, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
+		assert.Equal(t, wantOK, gotOK, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
 	}
 }
 

@@ -149,9 +149,8 @@ func TestSearchEnforcesLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, tt.body)
-			if r.status != 400 || r.body["category"] != "VALIDATION_ERROR" {
-				t.Fatalf("search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
-			}
+			require.Equal(t, 400, r.status, "search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
+			require.Equal(t, "VALIDATION_ERROR", r.body["category"], "search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
 		})
 	}
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 20, "after": "20"})
@@ -193,13 +192,12 @@ func TestBatchSizeAndTraceIDRules(t *testing.T) {
 		map[string]any{"properties": map[string]string{"email": "ok2@example.com", "lifecyclestage": "nope"}, "objectWriteTraceId": "t2"},
 	}}
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/create", srv.Token, traced)
-	if r.status != 207 || r.body["numErrors"] != 1.0 || len(srv.All("contacts")) != 1 {
-		t.Fatalf("traced batch = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 207, r.status, "traced batch = %d %v", r.status, r.body)
+	require.Equal(t, 1.0, r.body["numErrors"], "traced batch = %d %v", r.status, r.body)
+	require.Len(t, srv.All("contacts"), 1, "traced batch = %d %v", r.status, r.body)
 	e := r.body["errors"].([]any)[0].(map[string]any)
-	if e["category"] != "VALIDATION_ERROR" || fmt.Sprint(e["context"].(map[string]any)["objectWriteTraceId"]) != "[t2]" {
-		t.Fatalf("207 error = %v", e)
-	}
+	require.Equal(t, "VALIDATION_ERROR", e["category"], "207 error = %v", e)
+	require.Equal(t, "[t2]", fmt.Sprint(e["context"].(map[string]any)["objectWriteTraceId"]), "207 error = %v", e)
 }
 
 func TestUniqueAndRequiredProperties(t *testing.T) {
@@ -233,9 +231,9 @@ func TestUniqueAndRequiredProperties(t *testing.T) {
 		map[string]any{"id": "003B", "idProperty": "sf_id", "properties": map[string]string{"plan": "y"}},
 	}})
 	res := r.body["results"].([]any)
-	if r.status != 200 || res[0].(map[string]any)["new"] != false || res[1].(map[string]any)["new"] != true {
-		t.Fatalf("upsert = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 200, r.status, "upsert = %d %v", r.status, r.body)
+	require.Equal(t, false, res[0].(map[string]any)["new"], "upsert = %d %v", r.status, r.body)
+	require.Equal(t, true, res[1].(map[string]any)["new"], "upsert = %d %v", r.status, r.body)
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/upsert", srv.Token, map[string]any{"inputs": []any{
 		map[string]any{"id": "x", "idProperty": "firstname", "properties": map[string]string{}},
 	}})
@@ -275,21 +273,18 @@ func TestRateAndDailyLimits(t *testing.T) {
 		}
 	}
 	r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token)
-	if r.status != 429 || r.body["policyName"] != "TEN_SECONDLY_ROLLING" {
-		t.Fatalf("third call = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 429, r.status, "third call = %d %v", r.status, r.body)
+	require.Equal(t, "TEN_SECONDLY_ROLLING", r.body["policyName"], "third call = %d %v", r.status, r.body)
 	require.Equal(t, 200, call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}).status, "search shares the ten-second limit")
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
-	if r.status != 429 || r.body["policyName"] != "SECONDLY" {
-		t.Fatalf("second search = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 429, r.status, "second search = %d %v", r.status, r.body)
+	require.Equal(t, "SECONDLY", r.body["policyName"], "second search = %d %v", r.status, r.body)
 	require.Equal(t, 2, srv.RateLimited(), "RateLimited = %d, DailyUsed = %d", srv.RateLimited(), srv.DailyUsed())
 	require.Equal(t, 3, srv.DailyUsed(), "RateLimited = %d, DailyUsed = %d", srv.RateLimited(), srv.DailyUsed())
 	srv.ExhaustDaily()
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
-	if r.status != 429 || r.body["policyName"] != "DAILY" {
-		t.Fatalf("after the daily limit = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 429, r.status, "after the daily limit = %d %v", r.status, r.body)
+	require.Equal(t, "DAILY", r.body["policyName"], "after the daily limit = %d %v", r.status, r.body)
 	srv.ResetDaily()
 	require.Equal(t, 0, srv.DailyUsed(), "ResetDaily did not reset")
 	if c := srv.CallCounts(); c["properties"] != 3 || c["search"] != 3 {
@@ -312,9 +307,10 @@ func TestTokenEndpoint(t *testing.T) {
 		"client_id": {hubspottest.DefaultClientID}, "client_secret": {hubspottest.DefaultClientSecret}}
 	status, m := post(good)
 	tok, _ := m["access_token"].(string)
-	if status != 200 || tok == "" || m["expires_in"] != 1800.0 || m["token_type"] != "bearer" {
-		t.Fatalf("token = %d %v", status, m)
-	}
+	require.Equal(t, 200, status, "token = %d %v", status, m)
+	require.NotEmpty(t, tok, "token = %d %v", status, m)
+	require.Equal(t, 1800.0, m["expires_in"], "token = %d %v", status, m)
+	require.Equal(t, "bearer", m["token_type"], "token = %d %v", status, m)
 	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 200 {
 		t.Fatalf("issued token refused: %d", r.status)
 	}
@@ -420,9 +416,7 @@ func TestMergeOverHTTP(t *testing.T) {
 	up := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/update", srv.Token, map[string]any{"inputs": []any{map[string]any{"id": ids[0], "properties": map[string]any{"phone": "6"}, "objectWriteTraceId": "t"}}})
 	require.Equal(t, 207, up.status, "batch update of an old id = %d, want 207 not found", up.status)
 	s := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 10})
-	if s.body["total"] != float64(1) {
-		t.Fatalf("search after merge = %v, want the new record only", s.body)
-	}
+	require.Equal(t, float64(1), s.body["total"], "search after merge = %v, want the new record only", s.body)
 	l := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true", srv.Token)
 	if res, _ := l.body["results"].([]any); len(res) != 0 {
 		t.Fatalf("archived list after merge = %v, want empty", l.body)
@@ -442,9 +436,8 @@ func TestSearchAtTheEpochIs500(t *testing.T) {
 	}
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{
 		"filterGroups": []any{map[string]any{"filters": []any{map[string]any{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "1000"}}}}})
-	if r.status != 200 || r.body["total"] != float64(1) {
-		t.Fatalf("filter at 1 s = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 200, r.status, "filter at 1 s = %d %v", r.status, r.body)
+	require.Equal(t, float64(1), r.body["total"], "filter at 1 s = %d %v", r.status, r.body)
 }
 
 func TestUnknownPropertyErrorShape(t *testing.T) {
@@ -453,14 +446,14 @@ func TestUnknownPropertyErrorShape(t *testing.T) {
 	// Without trace ids HubSpot fails the whole batch, naming the properties.
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/update", srv.Token, map[string]any{"inputs": []any{map[string]any{"id": id, "properties": map[string]any{"zz": "1", "aa": "2"}}}})
 	errs, _ := r.body["errors"].([]any)
-	if r.status != 400 || r.body["category"] != "VALIDATION_ERROR" || len(errs) != 2 ||
-		!strings.Contains(r.body["message"].(string), `"name":"aa"`) || !strings.Contains(r.body["message"].(string), `"error":"PROPERTY_DOESNT_EXIST"`) {
-		t.Fatalf("unknown properties = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 400, r.status, "unknown properties = %d %v", r.status, r.body)
+	require.Equal(t, "VALIDATION_ERROR", r.body["category"], "unknown properties = %d %v", r.status, r.body)
+	require.Len(t, errs, 2, "unknown properties = %d %v", r.status, r.body)
+	require.Contains(t, r.body["message"].(string), `"name":"aa"`, "unknown properties = %d %v", r.status, r.body)
+	require.Contains(t, r.body["message"].(string), `"error":"PROPERTY_DOESNT_EXIST"`, "unknown properties = %d %v", r.status, r.body)
 	e0, _ := errs[0].(map[string]any)
-	if e0["code"] != "PROPERTY_DOESNT_EXIST" || fmt.Sprint(e0["context"]) != "map[propertyName:[aa]]" {
-		t.Fatalf("errors[0] = %v", e0)
-	}
+	require.Equal(t, "PROPERTY_DOESNT_EXIST", e0["code"], "errors[0] = %v", e0)
+	require.Equal(t, "map[propertyName:[aa]]", fmt.Sprint(e0["context"]), "errors[0] = %v", e0)
 	require.Error(t, srv.DeleteProperty("contacts", "nosuch"), "DeleteProperty of an unknown property succeeded")
 }
 
@@ -487,9 +480,7 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 		t.Fatalf("search during the lag = %v, want the stale Old", v)
 	}
 	g := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id+"?properties=firstname", srv.Token)
-	if g.body["properties"].(map[string]any)["firstname"] != "New" {
-		t.Fatalf("GET during the lag = %v, want New at once", g.body)
-	}
+	require.Equal(t, "New", g.body["properties"].(map[string]any)["firstname"], "GET during the lag = %v, want New at once", g.body)
 	now = now.Add(time.Second)
 	if v := first(); v != "New" {
 		t.Fatalf("search after the lag = %v", v)

@@ -288,17 +288,16 @@ func TestCollections(t *testing.T) {
 	require.Equal(t, want, fmt.Sprint(codes), "codes = %v, want %s", codes, want)
 	newID := res[0].(map[string]any)["id"].(string)
 	rec, ok := s.Get(newID)
-	if !ok || !rec.ModifiedAt.Equal(clk.Now()) || rec.Fields["SystemModstamp"] != "2026-03-02T09:00:01.000+0000" {
-		t.Fatalf("created record = %+v", rec)
-	}
+	require.True(t, ok, "created record = %+v", rec)
+	require.True(t, rec.ModifiedAt.Equal(clk.Now()), "created record = %+v", rec)
+	require.Equal(t, "2026-03-02T09:00:01.000+0000", rec.Fields["SystemModstamp"], "created record = %+v", rec)
 
 	// allOrNone rolls everything back.
 	before := len(s.All())
 	_, _, v = call(t, s, "POST", "/services/data/v66.0/composite/sobjects", body(true, c+`"LastName":"A"}`, c+`"Email":"x@example.com"}`), nil)
 	first := v.([]any)[0].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]
-	if first != "ALL_OR_NONE_OPERATION_ROLLED_BACK" || len(s.All()) != before {
-		t.Fatalf("allOrNone: %v, %d records (want %d)", first, len(s.All()), before)
-	}
+	require.Equal(t, "ALL_OR_NONE_OPERATION_ROLLED_BACK", first, "allOrNone: %v, %d records (want %d)", first, len(s.All()), before)
+	require.Len(t, s.All(), before, "allOrNone: %v, %d records (want %d)", first, len(s.All()), before)
 
 	// Over 200 records: the whole call is refused.
 	var many []string
@@ -387,9 +386,9 @@ func TestDescribeRetrieveDeleted(t *testing.T) {
 	end := clk.Now().Add(time.Minute).Format(time.RFC3339)
 	st, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/deleted/?start="+url.QueryEscape(start)+"&end="+url.QueryEscape(end), "", nil)
 	m := v.(map[string]any)
-	if st != 200 || len(m["deletedRecords"].([]any)) != 1 || m["earliestDateAvailable"] == "" {
-		t.Fatalf("getDeleted = %d %v", st, v)
-	}
+	require.Equal(t, 200, st, "getDeleted = %d %v", st, v)
+	require.Len(t, m["deletedRecords"].([]any), 1, "getDeleted = %d %v", st, v)
+	require.NotEmpty(t, m["earliestDateAvailable"], "getDeleted = %d %v", st, v)
 }
 
 func TestFaultsAndServe(t *testing.T) {

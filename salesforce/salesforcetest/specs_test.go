@@ -125,9 +125,8 @@ func TestShapesMatchRecordings(t *testing.T) {
 	_, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/"+ids[0], "", nil)
 	got := keysOf(t, v)
 	for _, k := range []string{"attributes", "Id", "IsDeleted"} {
-		if !got[k] || !keysOf(t, readJSON(t, filepath.Join(dir, "sobject_find_success_response.json")))[k] {
-			t.Errorf("retrieve: key %s missing from the fake or the recording", k)
-		}
+		assert.True(t, got[k], "retrieve: key %s missing from the fake or the recording", k)
+		assert.True(t, keysOf(t, readJSON(t, filepath.Join(dir, "sobject_find_success_response.json")))[k], "retrieve: key %s missing from the fake or the recording", k)
 	}
 	// Token.
 	resp, err := http.PostForm(s.URL+"/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"fake-client-id"}, "refresh_token": {"fake-refresh-token"}})
