@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -60,9 +61,8 @@ func TestThrottleInFlightCap(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if p := peak.Load(); p != 3 {
-		t.Errorf("peak in flight = %d, want 3", p)
-	}
+	p := peak.Load()
+	assert.Equal(t, int32(3), p, "peak in flight = %d, want 3", p)
 }
 
 func TestThrottleRateRefusesWaitPastDeadline(t *testing.T) {
@@ -86,9 +86,8 @@ func TestThrottlePause(t *testing.T) {
 	th.Pause(c.Now().Add(time.Second)) // an earlier pause does not shorten it
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := th.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Acquire during a 10s pause with a 1s deadline = %v, want DeadlineExceeded at once", err)
-	}
+	_, err := th.Acquire(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a 10s pause with a 1s deadline = %v, want DeadlineExceeded at once", err)
 	c.Advance(10 * time.Second)
 	if _, err := th.Acquire(ctx); err != nil {
 		t.Fatalf("Acquire after the pause = %v", err)

@@ -115,12 +115,6 @@ func drawCase(t *rapid.T) propCase {
 	return c
 }
 
-func mustMerge(t *rapid.T, base Fields, a, b Record, p *Policy) MergeResult {
-	res, err := Merge(base, a, b, p)
-	require.NoError(t, err, "Merge")
-	return res
-}
-
 func cloneRecord(r Record) Record {
 	r.Fields = maps.Clone(r.Fields)
 	return r
@@ -130,11 +124,13 @@ func cloneRecord(r Record) Record {
 func TestPropNoEcho(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := drawCase(t)
-		res := mustMerge(t, c.base, c.a, c.b, c.p)
+		res, err := Merge(c.base, c.a, c.b, c.p)
+		require.NoError(t, err, "Merge")
 		a, b := cloneRecord(c.a), cloneRecord(c.b)
 		applyPatch(&a, res.PatchA)
 		applyPatch(&b, res.PatchB)
-		again := mustMerge(t, res.NewBase, a, b, c.p)
+		again, err := Merge(res.NewBase, a, b, c.p)
+		require.NoError(t, err, "Merge")
 		require.True(t, again.Empty(), "second merge writes A %#v B %#v", map[string]any(again.PatchA), map[string]any(again.PatchB))
 		for _, cf := range again.Conflicts {
 			require.True(t, cf.Held, "second merge reports a conflict that is not held: %v", cf)
@@ -147,7 +143,8 @@ func TestPropNoEcho(t *testing.T) {
 func TestPropOwnerWins(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := drawCase(t)
-		res := mustMerge(t, c.base, c.a, c.b, c.p)
+		res, err := Merge(c.base, c.a, c.b, c.p)
+		require.NoError(t, err, "Merge")
 		a, b := cloneRecord(c.a), cloneRecord(c.b)
 		applyPatch(&a, res.PatchA)
 		applyPatch(&b, res.PatchB)
@@ -161,9 +158,8 @@ func TestPropOwnerWins(t *testing.T) {
 				ownerPatch, owner, other, ownerField, otherField = res.PatchB, b, a, r.B, r.A
 				toOwner = c.p.toB[i]
 			}
-			if _, ok := ownerPatch[ownerField]; ok {
-				t.Fatalf("rule %s: %s's own field %s was overwritten", r.Rule, r.Rule.System, ownerField)
-			}
+			_, ok := ownerPatch[ownerField]
+			require.False(t, ok, "rule %s: %s's own field %s was overwritten", r.Rule, r.Rule.System, ownerField)
 			if r.Rule.Kind != RuleOwner || a.Archived || b.Archived || c.p.Hold {
 				continue
 			}
@@ -199,7 +195,8 @@ func TestPropOwnerWins(t *testing.T) {
 func TestPropSymmetric(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := drawCase(t)
-		res := mustMerge(t, c.base, c.a, c.b, c.p)
+		res, err := Merge(c.base, c.a, c.b, c.p)
+		require.NoError(t, err, "Merge")
 		sp := c.p.Swapped()
 		toB := func(base Fields) Fields {
 			out := maps.Clone(base)
@@ -210,12 +207,12 @@ func TestPropSymmetric(t *testing.T) {
 			}
 			return out
 		}
-		sw := mustMerge(t, toB(c.base), c.b, c.a, sp)
+		sw, err := Merge(toB(c.base), c.b, c.a, sp)
+		require.NoError(t, err, "Merge")
 		require.True(t, maps.Equal(res.PatchA, sw.PatchB), "patches differ when swapped: %#v / %#v vs %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(sw.PatchB), map[string]any(sw.PatchA))
 		require.True(t, maps.Equal(res.PatchB, sw.PatchA), "patches differ when swapped: %#v / %#v vs %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(sw.PatchB), map[string]any(sw.PatchA))
-		if got, want := sw.NewBase, toB(res.NewBase); !maps.Equal(got, want) {
-			t.Fatalf("NewBase differs when swapped: %#v vs %#v", map[string]any(got), map[string]any(want))
-		}
+		got, want := sw.NewBase, toB(res.NewBase)
+		require.True(t, maps.Equal(got, want), "NewBase differs when swapped: %#v vs %#v", map[string]any(got), map[string]any(want))
 		require.Len(t, res.Conflicts, len(sw.Conflicts), "conflicts %v vs %v", res.Conflicts, sw.Conflicts)
 		for i := range res.Conflicts {
 			x, y := res.Conflicts[i], sw.Conflicts[i]

@@ -364,9 +364,9 @@ func TestMergeUnmappedPicklistSkips(t *testing.T) {
 	if len(res.Skipped) != 1 || res.Skipped[0].Field != "lifecyclestage" || !strings.Contains(res.Skipped[0].Reason, "no mapping") {
 		t.Errorf("Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
 	}
-	if _, ok := res.PatchB["Lifecycle_Stage__c"]; ok || res.PatchB["FirstName"] != "Ann" {
-		t.Errorf("PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
-	}
+	_, ok := res.PatchB["Lifecycle_Stage__c"]
+	assert.False(t, ok, "PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
+	assert.Equal(t, "Ann", res.PatchB["FirstName"], "PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
 	assert.Equal(t, "lead", res.NewBase["lifecyclestage"], "NewBase[lifecyclestage] = %#v, want the old base kept", res.NewBase["lifecyclestage"])
 }
 
@@ -422,9 +422,8 @@ func TestMergeHold(t *testing.T) {
 	require.True(t, res.Conflicts[0].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
 	require.Equal(t, ConflictHeld, res.Conflicts[0].State, "Conflicts = %+v, want f held and g not", res.Conflicts)
 	require.False(t, res.Conflicts[1].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
-	if _, ok := res.PatchA["f_a"]; ok {
-		t.Errorf("PatchA writes a held field: %#v", map[string]any(res.PatchA))
-	}
+	_, ok := res.PatchA["f_a"]
+	assert.False(t, ok, "PatchA writes a held field: %#v", map[string]any(res.PatchA))
 	if _, ok := res.PatchB["F_B__c"]; ok || res.PatchA["g"] != "z" {
 		t.Errorf("patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
 	}
@@ -556,9 +555,8 @@ func TestMergeResultJSON(t *testing.T) {
 	assert.Equal(t, res.PatchB, back.PatchB, "JSON round trip changed the result:\n%s", raw)
 	applyPatch(&a, back.PatchA)
 	applyPatch(&b, back.PatchB)
-	if again, _ := Merge(back.NewBase, a, b, p); !again.Empty() {
-		t.Errorf("re-merge after a JSON round trip writes %v / %v", again.PatchA, again.PatchB)
-	}
+	again, _ := Merge(back.NewBase, a, b, p)
+	assert.True(t, again.Empty(), "re-merge after a JSON round trip writes %v / %v", again.PatchA, again.PatchB)
 }
 
 func TestMergeEncodingsPerSystem(t *testing.T) {

@@ -2,6 +2,7 @@ package crmsync
 
 import (
 	"encoding/json"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"strings"
 	"testing"
@@ -118,9 +119,8 @@ func TestEncodingsRoundTrip(t *testing.T) {
 			for name, enc := range map[string]Encoding{"string": StringEncoding{}, "typed": TypedEncoding{}} {
 				out := enc.Encode(typ, v)
 				if name == "string" {
-					if _, ok := out.(string); !ok {
-						t.Errorf("StringEncoding{}.Encode(%s, %#v) = %#v, not a string", typ, v, out)
-					}
+					_, ok := out.(string)
+					assert.True(t, ok, "StringEncoding{}.Encode(%s, %#v) = %#v, not a string", typ, v, out)
 				}
 				got, err := Normalize(typ, out)
 				if err != nil || got != v {
@@ -129,9 +129,8 @@ func TestEncodingsRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if got := (TypedEncoding{}).Encode(TypeDateTime, "2026-01-15T10:00:00.123Z"); got != "2026-01-15T10:00:00.123+0000" {
-		t.Errorf("TypedEncoding{} datetime = %#v, want Salesforce layout", got)
-	}
+	got := (TypedEncoding{}).Encode(TypeDateTime, "2026-01-15T10:00:00.123Z")
+	assert.Equal(t, "2026-01-15T10:00:00.123+0000", got, "TypedEncoding{} datetime = %#v, want Salesforce layout", got)
 	if got := (StringEncoding{}).Encode(TypeString, nil); got != "" {
 		t.Errorf("StringEncoding{} clears with %#v, want \"\"", got)
 	}

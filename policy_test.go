@@ -135,9 +135,9 @@ func TestIdentityKey(t *testing.T) {
 	custom := playbook()
 	custom.Identity = Identity{A: "sf_contact_id", B: "Id", Normalize: strings.TrimSpace}
 	q, _ := NewPolicy(custom)
-	if got, ok := q.IdentityKey(Record{Fields: Fields{"Id": " 003ABC "}}, sf); got != "003ABC" || !ok {
-		t.Errorf("custom IdentityKey = %q, %v", got, ok)
-	}
+	got, ok := q.IdentityKey(Record{Fields: Fields{"Id": " 003ABC "}}, sf)
+	assert.Equal(t, "003ABC", got, "custom IdentityKey = %q, %v", got, ok)
+	assert.True(t, ok, "custom IdentityKey = %q, %v", got, ok)
 }
 
 func TestPicklistMap(t *testing.T) {
@@ -156,9 +156,8 @@ func TestPicklistMap(t *testing.T) {
 	}
 	inv, err := m.Inverse()
 	require.NoError(t, err)
-	if got, _ := inv.Transform("C"); got != "c" {
-		t.Errorf("Inverse().Transform(C) = %v, want c", got)
-	}
+	got, _ := inv.Transform("C")
+	assert.Equal(t, "c", got, "Inverse().Transform(C) = %v, want c", got)
 	if _, err := (OwnerMap{"1": "x", "2": "x"}).Inverse(); err == nil {
 		t.Errorf("Inverse of a many-to-one map succeeded")
 	}

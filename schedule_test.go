@@ -12,6 +12,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/memory"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestEveryNeverOverlapsAndStops(t *testing.T) {
@@ -31,9 +32,8 @@ func TestEveryNeverOverlapsAndStops(t *testing.T) {
 			return nil
 		})
 	}()
-	if err := <-done; err != nil {
-		t.Fatalf("Every = %v, want nil after cancel", err)
-	}
+	err := <-done
+	require.NoError(t, err, "Every = %v, want nil after cancel", err)
 	assert.Equal(t, int32(5), calls.Load(), "calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
 	assert.Equal(t, int32(0), overlaps.Load(), "calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
 	assert.Error(t, crmsync.Every(context.Background(), 0, nil), "Every with a zero interval = nil, want an error")

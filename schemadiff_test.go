@@ -90,17 +90,15 @@ func TestSchemaDiff(t *testing.T) {
 		}
 	}
 	fixed.Fields = slices.DeleteFunc(fixed.Fields, func(f FieldSchema) bool { return f.Name == "Id" })
-	if d := SchemaDiff(fixedA, fixed, p); !d.Empty() {
-		t.Errorf("SchemaDiff of matching schemas = %+v, want empty", d)
-	}
+	d := SchemaDiff(fixedA, fixed, p)
+	assert.True(t, d.Empty(), "SchemaDiff of matching schemas = %+v, want empty", d)
 }
 
 func TestUnknownFields(t *testing.T) {
 	p, _ := NewPolicy(playbook())
 	rec := Record{ID: "101", Fields: Fields{"email": "a@b.c", "firstname": "Ada", "hs_object_id": "101", "zz_new": "x", "crmsync_archived": "false"}}
-	if got := UnknownFields(rec, hs, p); !slices.Equal(got, []string{"hs_object_id", "zz_new"}) {
-		t.Errorf("UnknownFields(hubspot) = %v", got)
-	}
+	got := UnknownFields(rec, hs, p)
+	assert.True(t, slices.Equal(got, []string{"hs_object_id", "zz_new"}), "UnknownFields(hubspot) = %v", got)
 	rec = Record{ID: "003", Fields: Fields{"Email": "a@b.c", "Phone": "1", "Archived__c": false, "Title": "CTO"}}
 	if got := UnknownFields(rec, sf, p); !slices.Equal(got, []string{"Title"}) {
 		t.Errorf("UnknownFields(salesforce) = %v", got)

@@ -103,9 +103,8 @@ func TestSlackOneMessagePerCall(t *testing.T) {
 func TestSlackRetries(t *testing.T) {
 	srv := newSlackServer(t, 503, 500, 429)
 	require.NoError(t, srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2)), "HandleConflicts after 5xx and 429")
-	if got := len(srv.posts()); got != 4 {
-		t.Errorf("%d attempts, want 4 (3 refused, 1 accepted)", got)
-	}
+	got := len(srv.posts())
+	assert.Equal(t, 4, got, "%d attempts, want 4 (3 refused, 1 accepted)", got)
 
 	// A refusal no retry can fix is not retried and is permanent.
 	srv = newSlackServer(t, 404)
@@ -155,9 +154,8 @@ func TestSlackContextCancelled(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("HandleConflicts after cancel = %v, want context.Canceled", err)
-	}
+	err := <-done
+	assert.ErrorIs(t, err, context.Canceled, "HandleConflicts after cancel = %v, want context.Canceled", err)
 }
 
 func TestSlackRedacts(t *testing.T) {
@@ -203,9 +201,9 @@ func TestConflictHandlerFunc(t *testing.T) {
 		got = cs
 		return nil
 	})
-	if err := h.HandleConflicts(context.Background(), "r", stormConflicts(2)); err != nil || len(got) != 2 {
-		t.Errorf("ConflictHandlerFunc: err %v, got %d conflicts", err, len(got))
-	}
+	err := h.HandleConflicts(context.Background(), "r", stormConflicts(2))
+	assert.NoError(t, err, "ConflictHandlerFunc: err %v, got %d conflicts", err, len(got))
+	assert.Len(t, got, 2, "ConflictHandlerFunc: err %v, got %d conflicts", err, len(got))
 }
 
 func TestConflictPrintsNoValues(t *testing.T) {

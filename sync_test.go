@@ -14,9 +14,8 @@ func TestIdemKeyIncludesTheConcurrencyKey(t *testing.T) {
 	op := WriteOp{Kind: Update, ID: "003A", Fields: Fields{"Phone": "1"}}
 	a, b := idemKey("team-1", "hubspot", "salesforce", src, op), idemKey("team-2", "hubspot", "salesforce", src, op)
 	require.NotEqual(t, b, a, "idemKey is %s for both teams", a)
-	if again := idemKey("team-1", "hubspot", "salesforce", src, op); again != a {
-		t.Errorf("idemKey is not deterministic: %s then %s", a, again)
-	}
+	again := idemKey("team-1", "hubspot", "salesforce", src, op)
+	assert.Equal(t, a, again, "idemKey is not deterministic: %s then %s", a, again)
 	op2 := op
 	op2.Fields = Fields{"Phone": "2"}
 	assert.NotEqual(t, a, idemKey("team-1", "hubspot", "salesforce", src, op2), "idemKey ignores the payload")

@@ -53,9 +53,8 @@ func TestTiers(t *testing.T) {
 		hubspot.TierStarter: {100, 250_000}, hubspot.TierProfessional: {190, 625_000},
 		hubspot.TierEnterprise: {190, 1_000_000}, hubspot.TierLimitIncrease: {250, 2_000_000},
 	} {
-		if got := [2]int{tier.TenSecondLimit(), tier.DailyLimit()}; got != want {
-			t.Errorf("tier %d limits = %v, want %v", tier, got, want)
-		}
+		got := [2]int{tier.TenSecondLimit(), tier.DailyLimit()}
+		assert.Equal(t, want, got, "tier %d limits = %v, want %v", tier, got, want)
 	}
 }
 
@@ -112,9 +111,8 @@ func TestChangesWindowAndPaging(t *testing.T) {
 		assert.False(t, r.ModifiedAt.Before(t1), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
 		assert.True(t, r.ModifiedAt.Before(t2), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
 		assert.False(t, r.CreatedAt.IsZero(), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
-		if _, ok := r.Fields["email"].(string); !ok {
-			t.Errorf("record %s email = %#v, want a string", r.ID, r.Fields["email"])
-		}
+		_, ok := r.Fields["email"].(string)
+		assert.True(t, ok, "record %s email = %#v, want a string", r.ID, r.Fields["email"])
 	}
 	// Unset requested fields come back as nil (HubSpot's null).
 	rs, _ := allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: t2, Fields: []string{"email", "phone"}})
@@ -122,9 +120,8 @@ func TestChangesWindowAndPaging(t *testing.T) {
 	if v, ok := rs[0].Fields["phone"]; !ok || v != nil {
 		t.Errorf("unset phone = %#v, %v; want nil present", v, ok)
 	}
-	if s := c.Stats()["search"]; s != 4 {
-		t.Errorf("Stats()[search] = %d, want 4", s)
-	}
+	s := c.Stats()["search"]
+	assert.Equal(t, int64(4), s, "Stats()[search] = %d, want 4", s)
 }
 
 func TestChangesOtherObjectsUseHSLastModified(t *testing.T) {
@@ -235,13 +232,12 @@ func TestChangesRejectsBadQuery(t *testing.T) {
 		"no object": {},
 		"bad token": {Object: "contacts", PageToken: "!!not a token"},
 	} {
-		if _, err := c.Changes(context.Background(), q); err == nil || !crmsync.IsPermanent(err) {
-			t.Errorf("%s: Changes() = %v, want a permanent error", name, err)
-		}
+		_, err := c.Changes(context.Background(), q)
+		assert.Error(t, err, "%s: Changes() = %v, want a permanent error", name, err)
+		assert.True(t, crmsync.IsPermanent(err), "%s: Changes() = %v, want a permanent error", name, err)
 	}
-	if n := srv.Calls("search"); n != 0 {
-		t.Errorf("bad queries made %d calls", n)
-	}
+	n := srv.Calls("search")
+	assert.Equal(t, 0, n, "bad queries made %d calls", n)
 }
 
 func TestLookup(t *testing.T) {
@@ -257,9 +253,8 @@ func TestLookup(t *testing.T) {
 	recs, err := c.Lookup(ctx, "contacts", "id", want, []string{"email"})
 	require.NoError(t, err)
 	checkAllOnce(t, recs, ids[1:])
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Errorf("batch/read calls = %d, want 3 for 251 ids", n)
-	}
+	n := srv.Calls("batch/read")
+	assert.Equal(t, 3, n, "batch/read calls = %d, want 3 for 251 ids", n)
 
 	recs, err = c.Lookup(ctx, "contacts", "email", []string{"CONTACT" + ids[5] + "@example.com", "nobody@example.com"}, nil)
 	if err != nil || len(recs) != 1 || recs[0].ID != ids[5] {
@@ -309,9 +304,8 @@ func TestWriteCreateUpdateUpsert(t *testing.T) {
 	if err != nil || again[0].Err != nil || again[0].ID != res[0].ID || again[0].Created {
 		t.Fatalf("repeated upsert = %+v, %v; want update of %s", again, err, res[0].ID)
 	}
-	if n := len(srv.All("contacts")); n != 3 {
-		t.Fatalf("fake holds %d contacts, want 3", n)
-	}
+	n := len(srv.All("contacts"))
+	require.Equal(t, 3, n, "fake holds %d contacts, want 3", n)
 	st := c.Stats()
 	require.Equal(t, int64(1), st["batch/create"], "Stats() = %v", st)
 	require.Equal(t, int64(1), st["batch/update"], "Stats() = %v", st)
@@ -327,9 +321,8 @@ func TestWriteSplitsBatches(t *testing.T) {
 	}
 	res, err := c.Write(context.Background(), "contacts", ops)
 	require.NoError(t, err)
-	if n := srv.Calls("batch/create"); n != 3 {
-		t.Errorf("batch/create calls = %d, want 3", n)
-	}
+	n := srv.Calls("batch/create")
+	assert.Equal(t, 3, n, "batch/create calls = %d, want 3", n)
 	for i, r := range res {
 		got, ok := srv.Get("contacts", r.ID)
 		require.NoError(t, r.Err, "result %d = %+v maps to %+v", i, r, got)
@@ -381,12 +374,10 @@ func TestWritePerRecordErrors(t *testing.T) {
 			t.Errorf("op %d error text leaks a field value: %v", i, r.Err)
 		}
 	}
-	if n := srv.Calls("batch/create"); n != 1 {
-		t.Errorf("batch/create calls = %d, want 1 (a 207)", n)
-	}
-	if _, ok := srv.Get("contacts", res[0].ID); !ok {
-		t.Error("the valid record of a 207 batch was not written")
-	}
+	n := srv.Calls("batch/create")
+	assert.Equal(t, 1, n, "batch/create calls = %d, want 1 (a 207)", n)
+	_, ok := srv.Get("contacts", res[0].ID)
+	assert.True(t, ok, "the valid record of a 207 batch was not written")
 }
 
 func TestWriteIsolatesWholeBatchRejection(t *testing.T) {
@@ -406,9 +397,8 @@ func TestWriteIsolatesWholeBatchRejection(t *testing.T) {
 	require.True(t, res[0].Created, "results = %+v", res)
 	require.Error(t, res[1].Err, "results = %+v", res)
 	require.True(t, crmsync.IsPermanent(res[1].Err), "results = %+v", res)
-	if n := srv.Calls("batch/upsert"); n != 4 {
-		t.Fatalf("batch/upsert calls = %d, want 1 batch + 3 single", n)
-	}
+	n := srv.Calls("batch/upsert")
+	require.Equal(t, 4, n, "batch/upsert calls = %d, want 1 batch + 3 single", n)
 }
 
 func TestArchive(t *testing.T) {
@@ -416,9 +406,8 @@ func TestArchive(t *testing.T) {
 	ids := srv.SeedContacts(150)
 	c := newClient(t, srv)
 	require.NoError(t, c.Archive(context.Background(), "contacts", append(ids, "777777")))
-	if n := srv.Calls("batch/archive"); n != 2 {
-		t.Errorf("batch/archive calls = %d, want 2", n)
-	}
+	n := srv.Calls("batch/archive")
+	assert.Equal(t, 2, n, "batch/archive calls = %d, want 2", n)
 	for _, r := range srv.All("contacts") {
 		require.True(t, r.Archived, "record %s not archived", r.ID)
 		require.False(t, r.ArchivedAt.IsZero(), "record %s not archived", r.ID)
@@ -456,9 +445,10 @@ func TestSchema(t *testing.T) {
 		assert.Equal(t, ck.want.Unique, got.Unique, "field %s = %+v, want %+v", ck.name, got, ck.want)
 		assert.Equal(t, ck.want.ReadOnly, got.ReadOnly, "field %s = %+v, want %+v", ck.name, got, ck.want)
 	}
-	if f := by["tags"]; f.Type != crmsync.TypeMultiEnum || !f.Restricted || strings.Join(f.Options, ",") != "a,b" {
-		t.Errorf("tags = %+v", f)
-	}
+	f := by["tags"]
+	assert.Equal(t, crmsync.TypeMultiEnum, f.Type, "tags = %+v", f)
+	assert.True(t, f.Restricted, "tags = %+v", f)
+	assert.Equal(t, "a,b", strings.Join(f.Options, ","), "tags = %+v", f)
 	if f := by["lifecyclestage"]; f.Type != crmsync.TypeEnum || len(f.Options) != 8 {
 		t.Errorf("lifecyclestage = %+v", f)
 	}

@@ -27,14 +27,12 @@ func TestRateLimit429IsRetried(t *testing.T) {
 	c := newClient(t, srv)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "batch/read", Count: 2})
 	require.NoError(t, lookupOne(c, id), "Lookup after two 429s")
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Fatalf("batch/read calls = %d, want 3", n)
-	}
+	n := srv.Calls("batch/read")
+	require.Equal(t, 3, n, "batch/read calls = %d, want 3", n)
 
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "search", Count: 2})
-	if _, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"}); err != nil {
-		t.Fatalf("Changes after two search 429s = %v", err)
-	}
+	_, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
+	require.NoError(t, err, "Changes after two search 429s")
 }
 
 func TestRateLimitGivesUpWithRateLimitError(t *testing.T) {
@@ -52,13 +50,13 @@ func TestRateLimitGivesUpWithRateLimitError(t *testing.T) {
 	require.ErrorAs(t, err, &ae, "RateLimitError wraps %v, want the 429 APIError", rl.Err)
 	require.Equal(t, "TEN_SECONDLY_ROLLING", ae.PolicyName, "RateLimitError wraps %v, want the 429 APIError", rl.Err)
 	require.Equal(t, 429, ae.Status, "RateLimitError wraps %v, want the 429 APIError", rl.Err)
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Fatalf("batch/read calls = %d, want 3", n)
-	}
+	n := srv.Calls("batch/read")
+	require.Equal(t, 3, n, "batch/read calls = %d, want 3", n)
 	// Each 429's Retry-After paused the account's limiter.
-	if p := lim.paused(); len(p) != 3 || p[0] < 900*time.Millisecond || p[0] > time.Second {
-		t.Fatalf("limiter pauses = %v, want three of about 1s", p)
-	}
+	p := lim.paused()
+	require.Len(t, p, 3, "limiter pauses = %v, want three of about 1s", p)
+	require.GreaterOrEqual(t, p[0], time.Duration(900*time.Millisecond), "limiter pauses = %v, want three of about 1s", p)
+	require.LessOrEqual(t, p[0], time.Second, "limiter pauses = %v, want three of about 1s", p)
 }
 
 // pauseRecorder is a Limiter that admits every call and records pauses.
@@ -113,12 +111,10 @@ func TestDailyBudgetStopsBeforeExceeding(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		require.NoError(t, lookupOne(c, id))
 	}
-	if err := lookupOne(c, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("fourth call = %v, want ErrDailyLimit", err)
-	}
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Fatalf("fake saw %d calls, want 3", n)
-	}
+	err := lookupOne(c, id)
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "fourth call = %v, want ErrDailyLimit", err)
+	n := srv.Calls("batch/read")
+	require.Equal(t, 3, n, "fake saw %d calls, want 3", n)
 	// A new UTC day opens a new budget.
 	clk := newClock()
 	c2 := newClient(t, srv, func(cfg *hubspot.Config) { cfg.DailyBudget = 1; cfg.Now = clk.Now })
@@ -137,9 +133,8 @@ func TestFakeDailyLimitCounts(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		require.NoError(t, lookupOne(c, id))
 	}
-	if err := lookupOne(c, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("third call = %v, want ErrDailyLimit", err)
-	}
+	err := lookupOne(c, id)
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "third call = %v, want ErrDailyLimit", err)
 }
 
 func TestServerErrorsAreRetried(t *testing.T) {
@@ -156,9 +151,8 @@ func TestServerErrorsAreRetried(t *testing.T) {
 			require.ErrorAs(t, err, &ae, "Lookup under endless %d = %v, want a transient APIError", status, err)
 			require.Equal(t, status, ae.Status, "Lookup under endless %d = %v, want a transient APIError", status, err)
 			require.False(t, crmsync.IsPermanent(err), "Lookup under endless %d = %v, want a transient APIError", status, err)
-			if n := srv.Calls("batch/read"); n != 4+4 {
-				t.Fatalf("batch/read calls = %d, want 8", n)
-			}
+			n := srv.Calls("batch/read")
+			require.Equal(t, 4+4, n, "batch/read calls = %d, want 8", n)
 		})
 	}
 }
@@ -215,9 +209,8 @@ func TestUnauthorizedIsPermanent(t *testing.T) {
 	require.NotEmpty(t, ae.CorrelationID, "wrong token = %v, want a permanent 401 APIError", err)
 	require.True(t, crmsync.IsPermanent(err), "wrong token = %v, want a permanent 401 APIError", err)
 	require.NotContains(t, err.Error(), "wrong-secret-token", "error text leaks the token")
-	if n := srv.Calls("search"); n != 1 {
-		t.Fatalf("search calls = %d, want 1 (no retry)", n)
-	}
+	n := srv.Calls("search")
+	require.Equal(t, 1, n, "search calls = %d, want 1 (no retry)", n)
 	// An injected 401 on a good token is permanent too.
 	good := newClient(t, srv)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Unauthorized})
@@ -235,9 +228,8 @@ func TestOAuthRefreshFlow(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		require.NoError(t, lookupOne(c, id))
 	}
-	if n := srv.IssuedTokens(); n != 1 {
-		t.Fatalf("tokens issued = %d, want 1 reused", n)
-	}
+	n := srv.IssuedTokens()
+	require.Equal(t, 1, n, "tokens issued = %d, want 1 reused", n)
 	// HubSpot refuses the token before its expiry: refresh once and retry.
 	srv.ExpireTokens()
 	require.NoError(t, lookupOne(c, id), "Lookup after token revocation")
@@ -287,9 +279,8 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	if got := srv.RateLimited(); got != 0 {
-		t.Fatalf("fake refused %d calls for rate, want 0", got)
-	}
+	got := srv.RateLimited()
+	require.Equal(t, 0, got, "fake refused %d calls for rate, want 0", got)
 	// 36 lookups, and 6 searches each followed by a batch read of its ids.
 	require.Equal(t, 36+6, srv.Calls("batch/read"), "calls = %v", srv.CallCounts())
 	require.Equal(t, 6, srv.Calls("search"), "calls = %v", srv.CallCounts())
@@ -317,9 +308,9 @@ func TestInFlightCap(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if m := srv.MaxInFlight(); m > 3 || m < 2 {
-		t.Fatalf("fake saw %d calls at once, want at most 3 (and some overlap)", m)
-	}
+	m := srv.MaxInFlight()
+	require.LessOrEqual(t, m, 3, "fake saw %d calls at once, want at most 3 (and some overlap)", m)
+	require.GreaterOrEqual(t, m, 2, "fake saw %d calls at once, want at most 3 (and some overlap)", m)
 }
 
 func TestLongRetryAfterIsHandedToTheCaller(t *testing.T) {

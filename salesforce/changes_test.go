@@ -79,15 +79,14 @@ func TestChangesPagesInOrder(t *testing.T) {
 	if len(r.ID) != 18 || r.ID[:3] != "003" || r.Fields["Id"] != r.ID || r.Archived || r.ModifiedAt.IsZero() {
 		t.Errorf("record = %+v", r)
 	}
-	if _, ok := r.Fields["attributes"]; ok {
-		t.Errorf("attributes kept in Fields")
-	}
+	_, ok := r.Fields["attributes"]
+	assert.False(t, ok, "attributes kept in Fields")
 	if _, ok := r.Fields["Email"].(string); !ok {
 		t.Errorf("Email = %T, want string", r.Fields["Email"])
 	}
-	if got := f.srv.Calls(); got["query"] != 1 || got["queryMore"] != 2 {
-		t.Errorf("calls = %v, want 1 query and 2 queryMore", got)
-	}
+	got := f.srv.Calls()
+	assert.Equal(t, 1, got["query"], "calls = %v, want 1 query and 2 queryMore", got)
+	assert.Equal(t, 2, got["queryMore"], "calls = %v, want 1 query and 2 queryMore", got)
 }
 
 func TestChangesWindow(t *testing.T) {
@@ -168,9 +167,9 @@ func TestChangesArchived(t *testing.T) {
 			t.Fatalf("archived record %d = %s archived=%v, want %s archived", i, r.ID, r.Archived, del[i])
 		}
 	}
-	if c := f.srv.Calls(); c["queryAll"] != 1 || c["deleted"] != 1 {
-		t.Errorf("calls = %v, want one queryAll and one getDeleted", c)
-	}
+	c := f.srv.Calls()
+	assert.Equal(t, 1, c["queryAll"], "calls = %v, want one queryAll and one getDeleted", c)
+	assert.Equal(t, 1, c["deleted"], "calls = %v, want one queryAll and one getDeleted", c)
 	// Undelete takes it out of the recycle bin.
 	require.NoError(t, f.srv.Undelete(del[0]))
 	if gone = drain(t, f.c, crmsync.ChangeQuery{Object: "Contact", Since: start, Archived: true}, nil); len(gone) != 2 {
@@ -203,9 +202,8 @@ func TestChangesDeletedWindowLost(t *testing.T) {
 	// Within the window and after the purge point: fine.
 	f := setup(t, nil, nil)
 	f.srv.PurgeDeletedLog(f.clk.Now().Add(-2 * time.Hour))
-	if _, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now().Add(-time.Hour), Archived: true}); err != nil {
-		t.Fatalf("Changes() within window = %v", err)
-	}
+	_, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now().Add(-time.Hour), Archived: true})
+	require.NoError(t, err, "Changes() within window")
 }
 
 func TestChangesBadNames(t *testing.T) {

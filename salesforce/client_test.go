@@ -131,9 +131,8 @@ func TestAuthFlows(t *testing.T) {
 				return
 			}
 			require.NoError(t, err, "Schema()")
-			if got := srv.Calls()["token"]; got != 1 {
-				t.Errorf("token calls = %d, want 1 for two API calls", got)
-			}
+			got := srv.Calls()["token"]
+			assert.Equal(t, 1, got, "token calls = %d, want 1 for two API calls", got)
 		})
 	}
 }
@@ -180,9 +179,8 @@ func TestSessionExpiringTwiceFails(t *testing.T) {
 	var ae *salesforce.APIError
 	require.ErrorAs(t, err, &ae, "Schema() = %v, want 401", err)
 	require.Equal(t, 401, ae.Status, "Schema() = %v, want 401", err)
-	if got := f.srv.Calls()["describe"]; got != 2 {
-		t.Fatalf("describe calls = %d, want 2 (one retry after re-authentication)", got)
-	}
+	got := f.srv.Calls()["describe"]
+	require.Equal(t, 2, got, "describe calls = %d, want 2 (one retry after re-authentication)", got)
 }
 
 func TestSchema(t *testing.T) {
@@ -230,9 +228,8 @@ func TestSchema(t *testing.T) {
 func TestStats(t *testing.T) {
 	f := setup(t, func(c *salesforcetest.Config) { c.DailyLimit = 1000 }, nil)
 	f.srv.SeedN(1)
-	if _, err := f.c.Schema(ctx, "Contact"); err != nil {
-		t.Fatal(err)
-	}
+	_, err := f.c.Schema(ctx, "Contact")
+	require.NoError(t, err)
 	if _, err := f.c.Lookup(ctx, "Contact", "id", []string{"003000000000000AAA"}, nil); err != nil {
 		t.Fatal(err)
 	}

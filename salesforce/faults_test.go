@@ -37,9 +37,8 @@ func TestFaultsRetried(t *testing.T) {
 			if tt.fault.Latency > 0 {
 				want = 1
 			}
-			if got := f.srv.Calls()["query"]; got < want {
-				t.Errorf("query calls = %d, want at least %d", got, want)
-			}
+			got := f.srv.Calls()["query"]
+			assert.GreaterOrEqual(t, got, want, "query calls = %d, want at least %d", got, want)
 		})
 	}
 }
@@ -54,12 +53,10 @@ func TestFaultsExhaustRetries(t *testing.T) {
 	require.Equal(t, "SERVER_UNAVAILABLE", ae.ErrorCode, "Schema() = %v, want 503", err)
 	assert.False(t, crmsync.IsPermanent(err), "exhausted 503 retries = %v, want a transient error", err)
 	assert.NotErrorIs(t, err, crmsync.ErrDailyLimit, "exhausted 503 retries = %v, want a transient error", err)
-	if got := f.srv.Calls()["describe"]; got != 3 {
-		t.Errorf("describe calls = %d, want 3 (1 + 2 retries)", got)
-	}
-	if st := f.c.Stats(); st.Retries != 2 {
-		t.Errorf("Stats().Retries = %d, want 2", st.Retries)
-	}
+	got := f.srv.Calls()["describe"]
+	assert.Equal(t, 3, got, "describe calls = %d, want 3 (1 + 2 retries)", got)
+	st := f.c.Stats()
+	assert.Equal(t, int64(2), st.Retries, "Stats().Retries = %d, want 2", st.Retries)
 }
 
 func TestCreateNotRetriedAfterAmbiguousFailure(t *testing.T) {
@@ -69,9 +66,8 @@ func TestCreateNotRetriedAfterAmbiguousFailure(t *testing.T) {
 	_, err := f.c.Write(ctx, "Contact", op)
 	require.Error(t, err, "Write(create, 500) = %v, want a transient error", err)
 	require.False(t, crmsync.IsPermanent(err), "Write(create, 500) = %v, want a transient error", err)
-	if got := f.srv.Calls()["create"]; got != 1 {
-		t.Errorf("create calls = %d, want 1: a create is not repeated blind", got)
-	}
+	got := f.srv.Calls()["create"]
+	assert.Equal(t, 1, got, "create calls = %d, want 1: a create is not repeated blind", got)
 	// 503 means not processed: retried.
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "create", Status: 503})
 	res, err := f.c.Write(ctx, "Contact", op)
@@ -82,9 +78,8 @@ func TestCreateNotRetriedAfterAmbiguousFailure(t *testing.T) {
 	if _, err := f.c.Write(ctx, "Contact", op); err == nil || crmsync.IsPermanent(err) {
 		t.Fatalf("Write(create, reset) = %v, want transient", err)
 	}
-	if n := len(f.srv.All()); n != 1 {
-		t.Errorf("%d records, want 1", n)
-	}
+	n := len(f.srv.All())
+	assert.Equal(t, 1, n, "%d records, want 1", n)
 }
 
 func TestBadBodies(t *testing.T) {
@@ -156,12 +151,10 @@ func TestDailyShare(t *testing.T) {
 	}
 	_, err := f.c.Schema(ctx, "Contact")
 	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "third call = %v, want ErrDailyLimit", err)
-	if got := f.srv.Calls()["describe"]; got != 2 {
-		t.Errorf("describe calls = %d, want 2: the client stops before sending", got)
-	}
-	if used, _ := f.srv.APIUsage(); used != 50 {
-		t.Errorf("org usage = %d, want 50", used)
-	}
+	got := f.srv.Calls()["describe"]
+	assert.Equal(t, 2, got, "describe calls = %d, want 2: the client stops before sending", got)
+	used, _ := f.srv.APIUsage()
+	assert.Equal(t, int64(50), used, "org usage = %d, want 50", used)
 }
 
 func TestDailyLimitExhausted(t *testing.T) {
@@ -173,9 +166,8 @@ func TestDailyLimitExhausted(t *testing.T) {
 	require.ErrorAs(t, err, &ae, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
 	require.Equal(t, 403, ae.Status, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
 	require.Equal(t, "REQUEST_LIMIT_EXCEEDED", ae.ErrorCode, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
-	if got := f.srv.Calls()["query"]; got != 1 {
-		t.Errorf("query calls = %d, want 1 (no retry)", got)
-	}
+	got := f.srv.Calls()["query"]
+	assert.Equal(t, 1, got, "query calls = %d, want 1 (no retry)", got)
 }
 
 func TestConcurrencyCap(t *testing.T) {
@@ -208,9 +200,8 @@ func TestConcurrencyCap(t *testing.T) {
 		for _, err := range errs {
 			require.NoError(t, err)
 		}
-		if got := f.srv.Calls()["query"]; got != 12 {
-			t.Errorf("query calls = %d, want 12: the client kept under the cap", got)
-		}
+		got := f.srv.Calls()["query"]
+		assert.Equal(t, 12, got, "query calls = %d, want 12: the client kept under the cap", got)
 	})
 	t.Run("over the cap", func(t *testing.T) {
 		f, errs := run(t, 12)

@@ -40,9 +40,8 @@ func TestFixturesQueries(t *testing.T) {
 	assert.Equal(t, false, r.Fields["Checkbox_Label"], "query_success fields = %v", map[string]any(r.Fields))
 	assert.Equal(t, "Hi there!", r.Fields["Text_Label"], "query_success fields = %v", map[string]any(r.Fields))
 	assert.Equal(t, "four;six", r.Fields["Picklist_Multiselect_Label"], "query_success fields = %v", map[string]any(r.Fields))
-	if _, ok := r.Fields["attributes"]; ok {
-		t.Error("attributes kept")
-	}
+	_, ok := r.Fields["attributes"]
+	assert.False(t, ok, "attributes kept")
 	if _, ok := r.Fields["ParentWhizbang__r"]; ok {
 		t.Error("nested relationship kept as a field value")
 	}
@@ -90,9 +89,8 @@ func TestFixturesErrors(t *testing.T) {
 				t.Errorf("decodeError = %+v, want %s", e, tt.code)
 			}
 			// The same body under a 200 is recognised as an error.
-			if _, err := decodeQuery("query", 200, body); !errors.As(err, new(*APIError)) {
-				t.Errorf("decodeQuery(error body) = %v, want *APIError", err)
-			}
+			_, err := decodeQuery("query", 200, body)
+			assert.True(t, errors.As(err, new(*APIError)), "decodeQuery(error body) = %v, want *APIError", err)
 			if _, err := decodeCollection("update", 200, body, 1); !errors.As(err, new(*APIError)) {
 				t.Errorf("decodeCollection(error body) = %v, want *APIError", err)
 			}
@@ -103,9 +101,8 @@ func TestFixturesErrors(t *testing.T) {
 	if e := decodeError("upsert", 300, body); e.Status != 300 || e.ErrorCode != "" {
 		t.Errorf("decodeError(300) = %+v", e)
 	}
-	if _, err := decodeCollection("upsert", 300, body, 1); !errors.As(err, new(*DecodeError)) {
-		t.Errorf("decodeCollection(300 list) = %v, want *DecodeError", err)
-	}
+	_, err := decodeCollection("upsert", 300, body, 1)
+	assert.True(t, errors.As(err, new(*DecodeError)), "decodeCollection(300 list) = %v, want *DecodeError", err)
 }
 
 func TestFixturesAuth(t *testing.T) {
@@ -171,9 +168,9 @@ func TestFixturesDescribe(t *testing.T) {
 		assert.Equal(t, want.ReadOnly, got.ReadOnly, "%s = %+v, want %+v", name, got, want)
 		assert.False(t, got.Required, "%s = %+v, want %+v", name, got, want)
 	}
-	if p := by["Picklist_Field"]; p.Type != crmsync.TypeEnum || len(p.Options) == 0 {
-		t.Errorf("Picklist_Field = %+v", p)
-	}
+	p := by["Picklist_Field"]
+	assert.Equal(t, crmsync.TypeEnum, p.Type, "Picklist_Field = %+v", p)
+	assert.NotEqual(t, 0, len(p.Options), "Picklist_Field = %+v", p)
 	for _, name := range []string{"describe_sobjects_success_response.json", "list_sobjects_success_response.json"} {
 		if _, err := decodeDescribe("describe", 200, readFixture(t, "restforce/"+name)); !errors.As(err, new(*DecodeError)) {
 			t.Errorf("%s = %v, want *DecodeError (global describe is not an sObject describe)", name, err)

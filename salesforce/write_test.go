@@ -31,9 +31,8 @@ func TestLookupByEmailAndID(t *testing.T) {
 	if recs, err := f.c.Lookup(ctx, "Contact", "Email", nil, nil); err != nil || recs != nil {
 		t.Fatalf("Lookup(no values) = %v, %v", recs, err)
 	}
-	if c := f.srv.Calls()["query"]; c != 2 {
-		t.Errorf("query calls = %d, want 2", c)
-	}
+	c := f.srv.Calls()["query"]
+	assert.Equal(t, 2, c, "query calls = %d, want 2", c)
 	if _, err := f.c.Lookup(ctx, "Contact", "Email) OR (Id", []string{"x"}, nil); err == nil || !strings.Contains(err.Error(), "invalid field name") {
 		t.Errorf("Lookup(bad field) = %v", err)
 	}
@@ -49,9 +48,8 @@ func TestLookupBatches(t *testing.T) {
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", emails, []string{"Email"})
 	require.NoError(t, err, "Lookup(450) = %d", len(recs))
 	require.Len(t, recs, 450, "Lookup(450) = %d, %v", len(recs), err)
-	if c := f.srv.Calls()["query"]; c != 3 {
-		t.Errorf("query calls = %d, want 3 (200 values per query)", c)
-	}
+	c := f.srv.Calls()["query"]
+	assert.Equal(t, 3, c, "query calls = %d, want 3 (200 values per query)", c)
 }
 
 func TestLookupSplitsLongURLs(t *testing.T) {
@@ -64,9 +62,8 @@ func TestLookupSplitsLongURLs(t *testing.T) {
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", vals, nil)
 	require.NoError(t, err, "Lookup = %d", len(recs))
 	require.Len(t, recs, 1, "Lookup = %d, %v", len(recs), err)
-	if c := f.srv.Calls()["query"]; c < 5 {
-		t.Errorf("query calls = %d, want the 100 long values split over several URLs", c)
-	}
+	c := f.srv.Calls()["query"]
+	assert.GreaterOrEqual(t, c, 5, "query calls = %d, want the 100 long values split over several URLs", c)
 	if _, err := f.c.Lookup(ctx, "Contact", "Email", []string{strings.Repeat("x", 5000)}, nil); !crmsync.IsPermanent(err) {
 		t.Errorf("Lookup(huge value) = %v, want permanent error", err)
 	}
@@ -192,12 +189,10 @@ func TestWriteBatchesOf200(t *testing.T) {
 		require.NoError(t, r.Err, "result %d = %+v", i, r)
 		require.True(t, r.Created, "result %d = %+v", i, r)
 	}
-	if c := f.srv.Calls()["upsert"]; c != 3 {
-		t.Errorf("upsert calls = %d, want 3", c)
-	}
-	if n := len(f.srv.All()); n != 450 {
-		t.Errorf("%d records, want 450", n)
-	}
+	c := f.srv.Calls()["upsert"]
+	assert.Equal(t, 3, c, "upsert calls = %d, want 3", c)
+	n := len(f.srv.All())
+	assert.Equal(t, 450, n, "%d records, want 450", n)
 }
 
 // A call refused as a whole for its content is a known outcome: each op's

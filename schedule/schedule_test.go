@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync/schedule"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,9 +25,8 @@ func TestCron(t *testing.T) {
 	for _, tc := range tests {
 		next, err := schedule.Cron(tc.expr, nil)
 		require.NoError(t, err, "Cron(%q)", tc.expr)
-		if got := next(at); !got.Equal(tc.want) {
-			t.Errorf("Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
-		}
+		got := next(at)
+		assert.True(t, got.Equal(tc.want), "Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
 	}
 	for _, bad := range []string{"", "* * *", "61 * * * *", "@sometimes"} {
 		if _, err := schedule.Cron(bad, nil); err == nil || !strings.Contains(err.Error(), "cron expression") {

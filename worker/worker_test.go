@@ -95,9 +95,8 @@ func TestNewValidates(t *testing.T) {
 		"negative tick":     {Engine: eng, Keys: []string{"a"}, Workflow: wf, Interval: time.Second, Tick: -1},
 		"negative capacity": {Engine: eng, Keys: []string{"a"}, Workflow: wf, Interval: time.Second, Concurrency: -1},
 	} {
-		if _, err := New(c); err == nil {
-			t.Errorf("New(%s) = nil error", name)
-		}
+		_, err := New(c)
+		assert.Error(t, err, "New(%s) = nil error", name)
 	}
 }
 
@@ -129,17 +128,16 @@ func TestDue(t *testing.T) {
 		clk.Add(time.Minute)
 		w.cfg.RetryDelay = 10 * time.Second
 		tickWait(w)
-		if n := wfs.count("a"); n != 3 {
-			t.Fatalf("runs of a = %d, want 3", n)
-		}
+		n := wfs.count("a")
+		require.Equal(t, 3, n, "runs of a = %d, want 3", n)
 		tickWait(w)
 		if n := wfs.count("a"); n != 3 {
 			t.Errorf("a failed run was retried here before RetryDelay: runs = %d", n)
 		}
 		other := newWorker(t, Config{Engine: newEngine(t, st, clk, "w2"), Keys: []string{"a"}, Workflow: wfs.workflow, Interval: time.Minute})
-		if due, err := other.Due(context.Background(), "a"); err != nil || !due {
-			t.Errorf("another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
-		}
+		due, err := other.Due(context.Background(), "a")
+		assert.NoError(t, err, "another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
+		assert.True(t, due, "another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
 		wfs.mu.Lock()
 		delete(wfs.fail, "a")
 		wfs.mu.Unlock()
@@ -204,9 +202,8 @@ func TestBusyAndRacingClaims(t *testing.T) {
 	w1.tick(ctx, ctx)
 	<-started
 	// While w1 runs k, w2 does not see it due, and a claim anyway is busy.
-	if due, _ := w2.Due(ctx, "k"); due {
-		t.Errorf("Due(k) = true while another worker holds its lease")
-	}
+	due, _ := w2.Due(ctx, "k")
+	assert.False(t, due, "Due(k) = true while another worker holds its lease")
 	var reported atomic.Int64
 	w2.cfg.OnRun = func(string, crmsync.RunInfo, error) { reported.Add(1) }
 	w2.runKey(ctx, "k")
@@ -265,7 +262,7 @@ func TestConcurrencyBound(t *testing.T) {
 	w := newWorker(t, Config{Engine: newEngine(t, st, clk, "w"), Keys: keys, Workflow: wf, Interval: time.Minute, Concurrency: 2})
 	w.tick(ctx, ctx)
 	w.tick(ctx, ctx)
-	waitFor(t, func() bool { return total.Load() == 2 })
+	require.Eventually(t, func() bool { return total.Load() == 2 }, 10*time.Second, time.Millisecond, "condition not met within 10s")
 	time.Sleep(20 * time.Millisecond)
 	require.Equal(t, int64(2), total.Load(), "%d runs started with Concurrency 2", total.Load())
 	close(release)
@@ -359,13 +356,4 @@ func TestCleanStop(t *testing.T) {
 			t.Errorf("runs = %+v, want one finished", runs)
 		}
 	})
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		require.False(t, time.Now().After(deadline), "condition not met within 10s")
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -549,9 +549,8 @@ func TestWorkers(t *testing.T) {
 	// 6. The fakes never saw their limits exceeded, and the two sides agree.
 	for _, k := range keys {
 		tm := teams[k]
-		if n := tm.hs.RateLimited(); n != 0 {
-			t.Errorf("team %s: the HubSpot fake refused %d call(s) for rate: the workers did not share its limit", k, n)
-		}
+		n := tm.hs.RateLimited()
+		assert.Equal(t, 0, n, "team %s: the HubSpot fake refused %d call(s) for rate: the workers did not share its limit", k, n)
 		if n := tm.sf.RefusedInFlight(); n != 0 {
 			t.Errorf("team %s: the Salesforce fake refused %d call(s) over its in-flight cap", k, n)
 		}
@@ -580,10 +579,8 @@ func checkEvents(t *testing.T, path string, killedPID int, victims map[string]cr
 		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "event log line %q", sc.Text())
 		switch e.Ev {
 		case "start":
-			if prev, ok := open[e.Key]; ok {
-				t.Errorf("key %s: run %s (gen %d, %s) started while run %s (gen %d, %s) had not ended",
-					e.Key, e.Run, e.Gen, e.Holder, prev.Run, prev.Gen, prev.Holder)
-			}
+			prev, ok := open[e.Key]
+			assert.False(t, ok, "key %s: run %s (gen %d, %s) started while run %s (gen %d, %s) had not ended", e.Key, e.Run, e.Gen, e.Holder, prev.Run, prev.Gen, prev.Holder)
 			assert.Greater(t, e.Gen, lastGen[e.Key], "key %s: lease generation %d after %d: fencing violated", e.Key, e.Gen, lastGen[e.Key])
 			lastGen[e.Key] = e.Gen
 			open[e.Key] = e

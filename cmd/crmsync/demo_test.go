@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/crmsync/crmsync"
@@ -31,9 +30,9 @@ func TestDemoKeepsItsStore(t *testing.T) {
 		t.Fatalf("runs after demo: exit %d: %s", code, errOut.String())
 	}
 	var runs []map[string]any
-	if err := json.Unmarshal(out.Bytes(), &runs); err != nil || len(runs) != 3 {
-		t.Errorf("runs after the demo = %d (%v), want 3 passes", len(runs), err)
-	}
+	err := json.Unmarshal(out.Bytes(), &runs)
+	assert.NoError(t, err, "runs after the demo = %d (%v), want 3 passes", len(runs), err)
+	assert.Len(t, runs, 3, "runs after the demo = %d (%v), want 3 passes", len(runs), err)
 	// A second demo on the same store is refused: its fakes start empty.
 	errOut.Reset()
 	code := run(context.Background(), []string{"-store", "sqlite:" + path, "demo", "-seed", "60"}, &out, &errOut, nil)
@@ -77,9 +76,8 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 	cli := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		if code := run(ctx, append([]string{"-store", "sqlite:" + path}, args...), &out, &errOut, nil); code != 0 {
-			t.Fatalf("crmsync %v: exit %d: %s", args, code, errOut.String())
-		}
+		code := run(ctx, append([]string{"-store", "sqlite:" + path}, args...), &out, &errOut, nil)
+		require.Equal(t, 0, code, "crmsync %v: exit %d: %s", args, code, errOut.String())
 		return out.String()
 	}
 	var held []crmsync.Conflict
@@ -122,9 +120,8 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 		}
 	}
 	// A failed-again letter can be replayed once more.
-	if out := cli("dlq", "replay", itoa(dead[0].ID)); !strings.Contains(out, "failed-again -> replay") {
-		t.Errorf("dlq replay of a failed-again letter: %q", out)
-	}
+	out := cli("dlq", "replay", itoa(dead[0].ID))
+	assert.Contains(t, out, "failed-again -> replay", "dlq replay of a failed-again letter: %q", out)
 }
 
 func itoa(n int64) string {

@@ -84,9 +84,8 @@ func TestResolveThenPending(t *testing.T) {
 		{"conflicts", "resolve", conflictHeld, "-pick", "SalesForce"}, // a person may change their mind
 		{"conflicts", "resolve", conflictHeld2, "-value", "  Principal Engineer "},
 	} {
-		if res := invoke(ctx, f.path, args...); res.code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, res.code, res.stderr)
-		}
+		res := invoke(ctx, f.path, args...)
+		require.Equal(t, 0, res.code, "%v: exit %d: %s", args, res.code, res.stderr)
 	}
 	st := openFixture(t, f)
 	pending, err := st.PendingResolutions(ctx, "team-a")
@@ -196,9 +195,8 @@ func TestListingsHideValues(t *testing.T) {
 			assert.NotContains(t, res.stdout, v, "%v prints the record value %q", args, v)
 		}
 	}
-	if res := invoke(ctx, f.path, "dlq", "show", "1"); !strings.Contains(res.stdout, "bob@example.com") {
-		t.Errorf("dlq show does not print the payload:\n%s", res.stdout)
-	}
+	res := invoke(ctx, f.path, "dlq", "show", "1")
+	assert.Contains(t, res.stdout, "bob@example.com", "dlq show does not print the payload:\n%s", res.stdout)
 	if res := invoke(ctx, f.path, "conflicts", "show", conflictHeld2); !strings.Contains(res.stdout, "Staff Engineer") {
 		t.Errorf("conflicts show does not print the values:\n%s", res.stdout)
 	}
@@ -393,7 +391,7 @@ func TestEmptyStoreAndFlagOverEnv(t *testing.T) {
 		assert.Equal(t, 0, res.code, "%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
 		assert.Equal(t, tc.want, res.stdout, "%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
 	}
-	if res := invoke(ctx, missing, "status"); res.code != 1 || !strings.Contains(res.stderr, "no such file") {
-		t.Errorf("CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
-	}
+	res := invoke(ctx, missing, "status")
+	assert.Equal(t, 1, res.code, "CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
+	assert.Contains(t, res.stderr, "no such file", "CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
 }

@@ -54,9 +54,8 @@ func BenchmarkUpsert10k(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		out := serve(b, h, "/crm/v3/objects/contacts/batch/upsert", body)
-		if got := len(out["results"].([]any)); got != 100 {
-			b.Fatalf("results = %d, want 100", got)
-		}
+		got := len(out["results"].([]any))
+		require.Equal(b, 100, got, "results = %d, want 100", got)
 	}
 }
 

@@ -170,9 +170,8 @@ func TestCompiledFiltersMatchReference(t *testing.T) {
 			if rapid.IntRange(0, 5).Draw(t, "unset") > 0 {
 				props[name] = rapid.SampledFrom(hsValues).Draw(t, "have")
 			}
-			if got, want := c.match(props), refMatch(p, props, f); got != want {
-				t.Fatalf("%s %s %v/%v/%v on %q: got %v, reference %v", f.PropertyName, f.Operator, f.Value, f.HighValue, f.Values, props[name], got, want)
-			}
+			got, want := c.match(props), refMatch(p, props, f)
+			require.Equal(t, want, got, "%s %s %v/%v/%v on %q: got %v, reference %v", f.PropertyName, f.Operator, f.Value, f.HighValue, f.Values, props[name], got, want)
 		}
 	})
 }
@@ -215,9 +214,8 @@ func TestFoldKeyMatchesEqualFold(t *testing.T) {
 	})
 	rapid.Check(t, func(t *rapid.T) {
 		a, b := gen.Draw(t, "a"), gen.Draw(t, "b")
-		if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
-			t.Fatalf("foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
-		}
+		got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b)
+		require.Equal(t, want, got, "foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
 	})
 }
 

@@ -157,16 +157,14 @@ func TestSearchEnforcesLimits(t *testing.T) {
 	if r.status != 200 || int(r.body["total"].(float64)) != 59 || len(r.body["results"].([]any)) != 20 {
 		t.Fatalf("page 2 = %d total %v", r.status, r.body["total"])
 	}
-	if next := r.body["paging"].(map[string]any)["next"].(map[string]any)["after"]; next != "40" {
-		t.Fatalf("next after = %v", next)
-	}
+	next := r.body["paging"].(map[string]any)["next"].(map[string]any)["after"]
+	require.Equal(t, "40", next, "next after = %v", next)
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
 	require.Equal(t, 10, len(r.body["results"].([]any)), "default limit = %d results, want 10", len(r.body["results"].([]any)))
 	props := r.body["results"].([]any)[0].(map[string]any)["properties"].(map[string]any)
 	for _, p := range []string{"createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"} {
-		if _, ok := props[p]; !ok {
-			t.Errorf("default properties lack %s: %v", p, props)
-		}
+		_, ok := props[p]
+		assert.True(t, ok, "default properties lack %s: %v", p, props)
 	}
 }
 
@@ -243,9 +241,9 @@ func TestUniqueAndRequiredProperties(t *testing.T) {
 func TestAuthPrefixAndSingleGet(t *testing.T) {
 	srv := fake(t)
 	id := srv.Seed("contacts", map[string]string{"email": "a@example.com"})[0]
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, ""); r.status != 401 || r.body["category"] != "INVALID_AUTHENTICATION" {
-		t.Fatalf("no token = %d %v", r.status, r.body)
-	}
+	r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "")
+	require.Equal(t, 401, r.status, "no token = %d %v", r.status, r.body)
+	require.Equal(t, "INVALID_AUTHENTICATION", r.body["category"], "no token = %d %v", r.status, r.body)
 	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "nope"); r.status != 401 {
 		t.Fatalf("wrong token = %d", r.status)
 	}
@@ -287,9 +285,9 @@ func TestRateAndDailyLimits(t *testing.T) {
 	require.Equal(t, "DAILY", r.body["policyName"], "after the daily limit = %d %v", r.status, r.body)
 	srv.ResetDaily()
 	require.Equal(t, 0, srv.DailyUsed(), "ResetDaily did not reset")
-	if c := srv.CallCounts(); c["properties"] != 3 || c["search"] != 3 {
-		t.Fatalf("CallCounts = %v", c)
-	}
+	c := srv.CallCounts()
+	require.Equal(t, 3, c["properties"], "CallCounts = %v", c)
+	require.Equal(t, 3, c["search"], "CallCounts = %v", c)
 }
 
 func TestTokenEndpoint(t *testing.T) {
@@ -311,9 +309,8 @@ func TestTokenEndpoint(t *testing.T) {
 	require.NotEmpty(t, tok, "token = %d %v", status, m)
 	require.Equal(t, 1800.0, m["expires_in"], "token = %d %v", status, m)
 	require.Equal(t, "bearer", m["token_type"], "token = %d %v", status, m)
-	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 200 {
-		t.Fatalf("issued token refused: %d", r.status)
-	}
+	r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok)
+	require.Equal(t, 200, r.status, "issued token refused: %d", r.status)
 	now = now.Add(31 * time.Minute)
 	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 401 || r.body["category"] != "EXPIRED_AUTHENTICATION" {
 		t.Fatalf("expired token = %d %v", r.status, r.body)
@@ -343,9 +340,8 @@ func TestHooksAndStamps(t *testing.T) {
 	require.Equal(t, "2026-01-01T00:00:01.123Z", rec.Properties["lastmodifieddate"], "edited = %+v", rec)
 	require.Error(t, srv.Edit("contacts", "nope", nil), "Edit of a missing record succeeded")
 	_ = srv.Archive("contacts", id)
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true&limit=5", srv.Token); len(r.body["results"].([]any)) != 1 {
-		t.Fatalf("archived list = %v", r.body)
-	}
+	r := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true&limit=5", srv.Token)
+	require.Len(t, r.body["results"].([]any), 1, "archived list = %v", r.body)
 	if r := call(t, srv, "GET", "/crm/v3/objects/contacts", srv.Token); len(r.body["results"].([]any)) != 0 {
 		t.Fatalf("live list = %v", r.body)
 	}
@@ -360,9 +356,9 @@ func TestFaultsApplyInOrderToTheirEndpoint(t *testing.T) {
 	srv := fake(t)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Endpoint: "search", Count: 2, Status: 503},
 		hubspottest.Fault{Kind: hubspottest.RateLimit, RetryAfter: 2 * time.Second})
-	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token); r.status != 429 || r.header.Get("Retry-After") != "2" {
-		t.Fatalf("properties = %d %v", r.status, r.header)
-	}
+	r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token)
+	require.Equal(t, 429, r.status, "properties = %d %v", r.status, r.header)
+	require.Equal(t, "2", r.header.Get("Retry-After"), "properties = %d %v", r.status, r.header)
 	for i := 0; i < 2; i++ {
 		if r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}); r.status != 503 {
 			t.Fatalf("search %d = %d", i, r.status)
@@ -418,12 +414,10 @@ func TestMergeOverHTTP(t *testing.T) {
 	s := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 10})
 	require.Equal(t, float64(1), s.body["total"], "search after merge = %v, want the new record only", s.body)
 	l := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true", srv.Token)
-	if res, _ := l.body["results"].([]any); len(res) != 0 {
-		t.Fatalf("archived list after merge = %v, want empty", l.body)
-	}
-	if bad := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": newID}); bad.status != 404 {
-		t.Fatalf("merge of a merged-away id = %d", bad.status)
-	}
+	res, _ := l.body["results"].([]any)
+	require.Empty(t, res, "archived list after merge = %v, want empty", l.body)
+	bad := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": newID})
+	require.Equal(t, 404, bad.status, "merge of a merged-away id = %d", bad.status)
 }
 
 func TestSearchAtTheEpochIs500(t *testing.T) {
@@ -467,18 +461,16 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 		res, _ := r.body["results"].([]any)
 		return res
 	}
-	if n := len(search()); n != 0 {
-		t.Fatalf("search before the lag = %d results", n)
-	}
+	n := len(search())
+	require.Equal(t, 0, n, "search before the lag = %d results", n)
 	now = now.Add(time.Second)
 	if n := len(search()); n != 1 {
 		t.Fatalf("search after the lag = %d results", n)
 	}
 	require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "New"}))
 	first := func() any { return search()[0].(map[string]any)["properties"].(map[string]any)["firstname"] }
-	if v := first(); v != "Old" {
-		t.Fatalf("search during the lag = %v, want the stale Old", v)
-	}
+	v := first()
+	require.Equal(t, "Old", v, "search during the lag = %v, want the stale Old", v)
 	g := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id+"?properties=firstname", srv.Token)
 	require.Equal(t, "New", g.body["properties"].(map[string]any)["firstname"], "GET during the lag = %v, want New at once", g.body)
 	now = now.Add(time.Second)

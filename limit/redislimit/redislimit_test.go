@@ -149,9 +149,8 @@ func TestSharedRate(t *testing.T) {
 	}
 	// Over the whole test: at most burst plus one per interval.
 	span := g.at[len(g.at)-1] - g.at[0]
-	if limit := int64(burst) + span/(every.Microseconds()/rate); int64(len(g.at)) > limit {
-		t.Errorf("%d grants over %dµs; want at most %d", len(g.at), span, limit)
-	}
+	limit := int64(burst) + span/(every.Microseconds()/rate)
+	assert.LessOrEqual(t, int64(len(g.at)), limit, "%d grants over %dµs; want at most %d", len(g.at), span, limit)
 	// Coarse: the limiter is not stuck (600ms allows about 60).
 	assert.GreaterOrEqual(t, len(g.at), 20, "only %d grants in 600ms at 100/s", len(g.at))
 }
@@ -225,9 +224,9 @@ func TestInFlightShared(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if p := peak.Load(); p > 2 || p < 1 {
-		t.Errorf("peak in flight = %d, want at most 2", p)
-	}
+	p := peak.Load()
+	assert.LessOrEqual(t, p, int32(2), "peak in flight = %d, want at most 2", p)
+	assert.GreaterOrEqual(t, p, int32(1), "peak in flight = %d, want at most 2", p)
 
 	// A process takes both slots and dies without releasing them.
 	dead := newLimiter(t, Config{Client: newClient(t, addr), Prefix: prefix, InFlight: 2, LeaseTTL: time.Second})
@@ -303,9 +302,8 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	for _, want := range []string{"level=WARN", "prefix=crmsync:test:down", "connection refused"} {
 		assert.Contains(t, line, want, "log %q lacks %q", line, want)
 	}
-	if n := strings.Count(line, "Redis does not answer"); n != 1 {
-		t.Errorf("outage logged %d times in under 30s, want once", n)
-	}
+	n := strings.Count(line, "Redis does not answer")
+	assert.Equal(t, 1, n, "outage logged %d times in under 30s, want once", n)
 
 	// Pause cannot reach Redis: it says so and still holds this process.
 	logs.mu.Lock()

@@ -62,9 +62,11 @@ func BenchmarkUpsert10k(b *testing.B) {
 		var res []struct {
 			Success bool `json:"success"`
 		}
-		if err := json.Unmarshal(raw, &res); err != nil || len(res) != 200 || !res[0].Success || !res[199].Success {
-			b.Fatalf("upsert: %v %s", err, raw[:min(len(raw), 300)])
-		}
+		err := json.Unmarshal(raw, &res)
+		require.NoError(b, err, "upsert: %v %s", err, raw[:min(len(raw), 300)])
+		require.Len(b, res, 200, "upsert: %v %s", err, raw[:min(len(raw), 300)])
+		require.True(b, res[0].Success, "upsert: %v %s", err, raw[:min(len(raw), 300)])
+		require.True(b, res[199].Success, "upsert: %v %s", err, raw[:min(len(raw), 300)])
 	}
 }
 
@@ -90,9 +92,8 @@ func BenchmarkQueryIn200Of10k(b *testing.B) {
 	path := "/services/data/v60.0/query?q=" + url.QueryEscape(q)
 	b.ResetTimer()
 	for range b.N {
-		if got := querySize(b, sfServe(b, h, http.MethodGet, path, "")); got != 200 {
-			b.Fatalf("totalSize = %d, want 200", got)
-		}
+		got := querySize(b, sfServe(b, h, http.MethodGet, path, ""))
+		require.Equal(b, 200, got, "totalSize = %d, want 200", got)
 	}
 }
 
@@ -107,8 +108,7 @@ func BenchmarkChanges10k(b *testing.B) {
 	path := "/services/data/v60.0/query?q=" + url.QueryEscape(q)
 	b.ResetTimer()
 	for range b.N {
-		if got := querySize(b, sfServe(b, h, http.MethodGet, path, "")); got != 2000 {
-			b.Fatalf("totalSize = %d, want 2000", got)
-		}
+		got := querySize(b, sfServe(b, h, http.MethodGet, path, ""))
+		require.Equal(b, 2000, got, "totalSize = %d, want 2000", got)
 	}
 }

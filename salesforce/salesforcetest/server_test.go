@@ -82,9 +82,8 @@ func errorCode(v any) string {
 }
 
 func TestID18(t *testing.T) {
-	if got := id18("001A0000006Vm9r"); got != "001A0000006Vm9rIAC" {
-		t.Fatalf("id18 = %s, want 001A0000006Vm9rIAC", got)
-	}
+	got := id18("001A0000006Vm9r")
+	require.Equal(t, "001A0000006Vm9rIAC", got, "id18 = %s, want 001A0000006Vm9rIAC", got)
 	id := newID(12345)
 	require.Equal(t, 18, len(id), "newID = %s", id)
 	require.True(t, strings.HasPrefix(id, "003"), "newID = %s", id)
@@ -175,9 +174,8 @@ func TestQueryAllAndBatchSize(t *testing.T) {
 	}
 	for size, want := range map[string]int{"300": 300, "50": 200, "9000": 2000} {
 		_, _, v := call(t, s, "GET", "/services/data/v66.0/query?q="+url.QueryEscape("SELECT Id FROM Contact"), "", map[string]string{"Sforce-Query-Options": "batchSize=" + size})
-		if got := len(v.(map[string]any)["records"].([]any)); got != want {
-			t.Errorf("batchSize=%s: %d records, want %d", size, got, want)
-		}
+		got := len(v.(map[string]any)["records"].([]any))
+		assert.Equal(t, want, got, "batchSize=%s: %d records, want %d", size, got, want)
 	}
 	_, _, v = call(t, s, "GET", "/services/data/v66.0/queryAll?q="+url.QueryEscape("SELECT Id, IsDeleted FROM Contact WHERE IsDeleted = true"), "", nil)
 	recs := v.(map[string]any)["records"].([]any)
@@ -200,9 +198,9 @@ func TestAuthAndLimits(t *testing.T) {
 	st, h, v := call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	require.Equal(t, 200, st, "limits = %d %q", st, h.Get("Sforce-Limit-Info"))
 	require.Equal(t, "api-usage=1/3", h.Get("Sforce-Limit-Info"), "limits = %d %q", st, h.Get("Sforce-Limit-Info"))
-	if d := v.(map[string]any)["DailyApiRequests"].(map[string]any); d["Max"] != 3.0 || d["Remaining"] != 2.0 {
-		t.Fatalf("DailyApiRequests = %v", d)
-	}
+	d := v.(map[string]any)["DailyApiRequests"].(map[string]any)
+	require.Equal(t, 3.0, d["Max"], "DailyApiRequests = %v", d)
+	require.Equal(t, 2.0, d["Remaining"], "DailyApiRequests = %v", d)
 	call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	st, h, v = call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
@@ -333,25 +331,23 @@ func TestCollections(t *testing.T) {
 		}
 		codes = append(codes, m["errors"].([]any)[0].(map[string]any)["statusCode"].(string))
 	}
-	if got := fmt.Sprint(codes); got != "[UNABLE_TO_LOCK_ROW ENTITY_IS_DELETED MALFORMED_ID INVALID_CROSS_REFERENCE_KEY ok]" {
-		t.Fatalf("update codes = %s", got)
-	}
+	got := fmt.Sprint(codes)
+	require.Equal(t, "[UNABLE_TO_LOCK_ROW ENTITY_IS_DELETED MALFORMED_ID INVALID_CROSS_REFERENCE_KEY ok]", got, "update codes = %s", got)
 
 	// Upsert: created, then matched; duplicates in one call fail both.
 	up := "/services/data/v66.0/composite/sobjects/Contact/HubSpot_Id__c"
 	_, _, v = call(t, s, "PATCH", up, body(false, c+`"HubSpot_Id__c":"h1","LastName":"U"}`), nil)
-	if m := v.([]any)[0].(map[string]any); m["created"] != true || m["success"] != true {
-		t.Fatalf("upsert create = %v", m)
-	}
+	m := v.([]any)[0].(map[string]any)
+	require.Equal(t, true, m["created"], "upsert create = %v", m)
+	require.Equal(t, true, m["success"], "upsert create = %v", m)
 	_, _, v = call(t, s, "PATCH", up, body(false, c+`"HubSpot_Id__c":"H1","Title":"T"}`, c+`"HubSpot_Id__c":"d","LastName":"D"}`, c+`"HubSpot_Id__c":"d","LastName":"D"}`), nil)
 	r := v.([]any)
 	if m := r[0].(map[string]any); m["created"] != false || m["success"] != true {
 		t.Fatalf("upsert match = %v", m)
 	}
 	for _, i := range []int{1, 2} {
-		if code := r[i].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]; code != "DUPLICATE_EXTERNAL_ID" {
-			t.Errorf("duplicate ext id %d = %v", i, code)
-		}
+		code := r[i].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]
+		assert.Equal(t, "DUPLICATE_EXTERNAL_ID", code, "duplicate ext id %d = %v", i, code)
 	}
 	if st, _, v := call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects/Contact/Email", body(false, c+`"Email":"a@b.co","LastName":"x"}`), nil); st != 404 || errorCode(v) != "NOT_FOUND" {
 		t.Fatalf("upsert on non-external field = %d %v", st, v)
@@ -406,13 +402,11 @@ func TestFaultsAndServe(t *testing.T) {
 	s.URL = "http://" + ln.Addr().String()
 	s.Inject(Fault{Endpoint: "limits", Status: 503, Times: 2})
 	for i, want := range []int{503, 503, 200} {
-		if st, _, _ := call(t, s, "GET", "/services/data/v66.0/limits", "", nil); st != want {
-			t.Errorf("call %d = %d, want %d", i, st, want)
-		}
+		st, _, _ := call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
+		assert.Equal(t, want, st, "call %d = %d, want %d", i, st, want)
 	}
-	if n := len(s.All()); n != 3 {
-		t.Errorf("seeded %d, want 3", n)
-	}
+	n := len(s.All())
+	assert.Equal(t, 3, n, "seeded %d, want 3", n)
 	// A hanging request ends when the server closes.
 	s.Inject(Fault{Endpoint: "limits", Hang: true})
 	go func() {

@@ -224,9 +224,8 @@ func TestSortKeysMatchReference(t *testing.T) {
 		fd := testFields[strings.ToLower(rapid.SampledFrom(fieldNames).Draw(t, "field"))]
 		a, b := genRecord(t, 1), genRecord(t, 2)
 		got := compareKeys(fd.Type, newSortKey(a, fd), newSortKey(b, fd))
-		if want := refCompare(fd, a, b); got != want {
-			t.Fatalf("%s: %v vs %v: got %d, reference %d", fd.Name, a.value(fd.Name), b.value(fd.Name), got, want)
-		}
+		want := refCompare(fd, a, b)
+		require.Equal(t, want, got, "%s: %v vs %v: got %d, reference %d", fd.Name, a.value(fd.Name), b.value(fd.Name), got, want)
 	})
 }
 
@@ -242,9 +241,8 @@ func TestFoldKeyMatchesEqualFold(t *testing.T) {
 	})
 	rapid.Check(t, func(t *rapid.T) {
 		a, b := gen.Draw(t, "a"), gen.Draw(t, "b")
-		if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
-			t.Fatalf("foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
-		}
+		got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b)
+		require.Equal(t, want, got, "foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
 	})
 }
 
