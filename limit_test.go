@@ -89,9 +89,8 @@ func TestThrottlePause(t *testing.T) {
 	_, err := th.Acquire(ctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a 10s pause with a 1s deadline = %v, want DeadlineExceeded at once", err)
 	c.Advance(10 * time.Second)
-	if _, err := th.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire after the pause = %v", err)
-	}
+	_, err = th.Acquire(ctx)
+	require.NoError(t, err, "Acquire after the pause")
 }
 
 func TestWindowLimiterKeepsToTheWindow(t *testing.T) {

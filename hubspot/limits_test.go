@@ -91,9 +91,7 @@ func TestDailyLimitFromHubSpotStopsTheClient(t *testing.T) {
 	require.Equal(t, "DAILY", ae.PolicyName, "daily error = %v, want the DAILY APIError", err)
 	// The client does not spin: later calls fail without a request.
 	before := srv.Calls("batch/read")
-	if err := lookupOne(c, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("second Lookup = %v", err)
-	}
+	require.ErrorIs(t, lookupOne(c, id), crmsync.ErrDailyLimit, "second Lookup")
 	require.Equal(t, before, srv.Calls("batch/read"), "the client called HubSpot again after a DAILY 429")
 	// An injected DAILY 429 behaves the same.
 	srv2 := fastFake(t)
@@ -119,9 +117,7 @@ func TestDailyBudgetStopsBeforeExceeding(t *testing.T) {
 	clk := newClock()
 	c2 := newClient(t, srv, func(cfg *hubspot.Config) { cfg.DailyBudget = 1; cfg.Now = clk.Now })
 	require.NoError(t, lookupOne(c2, id))
-	if err := lookupOne(c2, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("over budget = %v", err)
-	}
+	require.ErrorIs(t, lookupOne(c2, id), crmsync.ErrDailyLimit, "over budget")
 	clk.Advance(24 * time.Hour)
 	require.NoError(t, lookupOne(c2, id), "next day")
 }

@@ -260,12 +260,10 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 
 	_, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Since: clk.Now(), Until: clk.Now().Add(time.Hour), Fields: []string{"email", "phone"}, PageSize: 2})
 	require.NoError(t, err)
-	if _, err := c.Lookup(ctx, "contacts", "id", []string{ids[0], "999"}, []string{"email"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Lookup(ctx, "contacts", "email", []string{"contact" + ids[1] + "@example.com"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	_, err = c.Lookup(ctx, "contacts", "id", []string{ids[0], "999"}, []string{"email"})
+	require.NoError(t, err)
+	_, err = c.Lookup(ctx, "contacts", "email", []string{"contact" + ids[1] + "@example.com"}, nil)
+	require.NoError(t, err)
 	_, _ = c.Lookup(ctx, "contacts", "firstname", []string{"x"}, nil) // 400
 	if _, err := c.Write(ctx, "contacts", []crmsync.WriteOp{
 		{Kind: crmsync.Create, Fields: crmsync.Fields{"email": "n@example.com"}, Key: "a"},
@@ -284,13 +282,11 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Schema(ctx, "contacts"); err != nil {
-		t.Fatal(err)
-	}
+	_, err = c.Schema(ctx, "contacts")
+	require.NoError(t, err)
 	require.NoError(t, c.Archive(ctx, "contacts", ids[4:]))
-	if _, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Archived: true}); err != nil {
-		t.Fatal(err)
-	}
+	_, err = c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Archived: true})
+	require.NoError(t, err)
 
 	seen := map[string]bool{}
 	for _, e := range rec.exchanges("") {

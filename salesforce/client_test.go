@@ -141,9 +141,8 @@ func TestStaticTokenAndInstanceOverride(t *testing.T) {
 	f := setup(t, nil, nil)
 	c, err := salesforce.New(salesforce.Config{AccessToken: f.srv.Token(), InstanceURL: f.srv.URL, RetryWait: time.Millisecond})
 	require.NoError(t, err)
-	if _, err := c.Schema(ctx, "Contact"); err != nil {
-		t.Fatalf("Schema() = %v", err)
-	}
+	_, err = c.Schema(ctx, "Contact")
+	require.NoError(t, err, "Schema()")
 	assert.Equal(t, 0, f.srv.Calls()["token"], "static token fetched a token")
 	// An expired static token cannot be renewed: permanent 401.
 	f.srv.ExpireSessions()
@@ -158,9 +157,8 @@ func TestStaticTokenAndInstanceOverride(t *testing.T) {
 func TestExpiredSessionReauthenticatesOnce(t *testing.T) {
 	f := setup(t, nil, nil)
 	f.srv.SeedN(2)
-	if _, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	_, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil)
+	require.NoError(t, err)
 	f.srv.ExpireSessions()
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil)
 	require.NoError(t, err, "Lookup after expiry = %d", len(recs))
@@ -230,9 +228,8 @@ func TestStats(t *testing.T) {
 	f.srv.SeedN(1)
 	_, err := f.c.Schema(ctx, "Contact")
 	require.NoError(t, err)
-	if _, err := f.c.Lookup(ctx, "Contact", "id", []string{"003000000000000AAA"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	_, err = f.c.Lookup(ctx, "Contact", "id", []string{"003000000000000AAA"}, nil)
+	require.NoError(t, err)
 	st := f.c.Stats()
 	assert.Equal(t, int64(1), st.Calls["oauth2/token"], "Stats().Calls = %v", st.Calls)
 	assert.Equal(t, int64(1), st.Calls["describe"], "Stats().Calls = %v", st.Calls)

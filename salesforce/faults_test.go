@@ -179,9 +179,8 @@ func TestConcurrencyCap(t *testing.T) {
 			c.MaxRetries = 100
 		})
 		f.srv.SeedN(1)
-		if _, err := f.c.Schema(ctx, "Contact"); err != nil { // fetch the token first
-			t.Fatal(err)
-		}
+		_, err = f.c.Schema(ctx, "Contact") // fetch the token first
+		require.NoError(t, err)
 		f.srv.Inject(salesforcetest.Fault{Endpoint: "query", Latency: 10 * time.Millisecond, Times: 1000})
 		var wg sync.WaitGroup
 		errs := make([]error, 12)

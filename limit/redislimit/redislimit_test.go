@@ -183,9 +183,8 @@ func TestPauseShared(t *testing.T) {
 	}
 	// A pause that is already over does nothing.
 	a.Pause(time.Now().Add(-time.Second))
-	if _, err := b.Acquire(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	_, err = b.Acquire(context.Background())
+	require.NoError(t, err)
 }
 
 // The in-flight cap holds across processes; a slot whose release never
@@ -231,9 +230,8 @@ func TestInFlightShared(t *testing.T) {
 	// A process takes both slots and dies without releasing them.
 	dead := newLimiter(t, Config{Client: newClient(t, addr), Prefix: prefix, InFlight: 2, LeaseTTL: time.Second})
 	for range 2 {
-		if _, err := dead.Acquire(ctx); err != nil {
-			t.Fatal(err)
-		}
+		_, err := dead.Acquire(ctx)
+		require.NoError(t, err)
 	}
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	_, err := a.Acquire(short)
