@@ -2,7 +2,6 @@ package crmsync_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,9 +73,8 @@ func TestThrottleRateRefusesWaitPastDeadline(t *testing.T) {
 	release, err := th.Acquire(ctx)
 	require.NoError(t, err)
 	release()
-	if _, err := th.Acquire(ctx); err == nil {
-		t.Fatal("second Acquire = nil, want an error: the wait outlasts the deadline")
-	}
+	_, err = th.Acquire(ctx)
+	require.Error(t, err, "second Acquire = nil, want an error: the wait outlasts the deadline")
 }
 
 func TestThrottlePause(t *testing.T) {
@@ -132,7 +130,6 @@ func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	l.Pause(time.Now().Add(time.Hour))
-	if _, err := l.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Acquire during a long pause = %v, want DeadlineExceeded", err)
-	}
+	_, err = l.Acquire(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a long pause = %v, want DeadlineExceeded", err)
 }

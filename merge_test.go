@@ -401,9 +401,8 @@ func TestMergeArchiving(t *testing.T) {
 	assert.Equal(t, false, res2.PatchB["Archived__c"], "restore without the flag fetched: PatchB %#v, want Archived__c false", map[string]any(res2.PatchB))
 	applyPatch(&a, res.PatchA)
 	applyPatch(&b, res.PatchB)
-	if again, _ := Merge(res.NewBase, a, b, p); !again.Empty() {
-		t.Errorf("third Merge = %+v, want nothing", again)
-	}
+	again, _ = Merge(res.NewBase, a, b, p)
+	assert.True(t, again.Empty(), "third Merge = %+v, want nothing", again)
 }
 
 func TestMergeHold(t *testing.T) {
@@ -424,9 +423,9 @@ func TestMergeHold(t *testing.T) {
 	require.False(t, res.Conflicts[1].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
 	_, ok := res.PatchA["f_a"]
 	assert.False(t, ok, "PatchA writes a held field: %#v", map[string]any(res.PatchA))
-	if _, ok := res.PatchB["F_B__c"]; ok || res.PatchA["g"] != "z" {
-		t.Errorf("patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
-	}
+	_, ok = res.PatchB["F_B__c"]
+	assert.False(t, ok, "patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
+	assert.Equal(t, "z", res.PatchA["g"], "patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
 	assert.Equal(t, "Ada", res.NewBase["f"], "NewBase[f] = %#v, want the old base while held", res.NewBase["f"])
 	// The same conflict seen again has the same ID; other values another.
 	again, _ := Merge(base, a, b, p)
@@ -493,9 +492,8 @@ func TestMergePicklistResolutionAcrossTerms(t *testing.T) {
 	assert.Equal(t, "marketingqualifiedlead", got.PatchA["lifecyclestage"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
 	assert.Equal(t, "MQL", got.PatchB["Lifecycle_Stage__c"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
 	assert.Equal(t, "marketingqualifiedlead", got.NewBase["lifecyclestage"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
-	if _, err := p.ApplyResolution(Conflict{Field: "nosuch"}, Resolution{Pick: hs}); err == nil {
-		t.Errorf("ApplyResolution for an unknown field succeeded")
-	}
+	_, err = p.ApplyResolution(Conflict{Field: "nosuch"}, Resolution{Pick: hs})
+	assert.Error(t, err, "ApplyResolution for an unknown field succeeded")
 }
 
 func TestMergeFuncRule(t *testing.T) {

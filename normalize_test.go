@@ -131,9 +131,8 @@ func TestEncodingsRoundTrip(t *testing.T) {
 	}
 	got := (TypedEncoding{}).Encode(TypeDateTime, "2026-01-15T10:00:00.123Z")
 	assert.Equal(t, "2026-01-15T10:00:00.123+0000", got, "TypedEncoding{} datetime = %#v, want Salesforce layout", got)
-	if got := (StringEncoding{}).Encode(TypeString, nil); got != "" {
-		t.Errorf("StringEncoding{} clears with %#v, want \"\"", got)
-	}
+	got = (StringEncoding{}).Encode(TypeString, nil)
+	assert.Empty(t, got, "StringEncoding{} clears with %#v, want \"\"", got)
 	if got := (TypedEncoding{}).Encode(TypeString, nil); got != nil {
 		t.Errorf("TypedEncoding{} clears with %#v, want nil", got)
 	}
@@ -184,8 +183,7 @@ func FuzzNormalize(f *testing.F) {
 				t.Fatalf("encoding %s %#v normalises to %#v, %v", typ, v, got, err)
 			}
 		}
-		if _, err := json.Marshal(v); err != nil {
-			t.Fatalf("canonical %s value does not marshal: %v", typ, err)
-		}
+		_, err = json.Marshal(v)
+		require.NoError(t, err, "canonical %s value does not marshal", typ)
 	})
 }

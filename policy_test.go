@@ -102,14 +102,12 @@ func TestValidateDoesNotChangePolicy(t *testing.T) {
 		t.Errorf("identity defaults %q/%q, want email/Email", q.Identity.A, q.Identity.B)
 	}
 	// An unbuilt policy works in Merge too.
-	if _, err := Merge(nil, Record{ID: "1"}, Record{ID: "2"}, &p); err != nil {
-		t.Errorf("Merge with an unbuilt policy: %v", err)
-	}
+	_, err = Merge(nil, Record{ID: "1"}, Record{ID: "2"}, &p)
+	assert.NoError(t, err, "Merge with an unbuilt policy")
 	bad := playbook()
 	bad.A = ""
-	if _, err := Merge(nil, Record{}, Record{}, &bad); err == nil {
-		t.Errorf("Merge with an invalid policy succeeded")
-	}
+	_, err = Merge(nil, Record{}, Record{}, &bad)
+	assert.Error(t, err, "Merge with an invalid policy succeeded")
 }
 
 func TestIdentityKey(t *testing.T) {
@@ -158,9 +156,8 @@ func TestPicklistMap(t *testing.T) {
 	require.NoError(t, err)
 	got, _ := inv.Transform("C")
 	assert.Equal(t, "c", got, "Inverse().Transform(C) = %v, want c", got)
-	if _, err := (OwnerMap{"1": "x", "2": "x"}).Inverse(); err == nil {
-		t.Errorf("Inverse of a many-to-one map succeeded")
-	}
+	_, err = (OwnerMap{"1": "x", "2": "x"}).Inverse()
+	assert.Error(t, err, "Inverse of a many-to-one map succeeded")
 }
 
 func TestSwappedPolicy(t *testing.T) {

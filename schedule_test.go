@@ -38,9 +38,8 @@ func TestEveryNeverOverlapsAndStops(t *testing.T) {
 	assert.Equal(t, int32(0), overlaps.Load(), "calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
 	assert.Error(t, crmsync.Every(context.Background(), 0, nil), "Every with a zero interval = nil, want an error")
 	boom := errors.New("boom")
-	if err := crmsync.Every(context.Background(), time.Hour, func(context.Context) error { return boom }); !errors.Is(err, boom) {
-		t.Errorf("Every = %v, want the func's error", err)
-	}
+	err = crmsync.Every(context.Background(), time.Hour, func(context.Context) error { return boom })
+	assert.ErrorIs(t, err, boom, "Every = %v, want the func's error", err)
 }
 
 func TestScheduleStopsWhenNextIsZero(t *testing.T) {

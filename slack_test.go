@@ -113,9 +113,8 @@ func TestSlackRetries(t *testing.T) {
 	if !errors.As(err, &se) || se.Status != 404 || !IsPermanent(err) {
 		t.Errorf("HandleConflicts on 404 = %v, want a permanent *SlackError", err)
 	}
-	if got := len(srv.posts()); got != 1 {
-		t.Errorf("%d attempts on 404, want 1", got)
-	}
+	got = len(srv.posts())
+	assert.Equal(t, 1, got, "%d attempts on 404, want 1", got)
 
 	// Attempts are capped, and the error does not carry the secret URL.
 	srv = newSlackServer(t, 500, 500, 500, 500)
@@ -125,9 +124,8 @@ func TestSlackRetries(t *testing.T) {
 	if !errors.As(err, &se) || se.Status != 500 || IsPermanent(err) {
 		t.Errorf("HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
 	}
-	if got := len(srv.posts()); got != 3 {
-		t.Errorf("%d attempts, want 3", got)
-	}
+	got = len(srv.posts())
+	assert.Equal(t, 3, got, "%d attempts, want 3", got)
 	assert.NotContains(t, err.Error(), "XXXX", "error %q carries the webhook URL", err)
 }
 

@@ -74,9 +74,9 @@ func allChanges(t *testing.T, c *hubspot.Client, q crmsync.ChangeQuery) ([]crmsy
 		// Tokens must survive a JSON round trip (a step's stored result).
 		b, _ := json.Marshal(p)
 		var back crmsync.Page
-		if err := json.Unmarshal(b, &back); err != nil || back.Next != p.Next {
-			t.Fatalf("page token does not survive JSON: %v", err)
-		}
+		err = json.Unmarshal(b, &back)
+		require.NoError(t, err, "page token does not survive JSON")
+		require.Equal(t, p.Next, back.Next, "page token does not survive JSON: %v", err)
 		q.PageToken = back.Next
 		require.LessOrEqual(t, pages, 1000, "Changes does not end")
 	}
@@ -449,9 +449,9 @@ func TestSchema(t *testing.T) {
 	assert.Equal(t, crmsync.TypeMultiEnum, f.Type, "tags = %+v", f)
 	assert.True(t, f.Restricted, "tags = %+v", f)
 	assert.Equal(t, "a,b", strings.Join(f.Options, ","), "tags = %+v", f)
-	if f := by["lifecyclestage"]; f.Type != crmsync.TypeEnum || len(f.Options) != 8 {
-		t.Errorf("lifecyclestage = %+v", f)
-	}
+	f = by["lifecyclestage"]
+	assert.Equal(t, crmsync.TypeEnum, f.Type, "lifecyclestage = %+v", f)
+	assert.Len(t, f.Options, 8, "lifecyclestage = %+v", f)
 	props, err := c.Properties(context.Background(), "contacts")
 	require.NoError(t, err, "Properties() = %d", len(props))
 	require.Len(t, props, len(s.Fields), "Properties() = %d, %v", len(props), err)

@@ -2,7 +2,6 @@ package hubspot_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -97,9 +96,8 @@ func TestDailyLimitFromHubSpotStopsTheClient(t *testing.T) {
 	srv2 := fastFake(t)
 	c2 := newClient(t, srv2)
 	srv2.Fail(hubspottest.Fault{Kind: hubspottest.DailyLimit})
-	if _, err := c2.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"}); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("Changes under DAILY 429 = %v", err)
-	}
+	_, err = c2.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "Changes under DAILY 429")
 }
 
 func TestDailyBudgetStopsBeforeExceeding(t *testing.T) {
@@ -210,9 +208,8 @@ func TestUnauthorizedIsPermanent(t *testing.T) {
 	// An injected 401 on a good token is permanent too.
 	good := newClient(t, srv)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Unauthorized})
-	if err := lookupOne(good, "1"); !crmsync.IsPermanent(err) {
-		t.Fatalf("injected 401 = %v, want permanent", err)
-	}
+	err = lookupOne(good, "1")
+	require.True(t, crmsync.IsPermanent(err), "injected 401 = %v, want permanent", err)
 }
 
 func TestOAuthRefreshFlow(t *testing.T) {
@@ -229,9 +226,8 @@ func TestOAuthRefreshFlow(t *testing.T) {
 	// HubSpot refuses the token before its expiry: refresh once and retry.
 	srv.ExpireTokens()
 	require.NoError(t, lookupOne(c, id), "Lookup after token revocation")
-	if n := srv.IssuedTokens(); n != 2 {
-		t.Fatalf("tokens issued = %d, want 2", n)
-	}
+	n = srv.IssuedTokens()
+	require.Equal(t, 2, n, "tokens issued = %d, want 2", n)
 	require.Equal(t, int64(2), c.Stats()["oauth/token"], "Stats = %v", c.Stats())
 
 	bad := newClient(t, srv, func(cfg *hubspot.Config) {

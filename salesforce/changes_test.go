@@ -81,9 +81,8 @@ func TestChangesPagesInOrder(t *testing.T) {
 	}
 	_, ok := r.Fields["attributes"]
 	assert.False(t, ok, "attributes kept in Fields")
-	if _, ok := r.Fields["Email"].(string); !ok {
-		t.Errorf("Email = %T, want string", r.Fields["Email"])
-	}
+	_, ok = r.Fields["Email"].(string)
+	assert.True(t, ok, "Email = %T, want string", r.Fields["Email"])
 	got := f.srv.Calls()
 	assert.Equal(t, 1, got["query"], "calls = %v, want 1 query and 2 queryMore", got)
 	assert.Equal(t, 2, got["queryMore"], "calls = %v, want 1 query and 2 queryMore", got)

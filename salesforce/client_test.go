@@ -215,9 +215,8 @@ func TestSchema(t *testing.T) {
 	if st.Type != crmsync.TypeEnum || !st.Restricted || len(st.Options) != 8 || st.Options[0] != "subscriber" {
 		t.Errorf("Lifecycle_Stage__c = %+v", st)
 	}
-	if _, err := f.c.Schema(ctx, "Nope__c"); !crmsync.IsPermanent(err) {
-		t.Errorf("Schema(unknown) = %v, want permanent", err)
-	}
+	_, err = f.c.Schema(ctx, "Nope__c")
+	assert.True(t, crmsync.IsPermanent(err), "Schema(unknown) = %v, want permanent", err)
 	if _, err := f.c.Schema(ctx, "Contact/../x"); err == nil || !strings.Contains(err.Error(), "invalid object name") {
 		t.Errorf("Schema(bad name) = %v", err)
 	}

@@ -75,9 +75,9 @@ func TestCreateNotRetriedAfterAmbiguousFailure(t *testing.T) {
 	require.NoError(t, res[0].Err, "Write(create, 503) = %+v, %v", res, err)
 	// A reset connection on a create is not repeated either.
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "create", Reset: true})
-	if _, err := f.c.Write(ctx, "Contact", op); err == nil || crmsync.IsPermanent(err) {
-		t.Fatalf("Write(create, reset) = %v, want transient", err)
-	}
+	_, err = f.c.Write(ctx, "Contact", op)
+	require.Error(t, err, "Write(create, reset) = %v, want transient", err)
+	require.False(t, crmsync.IsPermanent(err), "Write(create, reset) = %v, want transient", err)
 	n := len(f.srv.All())
 	assert.Equal(t, 1, n, "%d records, want 1", n)
 }

@@ -42,9 +42,8 @@ func TestFixturesQueries(t *testing.T) {
 	assert.Equal(t, "four;six", r.Fields["Picklist_Multiselect_Label"], "query_success fields = %v", map[string]any(r.Fields))
 	_, ok := r.Fields["attributes"]
 	assert.False(t, ok, "attributes kept")
-	if _, ok := r.Fields["ParentWhizbang__r"]; ok {
-		t.Error("nested relationship kept as a field value")
-	}
+	_, ok = r.Fields["ParentWhizbang__r"]
+	assert.False(t, ok, "nested relationship kept as a field value")
 	first, err := decodeQuery("query", 200, readFixture(t, "restforce/query_paginated_first_page_response.json"))
 	require.NoError(t, err, "first page = %+v", first)
 	require.False(t, first.Done, "first page = %+v, %v", first, err)
@@ -91,9 +90,8 @@ func TestFixturesErrors(t *testing.T) {
 			// The same body under a 200 is recognised as an error.
 			_, err := decodeQuery("query", 200, body)
 			assert.True(t, errors.As(err, new(*APIError)), "decodeQuery(error body) = %v, want *APIError", err)
-			if _, err := decodeCollection("update", 200, body, 1); !errors.As(err, new(*APIError)) {
-				t.Errorf("decodeCollection(error body) = %v, want *APIError", err)
-			}
+			_, err = decodeCollection("update", 200, body, 1)
+			assert.True(t, errors.As(err, new(*APIError)), "decodeCollection(error body) = %v, want *APIError", err)
 		})
 	}
 	// 300 Multiple Choices for an ambiguous external id: a list of URLs.
@@ -183,9 +181,8 @@ func TestFixturesDeleted(t *testing.T) {
 	require.NoError(t, err, "get_deleted = %+v", d)
 	require.Len(t, d.IDs, 1, "get_deleted = %+v, %v", d, err)
 	require.True(t, d.EarliestDateAvailable.Equal(time.Date(2013, 5, 3, 15, 57, 0, 0, time.UTC)), "get_deleted = %+v, %v", d, err)
-	if _, err := decodeDeleted("getDeleted", 200, readFixture(t, "restforce/get_updated_success_response.json")); !errors.As(err, new(*DecodeError)) {
-		t.Errorf("get_updated as getDeleted = %v, want *DecodeError", err)
-	}
+	_, err = decodeDeleted("getDeleted", 200, readFixture(t, "restforce/get_updated_success_response.json"))
+	assert.True(t, errors.As(err, new(*DecodeError)), "get_updated as getDeleted = %v, want *DecodeError", err)
 }
 
 // TestFixturesNoPanic runs every recorded body through every decoder.

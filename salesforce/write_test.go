@@ -64,9 +64,8 @@ func TestLookupSplitsLongURLs(t *testing.T) {
 	require.Len(t, recs, 1, "Lookup = %d, %v", len(recs), err)
 	c := f.srv.Calls()["query"]
 	assert.GreaterOrEqual(t, c, 5, "query calls = %d, want the 100 long values split over several URLs", c)
-	if _, err := f.c.Lookup(ctx, "Contact", "Email", []string{strings.Repeat("x", 5000)}, nil); !crmsync.IsPermanent(err) {
-		t.Errorf("Lookup(huge value) = %v, want permanent error", err)
-	}
+	_, err = f.c.Lookup(ctx, "Contact", "Email", []string{strings.Repeat("x", 5000)}, nil)
+	assert.True(t, crmsync.IsPermanent(err), "Lookup(huge value) = %v, want permanent error", err)
 }
 
 func TestLookupInjection(t *testing.T) {

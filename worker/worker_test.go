@@ -131,9 +131,8 @@ func TestDue(t *testing.T) {
 		n := wfs.count("a")
 		require.Equal(t, 3, n, "runs of a = %d, want 3", n)
 		tickWait(w)
-		if n := wfs.count("a"); n != 3 {
-			t.Errorf("a failed run was retried here before RetryDelay: runs = %d", n)
-		}
+		n = wfs.count("a")
+		assert.Equal(t, 3, n, "a failed run was retried here before RetryDelay: runs = %d", n)
 		other := newWorker(t, Config{Engine: newEngine(t, st, clk, "w2"), Keys: []string{"a"}, Workflow: wfs.workflow, Interval: time.Minute})
 		due, err := other.Due(context.Background(), "a")
 		assert.NoError(t, err, "another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
@@ -143,9 +142,8 @@ func TestDue(t *testing.T) {
 		wfs.mu.Unlock()
 		clk.Add(10 * time.Second)
 		tickWait(w)
-		if n := wfs.count("a"); n != 4 {
-			t.Fatalf("runs of a after RetryDelay = %d, want 4", n)
-		}
+		n = wfs.count("a")
+		require.Equal(t, 4, n, "runs of a after RetryDelay = %d, want 4", n)
 		runs, _ := st.ListRuns(context.Background(), "a", 1)
 		if runs[0].Status != crmsync.RunFinished || runs[0].Attempts != 2 {
 			t.Errorf("the failed run = %+v, want it resumed (attempt 2) and finished", runs[0])
@@ -229,13 +227,11 @@ func TestBusyAndRacingClaims(t *testing.T) {
 	}
 	require.Equal(t, int64(1), calls.Load(), "late claims ran the workflow again: calls = %d", calls.Load())
 	clk.Add(time.Minute - time.Duration(firstLook+2)*time.Second)
-	if due, _ := w2.Due(ctx, "k"); due {
-		t.Errorf("Due(k) = true within the interval of the real run, past %d skipped claims", firstLook+1)
-	}
+	due, _ = w2.Due(ctx, "k")
+	assert.False(t, due, "Due(k) = true within the interval of the real run, past %d skipped claims", firstLook+1)
 	clk.Add(time.Second)
-	if due, _ := w2.Due(ctx, "k"); !due {
-		t.Errorf("Due(k) = false one interval after the real run, past %d skipped claims", firstLook+1)
-	}
+	due, _ = w2.Due(ctx, "k")
+	assert.True(t, due, "Due(k) = false one interval after the real run, past %d skipped claims", firstLook+1)
 }
 
 func TestConcurrencyBound(t *testing.T) {

@@ -551,9 +551,8 @@ func TestWorkers(t *testing.T) {
 		tm := teams[k]
 		n := tm.hs.RateLimited()
 		assert.Equal(t, 0, n, "team %s: the HubSpot fake refused %d call(s) for rate: the workers did not share its limit", k, n)
-		if n := tm.sf.RefusedInFlight(); n != 0 {
-			t.Errorf("team %s: the Salesforce fake refused %d call(s) over its in-flight cap", k, n)
-		}
+		n = tm.sf.RefusedInFlight()
+		assert.Equal(t, 0, n, "team %s: the Salesforce fake refused %d call(s) over its in-flight cap", k, n)
 		for _, p := range tm.check() {
 			t.Errorf("team %s: %s", k, p)
 		}

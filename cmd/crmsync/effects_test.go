@@ -62,9 +62,8 @@ func TestReplayGoesToNextRun(t *testing.T) {
 	// The CLI shows the claim; team-b's letter waits for team-b's run.
 	res := invoke(ctx, f.path, "dlq", "list", "-format", "json")
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(res.stdout), &rows); err != nil {
-		t.Fatalf("dlq list -format json: %v\n%s", err, res.stdout)
-	}
+	err = json.Unmarshal([]byte(res.stdout), &rows)
+	require.NoError(t, err, "dlq list -format json: %v\n%s", err, res.stdout)
 	want := map[float64][2]string{1: {"replayed", string(info.ID)}, 2: {"parked", ""}, 3: {"replay", ""}}
 	for _, r := range rows {
 		w := want[r["id"].(float64)]
@@ -197,9 +196,8 @@ func TestListingsHideValues(t *testing.T) {
 	}
 	res := invoke(ctx, f.path, "dlq", "show", "1")
 	assert.Contains(t, res.stdout, "bob@example.com", "dlq show does not print the payload:\n%s", res.stdout)
-	if res := invoke(ctx, f.path, "conflicts", "show", conflictHeld2); !strings.Contains(res.stdout, "Staff Engineer") {
-		t.Errorf("conflicts show does not print the values:\n%s", res.stdout)
-	}
+	res = invoke(ctx, f.path, "conflicts", "show", conflictHeld2)
+	assert.Contains(t, res.stdout, "Staff Engineer", "conflicts show does not print the values:\n%s", res.stdout)
 }
 
 // TestFormatsParse: json listings are JSON arrays, csv listings rectangular.
@@ -265,9 +263,8 @@ func TestOpenStore(t *testing.T) {
 			t.Errorf("openStore(%q) = %v; want an error (usage %v) mentioning %q", tc.spec, err, tc.usage, tc.mention)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "absent.db")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("opening a missing store created it (%v)", err)
-	}
+	_, err = os.Stat(filepath.Join(dir, "absent.db"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "opening a missing store created it (%v)", err)
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.

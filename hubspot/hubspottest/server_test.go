@@ -244,18 +244,16 @@ func TestAuthPrefixAndSingleGet(t *testing.T) {
 	r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "")
 	require.Equal(t, 401, r.status, "no token = %d %v", r.status, r.body)
 	require.Equal(t, "INVALID_AUTHENTICATION", r.body["category"], "no token = %d %v", r.status, r.body)
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "nope"); r.status != 401 {
-		t.Fatalf("wrong token = %d", r.status)
-	}
+	r = call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "nope")
+	require.Equal(t, 401, r.status, "wrong token = %d", r.status)
 	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, srv.Token); r.status != 200 || r.body["id"] != id {
 		t.Fatalf("get = %d %v", r.status, r.body)
 	}
 	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/A@EXAMPLE.COM?idProperty=email", srv.Token); r.status != 200 || r.body["id"] != id {
 		t.Fatalf("get by email = %d %v", r.status, r.body)
 	}
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/424242", srv.Token); r.status != 404 {
-		t.Fatalf("missing = %d", r.status)
-	}
+	r = call(t, srv, "GET", "/crm/v3/objects/contacts/424242", srv.Token)
+	require.Equal(t, 404, r.status, "missing = %d", r.status)
 	u, _ := url.Parse(srv.URL)
 	resp, err := http.Get(u.Scheme + "://" + u.Host + "/crm/v3/objects/contacts")
 	require.NoError(t, err)
@@ -312,17 +310,18 @@ func TestTokenEndpoint(t *testing.T) {
 	r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok)
 	require.Equal(t, 200, r.status, "issued token refused: %d", r.status)
 	now = now.Add(31 * time.Minute)
-	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 401 || r.body["category"] != "EXPIRED_AUTHENTICATION" {
-		t.Fatalf("expired token = %d %v", r.status, r.body)
-	}
+	r = call(t, srv, "GET", "/crm/v3/properties/contacts", tok)
+	require.Equal(t, 401, r.status, "expired token = %d %v", r.status, r.body)
+	require.Equal(t, "EXPIRED_AUTHENTICATION", r.body["category"], "expired token = %d %v", r.status, r.body)
 	bad := url.Values{}
 	for k, v := range good {
 		bad[k] = v
 	}
 	bad.Set("refresh_token", "nope")
-	if status, m := post(bad); status != 400 || m["error"] != "invalid_grant" || m["status"] != "BAD_REFRESH_TOKEN" {
-		t.Fatalf("bad refresh = %d %v", status, m)
-	}
+	status, m = post(bad)
+	require.Equal(t, 400, status, "bad refresh = %d %v", status, m)
+	require.Equal(t, "invalid_grant", m["error"], "bad refresh = %d %v", status, m)
+	require.Equal(t, "BAD_REFRESH_TOKEN", m["status"], "bad refresh = %d %v", status, m)
 }
 
 func TestHooksAndStamps(t *testing.T) {
@@ -342,9 +341,8 @@ func TestHooksAndStamps(t *testing.T) {
 	_ = srv.Archive("contacts", id)
 	r := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true&limit=5", srv.Token)
 	require.Len(t, r.body["results"].([]any), 1, "archived list = %v", r.body)
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts", srv.Token); len(r.body["results"].([]any)) != 0 {
-		t.Fatalf("live list = %v", r.body)
-	}
+	r = call(t, srv, "GET", "/crm/v3/objects/contacts", srv.Token)
+	require.Empty(t, r.body["results"].([]any), "live list = %v", r.body)
 	now = now.Add(time.Second)
 	_ = srv.Restore("contacts", id)
 	rec, _ = srv.Get("contacts", id)
@@ -364,9 +362,8 @@ func TestFaultsApplyInOrderToTheirEndpoint(t *testing.T) {
 			t.Fatalf("search %d = %d", i, r.status)
 		}
 	}
-	if r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}); r.status != 200 {
-		t.Fatalf("search after faults = %d", r.status)
-	}
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
+	require.Equal(t, 200, r.status, "search after faults = %d", r.status)
 }
 
 func TestServeOnListener(t *testing.T) {
@@ -464,9 +461,8 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 	n := len(search())
 	require.Equal(t, 0, n, "search before the lag = %d results", n)
 	now = now.Add(time.Second)
-	if n := len(search()); n != 1 {
-		t.Fatalf("search after the lag = %d results", n)
-	}
+	n = len(search())
+	require.Equal(t, 1, n, "search after the lag = %d results", n)
 	require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "New"}))
 	first := func() any { return search()[0].(map[string]any)["properties"].(map[string]any)["firstname"] }
 	v := first()
@@ -474,7 +470,6 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 	g := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id+"?properties=firstname", srv.Token)
 	require.Equal(t, "New", g.body["properties"].(map[string]any)["firstname"], "GET during the lag = %v, want New at once", g.body)
 	now = now.Add(time.Second)
-	if v := first(); v != "New" {
-		t.Fatalf("search after the lag = %v", v)
-	}
+	v = first()
+	require.Equal(t, "New", v, "search after the lag = %v", v)
 }

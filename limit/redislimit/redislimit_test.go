@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -292,9 +291,8 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	case <-time.After(300 * time.Millisecond): // several retries
 	}
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("Acquire after cancel = %v, want context.Canceled", err)
-	}
+	err = <-done
+	assert.ErrorIs(t, err, context.Canceled, "Acquire after cancel = %v, want context.Canceled", err)
 	assert.Empty(t, g.at, "%d calls granted with Redis unreachable", len(g.at))
 	line := logs.String()
 	for _, want := range []string{"level=WARN", "prefix=crmsync:test:down", "connection refused"} {
@@ -311,9 +309,8 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	assert.Contains(t, logs.String(), "pausing this process only", "Pause with Redis down logged %q", logs.String())
 	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel2()
-	if _, err := l.Acquire(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Acquire during a local pause = %v, want DeadlineExceeded", err)
-	}
+	_, err = l.Acquire(short)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a local pause = %v, want DeadlineExceeded", err)
 }
 
 // After an outage the limiter logs the recovery and grants again.

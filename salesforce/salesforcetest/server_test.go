@@ -207,9 +207,8 @@ func TestAuthAndLimits(t *testing.T) {
 	require.Equal(t, 403, st, "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
 	require.Equal(t, "REQUEST_LIMIT_EXCEEDED", errorCode(v), "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
 	require.Equal(t, "api-usage=3/3", h.Get("Sforce-Limit-Info"), "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
-	if st, _, _ := call(t, s, "GET", "/services/data/v66/limits", "", nil); st != 404 {
-		t.Errorf("bad version = %d, want 404", st)
-	}
+	st, _, _ = call(t, s, "GET", "/services/data/v66/limits", "", nil)
+	assert.Equal(t, 404, st, "bad version = %d, want 404", st)
 	assert.Equal(t, 6, s.Calls()["limits"], "Calls = %v", s.Calls())
 }
 
@@ -342,16 +341,16 @@ func TestCollections(t *testing.T) {
 	require.Equal(t, true, m["success"], "upsert create = %v", m)
 	_, _, v = call(t, s, "PATCH", up, body(false, c+`"HubSpot_Id__c":"H1","Title":"T"}`, c+`"HubSpot_Id__c":"d","LastName":"D"}`, c+`"HubSpot_Id__c":"d","LastName":"D"}`), nil)
 	r := v.([]any)
-	if m := r[0].(map[string]any); m["created"] != false || m["success"] != true {
-		t.Fatalf("upsert match = %v", m)
-	}
+	m = r[0].(map[string]any)
+	require.Equal(t, false, m["created"], "upsert match = %v", m)
+	require.Equal(t, true, m["success"], "upsert match = %v", m)
 	for _, i := range []int{1, 2} {
 		code := r[i].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]
 		assert.Equal(t, "DUPLICATE_EXTERNAL_ID", code, "duplicate ext id %d = %v", i, code)
 	}
-	if st, _, v := call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects/Contact/Email", body(false, c+`"Email":"a@b.co","LastName":"x"}`), nil); st != 404 || errorCode(v) != "NOT_FOUND" {
-		t.Fatalf("upsert on non-external field = %d %v", st, v)
-	}
+	st, _, v = call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects/Contact/Email", body(false, c+`"Email":"a@b.co","LastName":"x"}`), nil)
+	require.Equal(t, 404, st, "upsert on non-external field = %d %v", st, v)
+	require.Equal(t, "NOT_FOUND", errorCode(v), "upsert on non-external field = %d %v", st, v)
 }
 
 func TestDescribeRetrieveDeleted(t *testing.T) {
