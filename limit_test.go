@@ -2,7 +2,6 @@ package crmsync_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,8 +24,9 @@ func TestNewThrottleValidates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := crmsync.NewThrottle(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want)
+			_, err := crmsync.NewThrottle(tc.cfg)
+			if assert.Error(t, err, "NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want) {
+				assert.Contains(t, err.Error(), tc.want, "NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want)
 			}
 		})
 	}

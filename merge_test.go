@@ -2,7 +2,6 @@ package crmsync
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -291,8 +290,9 @@ func TestMergePerFieldTimes(t *testing.T) {
 		Fields: Fields{"F_B__c": "Bea"}}
 	res, err := Merge(Fields{"f": "Ada"}, a, b, p)
 	require.NoError(t, err)
-	if len(res.Conflicts) != 1 || res.Conflicts[0].Winner != hs || res.PatchB["F_B__c"] != "Ann" {
-		t.Errorf("Merge = %+v, want hubspot's later field edit to win", res)
+	if assert.Len(t, res.Conflicts, 1, "Merge = %+v, want hubspot's later field edit to win", res) {
+		assert.Equal(t, hs, res.Conflicts[0].Winner, "Merge = %+v, want hubspot's later field edit to win", res)
+		assert.Equal(t, "Ann", res.PatchB["F_B__c"], "Merge = %+v, want hubspot's later field edit to win", res)
 	}
 	// A tie goes to the system whose name sorts first, whichever side it is on.
 	a.FieldTimes, b.FieldTimes = nil, nil
@@ -323,8 +323,9 @@ func TestMergeBadValue(t *testing.T) {
 	// A bad base value names the base.
 	_, err = Merge(Fields{"hubspotscore": "lots"}, Record{ID: "1"}, Record{ID: "2", Fields: Fields{"Lead_Score__c": 3.0}}, p)
 	var ve *ValueError
-	if !errors.As(err, &ve) || ve.Side != "base" || ve.Field != "hubspotscore" {
-		t.Errorf("Merge with a bad base = %v, want a ValueError for the base", err)
+	if assert.ErrorAs(t, err, &ve, "Merge with a bad base = %v, want a ValueError for the base", err) {
+		assert.Equal(t, "base", ve.Side, "Merge with a bad base = %v, want a ValueError for the base", err)
+		assert.Equal(t, "hubspotscore", ve.Field, "Merge with a bad base = %v, want a ValueError for the base", err)
 	}
 }
 
@@ -361,8 +362,9 @@ func TestMergeUnmappedPicklistSkips(t *testing.T) {
 	b := Record{ID: "003X", Fields: Fields{"Lifecycle_Stage__c": "Lead", "FirstName": "Ada"}}
 	res, err := Merge(Fields{"lifecyclestage": "lead", "firstname": "Ada"}, a, b, p)
 	require.NoError(t, err)
-	if len(res.Skipped) != 1 || res.Skipped[0].Field != "lifecyclestage" || !strings.Contains(res.Skipped[0].Reason, "no mapping") {
-		t.Errorf("Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
+	if assert.Len(t, res.Skipped, 1, "Skipped = %v, want lifecyclestage with no mapping", res.Skipped) {
+		assert.Equal(t, "lifecyclestage", res.Skipped[0].Field, "Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
+		assert.Contains(t, res.Skipped[0].Reason, "no mapping", "Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
 	}
 	_, ok := res.PatchB["Lifecycle_Stage__c"]
 	assert.False(t, ok, "PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
@@ -380,8 +382,8 @@ func TestMergeArchiving(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, true, res.PatchB["Archived__c"], "PatchB = %#v, want Archived__c true", map[string]any(res.PatchB))
 	assert.Empty(t, res.PatchA, "PatchA = %#v, want nothing written to an archived record", map[string]any(res.PatchA))
-	if len(res.Skipped) != 1 || res.Skipped[0].Field != "firstname" {
-		t.Errorf("Skipped = %v, want firstname skipped for the archived record", res.Skipped)
+	if assert.Len(t, res.Skipped, 1, "Skipped = %v, want firstname skipped for the archived record", res.Skipped) {
+		assert.Equal(t, "firstname", res.Skipped[0].Field, "Skipped = %v, want firstname skipped for the archived record", res.Skipped)
 	}
 	assert.Equal(t, "Ada", res.NewBase["firstname"], "NewBase[firstname] = %#v, want the old base until the write can land", res.NewBase["firstname"])
 	applyPatch(&b, res.PatchB)
@@ -438,8 +440,9 @@ func TestMergeHold(t *testing.T) {
 	ph := *p
 	ph.Hold = true
 	all, _ := Merge(base, a, b, &ph)
-	if len(all.Conflicts) != 2 || !all.Conflicts[1].Held || !all.Empty() {
-		t.Errorf("with Policy.Hold: %+v, want both held and nothing written", all)
+	if assert.Len(t, all.Conflicts, 2, "with Policy.Hold: %+v, want both held and nothing written", all) {
+		assert.True(t, all.Conflicts[1].Held, "with Policy.Hold: %+v, want both held and nothing written", all)
+		assert.True(t, all.Empty(), "with Policy.Hold: %+v, want both held and nothing written", all)
 	}
 
 	// A person's choice.
@@ -514,8 +517,12 @@ func TestMergeFuncRule(t *testing.T) {
 	require.NoError(t, err)
 	res, err := Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": "a"}}, Record{ID: "2", Fields: Fields{"X": "abc"}}, p)
 	require.NoError(t, err)
-	if res.PatchA["x"] != "abc!" || res.PatchB["X"] != "abc!" || len(res.Conflicts) != 1 || res.Conflicts[0].Winner != "" {
-		t.Errorf("Merge = %+v, want the func's value on both sides", res)
+	if assert.Equal(t, "abc!", res.PatchA["x"], "Merge = %+v, want the func's value on both sides", res) {
+		if assert.Equal(t, "abc!", res.PatchB["X"], "Merge = %+v, want the func's value on both sides", res) {
+			if assert.Len(t, res.Conflicts, 1, "Merge = %+v, want the func's value on both sides", res) {
+				assert.Empty(t, res.Conflicts[0].Winner, "Merge = %+v, want the func's value on both sides", res)
+			}
+		}
 	}
 	assert.True(t, seen.HasBase, "func saw %+v", seen)
 	assert.Equal(t, "ab", seen.Base, "func saw %+v", seen)
@@ -523,8 +530,10 @@ func TestMergeFuncRule(t *testing.T) {
 	assert.True(t, seen.ChangedB, "func saw %+v", seen)
 	assert.Equal(t, "x", seen.Field, "func saw %+v", seen)
 	res, _ = Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": ""}}, Record{ID: "2", Fields: Fields{"X": nil}}, p)
-	if !res.Empty() || len(res.Skipped) != 2 || res.Skipped[0].Reason != "both blank" {
-		t.Errorf("Merge = %+v, want both changes skipped with the func's reason", res)
+	if assert.True(t, res.Empty(), "Merge = %+v, want both changes skipped with the func's reason", res) {
+		if assert.Len(t, res.Skipped, 2, "Merge = %+v, want both changes skipped with the func's reason", res) {
+			assert.Equal(t, "both blank", res.Skipped[0].Reason, "Merge = %+v, want both changes skipped with the func's reason", res)
+		}
 	}
 }
 

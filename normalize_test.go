@@ -140,9 +140,8 @@ func TestEncodingsRoundTrip(t *testing.T) {
 
 func TestValueErrorNamesFieldNotValue(t *testing.T) {
 	err := error(&ValueError{Field: "Lead_Score__c", Side: "salesforce", Type: TypeNumber, Reason: "not a finite decimal number"})
-	if !strings.Contains(err.Error(), "Lead_Score__c") || !strings.Contains(err.Error(), "salesforce") {
-		t.Errorf("ValueError = %q, want the field and side named", err)
-	}
+	assert.Contains(t, err.Error(), "Lead_Score__c", "ValueError = %q, want the field and side named", err)
+	assert.Contains(t, err.Error(), "salesforce", "ValueError = %q, want the field and side named", err)
 	var ve *ValueError
 	require.ErrorAs(t, err, &ve, "errors.As(*ValueError) failed")
 }

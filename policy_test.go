@@ -163,9 +163,10 @@ func TestPicklistMap(t *testing.T) {
 func TestSwappedPolicy(t *testing.T) {
 	p, _ := NewPolicy(playbook())
 	s := p.Swapped()
-	if s.A != sf || s.B != hs || s.Identity.A != "Email" || s.Archived.A != "Archived__c" {
-		t.Errorf("Swapped = %+v", s)
-	}
+	assert.Equal(t, sf, s.A, "Swapped = %+v", s)
+	assert.Equal(t, hs, s.B, "Swapped = %+v", s)
+	assert.Equal(t, "Email", s.Identity.A, "Swapped = %+v", s)
+	assert.Equal(t, "Archived__c", s.Archived.A, "Swapped = %+v", s)
 	if s.Rules[0].A != "Lifecycle_Stage__c" || s.Rules[0].Key() != "lifecyclestage" || s.Rules[0].Rule.String() != p.Rules[0].Rule.String() {
 		t.Errorf("Swapped rule 0 = %+v", s.Rules[0])
 	}

@@ -3,14 +3,12 @@ package crmsync
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,8 +108,9 @@ func TestSlackRetries(t *testing.T) {
 	srv = newSlackServer(t, 404)
 	err := srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2))
 	var se *SlackError
-	if !errors.As(err, &se) || se.Status != 404 || !IsPermanent(err) {
-		t.Errorf("HandleConflicts on 404 = %v, want a permanent *SlackError", err)
+	if assert.ErrorAs(t, err, &se, "HandleConflicts on 404 = %v, want a permanent *SlackError", err) {
+		assert.Equal(t, 404, se.Status, "HandleConflicts on 404 = %v, want a permanent *SlackError", err)
+		assert.True(t, IsPermanent(err), "HandleConflicts on 404 = %v, want a permanent *SlackError", err)
 	}
 	got = len(srv.posts())
 	assert.Equal(t, 1, got, "%d attempts on 404, want 1", got)
@@ -121,8 +120,9 @@ func TestSlackRetries(t *testing.T) {
 	n := srv.notifier()
 	n.MaxAttempts = 3
 	err = n.HandleConflicts(context.Background(), "run-1", stormConflicts(1))
-	if !errors.As(err, &se) || se.Status != 500 || IsPermanent(err) {
-		t.Errorf("HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
+	if assert.ErrorAs(t, err, &se, "HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err) {
+		assert.Equal(t, 500, se.Status, "HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
+		assert.False(t, IsPermanent(err), "HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
 	}
 	got = len(srv.posts())
 	assert.Equal(t, 3, got, "%d attempts, want 3", got)
@@ -136,9 +136,8 @@ func TestSlackNetworkErrorHidesURL(t *testing.T) {
 	n.MaxAttempts = 2
 	err := n.HandleConflicts(context.Background(), "run-1", stormConflicts(1))
 	require.Error(t, err, "HandleConflicts to a closed server succeeded")
-	if strings.Contains(err.Error(), "XXXX") || strings.Contains(err.Error(), "/services/") {
-		t.Errorf("error %q carries the webhook URL", err)
-	}
+	assert.NotContains(t, err.Error(), "XXXX", "error %q carries the webhook URL", err)
+	assert.NotContains(t, err.Error(), "/services/", "error %q carries the webhook URL", err)
 }
 
 func TestSlackContextCancelled(t *testing.T) {

@@ -366,8 +366,10 @@ func TestWritePerRecordErrors(t *testing.T) {
 			}
 		case i == 4:
 			var re *hubspot.RecordError
-			if !errors.As(r.Err, &re) || crmsync.IsPermanent(r.Err) || re.Category != "INTERNAL_ERROR" {
-				t.Errorf("op 4 err = %v, want transient INTERNAL_ERROR", r.Err)
+			if assert.ErrorAs(t, r.Err, &re, "op 4 err = %v, want transient INTERNAL_ERROR", r.Err) {
+				if assert.False(t, crmsync.IsPermanent(r.Err), "op 4 err = %v, want transient INTERNAL_ERROR", r.Err) {
+					assert.Equal(t, "INTERNAL_ERROR", re.Category, "op 4 err = %v, want transient INTERNAL_ERROR", r.Err)
+				}
 			}
 		}
 		if r.Err != nil && strings.Contains(r.Err.Error(), "@example.com") {

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"strings"
 	"testing"
 	"time"
 
@@ -212,13 +211,18 @@ func TestSchema(t *testing.T) {
 		assert.Equal(t, c.want.Restricted, got.Restricted, "field %s = %+v, want %+v", c.name, got, c.want)
 	}
 	st := by["Lifecycle_Stage__c"]
-	if st.Type != crmsync.TypeEnum || !st.Restricted || len(st.Options) != 8 || st.Options[0] != "subscriber" {
-		t.Errorf("Lifecycle_Stage__c = %+v", st)
+	if assert.Equal(t, crmsync.TypeEnum, st.Type, "Lifecycle_Stage__c = %+v", st) {
+		if assert.True(t, st.Restricted, "Lifecycle_Stage__c = %+v", st) {
+			if assert.Len(t, st.Options, 8, "Lifecycle_Stage__c = %+v", st) {
+				assert.Equal(t, "subscriber", st.Options[0], "Lifecycle_Stage__c = %+v", st)
+			}
+		}
 	}
 	_, err = f.c.Schema(ctx, "Nope__c")
 	assert.True(t, crmsync.IsPermanent(err), "Schema(unknown) = %v, want permanent", err)
-	if _, err := f.c.Schema(ctx, "Contact/../x"); err == nil || !strings.Contains(err.Error(), "invalid object name") {
-		t.Errorf("Schema(bad name) = %v", err)
+	_, err = f.c.Schema(ctx, "Contact/../x")
+	if assert.Error(t, err, "Schema(bad name)") {
+		assert.Contains(t, err.Error(), "invalid object name", "Schema(bad name) = %v", err)
 	}
 }
 

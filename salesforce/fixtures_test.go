@@ -84,9 +84,9 @@ func TestFixturesErrors(t *testing.T) {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
 			body := readFixture(t, tt.file)
 			e := decodeError("call", tt.status, body)
-			if e.ErrorCode != tt.code || e.Message == "" || e.Status != tt.status {
-				t.Errorf("decodeError = %+v, want %s", e, tt.code)
-			}
+			assert.Equal(t, tt.code, e.ErrorCode, "decodeError = %+v, want %s", e, tt.code)
+			assert.NotEmpty(t, e.Message, "decodeError = %+v, want %s", e, tt.code)
+			assert.Equal(t, tt.status, e.Status, "decodeError = %+v, want %s", e, tt.code)
 			// The same body under a 200 is recognised as an error.
 			_, err := decodeQuery("query", 200, body)
 			assert.True(t, errors.As(err, new(*APIError)), "decodeQuery(error body) = %v, want *APIError", err)
@@ -96,9 +96,9 @@ func TestFixturesErrors(t *testing.T) {
 	}
 	// 300 Multiple Choices for an ambiguous external id: a list of URLs.
 	body := readFixture(t, "restforce/upsert_multiple_error_response.json")
-	if e := decodeError("upsert", 300, body); e.Status != 300 || e.ErrorCode != "" {
-		t.Errorf("decodeError(300) = %+v", e)
-	}
+	e := decodeError("upsert", 300, body)
+	assert.Equal(t, 300, e.Status, "decodeError(300) = %+v", e)
+	assert.Empty(t, e.ErrorCode, "decodeError(300) = %+v", e)
 	_, err := decodeCollection("upsert", 300, body, 1)
 	assert.True(t, errors.As(err, new(*DecodeError)), "decodeCollection(300 list) = %v, want *DecodeError", err)
 }
@@ -113,8 +113,9 @@ func TestFixturesAuth(t *testing.T) {
 	for _, name := range []string{"auth_error_response.json", "refresh_error_response.json"} {
 		_, err := decodeToken(400, readFixture(t, "restforce/"+name))
 		var ae *AuthError
-		if !errors.As(err, &ae) || ae.Code != "invalid_grant" || ae.Description == "" {
-			t.Errorf("%s = %v, want invalid_grant", name, err)
+		if assert.ErrorAs(t, err, &ae, "%s = %v, want invalid_grant", name, err) {
+			assert.Equal(t, "invalid_grant", ae.Code, "%s = %v, want invalid_grant", name, err)
+			assert.NotEmpty(t, ae.Description, "%s = %v, want invalid_grant", name, err)
 		}
 	}
 }

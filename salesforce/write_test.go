@@ -33,8 +33,9 @@ func TestLookupByEmailAndID(t *testing.T) {
 	}
 	c := f.srv.Calls()["query"]
 	assert.Equal(t, 2, c, "query calls = %d, want 2", c)
-	if _, err := f.c.Lookup(ctx, "Contact", "Email) OR (Id", []string{"x"}, nil); err == nil || !strings.Contains(err.Error(), "invalid field name") {
-		t.Errorf("Lookup(bad field) = %v", err)
+	_, err = f.c.Lookup(ctx, "Contact", "Email) OR (Id", []string{"x"}, nil)
+	if assert.Error(t, err, "Lookup(bad field)") {
+		assert.Contains(t, err.Error(), "invalid field name", "Lookup(bad field) = %v", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package schedule_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -29,8 +28,9 @@ func TestCron(t *testing.T) {
 		assert.True(t, got.Equal(tc.want), "Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
 	}
 	for _, bad := range []string{"", "* * *", "61 * * * *", "@sometimes"} {
-		if _, err := schedule.Cron(bad, nil); err == nil || !strings.Contains(err.Error(), "cron expression") {
-			t.Errorf("Cron(%q) = %v, want an error naming the expression", bad, err)
+		_, err := schedule.Cron(bad, nil)
+		if assert.Error(t, err, "Cron(%q) = %v, want an error naming the expression", bad, err) {
+			assert.Contains(t, err.Error(), "cron expression", "Cron(%q) = %v, want an error naming the expression", bad, err)
 		}
 	}
 }

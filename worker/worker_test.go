@@ -348,8 +348,8 @@ func TestCleanStop(t *testing.T) {
 		close(finish)
 		require.NoError(t, <-done)
 		runs, _ := st.ListRuns(context.Background(), "a", 10)
-		if len(runs) != 1 || runs[0].Status != crmsync.RunFinished {
-			t.Errorf("runs = %+v, want one finished", runs)
+		if assert.Len(t, runs, 1, "runs = %+v, want one finished", runs) {
+			assert.Equal(t, crmsync.RunFinished, runs[0].Status, "runs = %+v, want one finished", runs)
 		}
 	})
 }

@@ -97,8 +97,9 @@ func TestNewValidates(t *testing.T) {
 		{"negative", Config{Client: c, Rate: 1, Every: time.Second, InFlight: -1}, "negative"},
 		{"too fine", Config{Client: c, Rate: 1e9, Every: time.Second}, "microsecond"},
 	} {
-		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("New(%s) = %v, want an error mentioning %q", tc.name, err, tc.want)
+		_, err := New(tc.cfg)
+		if assert.Error(t, err, "New(%s) = %v, want an error mentioning %q", tc.name, err, tc.want) {
+			assert.Contains(t, err.Error(), tc.want, "New(%s) = %v, want an error mentioning %q", tc.name, err, tc.want)
 		}
 	}
 }
@@ -177,8 +178,8 @@ func TestPauseShared(t *testing.T) {
 	release, err := b.Acquire(context.Background())
 	require.NoError(t, err)
 	release()
-	if len(g.at) != 1 || g.at[0] < pauseEnd {
-		t.Errorf("grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd)
+	if assert.Len(t, g.at, 1, "grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd) {
+		assert.GreaterOrEqual(t, g.at[0], pauseEnd, "grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd)
 	}
 	// A pause that is already over does nothing.
 	a.Pause(time.Now().Add(-time.Second))

@@ -416,10 +416,12 @@ func TestFaultsAndServe(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
-	if _, err := New(Config{DailyLimit: -1}); err == nil || !strings.Contains(err.Error(), "DailyLimit") {
-		t.Errorf("New(negative) = %v", err)
+	_, err = New(Config{DailyLimit: -1})
+	if assert.Error(t, err, "New(negative)") {
+		assert.Contains(t, err.Error(), "DailyLimit", "New(negative) = %v", err)
 	}
-	if _, err := New(Config{ExternalIDField: "Email"}); err == nil || !strings.Contains(err.Error(), "ExternalIDField") {
-		t.Errorf("New(bad ext field) = %v", err)
+	_, err = New(Config{ExternalIDField: "Email"})
+	if assert.Error(t, err, "New(bad ext field)") {
+		assert.Contains(t, err.Error(), "ExternalIDField", "New(bad ext field) = %v", err)
 	}
 }
