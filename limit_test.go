@@ -2,14 +2,14 @@ package crmsync_test
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestNewThrottleValidates(t *testing.T) {
@@ -24,8 +24,9 @@ func TestNewThrottleValidates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := crmsync.NewThrottle(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want)
+			_, err := crmsync.NewThrottle(tc.cfg)
+			if assert.Error(t, err, "NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want) {
+				assert.Contains(t, err.Error(), tc.want, "NewThrottle(%+v) = %v, want an error mentioning %s", tc.cfg, err, tc.want)
 			}
 		})
 	}
@@ -33,9 +34,7 @@ func TestNewThrottleValidates(t *testing.T) {
 
 func TestThrottleInFlightCap(t *testing.T) {
 	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var cur, peak atomic.Int32
 	var wg sync.WaitGroup
 	for range 20 {
@@ -61,9 +60,8 @@ func TestThrottleInFlightCap(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if p := peak.Load(); p != 3 {
-		t.Errorf("peak in flight = %d, want 3", p)
-	}
+	p := peak.Load()
+	assert.Equal(t, int32(3), p, "peak in flight = %d, want 3", p)
 }
 
 func TestThrottleRateRefusesWaitPastDeadline(t *testing.T) {
@@ -73,13 +71,10 @@ func TestThrottleRateRefusesWaitPastDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	release, err := th.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	release()
-	if _, err := th.Acquire(ctx); err == nil {
-		t.Fatal("second Acquire = nil, want an error: the wait outlasts the deadline")
-	}
+	_, err = th.Acquire(ctx)
+	require.Error(t, err, "second Acquire = nil, want an error: the wait outlasts the deadline")
 }
 
 func TestThrottlePause(t *testing.T) {
@@ -89,13 +84,11 @@ func TestThrottlePause(t *testing.T) {
 	th.Pause(c.Now().Add(time.Second)) // an earlier pause does not shorten it
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := th.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Acquire during a 10s pause with a 1s deadline = %v, want DeadlineExceeded at once", err)
-	}
+	_, err := th.Acquire(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a 10s pause with a 1s deadline = %v, want DeadlineExceeded at once", err)
 	c.Advance(10 * time.Second)
-	if _, err := th.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire after the pause = %v", err)
-	}
+	_, err = th.Acquire(ctx)
+	require.NoError(t, err, "Acquire after the pause")
 }
 
 func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
@@ -103,9 +96,7 @@ func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
 		t.Error("NewWindowLimiter with N 0 = nil error")
 	}
 	l, err := crmsync.NewWindowLimiter(crmsync.WindowConfig{N: 5, Window: 40 * time.Millisecond, InFlight: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var mu sync.Mutex
 	var starts []time.Time
 	var wg sync.WaitGroup
@@ -133,15 +124,12 @@ func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
 				n++
 			}
 		}
-		if n > 5 {
-			t.Fatalf("%d calls started within 40ms of each other, limit 5", n)
-		}
+		require.LessOrEqual(t, n, 5, "%d calls started within 40ms of each other, limit 5", n)
 	}
 	// A deadline shorter than the wait fails at once.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 	defer cancel()
 	l.Pause(time.Now().Add(time.Hour))
-	if _, err := l.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Acquire during a long pause = %v, want DeadlineExceeded", err)
-	}
+	_, err = l.Acquire(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a long pause = %v, want DeadlineExceeded", err)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -109,19 +110,9 @@ func drawCase(t *rapid.T) propCase {
 		}
 	}
 	p, err := NewPolicy(pol)
-	if err != nil {
-		t.Fatalf("NewPolicy: %v", err)
-	}
+	require.NoError(t, err, "NewPolicy")
 	c.p = p
 	return c
-}
-
-func mustMerge(t *rapid.T, base Fields, a, b Record, p *Policy) MergeResult {
-	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatalf("Merge: %v", err)
-	}
-	return res
 }
 
 func cloneRecord(r Record) Record {
@@ -133,18 +124,16 @@ func cloneRecord(r Record) Record {
 func TestPropNoEcho(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := drawCase(t)
-		res := mustMerge(t, c.base, c.a, c.b, c.p)
+		res, err := Merge(c.base, c.a, c.b, c.p)
+		require.NoError(t, err, "Merge")
 		a, b := cloneRecord(c.a), cloneRecord(c.b)
 		applyPatch(&a, res.PatchA)
 		applyPatch(&b, res.PatchB)
-		again := mustMerge(t, res.NewBase, a, b, c.p)
-		if !again.Empty() {
-			t.Fatalf("second merge writes A %#v B %#v", map[string]any(again.PatchA), map[string]any(again.PatchB))
-		}
+		again, err := Merge(res.NewBase, a, b, c.p)
+		require.NoError(t, err, "Merge")
+		require.True(t, again.Empty(), "second merge writes A %#v B %#v", map[string]any(again.PatchA), map[string]any(again.PatchB))
 		for _, cf := range again.Conflicts {
-			if !cf.Held {
-				t.Fatalf("second merge reports a conflict that is not held: %v", cf)
-			}
+			require.True(t, cf.Held, "second merge reports a conflict that is not held: %v", cf)
 		}
 	})
 }
@@ -154,7 +143,8 @@ func TestPropNoEcho(t *testing.T) {
 func TestPropOwnerWins(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := drawCase(t)
-		res := mustMerge(t, c.base, c.a, c.b, c.p)
+		res, err := Merge(c.base, c.a, c.b, c.p)
+		require.NoError(t, err, "Merge")
 		a, b := cloneRecord(c.a), cloneRecord(c.b)
 		applyPatch(&a, res.PatchA)
 		applyPatch(&b, res.PatchB)
@@ -168,9 +158,8 @@ func TestPropOwnerWins(t *testing.T) {
 				ownerPatch, owner, other, ownerField, otherField = res.PatchB, b, a, r.B, r.A
 				toOwner = c.p.toB[i]
 			}
-			if _, ok := ownerPatch[ownerField]; ok {
-				t.Fatalf("rule %s: %s's own field %s was overwritten", r.Rule, r.Rule.System, ownerField)
-			}
+			_, ok := ownerPatch[ownerField]
+			require.False(t, ok, "rule %s: %s's own field %s was overwritten", r.Rule, r.Rule.System, ownerField)
 			if r.Rule.Kind != RuleOwner || a.Archived || b.Archived || c.p.Hold {
 				continue
 			}
@@ -192,13 +181,9 @@ func TestPropOwnerWins(t *testing.T) {
 				continue
 			}
 			got, err := Normalize(r.Type, xv)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			got, err = transform(toOwner, r.Type, got)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if got != want {
 				t.Fatalf("rule %s: other side ends %#v, owner has %#v", r.Rule, got, want)
 			}
@@ -210,7 +195,8 @@ func TestPropOwnerWins(t *testing.T) {
 func TestPropSymmetric(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		c := drawCase(t)
-		res := mustMerge(t, c.base, c.a, c.b, c.p)
+		res, err := Merge(c.base, c.a, c.b, c.p)
+		require.NoError(t, err, "Merge")
 		sp := c.p.Swapped()
 		toB := func(base Fields) Fields {
 			out := maps.Clone(base)
@@ -221,28 +207,23 @@ func TestPropSymmetric(t *testing.T) {
 			}
 			return out
 		}
-		sw := mustMerge(t, toB(c.base), c.b, c.a, sp)
-		if !maps.Equal(res.PatchA, sw.PatchB) || !maps.Equal(res.PatchB, sw.PatchA) {
-			t.Fatalf("patches differ when swapped: %#v / %#v vs %#v / %#v",
-				map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(sw.PatchB), map[string]any(sw.PatchA))
-		}
-		if got, want := sw.NewBase, toB(res.NewBase); !maps.Equal(got, want) {
-			t.Fatalf("NewBase differs when swapped: %#v vs %#v", map[string]any(got), map[string]any(want))
-		}
-		if len(res.Conflicts) != len(sw.Conflicts) {
-			t.Fatalf("conflicts %v vs %v", res.Conflicts, sw.Conflicts)
-		}
+		sw, err := Merge(toB(c.base), c.b, c.a, sp)
+		require.NoError(t, err, "Merge")
+		require.True(t, maps.Equal(res.PatchA, sw.PatchB), "patches differ when swapped: %#v / %#v vs %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(sw.PatchB), map[string]any(sw.PatchA))
+		require.True(t, maps.Equal(res.PatchB, sw.PatchA), "patches differ when swapped: %#v / %#v vs %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(sw.PatchB), map[string]any(sw.PatchA))
+		got, want := sw.NewBase, toB(res.NewBase)
+		require.True(t, maps.Equal(got, want), "NewBase differs when swapped: %#v vs %#v", map[string]any(got), map[string]any(want))
+		require.Len(t, res.Conflicts, len(sw.Conflicts), "conflicts %v vs %v", res.Conflicts, sw.Conflicts)
 		for i := range res.Conflicts {
 			x, y := res.Conflicts[i], sw.Conflicts[i]
-			if x.Field != y.Field || x.Winner != y.Winner || x.Held != y.Held || x.RecordA != y.RecordB {
-				t.Fatalf("conflict %+v vs swapped %+v", x, y)
-			}
+			require.Equal(t, y.Field, x.Field, "conflict %+v vs swapped %+v", x, y)
+			require.Equal(t, y.Winner, x.Winner, "conflict %+v vs swapped %+v", x, y)
+			require.Equal(t, y.Held, x.Held, "conflict %+v vs swapped %+v", x, y)
+			require.Equal(t, y.RecordB, x.RecordA, "conflict %+v vs swapped %+v", x, y)
 		}
 		key := func(s Skip) string { return s.Field + "|" + s.Side + "|" + s.Reason }
 		k1, k2 := sortedBy(res.Skipped, key), sortedBy(sw.Skipped, key)
-		if !slices.Equal(k1, k2) {
-			t.Fatalf("skipped %q vs %q", k1, k2)
-		}
+		require.True(t, slices.Equal(k1, k2), "skipped %q vs %q", k1, k2)
 	})
 }
 
@@ -270,9 +251,7 @@ func FuzzMerge(f *testing.F) {
 		p, err := NewPolicy(Policy{A: hs, B: sf, Hold: flags&64 != 0, Rules: []FieldRule{
 			{Name: "f", A: "f", B: "F__c", Type: kind.typ, ToB: kind.toB, Rule: rule},
 		}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		put := func(f Fields, name string, v string, bits uint8) {
 			switch bits & 3 {
 			case 0:
@@ -296,9 +275,7 @@ func FuzzMerge(f *testing.F) {
 			for range valueErrors(err) {
 				found = true
 			}
-			if !found {
-				t.Fatalf("Merge error %v carries no ValueError", err)
-			}
+			require.True(t, found, "Merge error %v carries no ValueError", err)
 			// The fixed wording of a reason may hold a value by chance
 			// ("true" in "not true or false"): a value is quoted only if
 			// the message for the same case with every value bad
@@ -322,11 +299,7 @@ func FuzzMerge(f *testing.F) {
 		applyPatch(&a, res.PatchA)
 		applyPatch(&b, res.PatchB)
 		again, err := Merge(res.NewBase, a, b, p)
-		if err != nil {
-			t.Fatalf("second Merge: %v", err)
-		}
-		if !again.Empty() {
-			t.Fatalf("second Merge writes %#v / %#v", map[string]any(again.PatchA), map[string]any(again.PatchB))
-		}
+		require.NoError(t, err, "second Merge")
+		require.True(t, again.Empty(), "second Merge writes %#v / %#v", map[string]any(again.PatchA), map[string]any(again.PatchB))
 	})
 }

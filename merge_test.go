@@ -2,10 +2,10 @@ package crmsync
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"maps"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -160,9 +160,7 @@ func singleRulePolicy(t testing.TB, k valueKind, r Rule) *Policy {
 	p, err := NewPolicy(Policy{A: hs, B: sf, Rules: []FieldRule{
 		{Name: "f", A: "f_a", B: "F_B__c", Type: k.typ, ToB: k.toB, Rule: r},
 	}})
-	if err != nil {
-		t.Fatalf("NewPolicy: %v", err)
-	}
+	require.NoError(t, err, "NewPolicy")
 	return p
 }
 
@@ -207,9 +205,7 @@ func TestMergeTable(t *testing.T) {
 					}
 					base := Fields{"f": k.base}
 					res, err := Merge(base, a, b, p)
-					if err != nil {
-						t.Fatalf("Merge: %v", err)
-					}
+					require.NoError(t, err, "Merge")
 					want := expect(ruleName, pat.chA, pat.chB, k)
 
 					wantA, wantB := Fields{}, Fields{}
@@ -225,12 +221,8 @@ func TestMergeTable(t *testing.T) {
 							wantB["F_B__c"] = k.newAinB
 						}
 					}
-					if !maps.Equal(res.PatchA, wantA) {
-						t.Errorf("PatchA = %#v, want %#v", map[string]any(res.PatchA), map[string]any(wantA))
-					}
-					if !maps.Equal(res.PatchB, wantB) {
-						t.Errorf("PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(wantB))
-					}
+					assert.True(t, maps.Equal(res.PatchA, wantA), "PatchA = %#v, want %#v", map[string]any(res.PatchA), map[string]any(wantA))
+					assert.True(t, maps.Equal(res.PatchB, wantB), "PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(wantB))
 					switch {
 					case want.winner == "" && len(res.Conflicts) > 0:
 						t.Errorf("Conflicts = %v, want none", res.Conflicts)
@@ -238,28 +230,25 @@ func TestMergeTable(t *testing.T) {
 						t.Errorf("Conflicts = %v, want one won by %s", res.Conflicts, want.winner)
 					case want.winner != "":
 						c := res.Conflicts[0]
-						if c.Winner != want.winner || c.Field != "f" || c.RecordA != "101" || c.RecordB != "003X" ||
-							c.Rule != rule.String() || c.Held || c.State != ConflictResolved || c.ID == "" {
-							t.Errorf("Conflict = %+v, want winner %s", c, want.winner)
-						}
-						if !c.TimeB.After(c.TimeA) {
-							t.Errorf("Conflict times %v, %v: want the records' times", c.TimeA, c.TimeB)
-						}
+						assert.Equal(t, want.winner, c.Winner, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, "f", c.Field, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, "101", c.RecordA, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, "003X", c.RecordB, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, rule.String(), c.Rule, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.False(t, c.Held, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.Equal(t, ConflictResolved, c.State, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.NotEmpty(t, c.ID, "Conflict = %+v, want winner %s", c, want.winner)
+						assert.True(t, c.TimeB.After(c.TimeA), "Conflict times %v, %v: want the records' times", c.TimeA, c.TimeB)
 					}
-					if want.skip != (len(res.Skipped) > 0) {
-						t.Errorf("Skipped = %v, want skip %v", res.Skipped, want.skip)
-					}
+					assert.Equal(t, len(res.Skipped) > 0, want.skip, "Skipped = %v, want skip %v", res.Skipped, want.skip)
 
 					// No echo: once both patches land, merging again writes nothing.
 					applyPatch(&a, res.PatchA)
 					applyPatch(&b, res.PatchB)
 					again, err := Merge(res.NewBase, a, b, p)
-					if err != nil {
-						t.Fatalf("second Merge: %v", err)
-					}
-					if !again.Empty() || len(again.Conflicts) > 0 {
-						t.Errorf("second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
-					}
+					require.NoError(t, err, "second Merge")
+					assert.True(t, again.Empty(), "second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
+					assert.Empty(t, again.Conflicts, "second Merge wrote %v / %v, conflicts %v; want nothing", again.PatchA, again.PatchB, again.Conflicts)
 				})
 			}
 		}
@@ -271,34 +260,25 @@ func TestMergeNoBaseSettlesWithoutConflict(t *testing.T) {
 	a := Record{ID: "1", ModifiedAt: t0, Fields: Fields{"f_a": "Ann"}}
 	b := Record{ID: "2", ModifiedAt: t0.Add(time.Minute), Fields: Fields{"F_B__c": "Bea"}}
 	res, err := Merge(nil, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Conflicts) != 0 || res.PatchA["f_a"] != "Bea" || len(res.PatchB) != 0 || res.NewBase["f"] != "Bea" {
-		t.Errorf("Merge with no base = %+v, want A set to B's newer value and no conflict", res)
-	}
+	require.NoError(t, err)
+	assert.Empty(t, res.Conflicts, "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
+	assert.Equal(t, "Bea", res.PatchA["f_a"], "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
+	assert.Empty(t, res.PatchB, "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
+	assert.Equal(t, "Bea", res.NewBase["f"], "Merge with no base = %+v, want A set to B's newer value and no conflict", res)
 }
 
 func TestMergeCreatesOtherSide(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := Record{ID: "101", ModifiedAt: t0, Fields: Fields{
 		"email": "ada@example.com", "firstname": "Ada", "lifecyclestage": "lead",
 		"hubspotscore": "12", "sf_deal_stage": "Won", "phone": "",
 	}}
 	res, err := Merge(nil, a, Record{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want := Fields{"FirstName": "Ada", "Lifecycle_Stage__c": "Lead", "Lead_Score__c": 12.0}
-	if !maps.Equal(res.PatchB, want) {
-		t.Errorf("PatchB = %#v, want %#v (owned-by-salesforce fields and blanks not written)", map[string]any(res.PatchB), map[string]any(want))
-	}
-	if len(res.PatchA) != 0 {
-		t.Errorf("PatchA = %#v, want empty", map[string]any(res.PatchA))
-	}
+	assert.True(t, maps.Equal(res.PatchB, want), "PatchB = %#v, want %#v (owned-by-salesforce fields and blanks not written)", map[string]any(res.PatchB), map[string]any(want))
+	assert.Empty(t, res.PatchA, "PatchA = %#v, want empty", map[string]any(res.PatchA))
 }
 
 func TestMergePerFieldTimes(t *testing.T) {
@@ -309,11 +289,10 @@ func TestMergePerFieldTimes(t *testing.T) {
 	b := Record{ID: "2", ModifiedAt: t0.Add(3 * time.Hour), FieldTimes: map[string]time.Time{"F_B__c": t0.Add(time.Hour)},
 		Fields: Fields{"F_B__c": "Bea"}}
 	res, err := Merge(Fields{"f": "Ada"}, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Conflicts) != 1 || res.Conflicts[0].Winner != hs || res.PatchB["F_B__c"] != "Ann" {
-		t.Errorf("Merge = %+v, want hubspot's later field edit to win", res)
+	require.NoError(t, err)
+	if assert.Len(t, res.Conflicts, 1, "Merge = %+v, want hubspot's later field edit to win", res) {
+		assert.Equal(t, hs, res.Conflicts[0].Winner, "Merge = %+v, want hubspot's later field edit to win", res)
+		assert.Equal(t, "Ann", res.PatchB["F_B__c"], "Merge = %+v, want hubspot's later field edit to win", res)
 	}
 	// A tie goes to the system whose name sorts first, whichever side it is on.
 	a.FieldTimes, b.FieldTimes = nil, nil
@@ -327,35 +306,26 @@ func TestMergePerFieldTimes(t *testing.T) {
 
 func TestMergeBadValue(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := Record{ID: "101", Fields: Fields{"hubspotscore": "42abc", "firstname": "Ada"}}
 	b := Record{ID: "003X", Fields: Fields{"Close_Date__c": "someday"}}
 	res, err := Merge(Fields{"hubspotscore": 10.0}, a, b, p)
-	if err == nil {
-		t.Fatalf("Merge = %+v, want an error", res)
-	}
-	if !IsPermanent(err) {
-		t.Errorf("Merge error %v is not permanent", err)
-	}
+	require.Error(t, err, "Merge = %+v, want an error", res)
+	assert.True(t, IsPermanent(err), "Merge error %v is not permanent", err)
 	for _, secret := range []string{"42abc", "someday", "Ada"} {
-		if strings.Contains(err.Error(), secret) {
-			t.Errorf("error %q carries a value", err)
-		}
+		assert.NotContains(t, err.Error(), secret, "error %q carries a value", err)
 	}
 	var fields []string
 	for e := range valueErrors(err) {
 		fields = append(fields, e.Side+":"+e.Field)
 	}
-	if strings.Join(fields, ",") != "hubspot:hubspotscore,salesforce:Close_Date__c" {
-		t.Errorf("ValueErrors for %v, want hubspotscore and Close_Date__c", fields)
-	}
+	assert.Equal(t, "hubspot:hubspotscore,salesforce:Close_Date__c", strings.Join(fields, ","), "ValueErrors for %v, want hubspotscore and Close_Date__c", fields)
 	// A bad base value names the base.
 	_, err = Merge(Fields{"hubspotscore": "lots"}, Record{ID: "1"}, Record{ID: "2", Fields: Fields{"Lead_Score__c": 3.0}}, p)
 	var ve *ValueError
-	if !errors.As(err, &ve) || ve.Side != "base" || ve.Field != "hubspotscore" {
-		t.Errorf("Merge with a bad base = %v, want a ValueError for the base", err)
+	if assert.ErrorAs(t, err, &ve, "Merge with a bad base = %v, want a ValueError for the base", err) {
+		assert.Equal(t, "base", ve.Side, "Merge with a bad base = %v, want a ValueError for the base", err)
+		assert.Equal(t, "hubspotscore", ve.Field, "Merge with a bad base = %v, want a ValueError for the base", err)
 	}
 }
 
@@ -387,76 +357,54 @@ func valueErrors(err error) func(func(*ValueError) bool) {
 
 func TestMergeUnmappedPicklistSkips(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a := Record{ID: "101", Fields: Fields{"lifecyclestage": "evangelist", "firstname": "Ann"}}
 	b := Record{ID: "003X", Fields: Fields{"Lifecycle_Stage__c": "Lead", "FirstName": "Ada"}}
 	res, err := Merge(Fields{"lifecyclestage": "lead", "firstname": "Ada"}, a, b, p)
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	if assert.Len(t, res.Skipped, 1, "Skipped = %v, want lifecyclestage with no mapping", res.Skipped) {
+		assert.Equal(t, "lifecyclestage", res.Skipped[0].Field, "Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
+		assert.Contains(t, res.Skipped[0].Reason, "no mapping", "Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
 	}
-	if len(res.Skipped) != 1 || res.Skipped[0].Field != "lifecyclestage" || !strings.Contains(res.Skipped[0].Reason, "no mapping") {
-		t.Errorf("Skipped = %v, want lifecyclestage with no mapping", res.Skipped)
-	}
-	if _, ok := res.PatchB["Lifecycle_Stage__c"]; ok || res.PatchB["FirstName"] != "Ann" {
-		t.Errorf("PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
-	}
-	if res.NewBase["lifecyclestage"] != "lead" {
-		t.Errorf("NewBase[lifecyclestage] = %#v, want the old base kept", res.NewBase["lifecyclestage"])
-	}
+	_, ok := res.PatchB["Lifecycle_Stage__c"]
+	assert.False(t, ok, "PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
+	assert.Equal(t, "Ann", res.PatchB["FirstName"], "PatchB = %#v, want only FirstName", map[string]any(res.PatchB))
+	assert.Equal(t, "lead", res.NewBase["lifecyclestage"], "NewBase[lifecyclestage] = %#v, want the old base kept", res.NewBase["lifecyclestage"])
 }
 
 func TestMergeArchiving(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	base := Fields{"firstname": "Ada"}
 	a := Record{ID: "101", Archived: true, Fields: Fields{"firstname": "Ada", "crmsync_archived": "false"}}
 	b := Record{ID: "003X", Fields: Fields{"FirstName": "Ann"}}
 	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	assert.Equal(t, true, res.PatchB["Archived__c"], "PatchB = %#v, want Archived__c true", map[string]any(res.PatchB))
+	assert.Empty(t, res.PatchA, "PatchA = %#v, want nothing written to an archived record", map[string]any(res.PatchA))
+	if assert.Len(t, res.Skipped, 1, "Skipped = %v, want firstname skipped for the archived record", res.Skipped) {
+		assert.Equal(t, "firstname", res.Skipped[0].Field, "Skipped = %v, want firstname skipped for the archived record", res.Skipped)
 	}
-	if res.PatchB["Archived__c"] != true {
-		t.Errorf("PatchB = %#v, want Archived__c true", map[string]any(res.PatchB))
-	}
-	if len(res.PatchA) != 0 {
-		t.Errorf("PatchA = %#v, want nothing written to an archived record", map[string]any(res.PatchA))
-	}
-	if len(res.Skipped) != 1 || res.Skipped[0].Field != "firstname" {
-		t.Errorf("Skipped = %v, want firstname skipped for the archived record", res.Skipped)
-	}
-	if res.NewBase["firstname"] != "Ada" {
-		t.Errorf("NewBase[firstname] = %#v, want the old base until the write can land", res.NewBase["firstname"])
-	}
+	assert.Equal(t, "Ada", res.NewBase["firstname"], "NewBase[firstname] = %#v, want the old base until the write can land", res.NewBase["firstname"])
 	applyPatch(&b, res.PatchB)
 	again, err := Merge(res.NewBase, a, b, p)
-	if err != nil || !again.Empty() {
-		t.Errorf("second Merge = %+v, %v; want nothing", again, err)
-	}
+	assert.NoError(t, err, "second Merge = %+v, %v; want nothing", again, err)
+	assert.True(t, again.Empty(), "second Merge = %+v, %v; want nothing", again, err)
 
 	// Restored: the flag is cleared and the held-back write lands.
 	a.Archived = false
 	res, err = Merge(again.NewBase, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.PatchB["Archived__c"] != false || res.PatchA["firstname"] != "Ann" {
-		t.Errorf("after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
-	}
+	require.NoError(t, err)
+	assert.Equal(t, false, res.PatchB["Archived__c"], "after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
+	assert.Equal(t, "Ann", res.PatchA["firstname"], "after restore PatchA %#v PatchB %#v, want firstname Ann and Archived__c false", map[string]any(res.PatchA), map[string]any(res.PatchB))
 	// Even when the flag was not fetched, the base remembers it was set.
 	delete(b.Fields, "Archived__c")
 	res2, _ := Merge(again.NewBase, a, b, p)
-	if res2.PatchB["Archived__c"] != false {
-		t.Errorf("restore without the flag fetched: PatchB %#v, want Archived__c false", map[string]any(res2.PatchB))
-	}
+	assert.Equal(t, false, res2.PatchB["Archived__c"], "restore without the flag fetched: PatchB %#v, want Archived__c false", map[string]any(res2.PatchB))
 	applyPatch(&a, res.PatchA)
 	applyPatch(&b, res.PatchB)
-	if again, _ := Merge(res.NewBase, a, b, p); !again.Empty() {
-		t.Errorf("third Merge = %+v, want nothing", again)
-	}
+	again, _ = Merge(res.NewBase, a, b, p)
+	assert.True(t, again.Empty(), "third Merge = %+v, want nothing", again)
 }
 
 func TestMergeHold(t *testing.T) {
@@ -465,45 +413,36 @@ func TestMergeHold(t *testing.T) {
 		{Name: "f", A: "f_a", B: "F_B__c", Type: k.typ, Rule: MostRecent(), HoldConflicts: true},
 		{A: "g", B: "G__c", Type: TypeString, Rule: MostRecent()},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	base := Fields{"f": "Ada", "g": "x"}
 	a := Record{ID: "1", ModifiedAt: t0, Fields: Fields{"f_a": "Ann", "g": "y"}}
 	b := Record{ID: "2", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"F_B__c": "Bea", "G__c": "z"}}
 	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Conflicts) != 2 || !res.Conflicts[0].Held || res.Conflicts[0].State != ConflictHeld || res.Conflicts[1].Held {
-		t.Fatalf("Conflicts = %+v, want f held and g not", res.Conflicts)
-	}
-	if _, ok := res.PatchA["f_a"]; ok {
-		t.Errorf("PatchA writes a held field: %#v", map[string]any(res.PatchA))
-	}
-	if _, ok := res.PatchB["F_B__c"]; ok || res.PatchA["g"] != "z" {
-		t.Errorf("patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
-	}
-	if res.NewBase["f"] != "Ada" {
-		t.Errorf("NewBase[f] = %#v, want the old base while held", res.NewBase["f"])
-	}
+	require.NoError(t, err)
+	require.Len(t, res.Conflicts, 2, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	require.True(t, res.Conflicts[0].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	require.Equal(t, ConflictHeld, res.Conflicts[0].State, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	require.False(t, res.Conflicts[1].Held, "Conflicts = %+v, want f held and g not", res.Conflicts)
+	_, ok := res.PatchA["f_a"]
+	assert.False(t, ok, "PatchA writes a held field: %#v", map[string]any(res.PatchA))
+	_, ok = res.PatchB["F_B__c"]
+	assert.False(t, ok, "patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
+	assert.Equal(t, "z", res.PatchA["g"], "patches %#v / %#v, want only g written", map[string]any(res.PatchA), map[string]any(res.PatchB))
+	assert.Equal(t, "Ada", res.NewBase["f"], "NewBase[f] = %#v, want the old base while held", res.NewBase["f"])
 	// The same conflict seen again has the same ID; other values another.
 	again, _ := Merge(base, a, b, p)
-	if again.Conflicts[0].ID != res.Conflicts[0].ID {
-		t.Errorf("conflict ID changed between passes: %s, %s", res.Conflicts[0].ID, again.Conflicts[0].ID)
-	}
+	assert.Equal(t, res.Conflicts[0].ID, again.Conflicts[0].ID, "conflict ID changed between passes: %s, %s", res.Conflicts[0].ID, again.Conflicts[0].ID)
 	b.Fields["F_B__c"] = "Cy"
 	other, _ := Merge(base, a, b, p)
-	if other.Conflicts[0].ID == res.Conflicts[0].ID {
-		t.Errorf("different values gave the same conflict ID")
-	}
+	assert.NotEqual(t, res.Conflicts[0].ID, other.Conflicts[0].ID, "different values gave the same conflict ID")
 
 	// Policy.Hold holds every conflict.
 	ph := *p
 	ph.Hold = true
 	all, _ := Merge(base, a, b, &ph)
-	if len(all.Conflicts) != 2 || !all.Conflicts[1].Held || !all.Empty() {
-		t.Errorf("with Policy.Hold: %+v, want both held and nothing written", all)
+	if assert.Len(t, all.Conflicts, 2, "with Policy.Hold: %+v, want both held and nothing written", all) {
+		assert.True(t, all.Conflicts[1].Held, "with Policy.Hold: %+v, want both held and nothing written", all)
+		assert.True(t, all.Empty(), "with Policy.Hold: %+v, want both held and nothing written", all)
 	}
 
 	// A person's choice.
@@ -540,9 +479,7 @@ func TestMergeHold(t *testing.T) {
 		nb := maps.Clone(base)
 		maps.Copy(nb, got.NewBase)
 		after, err := Merge(nb, a2, b2, p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, ok := after.PatchA["f_a"]; ok || len(after.Conflicts) > 1 {
 			t.Errorf("after resolution: %+v, want field f settled", after)
 		}
@@ -551,20 +488,15 @@ func TestMergeHold(t *testing.T) {
 
 func TestMergePicklistResolutionAcrossTerms(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c := Conflict{ID: "x", Field: "lifecyclestage", A: "customer", B: "MQL"}
 	got, err := p.ApplyResolution(c, Resolution{Pick: sf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.PatchA["lifecyclestage"] != "marketingqualifiedlead" || got.PatchB["Lifecycle_Stage__c"] != "MQL" || got.NewBase["lifecyclestage"] != "marketingqualifiedlead" {
-		t.Errorf("ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
-	}
-	if _, err := p.ApplyResolution(Conflict{Field: "nosuch"}, Resolution{Pick: hs}); err == nil {
-		t.Errorf("ApplyResolution for an unknown field succeeded")
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "marketingqualifiedlead", got.PatchA["lifecyclestage"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
+	assert.Equal(t, "MQL", got.PatchB["Lifecycle_Stage__c"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
+	assert.Equal(t, "marketingqualifiedlead", got.NewBase["lifecyclestage"], "ApplyResolution = %+v, want B's value mapped back to hubspot's terms", got)
+	_, err = p.ApplyResolution(Conflict{Field: "nosuch"}, Resolution{Pick: hs})
+	assert.Error(t, err, "ApplyResolution for an unknown field succeeded")
 }
 
 func TestMergeFuncRule(t *testing.T) {
@@ -582,34 +514,34 @@ func TestMergeFuncRule(t *testing.T) {
 	p, err := NewPolicy(Policy{A: hs, B: sf, Rules: []FieldRule{
 		{A: "x", B: "X", Type: TypeString, Rule: Func(keepLonger)},
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	res, err := Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": "a"}}, Record{ID: "2", Fields: Fields{"X": "abc"}}, p)
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	if assert.Equal(t, "abc!", res.PatchA["x"], "Merge = %+v, want the func's value on both sides", res) {
+		if assert.Equal(t, "abc!", res.PatchB["X"], "Merge = %+v, want the func's value on both sides", res) {
+			if assert.Len(t, res.Conflicts, 1, "Merge = %+v, want the func's value on both sides", res) {
+				assert.Empty(t, res.Conflicts[0].Winner, "Merge = %+v, want the func's value on both sides", res)
+			}
+		}
 	}
-	if res.PatchA["x"] != "abc!" || res.PatchB["X"] != "abc!" || len(res.Conflicts) != 1 || res.Conflicts[0].Winner != "" {
-		t.Errorf("Merge = %+v, want the func's value on both sides", res)
-	}
-	if !seen.HasBase || seen.Base != "ab" || !seen.ChangedA || !seen.ChangedB || seen.Field != "x" {
-		t.Errorf("func saw %+v", seen)
-	}
+	assert.True(t, seen.HasBase, "func saw %+v", seen)
+	assert.Equal(t, "ab", seen.Base, "func saw %+v", seen)
+	assert.True(t, seen.ChangedA, "func saw %+v", seen)
+	assert.True(t, seen.ChangedB, "func saw %+v", seen)
+	assert.Equal(t, "x", seen.Field, "func saw %+v", seen)
 	res, _ = Merge(Fields{"x": "ab"}, Record{ID: "1", Fields: Fields{"x": ""}}, Record{ID: "2", Fields: Fields{"X": nil}}, p)
-	if !res.Empty() || len(res.Skipped) != 2 || res.Skipped[0].Reason != "both blank" {
-		t.Errorf("Merge = %+v, want both changes skipped with the func's reason", res)
+	if assert.True(t, res.Empty(), "Merge = %+v, want both changes skipped with the func's reason", res) {
+		if assert.Len(t, res.Skipped, 2, "Merge = %+v, want both changes skipped with the func's reason", res) {
+			assert.Equal(t, "both blank", res.Skipped[0].Reason, "Merge = %+v, want both changes skipped with the func's reason", res)
+		}
 	}
 }
 
 func TestMergeArchivedWithNoCounterpart(t *testing.T) {
 	p, _ := NewPolicy(playbook())
 	res, err := Merge(nil, Record{ID: "101", Archived: true, Fields: Fields{"firstname": "Ada"}}, Record{}, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Empty() {
-		t.Errorf("Merge of an archived record with no counterpart writes %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB))
-	}
+	require.NoError(t, err)
+	assert.True(t, res.Empty(), "Merge of an archived record with no counterpart writes %#v / %#v", map[string]any(res.PatchA), map[string]any(res.PatchB))
 }
 
 // A merge result, conflicts included, survives a JSON round trip (Stores
@@ -620,25 +552,18 @@ func TestMergeResultJSON(t *testing.T) {
 	a := Record{ID: "101", ModifiedAt: t0, Fields: Fields{"hubspotscore": "11", "recent_conversion_date": "1768471200000", "phone": "2"}}
 	b := Record{ID: "003X", ModifiedAt: t0.Add(time.Hour), Fields: Fields{"Lead_Score__c": 10.0, "Phone": "3"}}
 	res, err := Merge(base, a, b, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	raw, err := json.Marshal(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var back MergeResult
-	if err := json.Unmarshal(raw, &back); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(back.NewBase, res.NewBase) || !reflect.DeepEqual(back.Conflicts, res.Conflicts) || !reflect.DeepEqual(back.PatchB, res.PatchB) {
-		t.Errorf("JSON round trip changed the result:\n%s", raw)
-	}
+	require.NoError(t, json.Unmarshal(raw, &back))
+	assert.Equal(t, res.NewBase, back.NewBase, "JSON round trip changed the result:\n%s", raw)
+	assert.Equal(t, res.Conflicts, back.Conflicts, "JSON round trip changed the result:\n%s", raw)
+	assert.Equal(t, res.PatchB, back.PatchB, "JSON round trip changed the result:\n%s", raw)
 	applyPatch(&a, back.PatchA)
 	applyPatch(&b, back.PatchB)
-	if again, _ := Merge(back.NewBase, a, b, p); !again.Empty() {
-		t.Errorf("re-merge after a JSON round trip writes %v / %v", again.PatchA, again.PatchB)
-	}
+	again, _ := Merge(back.NewBase, a, b, p)
+	assert.True(t, again.Empty(), "re-merge after a JSON round trip writes %v / %v", again.PatchA, again.PatchB)
 }
 
 func TestMergeEncodingsPerSystem(t *testing.T) {
@@ -674,14 +599,10 @@ func TestMergeEncodingsPerSystem(t *testing.T) {
 			b := b
 			b.Fields = Fields{"C": "x"}
 			res, err := Merge(base, a, b, &tt.pol)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			want := maps.Clone(tt.want)
 			want["C"] = map[string]any{"salesforce is typed": nil, "hubspot to hubspot is strings": "", "custom encoding": "CLEAR"}[tt.name]
-			if !reflect.DeepEqual(res.PatchB, want) {
-				t.Errorf("PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(want))
-			}
+			assert.Equal(t, want, res.PatchB, "PatchB = %#v, want %#v", map[string]any(res.PatchB), map[string]any(want))
 		})
 	}
 }
@@ -691,9 +612,7 @@ func TestMergeEncodingsPerSystem(t *testing.T) {
 func TestMostRecentFirstMatchKeepsValueOverBlank(t *testing.T) {
 	p, err := NewPolicy(Policy{A: "hubspot", B: "salesforce",
 		Rules: []FieldRule{{A: "phone", B: "Phone", Type: TypeString, Rule: MostRecent()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name           string
@@ -707,12 +626,9 @@ func TestMostRecentFirstMatchKeepsValueOverBlank(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := Merge(nil, tc.a, tc.b, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(res.PatchA) != fmt.Sprint(tc.patchA) || fmt.Sprint(res.PatchB) != fmt.Sprint(tc.patchB) {
-				t.Errorf("Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
-			}
+			require.NoError(t, err)
+			assert.Equal(t, fmt.Sprint(tc.patchA), fmt.Sprint(res.PatchA), "Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
+			assert.Equal(t, fmt.Sprint(tc.patchB), fmt.Sprint(res.PatchB), "Merge = A %v, B %v; want A %v, B %v", map[string]any(res.PatchA), map[string]any(res.PatchB), map[string]any(tc.patchA), map[string]any(tc.patchB))
 		})
 	}
 }

@@ -2,7 +2,8 @@ package crmsync
 
 import (
 	"encoding/json"
-	"errors"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"strings"
 	"testing"
 	"time"
@@ -118,9 +119,8 @@ func TestEncodingsRoundTrip(t *testing.T) {
 			for name, enc := range map[string]Encoding{"string": StringEncoding{}, "typed": TypedEncoding{}} {
 				out := enc.Encode(typ, v)
 				if name == "string" {
-					if _, ok := out.(string); !ok {
-						t.Errorf("StringEncoding{}.Encode(%s, %#v) = %#v, not a string", typ, v, out)
-					}
+					_, ok := out.(string)
+					assert.True(t, ok, "StringEncoding{}.Encode(%s, %#v) = %#v, not a string", typ, v, out)
 				}
 				got, err := Normalize(typ, out)
 				if err != nil || got != v {
@@ -129,12 +129,10 @@ func TestEncodingsRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	if got := (TypedEncoding{}).Encode(TypeDateTime, "2026-01-15T10:00:00.123Z"); got != "2026-01-15T10:00:00.123+0000" {
-		t.Errorf("TypedEncoding{} datetime = %#v, want Salesforce layout", got)
-	}
-	if got := (StringEncoding{}).Encode(TypeString, nil); got != "" {
-		t.Errorf("StringEncoding{} clears with %#v, want \"\"", got)
-	}
+	got := (TypedEncoding{}).Encode(TypeDateTime, "2026-01-15T10:00:00.123Z")
+	assert.Equal(t, "2026-01-15T10:00:00.123+0000", got, "TypedEncoding{} datetime = %#v, want Salesforce layout", got)
+	got = (StringEncoding{}).Encode(TypeString, nil)
+	assert.Empty(t, got, "StringEncoding{} clears with %#v, want \"\"", got)
 	if got := (TypedEncoding{}).Encode(TypeString, nil); got != nil {
 		t.Errorf("TypedEncoding{} clears with %#v, want nil", got)
 	}
@@ -142,13 +140,10 @@ func TestEncodingsRoundTrip(t *testing.T) {
 
 func TestValueErrorNamesFieldNotValue(t *testing.T) {
 	err := error(&ValueError{Field: "Lead_Score__c", Side: "salesforce", Type: TypeNumber, Reason: "not a finite decimal number"})
-	if !strings.Contains(err.Error(), "Lead_Score__c") || !strings.Contains(err.Error(), "salesforce") {
-		t.Errorf("ValueError = %q, want the field and side named", err)
-	}
+	assert.Contains(t, err.Error(), "Lead_Score__c", "ValueError = %q, want the field and side named", err)
+	assert.Contains(t, err.Error(), "salesforce", "ValueError = %q, want the field and side named", err)
 	var ve *ValueError
-	if !errors.As(err, &ve) {
-		t.Fatal("errors.As(*ValueError) failed")
-	}
+	require.ErrorAs(t, err, &ve, "errors.As(*ValueError) failed")
 }
 
 var fuzzTypes = []FieldType{TypeString, TypeNumber, TypeBool, TypeDate, TypeDateTime, TypeEnum, TypeMultiEnum, TypeReference, TypeOther}
@@ -187,8 +182,7 @@ func FuzzNormalize(f *testing.F) {
 				t.Fatalf("encoding %s %#v normalises to %#v, %v", typ, v, got, err)
 			}
 		}
-		if _, err := json.Marshal(v); err != nil {
-			t.Fatalf("canonical %s value does not marshal: %v", typ, err)
-		}
+		_, err = json.Marshal(v)
+		require.NoError(t, err, "canonical %s value does not marshal", typ)
 	})
 }

@@ -2,6 +2,8 @@ package crmsync
 
 import (
 	"errors"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"slices"
 	"strings"
 	"testing"
@@ -75,23 +77,15 @@ func TestValidateListsEveryProblem(t *testing.T) {
 			tt.edit(&p)
 			err := p.Validate()
 			_, err2 := NewPolicy(p)
-			if (err == nil) != (err2 == nil) {
-				t.Fatalf("Validate = %v but NewPolicy = %v", err, err2)
-			}
+			require.Equal(t, err2 == nil, err == nil, "Validate = %v but NewPolicy = %v", err, err2)
 			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Validate = %v, want nil", err)
-				}
+				require.NoError(t, err, "Validate = %v, want nil", err)
 				return
 			}
 			var pe *PolicyError
-			if !errors.As(err, &pe) {
-				t.Fatalf("Validate = %v, want a *PolicyError", err)
-			}
+			require.ErrorAs(t, err, &pe, "Validate = %v, want a *PolicyError", err)
 			for _, w := range tt.want {
-				if !slices.ContainsFunc(pe.Problems, func(s string) bool { return strings.Contains(s, w) }) {
-					t.Errorf("Validate problems %q, want one containing %q", pe.Problems, w)
-				}
+				assert.True(t, slices.ContainsFunc(pe.Problems, func(s string) bool { return strings.Contains(s, w) }), "Validate problems %q, want one containing %q", pe.Problems, w)
 			}
 		})
 	}
@@ -99,28 +93,21 @@ func TestValidateListsEveryProblem(t *testing.T) {
 
 func TestValidateDoesNotChangePolicy(t *testing.T) {
 	p := playbook()
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if p.ready || p.Identity.A != "" {
-		t.Errorf("Validate changed its receiver")
-	}
+	require.NoError(t, p.Validate())
+	assert.False(t, p.ready, "Validate changed its receiver")
+	assert.Empty(t, p.Identity.A, "Validate changed its receiver")
 	q, err := NewPolicy(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if q.Identity.A != "email" || q.Identity.B != "Email" {
 		t.Errorf("identity defaults %q/%q, want email/Email", q.Identity.A, q.Identity.B)
 	}
 	// An unbuilt policy works in Merge too.
-	if _, err := Merge(nil, Record{ID: "1"}, Record{ID: "2"}, &p); err != nil {
-		t.Errorf("Merge with an unbuilt policy: %v", err)
-	}
+	_, err = Merge(nil, Record{ID: "1"}, Record{ID: "2"}, &p)
+	assert.NoError(t, err, "Merge with an unbuilt policy")
 	bad := playbook()
 	bad.A = ""
-	if _, err := Merge(nil, Record{}, Record{}, &bad); err == nil {
-		t.Errorf("Merge with an invalid policy succeeded")
-	}
+	_, err = Merge(nil, Record{}, Record{}, &bad)
+	assert.Error(t, err, "Merge with an invalid policy succeeded")
 }
 
 func TestIdentityKey(t *testing.T) {
@@ -140,16 +127,15 @@ func TestIdentityKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, ok := p.IdentityKey(Record{Fields: tt.fields}, tt.side)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("IdentityKey(%v, %s) = %q, %v, want %q, %v", tt.fields, tt.side, got, ok, tt.want, tt.ok)
-		}
+		assert.Equal(t, tt.want, got, "IdentityKey(%v, %s) = %q, %v, want %q, %v", tt.fields, tt.side, got, ok, tt.want, tt.ok)
+		assert.Equal(t, tt.ok, ok, "IdentityKey(%v, %s) = %q, %v, want %q, %v", tt.fields, tt.side, got, ok, tt.want, tt.ok)
 	}
 	custom := playbook()
 	custom.Identity = Identity{A: "sf_contact_id", B: "Id", Normalize: strings.TrimSpace}
 	q, _ := NewPolicy(custom)
-	if got, ok := q.IdentityKey(Record{Fields: Fields{"Id": " 003ABC "}}, sf); got != "003ABC" || !ok {
-		t.Errorf("custom IdentityKey = %q, %v", got, ok)
-	}
+	got, ok := q.IdentityKey(Record{Fields: Fields{"Id": " 003ABC "}}, sf)
+	assert.Equal(t, "003ABC", got, "custom IdentityKey = %q, %v", got, ok)
+	assert.True(t, ok, "custom IdentityKey = %q, %v", got, ok)
 }
 
 func TestPicklistMap(t *testing.T) {
@@ -167,27 +153,22 @@ func TestPicklistMap(t *testing.T) {
 		t.Errorf("Transform(a;z) error %v, want ErrUnmapped", err)
 	}
 	inv, err := m.Inverse()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := inv.Transform("C"); got != "c" {
-		t.Errorf("Inverse().Transform(C) = %v, want c", got)
-	}
-	if _, err := (OwnerMap{"1": "x", "2": "x"}).Inverse(); err == nil {
-		t.Errorf("Inverse of a many-to-one map succeeded")
-	}
+	require.NoError(t, err)
+	got, _ := inv.Transform("C")
+	assert.Equal(t, "c", got, "Inverse().Transform(C) = %v, want c", got)
+	_, err = (OwnerMap{"1": "x", "2": "x"}).Inverse()
+	assert.Error(t, err, "Inverse of a many-to-one map succeeded")
 }
 
 func TestSwappedPolicy(t *testing.T) {
 	p, _ := NewPolicy(playbook())
 	s := p.Swapped()
-	if s.A != sf || s.B != hs || s.Identity.A != "Email" || s.Archived.A != "Archived__c" {
-		t.Errorf("Swapped = %+v", s)
-	}
+	assert.Equal(t, sf, s.A, "Swapped = %+v", s)
+	assert.Equal(t, hs, s.B, "Swapped = %+v", s)
+	assert.Equal(t, "Email", s.Identity.A, "Swapped = %+v", s)
+	assert.Equal(t, "Archived__c", s.Archived.A, "Swapped = %+v", s)
 	if s.Rules[0].A != "Lifecycle_Stage__c" || s.Rules[0].Key() != "lifecyclestage" || s.Rules[0].Rule.String() != p.Rules[0].Rule.String() {
 		t.Errorf("Swapped rule 0 = %+v", s.Rules[0])
 	}
-	if err := s.Validate(); err != nil {
-		t.Errorf("Swapped policy invalid: %v", err)
-	}
+	assert.NoError(t, s.Validate(), "Swapped policy invalid")
 }

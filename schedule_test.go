@@ -11,6 +11,8 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/memory"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestEveryNeverOverlapsAndStops(t *testing.T) {
@@ -30,19 +32,14 @@ func TestEveryNeverOverlapsAndStops(t *testing.T) {
 			return nil
 		})
 	}()
-	if err := <-done; err != nil {
-		t.Fatalf("Every = %v, want nil after cancel", err)
-	}
-	if calls.Load() != 5 || overlaps.Load() != 0 {
-		t.Errorf("calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
-	}
-	if err := crmsync.Every(context.Background(), 0, nil); err == nil {
-		t.Error("Every with a zero interval = nil, want an error")
-	}
+	err := <-done
+	require.NoError(t, err, "Every = %v, want nil after cancel", err)
+	assert.Equal(t, int32(5), calls.Load(), "calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
+	assert.Equal(t, int32(0), overlaps.Load(), "calls %d, overlaps %d; want 5 calls and no overlap", calls.Load(), overlaps.Load())
+	assert.Error(t, crmsync.Every(context.Background(), 0, nil), "Every with a zero interval = nil, want an error")
 	boom := errors.New("boom")
-	if err := crmsync.Every(context.Background(), time.Hour, func(context.Context) error { return boom }); !errors.Is(err, boom) {
-		t.Errorf("Every = %v, want the func's error", err)
-	}
+	err = crmsync.Every(context.Background(), time.Hour, func(context.Context) error { return boom })
+	assert.ErrorIs(t, err, boom, "Every = %v, want the func's error", err)
 }
 
 func TestScheduleStopsWhenNextIsZero(t *testing.T) {
@@ -53,9 +50,8 @@ func TestScheduleStopsWhenNextIsZero(t *testing.T) {
 		}
 		return t
 	}, func(context.Context) error { n++; return nil })
-	if err != nil || n != 3 {
-		t.Errorf("Schedule = %v after %d calls, want nil after 3", err, n)
-	}
+	assert.NoError(t, err, "Schedule = %v after %d calls, want nil after 3", err, n)
+	assert.Equal(t, 3, n, "Schedule = %v after %d calls, want nil after 3", err, n)
 }
 
 func TestRunKeysBoundsConcurrency(t *testing.T) {
@@ -87,13 +83,10 @@ func TestRunKeysBoundsConcurrency(t *testing.T) {
 			return nil
 		})
 	})
-	if peak.Load() > 3 || peak.Load() < 2 {
-		t.Errorf("peak concurrency %d, want at most 3 (and some overlap)", peak.Load())
-	}
-	if len(ran) != 12 || len(infos) != 12 {
-		t.Errorf("ran %d keys, %d infos; want 12", len(ran), len(infos))
-	}
-	if len(errs) != 1 || errs["team-7"] == nil {
-		t.Errorf("errs = %v, want only team-7's", errs)
-	}
+	assert.LessOrEqual(t, peak.Load(), int32(3), "peak concurrency %d, want at most 3 (and some overlap)", peak.Load())
+	assert.GreaterOrEqual(t, peak.Load(), int32(2), "peak concurrency %d, want at most 3 (and some overlap)", peak.Load())
+	assert.Len(t, ran, 12, "ran %d keys, %d infos; want 12", len(ran), len(infos))
+	assert.Len(t, infos, 12, "ran %d keys, %d infos; want 12", len(ran), len(infos))
+	assert.Len(t, errs, 1, "errs = %v, want only team-7's", errs)
+	assert.Error(t, errs["team-7"], "errs = %v, want only team-7's", errs)
 }

@@ -1,7 +1,8 @@
 package crmsync
 
 import (
-	"reflect"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"slices"
 	"testing"
 )
@@ -41,9 +42,7 @@ func playbookSchemas() (Schema, Schema) {
 
 func TestSchemaDiff(t *testing.T) {
 	p, err := NewPolicy(playbook())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	a, b := playbookSchemas()
 	got := SchemaDiff(a, b, p)
 	want := Diff{
@@ -58,24 +57,17 @@ func TestSchemaDiff(t *testing.T) {
 			{Field: "sf_deal_stage", Side: sf, Value: "Closed Lost"},
 		},
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("SchemaDiff =\n%+v\nwant\n%+v", got, want)
-	}
-	if got.Empty() {
-		t.Errorf("Empty() = true for a diff with findings")
-	}
+	assert.Equal(t, want, got, "SchemaDiff =\n%+v\nwant\n%+v", got, want)
+	assert.False(t, got.Empty(), "Empty() = true for a diff with findings")
 
 	// Naming fields in Never rules marks them known.
 	pol := playbook()
 	pol.Rules = append(pol.Rules, FieldRule{A: "hs_object_id", Rule: Never()}, FieldRule{A: "jobtitle", B: "Title", Rule: Never()})
 	p2, err := NewPolicy(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	got = SchemaDiff(a, b, p2)
-	if len(got.UnmappedA) != 0 || !slices.Equal(got.MissingB, []string{"Close_Date__c", "Title"}) {
-		t.Errorf("with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)
-	}
+	assert.Empty(t, got.UnmappedA, "with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)
+	assert.True(t, slices.Equal(got.MissingB, []string{"Close_Date__c", "Title"}), "with Never rules: UnmappedA %v MissingB %v", got.UnmappedA, got.MissingB)
 
 	// Matching schemas give an empty diff.
 	fixed := b
@@ -98,19 +90,16 @@ func TestSchemaDiff(t *testing.T) {
 		}
 	}
 	fixed.Fields = slices.DeleteFunc(fixed.Fields, func(f FieldSchema) bool { return f.Name == "Id" })
-	if d := SchemaDiff(fixedA, fixed, p); !d.Empty() {
-		t.Errorf("SchemaDiff of matching schemas = %+v, want empty", d)
-	}
+	d := SchemaDiff(fixedA, fixed, p)
+	assert.True(t, d.Empty(), "SchemaDiff of matching schemas = %+v, want empty", d)
 }
 
 func TestUnknownFields(t *testing.T) {
 	p, _ := NewPolicy(playbook())
 	rec := Record{ID: "101", Fields: Fields{"email": "a@b.c", "firstname": "Ada", "hs_object_id": "101", "zz_new": "x", "crmsync_archived": "false"}}
-	if got := UnknownFields(rec, hs, p); !slices.Equal(got, []string{"hs_object_id", "zz_new"}) {
-		t.Errorf("UnknownFields(hubspot) = %v", got)
-	}
+	got := UnknownFields(rec, hs, p)
+	assert.True(t, slices.Equal(got, []string{"hs_object_id", "zz_new"}), "UnknownFields(hubspot) = %v", got)
 	rec = Record{ID: "003", Fields: Fields{"Email": "a@b.c", "Phone": "1", "Archived__c": false, "Title": "CTO"}}
-	if got := UnknownFields(rec, sf, p); !slices.Equal(got, []string{"Title"}) {
-		t.Errorf("UnknownFields(salesforce) = %v", got)
-	}
+	got = UnknownFields(rec, sf, p)
+	assert.True(t, slices.Equal(got, []string{"Title"}), "UnknownFields(salesforce) = %v", got)
 }

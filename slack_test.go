@@ -3,12 +3,12 @@ package crmsync
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,18 +86,12 @@ func stormConflicts(n int) []Conflict {
 func TestSlackOneMessagePerCall(t *testing.T) {
 	srv := newSlackServer(t)
 	n := srv.notifier()
-	if err := n.HandleConflicts(context.Background(), "run-1", stormConflicts(1200)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.HandleConflicts(context.Background(), "run-1", stormConflicts(1200)))
 	posts := srv.posts()
-	if len(posts) != 1 {
-		t.Fatalf("%d messages for one call, want 1", len(posts))
-	}
+	require.Len(t, posts, 1, "%d messages for one call, want 1", len(posts))
 	msg := posts[0]
 	for _, want := range []string{"run-1", "1200 conflicting edits", "phone on hubspot 1000 / salesforce 003000000000000000", "salesforce won (most-recent)", "…and 1150 more", "secret-b-value"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("message lacks %q:\n%s", want, msg)
-		}
+		assert.Contains(t, msg, want, "message lacks %q:\n%s", want, msg)
 	}
 	if err := n.HandleConflicts(context.Background(), "run-2", nil); err != nil || len(srv.posts()) != 1 {
 		t.Errorf("no conflicts: err %v, %d posts; want nothing posted", err, len(srv.posts()))
@@ -106,38 +100,33 @@ func TestSlackOneMessagePerCall(t *testing.T) {
 
 func TestSlackRetries(t *testing.T) {
 	srv := newSlackServer(t, 503, 500, 429)
-	if err := srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2)); err != nil {
-		t.Fatalf("HandleConflicts after 5xx and 429: %v", err)
-	}
-	if got := len(srv.posts()); got != 4 {
-		t.Errorf("%d attempts, want 4 (3 refused, 1 accepted)", got)
-	}
+	require.NoError(t, srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2)), "HandleConflicts after 5xx and 429")
+	got := len(srv.posts())
+	assert.Equal(t, 4, got, "%d attempts, want 4 (3 refused, 1 accepted)", got)
 
 	// A refusal no retry can fix is not retried and is permanent.
 	srv = newSlackServer(t, 404)
 	err := srv.notifier().HandleConflicts(context.Background(), "run-1", stormConflicts(2))
 	var se *SlackError
-	if !errors.As(err, &se) || se.Status != 404 || !IsPermanent(err) {
-		t.Errorf("HandleConflicts on 404 = %v, want a permanent *SlackError", err)
+	if assert.ErrorAs(t, err, &se, "HandleConflicts on 404 = %v, want a permanent *SlackError", err) {
+		assert.Equal(t, 404, se.Status, "HandleConflicts on 404 = %v, want a permanent *SlackError", err)
+		assert.True(t, IsPermanent(err), "HandleConflicts on 404 = %v, want a permanent *SlackError", err)
 	}
-	if got := len(srv.posts()); got != 1 {
-		t.Errorf("%d attempts on 404, want 1", got)
-	}
+	got = len(srv.posts())
+	assert.Equal(t, 1, got, "%d attempts on 404, want 1", got)
 
 	// Attempts are capped, and the error does not carry the secret URL.
 	srv = newSlackServer(t, 500, 500, 500, 500)
 	n := srv.notifier()
 	n.MaxAttempts = 3
 	err = n.HandleConflicts(context.Background(), "run-1", stormConflicts(1))
-	if !errors.As(err, &se) || se.Status != 500 || IsPermanent(err) {
-		t.Errorf("HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
+	if assert.ErrorAs(t, err, &se, "HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err) {
+		assert.Equal(t, 500, se.Status, "HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
+		assert.False(t, IsPermanent(err), "HandleConflicts after 3 x 500 = %v, want a transient *SlackError", err)
 	}
-	if got := len(srv.posts()); got != 3 {
-		t.Errorf("%d attempts, want 3", got)
-	}
-	if strings.Contains(err.Error(), "XXXX") {
-		t.Errorf("error %q carries the webhook URL", err)
-	}
+	got = len(srv.posts())
+	assert.Equal(t, 3, got, "%d attempts, want 3", got)
+	assert.NotContains(t, err.Error(), "XXXX", "error %q carries the webhook URL", err)
 }
 
 func TestSlackNetworkErrorHidesURL(t *testing.T) {
@@ -146,12 +135,9 @@ func TestSlackNetworkErrorHidesURL(t *testing.T) {
 	srv.Close()
 	n.MaxAttempts = 2
 	err := n.HandleConflicts(context.Background(), "run-1", stormConflicts(1))
-	if err == nil {
-		t.Fatal("HandleConflicts to a closed server succeeded")
-	}
-	if strings.Contains(err.Error(), "XXXX") || strings.Contains(err.Error(), "/services/") {
-		t.Errorf("error %q carries the webhook URL", err)
-	}
+	require.Error(t, err, "HandleConflicts to a closed server succeeded")
+	assert.NotContains(t, err.Error(), "XXXX", "error %q carries the webhook URL", err)
+	assert.NotContains(t, err.Error(), "/services/", "error %q carries the webhook URL", err)
 }
 
 func TestSlackContextCancelled(t *testing.T) {
@@ -165,9 +151,8 @@ func TestSlackContextCancelled(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("HandleConflicts after cancel = %v, want context.Canceled", err)
-	}
+	err := <-done
+	assert.ErrorIs(t, err, context.Canceled, "HandleConflicts after cancel = %v, want context.Canceled", err)
 }
 
 func TestSlackRedacts(t *testing.T) {
@@ -179,43 +164,32 @@ func TestSlackRedacts(t *testing.T) {
 	srv := newSlackServer(t)
 	n := srv.notifier()
 	n.Redact = true
-	if err := n.HandleConflicts(context.Background(), "run-1", cs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.HandleConflicts(context.Background(), "run-1", cs))
 	msg := srv.posts()[0]
 	for _, v := range values {
-		if strings.Contains(msg, v) {
-			t.Errorf("redacted message carries a value %q:\n%s", v, msg)
-		}
+		assert.NotContains(t, msg, v, "redacted message carries a value %q:\n%s", v, msg)
 	}
 	for _, want := range []string{"phone", "1000", "003000000000000000", "lifecyclestage", "held", "1 held for a person"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("redacted message lacks %q:\n%s", want, msg)
-		}
+		assert.Contains(t, msg, want, "redacted message lacks %q:\n%s", want, msg)
 	}
 
 	// Redacting some fields keeps the others' values.
 	srv = newSlackServer(t)
 	n = srv.notifier()
 	n.RedactFields = []string{"Phone"}
-	if err := n.HandleConflicts(context.Background(), "run-1", cs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.HandleConflicts(context.Background(), "run-1", cs))
 	msg = srv.posts()[0]
-	if strings.Contains(msg, "secret-b-value") || strings.Contains(msg, "+1 555 0000") {
-		t.Errorf("message carries a redacted field's value:\n%s", msg)
-	}
-	if !strings.Contains(msg, `"customer"`) || !strings.Contains(msg, `"Opportunity"`) {
-		t.Errorf("message lacks the unredacted field's values:\n%s", msg)
-	}
+	assert.NotContains(t, msg, "secret-b-value", "message carries a redacted field's value:\n%s", msg)
+	assert.NotContains(t, msg, "+1 555 0000", "message carries a redacted field's value:\n%s", msg)
+	assert.Contains(t, msg, `"customer"`, "message lacks the unredacted field's values:\n%s", msg)
+	assert.Contains(t, msg, `"Opportunity"`, "message lacks the unredacted field's values:\n%s", msg)
 }
 
 func TestSlackEscapesMarkup(t *testing.T) {
 	n := &SlackNotifier{}
 	msg := n.Message("run-1", []Conflict{{ID: "c", Field: "f", A: "<!channel> & co", B: "x"}})
-	if strings.Contains(msg, "<!channel>") || !strings.Contains(msg, "&lt;!channel&gt; &amp; co") {
-		t.Errorf("Message did not escape Slack markup:\n%s", msg)
-	}
+	assert.NotContains(t, msg, "<!channel>", "Message did not escape Slack markup:\n%s", msg)
+	assert.Contains(t, msg, "&lt;!channel&gt; &amp; co", "Message did not escape Slack markup:\n%s", msg)
 }
 
 func TestConflictHandlerFunc(t *testing.T) {
@@ -224,16 +198,15 @@ func TestConflictHandlerFunc(t *testing.T) {
 		got = cs
 		return nil
 	})
-	if err := h.HandleConflicts(context.Background(), "r", stormConflicts(2)); err != nil || len(got) != 2 {
-		t.Errorf("ConflictHandlerFunc: err %v, got %d conflicts", err, len(got))
-	}
+	err := h.HandleConflicts(context.Background(), "r", stormConflicts(2))
+	assert.NoError(t, err, "ConflictHandlerFunc: err %v, got %d conflicts", err, len(got))
+	assert.Len(t, got, 2, "ConflictHandlerFunc: err %v, got %d conflicts", err, len(got))
 }
 
 func TestConflictPrintsNoValues(t *testing.T) {
 	c := stormConflicts(1)[0]
 	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%v", c), c.String(), c.LogValue().String()} {
-		if strings.Contains(s, "secret-b-value") || strings.Contains(s, "555") {
-			t.Errorf("printed conflict carries a value: %s", s)
-		}
+		assert.NotContains(t, s, "secret-b-value", "printed conflict carries a value: %s", s)
+		assert.NotContains(t, s, "555", "printed conflict carries a value: %s", s)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestBadResponsesAreTypedErrors(t *testing.T) {
@@ -34,12 +36,10 @@ func TestBadResponsesAreTypedErrors(t *testing.T) {
 			srv.Fail(tt.fault)
 			_, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
 			var de *hubspot.DecodeError
-			if !errors.As(err, &de) || !strings.Contains(de.Reason, tt.reason) || de.Call != "search contacts" {
-				t.Fatalf("Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
-			}
-			if crmsync.IsPermanent(err) {
-				t.Fatalf("DecodeError marked permanent: %v", err)
-			}
+			require.ErrorAs(t, err, &de, "Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
+			require.Contains(t, de.Reason, tt.reason, "Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
+			require.Equal(t, "search contacts", de.Call, "Changes() = %v, want a DecodeError for search contacts: %s", err, tt.reason)
+			require.False(t, crmsync.IsPermanent(err), "DecodeError marked permanent: %v", err)
 		})
 	}
 }
@@ -76,15 +76,19 @@ func TestBadResponsesOnOtherCalls(t *testing.T) {
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Raw, Status: 403, ContentType: "text/html", Body: []byte("<html>forbidden</html>")})
 	_, err = c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts"})
 	var ae *hubspot.APIError
-	if !errors.As(err, &ae) || ae.Status != 403 || ae.Category != "" || !crmsync.IsPermanent(err) {
-		t.Errorf("403 HTML = %v", err)
+	if assert.ErrorAs(t, err, &ae, "403 HTML = %v", err) {
+		assert.Equal(t, 403, ae.Status, "403 HTML = %v", err)
+		assert.Empty(t, ae.Category, "403 HTML = %v", err)
+		assert.True(t, crmsync.IsPermanent(err), "403 HTML = %v", err)
 	}
 	// Unknown fields in a good response are ignored.
 	id := srv.SeedContacts(1)[0]
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Raw, Endpoint: "batch/read", Body: []byte(`{"total":1,"results":[{"id":"` + id + `","properties":{"email":"a@b.c"},"createdAt":"2024-01-17T19:55:04.281Z","updatedAt":"2024-01-17T19:55:04.281Z","archived":false,"novel":{"x":1}}],"novelTop":[1]}`)})
 	p, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts"})
-	if err != nil || len(p.Records) != 1 || p.Records[0].ID != id {
-		t.Errorf("response with unknown fields = %+v, %v", p, err)
+	if assert.NoError(t, err, "response with unknown fields = %+v", p) {
+		if assert.Len(t, p.Records, 1, "response with unknown fields = %+v, %v", p, err) {
+			assert.Equal(t, id, p.Records[0].ID, "response with unknown fields = %+v, %v", p, err)
+		}
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestNewValidatesConfig(t *testing.T) {
@@ -36,18 +38,14 @@ func TestNewValidatesConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := hubspot.New(tt.cfg)
-			if err == nil || !strings.Contains(err.Error(), tt.field) {
-				t.Fatalf("New() = %v, want an error naming %s", err, tt.field)
-			}
+			require.Error(t, err, "New() = %v, want an error naming %s", err, tt.field)
+			require.Contains(t, err.Error(), tt.field, "New() = %v, want an error naming %s", err, tt.field)
 		})
 	}
 	c, err := hubspot.New(hubspot.Config{Token: "secret-token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.System() != "hubspot" || c.Limits() != (crmsync.Limits{WriteBatch: 100, LookupBatch: 100}) {
-		t.Fatalf("System/Limits = %q %+v", c.System(), c.Limits())
-	}
+	require.NoError(t, err)
+	require.Equal(t, "hubspot", c.System(), "System/Limits = %q %+v", c.System(), c.Limits())
+	require.Equal(t, crmsync.Limits{WriteBatch: 100, LookupBatch: 100}, c.Limits(), "System/Limits = %q %+v", c.System(), c.Limits())
 }
 
 func TestTiers(t *testing.T) {
@@ -55,9 +53,8 @@ func TestTiers(t *testing.T) {
 		hubspot.TierStarter: {100, 250_000}, hubspot.TierProfessional: {190, 625_000},
 		hubspot.TierEnterprise: {190, 1_000_000}, hubspot.TierLimitIncrease: {250, 2_000_000},
 	} {
-		if got := [2]int{tier.TenSecondLimit(), tier.DailyLimit()}; got != want {
-			t.Errorf("tier %d limits = %v, want %v", tier, got, want)
-		}
+		got := [2]int{tier.TenSecondLimit(), tier.DailyLimit()}
+		assert.Equal(t, want, got, "tier %d limits = %v, want %v", tier, got, want)
 	}
 }
 
@@ -68,9 +65,7 @@ func allChanges(t *testing.T, c *hubspot.Client, q crmsync.ChangeQuery) ([]crmsy
 	pages := 0
 	for {
 		p, err := c.Changes(context.Background(), q)
-		if err != nil {
-			t.Fatalf("Changes(page %d) = %v", pages, err)
-		}
+		require.NoError(t, err, "Changes(page %d)", pages)
 		pages++
 		out = append(out, p.Records...)
 		if p.Next == "" {
@@ -79,13 +74,11 @@ func allChanges(t *testing.T, c *hubspot.Client, q crmsync.ChangeQuery) ([]crmsy
 		// Tokens must survive a JSON round trip (a step's stored result).
 		b, _ := json.Marshal(p)
 		var back crmsync.Page
-		if err := json.Unmarshal(b, &back); err != nil || back.Next != p.Next {
-			t.Fatalf("page token does not survive JSON: %v", err)
-		}
+		err = json.Unmarshal(b, &back)
+		require.NoError(t, err, "page token does not survive JSON")
+		require.Equal(t, p.Next, back.Next, "page token does not survive JSON: %v", err)
 		q.PageToken = back.Next
-		if pages > 1000 {
-			t.Fatal("Changes does not end")
-		}
+		require.LessOrEqual(t, pages, 1000, "Changes does not end")
 	}
 }
 
@@ -96,9 +89,7 @@ func TestChangesWindowAndPaging(t *testing.T) {
 	t1 := clk.Advance(time.Minute)
 	ids := srv.SeedContacts(420)
 	for _, id := range old[:5] {
-		if err := srv.Edit("contacts", id, map[string]string{"firstname": "Edited"}); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "Edited"}))
 	}
 	t2 := clk.Advance(time.Minute)
 	late := srv.SeedContacts(3)
@@ -109,37 +100,28 @@ func TestChangesWindowAndPaging(t *testing.T) {
 	for _, id := range append(ids, old[:5]...) {
 		want[id] = true
 	}
-	if len(got) != len(want) || pages != 3 {
-		t.Fatalf("Changes returned %d records in %d pages, want %d in 3", len(got), pages, len(want))
-	}
+	require.Len(t, got, len(want), "Changes returned %d records in %d pages, want %d in 3", len(got), pages, len(want))
+	require.Equal(t, 3, pages, "Changes returned %d records in %d pages, want %d in 3", len(got), pages, len(want))
 	prev := 0
 	for _, r := range got {
-		if !want[r.ID] {
-			t.Errorf("record %s outside the window", r.ID)
-		}
+		assert.True(t, want[r.ID], "record %s outside the window", r.ID)
 		n, _ := strconv.Atoi(r.ID)
-		if n <= prev {
-			t.Errorf("records not in ascending id order at %s", r.ID)
-		}
+		assert.Greater(t, n, prev, "records not in ascending id order at %s", r.ID)
 		prev = n
-		if r.ModifiedAt.Before(t1) || !r.ModifiedAt.Before(t2) || r.CreatedAt.IsZero() {
-			t.Errorf("record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
-		}
-		if _, ok := r.Fields["email"].(string); !ok {
-			t.Errorf("record %s email = %#v, want a string", r.ID, r.Fields["email"])
-		}
+		assert.False(t, r.ModifiedAt.Before(t1), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
+		assert.True(t, r.ModifiedAt.Before(t2), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
+		assert.False(t, r.CreatedAt.IsZero(), "record %s stamps %v/%v outside [%v,%v)", r.ID, r.CreatedAt, r.ModifiedAt, t1, t2)
+		_, ok := r.Fields["email"].(string)
+		assert.True(t, ok, "record %s email = %#v, want a string", r.ID, r.Fields["email"])
 	}
 	// Unset requested fields come back as nil (HubSpot's null).
 	rs, _ := allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: t2, Fields: []string{"email", "phone"}})
-	if len(rs) != len(late) {
-		t.Fatalf("open-ended window returned %d records, want %d", len(rs), len(late))
-	}
+	require.Len(t, rs, len(late), "open-ended window returned %d records, want %d", len(rs), len(late))
 	if v, ok := rs[0].Fields["phone"]; !ok || v != nil {
 		t.Errorf("unset phone = %#v, %v; want nil present", v, ok)
 	}
-	if s := c.Stats()["search"]; s != 4 {
-		t.Errorf("Stats()[search] = %d, want 4", s)
-	}
+	s := c.Stats()["search"]
+	assert.Equal(t, int64(4), s, "Stats()[search] = %d, want 4", s)
 }
 
 func TestChangesOtherObjectsUseHSLastModified(t *testing.T) {
@@ -148,9 +130,7 @@ func TestChangesOtherObjectsUseHSLastModified(t *testing.T) {
 	srv.Seed("companies", map[string]string{"name": "Acme"}, map[string]string{"name": "Globex"})
 	c := newClient(t, srv)
 	got, _ := allChanges(t, c, crmsync.ChangeQuery{Object: "companies", Since: clk.Now().Add(-time.Hour)})
-	if len(got) != 2 {
-		t.Fatalf("companies changes = %d, want 2", len(got))
-	}
+	require.Len(t, got, 2, "companies changes = %d, want 2", len(got))
 	ex := rec.exchanges("/companies/search")
 	if len(ex) != 1 || !strings.Contains(string(ex[0].ReqBody), `"hs_lastmodifieddate"`) {
 		t.Fatalf("search request does not filter on hs_lastmodifieddate: %s", ex[0].ReqBody)
@@ -168,12 +148,8 @@ func TestChangesPagesByIDPastSearchCap(t *testing.T) {
 	got, _ := allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: clk.Now(), Fields: []string{"email"}})
 	checkAllOnce(t, got, ids)
 	for _, e := range rec.exchanges("/contacts/search") {
-		if e.Status != 200 {
-			t.Fatalf("search got status %d: %s", e.Status, e.RespBody)
-		}
-		if strings.Contains(string(e.ReqBody), `"after"`) {
-			t.Fatalf("search paged by offset: %s", e.ReqBody)
-		}
+		require.Equal(t, 200, e.Status, "search got status %d: %s", e.Status, e.RespBody)
+		require.NotContains(t, string(e.ReqBody), `"after"`, "search paged by offset: %s", e.ReqBody)
 	}
 }
 
@@ -186,22 +162,18 @@ func TestChangesSurvivesRecordsLeavingTheWindow(t *testing.T) {
 	c := newClient(t, srv)
 	q := crmsync.ChangeQuery{Object: "contacts", Since: clk.Now().Add(-time.Hour), Until: clk.Now().Add(time.Second)}
 	first, err := c.Changes(context.Background(), q)
-	if err != nil || len(first.Records) != 200 || first.Next == "" {
-		t.Fatalf("first page = %d records, next %q, %v", len(first.Records), first.Next, err)
-	}
+	require.NoError(t, err, "first page = %d records, next %q", len(first.Records), first.Next)
+	require.Len(t, first.Records, 200, "first page = %d records, next %q, %v", len(first.Records), first.Next, err)
+	require.NotEmpty(t, first.Next, "first page = %d records, next %q, %v", len(first.Records), first.Next, err)
 	clk.Advance(time.Minute)
 	for _, r := range first.Records[:150] {
-		if err := srv.Edit("contacts", r.ID, map[string]string{"phone": "1"}); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, srv.Edit("contacts", r.ID, map[string]string{"phone": "1"}))
 	}
 	got := append([]crmsync.Record(nil), first.Records...)
 	q.PageToken = first.Next
 	for q.PageToken != "" {
 		p, err := c.Changes(context.Background(), q)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		got = append(got, p.Records...)
 		q.PageToken = p.Next
 	}
@@ -215,13 +187,9 @@ func checkAllOnce(t *testing.T, got []crmsync.Record, ids []string) {
 		seen[r.ID]++
 	}
 	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Fatalf("record %s returned %d times, want once", id, seen[id])
-		}
+		require.Equal(t, 1, seen[id], "record %s returned %d times, want once", id, seen[id])
 	}
-	if len(got) != len(ids) {
-		t.Fatalf("got %d records, want %d", len(got), len(ids))
-	}
+	require.Len(t, got, len(ids), "got %d records, want %d", len(got), len(ids))
 }
 
 func TestChangesUnderScaledSearchCap(t *testing.T) {
@@ -247,19 +215,14 @@ func TestChangesArchived(t *testing.T) {
 	c := newClient(t, srv)
 	got, pages := allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: t1, Archived: true})
 	checkAllOnce(t, got, ids[100:250])
-	if pages != 2 {
-		t.Errorf("archived pages = %d, want 2", pages)
-	}
+	assert.Equal(t, 2, pages, "archived pages = %d, want 2", pages)
 	for _, r := range got {
-		if !r.Archived || r.ModifiedAt.Before(t1) {
-			t.Fatalf("record %s archived=%v at %v, want archived since %v", r.ID, r.Archived, r.ModifiedAt, t1)
-		}
+		require.True(t, r.Archived, "record %s archived=%v at %v, want archived since %v", r.ID, r.Archived, r.ModifiedAt, t1)
+		require.False(t, r.ModifiedAt.Before(t1), "record %s archived=%v at %v, want archived since %v", r.ID, r.Archived, r.ModifiedAt, t1)
 	}
 	// Archived records never appear in search.
 	live, _ := allChanges(t, c, crmsync.ChangeQuery{Object: "contacts", Since: time.Time{}})
-	if len(live) != 100 {
-		t.Fatalf("live changes = %d, want 100", len(live))
-	}
+	require.Len(t, live, 100, "live changes = %d, want 100", len(live))
 }
 
 func TestChangesRejectsBadQuery(t *testing.T) {
@@ -269,13 +232,12 @@ func TestChangesRejectsBadQuery(t *testing.T) {
 		"no object": {},
 		"bad token": {Object: "contacts", PageToken: "!!not a token"},
 	} {
-		if _, err := c.Changes(context.Background(), q); err == nil || !crmsync.IsPermanent(err) {
-			t.Errorf("%s: Changes() = %v, want a permanent error", name, err)
-		}
+		_, err := c.Changes(context.Background(), q)
+		assert.Error(t, err, "%s: Changes() = %v, want a permanent error", name, err)
+		assert.True(t, crmsync.IsPermanent(err), "%s: Changes() = %v, want a permanent error", name, err)
 	}
-	if n := srv.Calls("search"); n != 0 {
-		t.Errorf("bad queries made %d calls", n)
-	}
+	n := srv.Calls("search")
+	assert.Equal(t, 0, n, "bad queries made %d calls", n)
 }
 
 func TestLookup(t *testing.T) {
@@ -289,27 +251,24 @@ func TestLookup(t *testing.T) {
 
 	want := append([]string{"999999"}, ids...)
 	recs, err := c.Lookup(ctx, "contacts", "id", want, []string{"email"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	checkAllOnce(t, recs, ids[1:])
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Errorf("batch/read calls = %d, want 3 for 251 ids", n)
-	}
+	n := srv.Calls("batch/read")
+	assert.Equal(t, 3, n, "batch/read calls = %d, want 3 for 251 ids", n)
 
 	recs, err = c.Lookup(ctx, "contacts", "email", []string{"CONTACT" + ids[5] + "@example.com", "nobody@example.com"}, nil)
 	if err != nil || len(recs) != 1 || recs[0].ID != ids[5] {
 		t.Fatalf("Lookup(email) = %v, %v; want record %s", recs, err, ids[5])
 	}
 	recs, err = c.Lookup(ctx, "contacts", "sf_id", []string{"003ABC"}, []string{"sf_id"})
-	if err != nil || len(recs) != 1 || recs[0].Fields["sf_id"] != "003ABC" {
-		t.Fatalf("Lookup(sf_id) = %v, %v", recs, err)
-	}
+	require.NoError(t, err, "Lookup(sf_id) = %v", recs)
+	require.Len(t, recs, 1, "Lookup(sf_id) = %v, %v", recs, err)
+	require.Equal(t, "003ABC", recs[0].Fields["sf_id"], "Lookup(sf_id) = %v, %v", recs, err)
 	_, err = c.Lookup(ctx, "contacts", "firstname", []string{"a"}, nil)
 	var ae *hubspot.APIError
-	if !errors.As(err, &ae) || ae.Status != 400 || !crmsync.IsPermanent(err) {
-		t.Fatalf("Lookup(non-unique property) = %v, want permanent 400", err)
-	}
+	require.ErrorAs(t, err, &ae, "Lookup(non-unique property) = %v, want permanent 400", err)
+	require.Equal(t, 400, ae.Status, "Lookup(non-unique property) = %v, want permanent 400", err)
+	require.True(t, crmsync.IsPermanent(err), "Lookup(non-unique property) = %v, want permanent 400", err)
 }
 
 func TestWriteCreateUpdateUpsert(t *testing.T) {
@@ -327,33 +286,30 @@ func TestWriteCreateUpdateUpsert(t *testing.T) {
 		{Kind: crmsync.Update, ID: existing, Fields: crmsync.Fields{"firstname": "Renamed", "lastname": nil}, Key: "k-update"},
 	}
 	res, err := c.Write(ctx, "contacts", ops)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i, r := range res {
-		if r.Err != nil || r.ID == "" {
-			t.Fatalf("result %d = %+v", i, r)
-		}
+		require.NoError(t, r.Err, "result %d = %+v", i, r)
+		require.NotEmpty(t, r.ID, "result %d = %+v", i, r)
 	}
-	if !res[0].Created || !res[1].Created || res[2].Created || res[2].ID != existing {
-		t.Fatalf("results = %+v", res)
-	}
+	require.True(t, res[0].Created, "results = %+v", res)
+	require.True(t, res[1].Created, "results = %+v", res)
+	require.False(t, res[2].Created, "results = %+v", res)
+	require.Equal(t, existing, res[2].ID, "results = %+v", res)
 	got, _ := srv.Get("contacts", existing)
-	if got.Properties["firstname"] != "Renamed" || got.Properties["lastname"] != "" || !got.UpdatedAt.Equal(clk.Now()) {
-		t.Fatalf("updated record = %+v", got)
-	}
+	require.Equal(t, "Renamed", got.Properties["firstname"], "updated record = %+v", got)
+	require.Empty(t, got.Properties["lastname"], "updated record = %+v", got)
+	require.True(t, got.UpdatedAt.Equal(clk.Now()), "updated record = %+v", got)
 	// A repeated upsert finds the first record: no duplicate.
 	again, err := c.Write(ctx, "contacts", ops[:1])
 	if err != nil || again[0].Err != nil || again[0].ID != res[0].ID || again[0].Created {
 		t.Fatalf("repeated upsert = %+v, %v; want update of %s", again, err, res[0].ID)
 	}
-	if n := len(srv.All("contacts")); n != 3 {
-		t.Fatalf("fake holds %d contacts, want 3", n)
-	}
+	n := len(srv.All("contacts"))
+	require.Equal(t, 3, n, "fake holds %d contacts, want 3", n)
 	st := c.Stats()
-	if st["batch/create"] != 1 || st["batch/update"] != 1 || st["batch/upsert"] != 2 {
-		t.Fatalf("Stats() = %v", st)
-	}
+	require.Equal(t, int64(1), st["batch/create"], "Stats() = %v", st)
+	require.Equal(t, int64(1), st["batch/update"], "Stats() = %v", st)
+	require.Equal(t, int64(2), st["batch/upsert"], "Stats() = %v", st)
 }
 
 func TestWriteSplitsBatches(t *testing.T) {
@@ -364,17 +320,14 @@ func TestWriteSplitsBatches(t *testing.T) {
 		ops[i] = crmsync.WriteOp{Kind: crmsync.Create, Fields: crmsync.Fields{"email": fmt.Sprintf("p%d@example.com", i)}}
 	}
 	res, err := c.Write(context.Background(), "contacts", ops)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := srv.Calls("batch/create"); n != 3 {
-		t.Errorf("batch/create calls = %d, want 3", n)
-	}
+	require.NoError(t, err)
+	n := srv.Calls("batch/create")
+	assert.Equal(t, 3, n, "batch/create calls = %d, want 3", n)
 	for i, r := range res {
 		got, ok := srv.Get("contacts", r.ID)
-		if r.Err != nil || !ok || got.Properties["email"] != fmt.Sprintf("p%d@example.com", i) {
-			t.Fatalf("result %d = %+v maps to %+v", i, r, got)
-		}
+		require.NoError(t, r.Err, "result %d = %+v maps to %+v", i, r, got)
+		require.True(t, ok, "result %d = %+v maps to %+v", i, r, got)
+		require.Equal(t, fmt.Sprintf("p%d@example.com", i), got.Properties["email"], "result %d = %+v maps to %+v", i, r, got)
 	}
 }
 
@@ -398,17 +351,14 @@ func TestWritePerRecordErrors(t *testing.T) {
 	}
 	srv.FailRecords("INTERNAL_ERROR", "flaky@example.com")
 	res, err := c.Write(context.Background(), "contacts", ops)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	wantOK := map[int]bool{0: true, 7: true, 8: true}
 	wantPermanent := map[int]string{1: "VALIDATION_ERROR", 2: "CONFLICT", 3: "VALIDATION_ERROR", 5: "VALIDATION_ERROR", 6: "OBJECT_NOT_FOUND", 9: "INVALID_OP"}
 	for i, r := range res {
 		switch {
 		case wantOK[i]:
-			if r.Err != nil || r.ID == "" {
-				t.Errorf("op %d = %+v, want success", i, r)
-			}
+			assert.NoError(t, r.Err, "op %d = %+v, want success", i, r)
+			assert.NotEmpty(t, r.ID, "op %d = %+v, want success", i, r)
 		case wantPermanent[i] != "":
 			var re *hubspot.RecordError
 			if !errors.As(r.Err, &re) || re.Category != wantPermanent[i] || re.Index != i || !crmsync.IsPermanent(r.Err) {
@@ -416,20 +366,20 @@ func TestWritePerRecordErrors(t *testing.T) {
 			}
 		case i == 4:
 			var re *hubspot.RecordError
-			if !errors.As(r.Err, &re) || crmsync.IsPermanent(r.Err) || re.Category != "INTERNAL_ERROR" {
-				t.Errorf("op 4 err = %v, want transient INTERNAL_ERROR", r.Err)
+			if assert.ErrorAs(t, r.Err, &re, "op 4 err = %v, want transient INTERNAL_ERROR", r.Err) {
+				if assert.False(t, crmsync.IsPermanent(r.Err), "op 4 err = %v, want transient INTERNAL_ERROR", r.Err) {
+					assert.Equal(t, "INTERNAL_ERROR", re.Category, "op 4 err = %v, want transient INTERNAL_ERROR", r.Err)
+				}
 			}
 		}
 		if r.Err != nil && strings.Contains(r.Err.Error(), "@example.com") {
 			t.Errorf("op %d error text leaks a field value: %v", i, r.Err)
 		}
 	}
-	if n := srv.Calls("batch/create"); n != 1 {
-		t.Errorf("batch/create calls = %d, want 1 (a 207)", n)
-	}
-	if _, ok := srv.Get("contacts", res[0].ID); !ok {
-		t.Error("the valid record of a 207 batch was not written")
-	}
+	n := srv.Calls("batch/create")
+	assert.Equal(t, 1, n, "batch/create calls = %d, want 1 (a 207)", n)
+	_, ok := srv.Get("contacts", res[0].ID)
+	assert.True(t, ok, "the valid record of a 207 batch was not written")
 }
 
 func TestWriteIsolatesWholeBatchRejection(t *testing.T) {
@@ -443,31 +393,26 @@ func TestWriteIsolatesWholeBatchRejection(t *testing.T) {
 		{Kind: crmsync.Upsert, MatchField: "email", MatchValue: "fine@example.com", Fields: crmsync.Fields{"firstname": "F"}},
 	}
 	res, err := c.Write(context.Background(), "contacts", ops)
-	if err != nil {
-		t.Fatalf("Write() error = %v, want nil: every op's outcome is known", err)
-	}
-	if res[0].Err != nil || res[2].Err != nil || !res[0].Created || res[1].Err == nil || !crmsync.IsPermanent(res[1].Err) {
-		t.Fatalf("results = %+v", res)
-	}
-	if n := srv.Calls("batch/upsert"); n != 4 {
-		t.Fatalf("batch/upsert calls = %d, want 1 batch + 3 single", n)
-	}
+	require.NoError(t, err, "Write() error = %v, want nil: every op's outcome is known", err)
+	require.NoError(t, res[0].Err, "results = %+v", res)
+	require.NoError(t, res[2].Err, "results = %+v", res)
+	require.True(t, res[0].Created, "results = %+v", res)
+	require.Error(t, res[1].Err, "results = %+v", res)
+	require.True(t, crmsync.IsPermanent(res[1].Err), "results = %+v", res)
+	n := srv.Calls("batch/upsert")
+	require.Equal(t, 4, n, "batch/upsert calls = %d, want 1 batch + 3 single", n)
 }
 
 func TestArchive(t *testing.T) {
 	srv := fastFake(t)
 	ids := srv.SeedContacts(150)
 	c := newClient(t, srv)
-	if err := c.Archive(context.Background(), "contacts", append(ids, "777777")); err != nil {
-		t.Fatal(err)
-	}
-	if n := srv.Calls("batch/archive"); n != 2 {
-		t.Errorf("batch/archive calls = %d, want 2", n)
-	}
+	require.NoError(t, c.Archive(context.Background(), "contacts", append(ids, "777777")))
+	n := srv.Calls("batch/archive")
+	assert.Equal(t, 2, n, "batch/archive calls = %d, want 2", n)
 	for _, r := range srv.All("contacts") {
-		if !r.Archived || r.ArchivedAt.IsZero() {
-			t.Fatalf("record %s not archived", r.ID)
-		}
+		require.True(t, r.Archived, "record %s not archived", r.ID)
+		require.False(t, r.ArchivedAt.IsZero(), "record %s not archived", r.ID)
 	}
 }
 
@@ -479,9 +424,7 @@ func TestSchema(t *testing.T) {
 	srv.DefineProperty("contacts", hubspottest.Property{Name: "vip", Type: "bool", FieldType: "booleancheckbox"})
 	c := newClient(t, srv)
 	s, err := c.Schema(context.Background(), "contacts")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	by := map[string]crmsync.FieldSchema{}
 	for _, f := range s.Fields {
 		by[f.Name] = f
@@ -499,19 +442,20 @@ func TestSchema(t *testing.T) {
 	}
 	for _, ck := range checks {
 		got := by[ck.name]
-		if got.Name != ck.want.Name || got.Type != ck.want.Type || got.Unique != ck.want.Unique || got.ReadOnly != ck.want.ReadOnly {
-			t.Errorf("field %s = %+v, want %+v", ck.name, got, ck.want)
-		}
+		assert.Equal(t, ck.want.Name, got.Name, "field %s = %+v, want %+v", ck.name, got, ck.want)
+		assert.Equal(t, ck.want.Type, got.Type, "field %s = %+v, want %+v", ck.name, got, ck.want)
+		assert.Equal(t, ck.want.Unique, got.Unique, "field %s = %+v, want %+v", ck.name, got, ck.want)
+		assert.Equal(t, ck.want.ReadOnly, got.ReadOnly, "field %s = %+v, want %+v", ck.name, got, ck.want)
 	}
-	if f := by["tags"]; f.Type != crmsync.TypeMultiEnum || !f.Restricted || strings.Join(f.Options, ",") != "a,b" {
-		t.Errorf("tags = %+v", f)
-	}
-	if f := by["lifecyclestage"]; f.Type != crmsync.TypeEnum || len(f.Options) != 8 {
-		t.Errorf("lifecyclestage = %+v", f)
-	}
+	f := by["tags"]
+	assert.Equal(t, crmsync.TypeMultiEnum, f.Type, "tags = %+v", f)
+	assert.True(t, f.Restricted, "tags = %+v", f)
+	assert.Equal(t, "a,b", strings.Join(f.Options, ","), "tags = %+v", f)
+	f = by["lifecyclestage"]
+	assert.Equal(t, crmsync.TypeEnum, f.Type, "lifecyclestage = %+v", f)
+	assert.Len(t, f.Options, 8, "lifecyclestage = %+v", f)
 	props, err := c.Properties(context.Background(), "contacts")
-	if err != nil || len(props) != len(s.Fields) {
-		t.Fatalf("Properties() = %d, %v", len(props), err)
-	}
+	require.NoError(t, err, "Properties() = %d", len(props))
+	require.Len(t, props, len(s.Fields), "Properties() = %d, %v", len(props), err)
 	sort.Slice(props, func(i, j int) bool { return props[i].Name < props[j].Name })
 }

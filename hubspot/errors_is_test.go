@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
 )
 
 func TestAPIErrorIsUnauthorized(t *testing.T) {
@@ -13,8 +14,7 @@ func TestAPIErrorIsUnauthorized(t *testing.T) {
 		want   bool
 	}{{401, true}, {403, true}, {400, false}, {429, false}, {500, false}} {
 		err := crmsync.Permanent(&APIError{Call: "batch/upsert contacts", Status: tc.status})
-		if got := errors.Is(err, crmsync.ErrUnauthorized); got != tc.want {
-			t.Errorf("errors.Is(status %d, ErrUnauthorized) = %v, want %v", tc.status, got, tc.want)
-		}
+		got := errors.Is(err, crmsync.ErrUnauthorized)
+		assert.Equal(t, tc.want, got, "errors.Is(status %d, ErrUnauthorized) = %v, want %v", tc.status, got, tc.want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzDecodeResponses feeds arbitrary bodies to every response decoder and
@@ -67,8 +68,8 @@ func FuzzDecodeResponses(f *testing.F) {
 			check("properties", err)
 		}
 		var c Client
-		if e := c.apiError(request{call: "call"}, 400, body); e == nil || e.Status != 400 {
-			t.Fatal("apiError lost the status")
-		}
+		e := c.apiError(request{call: "call"}, 400, body)
+		require.NotNil(t, e, "apiError lost the status")
+		require.Equal(t, 400, e.Status, "apiError lost the status")
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a controllable clock for the fake's stamps.
@@ -93,9 +94,7 @@ func recordedFake(t *testing.T, cfg hubspottest.Config) (*hubspottest.Server, *r
 		cfg.Prefix = "/hs"
 	}
 	srv, err := hubspottest.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	rec := &recorder{h: srv.Handler()}
 	hts := httptest.NewServer(rec)
 	srv.URL = hts.URL + cfg.Prefix
@@ -106,9 +105,7 @@ func recordedFake(t *testing.T, cfg hubspottest.Config) (*hubspottest.Server, *r
 func unlimited(t *testing.T) crmsync.Limiter {
 	t.Helper()
 	l, err := crmsync.NewThrottle(crmsync.ThrottleConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return l
 }
 
@@ -131,9 +128,7 @@ func newClient(t *testing.T, srv *hubspottest.Server, mod ...func(*hubspot.Confi
 		m(&cfg)
 	}
 	c, err := hubspot.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return c
 }
 

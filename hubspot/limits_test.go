@@ -2,10 +2,8 @@ package hubspot_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +11,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func lookupOne(c *hubspot.Client, id string) error {
@@ -25,17 +25,13 @@ func TestRateLimit429IsRetried(t *testing.T) {
 	id := srv.SeedContacts(1)[0]
 	c := newClient(t, srv)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "batch/read", Count: 2})
-	if err := lookupOne(c, id); err != nil {
-		t.Fatalf("Lookup after two 429s = %v", err)
-	}
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Fatalf("batch/read calls = %d, want 3", n)
-	}
+	require.NoError(t, lookupOne(c, id), "Lookup after two 429s")
+	n := srv.Calls("batch/read")
+	require.Equal(t, 3, n, "batch/read calls = %d, want 3", n)
 
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "search", Count: 2})
-	if _, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"}); err != nil {
-		t.Fatalf("Changes after two search 429s = %v", err)
-	}
+	_, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
+	require.NoError(t, err, "Changes after two search 429s")
 }
 
 func TestRateLimitGivesUpWithRateLimitError(t *testing.T) {
@@ -46,20 +42,20 @@ func TestRateLimitGivesUpWithRateLimitError(t *testing.T) {
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "batch/read", Count: 10, RetryAfter: time.Second})
 	err := lookupOne(c, id)
 	var rl *crmsync.RateLimitError
-	if !errors.As(err, &rl) || crmsync.IsPermanent(err) || rl.RetryAfter != time.Second {
-		t.Fatalf("Lookup under endless 429s = %v, want a *RateLimitError with RetryAfter 1s", err)
-	}
+	require.ErrorAs(t, err, &rl, "Lookup under endless 429s = %v, want a *RateLimitError with RetryAfter 1s", err)
+	require.False(t, crmsync.IsPermanent(err), "Lookup under endless 429s = %v, want a *RateLimitError with RetryAfter 1s", err)
+	require.Equal(t, time.Second, rl.RetryAfter, "Lookup under endless 429s = %v, want a *RateLimitError with RetryAfter 1s", err)
 	var ae *hubspot.APIError
-	if !errors.As(err, &ae) || ae.PolicyName != "TEN_SECONDLY_ROLLING" || ae.Status != 429 {
-		t.Fatalf("RateLimitError wraps %v, want the 429 APIError", rl.Err)
-	}
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Fatalf("batch/read calls = %d, want 3", n)
-	}
+	require.ErrorAs(t, err, &ae, "RateLimitError wraps %v, want the 429 APIError", rl.Err)
+	require.Equal(t, "TEN_SECONDLY_ROLLING", ae.PolicyName, "RateLimitError wraps %v, want the 429 APIError", rl.Err)
+	require.Equal(t, 429, ae.Status, "RateLimitError wraps %v, want the 429 APIError", rl.Err)
+	n := srv.Calls("batch/read")
+	require.Equal(t, 3, n, "batch/read calls = %d, want 3", n)
 	// Each 429's Retry-After paused the account's limiter.
-	if p := lim.paused(); len(p) != 3 || p[0] < 900*time.Millisecond || p[0] > time.Second {
-		t.Fatalf("limiter pauses = %v, want three of about 1s", p)
-	}
+	p := lim.paused()
+	require.Len(t, p, 3, "limiter pauses = %v, want three of about 1s", p)
+	require.GreaterOrEqual(t, p[0], time.Duration(900*time.Millisecond), "limiter pauses = %v, want three of about 1s", p)
+	require.LessOrEqual(t, p[0], time.Second, "limiter pauses = %v, want three of about 1s", p)
 }
 
 // pauseRecorder is a Limiter that admits every call and records pauses.
@@ -88,28 +84,20 @@ func TestDailyLimitFromHubSpotStopsTheClient(t *testing.T) {
 	c := newClient(t, srv)
 	srv.ExhaustDaily()
 	err := lookupOne(c, id)
-	if !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("Lookup over the daily limit = %v, want ErrDailyLimit", err)
-	}
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "Lookup over the daily limit = %v, want ErrDailyLimit", err)
 	var ae *hubspot.APIError
-	if !errors.As(err, &ae) || ae.PolicyName != "DAILY" {
-		t.Fatalf("daily error = %v, want the DAILY APIError", err)
-	}
+	require.ErrorAs(t, err, &ae, "daily error = %v, want the DAILY APIError", err)
+	require.Equal(t, "DAILY", ae.PolicyName, "daily error = %v, want the DAILY APIError", err)
 	// The client does not spin: later calls fail without a request.
 	before := srv.Calls("batch/read")
-	if err := lookupOne(c, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("second Lookup = %v", err)
-	}
-	if srv.Calls("batch/read") != before {
-		t.Fatal("the client called HubSpot again after a DAILY 429")
-	}
+	require.ErrorIs(t, lookupOne(c, id), crmsync.ErrDailyLimit, "second Lookup")
+	require.Equal(t, before, srv.Calls("batch/read"), "the client called HubSpot again after a DAILY 429")
 	// An injected DAILY 429 behaves the same.
 	srv2 := fastFake(t)
 	c2 := newClient(t, srv2)
 	srv2.Fail(hubspottest.Fault{Kind: hubspottest.DailyLimit})
-	if _, err := c2.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"}); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("Changes under DAILY 429 = %v", err)
-	}
+	_, err = c2.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "Changes under DAILY 429")
 }
 
 func TestDailyBudgetStopsBeforeExceeding(t *testing.T) {
@@ -117,29 +105,19 @@ func TestDailyBudgetStopsBeforeExceeding(t *testing.T) {
 	id := srv.SeedContacts(1)[0]
 	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.DailyBudget = 3 })
 	for i := 0; i < 3; i++ {
-		if err := lookupOne(c, id); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, lookupOne(c, id))
 	}
-	if err := lookupOne(c, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("fourth call = %v, want ErrDailyLimit", err)
-	}
-	if n := srv.Calls("batch/read"); n != 3 {
-		t.Fatalf("fake saw %d calls, want 3", n)
-	}
+	err := lookupOne(c, id)
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "fourth call = %v, want ErrDailyLimit", err)
+	n := srv.Calls("batch/read")
+	require.Equal(t, 3, n, "fake saw %d calls, want 3", n)
 	// A new UTC day opens a new budget.
 	clk := newClock()
 	c2 := newClient(t, srv, func(cfg *hubspot.Config) { cfg.DailyBudget = 1; cfg.Now = clk.Now })
-	if err := lookupOne(c2, id); err != nil {
-		t.Fatal(err)
-	}
-	if err := lookupOne(c2, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("over budget = %v", err)
-	}
+	require.NoError(t, lookupOne(c2, id))
+	require.ErrorIs(t, lookupOne(c2, id), crmsync.ErrDailyLimit, "over budget")
 	clk.Advance(24 * time.Hour)
-	if err := lookupOne(c2, id); err != nil {
-		t.Fatalf("next day = %v", err)
-	}
+	require.NoError(t, lookupOne(c2, id), "next day")
 }
 
 func TestFakeDailyLimitCounts(t *testing.T) {
@@ -147,13 +125,10 @@ func TestFakeDailyLimitCounts(t *testing.T) {
 	id := srv.SeedContacts(1)[0]
 	c := newClient(t, srv)
 	for i := 0; i < 2; i++ {
-		if err := lookupOne(c, id); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, lookupOne(c, id))
 	}
-	if err := lookupOne(c, id); !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("third call = %v, want ErrDailyLimit", err)
-	}
+	err := lookupOne(c, id)
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "third call = %v, want ErrDailyLimit", err)
 }
 
 func TestServerErrorsAreRetried(t *testing.T) {
@@ -163,18 +138,15 @@ func TestServerErrorsAreRetried(t *testing.T) {
 			id := srv.SeedContacts(1)[0]
 			c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.MaxRetries = 3 })
 			srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Status: status, Count: 3})
-			if err := lookupOne(c, id); err != nil {
-				t.Fatalf("Lookup after three %d = %v", status, err)
-			}
+			require.NoError(t, lookupOne(c, id), "Lookup after three %d", status)
 			srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Status: status, Count: 10})
 			err := lookupOne(c, id)
 			var ae *hubspot.APIError
-			if !errors.As(err, &ae) || ae.Status != status || crmsync.IsPermanent(err) {
-				t.Fatalf("Lookup under endless %d = %v, want a transient APIError", status, err)
-			}
-			if n := srv.Calls("batch/read"); n != 4+4 {
-				t.Fatalf("batch/read calls = %d, want 8", n)
-			}
+			require.ErrorAs(t, err, &ae, "Lookup under endless %d = %v, want a transient APIError", status, err)
+			require.Equal(t, status, ae.Status, "Lookup under endless %d = %v, want a transient APIError", status, err)
+			require.False(t, crmsync.IsPermanent(err), "Lookup under endless %d = %v, want a transient APIError", status, err)
+			n := srv.Calls("batch/read")
+			require.Equal(t, 4+4, n, "batch/read calls = %d, want 8", n)
 		})
 	}
 }
@@ -198,9 +170,8 @@ func TestNetworkFaultsAreRetried(t *testing.T) {
 			})
 			srv.Fail(tt.fault)
 			recs, err := c.Lookup(context.Background(), "contacts", "id", []string{id}, nil)
-			if err != nil || len(recs) != 1 {
-				t.Fatalf("Lookup after %s = %v, %v", tt.name, recs, err)
-			}
+			require.NoError(t, err, "Lookup after %s = %v", tt.name, recs)
+			require.Len(t, recs, 1, "Lookup after %s = %v, %v", tt.name, recs, err)
 		})
 	}
 }
@@ -212,16 +183,13 @@ func TestHangingRequestsEndWithTheContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts"})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Changes on a hanging server = %v, want the context's deadline", err)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Changes on a hanging server = %v, want the context's deadline", err)
 	// Endless resets: bounded retries, then a transient error.
 	srv.ClearFaults()
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Reset, Count: 100})
 	_, err = c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
-	if err == nil || crmsync.IsPermanent(err) {
-		t.Fatalf("Changes under endless resets = %v, want a transient error", err)
-	}
+	require.Error(t, err, "Changes under endless resets = %v, want a transient error", err)
+	require.False(t, crmsync.IsPermanent(err), "Changes under endless resets = %v, want a transient error", err)
 }
 
 func TestUnauthorizedIsPermanent(t *testing.T) {
@@ -229,21 +197,19 @@ func TestUnauthorizedIsPermanent(t *testing.T) {
 	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.Token = "wrong-secret-token" })
 	_, err := c.Changes(context.Background(), crmsync.ChangeQuery{Object: "contacts"})
 	var ae *hubspot.APIError
-	if !errors.As(err, &ae) || ae.Status != 401 || ae.Category != "INVALID_AUTHENTICATION" || ae.CorrelationID == "" || !crmsync.IsPermanent(err) {
-		t.Fatalf("wrong token = %v, want a permanent 401 APIError", err)
-	}
-	if strings.Contains(err.Error(), "wrong-secret-token") {
-		t.Fatal("error text leaks the token")
-	}
-	if n := srv.Calls("search"); n != 1 {
-		t.Fatalf("search calls = %d, want 1 (no retry)", n)
-	}
+	require.ErrorAs(t, err, &ae, "wrong token = %v, want a permanent 401 APIError", err)
+	require.Equal(t, 401, ae.Status, "wrong token = %v, want a permanent 401 APIError", err)
+	require.Equal(t, "INVALID_AUTHENTICATION", ae.Category, "wrong token = %v, want a permanent 401 APIError", err)
+	require.NotEmpty(t, ae.CorrelationID, "wrong token = %v, want a permanent 401 APIError", err)
+	require.True(t, crmsync.IsPermanent(err), "wrong token = %v, want a permanent 401 APIError", err)
+	require.NotContains(t, err.Error(), "wrong-secret-token", "error text leaks the token")
+	n := srv.Calls("search")
+	require.Equal(t, 1, n, "search calls = %d, want 1 (no retry)", n)
 	// An injected 401 on a good token is permanent too.
 	good := newClient(t, srv)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Unauthorized})
-	if err := lookupOne(good, "1"); !crmsync.IsPermanent(err) {
-		t.Fatalf("injected 401 = %v, want permanent", err)
-	}
+	err = lookupOne(good, "1")
+	require.True(t, crmsync.IsPermanent(err), "injected 401 = %v, want permanent", err)
 }
 
 func TestOAuthRefreshFlow(t *testing.T) {
@@ -253,36 +219,27 @@ func TestOAuthRefreshFlow(t *testing.T) {
 	oauth := &hubspot.OAuth{ClientID: hubspottest.DefaultClientID, ClientSecret: hubspottest.DefaultClientSecret, RefreshToken: hubspottest.DefaultRefreshToken}
 	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.Token = ""; cfg.OAuth = oauth })
 	for i := 0; i < 3; i++ {
-		if err := lookupOne(c, id); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, lookupOne(c, id))
 	}
-	if n := srv.IssuedTokens(); n != 1 {
-		t.Fatalf("tokens issued = %d, want 1 reused", n)
-	}
+	n := srv.IssuedTokens()
+	require.Equal(t, 1, n, "tokens issued = %d, want 1 reused", n)
 	// HubSpot refuses the token before its expiry: refresh once and retry.
 	srv.ExpireTokens()
-	if err := lookupOne(c, id); err != nil {
-		t.Fatalf("Lookup after token revocation = %v", err)
-	}
-	if n := srv.IssuedTokens(); n != 2 {
-		t.Fatalf("tokens issued = %d, want 2", n)
-	}
-	if c.Stats()["oauth/token"] != 2 {
-		t.Fatalf("Stats = %v", c.Stats())
-	}
+	require.NoError(t, lookupOne(c, id), "Lookup after token revocation")
+	n = srv.IssuedTokens()
+	require.Equal(t, 2, n, "tokens issued = %d, want 2", n)
+	require.Equal(t, int64(2), c.Stats()["oauth/token"], "Stats = %v", c.Stats())
 
 	bad := newClient(t, srv, func(cfg *hubspot.Config) {
 		cfg.Token = ""
 		cfg.OAuth = &hubspot.OAuth{ClientID: oauth.ClientID, ClientSecret: oauth.ClientSecret, RefreshToken: "revoked-refresh-secret"}
 	})
 	err := lookupOne(bad, id)
-	if err == nil || !crmsync.IsPermanent(err) || !strings.Contains(err.Error(), "invalid_grant") {
-		t.Fatalf("bad refresh token = %v, want a permanent invalid_grant error", err)
-	}
-	if strings.Contains(err.Error(), "revoked-refresh-secret") || strings.Contains(err.Error(), oauth.ClientSecret) {
-		t.Fatal("error text leaks a secret")
-	}
+	require.Error(t, err, "bad refresh token = %v, want a permanent invalid_grant error", err)
+	require.True(t, crmsync.IsPermanent(err), "bad refresh token = %v, want a permanent invalid_grant error", err)
+	require.Contains(t, err.Error(), "invalid_grant", "bad refresh token = %v, want a permanent invalid_grant error", err)
+	require.NotContains(t, err.Error(), "revoked-refresh-secret", "error text leaks a secret")
+	require.NotContains(t, err.Error(), oauth.ClientSecret, "error text leaks a secret")
 }
 
 // TestPacingStaysUnderTheLimit: with a scaled-down limit, a client pacing
@@ -292,13 +249,9 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 	srv := hubspottest.NewServer(t, hubspottest.WithRateLimit(n, window), hubspottest.WithSearchRateLimit(4, window))
 	id := srv.SeedContacts(1)[0]
 	lim, err := hubspot.NewLimiter(n, window, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	slim, err := hubspot.NewLimiter(4, window, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.Limiter, cfg.SearchLimiter = lim, slim })
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -316,29 +269,21 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 	}
-	if got := srv.RateLimited(); got != 0 {
-		t.Fatalf("fake refused %d calls for rate, want 0", got)
-	}
+	got := srv.RateLimited()
+	require.Equal(t, 0, got, "fake refused %d calls for rate, want 0", got)
 	// 36 lookups, and 6 searches each followed by a batch read of its ids.
-	if srv.Calls("batch/read") != 36+6 || srv.Calls("search") != 6 {
-		t.Fatalf("calls = %v", srv.CallCounts())
-	}
+	require.Equal(t, 36+6, srv.Calls("batch/read"), "calls = %v", srv.CallCounts())
+	require.Equal(t, 6, srv.Calls("search"), "calls = %v", srv.CallCounts())
 
 	// Without pacing the same load runs into the limit, and the client
 	// still finishes every call by waiting out the 429s.
 	fast := newClient(t, srv, func(cfg *hubspot.Config) { cfg.MaxRateRetries = 100; cfg.RateLimitWait = window / 4 })
 	for i := 0; i < 2*n; i++ {
-		if err := lookupOne(fast, id); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, lookupOne(fast, id))
 	}
-	if srv.RateLimited() == 0 {
-		t.Fatal("an unpaced client was never refused: the fake does not enforce its limit")
-	}
+	require.NotEqual(t, 0, srv.RateLimited(), "an unpaced client was never refused: the fake does not enforce its limit")
 }
 
 func TestInFlightCap(t *testing.T) {
@@ -351,15 +296,13 @@ func TestInFlightCap(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := lookupOne(c, id); err != nil {
-				t.Error(err)
-			}
+			assert.NoError(t, lookupOne(c, id))
 		}()
 	}
 	wg.Wait()
-	if m := srv.MaxInFlight(); m > 3 || m < 2 {
-		t.Fatalf("fake saw %d calls at once, want at most 3 (and some overlap)", m)
-	}
+	m := srv.MaxInFlight()
+	require.LessOrEqual(t, m, 3, "fake saw %d calls at once, want at most 3 (and some overlap)", m)
+	require.GreaterOrEqual(t, m, 2, "fake saw %d calls at once, want at most 3 (and some overlap)", m)
 }
 
 func TestLongRetryAfterIsHandedToTheCaller(t *testing.T) {
@@ -369,7 +312,6 @@ func TestLongRetryAfterIsHandedToTheCaller(t *testing.T) {
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Status: 477, RetryAfter: time.Hour})
 	err := lookupOne(c, id)
 	var rl *crmsync.RateLimitError
-	if !errors.As(err, &rl) || rl.RetryAfter != time.Hour {
-		t.Fatalf("477 with Retry-After 3600 = %v, want a RateLimitError of 1h", err)
-	}
+	require.ErrorAs(t, err, &rl, "477 with Retry-After 3600 = %v, want a RateLimitError of 1h", err)
+	require.Equal(t, time.Hour, rl.RetryAfter, "477 with Retry-After 3600 = %v, want a RateLimitError of 1h", err)
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // specDir is ../shared/specs/hubspot relative to the repository root.
@@ -31,13 +33,9 @@ func loadSpec(t *testing.T, name string) *openAPI {
 	if os.IsNotExist(err) {
 		t.Skipf("HubSpot specs not found at %s: clone the repository beside shared/ to check against them", specDir)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
-		t.Fatalf("parse %s: %v", name, err)
-	}
+	require.NoError(t, json.Unmarshal(b, &doc), "parse %s", name)
 	return &openAPI{doc: doc}
 }
 
@@ -260,15 +258,12 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 	c := newClient(t, srv)
 	ctx := context.Background()
 
-	if _, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Since: clk.Now(), Until: clk.Now().Add(time.Hour), Fields: []string{"email", "phone"}, PageSize: 2}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Lookup(ctx, "contacts", "id", []string{ids[0], "999"}, []string{"email"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Lookup(ctx, "contacts", "email", []string{"contact" + ids[1] + "@example.com"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	_, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Since: clk.Now(), Until: clk.Now().Add(time.Hour), Fields: []string{"email", "phone"}, PageSize: 2})
+	require.NoError(t, err)
+	_, err = c.Lookup(ctx, "contacts", "id", []string{ids[0], "999"}, []string{"email"})
+	require.NoError(t, err)
+	_, err = c.Lookup(ctx, "contacts", "email", []string{"contact" + ids[1] + "@example.com"}, nil)
+	require.NoError(t, err)
 	_, _ = c.Lookup(ctx, "contacts", "firstname", []string{"x"}, nil) // 400
 	if _, err := c.Write(ctx, "contacts", []crmsync.WriteOp{
 		{Kind: crmsync.Create, Fields: crmsync.Fields{"email": "n@example.com"}, Key: "a"},
@@ -287,15 +282,11 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Schema(ctx, "contacts"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Archive(ctx, "contacts", ids[4:]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Archived: true}); err != nil {
-		t.Fatal(err)
-	}
+	_, err = c.Schema(ctx, "contacts")
+	require.NoError(t, err)
+	require.NoError(t, c.Archive(ctx, "contacts", ids[4:]))
+	_, err = c.Changes(ctx, crmsync.ChangeQuery{Object: "contacts", Archived: true})
+	require.NoError(t, err)
 
 	seen := map[string]bool{}
 	for _, e := range rec.exchanges("") {
@@ -329,9 +320,7 @@ func TestRequestsAndResponsesMatchSpecs(t *testing.T) {
 		"GET /crm/v3/properties/{objectType} 200",
 	}
 	for _, w := range want {
-		if !seen[w] {
-			t.Errorf("no exchange checked for %s", w)
-		}
+		assert.True(t, seen[w], "no exchange checked for %s", w)
 	}
 	if t.Failed() {
 		labels := make([]string, 0, len(seen))
@@ -362,11 +351,8 @@ func TestSpecCheckerCatchesViolations(t *testing.T) {
 	}
 	for _, b := range bad {
 		var v any
-		if err := json.Unmarshal([]byte(b.body), &v); err != nil {
-			t.Fatal(err)
-		}
-		if errs := contacts.check(ref(b.schema), v, "", false); len(errs) == 0 {
-			t.Errorf("checker accepted %s: %s", b.schema, b.body)
-		}
+		require.NoError(t, json.Unmarshal([]byte(b.body), &v))
+		errs := contacts.check(ref(b.schema), v, "", false)
+		assert.NotEqual(t, 0, len(errs), "checker accepted %s: %s", b.schema, b.body)
 	}
 }

@@ -1,7 +1,6 @@
 package salesforce_test
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"testing"
@@ -10,6 +9,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // drain reads every page of q with c, checking that each Next token works,
@@ -19,16 +20,12 @@ func drain(t *testing.T, c crmsync.CRM, q crmsync.ChangeQuery, between func(page
 	var out []crmsync.Record
 	for page := 0; ; page++ {
 		p, err := c.Changes(ctx, q)
-		if err != nil {
-			t.Fatalf("Changes(page %d) = %v", page, err)
-		}
+		require.NoError(t, err, "Changes(page %d)", page)
 		out = append(out, p.Records...)
 		if p.Next == "" {
 			return out
 		}
-		if page > 100 {
-			t.Fatal("too many pages")
-		}
+		require.LessOrEqual(t, page, 100, "too many pages")
 		q.PageToken = p.Next
 		if between != nil {
 			between(page)
@@ -42,9 +39,7 @@ func checkOrdered(t *testing.T, recs []crmsync.Record) map[string]bool {
 	t.Helper()
 	seen := map[string]bool{}
 	for i, r := range recs {
-		if seen[r.ID] {
-			t.Fatalf("record %s returned twice", r.ID)
-		}
+		require.False(t, seen[r.ID], "record %s returned twice", r.ID)
 		seen[r.ID] = true
 		if i > 0 {
 			p := recs[i-1]
@@ -76,27 +71,21 @@ func TestChangesPagesInOrder(t *testing.T) {
 	q := crmsync.ChangeQuery{Object: "Contact", Since: start, PageSize: 200, Fields: []string{"Email", "LastName"}}
 	recs := drain(t, f.c, q, nil)
 	seen := checkOrdered(t, recs)
-	if len(recs) != len(ids) {
-		t.Fatalf("got %d records, want %d", len(recs), len(ids))
-	}
+	require.Len(t, recs, len(ids), "got %d records, want %d", len(recs), len(ids))
 	for _, id := range ids {
-		if !seen[id] {
-			t.Fatalf("record %s missing", id)
-		}
+		require.True(t, seen[id], "record %s missing", id)
 	}
 	r := recs[0]
 	if len(r.ID) != 18 || r.ID[:3] != "003" || r.Fields["Id"] != r.ID || r.Archived || r.ModifiedAt.IsZero() {
 		t.Errorf("record = %+v", r)
 	}
-	if _, ok := r.Fields["attributes"]; ok {
-		t.Errorf("attributes kept in Fields")
-	}
-	if _, ok := r.Fields["Email"].(string); !ok {
-		t.Errorf("Email = %T, want string", r.Fields["Email"])
-	}
-	if got := f.srv.Calls(); got["query"] != 1 || got["queryMore"] != 2 {
-		t.Errorf("calls = %v, want 1 query and 2 queryMore", got)
-	}
+	_, ok := r.Fields["attributes"]
+	assert.False(t, ok, "attributes kept in Fields")
+	_, ok = r.Fields["Email"].(string)
+	assert.True(t, ok, "Email = %T, want string", r.Fields["Email"])
+	got := f.srv.Calls()
+	assert.Equal(t, 1, got["query"], "calls = %v, want 1 query and 2 queryMore", got)
+	assert.Equal(t, 2, got["queryMore"], "calls = %v, want 1 query and 2 queryMore", got)
 }
 
 func TestChangesWindow(t *testing.T) {
@@ -107,24 +96,17 @@ func TestChangesWindow(t *testing.T) {
 	t1 := f.clk.Now().Add(time.Millisecond)
 	seedSpread(f, 10, 1, time.Second)
 	recs := drain(t, f.c, crmsync.ChangeQuery{Object: "Contact", Since: t0, Until: t1}, nil)
-	if len(recs) != 10 {
-		t.Fatalf("window returned %d records, want 10", len(recs))
-	}
+	require.Len(t, recs, 10, "window returned %d records, want 10", len(recs))
 	for i, r := range recs {
-		if r.ID != mid[i] {
-			t.Fatalf("record %d = %s, want %s", i, r.ID, mid[i])
-		}
+		require.Equal(t, mid[i], r.ID, "record %d = %s, want %s", i, r.ID, mid[i])
 	}
 	// Since is inclusive: a record stamped exactly at Since is returned.
 	f.clk.Advance(time.Second)
 	edited := mid[3]
-	if err := f.srv.Edit(edited, crmsync.Fields{"Title": "CTO"}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, f.srv.Edit(edited, crmsync.Fields{"Title": "CTO"}))
 	recs = drain(t, f.c, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now()}, nil)
-	if len(recs) != 1 || recs[0].ID != edited {
-		t.Fatalf("after edit got %d records, want %s", len(recs), edited)
-	}
+	require.Len(t, recs, 1, "after edit got %d records, want %s", len(recs), edited)
+	require.Equal(t, edited, recs[0].ID, "after edit got %d records, want %s", len(recs), edited)
 }
 
 func TestChangesLocatorExpiredRestarts(t *testing.T) {
@@ -134,13 +116,10 @@ func TestChangesLocatorExpiredRestarts(t *testing.T) {
 	q := crmsync.ChangeQuery{Object: "Contact", Since: start, PageSize: 200}
 	recs := drain(t, f.c, q, func(int) { f.srv.ExpireQueryLocators() })
 	checkOrdered(t, recs)
-	if len(recs) != len(ids) {
-		t.Fatalf("got %d records, want %d", len(recs), len(ids))
-	}
+	require.Len(t, recs, len(ids), "got %d records, want %d", len(recs), len(ids))
 	calls := f.srv.Calls()
-	if calls["query"] != 4 || calls["queryMore"] != 3 {
-		t.Errorf("calls = %v, want 4 query (1 + 3 restarts) and 3 failed queryMore", calls)
-	}
+	assert.Equal(t, 4, calls["query"], "calls = %v, want 4 query (1 + 3 restarts) and 3 failed queryMore", calls)
+	assert.Equal(t, 3, calls["queryMore"], "calls = %v, want 4 query (1 + 3 restarts) and 3 failed queryMore", calls)
 }
 
 func TestChangesTokenSurvivesRestart(t *testing.T) {
@@ -149,21 +128,16 @@ func TestChangesTokenSurvivesRestart(t *testing.T) {
 	ids := seedSpread(f, 300, 3, time.Millisecond)
 	q := crmsync.ChangeQuery{Object: "Contact", Since: start, PageSize: 200}
 	p, err := f.c.Changes(ctx, q)
-	if err != nil || p.Next == "" {
-		t.Fatalf("Changes = %v, %v", p.Next, err)
-	}
+	require.NoError(t, err, "Changes = %v", p.Next)
+	require.NotEmpty(t, p.Next, "Changes = %v, %v", p.Next, err)
 	// A new client (a restarted process) continues with the token.
 	c2, err := salesforce.New(salesforce.Config{LoginURL: f.srv.URL, Now: f.clk.Now,
 		ClientCredentials: &salesforce.ClientCredentialsAuth{ClientID: "fake-client-id", ClientSecret: "fake-client-secret"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	q.PageToken = p.Next
 	rest := drain(t, c2, q, nil)
 	all := checkOrdered(t, append(p.Records, rest...))
-	if len(all) != len(ids) {
-		t.Fatalf("got %d, want %d", len(all), len(ids))
-	}
+	require.Len(t, all, len(ids), "got %d, want %d", len(all), len(ids))
 	// Tokens that are not ours, or tampered with, are refused permanently.
 	for _, tok := range []string{"garbage", "sf1.%%%", "sf1.eyJ1IjoiaHR0cHM6Ly9ldmlsLmV4YW1wbGUvIn0"} {
 		q.PageToken = tok
@@ -181,30 +155,22 @@ func TestChangesArchived(t *testing.T) {
 	del := []string{ids[2], ids[7], ids[11]}
 	for _, id := range del {
 		f.clk.Advance(time.Second)
-		if err := f.srv.Delete(id); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, f.srv.Delete(id))
 	}
 	live := drain(t, f.c, crmsync.ChangeQuery{Object: "Contact", Since: start}, nil)
-	if len(live) != 17 {
-		t.Fatalf("live records = %d, want 17", len(live))
-	}
+	require.Len(t, live, 17, "live records = %d, want 17", len(live))
 	gone := drain(t, f.c, crmsync.ChangeQuery{Object: "Contact", Since: start, Archived: true}, nil)
-	if len(gone) != 3 {
-		t.Fatalf("archived records = %d, want 3", len(gone))
-	}
+	require.Len(t, gone, 3, "archived records = %d, want 3", len(gone))
 	for i, r := range gone {
 		if r.ID != del[i] || !r.Archived {
 			t.Fatalf("archived record %d = %s archived=%v, want %s archived", i, r.ID, r.Archived, del[i])
 		}
 	}
-	if c := f.srv.Calls(); c["queryAll"] != 1 || c["deleted"] != 1 {
-		t.Errorf("calls = %v, want one queryAll and one getDeleted", c)
-	}
+	c := f.srv.Calls()
+	assert.Equal(t, 1, c["queryAll"], "calls = %v, want one queryAll and one getDeleted", c)
+	assert.Equal(t, 1, c["deleted"], "calls = %v, want one queryAll and one getDeleted", c)
 	// Undelete takes it out of the recycle bin.
-	if err := f.srv.Undelete(del[0]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, f.srv.Undelete(del[0]))
 	if gone = drain(t, f.c, crmsync.ChangeQuery{Object: "Contact", Since: start, Archived: true}, nil); len(gone) != 2 {
 		t.Errorf("after undelete: %d archived, want 2", len(gone))
 	}
@@ -228,20 +194,15 @@ func TestChangesDeletedWindowLost(t *testing.T) {
 				f.srv.PurgeDeletedLog(now.Add(-time.Hour))
 			}
 			_, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: tt.since(now), Archived: true})
-			if !errors.Is(err, salesforce.ErrDeletedWindowLost) {
-				t.Fatalf("Changes() = %v, want ErrDeletedWindowLost", err)
-			}
-			if f.srv.Calls()["queryAll"] != 0 {
-				t.Errorf("queryAll was called after the window was lost")
-			}
+			require.ErrorIs(t, err, salesforce.ErrDeletedWindowLost, "Changes() = %v, want ErrDeletedWindowLost", err)
+			assert.Equal(t, 0, f.srv.Calls()["queryAll"], "queryAll was called after the window was lost")
 		})
 	}
 	// Within the window and after the purge point: fine.
 	f := setup(t, nil, nil)
 	f.srv.PurgeDeletedLog(f.clk.Now().Add(-2 * time.Hour))
-	if _, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now().Add(-time.Hour), Archived: true}); err != nil {
-		t.Fatalf("Changes() within window = %v", err)
-	}
+	_, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Since: f.clk.Now().Add(-time.Hour), Archived: true})
+	require.NoError(t, err, "Changes() within window")
 }
 
 func TestChangesBadNames(t *testing.T) {
@@ -254,15 +215,13 @@ func TestChangesBadNames(t *testing.T) {
 			t.Errorf("Changes(%q, %q) = nil error", q.Object, q.Fields)
 		}
 	}
-	if len(f.srv.Calls()) != 0 {
-		t.Errorf("bad names reached the server: %v", f.srv.Calls())
-	}
+	assert.Empty(t, f.srv.Calls(), "bad names reached the server: %v", f.srv.Calls())
 	// An unknown field is a permanent API error naming nothing secret.
 	_, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact", Fields: []string{"Nope__c"}})
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.ErrorCode != "INVALID_FIELD" || !crmsync.IsPermanent(err) {
-		t.Fatalf("Changes(unknown field) = %v", err)
-	}
+	require.ErrorAs(t, err, &ae, "Changes(unknown field) = %v", err)
+	require.Equal(t, "INVALID_FIELD", ae.ErrorCode, "Changes(unknown field) = %v", err)
+	require.True(t, crmsync.IsPermanent(err), "Changes(unknown field) = %v", err)
 }
 
 func TestChangesSameStampManyRecords(t *testing.T) {
@@ -279,8 +238,6 @@ func TestChangesSameStampManyRecords(t *testing.T) {
 	}
 	want := append([]string(nil), ids...)
 	sort.Strings(want)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("got %d ids, want %d in id order", len(got), len(want))
-	}
+	require.Equal(t, fmt.Sprint(want), fmt.Sprint(got), "got %d ids, want %d in id order", len(got), len(want))
 	_ = salesforcetest.Fault{}
 }

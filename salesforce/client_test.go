@@ -6,14 +6,14 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var ctx = context.Background()
@@ -43,30 +43,23 @@ func TestNewValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := salesforce.New(tt.cfg)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("New() error = %v, want one naming %q", err, tt.want)
-			}
+			require.Error(t, err, "New() error = %v, want one naming %q", err, tt.want)
+			require.Contains(t, err.Error(), tt.want, "New() error = %v, want one naming %q", err, tt.want)
 		})
 	}
 	c, err := salesforce.New(salesforce.Config{LoginURL: "https://login.salesforce.com", ClientCredentials: cc, APIVersion: "v64.0"})
-	if err != nil {
-		t.Fatalf("New(valid) = %v", err)
-	}
-	if c.System() != "salesforce" || c.Limits().WriteBatch != 200 || c.Limits().LookupBatch != 200 {
-		t.Fatalf("System/Limits = %q %+v", c.System(), c.Limits())
-	}
+	require.NoError(t, err, "New(valid)")
+	require.Equal(t, "salesforce", c.System(), "System/Limits = %q %+v", c.System(), c.Limits())
+	require.Equal(t, 200, c.Limits().WriteBatch, "System/Limits = %q %+v", c.System(), c.Limits())
+	require.Equal(t, 200, c.Limits().LookupBatch, "System/Limits = %q %+v", c.System(), c.Limits())
 }
 
 func genKey(t *testing.T) (*rsa.PrivateKey, []byte) {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	der, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return k, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
@@ -122,9 +115,7 @@ func TestAuthFlows(t *testing.T) {
 				ClientCredentials: &salesforce.ClientCredentialsAuth{ClientID: "fake-client-id", ClientSecret: "fake-client-secret"}}
 			tt.auth(&cfg, srv)
 			c, err := salesforce.New(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			srv.SeedN(3)
 			for range 2 {
 				_, err = c.Schema(ctx, "Contact")
@@ -134,17 +125,13 @@ func TestAuthFlows(t *testing.T) {
 			}
 			var ae *salesforce.AuthError
 			if tt.wantAuth {
-				if !errors.As(err, &ae) || !crmsync.IsPermanent(err) {
-					t.Fatalf("Schema() error = %v, want a permanent *AuthError", err)
-				}
+				require.ErrorAs(t, err, &ae, "Schema() error = %v, want a permanent *AuthError", err)
+				require.True(t, crmsync.IsPermanent(err), "Schema() error = %v, want a permanent *AuthError", err)
 				return
 			}
-			if err != nil {
-				t.Fatalf("Schema() = %v", err)
-			}
-			if got := srv.Calls()["token"]; got != 1 {
-				t.Errorf("token calls = %d, want 1 for two API calls", got)
-			}
+			require.NoError(t, err, "Schema()")
+			got := srv.Calls()["token"]
+			assert.Equal(t, 1, got, "token calls = %d, want 1 for two API calls", got)
 		})
 	}
 }
@@ -152,39 +139,32 @@ func TestAuthFlows(t *testing.T) {
 func TestStaticTokenAndInstanceOverride(t *testing.T) {
 	f := setup(t, nil, nil)
 	c, err := salesforce.New(salesforce.Config{AccessToken: f.srv.Token(), InstanceURL: f.srv.URL, RetryWait: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Schema(ctx, "Contact"); err != nil {
-		t.Fatalf("Schema() = %v", err)
-	}
-	if f.srv.Calls()["token"] != 0 {
-		t.Errorf("static token fetched a token")
-	}
+	require.NoError(t, err)
+	_, err = c.Schema(ctx, "Contact")
+	require.NoError(t, err, "Schema()")
+	assert.Equal(t, 0, f.srv.Calls()["token"], "static token fetched a token")
 	// An expired static token cannot be renewed: permanent 401.
 	f.srv.ExpireSessions()
 	_, err = c.Schema(ctx, "Contact")
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.Status != 401 || ae.ErrorCode != "INVALID_SESSION_ID" || !crmsync.IsPermanent(err) {
-		t.Fatalf("Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
-	}
+	require.ErrorAs(t, err, &ae, "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
+	require.Equal(t, 401, ae.Status, "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
+	require.Equal(t, "INVALID_SESSION_ID", ae.ErrorCode, "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
+	require.True(t, crmsync.IsPermanent(err), "Schema() after expiry = %v, want permanent 401 INVALID_SESSION_ID", err)
 }
 
 func TestExpiredSessionReauthenticatesOnce(t *testing.T) {
 	f := setup(t, nil, nil)
 	f.srv.SeedN(2)
-	if _, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	_, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil)
+	require.NoError(t, err)
 	f.srv.ExpireSessions()
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Lookup after expiry = %d, %v", len(recs), err)
-	}
+	require.NoError(t, err, "Lookup after expiry = %d", len(recs))
+	require.Len(t, recs, 1, "Lookup after expiry = %d, %v", len(recs), err)
 	calls := f.srv.Calls()
-	if calls["token"] != 2 || calls["query"] != 3 {
-		t.Fatalf("calls = %v, want 2 token and 3 query", calls)
-	}
+	require.Equal(t, 2, calls["token"], "calls = %v, want 2 token and 3 query", calls)
+	require.Equal(t, 3, calls["query"], "calls = %v, want 2 token and 3 query", calls)
 }
 
 func TestSessionExpiringTwiceFails(t *testing.T) {
@@ -194,20 +174,16 @@ func TestSessionExpiringTwiceFails(t *testing.T) {
 		Body: `[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]`})
 	_, err := f.c.Schema(ctx, "Contact")
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.Status != 401 {
-		t.Fatalf("Schema() = %v, want 401", err)
-	}
-	if got := f.srv.Calls()["describe"]; got != 2 {
-		t.Fatalf("describe calls = %d, want 2 (one retry after re-authentication)", got)
-	}
+	require.ErrorAs(t, err, &ae, "Schema() = %v, want 401", err)
+	require.Equal(t, 401, ae.Status, "Schema() = %v, want 401", err)
+	got := f.srv.Calls()["describe"]
+	require.Equal(t, 2, got, "describe calls = %d, want 2 (one retry after re-authentication)", got)
 }
 
 func TestSchema(t *testing.T) {
 	f := setup(t, nil, nil)
 	s, err := f.c.Schema(ctx, "Contact")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	by := map[string]crmsync.FieldSchema{}
 	for _, fs := range s.Fields {
 		by[fs.Name] = fs
@@ -227,37 +203,40 @@ func TestSchema(t *testing.T) {
 	for _, c := range checks {
 		got := by[c.name]
 		got.Options = nil
-		if got.Name != c.want.Name || got.Type != c.want.Type || got.Required != c.want.Required ||
-			got.ReadOnly != c.want.ReadOnly || got.Unique != c.want.Unique || got.Restricted != c.want.Restricted {
-			t.Errorf("field %s = %+v, want %+v", c.name, got, c.want)
-		}
+		assert.Equal(t, c.want.Name, got.Name, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Type, got.Type, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Required, got.Required, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.ReadOnly, got.ReadOnly, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Unique, got.Unique, "field %s = %+v, want %+v", c.name, got, c.want)
+		assert.Equal(t, c.want.Restricted, got.Restricted, "field %s = %+v, want %+v", c.name, got, c.want)
 	}
 	st := by["Lifecycle_Stage__c"]
-	if st.Type != crmsync.TypeEnum || !st.Restricted || len(st.Options) != 8 || st.Options[0] != "subscriber" {
-		t.Errorf("Lifecycle_Stage__c = %+v", st)
+	if assert.Equal(t, crmsync.TypeEnum, st.Type, "Lifecycle_Stage__c = %+v", st) {
+		if assert.True(t, st.Restricted, "Lifecycle_Stage__c = %+v", st) {
+			if assert.Len(t, st.Options, 8, "Lifecycle_Stage__c = %+v", st) {
+				assert.Equal(t, "subscriber", st.Options[0], "Lifecycle_Stage__c = %+v", st)
+			}
+		}
 	}
-	if _, err := f.c.Schema(ctx, "Nope__c"); !crmsync.IsPermanent(err) {
-		t.Errorf("Schema(unknown) = %v, want permanent", err)
-	}
-	if _, err := f.c.Schema(ctx, "Contact/../x"); err == nil || !strings.Contains(err.Error(), "invalid object name") {
-		t.Errorf("Schema(bad name) = %v", err)
+	_, err = f.c.Schema(ctx, "Nope__c")
+	assert.True(t, crmsync.IsPermanent(err), "Schema(unknown) = %v, want permanent", err)
+	_, err = f.c.Schema(ctx, "Contact/../x")
+	if assert.Error(t, err, "Schema(bad name)") {
+		assert.Contains(t, err.Error(), "invalid object name", "Schema(bad name) = %v", err)
 	}
 }
 
 func TestStats(t *testing.T) {
 	f := setup(t, func(c *salesforcetest.Config) { c.DailyLimit = 1000 }, nil)
 	f.srv.SeedN(1)
-	if _, err := f.c.Schema(ctx, "Contact"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.c.Lookup(ctx, "Contact", "id", []string{"003000000000000AAA"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	_, err := f.c.Schema(ctx, "Contact")
+	require.NoError(t, err)
+	_, err = f.c.Lookup(ctx, "Contact", "id", []string{"003000000000000AAA"}, nil)
+	require.NoError(t, err)
 	st := f.c.Stats()
-	if st.Calls["oauth2/token"] != 1 || st.Calls["describe"] != 1 || st.Calls["query"] != 1 {
-		t.Errorf("Stats().Calls = %v", st.Calls)
-	}
-	if st.APIUsed != 2 || st.APIMax != 1000 {
-		t.Errorf("Stats() usage = %d/%d, want 2/1000", st.APIUsed, st.APIMax)
-	}
+	assert.Equal(t, int64(1), st.Calls["oauth2/token"], "Stats().Calls = %v", st.Calls)
+	assert.Equal(t, int64(1), st.Calls["describe"], "Stats().Calls = %v", st.Calls)
+	assert.Equal(t, int64(1), st.Calls["query"], "Stats().Calls = %v", st.Calls)
+	assert.Equal(t, int64(2), st.APIUsed, "Stats() usage = %d/%d, want 2/1000", st.APIUsed, st.APIMax)
+	assert.Equal(t, int64(1000), st.APIMax, "Stats() usage = %d/%d, want 2/1000", st.APIUsed, st.APIMax)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
 )
 
 func TestAPIErrorIsUnauthorized(t *testing.T) {
@@ -14,8 +15,7 @@ func TestAPIErrorIsUnauthorized(t *testing.T) {
 		want   bool
 	}{{401, "INVALID_SESSION_ID", true}, {403, "INSUFFICIENT_ACCESS", true}, {403, "REQUEST_LIMIT_EXCEEDED", false}, {400, "INVALID_FIELD", false}} {
 		err := crmsync.Permanent(&APIError{Call: "update", Status: tc.status, ErrorCode: tc.code})
-		if got := errors.Is(err, crmsync.ErrUnauthorized); got != tc.want {
-			t.Errorf("errors.Is(%d %s, ErrUnauthorized) = %v, want %v", tc.status, tc.code, got, tc.want)
-		}
+		got := errors.Is(err, crmsync.ErrUnauthorized)
+		assert.Equal(t, tc.want, got, "errors.Is(%d %s, ErrUnauthorized) = %v, want %v", tc.status, tc.code, got, tc.want)
 	}
 }

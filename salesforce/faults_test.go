@@ -2,8 +2,6 @@ package salesforce_test
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +9,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestFaultsRetried(t *testing.T) {
@@ -31,16 +31,14 @@ func TestFaultsRetried(t *testing.T) {
 			f.srv.SeedN(2)
 			f.srv.Inject(tt.fault)
 			recs, err := f.c.Lookup(ctx, "Contact", "Email", []string{"contact1@example.com"}, nil)
-			if err != nil || len(recs) != 1 {
-				t.Fatalf("Lookup = %d, %v", len(recs), err)
-			}
+			require.NoError(t, err, "Lookup = %d", len(recs))
+			require.Len(t, recs, 1, "Lookup = %d, %v", len(recs), err)
 			want := max(tt.fault.Times, 1) + 1
 			if tt.fault.Latency > 0 {
 				want = 1
 			}
-			if got := f.srv.Calls()["query"]; got < want {
-				t.Errorf("query calls = %d, want at least %d", got, want)
-			}
+			got := f.srv.Calls()["query"]
+			assert.GreaterOrEqual(t, got, want, "query calls = %d, want at least %d", got, want)
 		})
 	}
 }
@@ -50,18 +48,15 @@ func TestFaultsExhaustRetries(t *testing.T) {
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "describe", Status: 503, Times: 10})
 	_, err := f.c.Schema(ctx, "Contact")
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.Status != 503 || ae.ErrorCode != "SERVER_UNAVAILABLE" {
-		t.Fatalf("Schema() = %v, want 503", err)
-	}
-	if crmsync.IsPermanent(err) || errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Errorf("exhausted 503 retries = %v, want a transient error", err)
-	}
-	if got := f.srv.Calls()["describe"]; got != 3 {
-		t.Errorf("describe calls = %d, want 3 (1 + 2 retries)", got)
-	}
-	if st := f.c.Stats(); st.Retries != 2 {
-		t.Errorf("Stats().Retries = %d, want 2", st.Retries)
-	}
+	require.ErrorAs(t, err, &ae, "Schema() = %v, want 503", err)
+	require.Equal(t, 503, ae.Status, "Schema() = %v, want 503", err)
+	require.Equal(t, "SERVER_UNAVAILABLE", ae.ErrorCode, "Schema() = %v, want 503", err)
+	assert.False(t, crmsync.IsPermanent(err), "exhausted 503 retries = %v, want a transient error", err)
+	assert.NotErrorIs(t, err, crmsync.ErrDailyLimit, "exhausted 503 retries = %v, want a transient error", err)
+	got := f.srv.Calls()["describe"]
+	assert.Equal(t, 3, got, "describe calls = %d, want 3 (1 + 2 retries)", got)
+	st := f.c.Stats()
+	assert.Equal(t, int64(2), st.Retries, "Stats().Retries = %d, want 2", st.Retries)
 }
 
 func TestCreateNotRetriedAfterAmbiguousFailure(t *testing.T) {
@@ -69,26 +64,22 @@ func TestCreateNotRetriedAfterAmbiguousFailure(t *testing.T) {
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "create", Status: 500})
 	op := []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "Once"}}}
 	_, err := f.c.Write(ctx, "Contact", op)
-	if err == nil || crmsync.IsPermanent(err) {
-		t.Fatalf("Write(create, 500) = %v, want a transient error", err)
-	}
-	if got := f.srv.Calls()["create"]; got != 1 {
-		t.Errorf("create calls = %d, want 1: a create is not repeated blind", got)
-	}
+	require.Error(t, err, "Write(create, 500) = %v, want a transient error", err)
+	require.False(t, crmsync.IsPermanent(err), "Write(create, 500) = %v, want a transient error", err)
+	got := f.srv.Calls()["create"]
+	assert.Equal(t, 1, got, "create calls = %d, want 1: a create is not repeated blind", got)
 	// 503 means not processed: retried.
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "create", Status: 503})
 	res, err := f.c.Write(ctx, "Contact", op)
-	if err != nil || res[0].Err != nil {
-		t.Fatalf("Write(create, 503) = %+v, %v", res, err)
-	}
+	require.NoError(t, err, "Write(create, 503) = %+v", res)
+	require.NoError(t, res[0].Err, "Write(create, 503) = %+v, %v", res, err)
 	// A reset connection on a create is not repeated either.
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "create", Reset: true})
-	if _, err := f.c.Write(ctx, "Contact", op); err == nil || crmsync.IsPermanent(err) {
-		t.Fatalf("Write(create, reset) = %v, want transient", err)
-	}
-	if n := len(f.srv.All()); n != 1 {
-		t.Errorf("%d records, want 1", n)
-	}
+	_, err = f.c.Write(ctx, "Contact", op)
+	require.Error(t, err, "Write(create, reset) = %v, want transient", err)
+	require.False(t, crmsync.IsPermanent(err), "Write(create, reset) = %v, want transient", err)
+	n := len(f.srv.All())
+	assert.Equal(t, 1, n, "%d records, want 1", n)
 }
 
 func TestBadBodies(t *testing.T) {
@@ -110,9 +101,9 @@ func TestBadBodies(t *testing.T) {
 			f.srv.Inject(tt.fault)
 			_, err := f.c.Lookup(ctx, "Contact", "Email", []string{"a@example.com"}, nil)
 			var de *salesforce.DecodeError
-			if !errors.As(err, &de) || de.Call != "lookup" || !strings.Contains(err.Error(), tt.reason) {
-				t.Fatalf("Lookup = %v, want a *DecodeError naming lookup and %q", err, tt.reason)
-			}
+			require.ErrorAs(t, err, &de, "Lookup = %v, want a *DecodeError naming lookup and %q", err, tt.reason)
+			require.Equal(t, "lookup", de.Call, "Lookup = %v, want a *DecodeError naming lookup and %q", err, tt.reason)
+			require.Contains(t, err.Error(), tt.reason, "Lookup = %v, want a *DecodeError naming lookup and %q", err, tt.reason)
 		})
 	}
 	t.Run("error array with 200", func(t *testing.T) {
@@ -120,36 +111,32 @@ func TestBadBodies(t *testing.T) {
 		f.srv.Inject(salesforcetest.Fault{Endpoint: "upsert", Status: 200, Body: `[{"message":"boom","errorCode":"UNKNOWN_EXCEPTION"}]`})
 		_, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: "1", Fields: crmsync.Fields{"LastName": "X"}}})
 		var ae *salesforce.APIError
-		if !errors.As(err, &ae) || ae.ErrorCode != "UNKNOWN_EXCEPTION" {
-			t.Fatalf("Write = %v, want the error body as *APIError", err)
-		}
+		require.ErrorAs(t, err, &ae, "Write = %v, want the error body as *APIError", err)
+		require.Equal(t, "UNKNOWN_EXCEPTION", ae.ErrorCode, "Write = %v, want the error body as *APIError", err)
 	})
 	t.Run("result count mismatch", func(t *testing.T) {
 		f := setup(t, nil, nil)
 		f.srv.Inject(salesforcetest.Fault{Endpoint: "upsert", Status: 200, Body: `[]`})
 		_, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: "1", Fields: crmsync.Fields{"LastName": "X"}}})
 		var de *salesforce.DecodeError
-		if !errors.As(err, &de) {
-			t.Fatalf("Write = %v, want *DecodeError", err)
-		}
+		require.ErrorAs(t, err, &de, "Write = %v, want *DecodeError", err)
 	})
 	t.Run("huge body", func(t *testing.T) {
 		f := setup(t, nil, func(c *salesforce.Config) { c.MaxBodyBytes = 10000 })
 		f.srv.SeedN(300)
 		_, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Contact"})
 		var de *salesforce.DecodeError
-		if !errors.As(err, &de) || !strings.Contains(err.Error(), "body over") {
-			t.Fatalf("Changes = %v, want body-size *DecodeError", err)
-		}
+		require.ErrorAs(t, err, &de, "Changes = %v, want body-size *DecodeError", err)
+		require.Contains(t, err.Error(), "body over", "Changes = %v, want body-size *DecodeError", err)
 	})
 	t.Run("html error page on 400", func(t *testing.T) {
 		f := setup(t, nil, nil)
 		f.srv.Inject(salesforcetest.Fault{Endpoint: "describe", Status: 404, HTML: true})
 		_, err := f.c.Schema(ctx, "Contact")
 		var ae *salesforce.APIError
-		if !errors.As(err, &ae) || ae.Status != 404 || !crmsync.IsPermanent(err) {
-			t.Fatalf("Schema = %v, want permanent 404", err)
-		}
+		require.ErrorAs(t, err, &ae, "Schema = %v, want permanent 404", err)
+		require.Equal(t, 404, ae.Status, "Schema = %v, want permanent 404", err)
+		require.True(t, crmsync.IsPermanent(err), "Schema = %v, want permanent 404", err)
 	})
 }
 
@@ -163,15 +150,11 @@ func TestDailyShare(t *testing.T) {
 		}
 	}
 	_, err := f.c.Schema(ctx, "Contact")
-	if !errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("third call = %v, want ErrDailyLimit", err)
-	}
-	if got := f.srv.Calls()["describe"]; got != 2 {
-		t.Errorf("describe calls = %d, want 2: the client stops before sending", got)
-	}
-	if used, _ := f.srv.APIUsage(); used != 50 {
-		t.Errorf("org usage = %d, want 50", used)
-	}
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "third call = %v, want ErrDailyLimit", err)
+	got := f.srv.Calls()["describe"]
+	assert.Equal(t, 2, got, "describe calls = %d, want 2: the client stops before sending", got)
+	used, _ := f.srv.APIUsage()
+	assert.Equal(t, int64(50), used, "org usage = %d, want 50", used)
 }
 
 func TestDailyLimitExhausted(t *testing.T) {
@@ -179,28 +162,25 @@ func TestDailyLimitExhausted(t *testing.T) {
 	f.srv.SetAPIUsage(100)
 	_, err := f.c.Lookup(ctx, "Contact", "Email", []string{"a@example.com"}, nil)
 	var ae *salesforce.APIError
-	if !errors.Is(err, crmsync.ErrDailyLimit) || !errors.As(err, &ae) || ae.Status != 403 || ae.ErrorCode != "REQUEST_LIMIT_EXCEEDED" {
-		t.Fatalf("Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
-	}
-	if got := f.srv.Calls()["query"]; got != 1 {
-		t.Errorf("query calls = %d, want 1 (no retry)", got)
-	}
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
+	require.ErrorAs(t, err, &ae, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
+	require.Equal(t, 403, ae.Status, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
+	require.Equal(t, "REQUEST_LIMIT_EXCEEDED", ae.ErrorCode, "Lookup = %v, want 403 REQUEST_LIMIT_EXCEEDED wrapping ErrDailyLimit", err)
+	got := f.srv.Calls()["query"]
+	assert.Equal(t, 1, got, "query calls = %d, want 1 (no retry)", got)
 }
 
 func TestConcurrencyCap(t *testing.T) {
 	run := func(t *testing.T, clientInFlight int) (*fixture, []error) {
 		lim, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: clientInFlight})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		f := setup(t, func(c *salesforcetest.Config) { c.MaxInFlight = 3 }, func(c *salesforce.Config) {
 			c.Limiter = lim
 			c.MaxRetries = 100
 		})
 		f.srv.SeedN(1)
-		if _, err := f.c.Schema(ctx, "Contact"); err != nil { // fetch the token first
-			t.Fatal(err)
-		}
+		_, err = f.c.Schema(ctx, "Contact") // fetch the token first
+		require.NoError(t, err)
 		f.srv.Inject(salesforcetest.Fault{Endpoint: "query", Latency: 10 * time.Millisecond, Times: 1000})
 		var wg sync.WaitGroup
 		errs := make([]error, 12)
@@ -217,24 +197,17 @@ func TestConcurrencyCap(t *testing.T) {
 	t.Run("within the cap", func(t *testing.T) {
 		f, errs := run(t, 3)
 		for _, err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 		}
-		if got := f.srv.Calls()["query"]; got != 12 {
-			t.Errorf("query calls = %d, want 12: the client kept under the cap", got)
-		}
+		got := f.srv.Calls()["query"]
+		assert.Equal(t, 12, got, "query calls = %d, want 12: the client kept under the cap", got)
 	})
 	t.Run("over the cap", func(t *testing.T) {
 		f, errs := run(t, 12)
 		for _, err := range errs {
-			if err != nil {
-				t.Fatalf("Lookup over the cap = %v, want retries to land", err)
-			}
+			require.NoError(t, err, "Lookup over the cap = %v, want retries to land", err)
 		}
-		if f.c.Stats().Retries == 0 {
-			t.Errorf("no retries: the fake did not enforce its cap")
-		}
+		assert.NotEqual(t, int64(0), f.c.Stats().Retries, "no retries: the fake did not enforce its cap")
 	})
 }
 
@@ -244,9 +217,7 @@ func TestContextCancelled(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	_, err := f.c.Schema(cctx, "Contact")
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Schema = %v, want the context's deadline", err)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Schema = %v, want the context's deadline", err)
 }
 
 func TestRateLimited(t *testing.T) {
@@ -255,27 +226,27 @@ func TestRateLimited(t *testing.T) {
 		Body: `[{"message":"too many requests","errorCode":"REQUEST_LIMIT_EXCEEDED"}]`})
 	_, err := f.c.Schema(ctx, "Contact")
 	var rl *crmsync.RateLimitError
-	if !errors.As(err, &rl) || rl.RetryAfter != 7*time.Second || crmsync.IsPermanent(err) || errors.Is(err, crmsync.ErrDailyLimit) {
-		t.Fatalf("Schema() = %v, want a *RateLimitError of 7s", err)
-	}
+	require.ErrorAs(t, err, &rl, "Schema() = %v, want a *RateLimitError of 7s", err)
+	require.Equal(t, time.Duration(7*time.Second), rl.RetryAfter, "Schema() = %v, want a *RateLimitError of 7s", err)
+	require.False(t, crmsync.IsPermanent(err), "Schema() = %v, want a *RateLimitError of 7s", err)
+	require.NotErrorIs(t, err, crmsync.ErrDailyLimit, "Schema() = %v, want a *RateLimitError of 7s", err)
 }
 
 func TestErrorsCarryNoValues(t *testing.T) {
 	f := setup(t, nil, func(c *salesforce.Config) { c.MaxRetries = 1 })
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "query", Reset: true, Times: 5})
 	_, err := f.c.Lookup(ctx, "Contact", "Email", []string{"secret.person@example.com"}, nil)
-	if err == nil || crmsync.IsPermanent(err) {
-		t.Fatalf("Lookup over resets = %v, want a transient error", err)
-	}
-	if strings.Contains(err.Error(), "secret.person") || strings.Contains(err.Error(), "secret%2Eperson") || strings.Contains(err.Error(), "example.com") {
-		t.Fatalf("error text carries the looked-up value: %v", err)
-	}
+	require.Error(t, err, "Lookup over resets = %v, want a transient error", err)
+	require.False(t, crmsync.IsPermanent(err), "Lookup over resets = %v, want a transient error", err)
+	require.NotContains(t, err.Error(), "secret.person", "error text carries the looked-up value: %v", err)
+	require.NotContains(t, err.Error(), "secret%2Eperson", "error text carries the looked-up value: %v", err)
+	require.NotContains(t, err.Error(), "example.com", "error text carries the looked-up value: %v", err)
 	f.srv.ClearFaults()
 	f.srv.Inject(salesforcetest.Fault{Endpoint: "query", Status: 400,
 		Body: `[{"message":"unexpected token: 'secret.person@example.com'","errorCode":"MALFORMED_QUERY"}]`})
 	_, err = f.c.Lookup(ctx, "Contact", "Email", []string{"secret.person@example.com"}, nil)
 	var ae *salesforce.APIError
-	if !errors.As(err, &ae) || ae.ErrorCode != "MALFORMED_QUERY" || strings.Contains(err.Error(), "secret") {
-		t.Fatalf("Lookup(400) = %v", err)
-	}
+	require.ErrorAs(t, err, &ae, "Lookup(400) = %v", err)
+	require.Equal(t, "MALFORMED_QUERY", ae.ErrorCode, "Lookup(400) = %v", err)
+	require.NotContains(t, err.Error(), "secret", "Lookup(400) = %v", err)
 }

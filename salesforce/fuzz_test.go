@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"github.com/stretchr/testify/require"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -69,15 +70,9 @@ func FuzzEscapeSOQL(f *testing.F) {
 		query := "SELECT Id FROM Contact WHERE Email = " + lit + " AND LastName = 'x'"
 		at := strings.Index(query, lit)
 		val, n, ok := scanLiteral(query[at:])
-		if !ok {
-			t.Fatalf("QuoteSOQL(%q) = %q is not a well-formed literal", s, lit)
-		}
-		if n != len(lit) {
-			t.Fatalf("QuoteSOQL(%q) = %q closes after %d bytes, not at its end (%d)", s, lit, n, len(lit))
-		}
-		if query[at+n:] != " AND LastName = 'x'" {
-			t.Fatalf("the rest of the query changed: %q", query[at+n:])
-		}
+		require.True(t, ok, "QuoteSOQL(%q) = %q is not a well-formed literal", s, lit)
+		require.Equal(t, len(lit), n, "QuoteSOQL(%q) = %q closes after %d bytes, not at its end (%d)", s, lit, n, len(lit))
+		require.Equal(t, " AND LastName = 'x'", query[at+n:], "the rest of the query changed: %q", query[at+n:])
 		if want := dropControls(s); utf8.ValidString(s) && val != want {
 			t.Fatalf("literal %q reads back as %q, want %q", lit, val, want)
 		}
@@ -135,8 +130,7 @@ func FuzzPageToken(f *testing.F) {
 			t.Fatalf("token %q let through URL %q", s, p.URL)
 		}
 		back, err := decodePageToken(p.encode())
-		if err != nil || back != p {
-			t.Fatalf("token round trip: %+v → %+v, %v", p, back, err)
-		}
+		require.NoError(t, err, "token round trip: %+v → %+v", p, back)
+		require.Equal(t, p, back, "token round trip: %+v → %+v, %v", p, back, err)
 	})
 }

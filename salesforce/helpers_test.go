@@ -7,6 +7,7 @@ import (
 
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a controllable clock shared by the fake and the client.
@@ -58,8 +59,6 @@ func setup(t *testing.T, srvOpt func(*salesforcetest.Config), cliOpt func(*sales
 		cliOpt(&cfg)
 	}
 	c, err := salesforce.New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	require.NoError(t, err, "New")
 	return &fixture{clk: clk, srv: srv, c: c}
 }

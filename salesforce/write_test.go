@@ -9,15 +9,15 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestLookupByEmailAndID(t *testing.T) {
 	f := setup(t, nil, nil)
 	ids := f.srv.SeedN(5)
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", []string{"CONTACT2@example.com", "contact4@example.com", "nobody@example.com", ""}, []string{"Email"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	got := map[string]bool{}
 	for _, r := range recs {
 		got[r.ID] = true
@@ -26,17 +26,16 @@ func TestLookupByEmailAndID(t *testing.T) {
 		t.Fatalf("Lookup(email) = %d records, want %s and %s", len(recs), ids[1], ids[3])
 	}
 	recs, err = f.c.Lookup(ctx, "Contact", "id", []string{ids[0], ids[4]}, nil)
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("Lookup(id) = %d, %v", len(recs), err)
-	}
+	require.NoError(t, err, "Lookup(id) = %d", len(recs))
+	require.Len(t, recs, 2, "Lookup(id) = %d, %v", len(recs), err)
 	if recs, err := f.c.Lookup(ctx, "Contact", "Email", nil, nil); err != nil || recs != nil {
 		t.Fatalf("Lookup(no values) = %v, %v", recs, err)
 	}
-	if c := f.srv.Calls()["query"]; c != 2 {
-		t.Errorf("query calls = %d, want 2", c)
-	}
-	if _, err := f.c.Lookup(ctx, "Contact", "Email) OR (Id", []string{"x"}, nil); err == nil || !strings.Contains(err.Error(), "invalid field name") {
-		t.Errorf("Lookup(bad field) = %v", err)
+	c := f.srv.Calls()["query"]
+	assert.Equal(t, 2, c, "query calls = %d, want 2", c)
+	_, err = f.c.Lookup(ctx, "Contact", "Email) OR (Id", []string{"x"}, nil)
+	if assert.Error(t, err, "Lookup(bad field)") {
+		assert.Contains(t, err.Error(), "invalid field name", "Lookup(bad field) = %v", err)
 	}
 }
 
@@ -48,12 +47,10 @@ func TestLookupBatches(t *testing.T) {
 		emails = append(emails, fmt.Sprintf("contact%d@example.com", i+1))
 	}
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", emails, []string{"Email"})
-	if err != nil || len(recs) != 450 {
-		t.Fatalf("Lookup(450) = %d, %v", len(recs), err)
-	}
-	if c := f.srv.Calls()["query"]; c != 3 {
-		t.Errorf("query calls = %d, want 3 (200 values per query)", c)
-	}
+	require.NoError(t, err, "Lookup(450) = %d", len(recs))
+	require.Len(t, recs, 450, "Lookup(450) = %d, %v", len(recs), err)
+	c := f.srv.Calls()["query"]
+	assert.Equal(t, 3, c, "query calls = %d, want 3 (200 values per query)", c)
 }
 
 func TestLookupSplitsLongURLs(t *testing.T) {
@@ -64,15 +61,12 @@ func TestLookupSplitsLongURLs(t *testing.T) {
 	}
 	f.srv.Seed(crmsync.Fields{"LastName": "Long", "Email": vals[77]})
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", vals, nil)
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("Lookup = %d, %v", len(recs), err)
-	}
-	if c := f.srv.Calls()["query"]; c < 5 {
-		t.Errorf("query calls = %d, want the 100 long values split over several URLs", c)
-	}
-	if _, err := f.c.Lookup(ctx, "Contact", "Email", []string{strings.Repeat("x", 5000)}, nil); !crmsync.IsPermanent(err) {
-		t.Errorf("Lookup(huge value) = %v, want permanent error", err)
-	}
+	require.NoError(t, err, "Lookup = %d", len(recs))
+	require.Len(t, recs, 1, "Lookup = %d, %v", len(recs), err)
+	c := f.srv.Calls()["query"]
+	assert.GreaterOrEqual(t, c, 5, "query calls = %d, want the 100 long values split over several URLs", c)
+	_, err = f.c.Lookup(ctx, "Contact", "Email", []string{strings.Repeat("x", 5000)}, nil)
+	assert.True(t, crmsync.IsPermanent(err), "Lookup(huge value) = %v, want permanent error", err)
 }
 
 func TestLookupInjection(t *testing.T) {
@@ -85,18 +79,14 @@ func TestLookupInjection(t *testing.T) {
 		`\`, `'`, `\\'`, "a\x00b",
 	}
 	recs, err := f.c.Lookup(ctx, "Contact", "Email", hostile, nil)
-	if err != nil {
-		t.Fatalf("Lookup(hostile) = %v", err)
-	}
-	if len(recs) != 0 {
-		t.Fatalf("hostile values matched %d records", len(recs))
-	}
+	require.NoError(t, err, "Lookup(hostile)")
+	require.Empty(t, recs, "hostile values matched %d records", len(recs))
 	// The same odd values round-trip when they really are stored.
 	ids := f.srv.Seed(crmsync.Fields{"LastName": "Odd", "Title": `it's a \ "test"`})
 	recs, err = f.c.Lookup(ctx, "Contact", "Title", []string{`it's a \ "test"`}, nil)
-	if err != nil || len(recs) != 1 || recs[0].ID != ids[0] {
-		t.Fatalf("Lookup(quoted title) = %d, %v", len(recs), err)
-	}
+	require.NoError(t, err, "Lookup(quoted title) = %d", len(recs))
+	require.Len(t, recs, 1, "Lookup(quoted title) = %d, %v", len(recs), err)
+	require.Equal(t, ids[0], recs[0].ID, "Lookup(quoted title) = %d, %v", len(recs), err)
 }
 
 func TestWriteCreateUpdateUpsert(t *testing.T) {
@@ -110,13 +100,10 @@ func TestWriteCreateUpdateUpsert(t *testing.T) {
 		{Kind: crmsync.Update, ID: ids[1], Fields: crmsync.Fields{"Phone": nil}},
 	}
 	res, err := f.c.Write(ctx, "Contact", ops)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i, r := range res {
-		if r.Err != nil || r.ID == "" {
-			t.Fatalf("result %d = %+v", i, r)
-		}
+		require.NoError(t, r.Err, "result %d = %+v", i, r)
+		require.NotEmpty(t, r.ID, "result %d = %+v", i, r)
 	}
 	if !res[0].Created || res[1].Created || !res[2].Created || res[1].ID != ids[0] {
 		t.Errorf("Created flags = %v %v %v", res[0].Created, res[1].Created, res[2].Created)
@@ -127,22 +114,20 @@ func TestWriteCreateUpdateUpsert(t *testing.T) {
 	}
 	// Upsert again: same record, not a duplicate.
 	res, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: "hs-1", Fields: crmsync.Fields{"Title": "VP"}}})
-	if err != nil || res[0].Err != nil || res[0].Created {
-		t.Fatalf("second upsert = %+v, %v", res, err)
-	}
+	require.NoError(t, err, "second upsert = %+v", res)
+	require.NoError(t, res[0].Err, "second upsert = %+v, %v", res, err)
+	require.False(t, res[0].Created, "second upsert = %+v, %v", res, err)
 	n := 0
 	for _, r := range f.srv.All() {
 		if r.Fields["HubSpot_Id__c"] == "hs-1" {
 			n++
 		}
 	}
-	if n != 1 {
-		t.Fatalf("%d records with hs-1, want 1", n)
-	}
+	require.Equal(t, 1, n, "%d records with hs-1, want 1", n)
 	calls := f.srv.Calls()
-	if calls["create"] != 1 || calls["update"] != 1 || calls["upsert"] != 2 {
-		t.Errorf("calls = %v", calls)
-	}
+	assert.Equal(t, 1, calls["create"], "calls = %v", calls)
+	assert.Equal(t, 1, calls["update"], "calls = %v", calls)
+	assert.Equal(t, 2, calls["upsert"], "calls = %v", calls)
 }
 
 func TestWritePerRecordErrors(t *testing.T) {
@@ -160,9 +145,7 @@ func TestWritePerRecordErrors(t *testing.T) {
 		{Kind: crmsync.Update, ID: ids[2], Fields: crmsync.Fields{"Title": struct{}{}}},
 	}
 	res, err := f.c.Write(ctx, "Contact", ops)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want := []struct {
 		code      string
 		permanent bool
@@ -184,18 +167,13 @@ func TestWritePerRecordErrors(t *testing.T) {
 		t.Errorf("result 4 = %+v, want created", res[4])
 	}
 	for _, i := range []int{5, 6} {
-		if !crmsync.IsPermanent(res[i].Err) {
-			t.Errorf("result %d = %v, want a permanent local error", i, res[i].Err)
-		}
+		assert.True(t, crmsync.IsPermanent(res[i].Err), "result %d = %v, want a permanent local error", i, res[i].Err)
 	}
-	if strings.Contains(fmt.Sprint(res[1].Err), "bogus") {
-		t.Errorf("error text carries a record value: %v", res[1].Err)
-	}
+	assert.NotContains(t, fmt.Sprint(res[1].Err), "bogus", "error text carries a record value: %v", res[1].Err)
 	// The lock was transient: the retry lands.
 	res, err = f.c.Write(ctx, "Contact", ops[2:3])
-	if err != nil || res[0].Err != nil {
-		t.Fatalf("retry after lock = %+v, %v", res, err)
-	}
+	require.NoError(t, err, "retry after lock = %+v", res)
+	require.NoError(t, res[0].Err, "retry after lock = %+v, %v", res, err)
 }
 
 func TestWriteBatchesOf200(t *testing.T) {
@@ -206,20 +184,15 @@ func TestWriteBatchesOf200(t *testing.T) {
 			Fields: crmsync.Fields{"LastName": fmt.Sprintf("L%d", i)}})
 	}
 	res, err := f.c.Write(ctx, "Contact", ops)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i, r := range res {
-		if r.Err != nil || !r.Created {
-			t.Fatalf("result %d = %+v", i, r)
-		}
+		require.NoError(t, r.Err, "result %d = %+v", i, r)
+		require.True(t, r.Created, "result %d = %+v", i, r)
 	}
-	if c := f.srv.Calls()["upsert"]; c != 3 {
-		t.Errorf("upsert calls = %d, want 3", c)
-	}
-	if n := len(f.srv.All()); n != 450 {
-		t.Errorf("%d records, want 450", n)
-	}
+	c := f.srv.Calls()["upsert"]
+	assert.Equal(t, 3, c, "upsert calls = %d, want 3", c)
+	n := len(f.srv.All())
+	assert.Equal(t, 450, n, "%d records, want 450", n)
 }
 
 // A call refused as a whole for its content is a known outcome: each op's
@@ -228,9 +201,8 @@ func TestWriteBatchesOf200(t *testing.T) {
 func TestWriteWholeCallFailure(t *testing.T) {
 	f := setup(t, nil, nil)
 	res, err := f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"LastName": "X", "Nope__c": 1}}})
-	if err != nil || len(res) != 1 {
-		t.Fatalf("Write(unknown field) = %v, %v, want one result", res, err)
-	}
+	require.NoError(t, err, "Write(unknown field) = %v, %v, want one result", res, err)
+	require.Len(t, res, 1, "Write(unknown field) = %v, %v, want one result", res, err)
 	var ae *salesforce.APIError
 	var fe *crmsync.FieldError
 	if !errors.As(res[0].Err, &ae) || ae.Status != 400 || ae.ErrorCode != "INVALID_FIELD" || !crmsync.IsPermanent(res[0].Err) {
@@ -240,10 +212,10 @@ func TestWriteWholeCallFailure(t *testing.T) {
 		t.Fatalf("Write(unknown field) = %v, want a FieldError naming Nope__c", res[0].Err)
 	}
 	res, err = f.c.Write(ctx, "Contact", []crmsync.WriteOp{{Kind: crmsync.Upsert, MatchField: "Email", MatchValue: "a@b.c", Fields: crmsync.Fields{"LastName": "X"}}})
-	if err != nil || len(res) != 1 || !errors.As(res[0].Err, &ae) || ae.ErrorCode != "NOT_FOUND" || !crmsync.IsPermanent(res[0].Err) {
-		t.Fatalf("Write(upsert on non-external field) = %v, %v", res, err)
-	}
-	if errors.As(res[0].Err, &fe) {
-		t.Errorf("NOT_FOUND is no field error: %v", res[0].Err)
-	}
+	require.NoError(t, err, "Write(upsert on non-external field) = %v", res)
+	require.Len(t, res, 1, "Write(upsert on non-external field) = %v, %v", res, err)
+	require.ErrorAs(t, res[0].Err, &ae, "Write(upsert on non-external field) = %v, %v", res, err)
+	require.Equal(t, "NOT_FOUND", ae.ErrorCode, "Write(upsert on non-external field) = %v, %v", res, err)
+	require.True(t, crmsync.IsPermanent(res[0].Err), "Write(upsert on non-external field) = %v, %v", res, err)
+	assert.False(t, errors.As(res[0].Err, &fe), "NOT_FOUND is no field error: %v", res[0].Err)
 }

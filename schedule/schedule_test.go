@@ -1,11 +1,12 @@
 package schedule_test
 
 import (
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync/schedule"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestCron(t *testing.T) {
@@ -22,16 +23,14 @@ func TestCron(t *testing.T) {
 	}
 	for _, tc := range tests {
 		next, err := schedule.Cron(tc.expr, nil)
-		if err != nil {
-			t.Fatalf("Cron(%q) = %v", tc.expr, err)
-		}
-		if got := next(at); !got.Equal(tc.want) {
-			t.Errorf("Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
-		}
+		require.NoError(t, err, "Cron(%q)", tc.expr)
+		got := next(at)
+		assert.True(t, got.Equal(tc.want), "Cron(%q)(%v) = %v, want %v", tc.expr, at, got, tc.want)
 	}
 	for _, bad := range []string{"", "* * *", "61 * * * *", "@sometimes"} {
-		if _, err := schedule.Cron(bad, nil); err == nil || !strings.Contains(err.Error(), "cron expression") {
-			t.Errorf("Cron(%q) = %v, want an error naming the expression", bad, err)
+		_, err := schedule.Cron(bad, nil)
+		if assert.Error(t, err, "Cron(%q) = %v, want an error naming the expression", bad, err) {
+			assert.Contains(t, err.Error(), "cron expression", "Cron(%q) = %v, want an error naming the expression", bad, err)
 		}
 	}
 }

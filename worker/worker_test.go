@@ -12,6 +12,8 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/memory"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a controllable clock.
@@ -39,9 +41,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func newEngine(t *testing.T, st crmsync.Store, clk *clock, holder string) *crmsync.Engine {
 	t.Helper()
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Now: clk.Now, Holder: holder, LeaseTTL: 2 * time.Second, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return eng
 }
 
@@ -72,9 +72,7 @@ func (c *counter) count(key string) int {
 func newWorker(t *testing.T, c Config) *Worker {
 	t.Helper()
 	w, err := New(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return w
 }
 
@@ -97,9 +95,8 @@ func TestNewValidates(t *testing.T) {
 		"negative tick":     {Engine: eng, Keys: []string{"a"}, Workflow: wf, Interval: time.Second, Tick: -1},
 		"negative capacity": {Engine: eng, Keys: []string{"a"}, Workflow: wf, Interval: time.Second, Concurrency: -1},
 	} {
-		if _, err := New(c); err == nil {
-			t.Errorf("New(%s) = nil error", name)
-		}
+		_, err := New(c)
+		assert.Error(t, err, "New(%s) = nil error", name)
 	}
 }
 
@@ -111,23 +108,18 @@ func TestDue(t *testing.T) {
 		OnRun: func(string, crmsync.RunInfo, error) { ran.Add(1) }})
 
 	tickWait(w)
-	if wfs.count("a") != 1 || wfs.count("b") != 1 {
-		t.Fatalf("after the first tick runs = %v, want one per key (never ran means due)", wfs.runs)
-	}
+	require.Equal(t, 1, wfs.count("a"), "after the first tick runs = %v, want one per key (never ran means due)", wfs.runs)
+	require.Equal(t, 1, wfs.count("b"), "after the first tick runs = %v, want one per key (never ran means due)", wfs.runs)
 	tickWait(w)
 	clk.Add(time.Minute - time.Millisecond)
 	tickWait(w)
-	if wfs.count("a") != 1 || wfs.count("b") != 1 {
-		t.Fatalf("within the interval runs = %v, want still one per key", wfs.runs)
-	}
+	require.Equal(t, 1, wfs.count("a"), "within the interval runs = %v, want still one per key", wfs.runs)
+	require.Equal(t, 1, wfs.count("b"), "within the interval runs = %v, want still one per key", wfs.runs)
 	clk.Add(time.Millisecond)
 	tickWait(w)
-	if wfs.count("a") != 2 || wfs.count("b") != 2 {
-		t.Fatalf("one interval after the last run finished runs = %v, want two per key", wfs.runs)
-	}
-	if ran.Load() != 4 {
-		t.Errorf("OnRun called %d times, want 4", ran.Load())
-	}
+	require.Equal(t, 2, wfs.count("a"), "one interval after the last run finished runs = %v, want two per key", wfs.runs)
+	require.Equal(t, 2, wfs.count("b"), "one interval after the last run finished runs = %v, want two per key", wfs.runs)
+	assert.Equal(t, int64(4), ran.Load(), "OnRun called %d times, want 4", ran.Load())
 
 	t.Run("failed run retried after RetryDelay here, at once elsewhere", func(t *testing.T) {
 		wfs.mu.Lock()
@@ -136,25 +128,22 @@ func TestDue(t *testing.T) {
 		clk.Add(time.Minute)
 		w.cfg.RetryDelay = 10 * time.Second
 		tickWait(w)
-		if n := wfs.count("a"); n != 3 {
-			t.Fatalf("runs of a = %d, want 3", n)
-		}
+		n := wfs.count("a")
+		require.Equal(t, 3, n, "runs of a = %d, want 3", n)
 		tickWait(w)
-		if n := wfs.count("a"); n != 3 {
-			t.Errorf("a failed run was retried here before RetryDelay: runs = %d", n)
-		}
+		n = wfs.count("a")
+		assert.Equal(t, 3, n, "a failed run was retried here before RetryDelay: runs = %d", n)
 		other := newWorker(t, Config{Engine: newEngine(t, st, clk, "w2"), Keys: []string{"a"}, Workflow: wfs.workflow, Interval: time.Minute})
-		if due, err := other.Due(context.Background(), "a"); err != nil || !due {
-			t.Errorf("another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
-		}
+		due, err := other.Due(context.Background(), "a")
+		assert.NoError(t, err, "another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
+		assert.True(t, due, "another worker: Due(a) = %v, %v; want true (an open run with no lease)", due, err)
 		wfs.mu.Lock()
 		delete(wfs.fail, "a")
 		wfs.mu.Unlock()
 		clk.Add(10 * time.Second)
 		tickWait(w)
-		if n := wfs.count("a"); n != 4 {
-			t.Fatalf("runs of a after RetryDelay = %d, want 4", n)
-		}
+		n = wfs.count("a")
+		require.Equal(t, 4, n, "runs of a after RetryDelay = %d, want 4", n)
 		runs, _ := st.ListRuns(context.Background(), "a", 1)
 		if runs[0].Status != crmsync.RunFinished || runs[0].Attempts != 2 {
 			t.Errorf("the failed run = %+v, want it resumed (attempt 2) and finished", runs[0])
@@ -167,23 +156,17 @@ func TestDue(t *testing.T) {
 		// A process took the lease on b, opened a run and died.
 		dead, _, err := st.AcquireLease(ctx, crmsync.LeaseRequest{Key: "b", Holder: "dead", Workflow: "x",
 			NewRun: crmsync.NewRunID(clk.Now()), TTL: 2 * time.Second, Now: clk.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		before := wfs.count("b")
 		tickWait(w)
-		if wfs.count("b") != before {
-			t.Fatalf("b ran while a live lease held it")
-		}
+		require.Equal(t, before, wfs.count("b"), "b ran while a live lease held it")
 		clk.Add(2 * time.Second)
 		tickWait(w)
-		if wfs.count("b") != before+1 {
-			t.Fatalf("b not taken over after the lease expired")
-		}
+		require.Equal(t, before+1, wfs.count("b"), "b not taken over after the lease expired")
 		info, err := st.GetRun(ctx, dead.Run)
-		if err != nil || info.Status != crmsync.RunFinished || info.Attempts != 2 {
-			t.Errorf("the dead process's run = %+v, %v; want it resumed and finished", info, err)
-		}
+		assert.NoError(t, err, "the dead process's run = %+v, %v; want it resumed and finished", info, err)
+		assert.Equal(t, crmsync.RunFinished, info.Status, "the dead process's run = %+v, %v; want it resumed and finished", info, err)
+		assert.Equal(t, 2, info.Attempts, "the dead process's run = %+v, %v; want it resumed and finished", info, err)
 	})
 }
 
@@ -217,45 +200,38 @@ func TestBusyAndRacingClaims(t *testing.T) {
 	w1.tick(ctx, ctx)
 	<-started
 	// While w1 runs k, w2 does not see it due, and a claim anyway is busy.
-	if due, _ := w2.Due(ctx, "k"); due {
-		t.Errorf("Due(k) = true while another worker holds its lease")
-	}
+	due, _ := w2.Due(ctx, "k")
+	assert.False(t, due, "Due(k) = true while another worker holds its lease")
 	var reported atomic.Int64
 	w2.cfg.OnRun = func(string, crmsync.RunInfo, error) { reported.Add(1) }
 	w2.runKey(ctx, "k")
-	if calls.Load() != 1 || reported.Load() != 0 {
-		t.Fatalf("busy claim: workflow calls = %d, OnRun calls = %d; want 1 and 0", calls.Load(), reported.Load())
-	}
+	require.Equal(t, int64(1), calls.Load(), "busy claim: workflow calls = %d, OnRun calls = %d; want 1 and 0", calls.Load(), reported.Load())
+	require.Equal(t, int64(0), reported.Load(), "busy claim: workflow calls = %d, OnRun calls = %d; want 1 and 0", calls.Load(), reported.Load())
 	close(release)
 	w1.wg.Wait()
 
 	// w2 had found k due before w1 ran it; its late claim gets the lease
 	// but must not run k again in the same interval.
 	w2.runKey(ctx, "k")
-	if calls.Load() != 1 {
-		t.Fatalf("late claim ran the workflow again: calls = %d", calls.Load())
-	}
+	require.Equal(t, int64(1), calls.Load(), "late claim ran the workflow again: calls = %d", calls.Load())
 	runs, err := st.ListRuns(ctx, "k", 10)
-	if err != nil || len(runs) != 2 || !IsSkip(runs[0]) || IsSkip(runs[1]) {
-		t.Fatalf("runs = %+v, %v; want the real run and a skipped claim", runs, err)
-	}
+	require.NoError(t, err, "runs = %+v, %v; want the real run and a skipped claim", runs, err)
+	require.Len(t, runs, 2, "runs = %+v, %v; want the real run and a skipped claim", runs, err)
+	require.True(t, IsSkip(runs[0]), "runs = %+v, %v; want the real run and a skipped claim", runs, err)
+	require.False(t, IsSkip(runs[1]), "runs = %+v, %v; want the real run and a skipped claim", runs, err)
 	// More late claims: each is skipped, none pushes the schedule: k is due
 	// one interval after the real run finished, not after the skips.
 	for range firstLook + 1 {
 		clk.Add(time.Second)
 		w2.runKey(ctx, "k")
 	}
-	if calls.Load() != 1 {
-		t.Fatalf("late claims ran the workflow again: calls = %d", calls.Load())
-	}
+	require.Equal(t, int64(1), calls.Load(), "late claims ran the workflow again: calls = %d", calls.Load())
 	clk.Add(time.Minute - time.Duration(firstLook+2)*time.Second)
-	if due, _ := w2.Due(ctx, "k"); due {
-		t.Errorf("Due(k) = true within the interval of the real run, past %d skipped claims", firstLook+1)
-	}
+	due, _ = w2.Due(ctx, "k")
+	assert.False(t, due, "Due(k) = true within the interval of the real run, past %d skipped claims", firstLook+1)
 	clk.Add(time.Second)
-	if due, _ := w2.Due(ctx, "k"); !due {
-		t.Errorf("Due(k) = false one interval after the real run, past %d skipped claims", firstLook+1)
-	}
+	due, _ = w2.Due(ctx, "k")
+	assert.True(t, due, "Due(k) = false one interval after the real run, past %d skipped claims", firstLook+1)
 }
 
 func TestConcurrencyBound(t *testing.T) {
@@ -282,23 +258,17 @@ func TestConcurrencyBound(t *testing.T) {
 	w := newWorker(t, Config{Engine: newEngine(t, st, clk, "w"), Keys: keys, Workflow: wf, Interval: time.Minute, Concurrency: 2})
 	w.tick(ctx, ctx)
 	w.tick(ctx, ctx)
-	waitFor(t, func() bool { return total.Load() == 2 })
+	require.Eventually(t, func() bool { return total.Load() == 2 }, 10*time.Second, time.Millisecond, "condition not met within 10s")
 	time.Sleep(20 * time.Millisecond)
-	if total.Load() != 2 {
-		t.Fatalf("%d runs started with Concurrency 2", total.Load())
-	}
+	require.Equal(t, int64(2), total.Load(), "%d runs started with Concurrency 2", total.Load())
 	close(release)
 	for total.Load() < int64(len(keys)) {
 		w.tick(ctx, ctx)
 		time.Sleep(time.Millisecond)
 	}
 	w.wg.Wait()
-	if peak.Load() != 2 {
-		t.Errorf("peak concurrency = %d, want 2", peak.Load())
-	}
-	if total.Load() != int64(len(keys)) {
-		t.Errorf("runs = %d, want %d (each key once)", total.Load(), len(keys))
-	}
+	assert.Equal(t, int64(2), peak.Load(), "peak concurrency = %d, want 2", peak.Load())
+	assert.Equal(t, int64(len(keys)), total.Load(), "runs = %d, want %d (each key once)", total.Load(), len(keys))
 }
 
 func TestCleanStop(t *testing.T) {
@@ -320,15 +290,11 @@ func TestCleanStop(t *testing.T) {
 	go func() { done <- w.Run(ctx) }()
 	<-started
 	<-started
-	if err := w.Run(ctx); err == nil {
-		t.Errorf("second concurrent Run = nil error")
-	}
+	assert.Error(t, w.Run(ctx), "second concurrent Run = nil error")
 	cancel()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run = %v, want nil", err)
-		}
+		require.NoError(t, err, "Run = %v, want nil", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after ctx ended")
 	}
@@ -336,13 +302,11 @@ func TestCleanStop(t *testing.T) {
 	bg := context.Background()
 	for _, k := range []string{"a", "b"} {
 		runs, err := st.ListRuns(bg, k, 10)
-		if err != nil || len(runs) != 1 || runs[0].Status != crmsync.RunOpen {
-			t.Fatalf("runs of %s = %+v, %v; want one open run", k, runs, err)
-		}
+		require.NoError(t, err, "runs of %s = %+v, %v; want one open run", k, runs, err)
+		require.Len(t, runs, 1, "runs of %s = %+v, %v; want one open run", k, runs, err)
+		require.Equal(t, crmsync.RunOpen, runs[0].Status, "runs of %s = %+v, %v; want one open run", k, runs, err)
 		l, _ := st.GetLease(bg, k)
-		if l.Run != "" {
-			t.Errorf("lease of %s still held after stop: %+v", k, l)
-		}
+		assert.Empty(t, l.Run, "lease of %s still held after stop: %+v", k, l)
 		info, err := newEngine(t, st, clk, "x").Run(bg, k, crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
 			_, err := crmsync.Step(ctx, run, "first", func(context.Context, *crmsync.Attempt) (int, error) {
 				return 0, errors.New("a completed step ran again")
@@ -382,23 +346,10 @@ func TestCleanStop(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		close(finish)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, <-done)
 		runs, _ := st.ListRuns(context.Background(), "a", 10)
-		if len(runs) != 1 || runs[0].Status != crmsync.RunFinished {
-			t.Errorf("runs = %+v, want one finished", runs)
+		if assert.Len(t, runs, 1, "runs = %+v, want one finished", runs) {
+			assert.Equal(t, crmsync.RunFinished, runs[0].Status, "runs = %+v, want one finished", runs)
 		}
 	})
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/worker"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testEnv returns the PostgreSQL DSN and Redis address, or skips (fails in CI).
@@ -34,9 +36,7 @@ func testEnv(t *testing.T) (dsn, addr string) {
 	t.Helper()
 	dsn, addr = os.Getenv("CRMSYNC_TEST_POSTGRES_DSN"), os.Getenv("CRMSYNC_TEST_REDIS_ADDR")
 	if dsn == "" || addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CRMSYNC_TEST_POSTGRES_DSN or CRMSYNC_TEST_REDIS_ADDR is unset and CI=true: TestWorkers must run in CI")
-		}
+		require.NotEqual(t, "true", os.Getenv("CI"), "CRMSYNC_TEST_POSTGRES_DSN or CRMSYNC_TEST_REDIS_ADDR is unset and CI=true: TestWorkers must run in CI")
 		t.Skip("TestWorkers needs PostgreSQL and Redis: set CRMSYNC_TEST_POSTGRES_DSN " +
 			"(e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) and CRMSYNC_TEST_REDIS_ADDR (e.g. 127.0.0.1:6379)")
 	}
@@ -96,16 +96,12 @@ func newTeam(t *testing.T, n int) (*team, teamConfig) {
 	key := fmt.Sprintf("team-%02d", n)
 	t.Helper()
 	hs, err := hubspottest.New(hubspottest.Config{RateLimit: hsLimit, RateWindow: hsWindow, SearchRateLimit: searchLimit, SearchWindow: searchWindow})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, p := range playbook.HubSpotProperties() {
 		hs.DefineProperty("contacts", p)
 	}
 	sf, err := salesforcetest.New(salesforcetest.Config{ExternalIDField: salesforceLinkField, Fields: playbook.SalesforceFields()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	hsSrv, sfSrv := httptest.NewServer(hs.Handler()), httptest.NewServer(sf.Handler())
 	t.Cleanup(func() { hsSrv.Close(); sfSrv.Close(); sf.Close(); hs.Close() })
 	tm := &team{key: key, n: n, hs: hs, sf: sf, want: map[string]map[string]string{}, emails: map[string]bool{}}
@@ -201,9 +197,7 @@ func (tm *team) edit(t *testing.T, r int) {
 				set(e, "sf_deal_stage", v)
 			}
 		}
-		if err != nil {
-			t.Fatalf("team %s: edit: %v", tm.key, err)
-		}
+		require.NoError(t, err, "team %s: edit", tm.key)
 	}
 	he := fmt.Sprintf("new%d.%s@hs.example.com", r, tm.key)
 	se := fmt.Sprintf("new%d.%s@sf.example.com", r, tm.key)
@@ -283,20 +277,14 @@ func startWorker(t *testing.T, dir, id string, c helperConfig) *proc {
 	c.ID = id
 	raw, _ := json.Marshal(c)
 	cfgPath := filepath.Join(dir, id+".json")
-	if err := os.WriteFile(cfgPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(cfgPath, raw, 0o600))
 	logf := filepath.Join(dir, id+".log")
 	out, err := os.Create(logf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+cfgPath)
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, cmd.Start())
 	p := &proc{id: id, cmd: cmd, logf: logf, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); out.Close() }()
 	t.Cleanup(func() {
@@ -326,9 +314,7 @@ func TestWorkers(t *testing.T) {
 	dir := t.TempDir()
 	schema := "crmsync_workers_" + randomHex(4)
 	st, err := postgres.Open(ctx, postgres.Config{DSN: dsn, Schema: schema, MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() {
 		if _, err := st.Pool().Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
 			t.Errorf("drop schema %s: %v", schema, err)
@@ -361,9 +347,7 @@ func TestWorkers(t *testing.T) {
 		rdb.Close()
 	})
 	events, err := openEventLog(cfg.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	procs := make([]*proc, nWorkers)
 	for i := range procs {
@@ -376,9 +360,7 @@ func TestWorkers(t *testing.T) {
 		deadline := time.Now().Add(limit)
 		for {
 			ok, err := cond()
-			if err != nil {
-				t.Fatalf("%s: %v", what, err)
-			}
+			require.NoError(t, err, "%s", what)
 			if ok {
 				return
 			}
@@ -386,15 +368,11 @@ func TestWorkers(t *testing.T) {
 				select {
 				case err := <-p.done:
 					p.done <- err
-					if p.id != "w0" {
-						t.Fatalf("%s: worker %s exited: %v", what, p.id, err)
-					}
+					require.Equal(t, "w0", p.id, "%s: worker %s exited: %v", what, p.id, err)
 				default:
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not done after %s", what, limit)
-			}
+			require.False(t, time.Now().After(deadline), "%s: not done after %s", what, limit)
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -427,9 +405,7 @@ func TestWorkers(t *testing.T) {
 	<-procs[0].done
 	procs[0].done <- errors.New("killed")
 	killedAt = time.Now()
-	if err := events.add(event{Ev: "kill", Holder: "w0", Killed: procs[0].cmd.Process.Pid}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, events.add(event{Ev: "kill", Holder: "w0", Killed: procs[0].cmd.Process.Pid}))
 	// The runs w0 left open under its lease.
 	type victim struct {
 		lease crmsync.Lease
@@ -443,15 +419,11 @@ func TestWorkers(t *testing.T) {
 		}
 		if holderID(l.Holder) == "w0" && l.Run != "" {
 			steps, err := st.LoadSteps(ctx, l.Run)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			victims = append(victims, victim{lease: l, steps: len(steps)})
 		}
 	}
-	if len(victims) == 0 {
-		t.Fatal("w0 was killed holding a lease, but no lease of w0 is left: the store lost it")
-	}
+	require.NotEqual(t, 0, len(victims), "w0 was killed holding a lease, but no lease of w0 is left: the store lost it")
 	t.Logf("killed w0 at %s holding %d key(s)", killedAt.Sub(start).Round(time.Millisecond), len(victims))
 
 	// 2. Another worker resumes each of them once the lease expired.
@@ -463,10 +435,8 @@ func TestWorkers(t *testing.T) {
 		info, _ := st.GetRun(ctx, v.lease.Run)
 		var rep crmsync.Report
 		_ = json.Unmarshal(info.Report, &rep)
-		if info.Attempts < 2 || rep.Counters.Replays < v.steps {
-			t.Errorf("key %s: run %s finished with %d attempt(s) and %d replayed step(s); want it resumed with its %d completed steps replayed",
-				v.lease.Key, info.ID, info.Attempts, rep.Counters.Replays, v.steps)
-		}
+		assert.GreaterOrEqual(t, info.Attempts, 2, "key %s: run %s finished with %d attempt(s) and %d replayed step(s); want it resumed with its %d completed steps replayed", v.lease.Key, info.ID, info.Attempts, rep.Counters.Replays, v.steps)
+		assert.GreaterOrEqual(t, rep.Counters.Replays, v.steps, "key %s: run %s finished with %d attempt(s) and %d replayed step(s); want it resumed with its %d completed steps replayed", v.lease.Key, info.ID, info.Attempts, rep.Counters.Replays, v.steps)
 	}
 
 	// 3. Scheduled ticks with user edits between them: each round waits
@@ -504,17 +474,13 @@ func TestWorkers(t *testing.T) {
 
 	// 4. Stop the survivors cleanly.
 	for _, p := range procs[1:] {
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	}
 	for _, p := range procs[1:] {
 		select {
 		case err := <-p.done:
 			p.done <- err
-			if err != nil {
-				t.Errorf("worker %s exited with %v after SIGTERM, want 0", p.id, err)
-			}
+			assert.NoError(t, err, "worker %s exited with %v after SIGTERM, want 0", p.id, err)
 		case <-time.After(20 * time.Second):
 			t.Fatalf("worker %s did not stop after SIGTERM", p.id)
 		}
@@ -525,9 +491,7 @@ func TestWorkers(t *testing.T) {
 	// sides had converged.
 	for _, k := range keys {
 		runs, err := st.ListRuns(ctx, k, 30)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		var quiet *crmsync.RunInfo
 		for i := range runs { // newest first
 			r := &runs[i]
@@ -553,9 +517,7 @@ func TestWorkers(t *testing.T) {
 	skips := 0
 	for _, k := range keys {
 		runs, err := st.ListRuns(ctx, k, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		var prev *crmsync.RunInfo
 		for i := len(runs) - 1; i >= 0; i-- { // oldest first
 			r := &runs[i]
@@ -587,12 +549,10 @@ func TestWorkers(t *testing.T) {
 	// 6. The fakes never saw their limits exceeded, and the two sides agree.
 	for _, k := range keys {
 		tm := teams[k]
-		if n := tm.hs.RateLimited(); n != 0 {
-			t.Errorf("team %s: the HubSpot fake refused %d call(s) for rate: the workers did not share its limit", k, n)
-		}
-		if n := tm.sf.RefusedInFlight(); n != 0 {
-			t.Errorf("team %s: the Salesforce fake refused %d call(s) over its in-flight cap", k, n)
-		}
+		n := tm.hs.RateLimited()
+		assert.Equal(t, 0, n, "team %s: the HubSpot fake refused %d call(s) for rate: the workers did not share its limit", k, n)
+		n = tm.sf.RefusedInFlight()
+		assert.Equal(t, 0, n, "team %s: the Salesforce fake refused %d call(s) over its in-flight cap", k, n)
 		for _, p := range tm.check() {
 			t.Errorf("team %s: %s", k, p)
 		}
@@ -607,9 +567,7 @@ func TestWorkers(t *testing.T) {
 func checkEvents(t *testing.T, path string, killedPID int, victims map[string]crmsync.Lease) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	open := map[string]event{}
 	lastGen := map[string]int64{}
 	starts := map[string]int{}
@@ -617,18 +575,12 @@ func checkEvents(t *testing.T, path string, killedPID int, victims map[string]cr
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	for sc.Scan() {
 		var e event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("event log line %q: %v", sc.Text(), err)
-		}
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &e), "event log line %q", sc.Text())
 		switch e.Ev {
 		case "start":
-			if prev, ok := open[e.Key]; ok {
-				t.Errorf("key %s: run %s (gen %d, %s) started while run %s (gen %d, %s) had not ended",
-					e.Key, e.Run, e.Gen, e.Holder, prev.Run, prev.Gen, prev.Holder)
-			}
-			if e.Gen <= lastGen[e.Key] {
-				t.Errorf("key %s: lease generation %d after %d: fencing violated", e.Key, e.Gen, lastGen[e.Key])
-			}
+			prev, ok := open[e.Key]
+			assert.False(t, ok, "key %s: run %s (gen %d, %s) started while run %s (gen %d, %s) had not ended", e.Key, e.Run, e.Gen, e.Holder, prev.Run, prev.Gen, prev.Holder)
+			assert.Greater(t, e.Gen, lastGen[e.Key], "key %s: lease generation %d after %d: fencing violated", e.Key, e.Gen, lastGen[e.Key])
 			lastGen[e.Key] = e.Gen
 			open[e.Key] = e
 			starts[e.Key]++
@@ -639,9 +591,10 @@ func checkEvents(t *testing.T, path string, killedPID int, victims map[string]cr
 			}
 		case "end":
 			prev, ok := open[e.Key]
-			if !ok || prev.Run != e.Run || prev.Gen != e.Gen || prev.PID != e.PID {
-				t.Errorf("key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
-			}
+			assert.True(t, ok, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
+			assert.Equal(t, e.Run, prev.Run, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
+			assert.Equal(t, e.Gen, prev.Gen, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
+			assert.Equal(t, e.PID, prev.PID, "key %s: end of run %s (gen %d) that was not the running one", e.Key, e.Run, e.Gen)
 			delete(open, e.Key)
 		case "kill":
 			for k, o := range open {
@@ -651,9 +604,7 @@ func checkEvents(t *testing.T, path string, killedPID int, victims map[string]cr
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, sc.Err())
 	var summary []string
 	for k, n := range starts {
 		summary = append(summary, fmt.Sprintf("%s:%d", k, n))
@@ -666,8 +617,6 @@ func checkEvents(t *testing.T, path string, killedPID int, victims map[string]cr
 			t.Errorf("key %s: no other worker resumed run %s", k, l.Run)
 			continue
 		}
-		if time.Unix(0, at).Before(l.Expires.Add(-time.Millisecond)) {
-			t.Errorf("key %s: run %s resumed %s before the killed worker's lease expired", k, l.Run, l.Expires.Sub(time.Unix(0, at)))
-		}
+		assert.False(t, time.Unix(0, at).Before(l.Expires.Add(-time.Millisecond)), "key %s: run %s resumed %s before the killed worker's lease expired", k, l.Run, l.Expires.Sub(time.Unix(0, at)))
 	}
 }

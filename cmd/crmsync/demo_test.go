@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestDemoKeepsItsStore(t *testing.T) {
@@ -24,17 +24,15 @@ func TestDemoKeepsItsStore(t *testing.T) {
 	if code := run(context.Background(), []string{"-store", "sqlite:" + path, "demo", "-seed", "60"}, &out, &errOut, nil); code != 0 {
 		t.Fatalf("demo exit %d:\n%s\n%s", code, out.String(), errOut.String())
 	}
-	if !strings.Contains(out.String(), "third pass (converged): 0 written") {
-		t.Errorf("demo output:\n%s", out.String())
-	}
+	assert.Contains(t, out.String(), "third pass (converged): 0 written", "demo output:\n%s", out.String())
 	out.Reset()
 	if code := run(context.Background(), []string{"-store", "sqlite:" + path, "runs", "-format", "json"}, &out, &errOut, nil); code != 0 {
 		t.Fatalf("runs after demo: exit %d: %s", code, errOut.String())
 	}
 	var runs []map[string]any
-	if err := json.Unmarshal(out.Bytes(), &runs); err != nil || len(runs) != 3 {
-		t.Errorf("runs after the demo = %d (%v), want 3 passes", len(runs), err)
-	}
+	err := json.Unmarshal(out.Bytes(), &runs)
+	assert.NoError(t, err, "runs after the demo = %d (%v), want 3 passes", len(runs), err)
+	assert.Len(t, runs, 3, "runs after the demo = %d (%v), want 3 passes", len(runs), err)
 	// A second demo on the same store is refused: its fakes start empty.
 	errOut.Reset()
 	code := run(context.Background(), []string{"-store", "sqlite:" + path, "demo", "-seed", "60"}, &out, &errOut, nil)
@@ -56,43 +54,30 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 	}
 	ctx := context.Background()
 	w, err := playbook.NewWorld(300)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer w.Close()
 	path := filepath.Join(t.TempDir(), "crmsync.db")
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer st.Close()
 	s, err := w.Sync()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pass := func() *crmsync.SyncReport {
 		t.Helper()
 		rep, _, err := s.RunOnce(ctx, eng, "default")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return rep
 	}
 	pass()
-	if err := w.SimulateEdits(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, w.SimulateEdits())
 	pass()
 	cli := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		if code := run(ctx, append([]string{"-store", "sqlite:" + path}, args...), &out, &errOut, nil); code != 0 {
-			t.Fatalf("crmsync %v: exit %d: %s", args, code, errOut.String())
-		}
+		code := run(ctx, append([]string{"-store", "sqlite:" + path}, args...), &out, &errOut, nil)
+		require.Equal(t, 0, code, "crmsync %v: exit %d: %s", args, code, errOut.String())
 		return out.String()
 	}
 	var held []crmsync.Conflict
@@ -112,9 +97,8 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 		t.Errorf("next pass: resolved %d, replayed %d; want 1 and 1", rep.Resolved, rep.Replayed)
 	}
 	got, err := st.GetConflict(ctx, c.ID)
-	if err != nil || got.State != crmsync.ConflictApplied {
-		t.Errorf("conflict after the pass: %+v, %v; want applied", got.State, err)
-	}
+	assert.NoError(t, err, "conflict after the pass: %+v, %v; want applied", got.State, err)
+	assert.Equal(t, crmsync.ConflictApplied, got.State, "conflict after the pass: %+v, %v; want applied", got.State, err)
 	hs, _ := w.HubSpot().Get("contacts", c.RecordA)
 	sf, _ := w.Salesforce().Get(c.RecordB)
 	if hs.Properties[c.FieldA] != sf.Fields[c.FieldB] {
@@ -124,25 +108,20 @@ func TestResolveAndReplayTakeEffectOnNextPass(t *testing.T) {
 	// the same letter failed again, claimed by the pass, and no second
 	// letter for the record.
 	var after []crmsync.DeadLetter
-	if err := json.Unmarshal([]byte(cli("dlq", "list", "-status", "failed-again", "-format", "json")), &after); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal([]byte(cli("dlq", "list", "-status", "failed-again", "-format", "json")), &after))
 	if len(after) != 1 || after[0].ID != dead[0].ID || after[0].ClaimedBy == "" {
 		t.Errorf("failed-again letters after the replay = %+v, want letter %d claimed by the pass", after, dead[0].ID)
 	}
 	var all []crmsync.DeadLetter
-	if err := json.Unmarshal([]byte(cli("dlq", "list", "-format", "json")), &all); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal([]byte(cli("dlq", "list", "-format", "json")), &all))
 	for _, d := range all {
 		if d.ID != dead[0].ID && d.RecordID == dead[0].RecordID && d.System == dead[0].System {
 			t.Errorf("letter %d parked for record %s again, beside the replayed letter %d", d.ID, d.RecordID, dead[0].ID)
 		}
 	}
 	// A failed-again letter can be replayed once more.
-	if out := cli("dlq", "replay", itoa(dead[0].ID)); !strings.Contains(out, "failed-again -> replay") {
-		t.Errorf("dlq replay of a failed-again letter: %q", out)
-	}
+	out := cli("dlq", "replay", itoa(dead[0].ID))
+	assert.Contains(t, out, "failed-again -> replay", "dlq replay of a failed-again letter: %q", out)
 }
 
 func itoa(n int64) string {

@@ -19,14 +19,14 @@ import (
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func openFixture(t *testing.T, f *fixture) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: f.path})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	return st
 }
@@ -41,12 +41,9 @@ func TestReplayGoesToNextRun(t *testing.T) {
 	}
 	st := openFixture(t, f)
 	before, err := st.GetDeadLetter(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if before.Status != crmsync.DeadReplay || !before.Updated.Equal(cliNow) {
-		t.Fatalf("letter 1 after replay: status %s updated %s, want replay at %s", before.Status, before.Updated, cliNow)
-	}
+	require.NoError(t, err)
+	require.Equal(t, crmsync.DeadReplay, before.Status, "letter 1 after replay: status %s updated %s, want replay at %s", before.Status, before.Updated, cliNow)
+	require.True(t, before.Updated.Equal(cliNow), "letter 1 after replay: status %s updated %s, want replay at %s", before.Status, before.Updated, cliNow)
 
 	clk := &clock{t: t0.Add(20 * time.Minute)}
 	eng := newEngine(t, st, clk)
@@ -55,12 +52,9 @@ func TestReplayGoesToNextRun(t *testing.T) {
 		got = run.Replays()
 		return nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].ID != 1 {
-		t.Fatalf("run.Replays() = %v, want letter 1 only", got)
-	}
+	require.NoError(t, err)
+	require.Len(t, got, 1, "run.Replays() = %v, want letter 1 only", got)
+	require.Equal(t, int64(1), got[0].ID, "run.Replays() = %v, want letter 1 only", got)
 	if got[0].Status != crmsync.DeadReplayed || got[0].ClaimedBy != info.ID || !bytes.Equal(got[0].Payload, before.Payload) {
 		t.Errorf("replayed letter = %+v, want status replayed, claimed by %s, same payload", got[0], info.ID)
 	}
@@ -68,9 +62,8 @@ func TestReplayGoesToNextRun(t *testing.T) {
 	// The CLI shows the claim; team-b's letter waits for team-b's run.
 	res := invoke(ctx, f.path, "dlq", "list", "-format", "json")
 	var rows []map[string]any
-	if err := json.Unmarshal([]byte(res.stdout), &rows); err != nil {
-		t.Fatalf("dlq list -format json: %v\n%s", err, res.stdout)
-	}
+	err = json.Unmarshal([]byte(res.stdout), &rows)
+	require.NoError(t, err, "dlq list -format json: %v\n%s", err, res.stdout)
 	want := map[float64][2]string{1: {"replayed", string(info.ID)}, 2: {"parked", ""}, 3: {"replay", ""}}
 	for _, r := range rows {
 		w := want[r["id"].(float64)]
@@ -90,15 +83,12 @@ func TestResolveThenPending(t *testing.T) {
 		{"conflicts", "resolve", conflictHeld, "-pick", "SalesForce"}, // a person may change their mind
 		{"conflicts", "resolve", conflictHeld2, "-value", "  Principal Engineer "},
 	} {
-		if res := invoke(ctx, f.path, args...); res.code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, res.code, res.stderr)
-		}
+		res := invoke(ctx, f.path, args...)
+		require.Equal(t, 0, res.code, "%v: exit %d: %s", args, res.code, res.stderr)
 	}
 	st := openFixture(t, f)
 	pending, err := st.PendingResolutions(ctx, "team-a")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	got := map[string]crmsync.Resolution{}
 	for _, c := range pending {
 		if c.Resolution == nil || c.State != crmsync.ConflictChosen || !c.ResolvedAt.Equal(cliNow) {
@@ -128,12 +118,10 @@ func TestResolveValueIsTyped(t *testing.T) {
 	f := fill(t)
 	pre := dump(t, f.path)
 	res := invoke(ctx, f.path, "conflicts", "resolve", conflictNumber, "-value", "lots-of-people")
-	if res.code != 2 || strings.Contains(res.stderr, "lots-of-people") || !strings.Contains(res.stderr, "not a valid number") {
-		t.Errorf("bad number: exit %d, stderr %q", res.code, res.stderr)
-	}
-	if dump(t, f.path) != pre {
-		t.Fatal("a refused resolve changed the store")
-	}
+	assert.Equal(t, 2, res.code, "bad number: exit %d, stderr %q", res.code, res.stderr)
+	assert.NotContains(t, res.stderr, "lots-of-people", "bad number: exit %d, stderr %q", res.code, res.stderr)
+	assert.Contains(t, res.stderr, "not a valid number", "bad number: exit %d, stderr %q", res.code, res.stderr)
+	require.Equal(t, pre, dump(t, f.path), "a refused resolve changed the store")
 	st := openFixture(t, f)
 	for _, tc := range []struct {
 		value string
@@ -146,18 +134,15 @@ func TestResolveValueIsTyped(t *testing.T) {
 	} {
 		res := invoke(ctx, f.path, "conflicts", "resolve", conflictNumber, "-value", tc.value)
 		if tc.says == "" {
-			if res.code != 2 {
-				t.Errorf("-value %q: exit %d, want 2", tc.value, res.code)
-			}
+			assert.Equal(t, 2, res.code, "-value %q: exit %d, want 2", tc.value, res.code)
 			continue
 		}
-		if res.code != 0 || !strings.Contains(res.stdout, tc.says) {
-			t.Fatalf("-value %q: exit %d, stdout %q, stderr %q", tc.value, res.code, res.stdout, res.stderr)
-		}
+		require.Equal(t, 0, res.code, "-value %q: exit %d, stdout %q, stderr %q", tc.value, res.code, res.stdout, res.stderr)
+		require.Contains(t, res.stdout, tc.says, "-value %q: exit %d, stdout %q, stderr %q", tc.value, res.code, res.stdout, res.stderr)
 		pending, err := st.PendingResolutions(ctx, "team-b")
-		if err != nil || len(pending) != 1 || pending[0].Resolution == nil {
-			t.Fatalf("PendingResolutions = %v, %v", pending, err)
-		}
+		require.NoError(t, err, "PendingResolutions = %v", pending)
+		require.Len(t, pending, 1, "PendingResolutions = %v, %v", pending, err)
+		require.NotNil(t, pending[0].Resolution, "PendingResolutions = %v, %v", pending, err)
 		if r := *pending[0].Resolution; r.Pick != crmsync.PickValue || r.Value != tc.want {
 			t.Errorf("-value %q: resolution %+v, want value %v", tc.value, r, tc.want)
 		}
@@ -170,24 +155,25 @@ func TestDiscardIsAllOrNothing(t *testing.T) {
 	f := fill(t)
 	pre := dump(t, f.path)
 	res := invoke(ctx, f.path, "dlq", "discard", "1", "2", "42")
-	if res.code != 1 || !strings.Contains(res.stderr, "dead letter 42 not found; nothing changed") {
-		t.Fatalf("exit %d, stderr %q", res.code, res.stderr)
-	}
-	if dump(t, f.path) != pre {
-		t.Fatal("the failed discard changed the store")
-	}
+	require.Equal(t, 1, res.code, "exit %d, stderr %q", res.code, res.stderr)
+	require.Contains(t, res.stderr, "dead letter 42 not found; nothing changed", "exit %d, stderr %q", res.code, res.stderr)
+	require.Equal(t, pre, dump(t, f.path), "the failed discard changed the store")
 	// Discarding again is a no-op that says so; replaying a discarded letter fails.
 	if res := invoke(ctx, f.path, "dlq", "discard", "2"); res.code != 0 {
 		t.Fatal(res.stderr)
 	}
 	mid := dump(t, f.path)
 	res = invoke(ctx, f.path, "dlq", "discard", "2")
-	if res.code != 0 || !strings.Contains(res.stdout, "already discarded, unchanged") || dump(t, f.path) != mid {
-		t.Errorf("second discard: exit %d, stdout %q, or the store changed", res.code, res.stdout)
+	if assert.Equal(t, 0, res.code, "second discard: exit %d, stdout %q, or the store changed", res.code, res.stdout) {
+		if assert.Contains(t, res.stdout, "already discarded, unchanged", "second discard: exit %d, stdout %q, or the store changed", res.code, res.stdout) {
+			assert.Equal(t, mid, dump(t, f.path), "second discard: exit %d, stdout %q, or the store changed", res.code, res.stdout)
+		}
 	}
 	res = invoke(ctx, f.path, "dlq", "replay", "1", "2")
-	if res.code != 1 || !strings.Contains(res.stderr, "dead letter 2 is discarded") || dump(t, f.path) != mid {
-		t.Errorf("replay of a discarded letter: exit %d, stderr %q, or the store changed", res.code, res.stderr)
+	if assert.Equal(t, 1, res.code, "replay of a discarded letter: exit %d, stderr %q, or the store changed", res.code, res.stderr) {
+		if assert.Contains(t, res.stderr, "dead letter 2 is discarded", "replay of a discarded letter: exit %d, stderr %q, or the store changed", res.code, res.stderr) {
+			assert.Equal(t, mid, dump(t, f.path), "replay of a discarded letter: exit %d, stderr %q, or the store changed", res.code, res.stderr)
+		}
 	}
 }
 
@@ -207,21 +193,15 @@ func TestListingsHideValues(t *testing.T) {
 		{"conflicts", "list", "-format", "json"}, {"conflicts", "list", "-format", "csv"}, {"conflicts", "list"},
 	} {
 		res := invoke(ctx, f.path, args...)
-		if res.code != 0 {
-			t.Fatalf("%v: exit %d: %s", args, res.code, res.stderr)
-		}
+		require.Equal(t, 0, res.code, "%v: exit %d: %s", args, res.code, res.stderr)
 		for _, v := range personal {
-			if strings.Contains(res.stdout, v) {
-				t.Errorf("%v prints the record value %q", args, v)
-			}
+			assert.NotContains(t, res.stdout, v, "%v prints the record value %q", args, v)
 		}
 	}
-	if res := invoke(ctx, f.path, "dlq", "show", "1"); !strings.Contains(res.stdout, "bob@example.com") {
-		t.Errorf("dlq show does not print the payload:\n%s", res.stdout)
-	}
-	if res := invoke(ctx, f.path, "conflicts", "show", conflictHeld2); !strings.Contains(res.stdout, "Staff Engineer") {
-		t.Errorf("conflicts show does not print the values:\n%s", res.stdout)
-	}
+	res := invoke(ctx, f.path, "dlq", "show", "1")
+	assert.Contains(t, res.stdout, "bob@example.com", "dlq show does not print the payload:\n%s", res.stdout)
+	res = invoke(ctx, f.path, "conflicts", "show", conflictHeld2)
+	assert.Contains(t, res.stdout, "Staff Engineer", "conflicts show does not print the values:\n%s", res.stdout)
 }
 
 // TestFormatsParse: json listings are JSON arrays, csv listings rectangular.
@@ -248,9 +228,7 @@ func TestOpenStore(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.db")
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: good})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	st.Close()
 	for _, tc := range []struct {
 		spec    string
@@ -285,13 +263,14 @@ func TestOpenStore(t *testing.T) {
 			continue
 		}
 		var ue *usageError
-		if err == nil || errors.As(err, &ue) != tc.usage || !strings.Contains(err.Error(), tc.mention) {
-			t.Errorf("openStore(%q) = %v; want an error (usage %v) mentioning %q", tc.spec, err, tc.usage, tc.mention)
+		if assert.Error(t, err, "openStore(%q) = %v; want an error (usage %v) mentioning %q", tc.spec, err, tc.usage, tc.mention) {
+			if assert.Equal(t, tc.usage, errors.As(err, &ue), "openStore(%q) = %v; want an error (usage %v) mentioning %q", tc.spec, err, tc.usage, tc.mention) {
+				assert.Contains(t, err.Error(), tc.mention, "openStore(%q) = %v; want an error (usage %v) mentioning %q", tc.spec, err, tc.usage, tc.mention)
+			}
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "absent.db")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("opening a missing store created it (%v)", err)
-	}
+	_, err = os.Stat(filepath.Join(dir, "absent.db"))
+	assert.ErrorIs(t, err, os.ErrNotExist, "opening a missing store created it (%v)", err)
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and one reader.
@@ -315,9 +294,7 @@ func (s *syncBuffer) String() string {
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	addr := l.Addr().String()
 	l.Close()
 	return addr
@@ -356,16 +333,10 @@ func TestFake(t *testing.T) {
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
 	hc, err := hubspot.New(hubspot.Config{Token: vars["HUBSPOT_TOKEN"], BaseURL: vars["HUBSPOT_BASE_URL"]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	page, err := hc.Changes(rctx, crmsync.ChangeQuery{Object: "contacts", Since: time.Now().Add(-time.Hour)})
-	if err != nil {
-		t.Fatalf("hubspot Changes: %v", err)
-	}
-	if len(page.Records) != 3 {
-		t.Errorf("hubspot: %d contacts, want 3", len(page.Records))
-	}
+	require.NoError(t, err, "hubspot Changes")
+	assert.Len(t, page.Records, 3, "hubspot: %d contacts, want 3", len(page.Records))
 
 	for name, cfg := range map[string]salesforce.Config{
 		"access token": {AccessToken: vars["SALESFORCE_ACCESS_TOKEN"], InstanceURL: vars["SALESFORCE_INSTANCE_URL"]},
@@ -373,24 +344,16 @@ func TestFake(t *testing.T) {
 			ClientID: vars["SALESFORCE_CLIENT_ID"], ClientSecret: vars["SALESFORCE_CLIENT_SECRET"]}},
 	} {
 		sc, err := salesforce.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		page, err := sc.Changes(rctx, crmsync.ChangeQuery{Object: "Contact", Since: time.Now().Add(-time.Hour)})
-		if err != nil {
-			t.Fatalf("salesforce Changes (%s): %v", name, err)
-		}
-		if len(page.Records) != 3 {
-			t.Errorf("salesforce (%s): %d contacts, want 3", name, len(page.Records))
-		}
+		require.NoError(t, err, "salesforce Changes (%s)", name)
+		assert.Len(t, page.Records, 3, "salesforce (%s): %d contacts, want 3", name, len(page.Records))
 	}
 
 	cancel()
 	select {
 	case code := <-done:
-		if code != 0 {
-			t.Errorf("fake exited with %d after cancel: %s", code, errOut.String())
-		}
+		assert.Equal(t, 0, code, "fake exited with %d after cancel: %s", code, errOut.String())
 	case <-time.After(10 * time.Second):
 		t.Fatal("fake did not stop after cancel")
 	}
@@ -399,15 +362,12 @@ func TestFake(t *testing.T) {
 // TestFakeBusyPort: a port in use is a one-line runtime error.
 func TestFakeBusyPort(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer l.Close()
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"fake", "-hubspot-addr", freeAddr(t), "-salesforce-addr", l.Addr().String()}, &out, &errOut, nil)
-	if code != 1 || !strings.HasPrefix(errOut.String(), "crmsync: fake: salesforce: listen on ") {
-		t.Errorf("exit %d, stderr %q", code, errOut.String())
-	}
+	assert.Equal(t, 1, code, "exit %d, stderr %q", code, errOut.String())
+	assert.True(t, strings.HasPrefix(errOut.String(), "crmsync: fake: salesforce: listen on "), "exit %d, stderr %q", code, errOut.String())
 }
 
 // TestEmptyStoreAndFlagOverEnv: a store without runs lists nothing in every
@@ -416,9 +376,7 @@ func TestEmptyStoreAndFlagOverEnv(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "empty.db")
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	st.Close()
 	missing := filepath.Join(filepath.Dir(path), "missing.db")
 	for _, tc := range []struct {
@@ -433,11 +391,10 @@ func TestEmptyStoreAndFlagOverEnv(t *testing.T) {
 		{[]string{"-store", "sqlite:" + path, "conflicts", "list", "-format", "json"}, "[]\n"},
 	} {
 		res := invoke(ctx, missing, tc.args...)
-		if res.code != 0 || res.stdout != tc.want {
-			t.Errorf("%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
-		}
+		assert.Equal(t, 0, res.code, "%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
+		assert.Equal(t, tc.want, res.stdout, "%v: exit %d, stdout %q, want %q; stderr %s", tc.args, res.code, res.stdout, tc.want, res.stderr)
 	}
-	if res := invoke(ctx, missing, "status"); res.code != 1 || !strings.Contains(res.stderr, "no such file") {
-		t.Errorf("CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
-	}
+	res := invoke(ctx, missing, "status")
+	assert.Equal(t, 1, res.code, "CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
+	assert.Contains(t, res.stderr, "no such file", "CRMSYNC_STORE naming a missing file: exit %d, stderr %q", res.code, res.stderr)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/require"
 )
 
 // t0 is when the fixture's first run starts.
@@ -77,9 +78,7 @@ func newEngine(t *testing.T, st crmsync.Store, clk *clock) *crmsync.Engine {
 		Sleep:  func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 		Retry:  &crmsync.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return eng
 }
 
@@ -107,9 +106,7 @@ func fill(t *testing.T) *fixture {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "crmsync.db")
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer st.Close()
 	clk := &clock{t: t0}
 	eng := newEngine(t, st, clk)
@@ -199,9 +196,7 @@ func fill(t *testing.T) *fixture {
 		clk.Advance(500 * time.Millisecond)
 		return nil
 	}))
-	if err != nil {
-		t.Fatalf("run 1: %v", err)
-	}
+	require.NoError(t, err, "run 1")
 	f.runs = append(f.runs, info.ID)
 
 	// Run 2: team-b, fails and stays open.
@@ -230,9 +225,7 @@ func fill(t *testing.T) *fixture {
 		clk.Advance(time.Second)
 		return errors.New("salesforce: daily API allocation share reached")
 	}))
-	if err == nil {
-		t.Fatal("run 2: want an error")
-	}
+	require.Error(t, err, "run 2: want an error")
 	f.runs = append(f.runs, info.ID)
 
 	// Run 3: team-a again.
@@ -251,17 +244,13 @@ func fill(t *testing.T) *fixture {
 		}, nil)
 		return err
 	}))
-	if err != nil {
-		t.Fatalf("run 3: %v", err)
-	}
+	require.NoError(t, err, "run 3")
 	f.runs = append(f.runs, info.ID)
 
 	// Another worker takes team-b's lease, resuming its open run.
 	_, _, err = st.AcquireLease(ctx, crmsync.LeaseRequest{Key: "team-b", Holder: "worker-2", Workflow: "contacts",
 		NewRun: "run_unused", TTL: time.Minute, Now: t0.Add(10 * time.Minute)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return f
 }
 
@@ -311,29 +300,21 @@ func dump(t *testing.T, path string) string {
 func dumpTables(t *testing.T, path string) map[string]string {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer db.Close()
 	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var tables []string
 	for rows.Next() {
 		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, rows.Scan(&n))
 		tables = append(tables, n)
 	}
 	rows.Close()
 	out := map[string]string{}
 	for _, tab := range tables {
 		rows, err := db.Query(`SELECT * FROM "` + tab + `"`)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		cols, _ := rows.Columns()
 		var lines []string
 		for rows.Next() {
@@ -342,9 +323,7 @@ func dumpTables(t *testing.T, path string) map[string]string {
 			for i := range vals {
 				ptrs[i] = &vals[i]
 			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, rows.Scan(ptrs...))
 			var line []string
 			for _, v := range vals {
 				if bs, ok := v.([]byte); ok {

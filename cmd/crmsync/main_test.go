@@ -168,9 +168,7 @@ func TestGolden(t *testing.T) {
 			}
 			args := f.expand(tc.args)
 			res := invoke(ctx, store, args...)
-			if res.code != tc.code {
-				t.Errorf("exit code %d, want %d; stderr: %s", res.code, tc.code, res.stderr)
-			}
+			assert.Equal(t, tc.code, res.code, "exit code %d, want %d; stderr: %s", res.code, tc.code, res.stderr)
 			if tc.code != 0 {
 				checkErrorOutput(t, res)
 			}
@@ -181,17 +179,14 @@ func TestGolden(t *testing.T) {
 					changed = append(changed, name)
 				}
 			}
-			if len(post) != len(pre) || !slices.Equal(changed, tc.changes) {
-				t.Errorf("tables changed: %v, want %v", changed, tc.changes)
-			}
+			assert.Len(t, post, len(pre), "tables changed: %v, want %v", changed, tc.changes)
+			assert.True(t, slices.Equal(changed, tc.changes), "tables changed: %v, want %v", changed, tc.changes)
 			got := fmt.Sprintf("$ crmsync %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s",
 				shellJoin(tc.args), res.code, f.normalize(res.stdout), f.normalize(res.stderr))
 			golden(t, tc.name, got)
 		})
 	}
-	if after := dump(t, shared.path); after != before {
-		t.Error("the read-only cases changed the shared store")
-	}
+	assert.Equal(t, before, dump(t, shared.path), "the read-only cases changed the shared store")
 }
 
 // checkErrorOutput checks a failure's stderr: one error line; bad input
@@ -248,18 +243,12 @@ func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
 	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
 		return
 	}
 	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
+	require.NoError(t, err, "%v (run go test -update to create it)", err)
+	assert.Equal(t, string(want), got, "output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 }
 
 // shellJoin quotes the arguments that need it.

@@ -3,8 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -18,26 +19,21 @@ func TestStopAndResume(t *testing.T) {
 			cancel() // as Ctrl-C after page 2
 		}
 	})
-	if err == nil {
-		t.Fatalf("first run = nil error, want it stopped:\n%s", first.String())
-	}
+	require.Error(t, err, "first run = nil error, want it stopped:\n%s", first.String())
 	var second bytes.Buffer
-	if err := run(context.Background(), args, &second, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), args, &second, nil))
 	out := second.String()
-	if !strings.Contains(out, "resuming run") || strings.Contains(out, "wrote page 1 ") || strings.Contains(out, "wrote page 2 ") ||
-		!strings.Contains(out, "wrote page 3 ") || !strings.Contains(out, "cursor page=4") || !strings.Contains(out, `"written":8`) {
-		t.Errorf("second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
-	}
+	assert.Contains(t, out, "resuming run", "second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
+	assert.NotContains(t, out, "wrote page 1 ", "second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
+	assert.NotContains(t, out, "wrote page 2 ", "second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
+	assert.Contains(t, out, "wrote page 3 ", "second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
+	assert.Contains(t, out, "cursor page=4", "second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
+	assert.Contains(t, out, `"written":8`, "second run output:\n%s\nwant it to resume, skip pages 1-2, write 3-4 and report 8 written", out)
 }
 
 func TestTransientFailureRetried(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-store", filepath.Join(t.TempDir(), "s.db"), "-pages", "3", "-fail-at", "2"}, &out, nil); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "wrote page 2 (2 records, attempt 2)") || !strings.Contains(out.String(), `"retries":1`) {
-		t.Errorf("output:\n%s\nwant page 2 written on attempt 2 and one retry", out.String())
-	}
+	require.NoError(t, run(context.Background(), []string{"-store", filepath.Join(t.TempDir(), "s.db"), "-pages", "3", "-fail-at", "2"}, &out, nil))
+	assert.Contains(t, out.String(), "wrote page 2 (2 records, attempt 2)", "output:\n%s\nwant page 2 written on attempt 2 and one retry", out.String())
+	assert.Contains(t, out.String(), `"retries":1`, "output:\n%s\nwant page 2 written on attempt 2 and one retry", out.String())
 }

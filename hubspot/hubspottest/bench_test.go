@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/require"
 )
 
 // benchFake returns a fake without limits holding n seeded contacts
@@ -16,9 +17,7 @@ import (
 func benchFake(b *testing.B, n int) http.Handler {
 	b.Helper()
 	s, err := hubspottest.New(hubspottest.Config{RateLimit: -1, SearchRateLimit: -1, DailyLimit: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	s.SeedContacts(n)
 	return s.Handler()
 }
@@ -26,21 +25,15 @@ func benchFake(b *testing.B, n int) http.Handler {
 func serve(b *testing.B, h http.Handler, path string, body any) map[string]any {
 	b.Helper()
 	raw, err := json.Marshal(body)
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(raw))
 	req.Header.Set("Authorization", "Bearer "+hubspottest.DefaultToken)
 	req.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
-	if w.Code >= 300 {
-		b.Fatalf("%s: status %d: %s", path, w.Code, w.Body.String())
-	}
+	require.Less(b, w.Code, 300, "%s: status %d: %s", path, w.Code, w.Body.String())
 	var out map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, json.Unmarshal(w.Body.Bytes(), &out))
 	return out
 }
 
@@ -61,9 +54,8 @@ func BenchmarkUpsert10k(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		out := serve(b, h, "/crm/v3/objects/contacts/batch/upsert", body)
-		if got := len(out["results"].([]any)); got != 100 {
-			b.Fatalf("results = %d, want 100", got)
-		}
+		got := len(out["results"].([]any))
+		require.Equal(b, 100, got, "results = %d, want 100", got)
 	}
 }
 
@@ -94,8 +86,6 @@ func BenchmarkSearchKeyset10k(b *testing.B) {
 			}
 			last = res[len(res)-1].(map[string]any)["id"].(string)
 		}
-		if seen != n {
-			b.Fatalf("saw %d contacts, want %d", seen, n)
-		}
+		require.Equal(b, n, seen, "saw %d contacts, want %d", seen, n)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -168,9 +170,8 @@ func TestCompiledFiltersMatchReference(t *testing.T) {
 			if rapid.IntRange(0, 5).Draw(t, "unset") > 0 {
 				props[name] = rapid.SampledFrom(hsValues).Draw(t, "have")
 			}
-			if got, want := c.match(props), refMatch(p, props, f); got != want {
-				t.Fatalf("%s %s %v/%v/%v on %q: got %v, reference %v", f.PropertyName, f.Operator, f.Value, f.HighValue, f.Values, props[name], got, want)
-			}
+			got, want := c.match(props), refMatch(p, props, f)
+			require.Equal(t, want, got, "%s %s %v/%v/%v on %q: got %v, reference %v", f.PropertyName, f.Operator, f.Value, f.HighValue, f.Values, props[name], got, want)
 		}
 	})
 }
@@ -183,9 +184,8 @@ func TestMillisMatchesReference(t *testing.T) {
 		"2026-01-01t00:00:00.000Z", "2026-01-01T00:00:00.000z", "+026-01-01T00:00:00.000Z", "2026-01-01T00:00:00,000Z") {
 		got, gotOK := millis(v)
 		want, wantOK := refMillis(v)
-		if got != want || gotOK != wantOK {
-			t.Errorf("millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
-		}
+		assert.Equal(t, want, got, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
+		assert.Equal(t, wantOK, gotOK, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
 	}
 }
 
@@ -200,9 +200,8 @@ func TestMillisOfStampsMatchesReference(t *testing.T) {
 		v := string(b)
 		got, gotOK := millis(v)
 		want, wantOK := refMillis(v)
-		if got != want || gotOK != wantOK {
-			t.Fatalf("millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
-		}
+		require.Equal(t, want, got, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
+		require.Equal(t, wantOK, gotOK, "millis(%q) = %d, %v; reference %d, %v", v, got, gotOK, want, wantOK)
 	})
 }
 
@@ -215,17 +214,14 @@ func TestFoldKeyMatchesEqualFold(t *testing.T) {
 	})
 	rapid.Check(t, func(t *rapid.T) {
 		a, b := gen.Draw(t, "a"), gen.Draw(t, "b")
-		if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
-			t.Fatalf("foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
-		}
+		got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b)
+		require.Equal(t, want, got, "foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
 	})
 }
 
 func post(t *rapid.T, s *Server, p string, body any) (int, map[string]any) {
 	raw, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	req := httptest.NewRequest(http.MethodPost, p, bytes.NewReader(raw))
 	req.Header.Set("Authorization", "Bearer "+DefaultToken)
 	w := httptest.NewRecorder()
@@ -243,9 +239,7 @@ func TestIndexesStayInStep(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		clock := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 		s, err := New(Config{RateLimit: -1, SearchRateLimit: -1, DailyLimit: -1, Now: func() time.Time { clock = clock.Add(time.Millisecond); return clock }})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		s.DefineProperty("contacts", Property{Name: "code", Unique: true})
 		st := s.store("contacts")
 		val := func(label string) string {
@@ -332,9 +326,7 @@ func TestIndexesStayInStep(t *testing.T) {
 			for _, r := range out["results"].([]any) {
 				got = append(got, r.(map[string]any)["id"].(string))
 			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Fatalf("search order %v, want %v", got, want)
-			}
+			require.Equal(t, strings.Join(want, ","), strings.Join(got, ","), "search order %v, want %v", got, want)
 		}
 	})
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type result struct {
@@ -28,30 +30,22 @@ func call(t *testing.T, srv *hubspottest.Server, method, path, token string, bod
 	var rd io.Reader
 	if len(body) > 0 {
 		b, err := json.Marshal(body[0])
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	r := result{status: resp.StatusCode, header: resp.Header}
 	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &r.body); err != nil {
-			t.Fatalf("%s %s: body is not JSON: %s", method, path, raw)
-		}
+		require.NoError(t, json.Unmarshal(raw, &r.body), "%s %s: body is not JSON: %s", method, path, raw)
 	}
 	return r
 }
@@ -111,12 +105,9 @@ func TestSearchOperators(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, tt.body)
 			sort.Strings(tt.want)
-			if r.status != 200 || fmt.Sprint(ids(r)) != fmt.Sprint(tt.want) {
-				t.Fatalf("search = %d %v, want %v", r.status, r.body, tt.want)
-			}
-			if int(r.body["total"].(float64)) != len(tt.want) {
-				t.Fatalf("total = %v", r.body["total"])
-			}
+			require.Equal(t, 200, r.status, "search = %d %v, want %v", r.status, r.body, tt.want)
+			require.Equal(t, fmt.Sprint(tt.want), fmt.Sprint(ids(r)), "search = %d %v, want %v", r.status, r.body, tt.want)
+			require.Equal(t, len(tt.want), int(r.body["total"].(float64)), "total = %v", r.body["total"])
 		})
 	}
 	// OR across groups, and a sort given as a string.
@@ -158,27 +149,22 @@ func TestSearchEnforcesLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, tt.body)
-			if r.status != 400 || r.body["category"] != "VALIDATION_ERROR" {
-				t.Fatalf("search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
-			}
+			require.Equal(t, 400, r.status, "search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
+			require.Equal(t, "VALIDATION_ERROR", r.body["category"], "search = %d %v, want 400 VALIDATION_ERROR", r.status, r.body)
 		})
 	}
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 20, "after": "20"})
 	if r.status != 200 || int(r.body["total"].(float64)) != 59 || len(r.body["results"].([]any)) != 20 {
 		t.Fatalf("page 2 = %d total %v", r.status, r.body["total"])
 	}
-	if next := r.body["paging"].(map[string]any)["next"].(map[string]any)["after"]; next != "40" {
-		t.Fatalf("next after = %v", next)
-	}
+	next := r.body["paging"].(map[string]any)["next"].(map[string]any)["after"]
+	require.Equal(t, "40", next, "next after = %v", next)
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
-	if len(r.body["results"].([]any)) != 10 {
-		t.Fatalf("default limit = %d results, want 10", len(r.body["results"].([]any)))
-	}
+	require.Equal(t, 10, len(r.body["results"].([]any)), "default limit = %d results, want 10", len(r.body["results"].([]any)))
 	props := r.body["results"].([]any)[0].(map[string]any)["properties"].(map[string]any)
 	for _, p := range []string{"createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"} {
-		if _, ok := props[p]; !ok {
-			t.Errorf("default properties lack %s: %v", p, props)
-		}
+		_, ok := props[p]
+		assert.True(t, ok, "default properties lack %s: %v", p, props)
 	}
 }
 
@@ -190,30 +176,26 @@ func TestBatchSizeAndTraceIDRules(t *testing.T) {
 	}
 	for _, ep := range []string{"read", "create", "update", "upsert", "archive"} {
 		r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/"+ep, srv.Token, map[string]any{"inputs": inputs})
-		if r.status != 400 {
-			t.Errorf("batch/%s with 101 inputs = %d, want 400", ep, r.status)
-		}
+		assert.Equal(t, 400, r.status, "batch/%s with 101 inputs = %d, want 400", ep, r.status)
 	}
 	bad := map[string]any{"inputs": []any{
 		map[string]any{"properties": map[string]string{"email": "ok@example.com"}},
 		map[string]any{"properties": map[string]string{"email": "ok2@example.com", "lifecyclestage": "nope"}},
 	}}
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/create", srv.Token, bad)
-	if r.status != 400 || len(srv.All("contacts")) != 0 {
-		t.Fatalf("batch without trace ids and a bad input = %d, %d records; want 400 and none written", r.status, len(srv.All("contacts")))
-	}
+	require.Equal(t, 400, r.status, "batch without trace ids and a bad input = %d, %d records; want 400 and none written", r.status, len(srv.All("contacts")))
+	require.Empty(t, srv.All("contacts"), "batch without trace ids and a bad input = %d, %d records; want 400 and none written", r.status, len(srv.All("contacts")))
 	traced := map[string]any{"inputs": []any{
 		map[string]any{"properties": map[string]string{"email": "ok@example.com"}, "objectWriteTraceId": "t1"},
 		map[string]any{"properties": map[string]string{"email": "ok2@example.com", "lifecyclestage": "nope"}, "objectWriteTraceId": "t2"},
 	}}
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/create", srv.Token, traced)
-	if r.status != 207 || r.body["numErrors"] != 1.0 || len(srv.All("contacts")) != 1 {
-		t.Fatalf("traced batch = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 207, r.status, "traced batch = %d %v", r.status, r.body)
+	require.Equal(t, 1.0, r.body["numErrors"], "traced batch = %d %v", r.status, r.body)
+	require.Len(t, srv.All("contacts"), 1, "traced batch = %d %v", r.status, r.body)
 	e := r.body["errors"].([]any)[0].(map[string]any)
-	if e["category"] != "VALIDATION_ERROR" || fmt.Sprint(e["context"].(map[string]any)["objectWriteTraceId"]) != "[t2]" {
-		t.Fatalf("207 error = %v", e)
-	}
+	require.Equal(t, "VALIDATION_ERROR", e["category"], "207 error = %v", e)
+	require.Equal(t, "[t2]", fmt.Sprint(e["context"].(map[string]any)["objectWriteTraceId"]), "207 error = %v", e)
 }
 
 func TestUniqueAndRequiredProperties(t *testing.T) {
@@ -232,9 +214,7 @@ func TestUniqueAndRequiredProperties(t *testing.T) {
 		in("twin2", map[string]string{"email": "d@example.com", "plan": "x"}),
 		in("ok", map[string]string{"email": "e@example.com", "plan": "x"}),
 	}})
-	if r.status != 207 {
-		t.Fatalf("status = %d", r.status)
-	}
+	require.Equal(t, 207, r.status, "status = %d", r.status)
 	got := map[string]string{}
 	for _, x := range r.body["errors"].([]any) {
 		e := x.(map[string]any)
@@ -242,53 +222,43 @@ func TestUniqueAndRequiredProperties(t *testing.T) {
 		got[tid] = e["category"].(string)
 	}
 	want := map[string]string{"dup-email": "CONFLICT", "dup-sf": "CONFLICT", "no-plan": "VALIDATION_ERROR", "twin2": "CONFLICT"}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("per-record errors = %v, want %v", got, want)
-	}
+	require.Equal(t, fmt.Sprint(want), fmt.Sprint(got), "per-record errors = %v, want %v", got, want)
 	// Upsert by the unique property updates the existing record.
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/upsert", srv.Token, map[string]any{"inputs": []any{
 		map[string]any{"id": "003A", "idProperty": "sf_id", "properties": map[string]string{"firstname": "Z"}},
 		map[string]any{"id": "003B", "idProperty": "sf_id", "properties": map[string]string{"plan": "y"}},
 	}})
 	res := r.body["results"].([]any)
-	if r.status != 200 || res[0].(map[string]any)["new"] != false || res[1].(map[string]any)["new"] != true {
-		t.Fatalf("upsert = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 200, r.status, "upsert = %d %v", r.status, r.body)
+	require.Equal(t, false, res[0].(map[string]any)["new"], "upsert = %d %v", r.status, r.body)
+	require.Equal(t, true, res[1].(map[string]any)["new"], "upsert = %d %v", r.status, r.body)
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/batch/upsert", srv.Token, map[string]any{"inputs": []any{
 		map[string]any{"id": "x", "idProperty": "firstname", "properties": map[string]string{}},
 	}})
-	if r.status != 400 {
-		t.Fatalf("upsert on a non-unique property = %d, want 400", r.status)
-	}
+	require.Equal(t, 400, r.status, "upsert on a non-unique property = %d, want 400", r.status)
 }
 
 func TestAuthPrefixAndSingleGet(t *testing.T) {
 	srv := fake(t)
 	id := srv.Seed("contacts", map[string]string{"email": "a@example.com"})[0]
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, ""); r.status != 401 || r.body["category"] != "INVALID_AUTHENTICATION" {
-		t.Fatalf("no token = %d %v", r.status, r.body)
-	}
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "nope"); r.status != 401 {
-		t.Fatalf("wrong token = %d", r.status)
-	}
+	r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "")
+	require.Equal(t, 401, r.status, "no token = %d %v", r.status, r.body)
+	require.Equal(t, "INVALID_AUTHENTICATION", r.body["category"], "no token = %d %v", r.status, r.body)
+	r = call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, "nope")
+	require.Equal(t, 401, r.status, "wrong token = %d", r.status)
 	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id, srv.Token); r.status != 200 || r.body["id"] != id {
 		t.Fatalf("get = %d %v", r.status, r.body)
 	}
 	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/A@EXAMPLE.COM?idProperty=email", srv.Token); r.status != 200 || r.body["id"] != id {
 		t.Fatalf("get by email = %d %v", r.status, r.body)
 	}
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts/424242", srv.Token); r.status != 404 {
-		t.Fatalf("missing = %d", r.status)
-	}
+	r = call(t, srv, "GET", "/crm/v3/objects/contacts/424242", srv.Token)
+	require.Equal(t, 404, r.status, "missing = %d", r.status)
 	u, _ := url.Parse(srv.URL)
 	resp, err := http.Get(u.Scheme + "://" + u.Host + "/crm/v3/objects/contacts")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Fatalf("path without the prefix = %d, want 404", resp.StatusCode)
-	}
+	require.Equal(t, 404, resp.StatusCode, "path without the prefix = %d, want 404", resp.StatusCode)
 }
 
 func TestRateAndDailyLimits(t *testing.T) {
@@ -299,31 +269,23 @@ func TestRateAndDailyLimits(t *testing.T) {
 		}
 	}
 	r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token)
-	if r.status != 429 || r.body["policyName"] != "TEN_SECONDLY_ROLLING" {
-		t.Fatalf("third call = %d %v", r.status, r.body)
-	}
-	if call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}).status != 200 {
-		t.Fatal("search shares the ten-second limit")
-	}
+	require.Equal(t, 429, r.status, "third call = %d %v", r.status, r.body)
+	require.Equal(t, "TEN_SECONDLY_ROLLING", r.body["policyName"], "third call = %d %v", r.status, r.body)
+	require.Equal(t, 200, call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}).status, "search shares the ten-second limit")
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
-	if r.status != 429 || r.body["policyName"] != "SECONDLY" {
-		t.Fatalf("second search = %d %v", r.status, r.body)
-	}
-	if srv.RateLimited() != 2 || srv.DailyUsed() != 3 {
-		t.Fatalf("RateLimited = %d, DailyUsed = %d", srv.RateLimited(), srv.DailyUsed())
-	}
+	require.Equal(t, 429, r.status, "second search = %d %v", r.status, r.body)
+	require.Equal(t, "SECONDLY", r.body["policyName"], "second search = %d %v", r.status, r.body)
+	require.Equal(t, 2, srv.RateLimited(), "RateLimited = %d, DailyUsed = %d", srv.RateLimited(), srv.DailyUsed())
+	require.Equal(t, 3, srv.DailyUsed(), "RateLimited = %d, DailyUsed = %d", srv.RateLimited(), srv.DailyUsed())
 	srv.ExhaustDaily()
 	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
-	if r.status != 429 || r.body["policyName"] != "DAILY" {
-		t.Fatalf("after the daily limit = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 429, r.status, "after the daily limit = %d %v", r.status, r.body)
+	require.Equal(t, "DAILY", r.body["policyName"], "after the daily limit = %d %v", r.status, r.body)
 	srv.ResetDaily()
-	if srv.DailyUsed() != 0 {
-		t.Fatal("ResetDaily did not reset")
-	}
-	if c := srv.CallCounts(); c["properties"] != 3 || c["search"] != 3 {
-		t.Fatalf("CallCounts = %v", c)
-	}
+	require.Equal(t, 0, srv.DailyUsed(), "ResetDaily did not reset")
+	c := srv.CallCounts()
+	require.Equal(t, 3, c["properties"], "CallCounts = %v", c)
+	require.Equal(t, 3, c["search"], "CallCounts = %v", c)
 }
 
 func TestTokenEndpoint(t *testing.T) {
@@ -331,9 +293,7 @@ func TestTokenEndpoint(t *testing.T) {
 	srv := fake(t, hubspottest.WithClock(func() time.Time { return now }))
 	post := func(form url.Values) (int, map[string]any) {
 		resp, err := http.PostForm(srv.URL+"/oauth/v3/token", form)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer resp.Body.Close()
 		var m map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&m)
@@ -343,24 +303,25 @@ func TestTokenEndpoint(t *testing.T) {
 		"client_id": {hubspottest.DefaultClientID}, "client_secret": {hubspottest.DefaultClientSecret}}
 	status, m := post(good)
 	tok, _ := m["access_token"].(string)
-	if status != 200 || tok == "" || m["expires_in"] != 1800.0 || m["token_type"] != "bearer" {
-		t.Fatalf("token = %d %v", status, m)
-	}
-	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 200 {
-		t.Fatalf("issued token refused: %d", r.status)
-	}
+	require.Equal(t, 200, status, "token = %d %v", status, m)
+	require.NotEmpty(t, tok, "token = %d %v", status, m)
+	require.Equal(t, 1800.0, m["expires_in"], "token = %d %v", status, m)
+	require.Equal(t, "bearer", m["token_type"], "token = %d %v", status, m)
+	r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok)
+	require.Equal(t, 200, r.status, "issued token refused: %d", r.status)
 	now = now.Add(31 * time.Minute)
-	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", tok); r.status != 401 || r.body["category"] != "EXPIRED_AUTHENTICATION" {
-		t.Fatalf("expired token = %d %v", r.status, r.body)
-	}
+	r = call(t, srv, "GET", "/crm/v3/properties/contacts", tok)
+	require.Equal(t, 401, r.status, "expired token = %d %v", r.status, r.body)
+	require.Equal(t, "EXPIRED_AUTHENTICATION", r.body["category"], "expired token = %d %v", r.status, r.body)
 	bad := url.Values{}
 	for k, v := range good {
 		bad[k] = v
 	}
 	bad.Set("refresh_token", "nope")
-	if status, m := post(bad); status != 400 || m["error"] != "invalid_grant" || m["status"] != "BAD_REFRESH_TOKEN" {
-		t.Fatalf("bad refresh = %d %v", status, m)
-	}
+	status, m = post(bad)
+	require.Equal(t, 400, status, "bad refresh = %d %v", status, m)
+	require.Equal(t, "invalid_grant", m["error"], "bad refresh = %d %v", status, m)
+	require.Equal(t, "BAD_REFRESH_TOKEN", m["status"], "bad refresh = %d %v", status, m)
 }
 
 func TestHooksAndStamps(t *testing.T) {
@@ -368,64 +329,51 @@ func TestHooksAndStamps(t *testing.T) {
 	srv := fake(t, hubspottest.WithClock(func() time.Time { return now }))
 	id := srv.Seed("contacts", map[string]string{"email": "a@example.com"})[0]
 	rec, ok := srv.Get("contacts", id)
-	if !ok || rec.Properties["lastmodifieddate"] != "2026-01-01T00:00:00.123Z" || !rec.UpdatedAt.Equal(now.Truncate(time.Millisecond)) {
-		t.Fatalf("seeded = %+v", rec)
-	}
+	require.True(t, ok, "seeded = %+v", rec)
+	require.Equal(t, "2026-01-01T00:00:00.123Z", rec.Properties["lastmodifieddate"], "seeded = %+v", rec)
+	require.True(t, rec.UpdatedAt.Equal(now.Truncate(time.Millisecond)), "seeded = %+v", rec)
 	now = now.Add(time.Second)
-	if err := srv.Edit("contacts", id, map[string]string{"firstname": "Z"}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "Z"}))
 	rec, _ = srv.Get("contacts", id)
-	if rec.Properties["firstname"] != "Z" || rec.Properties["lastmodifieddate"] != "2026-01-01T00:00:01.123Z" {
-		t.Fatalf("edited = %+v", rec)
-	}
-	if err := srv.Edit("contacts", "nope", nil); err == nil {
-		t.Fatal("Edit of a missing record succeeded")
-	}
+	require.Equal(t, "Z", rec.Properties["firstname"], "edited = %+v", rec)
+	require.Equal(t, "2026-01-01T00:00:01.123Z", rec.Properties["lastmodifieddate"], "edited = %+v", rec)
+	require.Error(t, srv.Edit("contacts", "nope", nil), "Edit of a missing record succeeded")
 	_ = srv.Archive("contacts", id)
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true&limit=5", srv.Token); len(r.body["results"].([]any)) != 1 {
-		t.Fatalf("archived list = %v", r.body)
-	}
-	if r := call(t, srv, "GET", "/crm/v3/objects/contacts", srv.Token); len(r.body["results"].([]any)) != 0 {
-		t.Fatalf("live list = %v", r.body)
-	}
+	r := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true&limit=5", srv.Token)
+	require.Len(t, r.body["results"].([]any), 1, "archived list = %v", r.body)
+	r = call(t, srv, "GET", "/crm/v3/objects/contacts", srv.Token)
+	require.Empty(t, r.body["results"].([]any), "live list = %v", r.body)
 	now = now.Add(time.Second)
 	_ = srv.Restore("contacts", id)
 	rec, _ = srv.Get("contacts", id)
-	if rec.Archived || !rec.UpdatedAt.Equal(now.Truncate(time.Millisecond)) {
-		t.Fatalf("restored = %+v", rec)
-	}
+	require.False(t, rec.Archived, "restored = %+v", rec)
+	require.True(t, rec.UpdatedAt.Equal(now.Truncate(time.Millisecond)), "restored = %+v", rec)
 }
 
 func TestFaultsApplyInOrderToTheirEndpoint(t *testing.T) {
 	srv := fake(t)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.ServerError, Endpoint: "search", Count: 2, Status: 503},
 		hubspottest.Fault{Kind: hubspottest.RateLimit, RetryAfter: 2 * time.Second})
-	if r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token); r.status != 429 || r.header.Get("Retry-After") != "2" {
-		t.Fatalf("properties = %d %v", r.status, r.header)
-	}
+	r := call(t, srv, "GET", "/crm/v3/properties/contacts", srv.Token)
+	require.Equal(t, 429, r.status, "properties = %d %v", r.status, r.header)
+	require.Equal(t, "2", r.header.Get("Retry-After"), "properties = %d %v", r.status, r.header)
 	for i := 0; i < 2; i++ {
 		if r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}); r.status != 503 {
 			t.Fatalf("search %d = %d", i, r.status)
 		}
 	}
-	if r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{}); r.status != 200 {
-		t.Fatalf("search after faults = %d", r.status)
-	}
+	r = call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{})
+	require.Equal(t, 200, r.status, "search after faults = %d", r.status)
 }
 
 func TestServeOnListener(t *testing.T) {
 	srv, err := hubspottest.New(hubspottest.Config{Prefix: "/hubspot"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if _, err := hubspottest.New(hubspottest.Config{Prefix: "bad/"}); err == nil {
 		t.Fatal("New accepted a bad prefix")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
@@ -434,30 +382,22 @@ func TestServeOnListener(t *testing.T) {
 	req, _ := http.NewRequest("GET", want+"/crm/v3/objects/contacts", nil)
 	req.Header.Set("Authorization", "Bearer "+srv.Token)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("list on the listener = %d", resp.StatusCode)
-	}
+	require.Equal(t, 200, resp.StatusCode, "list on the listener = %d", resp.StatusCode)
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Serve = %v", err)
-	}
+	require.NoError(t, <-done, "Serve")
 }
 
 func TestMergeOverHTTP(t *testing.T) {
 	srv := fake(t)
 	ids := srv.Seed("contacts", map[string]string{"email": "a@example.com"}, map[string]string{"email": "b@example.com", "phone": "5"})
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": ids[1]})
-	if r.status != 200 {
-		t.Fatalf("merge = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 200, r.status, "merge = %d %v", r.status, r.body)
 	newID, _ := r.body["id"].(string)
-	if newID == "" || newID == ids[0] || newID == ids[1] {
-		t.Fatalf("merge made id %q, want a new one", newID)
-	}
+	require.NotEmpty(t, newID, "merge made id %q, want a new one", newID)
+	require.NotEqual(t, ids[0], newID, "merge made id %q, want a new one", newID)
+	require.NotEqual(t, ids[1], newID, "merge made id %q, want a new one", newID)
 	got := call(t, srv, "GET", "/crm/v3/objects/contacts/"+ids[1]+"?properties=email,phone,hs_merged_object_ids", srv.Token)
 	props, _ := got.body["properties"].(map[string]any)
 	if got.status != 200 || got.body["id"] != newID || props["email"] != "a@example.com" || props["phone"] != "5" ||
@@ -465,24 +405,16 @@ func TestMergeOverHTTP(t *testing.T) {
 		t.Fatalf("GET old id = %d %v", got.status, got.body)
 	}
 	br := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/read", srv.Token, map[string]any{"properties": []string{"email"}, "inputs": []any{map[string]any{"id": ids[0]}}})
-	if br.status != 207 {
-		t.Fatalf("batch read of an old id = %d, want 207 not found", br.status)
-	}
+	require.Equal(t, 207, br.status, "batch read of an old id = %d, want 207 not found", br.status)
 	up := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/update", srv.Token, map[string]any{"inputs": []any{map[string]any{"id": ids[0], "properties": map[string]any{"phone": "6"}, "objectWriteTraceId": "t"}}})
-	if up.status != 207 {
-		t.Fatalf("batch update of an old id = %d, want 207 not found", up.status)
-	}
+	require.Equal(t, 207, up.status, "batch update of an old id = %d, want 207 not found", up.status)
 	s := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"limit": 10})
-	if s.body["total"] != float64(1) {
-		t.Fatalf("search after merge = %v, want the new record only", s.body)
-	}
+	require.Equal(t, float64(1), s.body["total"], "search after merge = %v, want the new record only", s.body)
 	l := call(t, srv, "GET", "/crm/v3/objects/contacts?archived=true", srv.Token)
-	if res, _ := l.body["results"].([]any); len(res) != 0 {
-		t.Fatalf("archived list after merge = %v, want empty", l.body)
-	}
-	if bad := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": newID}); bad.status != 404 {
-		t.Fatalf("merge of a merged-away id = %d", bad.status)
-	}
+	res, _ := l.body["results"].([]any)
+	require.Empty(t, res, "archived list after merge = %v, want empty", l.body)
+	bad := call(t, srv, "POST", "/crm/v3/objects/contacts/merge", srv.Token, map[string]any{"primaryObjectId": ids[0], "objectIdToMerge": newID})
+	require.Equal(t, 404, bad.status, "merge of a merged-away id = %d", bad.status)
 }
 
 func TestSearchAtTheEpochIs500(t *testing.T) {
@@ -491,15 +423,12 @@ func TestSearchAtTheEpochIs500(t *testing.T) {
 	for _, v := range []string{"0", "-62135596800000"} {
 		r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{
 			"filterGroups": []any{map[string]any{"filters": []any{map[string]any{"propertyName": "lastmodifieddate", "operator": "GTE", "value": v}}}}})
-		if r.status != 500 {
-			t.Fatalf("filter at %s = %d, want 500", v, r.status)
-		}
+		require.Equal(t, 500, r.status, "filter at %s = %d, want 500", v, r.status)
 	}
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{
 		"filterGroups": []any{map[string]any{"filters": []any{map[string]any{"propertyName": "lastmodifieddate", "operator": "GTE", "value": "1000"}}}}})
-	if r.status != 200 || r.body["total"] != float64(1) {
-		t.Fatalf("filter at 1 s = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 200, r.status, "filter at 1 s = %d %v", r.status, r.body)
+	require.Equal(t, float64(1), r.body["total"], "filter at 1 s = %d %v", r.status, r.body)
 }
 
 func TestUnknownPropertyErrorShape(t *testing.T) {
@@ -508,17 +437,15 @@ func TestUnknownPropertyErrorShape(t *testing.T) {
 	// Without trace ids HubSpot fails the whole batch, naming the properties.
 	r := call(t, srv, "POST", "/crm/v3/objects/contacts/batch/update", srv.Token, map[string]any{"inputs": []any{map[string]any{"id": id, "properties": map[string]any{"zz": "1", "aa": "2"}}}})
 	errs, _ := r.body["errors"].([]any)
-	if r.status != 400 || r.body["category"] != "VALIDATION_ERROR" || len(errs) != 2 ||
-		!strings.Contains(r.body["message"].(string), `"name":"aa"`) || !strings.Contains(r.body["message"].(string), `"error":"PROPERTY_DOESNT_EXIST"`) {
-		t.Fatalf("unknown properties = %d %v", r.status, r.body)
-	}
+	require.Equal(t, 400, r.status, "unknown properties = %d %v", r.status, r.body)
+	require.Equal(t, "VALIDATION_ERROR", r.body["category"], "unknown properties = %d %v", r.status, r.body)
+	require.Len(t, errs, 2, "unknown properties = %d %v", r.status, r.body)
+	require.Contains(t, r.body["message"].(string), `"name":"aa"`, "unknown properties = %d %v", r.status, r.body)
+	require.Contains(t, r.body["message"].(string), `"error":"PROPERTY_DOESNT_EXIST"`, "unknown properties = %d %v", r.status, r.body)
 	e0, _ := errs[0].(map[string]any)
-	if e0["code"] != "PROPERTY_DOESNT_EXIST" || fmt.Sprint(e0["context"]) != "map[propertyName:[aa]]" {
-		t.Fatalf("errors[0] = %v", e0)
-	}
-	if err := srv.DeleteProperty("contacts", "nosuch"); err == nil {
-		t.Fatal("DeleteProperty of an unknown property succeeded")
-	}
+	require.Equal(t, "PROPERTY_DOESNT_EXIST", e0["code"], "errors[0] = %v", e0)
+	require.Equal(t, "map[propertyName:[aa]]", fmt.Sprint(e0["context"]), "errors[0] = %v", e0)
+	require.Error(t, srv.DeleteProperty("contacts", "nosuch"), "DeleteProperty of an unknown property succeeded")
 }
 
 func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
@@ -531,26 +458,18 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 		res, _ := r.body["results"].([]any)
 		return res
 	}
-	if n := len(search()); n != 0 {
-		t.Fatalf("search before the lag = %d results", n)
-	}
+	n := len(search())
+	require.Equal(t, 0, n, "search before the lag = %d results", n)
 	now = now.Add(time.Second)
-	if n := len(search()); n != 1 {
-		t.Fatalf("search after the lag = %d results", n)
-	}
-	if err := srv.Edit("contacts", id, map[string]string{"firstname": "New"}); err != nil {
-		t.Fatal(err)
-	}
+	n = len(search())
+	require.Equal(t, 1, n, "search after the lag = %d results", n)
+	require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "New"}))
 	first := func() any { return search()[0].(map[string]any)["properties"].(map[string]any)["firstname"] }
-	if v := first(); v != "Old" {
-		t.Fatalf("search during the lag = %v, want the stale Old", v)
-	}
+	v := first()
+	require.Equal(t, "Old", v, "search during the lag = %v, want the stale Old", v)
 	g := call(t, srv, "GET", "/crm/v3/objects/contacts/"+id+"?properties=firstname", srv.Token)
-	if g.body["properties"].(map[string]any)["firstname"] != "New" {
-		t.Fatalf("GET during the lag = %v, want New at once", g.body)
-	}
+	require.Equal(t, "New", g.body["properties"].(map[string]any)["firstname"], "GET during the lag = %v, want New at once", g.body)
 	now = now.Add(time.Second)
-	if v := first(); v != "New" {
-		t.Fatalf("search after the lag = %v", v)
-	}
+	v = first()
+	require.Equal(t, "New", v, "search after the lag = %v", v)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testAddr returns CRMSYNC_TEST_REDIS_ADDR. Outside CI the tests skip
@@ -26,9 +27,7 @@ func testAddr(t *testing.T) string {
 	t.Helper()
 	addr := os.Getenv("CRMSYNC_TEST_REDIS_ADDR")
 	if addr == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CRMSYNC_TEST_REDIS_ADDR is unset and CI=true: the Redis limiter tests must run in CI")
-		}
+		require.NotEqual(t, "true", os.Getenv("CI"), "CRMSYNC_TEST_REDIS_ADDR is unset and CI=true: the Redis limiter tests must run in CI")
 		t.Skip("CRMSYNC_TEST_REDIS_ADDR is unset; set it to a Redis address (e.g. 127.0.0.1:6379) to run the Redis limiter tests")
 	}
 	return addr
@@ -62,9 +61,7 @@ func newLimiter(t *testing.T, c Config) *Limiter {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	l, err := New(c)
-	if err != nil {
-		t.Fatalf("New = %v", err)
-	}
+	require.NoError(t, err, "New")
 	return l
 }
 
@@ -100,8 +97,9 @@ func TestNewValidates(t *testing.T) {
 		{"negative", Config{Client: c, Rate: 1, Every: time.Second, InFlight: -1}, "negative"},
 		{"too fine", Config{Client: c, Rate: 1e9, Every: time.Second}, "microsecond"},
 	} {
-		if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("New(%s) = %v, want an error mentioning %q", tc.name, err, tc.want)
+		_, err := New(tc.cfg)
+		if assert.Error(t, err, "New(%s) = %v, want an error mentioning %q", tc.name, err, tc.want) {
+			assert.Contains(t, err.Error(), tc.want, "New(%s) = %v, want an error mentioning %q", tc.name, err, tc.want)
 		}
 	}
 }
@@ -131,9 +129,7 @@ func TestSharedRate(t *testing.T) {
 				for {
 					release, err := l.Acquire(ctx)
 					if err != nil {
-						if !errors.Is(err, context.DeadlineExceeded) {
-							t.Errorf("Acquire = %v", err)
-						}
+						assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire = %v", err)
 						return
 					}
 					release()
@@ -143,26 +139,20 @@ func TestSharedRate(t *testing.T) {
 	}
 	wg.Wait()
 	sort.Slice(g.at, func(i, j int) bool { return g.at[i] < g.at[j] })
-	if g.by["p1"] == 0 || g.by["p2"] == 0 {
-		t.Fatalf("grants by process = %v; want both to be served", g.by)
-	}
+	require.NotEqual(t, 0, g.by["p1"], "grants by process = %v; want both to be served", g.by)
+	require.NotEqual(t, 0, g.by["p2"], "grants by process = %v; want both to be served", g.by)
 	window := every.Microseconds()
 	maxIn := burst + rate
 	for i, start := range g.at {
 		n := sort.Search(len(g.at), func(j int) bool { return g.at[j] > start+window }) - i
-		if n > maxIn {
-			t.Fatalf("%d grants in the window of %s from grant %d; want at most burst+rate = %d", n, every, i, maxIn)
-		}
+		require.LessOrEqual(t, n, maxIn, "%d grants in the window of %s from grant %d; want at most burst+rate = %d", n, every, i, maxIn)
 	}
 	// Over the whole test: at most burst plus one per interval.
 	span := g.at[len(g.at)-1] - g.at[0]
-	if limit := int64(burst) + span/(every.Microseconds()/rate); int64(len(g.at)) > limit {
-		t.Errorf("%d grants over %dµs; want at most %d", len(g.at), span, limit)
-	}
+	limit := int64(burst) + span/(every.Microseconds()/rate)
+	assert.LessOrEqual(t, int64(len(g.at)), limit, "%d grants over %dµs; want at most %d", len(g.at), span, limit)
 	// Coarse: the limiter is not stuck (600ms allows about 60).
-	if len(g.at) < 20 {
-		t.Errorf("only %d grants in 600ms at 100/s", len(g.at))
-	}
+	assert.GreaterOrEqual(t, len(g.at), 20, "only %d grants in 600ms at 100/s", len(g.at))
 }
 
 // A pause set by one process holds the other's Acquire until it ends.
@@ -177,31 +167,24 @@ func TestPauseShared(t *testing.T) {
 
 	a.Pause(time.Now().Add(500 * time.Millisecond))
 	raw, err := bc.Get(context.Background(), "{"+prefix+"}:pause").Result()
-	if err != nil {
-		t.Fatalf("pause key: %v", err)
-	}
+	require.NoError(t, err, "pause key")
 	pauseEnd, _ := strconv.ParseInt(raw, 10, 64)
 
 	// A wait that would outlast the deadline fails at once.
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, err = b.Acquire(short)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Acquire with a deadline inside the pause = %v, want DeadlineExceeded", err)
-	}
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire with a deadline inside the pause = %v, want DeadlineExceeded", err)
 	release, err := b.Acquire(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	release()
-	if len(g.at) != 1 || g.at[0] < pauseEnd {
-		t.Errorf("grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd)
+	if assert.Len(t, g.at, 1, "grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd) {
+		assert.GreaterOrEqual(t, g.at[0], pauseEnd, "grant at %v (server µs), pause ends at %d: the other process did not honour the pause", g.at, pauseEnd)
 	}
 	// A pause that is already over does nothing.
 	a.Pause(time.Now().Add(-time.Second))
-	if _, err := b.Acquire(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	_, err = b.Acquire(context.Background())
+	require.NoError(t, err)
 }
 
 // The in-flight cap holds across processes; a slot whose release never
@@ -240,27 +223,22 @@ func TestInFlightShared(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if p := peak.Load(); p > 2 || p < 1 {
-		t.Errorf("peak in flight = %d, want at most 2", p)
-	}
+	p := peak.Load()
+	assert.LessOrEqual(t, p, int32(2), "peak in flight = %d, want at most 2", p)
+	assert.GreaterOrEqual(t, p, int32(1), "peak in flight = %d, want at most 2", p)
 
 	// A process takes both slots and dies without releasing them.
 	dead := newLimiter(t, Config{Client: newClient(t, addr), Prefix: prefix, InFlight: 2, LeaseTTL: time.Second})
 	for range 2 {
-		if _, err := dead.Acquire(ctx); err != nil {
-			t.Fatal(err)
-		}
+		_, err := dead.Acquire(ctx)
+		require.NoError(t, err)
 	}
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	_, err := a.Acquire(short)
 	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Acquire while the slots are taken = %v, want DeadlineExceeded", err)
-	}
+	require.ErrorIs(t, err, context.DeadlineExceeded, "Acquire while the slots are taken = %v, want DeadlineExceeded", err)
 	release, err := a.Acquire(ctx) // once the dead process's leases expire
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	release()
 }
 
@@ -286,9 +264,7 @@ func (s *syncBuffer) String() string {
 // error only when ctx ends; Pause still holds this process.
 func TestUnreachableFailsSafe(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens here now
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
@@ -307,9 +283,7 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "Redis does not answer") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no outage log line; logs:\n%s", logs.String())
-		}
+		require.False(t, time.Now().After(deadline), "no outage log line; logs:\n%s", logs.String())
 		time.Sleep(10 * time.Millisecond)
 	}
 	select {
@@ -318,35 +292,26 @@ func TestUnreachableFailsSafe(t *testing.T) {
 	case <-time.After(300 * time.Millisecond): // several retries
 	}
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("Acquire after cancel = %v, want context.Canceled", err)
-	}
-	if len(g.at) != 0 {
-		t.Errorf("%d calls granted with Redis unreachable", len(g.at))
-	}
+	err = <-done
+	assert.ErrorIs(t, err, context.Canceled, "Acquire after cancel = %v, want context.Canceled", err)
+	assert.Empty(t, g.at, "%d calls granted with Redis unreachable", len(g.at))
 	line := logs.String()
 	for _, want := range []string{"level=WARN", "prefix=crmsync:test:down", "connection refused"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("log %q lacks %q", line, want)
-		}
+		assert.Contains(t, line, want, "log %q lacks %q", line, want)
 	}
-	if n := strings.Count(line, "Redis does not answer"); n != 1 {
-		t.Errorf("outage logged %d times in under 30s, want once", n)
-	}
+	n := strings.Count(line, "Redis does not answer")
+	assert.Equal(t, 1, n, "outage logged %d times in under 30s, want once", n)
 
 	// Pause cannot reach Redis: it says so and still holds this process.
 	logs.mu.Lock()
 	logs.b.Reset()
 	logs.mu.Unlock()
 	l.Pause(time.Now().Add(time.Hour))
-	if !strings.Contains(logs.String(), "pausing this process only") {
-		t.Errorf("Pause with Redis down logged %q", logs.String())
-	}
+	assert.Contains(t, logs.String(), "pausing this process only", "Pause with Redis down logged %q", logs.String())
 	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel2()
-	if _, err := l.Acquire(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Acquire during a local pause = %v, want DeadlineExceeded", err)
-	}
+	_, err = l.Acquire(short)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a local pause = %v, want DeadlineExceeded", err)
 }
 
 // After an outage the limiter logs the recovery and grants again.
@@ -355,9 +320,7 @@ func TestRecovers(t *testing.T) {
 	prefix := testPrefix(t)
 	// A proxy that refuses until told to forward to Redis.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer ln.Close()
 	var open atomic.Bool
 	go func() {
@@ -393,23 +356,17 @@ func TestRecovers(t *testing.T) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "Redis does not answer") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no outage log line; logs:\n%s", logs.String())
-		}
+		require.False(t, time.Now().After(deadline), "no outage log line; logs:\n%s", logs.String())
 		time.Sleep(5 * time.Millisecond)
 	}
 	open.Store(true)
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Acquire did not return after Redis came back")
 	}
-	if !strings.Contains(logs.String(), "Redis answers again") {
-		t.Errorf("no recovery log line; logs:\n%s", logs.String())
-	}
+	assert.Contains(t, logs.String(), "Redis answers again", "no recovery log line; logs:\n%s", logs.String())
 }
 
 func copyClose(dst, src net.Conn) {

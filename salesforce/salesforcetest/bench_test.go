@@ -13,6 +13,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/require"
 )
 
 // benchOrg returns an org of n contacts, each with an external id hs-K and
@@ -23,9 +24,7 @@ func benchOrg(b *testing.B, n int) (*salesforcetest.Server, http.Handler) {
 	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	s, err := salesforcetest.New(salesforcetest.Config{DailyLimit: 1 << 40,
 		Now: func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Millisecond) }})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	fs := make([]crmsync.Fields, n)
 	for i := range fs {
 		fs[i] = crmsync.Fields{"LastName": fmt.Sprintf("Last%d", i), "Email": fmt.Sprintf("contact%d@example.com", i),
@@ -42,9 +41,7 @@ func sfServe(b *testing.B, h http.Handler, method, path, body string) []byte {
 	req.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
-	if w.Code != http.StatusOK {
-		b.Fatalf("%s: status %d: %s", path, w.Code, w.Body.String())
-	}
+	require.Equal(b, http.StatusOK, w.Code, "%s: status %d: %s", path, w.Code, w.Body.String())
 	return w.Body.Bytes()
 }
 
@@ -65,9 +62,11 @@ func BenchmarkUpsert10k(b *testing.B) {
 		var res []struct {
 			Success bool `json:"success"`
 		}
-		if err := json.Unmarshal(raw, &res); err != nil || len(res) != 200 || !res[0].Success || !res[199].Success {
-			b.Fatalf("upsert: %v %s", err, raw[:min(len(raw), 300)])
-		}
+		err := json.Unmarshal(raw, &res)
+		require.NoError(b, err, "upsert: %v %s", err, raw[:min(len(raw), 300)])
+		require.Len(b, res, 200, "upsert: %v %s", err, raw[:min(len(raw), 300)])
+		require.True(b, res[0].Success, "upsert: %v %s", err, raw[:min(len(raw), 300)])
+		require.True(b, res[199].Success, "upsert: %v %s", err, raw[:min(len(raw), 300)])
 	}
 }
 
@@ -76,9 +75,7 @@ func querySize(b *testing.B, raw []byte) int {
 	var out struct {
 		TotalSize int `json:"totalSize"`
 	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, json.Unmarshal(raw, &out))
 	return out.TotalSize
 }
 
@@ -95,9 +92,8 @@ func BenchmarkQueryIn200Of10k(b *testing.B) {
 	path := "/services/data/v60.0/query?q=" + url.QueryEscape(q)
 	b.ResetTimer()
 	for range b.N {
-		if got := querySize(b, sfServe(b, h, http.MethodGet, path, "")); got != 200 {
-			b.Fatalf("totalSize = %d, want 200", got)
-		}
+		got := querySize(b, sfServe(b, h, http.MethodGet, path, ""))
+		require.Equal(b, 200, got, "totalSize = %d, want 200", got)
 	}
 }
 
@@ -112,8 +108,7 @@ func BenchmarkChanges10k(b *testing.B) {
 	path := "/services/data/v60.0/query?q=" + url.QueryEscape(q)
 	b.ResetTimer()
 	for range b.N {
-		if got := querySize(b, sfServe(b, h, http.MethodGet, path, "")); got != 2000 {
-			b.Fatalf("totalSize = %d, want 2000", got)
-		}
+		got := querySize(b, sfServe(b, h, http.MethodGet, path, ""))
+		require.Equal(b, 2000, got, "totalSize = %d, want 2000", got)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type fakeClock struct {
@@ -44,9 +46,7 @@ func newFake(t *testing.T, opts ...func(*Config)) (*Server, *fakeClock) {
 func call(t *testing.T, s *Server, method, path string, body string, hdr map[string]string) (int, http.Header, any) {
 	t.Helper()
 	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+s.Token())
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -55,16 +55,12 @@ func call(t *testing.T, s *Server, method, path string, body string, hdr map[str
 		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var v any
 	if len(b) > 0 {
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatalf("%s %s: body %q is not JSON: %v", method, path, b, err)
-		}
+		require.NoError(t, json.Unmarshal(b, &v), "%s %s: body %q is not JSON", method, path, b)
 	}
 	return resp.StatusCode, resp.Header, v
 }
@@ -86,13 +82,12 @@ func errorCode(v any) string {
 }
 
 func TestID18(t *testing.T) {
-	if got := id18("001A0000006Vm9r"); got != "001A0000006Vm9rIAC" {
-		t.Fatalf("id18 = %s, want 001A0000006Vm9rIAC", got)
-	}
+	got := id18("001A0000006Vm9r")
+	require.Equal(t, "001A0000006Vm9rIAC", got, "id18 = %s, want 001A0000006Vm9rIAC", got)
 	id := newID(12345)
-	if len(id) != 18 || !strings.HasPrefix(id, "003") || id18(id[:15]) != id {
-		t.Fatalf("newID = %s", id)
-	}
+	require.Equal(t, 18, len(id), "newID = %s", id)
+	require.True(t, strings.HasPrefix(id, "003"), "newID = %s", id)
+	require.Equal(t, id, id18(id[:15]), "newID = %s", id)
 }
 
 func TestSOQLSubset(t *testing.T) {
@@ -129,16 +124,12 @@ func TestSOQLSubset(t *testing.T) {
 				q += " WHERE " + tt.where
 			}
 			st, v := query(t, s, q+" ORDER BY SystemModstamp, Id")
-			if st != 200 {
-				t.Fatalf("status %d: %v", st, v)
-			}
+			require.Equal(t, 200, st, "status %d: %v", st, v)
 			var got []string
 			for _, r := range v.(map[string]any)["records"].([]any) {
 				got = append(got, r.(map[string]any)["Id"].(string))
 			}
-			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
-				t.Fatalf("ids = %v, want %v", got, tt.want)
-			}
+			require.Equal(t, fmt.Sprint(tt.want), fmt.Sprint(got), "ids = %v, want %v", got, tt.want)
 		})
 	}
 	st, v := query(t, s, "SELECT Id FROM Contact ORDER BY Score__c DESC LIMIT 2")
@@ -168,27 +159,23 @@ func TestSOQLSubset(t *testing.T) {
 func TestQueryAllAndBatchSize(t *testing.T) {
 	s, _ := newFake(t)
 	ids := s.SeedN(2500)
-	if err := s.Delete(ids[0]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[0]))
 	_, v := query(t, s, "SELECT Id FROM Contact")
 	m := v.(map[string]any)
 	if m["totalSize"] != 2499.0 || len(m["records"].([]any)) != 2000 || m["done"] != false {
 		t.Fatalf("default batch: total %v, %d records", m["totalSize"], len(m["records"].([]any)))
 	}
 	next := m["nextRecordsUrl"].(string)
-	if !strings.HasPrefix(next, "/services/data/v66.0/query/01g") || !strings.HasSuffix(next, "-2000") {
-		t.Fatalf("nextRecordsUrl = %s", next)
-	}
+	require.True(t, strings.HasPrefix(next, "/services/data/v66.0/query/01g"), "nextRecordsUrl = %s", next)
+	require.True(t, strings.HasSuffix(next, "-2000"), "nextRecordsUrl = %s", next)
 	_, _, v = call(t, s, "GET", next, "", nil)
 	if m := v.(map[string]any); len(m["records"].([]any)) != 499 || m["done"] != true {
 		t.Fatalf("second page = %v records", len(m["records"].([]any)))
 	}
 	for size, want := range map[string]int{"300": 300, "50": 200, "9000": 2000} {
 		_, _, v := call(t, s, "GET", "/services/data/v66.0/query?q="+url.QueryEscape("SELECT Id FROM Contact"), "", map[string]string{"Sforce-Query-Options": "batchSize=" + size})
-		if got := len(v.(map[string]any)["records"].([]any)); got != want {
-			t.Errorf("batchSize=%s: %d records, want %d", size, got, want)
-		}
+		got := len(v.(map[string]any)["records"].([]any))
+		assert.Equal(t, want, got, "batchSize=%s: %d records, want %d", size, got, want)
 	}
 	_, _, v = call(t, s, "GET", "/services/data/v66.0/queryAll?q="+url.QueryEscape("SELECT Id, IsDeleted FROM Contact WHERE IsDeleted = true"), "", nil)
 	recs := v.(map[string]any)["records"].([]any)
@@ -205,41 +192,31 @@ func TestAuthAndLimits(t *testing.T) {
 	s, _ := newFake(t, func(c *Config) { c.DailyLimit = 3 })
 	req, _ := http.NewRequest("GET", s.URL+"/services/data/v66.0/limits", nil)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("no bearer = %d, want 401", resp.StatusCode)
-	}
+	require.Equal(t, 401, resp.StatusCode, "no bearer = %d, want 401", resp.StatusCode)
 	st, h, v := call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
-	if st != 200 || h.Get("Sforce-Limit-Info") != "api-usage=1/3" {
-		t.Fatalf("limits = %d %q", st, h.Get("Sforce-Limit-Info"))
-	}
-	if d := v.(map[string]any)["DailyApiRequests"].(map[string]any); d["Max"] != 3.0 || d["Remaining"] != 2.0 {
-		t.Fatalf("DailyApiRequests = %v", d)
-	}
+	require.Equal(t, 200, st, "limits = %d %q", st, h.Get("Sforce-Limit-Info"))
+	require.Equal(t, "api-usage=1/3", h.Get("Sforce-Limit-Info"), "limits = %d %q", st, h.Get("Sforce-Limit-Info"))
+	d := v.(map[string]any)["DailyApiRequests"].(map[string]any)
+	require.Equal(t, 3.0, d["Max"], "DailyApiRequests = %v", d)
+	require.Equal(t, 2.0, d["Remaining"], "DailyApiRequests = %v", d)
 	call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
 	st, h, v = call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
-	if st != 403 || errorCode(v) != "REQUEST_LIMIT_EXCEEDED" || h.Get("Sforce-Limit-Info") != "api-usage=3/3" {
-		t.Fatalf("past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
-	}
-	if st, _, _ := call(t, s, "GET", "/services/data/v66/limits", "", nil); st != 404 {
-		t.Errorf("bad version = %d, want 404", st)
-	}
-	if s.Calls()["limits"] != 6 {
-		t.Errorf("Calls = %v", s.Calls())
-	}
+	require.Equal(t, 403, st, "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
+	require.Equal(t, "REQUEST_LIMIT_EXCEEDED", errorCode(v), "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
+	require.Equal(t, "api-usage=3/3", h.Get("Sforce-Limit-Info"), "past the allocation = %d %v %q", st, v, h.Get("Sforce-Limit-Info"))
+	st, _, _ = call(t, s, "GET", "/services/data/v66/limits", "", nil)
+	assert.Equal(t, 404, st, "bad version = %d, want 404", st)
+	assert.Equal(t, 6, s.Calls()["limits"], "Calls = %v", s.Calls())
 }
 
 func TestTokenGrants(t *testing.T) {
 	s, clk := newFake(t, func(c *Config) { c.Username = "u@example.com" })
 	post := func(form url.Values) (int, map[string]any) {
 		resp, err := http.PostForm(s.URL+"/services/oauth2/token", form)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer resp.Body.Close()
 		var m map[string]any
 		_ = json.NewDecoder(resp.Body).Decode(&m)
@@ -250,9 +227,7 @@ func TestTokenGrants(t *testing.T) {
 		t.Fatalf("client_credentials = %d %v", st, m)
 	}
 	st, _ = post(url.Values{"grant_type": {"password"}})
-	if st != 400 {
-		t.Errorf("password grant = %d, want 400", st)
-	}
+	assert.Equal(t, 400, st, "password grant = %d, want 400", st)
 	jwt := func(claims string) string {
 		e := base64.RawURLEncoding
 		return e.EncodeToString([]byte(`{"alg":"RS256"}`)) + "." + e.EncodeToString([]byte(claims)) + "." + e.EncodeToString([]byte("sig"))
@@ -266,26 +241,18 @@ func TestTokenGrants(t *testing.T) {
 		fmt.Sprintf(`{"iss":"fake-client-id","sub":"u@example.com","aud":"https://evil.example","exp":%d}`, exp+60):          400,
 	} {
 		st, m := post(url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {jwt(claims)}})
-		if st != want {
-			t.Errorf("jwt %s = %d %v, want %d", claims, st, m, want)
-		}
+		assert.Equal(t, want, st, "jwt %s = %d %v, want %d", claims, st, m, want)
 	}
 	st, m = post(url.Values{"grant_type": {"refresh_token"}, "client_id": {"fake-client-id"}, "refresh_token": {"fake-refresh-token"}})
-	if st != 200 {
-		t.Fatalf("refresh = %d %v", st, m)
-	}
+	require.Equal(t, 200, st, "refresh = %d %v", st, m)
 	tok := m["access_token"].(string)
 	s.ExpireSessions()
 	req, _ := http.NewRequest("GET", s.URL+"/services/data/v66.0/limits", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("expired token = %d, want 401", resp.StatusCode)
-	}
+	require.Equal(t, 401, resp.StatusCode, "expired token = %d, want 401", resp.StatusCode)
 }
 
 func TestCollections(t *testing.T) {
@@ -303,9 +270,7 @@ func TestCollections(t *testing.T) {
 		c+`"LastName":"Mail","Email":"not-an-email"}`,
 		c+`"LastName":"Sys","SystemModstamp":"2020-01-01T00:00:00.000+0000"}`,
 	), nil)
-	if st != 200 {
-		t.Fatalf("create = %d %v", st, v)
-	}
+	require.Equal(t, 200, st, "create = %d %v", st, v)
 	res := v.([]any)
 	codes := []string{}
 	for _, r := range res {
@@ -317,22 +282,19 @@ func TestCollections(t *testing.T) {
 		codes = append(codes, m["errors"].([]any)[0].(map[string]any)["statusCode"].(string))
 	}
 	want := "[ok REQUIRED_FIELD_MISSING INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST INVALID_EMAIL_ADDRESS INVALID_FIELD_FOR_INSERT_UPDATE]"
-	if fmt.Sprint(codes) != want {
-		t.Fatalf("codes = %v, want %s", codes, want)
-	}
+	require.Equal(t, want, fmt.Sprint(codes), "codes = %v, want %s", codes, want)
 	newID := res[0].(map[string]any)["id"].(string)
 	rec, ok := s.Get(newID)
-	if !ok || !rec.ModifiedAt.Equal(clk.Now()) || rec.Fields["SystemModstamp"] != "2026-03-02T09:00:01.000+0000" {
-		t.Fatalf("created record = %+v", rec)
-	}
+	require.True(t, ok, "created record = %+v", rec)
+	require.True(t, rec.ModifiedAt.Equal(clk.Now()), "created record = %+v", rec)
+	require.Equal(t, "2026-03-02T09:00:01.000+0000", rec.Fields["SystemModstamp"], "created record = %+v", rec)
 
 	// allOrNone rolls everything back.
 	before := len(s.All())
 	_, _, v = call(t, s, "POST", "/services/data/v66.0/composite/sobjects", body(true, c+`"LastName":"A"}`, c+`"Email":"x@example.com"}`), nil)
 	first := v.([]any)[0].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]
-	if first != "ALL_OR_NONE_OPERATION_ROLLED_BACK" || len(s.All()) != before {
-		t.Fatalf("allOrNone: %v, %d records (want %d)", first, len(s.All()), before)
-	}
+	require.Equal(t, "ALL_OR_NONE_OPERATION_ROLLED_BACK", first, "allOrNone: %v, %d records (want %d)", first, len(s.All()), before)
+	require.Len(t, s.All(), before, "allOrNone: %v, %d records (want %d)", first, len(s.All()), before)
 
 	// Over 200 records: the whole call is refused.
 	var many []string
@@ -350,9 +312,7 @@ func TestCollections(t *testing.T) {
 	}
 
 	// Update: unknown, deleted, malformed ids; injected failures.
-	if err := s.Delete(ids[1]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[1]))
 	s.FailRecords("UNABLE_TO_LOCK_ROW", "locked", 1, "contact1@example.com")
 	_, _, v = call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects", body(false,
 		c+`"id":"`+ids[0]+`","Title":"x"}`,
@@ -370,29 +330,27 @@ func TestCollections(t *testing.T) {
 		}
 		codes = append(codes, m["errors"].([]any)[0].(map[string]any)["statusCode"].(string))
 	}
-	if got := fmt.Sprint(codes); got != "[UNABLE_TO_LOCK_ROW ENTITY_IS_DELETED MALFORMED_ID INVALID_CROSS_REFERENCE_KEY ok]" {
-		t.Fatalf("update codes = %s", got)
-	}
+	got := fmt.Sprint(codes)
+	require.Equal(t, "[UNABLE_TO_LOCK_ROW ENTITY_IS_DELETED MALFORMED_ID INVALID_CROSS_REFERENCE_KEY ok]", got, "update codes = %s", got)
 
 	// Upsert: created, then matched; duplicates in one call fail both.
 	up := "/services/data/v66.0/composite/sobjects/Contact/HubSpot_Id__c"
 	_, _, v = call(t, s, "PATCH", up, body(false, c+`"HubSpot_Id__c":"h1","LastName":"U"}`), nil)
-	if m := v.([]any)[0].(map[string]any); m["created"] != true || m["success"] != true {
-		t.Fatalf("upsert create = %v", m)
-	}
+	m := v.([]any)[0].(map[string]any)
+	require.Equal(t, true, m["created"], "upsert create = %v", m)
+	require.Equal(t, true, m["success"], "upsert create = %v", m)
 	_, _, v = call(t, s, "PATCH", up, body(false, c+`"HubSpot_Id__c":"H1","Title":"T"}`, c+`"HubSpot_Id__c":"d","LastName":"D"}`, c+`"HubSpot_Id__c":"d","LastName":"D"}`), nil)
 	r := v.([]any)
-	if m := r[0].(map[string]any); m["created"] != false || m["success"] != true {
-		t.Fatalf("upsert match = %v", m)
-	}
+	m = r[0].(map[string]any)
+	require.Equal(t, false, m["created"], "upsert match = %v", m)
+	require.Equal(t, true, m["success"], "upsert match = %v", m)
 	for _, i := range []int{1, 2} {
-		if code := r[i].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]; code != "DUPLICATE_EXTERNAL_ID" {
-			t.Errorf("duplicate ext id %d = %v", i, code)
-		}
+		code := r[i].(map[string]any)["errors"].([]any)[0].(map[string]any)["statusCode"]
+		assert.Equal(t, "DUPLICATE_EXTERNAL_ID", code, "duplicate ext id %d = %v", i, code)
 	}
-	if st, _, v := call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects/Contact/Email", body(false, c+`"Email":"a@b.co","LastName":"x"}`), nil); st != 404 || errorCode(v) != "NOT_FOUND" {
-		t.Fatalf("upsert on non-external field = %d %v", st, v)
-	}
+	st, _, v = call(t, s, "PATCH", "/services/data/v66.0/composite/sobjects/Contact/Email", body(false, c+`"Email":"a@b.co","LastName":"x"}`), nil)
+	require.Equal(t, 404, st, "upsert on non-external field = %d %v", st, v)
+	require.Equal(t, "NOT_FOUND", errorCode(v), "upsert on non-external field = %d %v", st, v)
 }
 
 func TestDescribeRetrieveDeleted(t *testing.T) {
@@ -409,9 +367,7 @@ func TestDescribeRetrieveDeleted(t *testing.T) {
 			found = m["externalId"] == true && m["unique"] == true
 		}
 	}
-	if !found {
-		t.Fatal("describe lacks the configured external id field")
-	}
+	require.True(t, found, "describe lacks the configured external id field")
 	st, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/"+ids[0]+"?fields=Email,Id", "", nil)
 	if m := v.(map[string]any); st != 200 || m["Email"] != "contact1@example.com" || m["attributes"] == nil {
 		t.Fatalf("retrieve = %d %v", st, v)
@@ -420,46 +376,36 @@ func TestDescribeRetrieveDeleted(t *testing.T) {
 		t.Fatalf("retrieve unknown = %d", st)
 	}
 	clk.Advance(time.Hour)
-	if err := s.Delete(ids[0]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[0]))
 	start := clk.Now().Add(-2 * time.Hour).Format(time.RFC3339)
 	end := clk.Now().Add(time.Minute).Format(time.RFC3339)
 	st, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/deleted/?start="+url.QueryEscape(start)+"&end="+url.QueryEscape(end), "", nil)
 	m := v.(map[string]any)
-	if st != 200 || len(m["deletedRecords"].([]any)) != 1 || m["earliestDateAvailable"] == "" {
-		t.Fatalf("getDeleted = %d %v", st, v)
-	}
+	require.Equal(t, 200, st, "getDeleted = %d %v", st, v)
+	require.Len(t, m["deletedRecords"].([]any), 1, "getDeleted = %d %v", st, v)
+	require.NotEmpty(t, m["earliestDateAvailable"], "getDeleted = %d %v", st, v)
 }
 
 func TestFaultsAndServe(t *testing.T) {
 	s, err := New(Config{Seed: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
-		}
+		assert.NoError(t, <-done, "Serve")
 	}()
 	s.URL = "http://" + ln.Addr().String()
 	s.Inject(Fault{Endpoint: "limits", Status: 503, Times: 2})
 	for i, want := range []int{503, 503, 200} {
-		if st, _, _ := call(t, s, "GET", "/services/data/v66.0/limits", "", nil); st != want {
-			t.Errorf("call %d = %d, want %d", i, st, want)
-		}
+		st, _, _ := call(t, s, "GET", "/services/data/v66.0/limits", "", nil)
+		assert.Equal(t, want, st, "call %d = %d, want %d", i, st, want)
 	}
-	if n := len(s.All()); n != 3 {
-		t.Errorf("seeded %d, want 3", n)
-	}
+	n := len(s.All())
+	assert.Equal(t, 3, n, "seeded %d, want 3", n)
 	// A hanging request ends when the server closes.
 	s.Inject(Fault{Endpoint: "limits", Hang: true})
 	go func() {
@@ -470,10 +416,12 @@ func TestFaultsAndServe(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err == nil {
 		resp.Body.Close()
 	}
-	if _, err := New(Config{DailyLimit: -1}); err == nil || !strings.Contains(err.Error(), "DailyLimit") {
-		t.Errorf("New(negative) = %v", err)
+	_, err = New(Config{DailyLimit: -1})
+	if assert.Error(t, err, "New(negative)") {
+		assert.Contains(t, err.Error(), "DailyLimit", "New(negative) = %v", err)
 	}
-	if _, err := New(Config{ExternalIDField: "Email"}); err == nil || !strings.Contains(err.Error(), "ExternalIDField") {
-		t.Errorf("New(bad ext field) = %v", err)
+	_, err = New(Config{ExternalIDField: "Email"})
+	if assert.Error(t, err, "New(bad ext field)") {
+		assert.Contains(t, err.Error(), "ExternalIDField", "New(bad ext field) = %v", err)
 	}
 }

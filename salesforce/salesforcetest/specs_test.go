@@ -2,6 +2,8 @@ package salesforcetest
 
 import (
 	"encoding/json"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"net/http"
 	"net/url"
 	"os"
@@ -29,9 +31,7 @@ func TestPostmanRequests(t *testing.T) {
 	s, clk := newFake(t)
 	ids := s.SeedN(3)
 	clk.Advance(time.Hour)
-	if err := s.Delete(ids[2]); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.Delete(ids[2]))
 	start := url.QueryEscape(clk.Now().Add(-2 * time.Hour).Format(time.RFC3339))
 	end := url.QueryEscape(clk.Now().Format(time.RFC3339))
 	tests := []struct {
@@ -53,24 +53,18 @@ func TestPostmanRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(dir, tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			var req struct {
 				Method string `json:"method"`
 				URL    string `json:"url"`
 			}
-			if err := json.Unmarshal(b, &req); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, json.Unmarshal(b, &req))
 			u := strings.NewReplacer("{{_endpoint}}", "", "{{version}}", "66.0", "<SOBJECT_API_NAME>", "Contact", "<RECORD_ID>", ids[0]).Replace(req.URL)
 			if tt.fill != nil {
 				u = tt.fill(u)
 			}
 			st, _, v := call(t, s, req.Method, u, tt.body, nil)
-			if st != http.StatusOK {
-				t.Fatalf("%s %s = %d %v", req.Method, u, st, v)
-			}
+			require.Equal(t, http.StatusOK, st, "%s %s = %d %v", req.Method, u, st, v)
 		})
 	}
 }
@@ -79,9 +73,7 @@ func TestPostmanRequests(t *testing.T) {
 func keysOf(t *testing.T, v any) map[string]bool {
 	t.Helper()
 	m, ok := v.(map[string]any)
-	if !ok {
-		t.Fatalf("not a JSON object: %T", v)
-	}
+	require.True(t, ok, "not a JSON object: %T", v)
 	out := map[string]bool{}
 	for k := range m {
 		out[k] = true
@@ -92,13 +84,9 @@ func keysOf(t *testing.T, v any) map[string]bool {
 func readJSON(t *testing.T, path string) any {
 	t.Helper()
 	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(b, &v))
 	return v
 }
 
@@ -114,9 +102,7 @@ func TestShapesMatchRecordings(t *testing.T) {
 			want[e] = true
 		}
 		for k := range got {
-			if !want[k] {
-				t.Errorf("%s: the fake sends key %q that the recording lacks", name, k)
-			}
+			assert.True(t, want[k], "%s: the fake sends key %q that the recording lacks", name, k)
 		}
 	}
 	// Query pages.
@@ -139,20 +125,15 @@ func TestShapesMatchRecordings(t *testing.T) {
 	_, _, v = call(t, s, "GET", "/services/data/v66.0/sobjects/Contact/"+ids[0], "", nil)
 	got := keysOf(t, v)
 	for _, k := range []string{"attributes", "Id", "IsDeleted"} {
-		if !got[k] || !keysOf(t, readJSON(t, filepath.Join(dir, "sobject_find_success_response.json")))[k] {
-			t.Errorf("retrieve: key %s missing from the fake or the recording", k)
-		}
+		assert.True(t, got[k], "retrieve: key %s missing from the fake or the recording", k)
+		assert.True(t, keysOf(t, readJSON(t, filepath.Join(dir, "sobject_find_success_response.json")))[k], "retrieve: key %s missing from the fake or the recording", k)
 	}
 	// Token.
 	resp, err := http.PostForm(s.URL+"/services/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "client_id": {"fake-client-id"}, "refresh_token": {"fake-refresh-token"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	var tok any
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&tok))
 	subset("token", keysOf(t, tok), keysOf(t, readJSON(t, filepath.Join(dir, "auth_success_response.json"))), "token_type", "scope")
 	// getDeleted.
 	now := time.Now()

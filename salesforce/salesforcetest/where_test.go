@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 )
 
@@ -206,18 +207,14 @@ func TestCompiledWhereMatchesReference(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cond := genCond(t, 3)
 		q, err := parseSOQL("SELECT Id FROM Contact WHERE " + cond)
-		if err != nil {
-			t.Fatalf("generated condition %q does not parse: %v", cond, err)
-		}
+		require.NoError(t, err, "generated condition %q does not parse", cond)
 		p := compile(q.where, testFields)
 		for i := range 6 {
 			r := genRecord(t, i+1)
 			got, gotErr := p.eval(r)
 			want, wantErr := refEval(q.where, r, testFields)
-			if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
-				t.Fatalf("%s on %v (stamps %v %v %v): got %v, %v; reference %v, %v",
-					cond, r.fields, r.created, r.modified, r.stamp, got, gotErr, want, wantErr)
-			}
+			require.Equal(t, want, got, "%s on %v (stamps %v %v %v): got %v, %v; reference %v, %v", cond, r.fields, r.created, r.modified, r.stamp, got, gotErr, want, wantErr)
+			require.Equal(t, fmt.Sprint(wantErr), fmt.Sprint(gotErr), "%s on %v (stamps %v %v %v): got %v, %v; reference %v, %v", cond, r.fields, r.created, r.modified, r.stamp, got, gotErr, want, wantErr)
 		}
 	})
 }
@@ -227,9 +224,8 @@ func TestSortKeysMatchReference(t *testing.T) {
 		fd := testFields[strings.ToLower(rapid.SampledFrom(fieldNames).Draw(t, "field"))]
 		a, b := genRecord(t, 1), genRecord(t, 2)
 		got := compareKeys(fd.Type, newSortKey(a, fd), newSortKey(b, fd))
-		if want := refCompare(fd, a, b); got != want {
-			t.Fatalf("%s: %v vs %v: got %d, reference %d", fd.Name, a.value(fd.Name), b.value(fd.Name), got, want)
-		}
+		want := refCompare(fd, a, b)
+		require.Equal(t, want, got, "%s: %v vs %v: got %d, reference %d", fd.Name, a.value(fd.Name), b.value(fd.Name), got, want)
 	})
 }
 
@@ -245,9 +241,8 @@ func TestFoldKeyMatchesEqualFold(t *testing.T) {
 	})
 	rapid.Check(t, func(t *rapid.T) {
 		a, b := gen.Draw(t, "a"), gen.Draw(t, "b")
-		if got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b); got != want {
-			t.Fatalf("foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
-		}
+		got, want := foldKey(a) == foldKey(b), strings.EqualFold(a, b)
+		require.Equal(t, want, got, "foldKey(%q) == foldKey(%q) is %v, EqualFold is %v", a, b, got, want)
 	})
 }
 
@@ -258,9 +253,7 @@ func TestIndexesStayInStep(t *testing.T) {
 	values := []string{"x1", "X1", "x2", "x3", "\u212a", "k"}
 	rapid.Check(t, func(t *rapid.T) {
 		s, err := New(Config{DailyLimit: 1 << 30, Fields: []Field{{Name: "Code__c", Type: "string", Unique: true}}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		h := s.Handler()
 		val := func(label string) any {
 			if rapid.IntRange(0, 5).Draw(t, label+"-nil") == 0 {
@@ -302,9 +295,7 @@ func TestIndexesStayInStep(t *testing.T) {
 				req.Header.Set("Authorization", "Bearer "+s.Token())
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, req)
-				if w.Code != http.StatusOK {
-					t.Fatalf("upsert: %d %s", w.Code, w.Body)
-				}
+				require.Equal(t, http.StatusOK, w.Code, "upsert: %d %s", w.Code, w.Body)
 			}
 			s.mu.Lock()
 			for _, field := range []string{"HubSpot_Id__c", "Code__c"} {
