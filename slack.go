@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/crmsync/crmsync/internal/retry"
 )
 
 // SlackNotifier is a [ConflictHandler] that posts one message per call to a
@@ -86,31 +87,31 @@ func (s *SlackNotifier) HandleConflicts(ctx context.Context, run RunID, conflict
 	if maxB <= 0 {
 		maxB = 30 * time.Second
 	}
-	wait := minB
+	policy := retry.Policy{InitialInterval: minB, MaxInterval: maxB, Multiplier: 2, Jitter: 0.25, MaxAttempts: attempts}
 	var last error
-	for attempt := 1; ; attempt++ {
-		retryAfter, err := s.post(ctx, client, body)
-		if err == nil {
-			return nil
+	err = retry.Do(ctx, policy, func(int) error {
+		_, last = s.post(ctx, client, body)
+		return last
+	}, func(err error) retry.Verdict {
+		if IsPermanent(err) {
+			return retry.Stop(nil)
 		}
-		last = err
-		if IsPermanent(err) || attempt >= attempts {
-			break
+		var rl *RateLimitError
+		if errors.As(err, &rl) {
+			return retry.Retry(rl.RetryAfter)
 		}
-		d := retryAfter
-		if d <= 0 {
-			d = wait/2 + rand.N(wait/2+1) // jitter
-			wait = min(wait*2, maxB)
-		}
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("crmsync: slack webhook: %w (last: %v)", ctx.Err(), last)
-		case <-timer.C:
-		}
+		return retry.Retry(0)
+	}, nil)
+	var ex *retry.ExhaustedError
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("crmsync: slack webhook: %w (last: %v)", ctx.Err(), last)
+	case errors.As(err, &ex):
+		return ex.Err
 	}
-	return last
+	return err
 }
 
 // post sends the message once; it returns the Retry-After of a 429.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/crmsync/crmsync/internal/retry"
 )
 
 // RetryPolicy says how a step retries transient failures: exponential
@@ -50,6 +52,22 @@ func (p *RetryPolicy) validate() error {
 		return errors.New("MaxRateLimitWaits must not be negative")
 	}
 	return nil
+}
+
+// retryPolicy is p for the retry helper, sleeping with sleep.
+func (p *RetryPolicy) retryPolicy(sleep func(context.Context, time.Duration) error) retry.Policy {
+	mult := p.Multiplier
+	if mult == 0 {
+		mult = backoff.DefaultMultiplier
+	}
+	return retry.Policy{
+		InitialInterval: p.InitialInterval,
+		MaxInterval:     p.MaxInterval,
+		Multiplier:      mult,
+		Jitter:          p.Jitter,
+		MaxAttempts:     p.MaxAttempts,
+		Sleep:           sleep,
+	}
 }
 
 func (p *RetryPolicy) backoff() backoff.BackOff {
@@ -184,61 +202,68 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	if maxWaits == 0 {
 		maxWaits = 100
 	}
-	bo := policy.backoff()
-	var retryAudit []AuditEntry
-	failures, waits := 0, 0
-	for n := 1; ; n++ {
-		a := &Attempt{N: n}
-		v, ferr := attempt(ctx, fn, a, opts.Timeout)
-		if ferr == nil {
-			result, err := json.Marshal(v)
-			if err != nil {
-				return zero, Permanent(fmt.Errorf("crmsync: run %s step %q: encode result: %w", run.ID, id, err))
-			}
-			cp := run.checkpoint(id, StepRecord{Step: id, Result: result, Attempts: n}, a, retryAudit)
-			if err := run.commit(ctx, cp); err != nil {
-				return zero, err
-			}
-			run.mu.Lock()
-			run.counters.StepRuns++
-			run.counters.DeadLetters += len(a.dead)
-			run.mu.Unlock()
-			return v, nil
+	var (
+		retryAudit        []AuditEntry
+		failures, waits   int
+		last              *Attempt
+		result            T
+		permanent, failed bool
+	)
+	err = retry.Do(ctx, policy.retryPolicy(run.eng.cfg.Sleep), func(n int) error {
+		last = &Attempt{N: n}
+		v, ferr := attempt(ctx, fn, last, opts.Timeout)
+		result = v
+		return ferr
+	}, func(ferr error) retry.Verdict {
+		switch {
+		case errors.Is(ferr, ErrDailyLimit):
+			return retry.Stop(nil)
+		case IsPermanent(ferr):
+			permanent = true
+			return retry.Stop(nil)
 		}
-		if ctx.Err() != nil {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(context.Cause(ctx), ferr))
-		}
-		if errors.Is(ferr, ErrDailyLimit) {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, ferr)
-		}
-		if IsPermanent(ferr) {
-			return zero, run.fail(ctx, id, n, ferr, opts.DeadLetter, retryAudit)
-		}
-		var wait time.Duration
 		var rl *RateLimitError
 		if errors.As(ferr, &rl) {
 			waits++
 			if waits > maxWaits {
-				return zero, fmt.Errorf("crmsync: run %s step %q: still rate limited after %d waits: %w", run.ID, id, maxWaits, ferr)
+				return retry.Stop(fmt.Errorf("still rate limited after %d waits: %w", maxWaits, ferr))
 			}
-			wait = rl.RetryAfter
-		} else {
-			failures++
-			if failures >= policy.MaxAttempts {
-				return zero, fmt.Errorf("crmsync: run %s step %q: gave up after %d attempts: %w", run.ID, id, failures, ferr)
-			}
-			wait = bo.NextBackOff()
+			return retry.Wait(rl.RetryAfter)
 		}
+		failures++
+		return retry.Retry(0)
+	}, func(n int, ferr error, wait time.Duration) {
 		run.mu.Lock()
 		run.counters.Retries++
 		run.mu.Unlock()
 		run.log.Warn("step failed, retrying", "step", id, "attempt", n, "wait", wait, "err", ferr)
 		detail, _ := json.Marshal(map[string]any{"attempt": n, "wait_ms": wait.Milliseconds(), "error": ferr.Error()})
 		retryAudit = append(retryAudit, AuditEntry{Kind: AuditRetry, Detail: detail})
-		if err := run.eng.cfg.Sleep(ctx, wait); err != nil {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(err, ferr))
+	})
+	failed = err != nil
+	switch {
+	case failed && permanent && ctx.Err() == nil:
+		return zero, run.fail(ctx, id, last.N, err, opts.DeadLetter, retryAudit)
+	case failed:
+		var ex *retry.ExhaustedError
+		if errors.As(err, &ex) {
+			err = fmt.Errorf("gave up after %d attempts: %w", failures, ex.Err)
 		}
+		return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, err)
 	}
+	encoded, err := json.Marshal(result)
+	if err != nil {
+		return zero, Permanent(fmt.Errorf("crmsync: run %s step %q: encode result: %w", run.ID, id, err))
+	}
+	cp := run.checkpoint(id, StepRecord{Step: id, Result: encoded, Attempts: last.N}, last, retryAudit)
+	if err := run.commit(ctx, cp); err != nil {
+		return zero, err
+	}
+	run.mu.Lock()
+	run.counters.StepRuns++
+	run.counters.DeadLetters += len(last.dead)
+	run.mu.Unlock()
+	return result, nil
 }
 
 // claim marks id as used in this execution and reports a completed record.

@@ -32,7 +32,7 @@ import (
 
 // Policy shapes the waits and bounds of one [Do].
 type Policy struct {
-	// InitialInterval is the first backoff wait; zero means 500 ms.
+	// InitialInterval is the first backoff wait; zero means none.
 	InitialInterval time.Duration
 	// MaxInterval caps one backoff wait; zero means 30 s.
 	MaxInterval time.Duration
@@ -101,10 +101,7 @@ func Do(ctx context.Context, p Policy, op func(attempt int) error,
 		classify = func(error) Verdict { return Retry(0) }
 	}
 	exp := backoff.NewExponentialBackOff()
-	exp.InitialInterval = p.InitialInterval
-	if exp.InitialInterval <= 0 {
-		exp.InitialInterval = 500 * time.Millisecond
-	}
+	exp.InitialInterval = max(p.InitialInterval, 0)
 	exp.MaxInterval = p.MaxInterval
 	if exp.MaxInterval <= 0 {
 		exp.MaxInterval = 30 * time.Second
