@@ -70,19 +70,6 @@ func (p *RetryPolicy) retryPolicy(sleep func(context.Context, time.Duration) err
 	}
 }
 
-func (p *RetryPolicy) backoff() backoff.BackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = p.InitialInterval
-	b.MaxInterval = p.MaxInterval
-	if p.Multiplier != 0 {
-		b.Multiplier = p.Multiplier
-	}
-	b.RandomizationFactor = p.Jitter
-	b.MaxElapsedTime = 0 // attempts bound the retries, not time
-	b.Reset()
-	return b
-}
-
 // DeadLetterSpec says what to park when a step fails permanently.
 type DeadLetterSpec struct {
 	System   string
@@ -351,22 +338,25 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 // running the step again.
 func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
 	st := r.eng.cfg.Store
-	bo := DefaultRetry.backoff()
-	for n := 1; ; n++ {
+	err := retry.Do(ctx, DefaultRetry.retryPolicy(r.eng.cfg.Sleep), func(int) error {
 		if err := r.waitRenewal(ctx); err != nil {
-			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+			return backoff.Permanent(err)
 		}
-		err := st.Commit(ctx, r.Lease(), cp)
-		if err == nil {
-			break
+		return st.Commit(ctx, r.Lease(), cp)
+	}, func(err error) retry.Verdict {
+		if errors.Is(err, ErrLeaseLost) {
+			return retry.Stop(nil)
 		}
-		if errors.Is(err, ErrLeaseLost) || ctx.Err() != nil || n >= DefaultRetry.MaxAttempts {
-			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
-		}
+		return retry.Retry(0)
+	}, func(_ int, err error, _ time.Duration) {
 		r.log.Warn("commit failed, retrying", "step", cp.Step.Step, "err", err)
-		if err := r.eng.cfg.Sleep(ctx, bo.NextBackOff()); err != nil {
-			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+	})
+	if err != nil {
+		var ex *retry.ExhaustedError
+		if errors.As(err, &ex) {
+			err = ex.Err
 		}
+		return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
 	}
 	// The result is not kept: a step id runs once per execution (seen), and
 	// a long run must not hold every page it read.
