@@ -90,7 +90,7 @@ func (s *SlackNotifier) HandleConflicts(ctx context.Context, run RunID, conflict
 	policy := retry.Policy{InitialInterval: minB, MaxInterval: maxB, Multiplier: 2, Jitter: 0.25, MaxAttempts: attempts}
 	var last error
 	err = retry.Do(ctx, policy, func(int) error {
-		_, last = s.post(ctx, client, body)
+		last = s.post(ctx, client, body)
 		return last
 	}, func(err error) retry.Verdict {
 		if IsPermanent(err) {
@@ -114,11 +114,11 @@ func (s *SlackNotifier) HandleConflicts(ctx context.Context, run RunID, conflict
 	return err
 }
 
-// post sends the message once; it returns the Retry-After of a 429.
-func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []byte) (time.Duration, error) {
+// post sends the message once; a 429 is a *RateLimitError carrying its Retry-After.
+func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.WebhookURL, bytes.NewReader(body))
 	if err != nil {
-		return 0, Permanent(errors.New("crmsync: slack webhook: bad URL"))
+		return Permanent(errors.New("crmsync: slack webhook: bad URL"))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
@@ -127,13 +127,13 @@ func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []by
 		if errors.As(err, &ue) {
 			err = ue.Err // the url.Error would print the secret URL
 		}
-		return 0, fmt.Errorf("crmsync: slack webhook: post: %w", err)
+		return fmt.Errorf("crmsync: slack webhook: post: %w", err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return 0, nil
+		return nil
 	}
 	serr := &SlackError{Status: resp.StatusCode, Body: strings.TrimSpace(strings.ToValidUTF8(string(msg), ""))}
 	switch {
@@ -142,11 +142,11 @@ func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []by
 		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
 			d = time.Duration(n) * time.Second
 		}
-		return d, RetryAfter(d, serr)
+		return RetryAfter(d, serr)
 	case resp.StatusCode >= 500:
-		return 0, serr
+		return serr
 	default:
-		return 0, Permanent(serr)
+		return Permanent(serr)
 	}
 }
 
