@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/crmsync/crmsync/internal/retry"
 )
 
 // SlackNotifier is a [ConflictHandler] that posts one message per call to a
@@ -86,38 +87,38 @@ func (s *SlackNotifier) HandleConflicts(ctx context.Context, run RunID, conflict
 	if maxB <= 0 {
 		maxB = 30 * time.Second
 	}
-	wait := minB
+	policy := retry.Policy{InitialInterval: minB, MaxInterval: maxB, Multiplier: 2, Jitter: 0.25, MaxAttempts: attempts}
 	var last error
-	for attempt := 1; ; attempt++ {
-		retryAfter, err := s.post(ctx, client, body)
-		if err == nil {
-			return nil
+	err = retry.Do(ctx, policy, func(int) error {
+		last = s.post(ctx, client, body)
+		return last
+	}, func(err error) retry.Verdict {
+		if IsPermanent(err) {
+			return retry.Stop(nil)
 		}
-		last = err
-		if IsPermanent(err) || attempt >= attempts {
-			break
+		var rl *RateLimitError
+		if errors.As(err, &rl) {
+			return retry.Retry(rl.RetryAfter)
 		}
-		d := retryAfter
-		if d <= 0 {
-			d = wait/2 + rand.N(wait/2+1) // jitter
-			wait = min(wait*2, maxB)
-		}
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("crmsync: slack webhook: %w (last: %v)", ctx.Err(), last)
-		case <-timer.C:
-		}
+		return retry.Retry(0)
+	}, nil)
+	var ex *retry.ExhaustedError
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("crmsync: slack webhook: %w (last: %v)", ctx.Err(), last)
+	case errors.As(err, &ex):
+		return ex.Err
 	}
-	return last
+	return err
 }
 
-// post sends the message once; it returns the Retry-After of a 429.
-func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []byte) (time.Duration, error) {
+// post sends the message once; a 429 is a *RateLimitError carrying its Retry-After.
+func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.WebhookURL, bytes.NewReader(body))
 	if err != nil {
-		return 0, Permanent(errors.New("crmsync: slack webhook: bad URL"))
+		return Permanent(errors.New("crmsync: slack webhook: bad URL"))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
@@ -126,13 +127,13 @@ func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []by
 		if errors.As(err, &ue) {
 			err = ue.Err // the url.Error would print the secret URL
 		}
-		return 0, fmt.Errorf("crmsync: slack webhook: post: %w", err)
+		return fmt.Errorf("crmsync: slack webhook: post: %w", err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return 0, nil
+		return nil
 	}
 	serr := &SlackError{Status: resp.StatusCode, Body: strings.TrimSpace(strings.ToValidUTF8(string(msg), ""))}
 	switch {
@@ -141,11 +142,11 @@ func (s *SlackNotifier) post(ctx context.Context, client *http.Client, body []by
 		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n >= 0 {
 			d = time.Duration(n) * time.Second
 		}
-		return d, RetryAfter(d, serr)
+		return RetryAfter(d, serr)
 	case resp.StatusCode >= 500:
-		return 0, serr
+		return serr
 	default:
-		return 0, Permanent(serr)
+		return Permanent(serr)
 	}
 }
 

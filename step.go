@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/crmsync/crmsync/internal/retry"
 )
 
 // RetryPolicy says how a step retries transient failures: exponential
@@ -52,17 +54,20 @@ func (p *RetryPolicy) validate() error {
 	return nil
 }
 
-func (p *RetryPolicy) backoff() backoff.BackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = p.InitialInterval
-	b.MaxInterval = p.MaxInterval
-	if p.Multiplier != 0 {
-		b.Multiplier = p.Multiplier
+// retryPolicy is p for the retry helper, sleeping with sleep.
+func (p *RetryPolicy) retryPolicy(sleep func(context.Context, time.Duration) error) retry.Policy {
+	mult := p.Multiplier
+	if mult == 0 {
+		mult = backoff.DefaultMultiplier
 	}
-	b.RandomizationFactor = p.Jitter
-	b.MaxElapsedTime = 0 // attempts bound the retries, not time
-	b.Reset()
-	return b
+	return retry.Policy{
+		InitialInterval: p.InitialInterval,
+		MaxInterval:     p.MaxInterval,
+		Multiplier:      mult,
+		Jitter:          p.Jitter,
+		MaxAttempts:     p.MaxAttempts,
+		Sleep:           sleep,
+	}
 }
 
 // DeadLetterSpec says what to park when a step fails permanently.
@@ -184,61 +189,68 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	if maxWaits == 0 {
 		maxWaits = 100
 	}
-	bo := policy.backoff()
-	var retryAudit []AuditEntry
-	failures, waits := 0, 0
-	for n := 1; ; n++ {
-		a := &Attempt{N: n}
-		v, ferr := attempt(ctx, fn, a, opts.Timeout)
-		if ferr == nil {
-			result, err := json.Marshal(v)
-			if err != nil {
-				return zero, Permanent(fmt.Errorf("crmsync: run %s step %q: encode result: %w", run.ID, id, err))
-			}
-			cp := run.checkpoint(id, StepRecord{Step: id, Result: result, Attempts: n}, a, retryAudit)
-			if err := run.commit(ctx, cp); err != nil {
-				return zero, err
-			}
-			run.mu.Lock()
-			run.counters.StepRuns++
-			run.counters.DeadLetters += len(a.dead)
-			run.mu.Unlock()
-			return v, nil
+	var (
+		retryAudit        []AuditEntry
+		failures, waits   int
+		last              *Attempt
+		result            T
+		permanent, failed bool
+	)
+	err = retry.Do(ctx, policy.retryPolicy(run.eng.cfg.Sleep), func(n int) error {
+		last = &Attempt{N: n}
+		v, ferr := attempt(ctx, fn, last, opts.Timeout)
+		result = v
+		return ferr
+	}, func(ferr error) retry.Verdict {
+		switch {
+		case errors.Is(ferr, ErrDailyLimit):
+			return retry.Stop(nil)
+		case IsPermanent(ferr):
+			permanent = true
+			return retry.Stop(nil)
 		}
-		if ctx.Err() != nil {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(context.Cause(ctx), ferr))
-		}
-		if errors.Is(ferr, ErrDailyLimit) {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, ferr)
-		}
-		if IsPermanent(ferr) {
-			return zero, run.fail(ctx, id, n, ferr, opts.DeadLetter, retryAudit)
-		}
-		var wait time.Duration
 		var rl *RateLimitError
 		if errors.As(ferr, &rl) {
 			waits++
 			if waits > maxWaits {
-				return zero, fmt.Errorf("crmsync: run %s step %q: still rate limited after %d waits: %w", run.ID, id, maxWaits, ferr)
+				return retry.Stop(fmt.Errorf("still rate limited after %d waits: %w", maxWaits, ferr))
 			}
-			wait = rl.RetryAfter
-		} else {
-			failures++
-			if failures >= policy.MaxAttempts {
-				return zero, fmt.Errorf("crmsync: run %s step %q: gave up after %d attempts: %w", run.ID, id, failures, ferr)
-			}
-			wait = bo.NextBackOff()
+			return retry.Wait(rl.RetryAfter)
 		}
+		failures++
+		return retry.Retry(0)
+	}, func(n int, ferr error, wait time.Duration) {
 		run.mu.Lock()
 		run.counters.Retries++
 		run.mu.Unlock()
 		run.log.Warn("step failed, retrying", "step", id, "attempt", n, "wait", wait, "err", ferr)
 		detail, _ := json.Marshal(map[string]any{"attempt": n, "wait_ms": wait.Milliseconds(), "error": ferr.Error()})
 		retryAudit = append(retryAudit, AuditEntry{Kind: AuditRetry, Detail: detail})
-		if err := run.eng.cfg.Sleep(ctx, wait); err != nil {
-			return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, errors.Join(err, ferr))
+	})
+	failed = err != nil
+	switch {
+	case failed && permanent && ctx.Err() == nil:
+		return zero, run.fail(ctx, id, last.N, err, opts.DeadLetter, retryAudit)
+	case failed:
+		var ex *retry.ExhaustedError
+		if errors.As(err, &ex) {
+			err = fmt.Errorf("gave up after %d attempts: %w", failures, ex.Err)
 		}
+		return zero, fmt.Errorf("crmsync: run %s step %q: %w", run.ID, id, err)
 	}
+	encoded, err := json.Marshal(result)
+	if err != nil {
+		return zero, Permanent(fmt.Errorf("crmsync: run %s step %q: encode result: %w", run.ID, id, err))
+	}
+	cp := run.checkpoint(id, StepRecord{Step: id, Result: encoded, Attempts: last.N}, last, retryAudit)
+	if err := run.commit(ctx, cp); err != nil {
+		return zero, err
+	}
+	run.mu.Lock()
+	run.counters.StepRuns++
+	run.counters.DeadLetters += len(last.dead)
+	run.mu.Unlock()
+	return result, nil
 }
 
 // claim marks id as used in this execution and reports a completed record.
@@ -326,22 +338,25 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 // running the step again.
 func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
 	st := r.eng.cfg.Store
-	bo := DefaultRetry.backoff()
-	for n := 1; ; n++ {
+	err := retry.Do(ctx, DefaultRetry.retryPolicy(r.eng.cfg.Sleep), func(int) error {
 		if err := r.waitRenewal(ctx); err != nil {
-			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+			return backoff.Permanent(err)
 		}
-		err := st.Commit(ctx, r.Lease(), cp)
-		if err == nil {
-			break
+		return st.Commit(ctx, r.Lease(), cp)
+	}, func(err error) retry.Verdict {
+		if errors.Is(err, ErrLeaseLost) {
+			return retry.Stop(nil)
 		}
-		if errors.Is(err, ErrLeaseLost) || ctx.Err() != nil || n >= DefaultRetry.MaxAttempts {
-			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
-		}
+		return retry.Retry(0)
+	}, func(_ int, err error, _ time.Duration) {
 		r.log.Warn("commit failed, retrying", "step", cp.Step.Step, "err", err)
-		if err := r.eng.cfg.Sleep(ctx, bo.NextBackOff()); err != nil {
-			return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
+	})
+	if err != nil {
+		var ex *retry.ExhaustedError
+		if errors.As(err, &ex) {
+			err = ex.Err
 		}
+		return fmt.Errorf("crmsync: run %s step %q: commit: %w", r.ID, cp.Step.Step, err)
 	}
 	// The result is not kept: a step id runs once per execution (seen), and
 	// a long run must not hold every page it read.

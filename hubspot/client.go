@@ -43,7 +43,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/retry"
 )
 
 // DefaultBaseURL is HubSpot's API host.
@@ -430,88 +432,107 @@ func (c *Client) do(ctx context.Context, r request) (int, []byte, error) {
 	if r.search {
 		lim, rateWait = c.searchLim, c.searchWait
 	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = c.retryInitial
-	bo.MaxInterval = c.retryMax
-	bo.MaxElapsedTime = 0
-	bo.Reset()
-	retries, rateRetries, refreshed := 0, 0, false
-	for {
-		if err := ctx.Err(); err != nil {
-			return 0, nil, fmt.Errorf("hubspot: %s: %w", r.call, err)
-		}
-		release, err := lim.Acquire(ctx)
-		if err != nil {
-			return 0, nil, fmt.Errorf("hubspot: %s: wait for rate limiter: %w", r.call, err)
-		}
-		if err := c.count(r.endpoint); err != nil {
-			release()
-			return 0, nil, err
-		}
-		status, header, body, err := c.send(ctx, r, u, payload)
-		release()
-		var retryIn time.Duration
-		switch {
-		case err != nil:
-			if ctx.Err() != nil {
-				return 0, nil, fmt.Errorf("hubspot: %s: %w", r.call, ctx.Err())
-			}
-			var de *DecodeError
-			if errors.As(err, &de) || !isNetErr(err) {
-				return 0, nil, err
-			}
-			if r.once && !isDialErr(err) {
-				return 0, nil, &UnknownOutcomeError{Call: r.call, Err: err}
-			}
-			if retries >= c.maxRetries {
-				return 0, nil, fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, retries, err)
-			}
-			retries++
-			retryIn = bo.NextBackOff()
-		case status >= 200 && status < 300:
-			return status, body, nil
-		case status == http.StatusTooManyRequests:
-			apiErr := c.apiError(r, status, body)
-			if apiErr.PolicyName == "DAILY" {
-				c.closeDay()
-				return 0, nil, fmt.Errorf("%w: %w", apiErr, crmsync.ErrDailyLimit)
-			}
-			wait := retryAfter(header, rateWait)
-			lim.Pause(time.Now().Add(wait))
-			if rateRetries >= c.maxRate {
-				return 0, nil, &crmsync.RateLimitError{RetryAfter: wait, Err: apiErr}
-			}
-			rateRetries++
-			continue // the limiter holds the next Acquire until the pause ends
-		case status == http.StatusUnauthorized && c.oauth != nil && !refreshed:
-			refreshed = true
-			c.oauth.invalidate()
-			continue
-		case status >= 500 || status == http.StatusLocked || status == 477:
-			apiErr := c.apiError(r, status, body)
-			if ra := retryAfter(header, 0); ra > c.retryMax {
-				// A long wait (477 migrations announce hours): hand it to
-				// the caller's scheduler rather than sleeping in the call.
-				return 0, nil, &crmsync.RateLimitError{RetryAfter: ra, Err: apiErr}
-			}
-			if r.once && status >= 500 {
-				return 0, nil, &UnknownOutcomeError{Call: r.call, Err: apiErr}
-			}
-			if retries >= c.maxRetries {
-				return 0, nil, fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, retries, apiErr)
-			}
-			retries++
-			retryIn = max(bo.NextBackOff(), retryAfter(header, 0))
-		default:
-			return 0, nil, crmsync.Permanent(c.apiError(r, status, body))
-		}
-		t := time.NewTimer(retryIn)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+	policy := retry.Policy{
+		InitialInterval: c.retryInitial,
+		MaxInterval:     c.retryMax,
+		Multiplier:      backoff.DefaultMultiplier,
+		Jitter:          backoff.DefaultRandomizationFactor,
+		MaxAttempts:     max(c.maxRetries, 0) + 1,
+	}
+	var (
+		verdict              retry.Verdict
+		okStatus             int
+		okBody               []byte
+		retries, rateRetries int
+		refreshed            bool
+	)
+	// Each attempt sets verdict: classify only passes it on.
+	err := retry.Do(ctx, policy, func(int) error {
+		var err error
+		okStatus, okBody, verdict, err = c.attempt(ctx, r, u, payload, lim, rateWait, &retries, &rateRetries, &refreshed)
+		return err
+	}, func(error) retry.Verdict { return verdict }, nil)
+	if err != nil {
+		if ctx.Err() != nil {
 			return 0, nil, fmt.Errorf("hubspot: %s: %w", r.call, ctx.Err())
-		case <-t.C:
 		}
+		return 0, nil, err
+	}
+	return okStatus, okBody, nil
+}
+
+// attempt sends r once and says what comes next: nil error for a 2xx, else
+// the error and whether to retry after backoff (retries counts them), wait
+// (a 429, whose pause the limiter holds, or a renewed token), or stop.
+func (c *Client) attempt(ctx context.Context, r request, u string, payload []byte, lim crmsync.Limiter, rateWait time.Duration,
+	retries, rateRetries *int, refreshed *bool) (int, []byte, retry.Verdict, error) {
+	stop := func(err error) (int, []byte, retry.Verdict, error) { return 0, nil, retry.Stop(nil), err }
+	if err := ctx.Err(); err != nil {
+		return stop(fmt.Errorf("hubspot: %s: %w", r.call, err))
+	}
+	release, err := lim.Acquire(ctx)
+	if err != nil {
+		return stop(fmt.Errorf("hubspot: %s: wait for rate limiter: %w", r.call, err))
+	}
+	if err := c.count(r.endpoint); err != nil {
+		release()
+		return stop(err)
+	}
+	status, header, body, err := c.send(ctx, r, u, payload)
+	release()
+	switch {
+	case err != nil:
+		if ctx.Err() != nil {
+			return stop(fmt.Errorf("hubspot: %s: %w", r.call, ctx.Err()))
+		}
+		var de *DecodeError
+		if errors.As(err, &de) || !isNetErr(err) {
+			return stop(err)
+		}
+		if r.once && !isDialErr(err) {
+			return stop(&UnknownOutcomeError{Call: r.call, Err: err})
+		}
+		if *retries >= c.maxRetries {
+			return stop(fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, *retries, err))
+		}
+		*retries++
+		return 0, nil, retry.Retry(0), err
+	case status >= 200 && status < 300:
+		return status, body, retry.Verdict{}, nil
+	case status == http.StatusTooManyRequests:
+		apiErr := c.apiError(r, status, body)
+		if apiErr.PolicyName == "DAILY" {
+			c.closeDay()
+			return stop(fmt.Errorf("%w: %w", apiErr, crmsync.ErrDailyLimit))
+		}
+		wait := retryAfter(header, rateWait)
+		lim.Pause(time.Now().Add(wait))
+		if *rateRetries >= c.maxRate {
+			return stop(&crmsync.RateLimitError{RetryAfter: wait, Err: apiErr})
+		}
+		*rateRetries++
+		return 0, nil, retry.Wait(0), apiErr // the limiter holds the next Acquire until the pause ends
+	case status == http.StatusUnauthorized && c.oauth != nil && !*refreshed:
+		*refreshed = true
+		c.oauth.invalidate()
+		return 0, nil, retry.Wait(0), c.apiError(r, status, body)
+	case status >= 500 || status == http.StatusLocked || status == 477:
+		apiErr := c.apiError(r, status, body)
+		if ra := retryAfter(header, 0); ra > c.retryMax {
+			// A long wait (477 migrations announce hours): hand it to
+			// the caller's scheduler rather than sleeping in the call.
+			return stop(&crmsync.RateLimitError{RetryAfter: ra, Err: apiErr})
+		}
+		if r.once && status >= 500 {
+			return stop(&UnknownOutcomeError{Call: r.call, Err: apiErr})
+		}
+		if *retries >= c.maxRetries {
+			return stop(fmt.Errorf("hubspot: %s: after %d retries: %w", r.call, *retries, apiErr))
+		}
+		*retries++
+		return 0, nil, retry.Retry(retryAfter(header, 0)), apiErr
+	default:
+		return stop(crmsync.Permanent(c.apiError(r, status, body)))
 	}
 }
 

@@ -55,7 +55,9 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/retry"
 )
 
 // DefaultAPIVersion is the REST API version used when Config.APIVersion is "".
@@ -370,42 +372,45 @@ func (c *Client) noteUsage(h http.Header) {
 // re-authentication, and returns the 2xx response. Non-2xx responses become
 // typed errors, except on the token endpoint, whose responses are returned.
 func (c *Client) do(ctx context.Context, cl call) (response, error) {
-	bo := backoff.WithMaxRetries(backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(c.cfg.RetryWait),
-		backoff.WithMaxInterval(30*time.Second),
-		backoff.WithMaxElapsedTime(0),
-	), uint64(c.cfg.MaxRetries))
-	reauthed := false
-	retry := false
-	for {
-		resp, err, again := c.attempt(ctx, cl, retry, &reauthed)
-		if !again {
-			return resp, err
-		}
-		if errors.Is(err, errReauthed) {
-			retry = true
-			continue
-		}
-		wait := bo.NextBackOff()
-		if wait == backoff.Stop {
-			var ae *APIError
-			if errors.As(err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusForbidden) {
-				return response{}, crmsync.RetryAfter(max(retryAfterHeader(resp.header), c.cfg.RetryWait), err)
-			}
-			return response{}, err
-		}
-		if ra := retryAfterHeader(resp.header); ra > wait {
-			wait = ra
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, ctx.Err())
-		case <-t.C:
-		}
-		retry = true
+	policy := retry.Policy{
+		InitialInterval: c.cfg.RetryWait,
+		MaxInterval:     30 * time.Second,
+		Multiplier:      backoff.DefaultMultiplier,
+		Jitter:          backoff.DefaultRandomizationFactor,
+		MaxAttempts:     c.cfg.MaxRetries + 1,
 	}
+	reauthed := false
+	var (
+		resp  response
+		again bool
+	)
+	err := retry.Do(ctx, policy, func(n int) error {
+		var err error
+		resp, err, again = c.attempt(ctx, cl, n > 1, &reauthed)
+		return err
+	}, func(err error) retry.Verdict {
+		switch {
+		case !again:
+			return retry.Stop(nil)
+		case errors.Is(err, errReauthed):
+			return retry.Wait(0)
+		}
+		return retry.Retry(retryAfterHeader(resp.header))
+	}, nil)
+	var ex *retry.ExhaustedError
+	switch {
+	case err == nil:
+		return resp, nil
+	case ctx.Err() != nil:
+		return response{}, fmt.Errorf("salesforce: %s: %w", cl.name, ctx.Err())
+	case errors.As(err, &ex):
+		var ae *APIError
+		if errors.As(ex.Err, &ae) && (ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusForbidden) {
+			return response{}, crmsync.RetryAfter(max(retryAfterHeader(resp.header), c.cfg.RetryWait), ex.Err)
+		}
+		return response{}, ex.Err
+	}
+	return resp, err
 }
 
 var errReauthed = errors.New("salesforce: session renewed")
