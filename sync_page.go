@@ -91,6 +91,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	for _, r := range counterparts {
 		byID[r.ID] = r
 	}
+	if err := p.goneCounterparts(ctx, sd, pg, recs, links, byID); err != nil {
+		return err
+	}
 
 	recovered, err := p.recoverLinks(ctx, sd, pg, recs, links)
 	if err != nil {
@@ -326,6 +329,57 @@ func (p *pass) resolveArchived(ctx context.Context, sd *side, pg string, recs []
 		if to, ok := now[r.ID]; ok {
 			recs[i].MergedInto = to
 		}
+	}
+	return nil
+}
+
+// goneCounterparts asks the other side's CRM, if it is an IDResolver,
+// about the linked counterparts of live records in recs that a lookup by
+// id did not find and whose record is not flagged archived yet. A
+// counterpart that resolves to nothing was archived or deleted there: it
+// is added to byID as an archived record, so the pair flags the record
+// archived. This catches an archive whose own read found the link on an id
+// a merge took away since (the link moved to the survivor after the
+// archive was read). The answers are a step result.
+func (p *pass) goneCounterparts(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link, byID map[string]Record) error {
+	other := p.other(sd)
+	res, ok := other.crm.(IDResolver)
+	if !ok {
+		return nil
+	}
+	flag := archivedKeyPrefix + sd.name
+	var ids []string
+	for _, r := range recs {
+		l, linked := links[r.ID]
+		if r.Archived || !linked || l.Base[flag] == true {
+			continue
+		}
+		if _, found := byID[otherID(l, sd)]; !found {
+			ids = append(ids, otherID(l, sd))
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	gone, err := step(ctx, p, "resolve-gone:"+pg, func(ctx context.Context, _ *Attempt) ([]string, error) {
+		var out []string
+		for _, id := range ids {
+			p.apiCalls(other.name, 1)
+			to, err := res.ResolveID(ctx, other.object, id)
+			if err != nil {
+				return nil, err
+			}
+			if to == "" {
+				out = append(out, id)
+			}
+		}
+		return out, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	for _, id := range gone {
+		byID[id] = Record{ID: id, Archived: true}
 	}
 	return nil
 }

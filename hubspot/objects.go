@@ -303,7 +303,7 @@ func (c *Client) archivedChanges(ctx context.Context, q crmsync.ChangeQuery, tok
 		query.Set("after", tok.After)
 	}
 	if len(q.Fields) > 0 {
-		query.Set("properties", strings.Join(q.Fields, ","))
+		query.Set("properties", strings.Join(withMerged(q.Fields), ","))
 	}
 	call := "list archived " + q.Object
 	status, raw, err := c.do(ctx, request{endpoint: "list", call: call, method: http.MethodGet, path: objectPath(q.Object), query: query})
@@ -332,6 +332,9 @@ func (c *Client) archivedChanges(ctx context.Context, q crmsync.ChangeQuery, tok
 			continue
 		}
 		r.Archived = true
+		if !slices.Contains(q.Fields, mergedProperty) {
+			delete(r.Fields, mergedProperty)
+		}
 		page.Records = append(page.Records, r)
 	}
 	if resp.Paging != nil && resp.Paging.Next != nil && resp.Paging.Next.After != "" {
