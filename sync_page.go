@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -92,6 +93,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		byID[r.ID] = r
 	}
 	if err := p.goneCounterparts(ctx, sd, pg, recs, links, byID); err != nil {
+		return err
+	}
+	if err := p.goneMarks(ctx, sd, pg, recs, links, byID); err != nil {
 		return err
 	}
 
@@ -382,6 +386,54 @@ func (p *pass) goneCounterparts(ctx context.Context, sd *side, pg string, recs [
 		byID[id] = Record{ID: id, Archived: true}
 	}
 	return nil
+}
+
+// goneKeyPrefix keys, in a link's base, the mark that the record on a
+// system ("$archived:gone:<system>") was read archived or deleted while its
+// counterpart was already gone, so the pair could not flag anything.
+const goneKeyPrefix = archivedKeyPrefix + "gone:"
+
+// goneMarks handles linked records whose counterpart a lookup by id did not
+// find (nor goneCounterparts). An archived record marks its link's base (a
+// step): neither side could be flagged, since both records were gone. A
+// live record whose link carries the other side's mark, and which is not
+// flagged archived yet, gets its counterpart added to byID as an archived
+// record, so the pair flags it. This catches a counterpart restored after
+// both deletions were read (Salesforce cannot say an id was deleted).
+func (p *pass) goneMarks(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link, byID map[string]Record) error {
+	other := p.other(sd)
+	mine, theirs := goneKeyPrefix+sd.name, goneKeyPrefix+other.name
+	var marks []Link
+	for _, r := range recs {
+		l, linked := links[r.ID]
+		if !linked {
+			continue
+		}
+		cp := otherID(l, sd)
+		if _, found := byID[cp]; found {
+			continue
+		}
+		switch {
+		case r.Archived && l.Base[mine] != true:
+			l.Base = maps.Clone(l.Base)
+			if l.Base == nil {
+				l.Base = Fields{}
+			}
+			l.Base[mine] = true
+			l.UpdatedAt = time.Time{}
+			marks = append(marks, l)
+		case !r.Archived && l.Base[theirs] == true && l.Base[archivedKeyPrefix+sd.name] != true:
+			byID[cp] = Record{ID: cp, Archived: true}
+		}
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	_, err := step(ctx, p, "gone:"+pg, func(ctx context.Context, a *Attempt) (int, error) {
+		a.Link(marks...)
+		return len(marks), nil
+	}, nil)
+	return err
 }
 
 // newLink is a link between id on sd and cp on the other side.
