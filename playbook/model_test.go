@@ -1118,12 +1118,30 @@ func (m *model) check() {
 			m.fail("write audit row %d (key %s) has no ledger row of a write that landed", a.ID, a.IdemKey)
 		}
 	}
+	// A replay refused again updates the letter it replayed in place: the
+	// letter keeps its first record id (a refused create names its source
+	// record) while the refused write names the target the sync made since;
+	// the write's dead-letter audit row names the letter.
+	againFor := map[string]int64{} // run, step, record -> letter updated in place
+	for _, a := range dlAudit {
+		var det struct {
+			Letter int64 `json:"dead_letter"`
+			Again  bool  `json:"replay_failed_again"`
+		}
+		if json.Unmarshal(a.Detail, &det) == nil && det.Again && len(a.RecordIDs) > 0 {
+			againFor[string(a.Run)+"\x00"+a.Step+"\x00"+a.RecordIDs[0]] = det.Letter
+		}
+	}
 	for k, e := range ledger {
 		if !ledgerOK(e) {
 			found := false
+			again, isAgain := againFor[string(e.Run)+"\x00"+e.Step+"\x00"+e.RecordID]
 			for _, d := range letters {
 				// (A replay refused again updates the letter it replayed.)
 				if d.RecordID == e.RecordID && d.System == e.System && (d.Run == e.Run && d.Step == e.Step || d.Status == crmsync.DeadReplayed || d.Status == crmsync.DeadFailedAgain) {
+					found = true
+				}
+				if isAgain && d.ID == again && d.System == e.System && (d.Status == crmsync.DeadReplayed || d.Status == crmsync.DeadFailedAgain) {
 					found = true
 				}
 			}
