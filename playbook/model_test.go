@@ -135,6 +135,13 @@ var modelSeeds = []uint64{
 	1, 8, 9, 13, 14, 17, 22, 24, 25, 42, 50, 52, // wall-clock cursor
 	54, 56, 61, 62, 70, 73, 84, 85, 88, 91, 96, 97,
 	10, 184,
+	// Random seeds that failed on the sync of 2026-11-30, each fixed since:
+	// merges meeting archives and deletions (merge_archive_test.go,
+	// merge_delete_test.go) and a replay refused again after its target was
+	// created (letters_crash_test.go).
+	17986694182707259292, 18153098168535346001, 11725634526978072741,
+	10120510013884818669, 14114458521576032862, 7741156084130623218,
+	12340126522249462687,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
