@@ -25,13 +25,19 @@ import (
 // modelChecks is the number of fresh random cases TestModel runs when
 // neither -rapid.checks nor RAPID_CHECKS says otherwise (-short runs a
 // fifth); TestModelSeeds runs the fixed seeds besides (modelSeeds and the
-// first modelSeedRange seeds), about 200 cases in all.
-const modelChecks = 100
+// first modelSeedRange seeds), over 200 cases in all. The fixed set is
+// the gate every change must pass; the few fresh seeds keep exploring on
+// every run, and a hunt for new failures runs many more:
+//
+//	RAPID_CHECKS=1000 go test -race ./playbook -run 'TestModel$'
+//
+// A seed that fails is a defect: fix it, then add the seed to modelSeeds.
+const modelChecks = 10
 
 // modelSeedRange is how many of the first seeds (1, 2, …) TestModelSeeds
 // runs besides modelSeeds: a fixed, reproducible set that does not depend
 // on what the random seeds draw.
-const modelSeedRange = 100
+const modelSeedRange = 165
 
 // TestModel is a model-based test of the reference workflow against both
 // fakes in a hostile world. Each case plays a random story: users create,
