@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/storetest"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
 )
 
 // testDSN returns CRMSYNC_TEST_POSTGRES_DSN. Outside CI the tests skip
@@ -45,9 +46,7 @@ func admin(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testDSN(t))
-	if err != nil {
-		t.Fatalf("admin connect: %v", err)
-	}
+	require.NoError(t, err, "admin connect")
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("admin %q: %v", sql, err)
@@ -59,14 +58,10 @@ func adminQuery[T any](t testing.TB, sql string, args ...any) T {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testDSN(t))
-	if err != nil {
-		t.Fatalf("admin connect: %v", err)
-	}
+	require.NoError(t, err, "admin connect")
 	defer conn.Close(ctx)
 	var v T
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
-		t.Fatalf("admin %q: %v", sql, err)
-	}
+	require.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), "admin %q", sql)
 	return v
 }
 
@@ -82,9 +77,7 @@ func freshSchema(t testing.TB) string {
 func openSchema(t testing.TB, schema string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{DSN: testDSN(t), Schema: schema, MaxConns: 16})
-	if err != nil {
-		t.Fatalf("Open(schema %s) = %v", schema, err)
-	}
+	require.NoError(t, err, "Open(schema %s)", schema)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -114,9 +107,7 @@ func TestOpenBadInput(t *testing.T) {
 		return v.String()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	closed := ln.Addr().String()
 	ln.Close()
 	tests := []struct {
@@ -273,9 +264,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent Open %d = %v", i, err)
-		}
+		require.NoError(t, err, "concurrent Open %d", i)
 		defer stores[i].Close()
 	}
 	if v := adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`); v != fmt.Sprint(SchemaVersion) {
@@ -304,9 +293,7 @@ func TestReopenKeepsData(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	l, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", NewRun: "r1", TTL: time.Minute, Now: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "s", Result: []byte(`1`), Done: t0.Add(123456789)},
 		Cursors: map[string]string{"c": "v"}}); err != nil {
 		t.Fatal(err)
@@ -329,9 +316,7 @@ func TestCommitRacesTakeover(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	old, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h1", NewRun: "r1", TTL: time.Second, Now: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	const n = 300
 	results := make([]error, n)
 	started := make(chan struct{})
@@ -355,9 +340,7 @@ func TestCommitRacesTakeover(t *testing.T) {
 	}
 	<-done
 	steps, err := s.LoadSteps(ctx, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	refused := false
 	for i, err := range results {
 		_, landed := steps[fmt.Sprint("s", i)]
@@ -400,19 +383,13 @@ func TestCommitWaitsForTakeover(t *testing.T) {
 			ctx := context.Background()
 			t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 			old, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h1", NewRun: "r1", TTL: time.Second, Now: t0})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			// A takeover as AcquireLease makes it, held open.
 			conn, err := pgx.Connect(ctx, testDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer conn.Close(ctx)
 			tx, err := conn.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer tx.Rollback(ctx)
 			if _, err := tx.Exec(ctx, `SELECT 1 FROM `+schema+`.leases WHERE key = 'k' FOR UPDATE`); err != nil {
 				t.Fatal(err)
@@ -442,9 +419,7 @@ func TestCommitWaitsForTakeover(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, tx.Commit(ctx))
 			if err := <-done; !errors.Is(err, crmsync.ErrLeaseLost) {
 				t.Errorf("Commit after the takeover = %v, want ErrLeaseLost", err)
 			}
