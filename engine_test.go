@@ -82,9 +82,7 @@ func TestNewEngineValidates(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := crmsync.NewEngine(tc.cfg)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewEngine(%s) = %v, want an error naming %s", tc.name, err, tc.want)
-			}
+			assert.ErrorContains(t, err, tc.want, "NewEngine(%s)", tc.name)
 		})
 	}
 }
@@ -144,26 +142,22 @@ func TestStepBadInput(t *testing.T) {
 	eng := newEngine(t, memory.New(), newClock(), nil)
 	_, err := eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
 		ok := func(ctx context.Context, _ *crmsync.Attempt) (int, error) { return 1, nil }
-		if _, err := crmsync.Step(ctx, run, "", ok, nil); err == nil || !strings.Contains(err.Error(), "empty step id") {
-			t.Errorf("Step(\"\") = %v, want an empty step id error", err)
-		}
-		if _, err := crmsync.Step(ctx, run, "once", ok, nil); err != nil {
-			t.Fatal(err)
-		}
-		_, err := crmsync.Step(ctx, run, "once", ok, nil)
+		_, err := crmsync.Step(ctx, run, "", ok, nil)
+		assert.ErrorContains(t, err, "empty step id", `Step("")`)
+		_, err = crmsync.Step(ctx, run, "once", ok, nil)
+		require.NoError(t, err)
+		_, err = crmsync.Step(ctx, run, "once", ok, nil)
 		if !errors.Is(err, crmsync.ErrDuplicateStep) || !strings.Contains(err.Error(), `"once"`) {
 			t.Errorf("reused step id = %v, want ErrDuplicateStep naming the step", err)
 		}
 		_, err = crmsync.Step(ctx, run, "chan", func(ctx context.Context, _ *crmsync.Attempt) (chan int, error) { return make(chan int), nil }, nil)
-		if err == nil || !strings.Contains(err.Error(), `"chan"`) || !strings.Contains(err.Error(), "encode result") {
-			t.Errorf("unencodable result = %v, want an error naming the step", err)
-		}
+		assert.ErrorContains(t, err, `"chan"`, "unencodable result: want an error naming the step")
+		assert.ErrorContains(t, err, "encode result", "unencodable result")
 		return nil
 	}))
 	require.NoError(t, err)
-	if _, err := eng.Run(context.Background(), "", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil })); err == nil {
-		t.Error("Run with empty key = nil, want an error")
-	}
+	_, err = eng.Run(context.Background(), "", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil }))
+	assert.Error(t, err, "Run with empty key")
 }
 
 func TestRetries(t *testing.T) {
@@ -268,9 +262,7 @@ func TestPermanentFailureIsMemoized(t *testing.T) {
 			t.Fatalf("failed run = %s %q, want failed (closed) with its error", info.Status, info.Error)
 		}
 		steps, _ := st.LoadSteps(context.Background(), first.ID)
-		if rec := steps["validate"]; !strings.Contains(rec.Error, "LastName is required") {
-			t.Errorf("stored step = %+v, want the failure memoized", rec)
-		}
+		assert.Contains(t, steps["validate"].Error, "LastName is required", "stored step %+v: want the failure memoized", steps["validate"])
 		second, err := eng.Run(context.Background(), "k", wf)
 		if second.ID == first.ID || !crmsync.IsPermanent(err) {
 			t.Fatalf("next Run = %s, %v; want a new run", second.ID, err)
@@ -329,9 +321,8 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		}
 		// A person fixes the cause and asks for a replay: the next run gets it.
 		require.NoError(t, st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, c.Now()))
-		if _, err := eng.Run(ctx, "k", wf); err != nil {
-			t.Fatal(err)
-		}
+		_, err = eng.Run(ctx, "k", wf)
+		require.NoError(t, err)
 		if len(replayed) != 1 || replayed[0].ID != dls[0].ID {
 			t.Errorf("next run's Replays = %+v, want letter %d", replayed, dls[0].ID)
 		}
