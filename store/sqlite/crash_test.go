@@ -126,8 +126,9 @@ func TestCrashResume(t *testing.T) {
 	}
 	st := open(t, db)
 	info, err := st.GetRun(context.Background(), crmsync.RunID(runs[0]))
-	if err != nil || info.Status != crmsync.RunFinished || info.Attempts != 2 {
-		t.Errorf("run = %+v, %v; want finished after 2 attempts", info, err)
+	if assert.NoError(t, err, "GetRun") {
+		assert.Equal(t, crmsync.RunFinished, info.Status, "run %+v: want finished after 2 attempts", info)
+		assert.Equal(t, 2, info.Attempts, "run %+v: want finished after 2 attempts", info)
 	}
 }
 
