@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/storetest"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -131,13 +132,9 @@ func TestOpenBadInput(t *testing.T) {
 				t.Fatalf("Open = nil error")
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Open = %q, want it to mention %q", err, w)
-				}
+				assert.ErrorContains(t, err, w, "Open")
 			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("Open = %q: the error shows the password", err)
-			}
+			assert.NotContains(t, err.Error(), secret, "Open: the error shows the password")
 		})
 	}
 }
@@ -162,9 +159,7 @@ func TestOpenWithoutCreatePermission(t *testing.T) {
 	if !strings.Contains(err.Error(), "migrate schema "+schema) || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("Open = %q, want a migrate error naming the schema and the denied permission", err)
 	}
-	if n := adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, schema); n != 0 {
-		t.Errorf("schema %s exists after a failed Open", schema)
-	}
+	assert.Zero(t, adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, schema), "schema %s exists after a failed Open", schema)
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
@@ -181,12 +176,8 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "version 999") {
 		t.Errorf("Open = %v, want ErrSchemaTooNew naming version 999", err)
 	}
-	if v := adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`); v != "999" {
-		t.Errorf("schema_version after refused Open = %s, want 999 untouched", v)
-	}
-	if after := tableCount(t, schema); after != before {
-		t.Errorf("tables %d -> %d after a refused Open", before, after)
-	}
+	assert.Equal(t, "999", adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`), "schema_version after a refused Open (want it untouched)")
+	assert.Equal(t, before, tableCount(t, schema), "tables after a refused Open")
 }
 
 func TestOpenRefusesForeign(t *testing.T) {
@@ -197,9 +188,7 @@ func TestOpenRefusesForeign(t *testing.T) {
 		if !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), "invoices") {
 			t.Errorf("Open = %v, want ErrForeign naming invoices", err)
 		}
-		if n := tableCount(t, schema); n != 1 {
-			t.Errorf("foreign schema has %d tables after Open, want 1", n)
-		}
+		assert.Equal(t, 1, tableCount(t, schema), "tables in the foreign schema after Open")
 	})
 	t.Run("foreign meta", func(t *testing.T) {
 		schema := freshSchema(t)
@@ -209,9 +198,7 @@ func TestOpenRefusesForeign(t *testing.T) {
 		if !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), "not written by crmsync") {
 			t.Errorf("Open = %v, want ErrForeign", err)
 		}
-		if n := tableCount(t, schema); n != 1 {
-			t.Errorf("schema has %d tables after Open, want 1", n)
-		}
+		assert.Equal(t, 1, tableCount(t, schema), "tables in the schema after Open")
 	})
 }
 
@@ -228,9 +215,7 @@ func TestFailedMigrationLeavesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("to version %d", len(saved)+1)) {
 		t.Fatalf("Open with a broken migration = %v, want an error naming version %d", err, len(saved)+1)
 	}
-	if n := adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, fresh); n != 0 {
-		t.Errorf("schema %s exists after a failed first migration", fresh)
-	}
+	assert.Zero(t, adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, fresh), "schema %s exists after a failed first migration", fresh)
 
 	existing := freshSchema(t)
 	migrations = saved
@@ -241,12 +226,8 @@ func TestFailedMigrationLeavesNothing(t *testing.T) {
 	if _, err := Open(context.Background(), Config{DSN: testDSN(t), Schema: existing}); err == nil {
 		t.Fatal("Open with a broken migration = nil error")
 	}
-	if after := tableCount(t, existing); after != before {
-		t.Errorf("tables %d -> %d after a failed migration", before, after)
-	}
-	if v := adminQuery[string](t, `SELECT value FROM `+existing+`.crmsync_meta WHERE key = 'schema_version'`); v != fmt.Sprint(len(saved)) {
-		t.Errorf("schema_version = %s after a failed migration, want %d", v, len(saved))
-	}
+	assert.Equal(t, before, tableCount(t, existing), "tables after a failed migration")
+	assert.Equal(t, fmt.Sprint(len(saved)), adminQuery[string](t, `SELECT value FROM `+existing+`.crmsync_meta WHERE key = 'schema_version'`), "schema_version after a failed migration")
 }
 
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
@@ -267,9 +248,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		require.NoError(t, err, "concurrent Open %d", i)
 		defer stores[i].Close()
 	}
-	if v := adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`); v != fmt.Sprint(SchemaVersion) {
-		t.Errorf("schema_version = %s, want %d", v, SchemaVersion)
-	}
+	assert.Equal(t, fmt.Sprint(SchemaVersion), adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`), "schema_version")
 	// Every pool works on the one schema: one lease, the others are busy.
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
