@@ -169,18 +169,14 @@ func TestConflicts(t *testing.T) {
 	time.Sleep(3 * time.Millisecond)
 	rep := h.pass()
 
-	if r, _ := h.f.sf.Get(ada); r.Fields["Lifecycle_Stage__c"] != "customer" {
-		t.Errorf("Salesforce stage = %v, want HubSpot's customer (HubSpot owns it)", r.Fields["Lifecycle_Stage__c"])
-	}
-	if r, _ := h.f.hs.Get("contacts", hsIDs[0]); r.Properties["lifecyclestage"] != "customer" {
-		t.Errorf("HubSpot stage = %v, want customer kept", r.Properties["lifecyclestage"])
-	}
-	if r, _ := h.f.hs.Get("contacts", hsIDs[1]); r.Properties["phone"] != "+44 1" {
-		t.Errorf("held conflict wrote HubSpot's phone: %v", r.Properties["phone"])
-	}
-	if r, _ := h.f.sf.Get(grace); r.Fields["Phone"] != "+1 2" {
-		t.Errorf("held conflict wrote Salesforce's phone: %v", r.Fields["Phone"])
-	}
+	adaSF, _ := h.f.sf.Get(ada)
+	assert.Equal(t, "customer", adaSF.Fields["Lifecycle_Stage__c"], "Salesforce stage: want HubSpot's customer (HubSpot owns it)")
+	adaHS, _ := h.f.hs.Get("contacts", hsIDs[0])
+	assert.Equal(t, "customer", adaHS.Properties["lifecyclestage"], "HubSpot stage: want customer kept")
+	graceHS, _ := h.f.hs.Get("contacts", hsIDs[1])
+	assert.Equal(t, "+44 1", graceHS.Properties["phone"], "HubSpot phone: the held conflict wrote it")
+	graceSF, _ := h.f.sf.Get(grace)
+	assert.Equal(t, "+1 2", graceSF.Fields["Phone"], "Salesforce phone: the held conflict wrote it")
 	if calls != 1 || len(told) != 2 || rep.Conflicts != 2 || rep.Held != 1 {
 		t.Fatalf("handler called %d times with %d conflicts (report %d, held %d); want once with 2, 1 held", calls, len(told), rep.Conflicts, rep.Held)
 	}
@@ -212,9 +208,8 @@ func TestConflicts(t *testing.T) {
 	require.NoError(t, h.st.ResolveConflict(ctx, held.ID, crmsync.Resolution{Pick: "salesforce"}, time.Now()))
 	rep = h.pass()
 	assert.Equal(t, 1, rep.Resolved, "resolutions applied")
-	if r, _ := h.f.hs.Get("contacts", hsIDs[1]); r.Properties["phone"] != "+1 2" {
-		t.Errorf("after resolve, HubSpot phone = %v, want Salesforce's +1 2", r.Properties["phone"])
-	}
+	graceHS, _ = h.f.hs.Get("contacts", hsIDs[1])
+	assert.Equal(t, "+1 2", graceHS.Properties["phone"], "HubSpot phone after resolve: want Salesforce's")
 	c, _ := h.st.GetConflict(ctx, held.ID)
 	assert.Equal(t, crmsync.ConflictApplied, c.State, "conflict state")
 	if last := h.pass(); last.Writes() != 0 || last.Conflicts != 0 {
@@ -355,9 +350,8 @@ func TestArchivePropagatesAsFlag(t *testing.T) {
 	require.NoError(t, h.f.hs.Restore("contacts", ids[0]))
 	time.Sleep(3 * time.Millisecond)
 	h.pass()
-	if r, _ := h.f.sf.Get(sfID[0].ID); r.Fields["Archived__c"] != false {
-		t.Errorf("after restore Archived__c = %v, want false", r.Fields["Archived__c"])
-	}
+	restored, _ := h.f.sf.Get(sfID[0].ID)
+	assert.Equal(t, false, restored.Fields["Archived__c"], "Archived__c after restore")
 	// Deleting in Salesforce flags the HubSpot contact.
 	require.NoError(t, h.f.sf.Delete(sfID[0].ID))
 	time.Sleep(3 * time.Millisecond)
