@@ -14,6 +14,8 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/memory"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a controllable clock.
@@ -58,9 +60,7 @@ func newEngine(t *testing.T, st crmsync.Store, c *clock, mod func(*crmsync.Confi
 		mod(&cfg)
 	}
 	e, err := crmsync.NewEngine(cfg)
-	if err != nil {
-		t.Fatalf("NewEngine: %v", err)
-	}
+	require.NoError(t, err, "NewEngine")
 	return e
 }
 
@@ -82,9 +82,7 @@ func TestNewEngineValidates(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := crmsync.NewEngine(tc.cfg)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewEngine(%s) = %v, want an error naming %s", tc.name, err, tc.want)
-			}
+			assert.ErrorContains(t, err, tc.want, "NewEngine(%s)", tc.name)
 		})
 	}
 }
@@ -113,27 +111,17 @@ func TestResumeReplaysCompletedSteps(t *testing.T) {
 			return err
 		})
 		first, err := eng.Run(context.Background(), "team-1", wf)
-		if !errors.Is(err, errFlaky) {
-			t.Fatalf("first Run = %v, want the step's error", err)
-		}
-		if first.Status != crmsync.RunOpen {
-			t.Errorf("failed run status = %s, want open", first.Status)
-		}
+		require.ErrorIs(t, err, errFlaky, "first Run: want the step's error")
+		assert.Equal(t, crmsync.RunOpen, first.Status, "failed run status")
 		failB = false
 		second, err := eng.Run(context.Background(), "team-1", wf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if second.ID != first.ID {
-			t.Errorf("resumed run id = %s, want %s", second.ID, first.ID)
-		}
+		require.NoError(t, err)
+		assert.Equal(t, first.ID, second.ID, "resumed run id")
 		if calls["a"] != 1 || calls["b"] != 2 {
 			t.Errorf("calls = %v, want a once and b twice", calls)
 		}
 		var rep crmsync.Report
-		if err := json.Unmarshal(second.Report, &rep); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, json.Unmarshal(second.Report, &rep))
 		if rep.Counters.Replays != 1 || rep.Counters.StepRuns != 1 {
 			t.Errorf("counters = %+v, want 1 replay and 1 step run", rep.Counters)
 		}
@@ -141,16 +129,12 @@ func TestResumeReplaysCompletedSteps(t *testing.T) {
 			t.Errorf("run = %+v, want finished after 2 attempts", second)
 		}
 		third, err := eng.Run(context.Background(), "team-1", wf)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if third.ID == first.ID || calls["a"] != 2 {
 			t.Errorf("after finish: run %s (first %s), a called %d times; want a new run that runs a again", third.ID, first.ID, calls["a"])
 		}
 		rows, _ := st.QueryAudit(context.Background(), crmsync.AuditQuery{Run: first.ID, Kind: crmsync.AuditReplay})
-		if len(rows) != 1 {
-			t.Errorf("replay audit rows = %d, want 1", len(rows))
-		}
+		assert.Len(t, rows, 1, "replay audit rows")
 	})
 }
 
@@ -158,28 +142,22 @@ func TestStepBadInput(t *testing.T) {
 	eng := newEngine(t, memory.New(), newClock(), nil)
 	_, err := eng.Run(context.Background(), "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
 		ok := func(ctx context.Context, _ *crmsync.Attempt) (int, error) { return 1, nil }
-		if _, err := crmsync.Step(ctx, run, "", ok, nil); err == nil || !strings.Contains(err.Error(), "empty step id") {
-			t.Errorf("Step(\"\") = %v, want an empty step id error", err)
-		}
-		if _, err := crmsync.Step(ctx, run, "once", ok, nil); err != nil {
-			t.Fatal(err)
-		}
-		_, err := crmsync.Step(ctx, run, "once", ok, nil)
+		_, err := crmsync.Step(ctx, run, "", ok, nil)
+		assert.ErrorContains(t, err, "empty step id", `Step("")`)
+		_, err = crmsync.Step(ctx, run, "once", ok, nil)
+		require.NoError(t, err)
+		_, err = crmsync.Step(ctx, run, "once", ok, nil)
 		if !errors.Is(err, crmsync.ErrDuplicateStep) || !strings.Contains(err.Error(), `"once"`) {
 			t.Errorf("reused step id = %v, want ErrDuplicateStep naming the step", err)
 		}
 		_, err = crmsync.Step(ctx, run, "chan", func(ctx context.Context, _ *crmsync.Attempt) (chan int, error) { return make(chan int), nil }, nil)
-		if err == nil || !strings.Contains(err.Error(), `"chan"`) || !strings.Contains(err.Error(), "encode result") {
-			t.Errorf("unencodable result = %v, want an error naming the step", err)
-		}
+		assert.ErrorContains(t, err, `"chan"`, "unencodable result: want an error naming the step")
+		assert.ErrorContains(t, err, "encode result", "unencodable result")
 		return nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eng.Run(context.Background(), "", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil })); err == nil {
-		t.Error("Run with empty key = nil, want an error")
-	}
+	require.NoError(t, err)
+	_, err = eng.Run(context.Background(), "", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { return nil }))
+	assert.Error(t, err, "Run with empty key")
 }
 
 func TestRetries(t *testing.T) {
@@ -232,12 +210,8 @@ func TestRetries(t *testing.T) {
 			if tc.wantErr != nil && !tc.wantErr(stepErr) {
 				t.Fatalf("Step = %v, not the error wanted", stepErr)
 			}
-			if calls != tc.wantCalls {
-				t.Errorf("fn called %d times, want %d", calls, tc.wantCalls)
-			}
-			if len(sl.waits) != tc.nWaits {
-				t.Errorf("waits = %v, want %d", sl.waits, tc.nWaits)
-			}
+			assert.Equal(t, tc.wantCalls, calls, "fn calls")
+			assert.Len(t, sl.waits, tc.nWaits, "waits")
 			if tc.wantWaits != nil && fmt.Sprint(sl.waits) != fmt.Sprint(tc.wantWaits) {
 				t.Errorf("waits = %v, want %v", sl.waits, tc.wantWaits)
 			}
@@ -258,9 +232,7 @@ func TestBackoffGrows(t *testing.T) {
 			&crmsync.StepOpts{Retry: &crmsync.RetryPolicy{MaxAttempts: 6, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2, Jitter: 0.5}})
 		return err
 	}))
-	if len(sl.waits) != 5 {
-		t.Fatalf("waits = %v, want 5", sl.waits)
-	}
+	require.Len(t, sl.waits, 5, "waits")
 	for i, w := range sl.waits {
 		base := min(100*time.Millisecond<<i, time.Second)
 		if w < base/2 || w > base*3/2 {
@@ -282,9 +254,7 @@ func TestPermanentFailureIsMemoized(t *testing.T) {
 			return err
 		})
 		first, err := eng.Run(context.Background(), "k", wf)
-		if !crmsync.IsPermanent(err) {
-			t.Fatalf("Run = %v, want a permanent error", err)
-		}
+		require.True(t, crmsync.IsPermanent(err), "Run = %v, want a permanent error", err)
 		// Resuming the run could only replay the stored failure: it is closed
 		// with its error, and the key's next run starts afresh.
 		info, _ := st.GetRun(context.Background(), first.ID)
@@ -292,16 +262,12 @@ func TestPermanentFailureIsMemoized(t *testing.T) {
 			t.Fatalf("failed run = %s %q, want failed (closed) with its error", info.Status, info.Error)
 		}
 		steps, _ := st.LoadSteps(context.Background(), first.ID)
-		if rec := steps["validate"]; !strings.Contains(rec.Error, "LastName is required") {
-			t.Errorf("stored step = %+v, want the failure memoized", rec)
-		}
+		assert.Contains(t, steps["validate"].Error, "LastName is required", "stored step %+v: want the failure memoized", steps["validate"])
 		second, err := eng.Run(context.Background(), "k", wf)
 		if second.ID == first.ID || !crmsync.IsPermanent(err) {
 			t.Fatalf("next Run = %s, %v; want a new run", second.ID, err)
 		}
-		if calls != 2 {
-			t.Errorf("fn called %d times, want 2 (once per run)", calls)
-		}
+		assert.Equal(t, 2, calls, "fn calls (once per run)")
 	})
 }
 
@@ -333,9 +299,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 			return nil
 		})
 		info, err := eng.Run(context.Background(), "k", wf)
-		if err != nil {
-			t.Fatalf("Run = %v; a parked record must not fail the run", err)
-		}
+		require.NoError(t, err, "Run: a parked record must not fail the run")
 		if fmt.Sprint(written) != "[1 3]" {
 			t.Errorf("written = %v, want [1 3]", written)
 		}
@@ -349,21 +313,16 @@ func TestDeadLetterAndReplay(t *testing.T) {
 			t.Errorf("payload = %s (%v), want the contact", dls[0].Payload, err)
 		}
 		rows, _ := st.QueryAudit(ctx, crmsync.AuditQuery{RecordID: "2", Kind: crmsync.AuditDeadLetter})
-		if len(rows) != 1 {
-			t.Errorf("dead-letter audit rows for record 2 = %d, want 1", len(rows))
-		}
+		assert.Len(t, rows, 1, "dead-letter audit rows for record 2")
 		var rep crmsync.Report
 		json.Unmarshal(info.Report, &rep)
 		if rep.Counters.DeadLetters != 1 || rep.Counters.Failed != 1 {
 			t.Errorf("counters = %+v", rep.Counters)
 		}
 		// A person fixes the cause and asks for a replay: the next run gets it.
-		if err := st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, c.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := eng.Run(ctx, "k", wf); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, c.Now()))
+		_, err = eng.Run(ctx, "k", wf)
+		require.NoError(t, err)
 		if len(replayed) != 1 || replayed[0].ID != dls[0].ID {
 			t.Errorf("next run's Replays = %+v, want letter %d", replayed, dls[0].ID)
 		}
@@ -390,12 +349,9 @@ func TestAttemptBookkeepingCommitsWithStep(t *testing.T) {
 		}, nil)
 		return err
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := st.GetCursor(ctx, "k", "hubspot"); v != "attempt-2" {
-		t.Errorf("cursor = %q, want attempt-2", v)
-	}
+	require.NoError(t, err)
+	v, _ := st.GetCursor(ctx, "k", "hubspot")
+	assert.Equal(t, "attempt-2", v, "cursor")
 	led, _ := st.LookupWrites(ctx, []string{"idem-1", "idem-2"})
 	if _, ok := led["idem-1"]; ok || led["idem-2"].Run != info.ID || led["idem-2"].Step != "write" {
 		t.Errorf("ledger = %+v, want only attempt 2's row, stamped with run and step", led)
@@ -404,17 +360,13 @@ func TestAttemptBookkeepingCommitsWithStep(t *testing.T) {
 	if len(writes) != 1 || writes[0].Run != info.ID || writes[0].Step != "write" || writes[0].Key != "k" {
 		t.Errorf("write audit rows = %+v, want one stamped row", writes)
 	}
-	if len(hooked) != 2 { // one retry row and one write row
-		t.Errorf("OnAudit saw %d rows, want 2", len(hooked))
-	}
+	assert.Len(t, hooked, 2, "OnAudit rows (one retry row and one write row)")
 }
 
 func TestLeaseBusyAndWait(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st crmsync.Store) {
 		a, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", LeaseTTL: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		b, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "b", LeaseTTL: time.Minute})
 		bw, _ := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "bw", LeaseTTL: 400 * time.Millisecond, WaitForLease: true})
 		started, release := make(chan struct{}), make(chan struct{})
@@ -437,13 +389,9 @@ func TestLeaseBusyAndWait(t *testing.T) {
 			_, err := bw.Run(context.Background(), "k", crmsync.WorkflowFunc(func(context.Context, *crmsync.Run) error { ran.Store(true); return nil }))
 			waited <- err
 		}()
-		if ran.Load() {
-			t.Fatal("waiting Run ran while the key was busy")
-		}
+		require.False(t, ran.Load(), "waiting Run ran while the key was busy")
 		close(release)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, <-done)
 		if err := <-waited; err != nil || !ran.Load() {
 			t.Fatalf("waiting Run = %v (ran %v), want it to run once the lease was free", err, ran.Load())
 		}
@@ -487,17 +435,13 @@ func TestTakeoverFencesTheOldProcess(t *testing.T) {
 		}
 		close(resume)
 		<-done
-		if !errors.Is(oldErr, crmsync.ErrLeaseLost) {
-			t.Fatalf("old process's Run = %v, want ErrLeaseLost", oldErr)
-		}
+		require.ErrorIs(t, oldErr, crmsync.ErrLeaseLost, "old process's Run: want ErrLeaseLost")
 		steps, _ := st.LoadSteps(context.Background(), oldRun)
 		if string(steps["two"].Result) != "22" || twoByNew != 1 {
 			t.Errorf("step two = %s, want the new holder's result 22", steps["two"].Result)
 		}
 		got, _ := st.GetRun(context.Background(), oldRun)
-		if got.Status != crmsync.RunFinished {
-			t.Errorf("run status = %s; the fenced process must not reopen it", got.Status)
-		}
+		assert.Equal(t, crmsync.RunFinished, got.Status, "run status: the fenced process must not reopen it")
 	})
 }
 
@@ -505,9 +449,7 @@ func TestHeartbeatKeepsAndLosesLease(t *testing.T) {
 	st := memory.New()
 	c := newClock()
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", Now: c.Now, LeaseTTL: 10 * time.Second, Heartbeat: 5 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx := context.Background()
 	errc := make(chan error)
 	go func() {
@@ -532,12 +474,8 @@ func TestHeartbeatKeepsAndLosesLease(t *testing.T) {
 	}
 	// Another process takes the lease (as after a network partition).
 	_, _, err = st.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "b", NewRun: "x", TTL: time.Hour, Now: l.Expires.Add(time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := <-errc; !errors.Is(err, crmsync.ErrLeaseLost) {
-		t.Fatalf("Run = %v, want ErrLeaseLost after the heartbeat saw the takeover", err)
-	}
+	require.NoError(t, err)
+	require.ErrorIs(t, <-errc, crmsync.ErrLeaseLost, "Run: want ErrLeaseLost after the heartbeat saw the takeover")
 }
 
 func TestPruneAfterRetention(t *testing.T) {
@@ -554,9 +492,8 @@ func TestPruneAfterRetention(t *testing.T) {
 		if _, err := eng.Run(ctx, "k", one); err != nil {
 			t.Fatal(err)
 		}
-		if steps, _ := st.LoadSteps(ctx, first.ID); len(steps) != 0 {
-			t.Errorf("steps of a run finished 25h ago = %d, want pruned", len(steps))
-		}
+		steps, _ := st.LoadSteps(ctx, first.ID)
+		assert.Empty(t, steps, "steps of a run finished 25h ago: want pruned")
 		if _, err := st.GetRun(ctx, first.ID); err != nil {
 			t.Errorf("pruned run's report is gone: %v", err)
 		}
@@ -589,9 +526,7 @@ func TestConcurrentStepsInOneRun(t *testing.T) {
 		}
 		return nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var rep crmsync.Report
 	json.Unmarshal(info.Report, &rep)
 	if rep.Counters.StepRuns != 50 || rep.Counters.APICalls["hubspot"] != 50 {

@@ -31,6 +31,8 @@ import (
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The crash matrix. The fakes live in this (the parent) test process, on
@@ -315,9 +317,7 @@ const (
 func newCrashWorld(t *testing.T) *crashWorld {
 	t.Helper()
 	f, closeFn, err := startFakes([]hubspottest.Option{hubspottest.WithoutRateLimits()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(closeFn)
 	w := &crashWorld{t: t, f: f, dir: t.TempDir()}
 	hs := make([]map[string]string, crashHubSpot)
@@ -443,9 +443,7 @@ func (w *crashWorld) child(name string, killAfterCommit, killAfterWrite int) chi
 		w.t.Fatalf("child %s: %v", name, err)
 	}
 	b, err := os.ReadFile(logPath)
-	if err != nil {
-		w.t.Fatalf("child %s left no log: %v\n%s", name, err, r.stderr)
-	}
+	require.NoError(w.t, err, "child %s left no log\n%s", name, r.stderr)
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		r.events = append(r.events, sc.Text())
@@ -457,9 +455,7 @@ func (w *crashWorld) child(name string, killAfterCommit, killAfterWrite int) chi
 func (w *crashWorld) withStore(fn func(st *sqlite.Store)) {
 	w.t.Helper()
 	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(w.dir, "crmsync.db")})
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	require.NoError(w.t, err)
 	defer st.Close()
 	fn(st)
 }
@@ -552,16 +548,10 @@ func (w *crashWorld) outcome() outcome {
 			hsIDs = append(hsIDs, id)
 		}
 		byA, err := st.LinksByA(ctx, crashKey, hsIDs)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		byB, err := st.LinksByB(ctx, crashKey, sfIDs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(byA) != len(byB) {
-			t.Errorf("links: %d by HubSpot id, %d by Salesforce id; want them 1:1", len(byA), len(byB))
-		}
+		require.NoError(t, err)
+		assert.Len(t, byB, len(byA), "links by Salesforce id, against those by HubSpot id; want them 1:1")
 		bSeen := map[string]string{}
 		for a, l := range byA {
 			if other, dup := bSeen[l.BID]; dup {
@@ -578,9 +568,7 @@ func (w *crashWorld) outcome() outcome {
 		out.links = len(byA)
 
 		dls, err := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: crashKey})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		out.deadLetters = len(dls)
 		var invalid int
 		for _, d := range dls {
@@ -592,17 +580,11 @@ func (w *crashWorld) outcome() outcome {
 			t.Errorf("dead letters: %d, %d of them for the invalid contact %s; want it exactly once and nothing else", len(dls), invalid, w.invalidID)
 		}
 		rows, err := st.QueryAudit(ctx, crmsync.AuditQuery{Key: crashKey, Kind: crmsync.AuditDeadLetter, Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(rows) != 1 {
-			t.Errorf("dead-letter audit rows: %d, want 1", len(rows))
-		}
+		require.NoError(t, err)
+		assert.Len(t, rows, 1, "dead-letter audit rows")
 		for after := int64(0); ; {
 			rows, err := st.QueryAudit(ctx, crmsync.AuditQuery{Key: crashKey, Kind: crmsync.AuditWrite, After: after, Limit: 1000})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if len(rows) == 0 {
 				break
 			}
@@ -610,9 +592,7 @@ func (w *crashWorld) outcome() outcome {
 			after = rows[len(rows)-1].ID
 		}
 		runs, err := st.ListRuns(ctx, crashKey, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if len(runs) != 1 || runs[0].Status != crmsync.RunFinished {
 			t.Errorf("runs = %+v; want one, finished", runs)
 		}
@@ -686,18 +666,14 @@ func TestCrashMatrix(t *testing.T) {
 	// final state are the reference.
 	base := newCrashWorld(t)
 	ref := base.child("reference", 0, 0)
-	if ref.exit != 0 {
-		t.Fatalf("reference pass: exit %d\n%s", ref.exit, ref.stderr)
-	}
+	require.Equal(t, 0, ref.exit, "reference pass: exit code\n%s", ref.stderr)
 	want := base.outcome()
 	commits, writes := len(ref.lines("commit ")), len(ref.lines("write "))
 	if commits < 20 || writes < 4 || want.links < crashShared || want.auditWrites == 0 {
 		t.Fatalf("reference pass too small to test: %d commits, %d writes, %d links, %d audited writes", commits, writes, want.links, want.auditWrites)
 	}
 	// The numbers every crashed and resumed pass must reproduce.
-	if n := len(want.contacts); n != 2*(crashHubSpot+crashSalesforce-crashShared)-1 {
-		t.Fatalf("reference pass left %d contacts, want %d on each side but the invalid one", n, crashHubSpot+crashSalesforce-crashShared)
-	}
+	require.Len(t, want.contacts, 2*(crashHubSpot+crashSalesforce-crashShared)-1, "contacts the reference pass left: want %d on each side but the invalid one", crashHubSpot+crashSalesforce-crashShared)
 	// About 25 boundaries keep the matrix near a minute with -race;
 	// CRMSYNC_CRASH_ALL=1 kills at every one.
 	sample := 25
@@ -735,13 +711,9 @@ func TestCrashMatrix(t *testing.T) {
 func crashAndResume(t *testing.T, cp crashPoint, ref childRun, want outcome) readAccount {
 	w := newCrashWorld(t)
 	first := w.child("killed", cp.afterCommit, cp.afterWrite)
-	if !first.killed {
-		t.Fatalf("the child was not killed at %s: exit %d\n%s", cp.name, first.exit, first.stderr)
-	}
+	require.True(t, first.killed, "the child was not killed at %s: exit %d\n%s", cp.name, first.exit, first.stderr)
 	kills := first.lines("kill ")
-	if len(kills) != 1 {
-		t.Fatalf("the killed child logged kills %q", kills)
-	}
+	require.Len(t, kills, 1, "the killed child's kill lines")
 	acct := readAccount{killedAt: kills[0]}
 
 	// What the dead child committed, as the store has it.
@@ -753,15 +725,12 @@ func crashAndResume(t *testing.T, cp crashPoint, ref childRun, want outcome) rea
 			t.Fatalf("after the kill: runs %+v, %v; want one open run", runs, err)
 		}
 		runID = runs[0].ID
-		if committed, err = st.LoadSteps(context.Background(), runID); err != nil {
-			t.Fatal(err)
-		}
+		committed, err = st.LoadSteps(context.Background(), runID)
+		require.NoError(t, err)
 	})
 
 	second := w.child("resumed", 0, 0)
-	if second.exit != 0 {
-		t.Fatalf("the resumed pass failed: exit %d\n%s", second.exit, second.stderr)
-	}
+	require.Equal(t, 0, second.exit, "the resumed pass failed: exit code\n%s", second.stderr)
 	fin := second.lines("finished ")
 	if len(fin) != 1 || !strings.HasPrefix(fin[0], string(runID)+" attempts 2 ") {
 		t.Errorf("the second child finished %q; want run %s resumed (attempt 2)", fin, runID)
@@ -776,9 +745,7 @@ func crashAndResume(t *testing.T, cp crashPoint, ref childRun, want outcome) rea
 			t.Errorf("%s: fields %s, want %s as without the crash", k, g, v)
 		}
 	}
-	if len(got.contacts) != len(want.contacts) {
-		t.Errorf("%d live contacts, want %d as without the crash", len(got.contacts), len(want.contacts))
-	}
+	assert.Len(t, got.contacts, len(want.contacts), "live contacts, as without the crash")
 	if got.links != want.links || got.auditWrites != want.auditWrites {
 		t.Errorf("links %d, audited writes %d; want %d, %d as without the crash", got.links, got.auditWrites, want.links, want.auditWrites)
 	}
@@ -788,9 +755,7 @@ func crashAndResume(t *testing.T, cp crashPoint, ref childRun, want outcome) rea
 	// it repeats only calls the first began whose steps did not commit.
 	w.withStore(func(st *sqlite.Store) {
 		steps, err := st.LoadSteps(context.Background(), runID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		pageOf := pageIndex(t, steps)
 		for _, l := range second.readCalls() {
 			f := strings.Fields(l) // changes system kind token
@@ -809,9 +774,7 @@ func crashAndResume(t *testing.T, cp crashPoint, ref childRun, want outcome) rea
 			}
 		}
 	})
-	if len(acct.pagesReread) > 0 {
-		t.Errorf("the resumed child read again pages the dead one had committed: %v", acct.pagesReread)
-	}
+	assert.Empty(t, acct.pagesReread, "the resumed child read again pages the dead one had committed")
 	began := first.readCalls()
 	readSteps := 0
 	for id := range committed {
@@ -834,9 +797,7 @@ func crashAndResume(t *testing.T, cp crashPoint, ref childRun, want outcome) rea
 			acct.repeated++
 		}
 	}
-	if acct.repeated > acct.inFlight {
-		t.Errorf("the resumed child repeated %d reads of the dead one, which had only %d in flight: completed reads were repeated", acct.repeated, acct.inFlight)
-	}
+	assert.LessOrEqual(t, acct.repeated, acct.inFlight, "reads of the dead one the resumed child repeated, against those in flight: completed reads were repeated")
 	// The fakes' counters: both children together read what the pass
 	// without a crash read, plus at most the reads in flight at the kill
 	// (a Salesforce deleted-records read is two calls).
@@ -860,9 +821,7 @@ func pageIndex(t *testing.T, steps map[string]crmsync.StepRecord) map[string]int
 			continue
 		}
 		parts := strings.Split(rest, ":") // system kind i
-		if len(parts) != 3 {
-			t.Fatalf("unexpected read step id %q", id)
-		}
+		require.Len(t, parts, 3, "unexpected read step id %q", id)
 		i, err := strconv.Atoi(parts[2])
 		if err != nil {
 			t.Fatalf("unexpected read step id %q", id)

@@ -18,13 +18,13 @@ import (
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func unlimited(t *testing.T) crmsync.Limiter {
 	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return th
 }
 
@@ -39,25 +39,18 @@ func fast(t *testing.T) harnessOpts {
 func TestMainJobConverges(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := Main(context.Background(), "demo", []string{"-seed", "150"}, &out, &errb, func(string) string { return "" })
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
-	}
+	require.Equal(t, 0, code, "exit code\n%s\n%s", out.String(), errb.String())
 	s := out.String()
 	for _, want := range []string{"first pass (initial sync):", "second pass (after users edited both sides):", "third pass (converged): 0 written", "held conflict(s)"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("output lacks %q:\n%s", want, s)
-		}
+		assert.Contains(t, s, want, "output")
 	}
-	if strings.Contains(s+errb.String(), "@both.example.com") {
-		t.Errorf("output contains record values (emails)")
-	}
+	assert.NotContains(t, s+errb.String(), "@both.example.com", "output contains record values (emails)")
 }
 
 func TestMainJobJSONAndPlan(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Main(context.Background(), "demo", []string{"-seed", "40", "-plan", "-json"}, &out, &errb, func(string) string { return "" }); code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
+	code := Main(context.Background(), "demo", []string{"-seed", "40", "-plan", "-json"}, &out, &errb, func(string) string { return "" })
+	require.Equal(t, 0, code, "exit code: %s", errb.String())
 	if !strings.Contains(out.String(), `"plan":true`) || !strings.Contains(out.String(), `"created":`) {
 		t.Errorf("plan JSON = %s", out.String())
 	}
@@ -97,16 +90,12 @@ func TestWriteStorm(t *testing.T) {
 	}
 	perRecord := float64(calls) / float64(n)
 	t.Logf("storm of %d: %d API calls (%.4f per record); report: %v", n, calls, perRecord, rep.APICalls)
-	if perRecord > 0.05 {
-		t.Errorf("%.4f API calls per record, want at most 0.05 (hubspot %v, salesforce %v)", perRecord, h.f.hs.CallCounts(), h.f.sf.Calls())
-	}
+	assert.LessOrEqual(t, perRecord, 0.05, "API calls per record (hubspot %v, salesforce %v)", h.f.hs.CallCounts(), h.f.sf.Calls())
 	if d := rep.Directions["hubspot->salesforce"]; d.Created != n || d.DeadLetters != 0 {
 		t.Errorf("hubspot->salesforce = %+v, want %d created", d, n)
 	}
 	h.checkNoDuplicates()
-	if again := h.pass(); again.Writes() != 0 {
-		t.Errorf("pass after the storm wrote %d records, want 0", again.Writes())
-	}
+	assert.Zero(t, h.pass().Writes(), "records written by the pass after the storm")
 }
 
 // TestRateLimits: both fakes enforce their limits (HubSpot's ten-secondly
@@ -115,9 +104,7 @@ func TestWriteStorm(t *testing.T) {
 // unhandled.
 func TestRateLimits(t *testing.T) {
 	hsLim, err := hubspot.NewLimiter(100, time.Second, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	searchLim, _ := hubspot.NewLimiter(5, 100*time.Millisecond, 5)
 	h := newHarness(t, harnessOpts{
 		hs: []hubspottest.Option{hubspottest.WithRateLimit(100, time.Second), hubspottest.WithSearchRateLimit(5, 100*time.Millisecond)},
@@ -136,25 +123,13 @@ func TestRateLimits(t *testing.T) {
 	h.f.sf.Inject(salesforcetest.Fault{Status: 503, Times: 2})
 	rep := h.pass()
 	t.Logf("pass: %s", rep.Summary())
-	if got := len(h.f.sf.All()); got != 1000 {
-		t.Errorf("Salesforce has %d contacts, want 1000", got)
-	}
-	if got := len(h.hsByEmail()); got != 1000 {
-		t.Errorf("HubSpot has %d contacts, want 1000", got)
-	}
-	if d := rep.DeadLetters(); d != 0 {
-		t.Errorf("%d dead letters, want 0", d)
-	}
-	if rl := h.f.hs.RateLimited(); rl > injected {
-		t.Errorf("HubSpot refused %d calls for rate, %d of them injected: the client outran the limit", rl, injected)
-	}
-	if n := h.f.sf.RefusedInFlight(); n != 0 {
-		t.Errorf("Salesforce refused %d requests over its in-flight cap of 4", n)
-	}
+	assert.Len(t, h.f.sf.All(), 1000, "Salesforce contacts")
+	assert.Len(t, h.hsByEmail(), 1000, "HubSpot contacts")
+	assert.Zero(t, rep.DeadLetters(), "dead letters")
+	assert.LessOrEqual(t, h.f.hs.RateLimited(), injected, "HubSpot calls refused for rate, against those injected: the client outran the limit")
+	assert.Zero(t, h.f.sf.RefusedInFlight(), "Salesforce requests refused over its in-flight cap of 4")
 	h.checkNoDuplicates()
-	if again := h.pass(); again.Writes() != 0 {
-		t.Errorf("second pass wrote %d, want 0", again.Writes())
-	}
+	assert.Zero(t, h.pass().Writes(), "records written by the second pass")
 }
 
 // TestConflicts: the owner wins, the handler is told once per run with
@@ -187,25 +162,21 @@ func TestConflicts(t *testing.T) {
 
 	// Both sides change Ada's stage (HubSpot owns it) and Grace's phone
 	// (most recent wins, but conflicts are held).
-	must(t, h.f.hs.Edit("contacts", hsIDs[0], map[string]string{"lifecyclestage": "customer"}))
-	must(t, h.f.sf.Edit(ada, crmsync.Fields{"Lifecycle_Stage__c": "opportunity"}))
-	must(t, h.f.hs.Edit("contacts", hsIDs[1], map[string]string{"phone": "+44 1"}))
-	must(t, h.f.sf.Edit(grace, crmsync.Fields{"Phone": "+1 2"}))
+	require.NoError(t, h.f.hs.Edit("contacts", hsIDs[0], map[string]string{"lifecyclestage": "customer"}))
+	require.NoError(t, h.f.sf.Edit(ada, crmsync.Fields{"Lifecycle_Stage__c": "opportunity"}))
+	require.NoError(t, h.f.hs.Edit("contacts", hsIDs[1], map[string]string{"phone": "+44 1"}))
+	require.NoError(t, h.f.sf.Edit(grace, crmsync.Fields{"Phone": "+1 2"}))
 	time.Sleep(3 * time.Millisecond)
 	rep := h.pass()
 
-	if r, _ := h.f.sf.Get(ada); r.Fields["Lifecycle_Stage__c"] != "customer" {
-		t.Errorf("Salesforce stage = %v, want HubSpot's customer (HubSpot owns it)", r.Fields["Lifecycle_Stage__c"])
-	}
-	if r, _ := h.f.hs.Get("contacts", hsIDs[0]); r.Properties["lifecyclestage"] != "customer" {
-		t.Errorf("HubSpot stage = %v, want customer kept", r.Properties["lifecyclestage"])
-	}
-	if r, _ := h.f.hs.Get("contacts", hsIDs[1]); r.Properties["phone"] != "+44 1" {
-		t.Errorf("held conflict wrote HubSpot's phone: %v", r.Properties["phone"])
-	}
-	if r, _ := h.f.sf.Get(grace); r.Fields["Phone"] != "+1 2" {
-		t.Errorf("held conflict wrote Salesforce's phone: %v", r.Fields["Phone"])
-	}
+	adaSF, _ := h.f.sf.Get(ada)
+	assert.Equal(t, "customer", adaSF.Fields["Lifecycle_Stage__c"], "Salesforce stage: want HubSpot's customer (HubSpot owns it)")
+	adaHS, _ := h.f.hs.Get("contacts", hsIDs[0])
+	assert.Equal(t, "customer", adaHS.Properties["lifecyclestage"], "HubSpot stage: want customer kept")
+	graceHS, _ := h.f.hs.Get("contacts", hsIDs[1])
+	assert.Equal(t, "+44 1", graceHS.Properties["phone"], "HubSpot phone: the held conflict wrote it")
+	graceSF, _ := h.f.sf.Get(grace)
+	assert.Equal(t, "+1 2", graceSF.Fields["Phone"], "Salesforce phone: the held conflict wrote it")
 	if calls != 1 || len(told) != 2 || rep.Conflicts != 2 || rep.Held != 1 {
 		t.Fatalf("handler called %d times with %d conflicts (report %d, held %d); want once with 2, 1 held", calls, len(told), rep.Conflicts, rep.Held)
 	}
@@ -234,17 +205,13 @@ func TestConflicts(t *testing.T) {
 		t.Errorf("pass with the conflict still held wrote %d and told the handler again (%d calls)", again.Writes(), calls)
 	}
 	// A person picks Salesforce's phone; the next pass applies it.
-	must(t, h.st.ResolveConflict(ctx, held.ID, crmsync.Resolution{Pick: "salesforce"}, time.Now()))
+	require.NoError(t, h.st.ResolveConflict(ctx, held.ID, crmsync.Resolution{Pick: "salesforce"}, time.Now()))
 	rep = h.pass()
-	if rep.Resolved != 1 {
-		t.Errorf("resolutions applied = %d, want 1", rep.Resolved)
-	}
-	if r, _ := h.f.hs.Get("contacts", hsIDs[1]); r.Properties["phone"] != "+1 2" {
-		t.Errorf("after resolve, HubSpot phone = %v, want Salesforce's +1 2", r.Properties["phone"])
-	}
-	if c, _ := h.st.GetConflict(ctx, held.ID); c.State != crmsync.ConflictApplied {
-		t.Errorf("conflict state = %s, want applied", c.State)
-	}
+	assert.Equal(t, 1, rep.Resolved, "resolutions applied")
+	graceHS, _ = h.f.hs.Get("contacts", hsIDs[1])
+	assert.Equal(t, "+1 2", graceHS.Properties["phone"], "HubSpot phone after resolve: want Salesforce's")
+	c, _ := h.st.GetConflict(ctx, held.ID)
+	assert.Equal(t, crmsync.ConflictApplied, c.State, "conflict state")
 	if last := h.pass(); last.Writes() != 0 || last.Conflicts != 0 {
 		t.Errorf("pass after the resolution wrote %d, %d conflicts; want 0, 0", last.Writes(), last.Conflicts)
 	}
@@ -297,25 +264,17 @@ func TestNetworkBlip(t *testing.T) {
 	h.f.hs.SeedContacts(120)
 	blip.down.Store(true)
 	rep := h.pass()
-	if blip.refused.Load() == 0 {
-		t.Fatal("the blip refused no write; the test tested nothing")
-	}
-	if got := len(h.f.sf.All()); got != 120 {
-		t.Errorf("Salesforce has %d contacts after the blip, want 120", got)
-	}
+	require.NotZero(t, blip.refused.Load(), "the blip refused no write; the test tested nothing")
+	assert.Len(t, h.f.sf.All(), 120, "Salesforce contacts after the blip")
 	// The same pass without the blip makes the same reads.
 	control := newHarness(t, fast(t))
 	control.f.hs.SeedContacts(120)
 	control.pass()
 	for _, ep := range []string{"query", "queryAll", "describe", "deleted"} {
-		if got, want := h.f.sf.Calls()[ep], control.f.sf.Calls()[ep]; got != want {
-			t.Errorf("Salesforce %s calls = %d, want %d as without the blip: the reads were repeated", ep, got, want)
-		}
+		assert.Equal(t, control.f.sf.Calls()[ep], h.f.sf.Calls()[ep], "Salesforce %s calls, against a run without the blip: the reads were repeated", ep)
 	}
 	for _, ep := range []string{"search", "list", "properties"} {
-		if got, want := h.f.hs.CallCounts()[ep], control.f.hs.CallCounts()[ep]; got != want {
-			t.Errorf("HubSpot %s calls = %d, want %d as without the blip: the reads were repeated", ep, got, want)
-		}
+		assert.Equal(t, control.f.hs.CallCounts()[ep], h.f.hs.CallCounts()[ep], "HubSpot %s calls, against a run without the blip: the reads were repeated", ep)
 	}
 	if rep.Retries == 0 || time.Duration(simulated.Load()) < 30*time.Second {
 		t.Errorf("retries %d over %s simulated, want the step retried through 30s", rep.Retries, time.Duration(simulated.Load()))
@@ -336,28 +295,16 @@ func TestCrashDuringWriteNoDuplicate(t *testing.T) {
 	h.f.hs.SeedContacts(150)
 	time.Sleep(3 * time.Millisecond) // seeded before the pass's window ends
 	first, err := h.eng.Run(ctx, h.key, h.sync)
-	if err == nil {
-		t.Fatal("the crashed run reported success")
-	}
-	if got := len(h.f.sf.All()); got != 150 {
-		t.Fatalf("after the crash Salesforce has %d contacts, want the 150 the lost call made", got)
-	}
+	require.Error(t, err, "the crashed run reported success")
+	require.Len(t, h.f.sf.All(), 150, "Salesforce contacts after the crash: want the 150 the lost call made")
 	blip.onWrite = nil
 	info, err := h.eng.Run(context.Background(), h.key, h.sync)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.ID != first.ID {
-		t.Errorf("resumed run %s, want %s", info.ID, first.ID)
-	}
-	if got := len(h.f.sf.All()); got != 150 {
-		t.Errorf("after resume Salesforce has %d contacts, want 150 (no duplicates)", got)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, first.ID, info.ID, "resumed run")
+	assert.Len(t, h.f.sf.All(), 150, "Salesforce contacts after resume (no duplicates)")
 	h.checkNoDuplicates()
 	links, _ := h.st.LinksByA(context.Background(), h.key, hsIDs(h))
-	if len(links) != 150 {
-		t.Errorf("%d links, want 150", len(links))
-	}
+	assert.Len(t, links, 150, "links")
 }
 
 func hsIDs(h *harness) []string {
@@ -380,9 +327,7 @@ func TestSchemaDriftWarnsOnly(t *testing.T) {
 			found = true
 		}
 	}
-	if !found {
-		t.Errorf("drift warnings %v lack the new field", rep.Drift)
-	}
+	assert.True(t, found, "drift warnings %v lack the new field", rep.Drift)
 }
 
 func TestArchivePropagatesAsFlag(t *testing.T) {
@@ -390,10 +335,8 @@ func TestArchivePropagatesAsFlag(t *testing.T) {
 	ids := h.f.hs.SeedContacts(3)
 	h.pass()
 	sfID := h.sfByEmail()["contact"+ids[0]+"@example.com"]
-	if len(sfID) != 1 {
-		t.Fatalf("counterpart missing: %v", sfID)
-	}
-	must(t, h.f.hs.Archive("contacts", ids[0]))
+	require.Len(t, sfID, 1, "counterpart")
+	require.NoError(t, h.f.hs.Archive("contacts", ids[0]))
 	time.Sleep(3 * time.Millisecond)
 	// HubSpot's recycle bin is read on its own cadence (an hour by
 	// default); a deletion event asks for it at once, as here.
@@ -403,17 +346,14 @@ func TestArchivePropagatesAsFlag(t *testing.T) {
 	if r.Fields["Archived__c"] != true || r.Archived {
 		t.Errorf("Salesforce contact: Archived__c = %v, deleted %v; want the flag set and the record kept", r.Fields["Archived__c"], r.Archived)
 	}
-	if rep.Directions["hubspot->salesforce"].Archived != 1 {
-		t.Errorf("report archived = %+v", rep.Directions["hubspot->salesforce"])
-	}
-	must(t, h.f.hs.Restore("contacts", ids[0]))
+	assert.Equal(t, 1, rep.Directions["hubspot->salesforce"].Archived, "report archived: %+v", rep.Directions["hubspot->salesforce"])
+	require.NoError(t, h.f.hs.Restore("contacts", ids[0]))
 	time.Sleep(3 * time.Millisecond)
 	h.pass()
-	if r, _ := h.f.sf.Get(sfID[0].ID); r.Fields["Archived__c"] != false {
-		t.Errorf("after restore Archived__c = %v, want false", r.Fields["Archived__c"])
-	}
+	restored, _ := h.f.sf.Get(sfID[0].ID)
+	assert.Equal(t, false, restored.Fields["Archived__c"], "Archived__c after restore")
 	// Deleting in Salesforce flags the HubSpot contact.
-	must(t, h.f.sf.Delete(sfID[0].ID))
+	require.NoError(t, h.f.sf.Delete(sfID[0].ID))
 	time.Sleep(3 * time.Millisecond)
 	h.pass()
 	if r, _ := h.f.hs.Get("contacts", ids[0]); r.Properties["crmsync_archived"] != "true" || r.Archived {
@@ -432,20 +372,14 @@ func TestInvalidRecordsDeadLetterOnceAndReplay(t *testing.T) {
 	if len(dls) != 1 || rep.DeadLetters() != 1 || !strings.Contains(dls[0].Error, "REQUIRED_FIELD_MISSING") {
 		t.Fatalf("dead letters = %+v (report %d), want the contact without a last name", dls, rep.DeadLetters())
 	}
-	if len(h.f.sf.All()) != 1 {
-		t.Errorf("the valid contact did not go on: Salesforce has %d", len(h.f.sf.All()))
-	}
+	assert.Len(t, h.f.sf.All(), 1, "Salesforce contacts: the valid contact did not go on")
 	// Re-read in the overlap window, it is not parked again.
-	if again := h.pass(); again.DeadLetters() != 0 {
-		t.Errorf("the same refusal was parked again")
-	}
+	assert.Zero(t, h.pass().DeadLetters(), "the same refusal was parked again")
 	rows, _ := h.st.QueryAudit(ctx, crmsync.AuditQuery{Kind: crmsync.AuditDeadLetter})
-	if len(rows) != 1 {
-		t.Errorf("dead-letter audit rows = %d, want 1", len(rows))
-	}
+	assert.Len(t, rows, 1, "dead-letter audit rows")
 	// A person fixes the record in HubSpot and replays the letter.
-	must(t, h.f.hs.Edit("contacts", ids[1], map[string]string{"lastname": "Longer"}))
-	must(t, h.st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, time.Now()))
+	require.NoError(t, h.f.hs.Edit("contacts", ids[1], map[string]string{"lastname": "Longer"}))
+	require.NoError(t, h.st.SetDeadLetterStatus(ctx, dls[0].ID, crmsync.DeadReplay, time.Now()))
 	time.Sleep(3 * time.Millisecond)
 	rep = h.pass()
 	if rep.Replayed != 1 || len(h.f.sf.All()) != 2 {
@@ -459,21 +393,16 @@ func TestPlanWritesNothing(t *testing.T) {
 	seedSalesforce(h, 20)
 	time.Sleep(3 * time.Millisecond)
 	rep, err := h.sync.Plan(context.Background(), h.st, h.key, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !rep.Plan || rep.Directions["hubspot->salesforce"].Created != 30 || rep.Directions["salesforce->hubspot"].Created != 20 {
 		t.Errorf("plan = %s", rep.Summary())
 	}
-	if len(h.f.sf.All()) != 20 || len(h.f.hs.All("contacts")) != 30 {
-		t.Errorf("the plan wrote: Salesforce %d, HubSpot %d", len(h.f.sf.All()), len(h.f.hs.All("contacts")))
-	}
-	if runs, _ := h.st.ListRuns(context.Background(), "", 0); len(runs) != 0 {
-		t.Errorf("the plan left %d runs in the store", len(runs))
-	}
-	if c, _ := h.st.ListCursors(context.Background(), h.key); len(c) != 0 {
-		t.Errorf("the plan moved cursors: %v", c)
-	}
+	assert.Len(t, h.f.sf.All(), 20, "the plan wrote to Salesforce")
+	assert.Len(t, h.f.hs.All("contacts"), 30, "the plan wrote to HubSpot")
+	runs, _ := h.st.ListRuns(context.Background(), "", 0)
+	assert.Empty(t, runs, "the plan left runs in the store")
+	c, _ := h.st.ListCursors(context.Background(), h.key)
+	assert.Empty(t, c, "the plan moved cursors")
 }
 
 // seedSalesforce adds n contacts with emails unlike the HubSpot fake's.
@@ -485,11 +414,11 @@ func seedSalesforce(h *harness, n int) []string {
 	return h.f.sf.Seed(fs...)
 }
 
+// must stops the test on err. Other playbook tests still call it; the
+// tests in this file use require.NoError directly.
 func must(t *testing.T, err error) {
 	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 }
 
 func TestMainJobEveryStopsOnCancel(t *testing.T) {
@@ -504,12 +433,8 @@ func TestMainJobEveryStopsOnCancel(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	if n := strings.Count(out.String(), `"pass"`); n < 3 {
-		t.Errorf("%d passes before cancel, want at least 3:\n%s", n, out.String())
-	}
+	require.Equal(t, 0, <-done, "exit code: %s", errb.String())
+	assert.GreaterOrEqual(t, strings.Count(out.String(), `"pass"`), 3, "passes before cancel:\n%s", out.String())
 	var bad bytes.Buffer
 	if code := Main(context.Background(), "demo", []string{"-cron", "not a cron"}, &bad, &bad, func(string) string { return "" }); code != 2 || !strings.Contains(bad.String(), "cron expression") {
 		t.Errorf("bad -cron: exit %d, %q", code, bad.String())

@@ -13,6 +13,7 @@ import (
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/require"
 )
 
 // harness is the reference workflow wired to both fakes and a SQLite store.
@@ -39,21 +40,17 @@ type harnessOpts struct {
 func newHarness(t *testing.T, o harnessOpts) *harness {
 	t.Helper()
 	f, closeFn, err := startFakes(o.hs, o.sf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(closeFn)
 	h := &harness{t: t, f: f, key: "team-1"}
-	if h.hc, h.sc, err = f.clients(o.clients); err != nil {
-		t.Fatal(err)
-	}
+	h.hc, h.sc, err = f.clients(o.clients)
+	require.NoError(t, err)
 	path := o.storePath
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "crmsync.db")
 	}
-	if h.st, err = sqlite.Open(context.Background(), sqlite.Config{Path: path}); err != nil {
-		t.Fatal(err)
-	}
+	h.st, err = sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	require.NoError(t, err)
 	t.Cleanup(func() { h.st.Close() })
 	pol := contactsPolicy()
 	sc := crmsync.SyncConfig{A: h.hc, B: h.sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
@@ -61,16 +58,14 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if o.sync != nil {
 		o.sync(&sc)
 	}
-	if h.sync, err = crmsync.NewSync(sc); err != nil {
-		t.Fatal(err)
-	}
+	h.sync, err = crmsync.NewSync(sc)
+	require.NoError(t, err)
 	ec := crmsync.Config{Store: h.st, Logger: slog.New(slog.DiscardHandler)}
 	if o.engine != nil {
 		o.engine(&ec)
 	}
-	if h.eng, err = crmsync.NewEngine(ec); err != nil {
-		t.Fatal(err)
-	}
+	h.eng, err = crmsync.NewEngine(ec)
+	require.NoError(t, err)
 	return h
 }
 
@@ -79,9 +74,7 @@ func (h *harness) pass() *crmsync.SyncReport {
 	h.t.Helper()
 	time.Sleep(3 * time.Millisecond) // edits before this land inside the pass's window
 	rep, _, err := h.sync.RunOnce(context.Background(), h.eng, h.key)
-	if err != nil {
-		h.t.Fatalf("pass: %v", err)
-	}
+	require.NoError(h.t, err, "pass")
 	time.Sleep(3 * time.Millisecond) // edits after this land after the pass's window
 	return rep
 }

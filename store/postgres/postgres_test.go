@@ -17,6 +17,8 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/storetest"
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // testDSN returns CRMSYNC_TEST_POSTGRES_DSN. Outside CI the tests skip
@@ -45,9 +47,7 @@ func admin(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testDSN(t))
-	if err != nil {
-		t.Fatalf("admin connect: %v", err)
-	}
+	require.NoError(t, err, "admin connect")
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("admin %q: %v", sql, err)
@@ -59,14 +59,10 @@ func adminQuery[T any](t testing.TB, sql string, args ...any) T {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, testDSN(t))
-	if err != nil {
-		t.Fatalf("admin connect: %v", err)
-	}
+	require.NoError(t, err, "admin connect")
 	defer conn.Close(ctx)
 	var v T
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
-		t.Fatalf("admin %q: %v", sql, err)
-	}
+	require.NoError(t, conn.QueryRow(ctx, sql, args...).Scan(&v), "admin %q", sql)
 	return v
 }
 
@@ -82,9 +78,7 @@ func freshSchema(t testing.TB) string {
 func openSchema(t testing.TB, schema string) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), Config{DSN: testDSN(t), Schema: schema, MaxConns: 16})
-	if err != nil {
-		t.Fatalf("Open(schema %s) = %v", schema, err)
-	}
+	require.NoError(t, err, "Open(schema %s)", schema)
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -114,9 +108,7 @@ func TestOpenBadInput(t *testing.T) {
 		return v.String()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	closed := ln.Addr().String()
 	ln.Close()
 	tests := []struct {
@@ -140,13 +132,9 @@ func TestOpenBadInput(t *testing.T) {
 				t.Fatalf("Open = nil error")
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Open = %q, want it to mention %q", err, w)
-				}
+				assert.ErrorContains(t, err, w, "Open")
 			}
-			if strings.Contains(err.Error(), secret) {
-				t.Errorf("Open = %q: the error shows the password", err)
-			}
+			assert.NotContains(t, err.Error(), secret, "Open: the error shows the password")
 		})
 	}
 }
@@ -171,9 +159,7 @@ func TestOpenWithoutCreatePermission(t *testing.T) {
 	if !strings.Contains(err.Error(), "migrate schema "+schema) || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("Open = %q, want a migrate error naming the schema and the denied permission", err)
 	}
-	if n := adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, schema); n != 0 {
-		t.Errorf("schema %s exists after a failed Open", schema)
-	}
+	assert.Zero(t, adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, schema), "schema %s exists after a failed Open", schema)
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
@@ -190,12 +176,8 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 	if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "version 999") {
 		t.Errorf("Open = %v, want ErrSchemaTooNew naming version 999", err)
 	}
-	if v := adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`); v != "999" {
-		t.Errorf("schema_version after refused Open = %s, want 999 untouched", v)
-	}
-	if after := tableCount(t, schema); after != before {
-		t.Errorf("tables %d -> %d after a refused Open", before, after)
-	}
+	assert.Equal(t, "999", adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`), "schema_version after a refused Open (want it untouched)")
+	assert.Equal(t, before, tableCount(t, schema), "tables after a refused Open")
 }
 
 func TestOpenRefusesForeign(t *testing.T) {
@@ -206,9 +188,7 @@ func TestOpenRefusesForeign(t *testing.T) {
 		if !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), "invoices") {
 			t.Errorf("Open = %v, want ErrForeign naming invoices", err)
 		}
-		if n := tableCount(t, schema); n != 1 {
-			t.Errorf("foreign schema has %d tables after Open, want 1", n)
-		}
+		assert.Equal(t, 1, tableCount(t, schema), "tables in the foreign schema after Open")
 	})
 	t.Run("foreign meta", func(t *testing.T) {
 		schema := freshSchema(t)
@@ -218,9 +198,7 @@ func TestOpenRefusesForeign(t *testing.T) {
 		if !errors.Is(err, ErrForeign) || !strings.Contains(err.Error(), "not written by crmsync") {
 			t.Errorf("Open = %v, want ErrForeign", err)
 		}
-		if n := tableCount(t, schema); n != 1 {
-			t.Errorf("schema has %d tables after Open, want 1", n)
-		}
+		assert.Equal(t, 1, tableCount(t, schema), "tables in the schema after Open")
 	})
 }
 
@@ -237,9 +215,7 @@ func TestFailedMigrationLeavesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("to version %d", len(saved)+1)) {
 		t.Fatalf("Open with a broken migration = %v, want an error naming version %d", err, len(saved)+1)
 	}
-	if n := adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, fresh); n != 0 {
-		t.Errorf("schema %s exists after a failed first migration", fresh)
-	}
+	assert.Zero(t, adminQuery[int](t, `SELECT count(*)::int FROM pg_namespace WHERE nspname = $1`, fresh), "schema %s exists after a failed first migration", fresh)
 
 	existing := freshSchema(t)
 	migrations = saved
@@ -250,12 +226,8 @@ func TestFailedMigrationLeavesNothing(t *testing.T) {
 	if _, err := Open(context.Background(), Config{DSN: testDSN(t), Schema: existing}); err == nil {
 		t.Fatal("Open with a broken migration = nil error")
 	}
-	if after := tableCount(t, existing); after != before {
-		t.Errorf("tables %d -> %d after a failed migration", before, after)
-	}
-	if v := adminQuery[string](t, `SELECT value FROM `+existing+`.crmsync_meta WHERE key = 'schema_version'`); v != fmt.Sprint(len(saved)) {
-		t.Errorf("schema_version = %s after a failed migration, want %d", v, len(saved))
-	}
+	assert.Equal(t, before, tableCount(t, existing), "tables after a failed migration")
+	assert.Equal(t, fmt.Sprint(len(saved)), adminQuery[string](t, `SELECT value FROM `+existing+`.crmsync_meta WHERE key = 'schema_version'`), "schema_version after a failed migration")
 }
 
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
@@ -273,14 +245,10 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent Open %d = %v", i, err)
-		}
+		require.NoError(t, err, "concurrent Open %d", i)
 		defer stores[i].Close()
 	}
-	if v := adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`); v != fmt.Sprint(SchemaVersion) {
-		t.Errorf("schema_version = %s, want %d", v, SchemaVersion)
-	}
+	assert.Equal(t, fmt.Sprint(SchemaVersion), adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`), "schema_version")
 	// Every pool works on the one schema: one lease, the others are busy.
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -304,9 +272,7 @@ func TestReopenKeepsData(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	l, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", NewRun: "r1", TTL: time.Minute, Now: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "s", Result: []byte(`1`), Done: t0.Add(123456789)},
 		Cursors: map[string]string{"c": "v"}}); err != nil {
 		t.Fatal(err)
@@ -329,9 +295,7 @@ func TestCommitRacesTakeover(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	old, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h1", NewRun: "r1", TTL: time.Second, Now: t0})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	const n = 300
 	results := make([]error, n)
 	started := make(chan struct{})
@@ -355,9 +319,7 @@ func TestCommitRacesTakeover(t *testing.T) {
 	}
 	<-done
 	steps, err := s.LoadSteps(ctx, "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	refused := false
 	for i, err := range results {
 		_, landed := steps[fmt.Sprint("s", i)]
@@ -400,19 +362,13 @@ func TestCommitWaitsForTakeover(t *testing.T) {
 			ctx := context.Background()
 			t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 			old, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h1", NewRun: "r1", TTL: time.Second, Now: t0})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			// A takeover as AcquireLease makes it, held open.
 			conn, err := pgx.Connect(ctx, testDSN(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer conn.Close(ctx)
 			tx, err := conn.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer tx.Rollback(ctx)
 			if _, err := tx.Exec(ctx, `SELECT 1 FROM `+schema+`.leases WHERE key = 'k' FOR UPDATE`); err != nil {
 				t.Fatal(err)
@@ -442,9 +398,7 @@ func TestCommitWaitsForTakeover(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			if err := tx.Commit(ctx); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, tx.Commit(ctx))
 			if err := <-done; !errors.Is(err, crmsync.ErrLeaseLost) {
 				t.Errorf("Commit after the takeover = %v, want ErrLeaseLost", err)
 			}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // The helper process runs a six-step workflow. Each step appends its name to
@@ -89,9 +91,7 @@ func TestCrashResume(t *testing.T) {
 	first := helper(true)
 	var firstErr strings.Builder
 	first.Stderr = &firstErr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, first.Start())
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(readFile(effects), "step-4") {
 		if time.Now().After(deadline) {
@@ -100,17 +100,13 @@ func TestCrashResume(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := first.Process.Kill(); err != nil { // SIGKILL
-		t.Fatal(err)
-	}
+	require.NoError(t, first.Process.Kill()) // SIGKILL
 	first.Wait()
 
 	// The second process starts at once; it waits for the dead one's lease to expire.
 	second := helper(false)
 	out, err := second.CombinedOutput()
-	if err != nil {
-		t.Fatalf("second process: %v\n%s", err, out)
-	}
+	require.NoError(t, err, "second process:\n%s", out)
 
 	var runs []string
 	count := map[string]int{}
@@ -121,9 +117,7 @@ func TestCrashResume(t *testing.T) {
 		count[step]++
 	}
 	want := map[string]int{"step-1": 1, "step-2": 1, "step-3": 1, "step-4": 2, "step-5": 1, "step-6": 1}
-	if fmt.Sprint(count) != fmt.Sprint(want) {
-		t.Errorf("side effects = %v, want %v (steps 1-3 not again, 4 again, 5-6 once)", count, want)
-	}
+	assert.Equal(t, want, count, "side effects (steps 1-3 not again, 4 again, 5-6 once)")
 	for _, r := range runs {
 		if r != runs[0] {
 			t.Errorf("side effects from runs %v, want one run id throughout", runs)
@@ -132,8 +126,9 @@ func TestCrashResume(t *testing.T) {
 	}
 	st := open(t, db)
 	info, err := st.GetRun(context.Background(), crmsync.RunID(runs[0]))
-	if err != nil || info.Status != crmsync.RunFinished || info.Attempts != 2 {
-		t.Errorf("run = %+v, %v; want finished after 2 attempts", info, err)
+	if assert.NoError(t, err, "GetRun") {
+		assert.Equal(t, crmsync.RunFinished, info.Status, "run %+v: want finished after 2 attempts", info)
+		assert.Equal(t, 2, info.Attempts, "run %+v: want finished after 2 attempts", info)
 	}
 }
 

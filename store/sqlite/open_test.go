@@ -3,13 +3,14 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/crmsync/crmsync/store/sqlite"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestOpenRefusesBadFiles(t *testing.T) {
@@ -17,28 +18,22 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(p, data, 0o600))
 		return p
 	}
 	foreign := filepath.Join(dir, "foreign.db")
 	{
 		db, err := sql.Open("sqlite", foreign)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec(`CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)`); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		_, err = db.Exec(`CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)`)
+		require.NoError(t, err)
 		db.Close()
 	}
 	newer := filepath.Join(dir, "newer.db")
 	{
 		s := open(t, newer)
-		if _, err := s.DB().Exec(`UPDATE crmsync_meta SET value = '999' WHERE key = 'schema_version'`); err != nil {
-			t.Fatal(err)
-		}
+		_, err := s.DB().Exec(`UPDATE crmsync_meta SET value = '999' WHERE key = 'schema_version'`)
+		require.NoError(t, err)
 		s.Close()
 	}
 	damaged := filepath.Join(dir, "damaged.db")
@@ -73,12 +68,10 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 				s.Close()
 				t.Fatalf("Open(%s) = nil error", tc.name)
 			}
-			if tc.is != nil && !errors.Is(err, tc.is) {
-				t.Errorf("Open(%s) = %v, want %v", tc.name, err, tc.is)
+			if tc.is != nil {
+				assert.ErrorIs(t, err, tc.is, "Open(%s)", tc.name)
 			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Open(%s) = %q, want it to mention %q", tc.name, err, tc.want)
-			}
+			assert.ErrorContains(t, err, tc.want, "Open(%s)", tc.name)
 			if after, _ := os.ReadFile(tc.cfg.Path); string(before) != string(after) {
 				t.Errorf("Open(%s) changed the file", tc.name)
 			}
@@ -89,23 +82,19 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 	defer db.Close()
 	var n int
 	db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type='table'`).Scan(&n)
-	if n != 1 {
-		t.Errorf("foreign database has %d tables after Open, want 1", n)
-	}
+	assert.Equal(t, 1, n, "tables in the foreign database after Open")
 }
 
 func TestReopenKeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	s := open(t, path)
-	if _, err := s.DB().Exec(`INSERT INTO cursors (key, name, value) VALUES ('k', 'c', 'v')`); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.DB().Exec(`INSERT INTO cursors (key, name, value) VALUES ('k', 'c', 'v')`)
+	require.NoError(t, err)
 	s.Close()
 	s2 := open(t, path)
 	v, err := s2.GetCursor(context.Background(), "k", "c")
-	if err != nil || v != "v" {
-		t.Fatalf("after reopen GetCursor = %q, %v", v, err)
-	}
+	require.NoError(t, err, "after reopen GetCursor")
+	require.Equal(t, "v", v, "after reopen GetCursor")
 }
 
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
@@ -121,8 +110,6 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		}()
 	}
 	for range 4 {
-		if err := <-errs; err != nil {
-			t.Errorf("concurrent Open = %v", err)
-		}
+		assert.NoError(t, <-errs, "concurrent Open")
 	}
 }

@@ -9,14 +9,13 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/crmsync/crmsync/store/storetest"
+	"github.com/stretchr/testify/require"
 )
 
 func open(t testing.TB, path string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
-	if err != nil {
-		t.Fatalf("Open(%s) = %v", path, err)
-	}
+	require.NoError(t, err, "Open(%s)", path)
 	t.Cleanup(func() { s.Close() })
 	return s
 }

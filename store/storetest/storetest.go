@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -27,9 +29,7 @@ const ttl = 10 * time.Second
 func acquire(t *testing.T, s crmsync.Store, key, holder string, run crmsync.RunID, now time.Time) (crmsync.Lease, crmsync.RunInfo) {
 	t.Helper()
 	l, ri, err := s.AcquireLease(context.Background(), crmsync.LeaseRequest{Key: key, Holder: holder, Workflow: "wf", NewRun: run, TTL: ttl, Now: now})
-	if err != nil {
-		t.Fatalf("AcquireLease(%s, %s) = %v", key, holder, err)
-	}
+	require.NoError(t, err, "AcquireLease(%s, %s)", key, holder)
 	return l, ri
 }
 
@@ -60,79 +60,51 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 		{"LeaseBusy", func(t *testing.T, s crmsync.Store) {
 			acquire(t, s, "k", "h1", "r1", t0)
 			_, _, err := s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h2", NewRun: "r2", TTL: ttl, Now: t0.Add(ttl - time.Millisecond)})
-			if !errors.Is(err, crmsync.ErrBusy) {
-				t.Fatalf("second AcquireLease = %v, want ErrBusy", err)
-			}
+			require.ErrorIs(t, err, crmsync.ErrBusy, "second AcquireLease")
 			// Another key is independent.
 			acquire(t, s, "other", "h2", "r3", t0)
 		}},
 		{"LeaseTakeoverFences", func(t *testing.T, s crmsync.Store) {
 			old, _ := acquire(t, s, "k", "h1", "r1", t0)
-			if err := s.Commit(ctx, old, crmsync.Checkpoint{Run: "r1", Step: step("s1", `1`)}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, old, crmsync.Checkpoint{Run: "r1", Step: step("s1", `1`)}))
 			l2, ri := acquire(t, s, "k", "h2", "r2", t0.Add(ttl+time.Millisecond))
 			if l2.Generation != 2 || ri.ID != "r1" || ri.Attempts != 2 {
 				t.Fatalf("takeover = %+v, %+v; want generation 2 resuming r1 (attempt 2)", l2, ri)
 			}
 			err := s.Commit(ctx, old, crmsync.Checkpoint{Run: "r1", Step: step("s2", `2`), Cursors: map[string]string{"c": "x"}})
-			if !errors.Is(err, crmsync.ErrLeaseLost) {
-				t.Fatalf("Commit with old lease = %v, want ErrLeaseLost", err)
-			}
+			require.ErrorIs(t, err, crmsync.ErrLeaseLost, "Commit with old lease")
 			if _, err := s.RenewLease(ctx, old, ttl, t0.Add(ttl+2*time.Millisecond)); !errors.Is(err, crmsync.ErrLeaseLost) {
 				t.Errorf("RenewLease old = %v, want ErrLeaseLost", err)
 			}
-			if err := s.FinishRun(ctx, old, crmsync.RunFinished, nil, "", t0); !errors.Is(err, crmsync.ErrLeaseLost) {
-				t.Errorf("FinishRun old = %v, want ErrLeaseLost", err)
-			}
-			if err := s.ReleaseLease(ctx, old); !errors.Is(err, crmsync.ErrLeaseLost) {
-				t.Errorf("ReleaseLease old = %v, want ErrLeaseLost", err)
-			}
+			assert.ErrorIs(t, s.FinishRun(ctx, old, crmsync.RunFinished, nil, "", t0), crmsync.ErrLeaseLost, "FinishRun old")
+			assert.ErrorIs(t, s.ReleaseLease(ctx, old), crmsync.ErrLeaseLost, "ReleaseLease old")
 			if _, err := s.ClaimReplays(ctx, old, t0); !errors.Is(err, crmsync.ErrLeaseLost) {
 				t.Errorf("ClaimReplays old = %v, want ErrLeaseLost", err)
 			}
 			steps, err := s.LoadSteps(ctx, "r1")
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if _, ok := steps["s2"]; ok || len(steps) != 1 {
 				t.Errorf("LoadSteps = %v; the fenced commit must not land", keys(steps))
 			}
 			if _, err := s.GetCursor(ctx, "k", "c"); !errors.Is(err, crmsync.ErrNotFound) {
 				t.Errorf("GetCursor after fenced commit = %v, want ErrNotFound", err)
 			}
-			if err := s.Commit(ctx, l2, crmsync.Checkpoint{Run: "r1", Step: step("s2", `2`)}); err != nil {
-				t.Errorf("Commit with new lease = %v", err)
-			}
+			assert.NoError(t, s.Commit(ctx, l2, crmsync.Checkpoint{Run: "r1", Step: step("s2", `2`)}), "Commit with new lease")
 		}},
 		{"LeaseRenew", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "k", "h1", "r1", t0)
 			l, err := s.RenewLease(ctx, l, ttl, t0.Add(8*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !l.Expires.Equal(t0.Add(18 * time.Second)) {
-				t.Errorf("renewed Expires = %v", l.Expires)
-			}
+			require.NoError(t, err)
+			assert.True(t, l.Expires.Equal(t0.Add(18*time.Second)), "renewed Expires = %v", l.Expires)
 			_, _, err = s.AcquireLease(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h2", NewRun: "r2", TTL: ttl, Now: t0.Add(15 * time.Second)})
-			if !errors.Is(err, crmsync.ErrBusy) {
-				t.Errorf("AcquireLease before renewed expiry = %v, want ErrBusy", err)
-			}
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("s", `0`)}); err != nil {
-				t.Errorf("Commit with renewed lease = %v", err)
-			}
+			assert.ErrorIs(t, err, crmsync.ErrBusy, "AcquireLease before renewed expiry")
+			assert.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("s", `0`)}), "Commit with renewed lease")
 		}},
 		{"ReleaseThenResume", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "k", "h1", "r1", t0)
-			if err := s.FinishRun(ctx, l, crmsync.RunOpen, json.RawMessage(`{"n":1}`), "boom", t0); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.ReleaseLease(ctx, l); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("late", `0`)}); !errors.Is(err, crmsync.ErrLeaseLost) {
-				t.Errorf("Commit after release = %v, want ErrLeaseLost", err)
-			}
+			require.NoError(t, s.FinishRun(ctx, l, crmsync.RunOpen, json.RawMessage(`{"n":1}`), "boom", t0))
+			require.NoError(t, s.ReleaseLease(ctx, l))
+			assert.ErrorIs(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("late", `0`)}), crmsync.ErrLeaseLost, "Commit after release")
 			l2, ri := acquire(t, s, "k", "h2", "r2", t0.Add(time.Second))
 			if ri.ID != "r1" || ri.Error != "boom" || l2.Generation != 2 {
 				t.Fatalf("after release: %+v %+v; want open run r1 resumed with its error, generation 2", ri, l2)
@@ -141,16 +113,10 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 		{"FinishClosesRun", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "k", "h1", "r1", t0)
 			rep := json.RawMessage(`{"written":3}`)
-			if err := s.FinishRun(ctx, l, crmsync.RunFinished, rep, "", t0.Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.ReleaseLease(ctx, l); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.FinishRun(ctx, l, crmsync.RunFinished, rep, "", t0.Add(time.Second)))
+			require.NoError(t, s.ReleaseLease(ctx, l))
 			ri, err := s.GetRun(ctx, "r1")
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if ri.Status != crmsync.RunFinished || !ri.FinishedAt.Equal(t0.Add(time.Second)) || !jsonEqual(ri.Report, rep) || ri.Key != "k" || ri.Workflow != "wf" {
 				t.Errorf("GetRun = %+v", ri)
 			}
@@ -171,18 +137,12 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			for i := range 3 {
 				now := t0.Add(time.Duration(i) * time.Minute)
 				l, _ := acquire(t, s, "a", "h", crmsync.RunID(fmt.Sprintf("a%d", i)), now)
-				if err := s.FinishRun(ctx, l, crmsync.RunFinished, nil, "", now); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.ReleaseLease(ctx, l); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, s.FinishRun(ctx, l, crmsync.RunFinished, nil, "", now))
+				require.NoError(t, s.ReleaseLease(ctx, l))
 			}
 			acquire(t, s, "b", "h", "b0", t0.Add(time.Hour))
 			runs, err := s.ListRuns(ctx, "a", 2)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if len(runs) != 2 || runs[0].ID != "a2" || runs[1].ID != "a1" {
 				t.Errorf("ListRuns(a, 2) = %v, want a2, a1", runIDs(runs))
 			}
@@ -198,18 +158,12 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			}
 			failed := crmsync.StepRecord{Step: "bad", Error: "validation failed", Attempts: 3, Done: t0}
 			for _, cp := range []crmsync.Checkpoint{{Run: "r1", Step: step("a", `{"x":1}`)}, {Run: "r1", Step: failed}} {
-				if err := s.Commit(ctx, l, cp); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, s.Commit(ctx, l, cp))
 			}
 			// A second commit of a stored step is a no-op that keeps the first result.
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("a", `{"x":2}`), Cursors: map[string]string{"c": "v"}}); err != nil {
-				t.Fatalf("re-Commit = %v", err)
-			}
+			require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("a", `{"x":2}`), Cursors: map[string]string{"c": "v"}}), "re-Commit")
 			got, err := s.LoadSteps(ctx, "r1")
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if len(got) != 2 || !jsonEqual(got["a"].Result, json.RawMessage(`{"x":1}`)) || got["bad"].Error != "validation failed" || got["bad"].Attempts != 3 {
 				t.Errorf("LoadSteps = %+v", got)
 			}
@@ -231,9 +185,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				DeadLetters: []crmsync.DeadLetter{{Key: "k", Run: "r1", Step: "write-1", System: "salesforce", RecordID: "003B",
 					Payload: json.RawMessage(`{"LastName":null}`), Error: "REQUIRED_FIELD_MISSING", Status: crmsync.DeadParked, Created: t0, Updated: t0}},
 			}
-			if err := s.Commit(ctx, l, cp); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, l, cp))
 			cur, err := s.ListCursors(ctx, "k")
 			if err != nil || len(cur) != 2 || cur["salesforce"] != "x" {
 				t.Errorf("ListCursors = %v, %v", cur, err)
@@ -254,9 +206,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Errorf("ListDeadLetters = %+v, %v", dl, err)
 			}
 			// A later cursor value replaces the earlier one.
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("adv", `0`), Cursors: map[string]string{"salesforce": "y"}}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("adv", `0`), Cursors: map[string]string{"salesforce": "y"}}))
 			if v, _ := s.GetCursor(ctx, "k", "salesforce"); v != "y" {
 				t.Errorf("cursor after advance = %q, want y", v)
 			}
@@ -266,9 +216,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			for i, id := range []string{"A", "B"} {
 				cp := crmsync.Checkpoint{Run: "r1", Step: step(fmt.Sprintf("s%d", i), `0`),
 					Ledger: []crmsync.LedgerEntry{{IdemKey: "same", Run: "r1", System: "hubspot", RecordID: id, At: t0}}}
-				if err := s.Commit(ctx, l, cp); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, s.Commit(ctx, l, cp))
 			}
 			led, _ := s.LookupWrites(ctx, []string{"same"})
 			if led["same"].RecordID != "A" {
@@ -289,15 +237,11 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 					Run: crmsync.RunID(fmt.Sprintf("r%d", i%2)), Kind: kind, System: "hubspot",
 					RecordIDs: []string{fmt.Sprintf("rec%d", i), "shared"}})
 			}
-			if err := s.AppendAudit(ctx, rows); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.AppendAudit(ctx, rows))
 			check := func(name string, q crmsync.AuditQuery, want int) []crmsync.AuditEntry {
 				t.Helper()
 				got, err := s.QueryAudit(ctx, q)
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
+				require.NoError(t, err, "%s", name)
 				if len(got) != want {
 					t.Errorf("QueryAudit(%s) returned %d rows, want %d", name, len(got), want)
 				}
@@ -329,9 +273,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				dls = append(dls, crmsync.DeadLetter{Key: "k", Run: "r1", Step: "w", RecordID: fmt.Sprintf("rec%d", i),
 					Payload: json.RawMessage(`{}`), Error: "bad", Status: crmsync.DeadParked, Created: t0, Updated: t0})
 			}
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("w", `0`), DeadLetters: dls}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("w", `0`), DeadLetters: dls}))
 			list, _ := s.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Status: crmsync.DeadParked})
 			if len(list) != 3 {
 				t.Fatalf("parked letters = %d, want 3", len(list))
@@ -339,36 +281,24 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			if _, err := s.GetDeadLetter(ctx, 999999); !errors.Is(err, crmsync.ErrNotFound) {
 				t.Errorf("GetDeadLetter(999999) = %v, want ErrNotFound", err)
 			}
-			if err := s.SetDeadLetterStatus(ctx, 999999, crmsync.DeadReplay, t0); !errors.Is(err, crmsync.ErrNotFound) {
-				t.Errorf("SetDeadLetterStatus(999999) = %v, want ErrNotFound", err)
-			}
+			assert.ErrorIs(t, s.SetDeadLetterStatus(ctx, 999999, crmsync.DeadReplay, t0), crmsync.ErrNotFound, "SetDeadLetterStatus(999999)")
 			if err := s.SetDeadLetterStatus(ctx, list[0].ID, crmsync.DeadReplayed, t0); err == nil {
 				t.Errorf("SetDeadLetterStatus(replayed) = nil, want an error: only replay or discard may be set")
 			}
-			if err := s.SetDeadLetterStatus(ctx, list[0].ID, crmsync.DeadReplay, t0.Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetDeadLetterStatus(ctx, list[1].ID, crmsync.DeadDiscarded, t0.Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.SetDeadLetterStatus(ctx, list[0].ID, crmsync.DeadReplay, t0.Add(time.Second)))
+			require.NoError(t, s.SetDeadLetterStatus(ctx, list[1].ID, crmsync.DeadDiscarded, t0.Add(time.Second)))
 			if err := s.SetDeadLetterStatus(ctx, list[1].ID, crmsync.DeadReplay, t0.Add(time.Second)); err == nil {
 				t.Errorf("replaying a discarded letter = nil, want an error")
 			}
-			if err := s.FinishRun(ctx, l, crmsync.RunFinished, nil, "", t0); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.ReleaseLease(ctx, l); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.FinishRun(ctx, l, crmsync.RunFinished, nil, "", t0))
+			require.NoError(t, s.ReleaseLease(ctx, l))
 			l2, _ := acquire(t, s, "k", "h", "r2", t0.Add(time.Minute))
 			got, err := s.ClaimReplays(ctx, l2, t0.Add(time.Minute))
 			if err != nil || len(got) != 1 || got[0].ID != list[0].ID || got[0].Status != crmsync.DeadReplayed || got[0].ClaimedBy != "r2" {
 				t.Fatalf("ClaimReplays = %+v, %v; want letter %d claimed by r2", got, err, list[0].ID)
 			}
 			// The same run, resumed, gets its claimed letters again.
-			if err := s.ReleaseLease(ctx, l2); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.ReleaseLease(ctx, l2))
 			l3, ri := acquire(t, s, "k", "h2", "r3", t0.Add(2*time.Minute))
 			if ri.ID != "r2" {
 				t.Fatalf("resume got run %s, want r2", ri.ID)
@@ -386,9 +316,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			park := func(l crmsync.Lease, run crmsync.RunID, stepID string, d crmsync.DeadLetter) {
 				t.Helper()
 				d.Key, d.Run, d.Step, d.Created, d.Updated = "k", run, stepID, t0, t0
-				if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: run, Step: step(stepID, `0`), DeadLetters: []crmsync.DeadLetter{d}}); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: run, Step: step(stepID, `0`), DeadLetters: []crmsync.DeadLetter{d}}))
 			}
 			l1, _ := acquire(t, s, "k", "h", "r1", t0)
 			park(l1, "r1", "w1", crmsync.DeadLetter{RecordID: "a", Payload: json.RawMessage(`{"v":1}`), Error: "bad a", Status: crmsync.DeadParked})
@@ -398,15 +326,9 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Fatalf("letters = %d, want 2", len(list))
 			}
 			a, b := list[0], list[1]
-			if err := s.FinishRun(ctx, l1, crmsync.RunFinished, nil, "", t0); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.ReleaseLease(ctx, l1); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.SetDeadLetterStatus(ctx, a.ID, crmsync.DeadReplay, t0); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.FinishRun(ctx, l1, crmsync.RunFinished, nil, "", t0))
+			require.NoError(t, s.ReleaseLease(ctx, l1))
+			require.NoError(t, s.SetDeadLetterStatus(ctx, a.ID, crmsync.DeadReplay, t0))
 			l2, _ := acquire(t, s, "k", "h", "r2", t0.Add(time.Minute))
 			got, err := s.ClaimReplays(ctx, l2, t0.Add(time.Minute))
 			if err != nil || len(got) != 1 || got[0].ID != a.ID {
@@ -423,12 +345,8 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Errorf("letters after a failed replay = %d, want still 2", len(all))
 			}
 			// b is marked while r2 is open; r2, resumed, does not claim it.
-			if err := s.SetDeadLetterStatus(ctx, b.ID, crmsync.DeadReplay, t0.Add(2*time.Minute)); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.ReleaseLease(ctx, l2); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.SetDeadLetterStatus(ctx, b.ID, crmsync.DeadReplay, t0.Add(2*time.Minute)))
+			require.NoError(t, s.ReleaseLease(ctx, l2))
 			l3, ri := acquire(t, s, "k", "h", "r3", t0.Add(3*time.Minute))
 			if ri.ID != "r2" {
 				t.Fatalf("resume got run %s, want r2", ri.ID)
@@ -442,9 +360,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			}
 			// A person marks a again while r2 holds it; r2's next failure is
 			// then a new letter, not lost.
-			if err := s.SetDeadLetterStatus(ctx, a.ID, crmsync.DeadReplay, t0.Add(4*time.Minute)); err != nil {
-				t.Fatalf("replaying a failed-again letter: %v", err)
-			}
+			require.NoError(t, s.SetDeadLetterStatus(ctx, a.ID, crmsync.DeadReplay, t0.Add(4*time.Minute)), "replaying a failed-again letter")
 			park(l3, "r2", "w4", crmsync.DeadLetter{ID: a.ID, RecordID: "a", Payload: json.RawMessage(`{"v":3}`), Error: "bad a thrice",
 				Status: crmsync.DeadFailedAgain})
 			all, _ := s.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
@@ -457,22 +373,16 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 		}},
 		{"FailedRunIsClosed", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "k", "h", "r1", t0)
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("s", `1`)}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("s", `1`)}))
 			if err := s.FinishRun(ctx, l, crmsync.RunStatus("lost"), nil, "", t0); err == nil {
 				t.Errorf("FinishRun with an unknown status = nil, want an error")
 			}
-			if err := s.FinishRun(ctx, l, crmsync.RunFailed, json.RawMessage(`{}`), "INVALID_SESSION_ID", t0.Add(time.Second)); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.FinishRun(ctx, l, crmsync.RunFailed, json.RawMessage(`{}`), "INVALID_SESSION_ID", t0.Add(time.Second)))
 			ri, err := s.GetRun(ctx, "r1")
 			if err != nil || ri.Status != crmsync.RunFailed || ri.Error != "INVALID_SESSION_ID" || !ri.FinishedAt.Equal(t0.Add(time.Second)) {
 				t.Errorf("failed run = %+v, %v", ri, err)
 			}
-			if err := s.ReleaseLease(ctx, l); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.ReleaseLease(ctx, l))
 			if _, next := acquire(t, s, "k", "h", "r2", t0.Add(time.Minute)); next.ID != "r2" {
 				t.Errorf("the start after a failed run resumed %s, want a new run r2", next.ID)
 			}
@@ -482,16 +392,10 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 		}},
 		{"PruneRuns", func(t *testing.T, s crmsync.Store) {
 			l, _ := acquire(t, s, "old", "h", "r-old", t0)
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r-old", Step: step("s", `1`)}); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.FinishRun(ctx, l, crmsync.RunFinished, json.RawMessage(`{}`), "", t0); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r-old", Step: step("s", `1`)}))
+			require.NoError(t, s.FinishRun(ctx, l, crmsync.RunFinished, json.RawMessage(`{}`), "", t0))
 			lo, _ := acquire(t, s, "open", "h", "r-open", t0)
-			if err := s.Commit(ctx, lo, crmsync.Checkpoint{Run: "r-open", Step: step("s", `1`)}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, lo, crmsync.Checkpoint{Run: "r-open", Step: step("s", `1`)}))
 			n, err := s.PruneRuns(ctx, t0.Add(time.Hour))
 			if err != nil || n != 1 {
 				t.Errorf("PruneRuns = %d, %v; want 1", n, err)
@@ -521,9 +425,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			wg.Wait()
 			close(errs)
 			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 			}
 			st, _ := s.LoadSteps(ctx, "r1")
 			rows, _ := s.QueryAudit(ctx, crmsync.AuditQuery{Run: "r1", Limit: 1000})
@@ -552,16 +454,12 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 				t.Errorf("LinksByB = %+v, %v; want only 003B (003Z is another key's)", byB, err)
 			}
 			// Relinking 101 to a new counterpart drops its old link both ways.
-			if err := s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "101", BID: "003C", Base: crmsync.Fields{"email": "x"}, UpdatedAt: t0}}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "101", BID: "003C", Base: crmsync.Fields{"email": "x"}, UpdatedAt: t0}}))
 			if old, _ := s.LinksByB(ctx, "k", []string{"003A"}); len(old) != 0 {
 				t.Errorf("old counterpart 003A still linked: %+v", old)
 			}
 			// Linking 103 to 003B (held by 102) moves 003B.
-			if err := s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "103", BID: "003B", UpdatedAt: t0}}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.PutLinks(ctx, []crmsync.Link{{Key: "k", AID: "103", BID: "003B", UpdatedAt: t0}}))
 			if gone, _ := s.LinksByA(ctx, "k", []string{"102"}); len(gone) != 0 {
 				t.Errorf("102 still linked after 003B moved to 103: %+v", gone)
 			}
@@ -574,9 +472,7 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			link := crmsync.Link{Key: "k", AID: "101", BID: "003A", Base: crmsync.Fields{"phone": "555"}, UpdatedAt: t0}
 			c := crmsync.Conflict{ID: "c1", Key: "k", SystemA: "hubspot", SystemB: "salesforce", RecordA: "101", RecordB: "003A",
 				Field: "phone", State: crmsync.ConflictHeld, Held: true, A: "1", B: "2", DetectedAt: t0}
-			if err := s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("w", `0`), Links: []crmsync.Link{link}, Conflicts: []crmsync.Conflict{c}}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.Commit(ctx, l, crmsync.Checkpoint{Run: "r1", Step: step("w", `0`), Links: []crmsync.Link{link}, Conflicts: []crmsync.Conflict{c}}))
 			if got, _ := s.LinksByA(ctx, "k", []string{"101"}); got["101"].BID != "003A" {
 				t.Errorf("link not committed with the step: %+v", got)
 			}
@@ -616,28 +512,20 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 			if _, err := s.GetConflict(ctx, "nope"); !errors.Is(err, crmsync.ErrNotFound) {
 				t.Errorf("GetConflict(nope) = %v, want ErrNotFound", err)
 			}
-			if err := s.ResolveConflict(ctx, "nope", crmsync.Resolution{Pick: "hubspot"}, t0); !errors.Is(err, crmsync.ErrNotFound) {
-				t.Errorf("ResolveConflict(nope) = %v, want ErrNotFound", err)
-			}
+			assert.ErrorIs(t, s.ResolveConflict(ctx, "nope", crmsync.Resolution{Pick: "hubspot"}, t0), crmsync.ErrNotFound, "ResolveConflict(nope)")
 			if err := s.ResolveConflict(ctx, "c2", crmsync.Resolution{Pick: "hubspot"}, t0); err == nil {
 				t.Errorf("ResolveConflict of a conflict the rule resolved = nil, want an error")
 			}
-			if err := s.ResolveConflict(ctx, "c1", crmsync.Resolution{Pick: "salesforce"}, t0.Add(time.Hour)); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.ResolveConflict(ctx, "c1", crmsync.Resolution{Pick: "salesforce"}, t0.Add(time.Hour)))
 			// The next pass sees the same conflict again: the choice is kept.
-			if err := s.SaveConflicts(ctx, []crmsync.Conflict{mk("c1", "k", "phone", crmsync.ConflictHeld)}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.SaveConflicts(ctx, []crmsync.Conflict{mk("c1", "k", "phone", crmsync.ConflictHeld)}))
 			pend, err := s.PendingResolutions(ctx, "k")
 			if err != nil || len(pend) != 1 || pend[0].ID != "c1" || pend[0].Resolution == nil || pend[0].Resolution.Pick != "salesforce" || !pend[0].ResolvedAt.Equal(t0.Add(time.Hour)) {
 				t.Fatalf("PendingResolutions = %+v, %v", pend, err)
 			}
 			applied := pend[0]
 			applied.State = crmsync.ConflictApplied
-			if err := s.SaveConflicts(ctx, []crmsync.Conflict{applied}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, s.SaveConflicts(ctx, []crmsync.Conflict{applied}))
 			if pend, _ := s.PendingResolutions(ctx, "k"); len(pend) != 0 {
 				t.Errorf("PendingResolutions after apply = %v", conflictIDs(pend))
 			}
