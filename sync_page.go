@@ -134,9 +134,26 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err != nil {
 		return err
 	}
+	// A match linked to a record that is gone from this side (archived or
+	// deleted since) is free: creating a counterpart for its key would make
+	// a duplicate on the other side, so the match is linked anew.
+	var partners []string
+	for _, r := range matches {
+		if l, linked := taken[r.ID]; linked {
+			partners = append(partners, otherID(l, other))
+		}
+	}
+	live, err := p.lookup(ctx, sd, "taken:"+pg, "id", partners)
+	if err != nil {
+		return err
+	}
+	alive := map[string]bool{}
+	for _, r := range live {
+		alive[r.ID] = true
+	}
 	byKey := map[string]Record{}
 	for _, r := range matches {
-		if _, linked := taken[r.ID]; linked {
+		if l, linked := taken[r.ID]; linked && alive[otherID(l, other)] {
 			continue // already linked to another record
 		}
 		k, ok := pol.IdentityKey(r, other.name)
