@@ -54,6 +54,7 @@ func TestMainFlagsAreChecked(t *testing.T) {
 		{[]string{"-every", "soon"}, `invalid value "soon" for flag -every`},
 		{[]string{"-store", "sqlit:pfx.db"}, `unknown scheme "sqlit"`},
 		{[]string{"-store", "mysql://root:S3cretPW@db/crm"}, `unknown scheme "mysql"`},
+		{[]string{"-salesforce-api-version", "sixty"}, `-salesforce-api-version "sixty": want a version`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, out, errOut := mainRun(t, nil, tc.args...)
@@ -231,4 +232,15 @@ func TestMainPlanSeesTheSeededData(t *testing.T) {
 		assert.Contains(t, out, "read hubspot 30, salesforce 20 (plan: nothing was written)")
 		assert.Contains(t, out, "salesforce->hubspot      created 20, updated 10")
 	}
+}
+
+// -salesforce-api-version reaches the Salesforce client: the in-process
+// fake serves 31.0 to 66.0, so 30.0 fails the pass and 60.0 syncs.
+func TestMainSalesforceAPIVersion(t *testing.T) {
+	code, _, errOut := mainRun(t, nil, "-seed", "3", "-salesforce-api-version", "30.0", "-store", filepath.Join(t.TempDir(), "a.db"))
+	assert.Equal(t, 1, code, errOut)
+	assert.Contains(t, errOut, "NOT_FOUND")
+	code, out, errOut := mainRun(t, nil, "-seed", "3", "-salesforce-api-version", "60.0", "-store", filepath.Join(t.TempDir(), "b.db"))
+	assert.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "third pass")
 }

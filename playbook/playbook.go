@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -46,9 +47,13 @@ type options struct {
 	key           string
 	hubspotURL    string
 	salesforceURL string
+	sfAPIVersion  string
 	seed          int
 	verbose       bool
 }
+
+// apiVersion is the shape of a Salesforce REST API version.
+var apiVersion = regexp.MustCompile(`^v?[0-9]{2}\.0$`)
 
 const mainHelp = `usage: %[1]s [flags]
 
@@ -123,6 +128,7 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 	fs.StringVar(&o.hubspotURL, "hubspot-url", "", "HubSpot API base URL (default: $HUBSPOT_BASE_URL, else the real API with credentials, else an in-process fake)")
 	fs.StringVar(&o.salesforceURL, "salesforce-url", "", "Salesforce instance URL (default: $SALESFORCE_INSTANCE_URL, else from OAuth, else an in-process fake)")
 	fs.IntVar(&o.seed, "seed", 1000, "contacts to seed on each in-process fake")
+	fs.StringVar(&o.sfAPIVersion, "salesforce-api-version", "", "Salesforce REST API version, such as 62.0 (default "+salesforce.DefaultAPIVersion+")")
 	fs.BoolVar(&o.verbose, "v", false, "log at debug level: runs starting and finishing, conflicts, steps replayed, progress")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -147,6 +153,8 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 		return o, errors.New("-plan makes one dry run: drop -every and -cron")
 	case o.seed < 0:
 		return o, fmt.Errorf("-seed %d: want a number of contacts, 0 or more", o.seed)
+	case o.sfAPIVersion != "" && !apiVersion.MatchString(o.sfAPIVersion):
+		return o, fmt.Errorf("-salesforce-api-version %q: want a version such as 62.0", o.sfAPIVersion)
 	case strings.TrimSpace(o.key) == "":
 		return o, errors.New("-key is empty: want a key naming the team or portal")
 	}
@@ -562,7 +570,7 @@ func connect(o options, getenv func(string) string) (*hubspot.Client, *salesforc
 			closeFn()
 			return nil, nil, nil, nil, err
 		}
-		hc, sc, err := f.clients(clientOptions{})
+		hc, sc, err := f.clients(clientOptions{SalesforceAPIVersion: o.sfAPIVersion})
 		if err != nil {
 			closeFn()
 			return nil, nil, nil, nil, err
@@ -576,7 +584,7 @@ func connect(o options, getenv func(string) string) (*hubspot.Client, *salesforc
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	sfc := salesforce.Config{InstanceURL: o.salesforceURL, LoginURL: getenv("SALESFORCE_LOGIN_URL")}
+	sfc := salesforce.Config{InstanceURL: o.salesforceURL, LoginURL: getenv("SALESFORCE_LOGIN_URL"), APIVersion: o.sfAPIVersion}
 	switch {
 	case sfToken != "":
 		sfc.AccessToken = sfToken

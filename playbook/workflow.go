@@ -149,6 +149,8 @@ type clientOptions struct {
 	HubSpotSearch     crmsync.Limiter
 	SalesforceLimiter crmsync.Limiter
 	RetryMax          time.Duration
+	// SalesforceAPIVersion is the Salesforce client's API version; "" is its default.
+	SalesforceAPIVersion string
 }
 
 func (f *fakes) clients(o clientOptions) (*hubspot.Client, *salesforce.Client, error) {
@@ -158,7 +160,7 @@ func (f *fakes) clients(o clientOptions) (*hubspot.Client, *salesforce.Client, e
 		return nil, nil, fmt.Errorf("hubspot client: %w", err)
 	}
 	sc, err := salesforce.New(salesforce.Config{AccessToken: f.sf.Token(), InstanceURL: f.sfURL, HTTPClient: o.HTTPClient,
-		Limiter: o.SalesforceLimiter, RetryWait: 10 * time.Millisecond, DefaultFields: []string{"Id"}})
+		Limiter: o.SalesforceLimiter, RetryWait: 10 * time.Millisecond, DefaultFields: []string{"Id"}, APIVersion: o.SalesforceAPIVersion})
 	if err != nil {
 		return nil, nil, fmt.Errorf("salesforce client: %w", err)
 	}
