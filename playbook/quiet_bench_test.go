@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +29,7 @@ import (
 func BenchmarkQuietPass(b *testing.B) {
 	n := envInt("CRMSYNC_QUIET_N", 10_000)
 	burst := min(envInt("CRMSYNC_QUIET_BURST", 2_000), n)
-	clock := &benchClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clock := newTestClock()
 
 	hsLim, err := hubspot.NewLimiter(100, 10*time.Second, 10)
 	if err != nil {
@@ -105,22 +104,4 @@ func BenchmarkQuietPass(b *testing.B) {
 	b.ReportMetric(maxWall.Seconds(), "s/quiet-pass")
 	b.Logf("%d linked contacts; burst of %d edits synced with %d calls in %s; worst of %d quiet ticks: %d calls, %s",
 		n, burst, burstCalls, burstWall.Round(10*time.Millisecond), ticks, maxCalls, maxWall.Round(time.Millisecond))
-}
-
-// benchClock is a virtual clock a benchmark moves by hand.
-type benchClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *benchClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *benchClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
