@@ -25,17 +25,7 @@ func TestPlanCountsMatchThePass(t *testing.T) {
 		t.Skip("runs the reference workflow")
 	}
 	ctx := context.Background()
-	w, err := NewWorld(600)
-	require.NoError(t, err)
-	defer w.Close()
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "plan.db")})
-	require.NoError(t, err)
-	defer st.Close()
-	s, err := w.Sync()
-	require.NoError(t, err)
-	log := slog.New(slog.DiscardHandler)
-	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: log})
-	require.NoError(t, err)
+	w, st, s, eng, log := planSetup(t, 600)
 
 	for _, stage := range []string{"first sync", "after edits"} {
 		if stage == "after edits" {
@@ -83,4 +73,22 @@ func assertPlanMatchesPass(t *testing.T, stage string, plan, rep *crmsync.SyncRe
 	assert.Equal(t, wantCreated, created, "%s: creates listed", stage)
 	assert.Equal(t, wantUpdated, updated, "%s: updates listed", stage)
 	assert.LessOrEqual(t, refused, plan.DeadLetters(), "%s: refusals listed", stage)
+}
+
+// planSetup starts a world of n contacts a side with a SQLite store, its
+// sync and an engine, all closed when the test ends.
+func planSetup(t *testing.T, n int) (*World, *sqlite.Store, *crmsync.Sync, *crmsync.Engine, *slog.Logger) {
+	t.Helper()
+	w, err := NewWorld(n)
+	require.NoError(t, err)
+	t.Cleanup(w.Close)
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "plan.db")})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	s, err := w.Sync()
+	require.NoError(t, err)
+	log := slog.New(slog.DiscardHandler)
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: log})
+	require.NoError(t, err)
+	return w, st, s, eng, log
 }

@@ -2,14 +2,11 @@ package playbook
 
 import (
 	"context"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync"
-	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,18 +23,8 @@ func TestPlanAfterEditsOnBothSides(t *testing.T) {
 		t.Skip("runs the reference workflow")
 	}
 	ctx := context.Background()
-	w, err := NewWorld(90)
-	require.NoError(t, err)
-	defer w.Close()
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "plan.db")})
-	require.NoError(t, err)
-	defer st.Close()
-	s, err := w.Sync()
-	require.NoError(t, err)
-	log := slog.New(slog.DiscardHandler)
-	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: log})
-	require.NoError(t, err)
-	_, _, err = s.RunOnce(ctx, eng, "default")
+	w, st, s, eng, log := planSetup(t, 90)
+	_, _, err := s.RunOnce(ctx, eng, "default")
 	require.NoError(t, err)
 
 	hs, sf := w.HubSpot(), w.Salesforce()
