@@ -153,7 +153,8 @@ BEGIN
 	RETURN QUERY SELECT l.generation + 1, r.id, r.key, r.workflow, r.status, r.started_at, r.finished_at, r.attempts, r.error, r.report;
 END
 $$;
-`,	// 3: pending triggers per key and system, merged; change stream positions.
+`,
+	// 3: pending triggers per key and system, merged; change stream positions.
 	`
 CREATE SEQUENCE {s}.trigger_seq;
 CREATE TABLE {s}.triggers (

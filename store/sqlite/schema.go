@@ -120,7 +120,8 @@ CREATE INDEX conflicts_key_state ON conflicts (key, state);
 	`
 DROP INDEX runs_finished;
 CREATE INDEX runs_closed ON runs (finished_at) WHERE status IN ('finished', 'failed');
-`,	// 4: pending triggers per key and system, merged; change stream positions.
+`,
+	// 4: pending triggers per key and system, merged; change stream positions.
 	`
 CREATE TABLE triggers (
 	key    TEXT NOT NULL,
