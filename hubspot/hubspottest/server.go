@@ -177,6 +177,11 @@ type Config struct {
 	RefuseBatchRate float64
 	// Seed seeds the random choices of the hostile behaviours.
 	Seed uint64
+
+	// AssociationPage is the most associated records the v4 batch read
+	// returns per id in one call (the rest follow with paging.next.after);
+	// zero means 500.
+	AssociationPage int
 }
 
 // Option adjusts the Config of NewServer.
@@ -244,6 +249,10 @@ func Hostile(seed uint64) Option {
 	}
 }
 
+// WithAssociationPage sets how many associated records the v4 batch read
+// returns per id in one call.
+func WithAssociationPage(n int) Option { return func(c *Config) { c.AssociationPage = n } }
+
 // WithSearchCap sets the search results cap.
 func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
 
@@ -279,6 +288,9 @@ type Server struct {
 	tokens      map[string]time.Time
 	tokenSeq    int
 	rnd         *mrand.Rand
+	// assoc holds associations by object pair, from id and to id, both
+	// directions stored.
+	assoc map[assocKey]map[string]map[string][]AssociationType
 }
 
 type objectStore struct {
@@ -364,6 +376,12 @@ func New(c Config) (*Server, error) {
 	if c.RefuseBatchRate < 0 || c.RefuseBatchRate > 1 {
 		return nil, errors.New("hubspottest: Config.RefuseBatchRate must be in [0, 1]")
 	}
+	if c.AssociationPage == 0 {
+		c.AssociationPage = 500
+	}
+	if c.AssociationPage < 0 {
+		return nil, errors.New("hubspottest: Config.AssociationPage must not be negative")
+	}
 	if c.Contacts < 0 {
 		return nil, errors.New("hubspottest: Config.Contacts must not be negative")
 	}
@@ -429,7 +447,9 @@ func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 // "get", "create", "update", "archive" (the single-record calls),
 // "merge", "properties", "properties/get", "properties/create",
 // "properties/archive", "batch/read", "batch/create", "batch/update", "batch/upsert",
-// "batch/archive", "properties", "oauth/token". Rejected requests count.
+// "batch/archive", "properties", "oauth/token", and the associations v4
+// batch calls "associations/batch/read", "associations/batch/create" and
+// "associations/batch/archive". Rejected requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -570,6 +590,8 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		return route{endpoint: "properties/get", object: parts[3], id: parts[4]}, true
 	case len(parts) == 5 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodDelete:
 		return route{endpoint: "properties/archive", object: parts[3], id: parts[4]}, true
+	case len(parts) == 7 && parts[1] == "v4":
+		return assocRoute(parts, r.Method)
 	case len(parts) < 4 || parts[0] != "crm" || parts[1] != "v3" || parts[2] != "objects":
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
@@ -658,6 +680,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 		s.serveBatchArchive(w, r, rt.object)
 	case "merge":
 		s.serveMerge(w, r, rt.object)
+	case "associations/batch/read":
+		s.serveAssocRead(w, r, rt.object, rt.id)
+	case "associations/batch/create":
+		s.serveAssocCreate(w, r, rt.object, rt.id)
+	case "associations/batch/archive":
+		s.serveAssocArchive(w, r, rt.object, rt.id)
 	default:
 		s.serveBatchWrite(w, r, rt.object, strings.TrimPrefix(rt.endpoint, "batch/"))
 	}
