@@ -302,8 +302,10 @@ func (c *Client) archivedChanges(ctx context.Context, q crmsync.ChangeQuery, tok
 	if tok.After != "" {
 		query.Set("after", tok.After)
 	}
-	if len(q.Fields) > 0 {
-		query.Set("properties", strings.Join(withMerged(q.Fields), ","))
+	if props, _ := splitAssocFields(q.Object, q.Fields); len(props) > 0 {
+		// An archived record's associations are not read: HubSpot's
+		// association reads leave archived records out.
+		query.Set("properties", strings.Join(withMerged(props), ","))
 	}
 	call := "list archived " + q.Object
 	status, raw, err := c.do(ctx, request{endpoint: "list", call: call, method: http.MethodGet, path: objectPath(q.Object), query: query})
@@ -375,11 +377,15 @@ type batchResponse struct {
 // Lookup implements crmsync.CRM with batch read: field "id" reads by record
 // id, any other field is sent as idProperty (it must be a unique property,
 // such as email). Lists longer than 100 are split into several calls.
-// Values with no record are absent from the result.
+// Values with no record are absent from the result. Association
+// pseudo-fields among fields (FieldCompanies, FieldContacts) are read with
+// the associations v4 batch read, one call per pseudo-field for up to
+// 1,000 records (plus one for further pages of records with many).
 func (c *Client) Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]crmsync.Record, error) {
 	if object == "" || field == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: lookup: object and field are required"))
 	}
+	fields, specs := splitAssocFields(object, fields)
 	var out []crmsync.Record
 	for start := 0; start < len(values); start += 100 {
 		chunk := values[start:min(start+100, len(values))]
@@ -415,6 +421,11 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 			}
 		}
 		out = append(out, recs...)
+	}
+	if len(specs) > 0 {
+		if err := c.fillAssociations(ctx, object, out, specs); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

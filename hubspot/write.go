@@ -67,9 +67,15 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 	props := make([]map[string]string, len(ops))
 	kinds := make([]crmsync.WriteKind, len(ops))
 	groups := map[crmsync.WriteKind][]int{}
+	wants := make([]map[string]assocWant, len(ops))
+	hasAssoc := false
 	known := false
 	for i, op := range ops {
-		p, err := properties(op.Fields)
+		fields, want, err := takeAssocFields(object, op.Fields)
+		var p map[string]string
+		if err == nil {
+			p, err = properties(fields)
+		}
 		if err == nil {
 			err = checkOp(op)
 		}
@@ -80,6 +86,15 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 		}
 		props[i] = p
 		kinds[i] = op.Kind
+		if want != nil {
+			wants[i], hasAssoc = want, true
+			if op.Kind == crmsync.Update && len(p) == 0 {
+				// Only associations change: no record write.
+				results[i].ID = op.ID
+				known = true
+				continue
+			}
+		}
 		if op.Kind == crmsync.Create && op.MatchField != "" && op.MatchValue != "" {
 			kinds[i] = crmsync.Upsert
 		}
@@ -104,10 +119,16 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 		}
 	}
 	if callErr == nil {
+		if hasAssoc {
+			c.writeAssociations(ctx, object, wants, results)
+		}
 		return results, nil
 	}
 	if !known {
 		return nil, callErr
+	}
+	if hasAssoc {
+		c.writeAssociations(ctx, object, wants, results)
 	}
 	perOp := callErr
 	if crmsync.IsPermanent(perOp) {

@@ -310,6 +310,20 @@ func (s *Server) Associate(from, fromID, to, toID string, types ...AssociationTy
 	return nil
 }
 
+// FailAssociations makes association creates from the given records fail
+// with a per-input error of category (INTERNAL_ERROR, VALIDATION_ERROR, ...)
+// until ClearFaults.
+func (s *Server) FailAssociations(category string, fromIDs ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failAssoc == nil {
+		s.failAssoc = map[string]string{}
+	}
+	for _, id := range fromIDs {
+		s.failAssoc[id] = category
+	}
+}
+
 // Dissociate removes every association between two records, both ways.
 func (s *Server) Dissociate(from, fromID, to, toID string) {
 	from, to = canonical(from), canonical(to)
@@ -548,7 +562,7 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "each input needs from.id, to.id and types")
 			return
 		}
-		if cat, ok := s.failRecords[in.From.ID]; ok {
+		if cat, ok := s.failAssoc[in.From.ID]; ok {
 			errs = append(errs, assocErr(cat, "", "injected association failure", ctx))
 			continue
 		}

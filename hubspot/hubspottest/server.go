@@ -291,6 +291,9 @@ type Server struct {
 	// assoc holds associations by object pair, from id and to id, both
 	// directions stored.
 	assoc map[assocKey]map[string]map[string][]AssociationType
+	// failAssoc maps a record id to the category its association
+	// creates fail with.
+	failAssoc map[string]string
 }
 
 type objectStore struct {
