@@ -168,6 +168,7 @@ func addType(list []AssociationType, t AssociationType) []AssociationType {
 // unlabeled type both ways; a primary type leaves the record's other
 // associations of the pair unlabeled. s.mu is held.
 func (s *Server) link(from, fromID, to, toID string, t AssociationType) {
+	defer s.touchOnChange(from, fromID, to, toID)()
 	if spec := findSpec(from, to, t.TypeID); t.Category == HubSpotDefined && spec != nil {
 		if inv := findSpec(to, from, spec.inv); inv != nil && inv.primary {
 			// Setting the inverse of a primary (company → primary
@@ -193,6 +194,28 @@ func (s *Server) link(from, fromID, to, toID string, t AssociationType) {
 	}
 }
 
+// touchOnChange returns a func that, with Config.AssociationsTouch, bumps
+// both records' stamps if the associations between them changed since
+// touchOnChange was called. s.mu is held.
+func (s *Server) touchOnChange(from, fromID, to, toID string) func() {
+	if !s.cfg.AssociationsTouch {
+		return func() {}
+	}
+	before := fmt.Sprint(s.edges(assocKey{from, to}, fromID)[toID], s.edges(assocKey{to, from}, toID)[fromID])
+	return func() {
+		after := fmt.Sprint(s.edges(assocKey{from, to}, fromID)[toID], s.edges(assocKey{to, from}, toID)[fromID])
+		if after == before {
+			return
+		}
+		now := s.now()
+		for _, x := range []struct{ object, id string }{{from, fromID}, {to, toID}} {
+			if r := s.store(x.object).recs[x.id]; r != nil && r.updated.Before(now) {
+				s.touch(x.object, r, now)
+			}
+		}
+	}
+}
+
 func (s *Server) putType(k assocKey, fromID, toID string, t AssociationType) {
 	e := s.edges(k, fromID)
 	e[toID] = addType(e[toID], t)
@@ -215,6 +238,7 @@ func (s *Server) dropPrimary(from, fromID, to string, spec *typeSpec, keep strin
 // unlink removes every association between fromID and toID, both ways.
 // s.mu is held.
 func (s *Server) unlink(from, fromID, to, toID string) {
+	defer s.touchOnChange(from, fromID, to, toID)()
 	delete(s.edges(assocKey{from, to}, fromID), toID)
 	delete(s.edges(assocKey{to, from}, toID), fromID)
 	if from == "contacts" && to == "companies" || from == "companies" && to == "contacts" {

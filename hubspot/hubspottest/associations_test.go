@@ -3,6 +3,7 @@ package hubspottest_test
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/stretchr/testify/assert"
@@ -160,4 +161,31 @@ func TestDealAndCompanyRequiredProperties(t *testing.T) {
 	assert.Equal(t, 400, r.status)
 	r = call(t, srv, "POST", "/crm/v3/objects/companies", srv.Token, map[string]any{"properties": map[string]string{"domain": "example.com"}})
 	assert.Equal(t, 201, r.status)
+}
+
+func TestAssociationChangesTouchRecordsOnlyWhenAsked(t *testing.T) {
+	for _, touch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "touch"}[touch], func(t *testing.T) {
+			now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+			opts := []hubspottest.Option{hubspottest.WithClock(func() time.Time { return now })}
+			if touch {
+				opts = append(opts, hubspottest.WithAssociationsTouch())
+			}
+			srv := fake(t, opts...)
+			g := srv.SeedGraph(1, 1, 1)
+			now = now.Add(time.Minute)
+			require.NoError(t, srv.Associate("deals", g.Deals[0], "contacts", srv.SeedContacts(1)[0]))
+			deal, _ := srv.Get("deals", g.Deals[0])
+			assert.Equal(t, touch, deal.UpdatedAt.Equal(now), "deal stamp moved")
+			// A contact's primary company is a property HubSpot keeps
+			// (associatedcompanyid): changing it always touches the contact.
+			co := srv.Seed("companies", map[string]string{"name": "B"})[0]
+			now = now.Add(time.Minute)
+			require.NoError(t, srv.Associate("contacts", g.Contacts[0], "companies", co,
+				hubspottest.AssociationType{Category: hubspottest.HubSpotDefined, TypeID: hubspottest.ContactToCompanyPrimary}))
+			ct, _ := srv.Get("contacts", g.Contacts[0])
+			assert.Equal(t, now, ct.UpdatedAt)
+			assert.Equal(t, co, ct.Properties["associatedcompanyid"])
+		})
+	}
 }

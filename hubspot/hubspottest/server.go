@@ -182,6 +182,13 @@ type Config struct {
 	// returns per id in one call (the rest follow with paging.next.after);
 	// zero means 500.
 	AssociationPage int
+	// AssociationsTouch makes every association change bump both records'
+	// modification stamps, so that change queries see it. Off by default:
+	// HubSpot does not document that association changes touch records
+	// (connectors re-read associations with every changed record), and
+	// the fake changes only what HubSpot maintains, a contact's
+	// associatedcompanyid when its primary company changes.
+	AssociationsTouch bool
 }
 
 // Option adjusts the Config of NewServer.
@@ -252,6 +259,10 @@ func Hostile(seed uint64) Option {
 // WithAssociationPage sets how many associated records the v4 batch read
 // returns per id in one call.
 func WithAssociationPage(n int) Option { return func(c *Config) { c.AssociationPage = n } }
+
+// WithAssociationsTouch makes association changes bump both records'
+// modification stamps (a kind world; see Config.AssociationsTouch).
+func WithAssociationsTouch() Option { return func(c *Config) { c.AssociationsTouch = true } }
 
 // WithSearchCap sets the search results cap.
 func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
