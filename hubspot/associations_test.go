@@ -345,3 +345,32 @@ func TestCompaniesAndDealsThroughTheCRMInterface(t *testing.T) {
 	// An archived deal's associations are hidden, as the API reads them.
 	assert.Empty(t, srv.Associations("deals", deal, "companies"))
 }
+
+func TestCompanyMergeMovesContactsAndSearchLagHoldsDeals(t *testing.T) {
+	clk := newClock()
+	srv := fastFake(t, hubspottest.WithClock(clk.Now), hubspottest.WithSearchLag(time.Hour, time.Hour))
+	c := newClient(t, srv)
+	ctx := context.Background()
+	g := srv.SeedGraph(2, 4, 0)
+	// Companies merge (HubSpot mints a new id): every contact of either
+	// now has the new company as its primary.
+	merged, err := srv.Merge("companies", g.Companies[0], g.Companies[1])
+	require.NoError(t, err)
+	recs, err := c.Lookup(ctx, "contacts", "id", g.Contacts, []string{hubspot.FieldCompanies})
+	require.NoError(t, err)
+	require.Len(t, recs, 4)
+	for _, r := range recs {
+		assert.Equal(t, merged, r.Fields[hubspot.FieldCompanies], "contact %s", r.ID)
+	}
+	// A deal written now is not in search yet (index lag), as contacts.
+	since := clk.Now()
+	res, err := c.Write(ctx, "deals", []crmsync.WriteOp{{Kind: crmsync.Create, Fields: crmsync.Fields{"dealname": "Lagging", "dealstage": "closedwon", hubspot.FieldCompanies: merged}}})
+	require.NoError(t, err)
+	require.NoError(t, res[0].Err)
+	clk.Advance(time.Second)
+	assert.Empty(t, changesAll(t, c, crmsync.ChangeQuery{Object: "deals", Since: since, Fields: []string{"dealname"}}))
+	srv.SettleSearch()
+	got := changesAll(t, c, crmsync.ChangeQuery{Object: "deals", Since: since, Fields: []string{"dealname", hubspot.FieldCompanies}})
+	require.Len(t, got, 1)
+	assert.Equal(t, merged, got[0].Fields[hubspot.FieldCompanies])
+}
