@@ -169,7 +169,10 @@ const mergedProperty = "hs_merged_object_ids"
 // window: a continued query keeps the window it started with.
 //
 // When Fields is given, hs_merged_object_ids is read too and fills
-// Record.MergedFrom; it stays out of Fields unless asked for.
+// Record.MergedFrom; it stays out of Fields unless asked for. Association
+// pseudo-fields in Fields are filled as Lookup fills them, for live
+// records; archived records are read without them (HubSpot's association
+// reads leave archived records out).
 func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
 	if q.Object == "" {
 		return crmsync.Page{}, crmsync.Permanent(errors.New("hubspot: changes: ChangeQuery.Object is required"))

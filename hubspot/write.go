@@ -59,6 +59,22 @@ type createInput struct {
 // a new record; the old ids resolve only on a single GET) is looked up with
 // a GET; if the id resolves to another record, the update is sent to that
 // record and its result carries the new id. The sync relinks on it.
+//
+// Association pseudo-fields (FieldCompanies, FieldContacts) are written
+// after the records: a string id (nil or "" for none) for FieldCompanies,
+// a []string or []any of ids (nil for none) for FieldContacts; any other
+// value fails its op as INVALID_OP before anything is sent. For each
+// pseudo-field the client reads the current associations of the records
+// written (not of those just created) in one batch read per 1,000, creates
+// what is new in batches of 2,000 (the primary type for a company:
+// contact → company 1, deal → company 5; deal → contact 3 for contacts),
+// then archives what must go: the old primary company (every association
+// of that pair), contacts that left a deal's set. A record whose creates
+// failed archives nothing, so it keeps its old primary. An update carrying
+// only pseudo-fields writes no record. A failure is the op's
+// *AssociationError (Permanent for a validation error, such as a company
+// that does not exist); the result keeps the record's id, since its
+// fields were written.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if object == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: write: object is required"))

@@ -27,6 +27,41 @@
 // mobilephone, fax, company, jobtitle, website, address, city, state, zip,
 // country, industry, salutation, lifecyclestage, hs_lead_status);
 // DefineProperty (or the properties create endpoint) adds an org's own.
+// Companies have name, domain, website, phone, city, state, country,
+// industry, description, hs_additional_domains, hubspot_owner_id,
+// numberofemployees, annualrevenue and lifecyclestage, and need a name or
+// a domain; deals have dealname, dealstage (the default pipeline's
+// stages, DealStages), pipeline ("default" when none is given), amount,
+// closedate, dealtype, description and hubspot_owner_id, and need a
+// dealname and a dealstage. Any other object type gets name and domain.
+//
+// # Associations (v4)
+//
+// Associations between contacts, companies and deals are kept both ways
+// with HubSpot's direction-specific type ids (contact → company 279,
+// primary 1; company → contact 280, primary 2; deal → company 341, primary
+// 5; company → deal 342, primary 6; deal → contact 3; contact → deal 4),
+// labels as HubSpot reports them, and USER_DEFINED types as given. A
+// labelled type brings the pair's unlabeled one; a new primary company
+// leaves the old one associated, unlabeled; a contact's primary company
+// is mirrored in its associatedcompanyid property. POST
+// /crm/v4/associations/{from}/{to}/batch/read (1,000 ids; a page of
+// Config.AssociationPage associated records per id, continued with
+// paging.next.after; 207 OBJECT_NOT_FOUND with subcategory
+// crm.associations.NO_ASSOCIATIONS_FOUND for an id with none, a shape the
+// vendor does not document), batch/create (2,000 inputs; 201, or 207 with
+// a VALIDATION_ERROR per input whose records are not live or whose type
+// the pair does not have, context fromObjectId and toObjectId) and
+// batch/archive (2,000 inputs; 204) serve them. Associations of an
+// archived record are hidden from reads, not deleted: a restore brings
+// them back (HubSpot documents neither way). A merge moves both records'
+// associations to the new record, the primary's primary company winning.
+// Association changes do not touch records' stamps (undocumented;
+// connectors re-read associations with every changed record), except a
+// contact's associatedcompanyid; WithAssociationsTouch makes them touch
+// both records. Associate, Dissociate, Associations, PrimaryCompany,
+// FailAssociations and SeedGraph (a storm: SeedGraph(500, 10000, 0))
+// serve tests.
 //
 // # Limits, as HubSpot enforces them
 //
