@@ -818,12 +818,6 @@ func normalize(v any) any {
 	return v
 }
 
-// newRecord adds an empty record stamped now; s.mu is held.
-func (s *Server) newRecord() *record { return s.newRecordAt(s.stamp()) }
-
-// newRecordAt adds an empty record stamped now; s.mu is held.
-func (s *Server) newRecordAt(now time.Time) *record { return s.newRecordOf(s.contact, now) }
-
 // newRecordOf adds an empty record of o stamped now, with its defaults;
 // s.mu is held.
 func (s *Server) newRecordOf(o *sobject, now time.Time) *record {
