@@ -430,3 +430,20 @@ func TestObjectsUnderHostility(t *testing.T) {
 	st := f.c.Stats()
 	assert.Positive(t, st.APIUsed, "usage learnt from Sforce-Limit-Info")
 }
+
+func TestContactRolesAcrossSubqueryPages(t *testing.T) {
+	f := setup(t, func(c *salesforcetest.Config) { c.SubqueryPageSize = 2 }, nil)
+	since := f.clk.Now().Add(-time.Minute)
+	contacts := f.srv.SeedContacts(5)
+	opps := f.srv.SeedRecords("Opportunity", crmsync.Fields{"Name": "Big", "StageName": "Prospecting", "CloseDate": "2026-06-30"})
+	for _, c := range contacts {
+		_, err := f.srv.AddContactRole(opps[0], c, "", false)
+		require.NoError(t, err)
+	}
+	recs := changesAll(t, f.c, "Opportunity", since, false, []string{salesforce.ContactRolesField})
+	require.Len(t, recs, 1)
+	want := append([]string(nil), contacts...)
+	sort.Strings(want)
+	assert.Equal(t, want, recs[0].Fields[salesforce.ContactRolesField])
+	assert.Equal(t, 2, f.srv.Calls()["queryMore"], "5 roles in pages of 2: two more pages")
+}

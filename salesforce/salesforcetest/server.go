@@ -143,6 +143,12 @@ type Config struct {
 	// header (batchSize=200 to 2000) asks for less within it. A small one
 	// exercises query locators on small data.
 	QueryPageSize int
+	// SubqueryPageSize caps the rows of a child subquery result nested in
+	// a parent record (SELECT Id, (SELECT ContactId FROM
+	// OpportunityContactRoles) FROM Opportunity); the rest follows from
+	// its nextRecordsUrl, as Salesforce pages large child results. Zero
+	// means no cap.
+	SubqueryPageSize int
 	// Addr is the address Start listens on; "" means 127.0.0.1:0 (a free
 	// port).
 	Addr string
@@ -320,6 +326,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Contacts < 0 {
 		return nil, errors.New("salesforcetest: Config.Contacts must not be negative")
+	}
+	if cfg.SubqueryPageSize < 0 {
+		return nil, errors.New("salesforcetest: Config.SubqueryPageSize must not be negative")
 	}
 	if cfg.QueryPageSize < 0 || cfg.QueryPageSize > 2000 {
 		return nil, fmt.Errorf("salesforcetest: Config.QueryPageSize: %d is not in [1, 2000]", cfg.QueryPageSize)
@@ -1396,6 +1405,13 @@ func (c *childQuery) result(s *Server, r *http.Request, parent *record) any {
 	rows := make([]map[string]any, len(kids))
 	for i, k := range kids {
 		rows[i] = s.render(r, k, c.names)
+	}
+	if n := s.cfg.SubqueryPageSize; n > 0 && len(rows) > n {
+		s.locSeq++
+		id := fmt.Sprintf("01gFk%013d", s.locSeq)
+		s.locators[id] = &locator{rows: rows, batch: n}
+		return map[string]any{"totalSize": len(rows), "done": false, "records": rows[:n],
+			"nextRecordsUrl": fmt.Sprintf("/services/data/%s/query/%s-%d", r.PathValue("version"), id, n)}
 	}
 	return map[string]any{"totalSize": len(rows), "done": true, "records": rows}
 }
