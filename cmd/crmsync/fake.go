@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+
+	"github.com/crmsync/crmsync"
 
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/playbook"
@@ -12,6 +15,7 @@ import (
 )
 
 const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-seed N] [-query-page-size N]
+                    [-salesforce-accounts N] [-salesforce-leads N]
 
 Serve a fake HubSpot (CRM v3 and OAuth paths) and a fake Salesforce (REST
 and OAuth paths) with N generated contacts each, until interrupted (Ctrl-C).
@@ -27,6 +31,9 @@ Flags:
   -seed N                 contacts to create in each fake (default 10)
   -query-page-size N      most records per Salesforce query page, 1 to 2000
                           (default 2000; Sforce-Query-Options asks for less)
+  -salesforce-accounts N  accounts to create in the Salesforce fake, the seeded
+                          contacts spread over them (default 0)
+  -salesforce-leads N     open leads to create in the Salesforce fake (default 0)
 `
 
 func (c *cli) cmdFake(ctx context.Context, args []string) error {
@@ -36,6 +43,8 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	sfAddr := fs.String("salesforce-addr", "127.0.0.1:8082", "")
 	seed := fs.Int("seed", 10, "")
 	pageSize := fs.Int("query-page-size", 2000, "")
+	sfAccounts := fs.Int("salesforce-accounts", 0, "")
+	sfLeads := fs.Int("salesforce-leads", 0, "")
 	rest, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -50,8 +59,15 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 		return usagef("fake: -query-page-size must be from 1 to 2000, not %d", *pageSize)
 	}
 
+	if *sfAccounts < 0 || *sfLeads < 0 {
+		return usagef("fake: -salesforce-accounts and -salesforce-leads must not be negative")
+	}
+
 	hs, sf, err := newFakes(*hsAddr, *sfAddr, *seed, *pageSize)
 	if err != nil {
+		return err
+	}
+	if err := seedSalesforceGraph(sf, *sfAccounts, *sfLeads); err != nil {
 		return err
 	}
 	if err := hs.Start(); err != nil {
@@ -99,6 +115,28 @@ func newFakes(hsAddr, sfAddr string, n, pageSize int) (*hubspottest.Server, *sal
 		return nil, nil, fmt.Errorf("fake: salesforce: %w", err)
 	}
 	return hs, sf, nil
+}
+
+// seedSalesforceGraph adds accounts to the Salesforce fake, with its
+// contacts spread over them, and open leads.
+func seedSalesforceGraph(sf *salesforcetest.Server, accounts, leads int) error {
+	sf.SeedLeads(leads)
+	if accounts == 0 {
+		return nil
+	}
+	ids := sf.SeedAccounts(accounts)
+	var contacts []string
+	for _, r := range sf.All() {
+		if strings.HasPrefix(r.ID, "003") {
+			contacts = append(contacts, r.ID)
+		}
+	}
+	for i, id := range contacts {
+		if err := sf.Edit(id, crmsync.Fields{"AccountId": ids[i%len(ids)]}); err != nil {
+			return fmt.Errorf("fake: salesforce: %w", err)
+		}
+	}
+	return nil
 }
 
 // listenErr reports that a fake could not listen on addr, with the
