@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/crmsync/crmsync"
-
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
