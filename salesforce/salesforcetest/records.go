@@ -58,7 +58,7 @@ func contactFields(ext string) []fieldDef {
 	return []fieldDef{
 		sys("Id", "id"),
 		sys("IsDeleted", "boolean"),
-		{Name: "MasterRecordId", Type: "reference", Nillable: true},
+		{Name: "MasterRecordId", Type: "reference", Nillable: true, RefTo: objContact},
 		str("FirstName", "string", 40),
 		last,
 		refField("AccountId", objAccount),

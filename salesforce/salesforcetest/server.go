@@ -1,6 +1,7 @@
 // Package salesforcetest serves a fake Salesforce REST API for tests and
 // local runs, that jsforce, crmsync's client and other tools work against.
-// It holds Contact records in memory.
+// It holds Account, Contact, Lead, Opportunity and OpportunityContactRole
+// records in memory.
 //
 // # Starting it
 //
@@ -10,19 +11,50 @@
 // options...) is the test helper that starts it and closes it when the
 // test ends. Handler, Serve and ListenAndServe serve it anywhere else.
 // BaseURL (instance and login URL) and AccessToken give what a client
-// needs; SeedContacts, Seed, Edit, EditMany, Touch, Delete, Undelete and
-// Merge change the data as users would; CallCounts and CallCount count the
-// calls. The HubSpot fake (hubspottest) has the same shape and names.
+// needs; SeedContacts, Seed, SeedAccounts, SeedLeads, SeedRecords,
+// SeedStorm, AddContactRole, ConvertLead, Edit, EditMany, Touch, Delete,
+// Undelete and Merge change the data as users would; CallCounts and
+// CallCount count the calls. The HubSpot fake (hubspottest) has the same
+// shape and names.
+//
+// # Objects
+//
+// Account (Name required), Contact (LastName required; AccountId refers to
+// an Account), Lead (LastName and Company required; Status a restricted
+// picklist, LeadStatuses), Opportunity (Name, StageName from
+// OpportunityStages and CloseDate, a date, required; AccountId; IsClosed
+// and IsWon follow the stage) and OpportunityContactRole (OpportunityId,
+// not updatable, and ContactId; Role, IsPrimary). Account, Contact, Lead
+// and Opportunity have the external-id field (Config.ExternalIDField);
+// Config.Fields adds fields to Contact only. A reference must name a live
+// record of its object (MALFORMED_ID, FIELD_INTEGRITY_EXCEPTION,
+// INVALID_CROSS_REFERENCE_KEY or ENTITY_IS_DELETED per record, as
+// Salesforce); a 15-character id is stored in its 18-character form. A
+// query may nest the child relationships OpportunityContactRoles (of
+// Opportunity and Contact), Contacts and Opportunities (of Account) as
+// subqueries; a parent without children gets null, as in Salesforce.
+//
+// Deleting an Account deletes its Contacts and Opportunities, and deleting
+// a Contact or an Opportunity its contact roles, each with the parent's
+// stamp; undeleting the parent restores them. A contact role deleted on
+// its own is gone (queryAll does not list it). Merge takes Leads,
+// Contacts or Accounts and re-parents the losers' children without
+// stamping them. ConvertLead converts a Lead as Salesforce does (a new or
+// given Account and Contact, an optional Opportunity with the contact as
+// primary role, the lead stamped IsConverted with its Converted*Id fields
+// and read-only afterwards: CANNOT_UPDATE_CONVERTED_LEAD). Adding or
+// removing a contact role does not stamp its Opportunity.
 //
 // # What it serves
 //
 // OAuth token grants (JWT bearer, client credentials, refresh token), the
 // versions list, SOQL query and queryAll with query locators, sObject
-// Collections create, update, upsert (per-record results, allOrNone),
+// Collections create, update (records of several objects in one call),
+// upsert (per-record results, allOrNone),
 // retrieve (POST /composite/sobjects/{type} with ids and fields, or GET;
 // null for an id without a live record) and delete (DELETE
 // /composite/sobjects?ids=...&allOrNone=, to the recycle bin), single
-// records (POST /sobjects/Contact, GET, PATCH and DELETE
+// records of Contact only (POST /sobjects/Contact, GET, PATCH and DELETE
 // /sobjects/Contact/{id}, upsert by PATCH
 // /sobjects/Contact/{field}/{value}), describeGlobal, describe,
 // getUpdated, getDeleted and limits. API versions 31.0 to
