@@ -127,8 +127,10 @@ type Config struct {
 	// MaxURLLength bounds the URL of a lookup query; zero means 16000.
 	MaxURLLength int
 	// DefaultFields are the fields Changes and Lookup fetch when the caller
-	// names none; nil means Id, FirstName, LastName, Email, SystemModstamp,
-	// CreatedDate and IsDeleted.
+	// names none, for every object; nil means Id, FirstName, LastName,
+	// Email, SystemModstamp, CreatedDate and IsDeleted, and for Account,
+	// Lead and Opportunity lists of their own (with the Lead's conversion
+	// fields and the Opportunity's AccountId and ContactRolesField).
 	DefaultFields []string
 	// Now is the clock (JWT expiry, the deleted-records window); nil means time.Now.
 	Now func() time.Time

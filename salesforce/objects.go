@@ -24,9 +24,9 @@ const ContactRolesField = "OpportunityContactRoles"
 const contactRoleObject = "OpportunityContactRole"
 
 // defaultFields are the fields Changes and Lookup fetch per object when the
-// caller names none and Config.DefaultFields is nil.
+// caller names none and Config.DefaultFields is nil; other objects
+// (Contact) get Config.DefaultFields' own default.
 var defaultFields = map[string][]string{
-	"contact":     {"Id", "FirstName", "LastName", "Email", "AccountId", "SystemModstamp", "CreatedDate", "IsDeleted"},
 	"account":     {"Id", "Name", "Website", "SystemModstamp", "CreatedDate", "IsDeleted"},
 	"lead":        {"Id", "FirstName", "LastName", "Email", "Company", "Status", "IsConverted", "ConvertedContactId", "SystemModstamp", "CreatedDate", "IsDeleted"},
 	"opportunity": {"Id", "Name", "StageName", "CloseDate", "Amount", "AccountId", ContactRolesField, "SystemModstamp", "CreatedDate", "IsDeleted"},
