@@ -213,7 +213,7 @@ func decodeRoles(m map[string]json.RawMessage, r *crmsync.Record, i int, q *quer
 	if err != nil {
 		return err
 	}
-	r.Fields[ContactRolesField] = ids
+	r.Fields[ContactRolesField] = rolesField(ids)
 	if next != "" {
 		if q.RolesNext == nil {
 			q.RolesNext = map[int]string{}

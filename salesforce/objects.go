@@ -100,10 +100,19 @@ func (c *Client) followRoles(ctx context.Context, res *queryResult) error {
 				next = more.NextRecordsURL
 			}
 		}
-		res.Records[i].Fields[ContactRolesField] = sortIDs(ids)
+		res.Records[i].Fields[ContactRolesField] = rolesField(sortIDs(ids))
 	}
 	res.RolesNext = nil
 	return nil
+}
+
+// rolesField is the ContactRolesField value of ids: an untyped nil when
+// there are none, so that it equals a cleared value of any other field.
+func rolesField(ids []string) any {
+	if len(ids) == 0 {
+		return nil
+	}
+	return ids
 }
 
 // sortIDs sorts ids and drops repeats; empty means nil.
@@ -160,7 +169,7 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 			continue
 		}
 		id := results[i].ID
-		if len(oppOf[id]) == 0 && !(ops[i].Kind == crmsync.Create) {
+		if len(oppOf[id]) == 0 && ops[i].Kind != crmsync.Create && !results[i].Created {
 			read = append(read, id)
 		}
 		oppOf[id] = append(oppOf[id], i)
