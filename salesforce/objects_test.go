@@ -447,3 +447,23 @@ func TestContactRolesAcrossSubqueryPages(t *testing.T) {
 	assert.Equal(t, want, recs[0].Fields[salesforce.ContactRolesField])
 	assert.Equal(t, 2, f.srv.Calls()["queryMore"], "5 roles in pages of 2: two more pages")
 }
+
+func TestHiddenFieldPerObject(t *testing.T) {
+	f := setup(t, nil, nil)
+	since := f.clk.Now().Add(-time.Minute)
+	f.srv.SeedAccounts(1)
+	f.srv.SeedContacts(1)
+	require.NoError(t, f.srv.HideObjectField("Account", "Website"))
+	_, err := f.c.Changes(ctx, crmsync.ChangeQuery{Object: "Account", Since: since, Fields: []string{"Name", "Website"}})
+	var fe *crmsync.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, crmsync.FieldError{System: "salesforce", Object: "Account", Fields: []string{"Website"}}, *fe)
+	assert.Len(t, changesAll(t, f.c, "Contact", since, false, []string{"Email"}), 1, "Contact is not affected")
+	s, err := f.c.Schema(ctx, "Account")
+	require.NoError(t, err)
+	for _, fs := range s.Fields {
+		assert.NotEqual(t, "Website", fs.Name, "describe is filtered by field-level security")
+	}
+	f.srv.RestoreObjectField("Account", "Website")
+	assert.Len(t, changesAll(t, f.c, "Account", since, false, []string{"Website"}), 1)
+}
