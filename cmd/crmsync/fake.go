@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
+	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
@@ -13,6 +15,7 @@ import (
 
 const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-seed N] [-query-page-size N]
                     [-hubspot-companies N] [-hubspot-deals N]
+                    [-salesforce-accounts N] [-salesforce-leads N]
 
 Serve a fake HubSpot (CRM v3 and OAuth paths) and a fake Salesforce (REST
 and OAuth paths) with N generated contacts each, until interrupted (Ctrl-C).
@@ -32,6 +35,9 @@ Flags:
                           taking company i mod N as its primary (default 0)
   -hubspot-deals N        deals to create in the HubSpot fake, deal i with
                           company i and contact i as above (default 0)
+  -salesforce-accounts N  accounts to create in the Salesforce fake, the seeded
+                          contacts spread over them (default 0)
+  -salesforce-leads N     open leads to create in the Salesforce fake (default 0)
 `
 
 func (c *cli) cmdFake(ctx context.Context, args []string) error {
@@ -43,6 +49,8 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	pageSize := fs.Int("query-page-size", 2000, "")
 	hsCompanies := fs.Int("hubspot-companies", 0, "")
 	hsDeals := fs.Int("hubspot-deals", 0, "")
+	sfAccounts := fs.Int("salesforce-accounts", 0, "")
+	sfLeads := fs.Int("salesforce-leads", 0, "")
 	rest, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -60,12 +68,18 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	if *hsCompanies < 0 || *hsDeals < 0 {
 		return usagef("fake: -hubspot-companies and -hubspot-deals must not be negative")
 	}
+	if *sfAccounts < 0 || *sfLeads < 0 {
+		return usagef("fake: -salesforce-accounts and -salesforce-leads must not be negative")
+	}
 
 	hs, sf, err := newFakes(*hsAddr, *sfAddr, *seed, *pageSize)
 	if err != nil {
 		return err
 	}
 	seedHubSpotGraph(hs, *hsCompanies, *hsDeals)
+	if err := seedSalesforceGraph(sf, *sfAccounts, *sfLeads); err != nil {
+		return err
+	}
 	if err := hs.Start(); err != nil {
 		return listenErr("hubspot", *hsAddr, err)
 	}
@@ -114,6 +128,28 @@ func newFakes(hsAddr, sfAddr string, n, pageSize int) (*hubspottest.Server, *sal
 		return nil, nil, fmt.Errorf("fake: salesforce: %w", err)
 	}
 	return hs, sf, nil
+}
+
+// seedSalesforceGraph adds accounts to the Salesforce fake, with its
+// contacts spread over them, and open leads.
+func seedSalesforceGraph(sf *salesforcetest.Server, accounts, leads int) error {
+	sf.SeedLeads(leads)
+	if accounts == 0 {
+		return nil
+	}
+	ids := sf.SeedAccounts(accounts)
+	var contacts []string
+	for _, r := range sf.All() {
+		if strings.HasPrefix(r.ID, "003") {
+			contacts = append(contacts, r.ID)
+		}
+	}
+	for i, id := range contacts {
+		if err := sf.Edit(id, crmsync.Fields{"AccountId": ids[i%len(ids)]}); err != nil {
+			return fmt.Errorf("fake: salesforce: %w", err)
+		}
+	}
+	return nil
 }
 
 // listenErr reports that a fake could not listen on addr, with the
