@@ -273,7 +273,6 @@ func Triggers(events []Event, key func(portalID int64) (string, bool), ignore ma
 	return out
 }
 
-
 // NewRequest returns a POST request to url carrying body, signed with
 // secret at time at, as HubSpot would send it: for tests of a handler.
 func NewRequest(ctx context.Context, secret, url string, body []byte, at time.Time) (*http.Request, error) {
