@@ -340,6 +340,11 @@ type Server struct {
 	// failAssoc maps a record id to the category its association
 	// creates fail with.
 	failAssoc map[string]string
+
+	// webhooks sends webhooks after writes (SendWebhooks); uiWrite marks
+	// writes made through the Server's own methods, as a user's.
+	webhooks *webhookSender
+	uiWrite  bool
 }
 
 type objectStore struct {

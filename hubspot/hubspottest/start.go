@@ -41,6 +41,7 @@ func (s *Server) Start() error {
 // Close releases hanging requests and, if Start started the server, stops
 // it (its listener and connections). It is safe to call more than once.
 func (s *Server) Close() {
+	s.StopWebhooks()
 	s.release()
 	s.mu.Lock()
 	hs := s.hs

@@ -194,6 +194,7 @@ func (s *Server) newRecAt(object string, props map[string]string, now time.Time)
 			idx[k] = append(idx[k], r)
 		}
 	}
+	s.notify(object, "creation", r)
 	return r
 }
 
@@ -202,6 +203,7 @@ func (s *Server) touch(object string, r *rec, now time.Time) {
 	r.updated = now
 	s.store(object).put(r, modProp(object), stamp(now))
 	s.indexVersion(r)
+	s.notify(object, "propertyChange", r)
 }
 
 // set changes the record's properties; "" clears one.
@@ -266,6 +268,7 @@ func (r *rec) export() Record {
 func (s *Server) Seed(object string, records ...map[string]string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.asUser()()
 	st := s.store(object)
 	ids := make([]string, len(records))
 	for i, p := range records {
@@ -299,6 +302,7 @@ func (s *Server) SeedContacts(n int) []string {
 func (s *Server) Edit(object, id string, props map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.asUser()()
 	st := s.store(object)
 	r := st.recs[id]
 	if r == nil {
@@ -313,6 +317,7 @@ func (s *Server) Edit(object, id string, props map[string]string) error {
 func (s *Server) Archive(object, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.asUser()()
 	r := s.store(object).recs[id]
 	if r == nil {
 		return fmt.Errorf("hubspottest: archive %s %s: no such record", object, id)
@@ -325,6 +330,7 @@ func (s *Server) archive(r *rec) {
 	if !r.archived {
 		r.archived = true
 		r.archivedAt = s.now()
+		s.notify(s.objectOf(r), "deletion", r)
 	}
 }
 
@@ -332,6 +338,7 @@ func (s *Server) archive(r *rec) {
 func (s *Server) Restore(object, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.asUser()()
 	r := s.store(object).recs[id]
 	if r == nil {
 		return fmt.Errorf("hubspottest: restore %s %s: no such record", object, id)
