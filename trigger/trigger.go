@@ -88,8 +88,8 @@ type Config struct {
 	Store crmsync.TriggerStore
 	// Poll is how often the Store is polled; zero means 1s.
 	Poll time.Duration
-	// RetryDelay is how long a key whose pass failed or was busy waits
-	// before it is tried again; zero means MaxWait.
+	// RetryDelay is how long a key whose pass failed waits before it is
+	// tried again; zero means MaxWait. A busy key is tried again after Poll.
 	RetryDelay time.Duration
 	// Logger receives the Coalescer's logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -346,6 +346,11 @@ func (co *Coalescer) pass(ctx context.Context, k *keyState, p Pass) {
 		k.done = max(k.done, through)
 	} else {
 		k.notBefore = now.Add(co.c.RetryDelay)
+		if busy {
+			// Whoever holds the key may be done soon: look again at the
+			// next poll rather than after RetryDelay.
+			k.notBefore = now.Add(co.c.Poll)
+		}
 		// Without a Store the events live only here; with one, the Store
 		// keeps them, and the poll finds them again (or, if the key is
 		// busy, the process holding it does).

@@ -280,7 +280,9 @@ func TestTriggerReachesLeaseHolder(t *testing.T) {
 	fast := trigger.Config{Quiet: 10 * time.Millisecond, MaxWait: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RetryDelay: time.Hour}
 	cA, cB := fast, fast
 	cA.Run, cA.Store = runA, stA
-	cB.Run, cB.Store = runB, stB
+	// B polls too seldom to try again in this test: the pass must come
+	// from A.
+	cB.Run, cB.Store, cB.Poll = runB, stB, time.Hour
 	coA, _ := start(t, cA)
 	coA.Trigger(ctx, trigger.Event{Key: "k", System: "hubspot"})
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return aPasses == 1 }, 10*time.Second, 5*time.Millisecond)

@@ -240,20 +240,60 @@ func (w *Worker) tick(ctx, runCtx context.Context) {
 
 // runKey claims key and runs its workflow.
 func (w *Worker) runKey(ctx context.Context, key string) {
+	w.claim(ctx, key, false)
+}
+
+// ErrInFlight is returned by RunKey for a key this Worker is running
+// already; it wraps crmsync.ErrBusy.
+var ErrInFlight = fmt.Errorf("worker: key in flight in this worker: %w", crmsync.ErrBusy)
+
+// RunKey runs key's workflow now, due or not, because a trigger (a webhook,
+// a change event) asked for it: see package trigger, whose Config.Run it
+// fits. It waits for one of the Worker's Concurrency slots, claims the key
+// through Engine.Run and returns its outcome. A key this Worker is running
+// already gives ErrInFlight, and a key another process holds
+// crmsync.ErrBusy (both match errors.Is(err, crmsync.ErrBusy)): the
+// trigger stays pending in the Store for the run in flight to take up.
+// RunKey may be called whether or not Run is running.
+func (w *Worker) RunKey(ctx context.Context, key string) (crmsync.RunInfo, error) {
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return crmsync.RunInfo{}, ctx.Err()
+	}
+	defer func() { <-w.sem }()
+	w.mu.Lock()
+	if w.inFlight[key] {
+		w.mu.Unlock()
+		return crmsync.RunInfo{}, fmt.Errorf("worker: key %s: %w", key, ErrInFlight)
+	}
+	w.inFlight[key] = true
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.inFlight, key)
+		w.mu.Unlock()
+	}()
+	return w.claim(ctx, key, true)
+}
+
+// claim takes key's lease and runs its workflow; a forced claim runs it
+// even if the key is not due.
+func (w *Worker) claim(ctx context.Context, key string, force bool) (crmsync.RunInfo, error) {
 	wf := w.cfg.Workflow(key)
 	if wf == nil {
 		w.log.Error("Config.Workflow returned nil", "key", key)
-		return
+		return crmsync.RunInfo{}, fmt.Errorf("worker: Config.Workflow returned nil for key %s", key)
 	}
-	g := &guard{w: w, wf: wf}
+	g := &guard{w: w, wf: wf, force: force}
 	info, err := w.cfg.Engine.Run(ctx, key, g)
 	switch {
 	case errors.Is(err, crmsync.ErrBusy):
 		w.log.Debug("key busy in another process", "key", key)
-		return
+		return info, err
 	case g.skipped:
 		w.log.Debug("claim skipped: the key ran since it was found due", "key", key, "run", string(info.ID))
-		return
+		return info, err
 	case err != nil:
 		w.mu.Lock()
 		w.retryAt[key] = w.cfg.Now().Add(w.cfg.RetryDelay)
@@ -269,6 +309,7 @@ func (w *Worker) runKey(ctx context.Context, key string) {
 	if w.cfg.OnRun != nil {
 		w.cfg.OnRun(key, info, err)
 	}
+	return info, err
 }
 
 // guard is the workflow a Worker hands the Engine: it checks under the lease
@@ -277,6 +318,7 @@ type guard struct {
 	w       *Worker
 	wf      crmsync.Workflow
 	skipped bool
+	force   bool // run even if not due: a trigger asked
 }
 
 // Name reports the wrapped workflow's name, so runs keep it.
@@ -289,7 +331,7 @@ func (g *guard) Name() string {
 
 // Run implements crmsync.Workflow.
 func (g *guard) Run(ctx context.Context, run *crmsync.Run) error {
-	if !run.Resumed {
+	if !run.Resumed && !g.force {
 		last, ok, err := g.w.lastRun(ctx, run.Key, run.ID)
 		if err != nil {
 			return fmt.Errorf("worker: key %s: check due under lease: %w", run.Key, err)
