@@ -151,3 +151,26 @@ func TestTriggersAcrossWorkersOnPostgres(t *testing.T) {
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"A": 2}, runsBy)
 }
+
+func TestRunKeyAfterResumeRunsAFreshPass(t *testing.T) {
+	ctx := context.Background()
+	st, clk := memory.New(), newClock()
+	c := newCounter()
+	c.fail["k"] = fmt.Errorf("connection reset")
+	w := newWorker(t, Config{Engine: newEngine(t, st, clk, "w"), Keys: []string{"k"}, Workflow: c.workflow, Interval: time.Hour})
+	_, err := w.RunKey(ctx, "k")
+	require.Error(t, err)
+	runs, err := st.ListRuns(ctx, "k", 10)
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	require.Equal(t, crmsync.RunOpen, runs[0].Status, "the failed run stays open to resume")
+	delete(c.fail, "k")
+
+	info, err := w.RunKey(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, 3, c.count("k"), "the failed run, its resumption, then a fresh run")
+	assert.Equal(t, 1, info.Attempts, "RunKey reports the fresh run")
+	runs, err = st.ListRuns(ctx, "k", 10)
+	require.NoError(t, err)
+	assert.Len(t, runs, 2)
+}

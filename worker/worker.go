@@ -250,7 +250,9 @@ var ErrInFlight = fmt.Errorf("worker: key in flight in this worker: %w", crmsync
 // RunKey runs key's workflow now, due or not, because a trigger (a webhook,
 // a change event) asked for it: see package trigger, whose Config.Run it
 // fits. It waits for one of the Worker's Concurrency slots, claims the key
-// through Engine.Run and returns its outcome. A key this Worker is running
+// through Engine.Run and returns its outcome; if that resumed an
+// interrupted run, a new run follows, since the interrupted one reads only
+// the window it began with. A key this Worker is running
 // already gives ErrInFlight, and a key another process holds
 // crmsync.ErrBusy (both match errors.Is(err, crmsync.ErrBusy)): the
 // trigger stays pending in the Store for the run in flight to take up.
@@ -274,7 +276,13 @@ func (w *Worker) RunKey(ctx context.Context, key string) (crmsync.RunInfo, error
 		delete(w.inFlight, key)
 		w.mu.Unlock()
 	}()
-	return w.claim(ctx, key, true)
+	info, err := w.claim(ctx, key, true)
+	if err == nil && info.Attempts > 1 {
+		// A resumed run (one a crash interrupted) finishes the window it
+		// began with; the trigger is about changes up to now.
+		info, err = w.claim(ctx, key, true)
+	}
+	return info, err
 }
 
 // claim takes key's lease and runs its workflow; a forced claim runs it
