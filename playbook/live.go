@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/hubspot/webhook"
+	"github.com/crmsync/crmsync/store/storespec"
 	"github.com/crmsync/crmsync/trigger"
 )
 
@@ -273,4 +276,73 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	k := int(p/100*float64(len(s))+0.5) - 1
 	return s[min(max(k, 0), len(s)-1)]
+}
+
+// runLive is the main job's -live mode on the in-process fakes: a first
+// pass, then passes on triggers while simulated users edit one contact at
+// a time on either side; each edit is shown with the time it took to
+// cross. The schedule (-every, 5 minutes by default) stays as the safety
+// net.
+func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter, st storespec.Store, spec storespec.Spec, s *crmsync.Sync, eng *crmsync.Engine, w *world, sfCRM crmsync.CRM) error {
+	rep, info, err := s.RunOnce(ctx, eng, o.key)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return errors.New(errText(err, info.ID))
+	}
+	if err := out.report("first pass (initial sync)", rep); err != nil {
+		return err
+	}
+	every := o.every
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	l, err := startLive(ctx, w.f, sfCRM, s, eng, st, o.key, liveConfig{
+		Quiet: 300 * time.Millisecond, MaxWait: 3 * time.Second, Every: every,
+		OnPass: func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
+			if err != nil || o.json {
+				return
+			}
+			out.con.clear()
+			fmt.Fprintf(stdout, "  pass on %d event(s) from %s: %d written\n", p.Events, strings.Join(p.Systems, "+"), rep.Writes())
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer l.Stop()
+	fmt.Fprintf(stdout, "\nlive: HubSpot sends signed webhooks to %s, Salesforce is probed every second, a pass runs %s as well; simulated users edit a phone every %s; Ctrl-C stops\n",
+		l.hook.URL, "every "+every.String(), o.liveGap)
+	n := o.liveEdits
+	if n == 0 || n > len(w.shared) {
+		n = len(w.shared)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 15))
+	edits, err := w.playEdits(ctx, rng, n, o.liveGap, 30*time.Second, func(e edit) {
+		i := w.shared[e.Pair]
+		from, to, id := "HubSpot", "Salesforce", w.hsIDs[i]
+		if e.Side == "salesforce" {
+			from, to, id = "Salesforce", "HubSpot", w.sfIDs[i]
+		}
+		if !o.json {
+			out.con.clear()
+			fmt.Fprintf(stdout, "edit in %s of contact %s: in %s after %s\n", from, id, to, e.Crossed.Round(10*time.Millisecond))
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	var lat []time.Duration
+	lost := 0
+	for _, e := range edits {
+		if e.Crossed > 0 {
+			lat = append(lat, e.Crossed)
+		} else {
+			lost++
+		}
+	}
+	fmt.Fprintf(stdout, "\n%d edit(s) crossed in p50 %s, p99 %s (%d not yet); %d triggered pass(es) started\n%s\n",
+		len(lat), percentile(lat, 50).Round(10*time.Millisecond), percentile(lat, 99).Round(10*time.Millisecond), lost, l.co.Passes(), storeNote(spec, true))
+	return nil
 }

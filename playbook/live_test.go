@@ -151,3 +151,36 @@ func TestKilledDuringBurstLosesNothing(t *testing.T) {
 	defer mu.Unlock()
 	assert.Empty(t, errs)
 }
+
+// TestMainLive runs the main job's -live mode: edits made by simulated
+// users on both sides cross over on triggers.
+func TestMainLive(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "live.db")
+	code, out, errOut := mainRun(t, nil, "-live", "-live-edits", "6", "-live-gap", "100ms", "-seed", "90", "-store", store)
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	assert.Contains(t, out, "first pass (initial sync)")
+	assert.Contains(t, out, "HubSpot sends signed webhooks to http://127.0.0.1:")
+	assert.Contains(t, out, "6 edit(s) crossed in p50")
+	assert.Contains(t, out, "(0 not yet)")
+	assert.Regexp(t, `; [1-9]\d* triggered pass\(es\) started`, out)
+	assert.NotContains(t, out, "+1 212 555", "the edited values are not printed")
+}
+
+func TestMainLiveFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-live", "-plan"}, "drop -plan and -cron"},
+		{[]string{"-live", "-cron", "*/5 * * * *"}, "drop -plan and -cron"},
+		{[]string{"-live", "-live-gap", "0s"}, "want 0 or more edits and a positive gap"},
+	} {
+		code, _, errOut := mainRun(t, nil, tc.args...)
+		assert.Equal(t, 2, code, "%v", tc.args)
+		assert.Contains(t, errOut, tc.want, "%v", tc.args)
+	}
+	code, _, errOut := mainRun(t, map[string]string{"HUBSPOT_TOKEN": "x", "SALESFORCE_ACCESS_TOKEN": "y", "SALESFORCE_INSTANCE_URL": "http://127.0.0.1:1"},
+		"-live", "-store", filepath.Join(t.TempDir(), "x.db"))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "-live needs the in-process fakes")
+}

@@ -50,6 +50,10 @@ type options struct {
 	sfAPIVersion  string
 	seed          int
 	verbose       bool
+	// live: passes on webhooks and change probes (see live.go).
+	live      bool
+	liveEdits int
+	liveGap   time.Duration
 }
 
 // apiVersion is the shape of a Salesforce REST API version.
@@ -130,6 +134,9 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 	fs.IntVar(&o.seed, "seed", 1000, "contacts to seed on each in-process fake")
 	fs.StringVar(&o.sfAPIVersion, "salesforce-api-version", "", "Salesforce REST API version, such as 62.0 (default "+salesforce.DefaultAPIVersion+")")
 	fs.BoolVar(&o.verbose, "v", false, "log at debug level: runs starting and finishing, conflicts, steps replayed, progress")
+	fs.BoolVar(&o.live, "live", false, "with the in-process fakes: sync within seconds of each change (HubSpot webhooks, a Salesforce probe), simulated users editing both sides; the schedule (-every, default 5m) stays as the safety net")
+	fs.IntVar(&o.liveEdits, "live-edits", 0, "with -live, stop after this many simulated edits (default: until Ctrl-C)")
+	fs.DurationVar(&o.liveGap, "live-gap", 2*time.Second, "with -live, time between simulated edits")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, mainHelp, name)
@@ -155,6 +162,10 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 		return o, fmt.Errorf("-seed %d: want a number of contacts, 0 or more", o.seed)
 	case o.sfAPIVersion != "" && !apiVersion.MatchString(o.sfAPIVersion):
 		return o, fmt.Errorf("-salesforce-api-version %q: want a version such as 62.0", o.sfAPIVersion)
+	case o.live && (o.plan || o.cron != ""):
+		return o, errors.New("-live runs on triggers with -every as its safety net: drop -plan and -cron")
+	case o.liveEdits < 0 || o.liveGap <= 0:
+		return o, fmt.Errorf("-live-edits %d, -live-gap %s: want 0 or more edits and a positive gap", o.liveEdits, o.liveGap)
 	case strings.TrimSpace(o.key) == "":
 		return o, errors.New("-key is empty: want a key naming the team or portal")
 	}
@@ -296,6 +307,12 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 			return err
 		}
 		return printPlanned(stdout, rep.Planned)
+	}
+	if o.live {
+		if world == nil {
+			return usageError{errors.New("-live needs the in-process fakes (real HubSpot webhooks need a public URL; see the README's Triggers section)")}
+		}
+		return runLive(ctx, o, stdout, out, st, spec, s, eng, world, sc)
 	}
 	if o.next != nil {
 		when := "every " + o.every.String()
