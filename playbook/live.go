@@ -201,6 +201,11 @@ func (w *world) crossed(e edit) bool {
 // crossed to the other side or timeout passed after the last edit.
 // report, if set, is told about each edit that crossed.
 func (w *world) playEdits(ctx context.Context, rng *rand.Rand, n int, gap, timeout time.Duration, report func(edit)) ([]edit, error) {
+	return w.playEditsWith(ctx, rng, n, func() time.Duration { return gap }, timeout, report)
+}
+
+// playEditsWith is playEdits with the gap after each edit drawn from gap.
+func (w *world) playEditsWith(ctx context.Context, rng *rand.Rand, n int, gap func() time.Duration, timeout time.Duration, report func(edit)) ([]edit, error) {
 	if n > len(w.shared) {
 		return nil, fmt.Errorf("%d edits need as many shared contacts; the world has %d", n, len(w.shared))
 	}
@@ -258,7 +263,7 @@ func (w *world) playEdits(ctx context.Context, rng *rand.Rand, n int, gap, timeo
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(gap):
+		case <-time.After(gap()):
 		}
 	}
 	<-done
