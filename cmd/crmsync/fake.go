@@ -38,6 +38,8 @@ Flags:
   -salesforce-accounts N  accounts to create in the Salesforce fake, the seeded
                           contacts spread over them (default 0)
   -salesforce-leads N     open leads to create in the Salesforce fake (default 0)
+  -hubspot-webhook-url URL  send signed webhook batches (v3, the client secret
+                          below) to URL after every write to the HubSpot fake
 `
 
 func (c *cli) cmdFake(ctx context.Context, args []string) error {
@@ -51,6 +53,7 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	hsDeals := fs.Int("hubspot-deals", 0, "")
 	sfAccounts := fs.Int("salesforce-accounts", 0, "")
 	sfLeads := fs.Int("salesforce-leads", 0, "")
+	hsWebhook := fs.String("hubspot-webhook-url", "", "")
 	rest, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -84,6 +87,11 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 		return listenErr("hubspot", *hsAddr, err)
 	}
 	defer hs.Close()
+	if *hsWebhook != "" {
+		if err := hs.SendWebhooks(hubspottest.WebhookConfig{URL: *hsWebhook}); err != nil {
+			return usagef("fake: -hubspot-webhook-url: %v", err)
+		}
+	}
 	if err := sf.Start(); err != nil {
 		return listenErr("salesforce", *sfAddr, err)
 	}
@@ -104,6 +112,9 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "# %d contacts in each fake; the reference workflow reads these variables.\n", *seed)
 	if *hsCompanies > 0 || *hsDeals > 0 {
 		fmt.Fprintf(c.stdout, "# %d companies and %d deals in the HubSpot fake, associated with its contacts.\n", *hsCompanies, *hsDeals)
+	}
+	if *hsWebhook != "" {
+		fmt.Fprintf(c.stdout, "# HubSpot webhooks go to %s (portal %d, app %d).\n", *hsWebhook, hubspottest.DefaultPortalID, hubspottest.DefaultAppID)
 	}
 	fmt.Fprintf(c.stdout, "# Serving until interrupted.\n")
 	<-ctx.Done()
