@@ -220,4 +220,3 @@ func (lw *liveWorld) busy() bool {
 	l, err := lw.st.GetLease(context.Background(), "team")
 	return err == nil && l.Run != "" && l.Expires.After(time.Now())
 }
-
