@@ -38,6 +38,12 @@ type liveConfig struct {
 	Logger *slog.Logger
 }
 
+// liveTuning is the Coalescer tuning of -live and of the benchmarks: a
+// second of quiet lets a user's few clicks share a pass, and a long
+// MaxWait lets a bulk import (events for many seconds) end before its one
+// pass, since every pass reads its whole overlap window again.
+var liveTuning = liveConfig{Quiet: time.Second, MaxWait: 30 * time.Second, Poll: time.Second, ProbeEvery: time.Second}
+
 // liveSync syncs one key whenever the CRMs say something changed: the
 // HubSpot fake sends signed webhooks to a webhook.Handler, Salesforce is
 // probed, and both feed a trigger.Coalescer whose passes are the usual
@@ -303,16 +309,16 @@ func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter
 	if every <= 0 {
 		every = 5 * time.Minute
 	}
-	l, err := startLive(ctx, w.f, sfCRM, s, eng, st, o.key, liveConfig{
-		Quiet: 300 * time.Millisecond, MaxWait: 3 * time.Second, Every: every,
-		OnPass: func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
-			if err != nil || o.json {
-				return
-			}
-			out.con.clear()
-			fmt.Fprintf(stdout, "  pass on %d event(s) from %s: %d written\n", p.Events, strings.Join(p.Systems, "+"), rep.Writes())
-		},
-	})
+	c := liveTuning
+	c.Every = every
+	c.OnPass = func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
+		if err != nil || o.json {
+			return
+		}
+		out.con.clear()
+		fmt.Fprintf(stdout, "  pass on %d event(s) from %s: %d written\n", p.Events, strings.Join(p.Systems, "+"), rep.Writes())
+	}
+	l, err := startLive(ctx, w.f, sfCRM, s, eng, st, o.key, c)
 	if err != nil {
 		return err
 	}

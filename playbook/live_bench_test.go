@@ -29,8 +29,6 @@ import (
 // HubSpot within 10 s. CRMSYNC_LIVE_SEARCH_LAG_MS, if set, makes the
 // HubSpot fake's search lag each write by up to that much.
 
-// liveTuning is the Coalescer tuning of the benchmarks and of -live.
-var liveTuning = liveConfig{Quiet: time.Second, MaxWait: 30 * time.Second, Poll: time.Second, ProbeEvery: time.Second}
 
 // liveWorld is a world on fakes at HubSpot's real limits, with a store,
 // a sync and an engine.

@@ -4,6 +4,11 @@
 // CRMs seeded with a realistic data set; see package playbook and README.
 //
 //	go run ./examples/hubspot-salesforce [-store SPEC] [-json] [-plan [-plan-values]] [-every 5m | -cron EXPR]
+//	go run ./examples/hubspot-salesforce -live [-live-edits N] [-live-gap 2s] [-every 5m]
+//
+// With -live, passes run within seconds of each change: the HubSpot fake
+// sends signed webhooks, Salesforce is probed, and simulated users edit
+// both sides while the job prints how long each edit took to cross.
 //
 // The store defaults, against the in-process fakes, to demo.db in the
 // user's cache folder, kept for the crmsync command to open; its last line
