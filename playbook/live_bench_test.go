@@ -29,7 +29,6 @@ import (
 // HubSpot within 10 s. CRMSYNC_LIVE_SEARCH_LAG_MS, if set, makes the
 // HubSpot fake's search lag each write by up to that much.
 
-
 // liveWorld is a world on fakes at HubSpot's real limits, with a store,
 // a sync and an engine.
 type liveWorld struct {
