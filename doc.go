@@ -128,4 +128,7 @@
 // commit. A backend may also implement [RunStarter] and [RunEnder] to start
 // and end a run in one round trip each (the memory, sqlite and postgres
 // stores do); without them the engine calls the parts' methods one by one.
+// [TriggerStore] (pending triggers per key, for package trigger) and
+// [PositionStore] (change-stream positions, such as Pub/Sub replay ids)
+// are optional too; storetest checks them when a backend has them.
 package crmsync
