@@ -132,7 +132,7 @@ const (
 	// TypeReferences is a set of references: a sorted []string of ids of
 	// records of RefObject in the same system.
 	TypeReferences FieldType = "references"
-	TypeOther     FieldType = "other"
+	TypeOther      FieldType = "other"
 )
 
 // FieldSchema describes one field of an object.
