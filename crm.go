@@ -129,8 +129,6 @@ const (
 	TypeEnum      FieldType = "enum"
 	TypeMultiEnum FieldType = "multienum"
 	TypeReference FieldType = "reference"
-	// TypeReferences is a set of references: a sorted []string of ids of
-	// records of RefObject in the same system.
 	TypeReferences FieldType = "references"
 	TypeOther      FieldType = "other"
 )
@@ -149,8 +147,6 @@ type FieldSchema struct {
 	// their type: "email" (an address), "" for nothing. Sync.Plan uses it
 	// to foresee refusals.
 	Format string `json:"format,omitempty"`
-	// RefObject is the object a reference field points to
-	// (TypeReference, TypeReferences).
 	RefObject string `json:"ref_object,omitempty"`
 }
 
