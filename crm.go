@@ -121,14 +121,14 @@ type FieldType string
 
 // The field types.
 const (
-	TypeString    FieldType = "string"
-	TypeNumber    FieldType = "number"
-	TypeBool      FieldType = "bool"
-	TypeDate      FieldType = "date"
-	TypeDateTime  FieldType = "datetime"
-	TypeEnum      FieldType = "enum"
-	TypeMultiEnum FieldType = "multienum"
-	TypeReference FieldType = "reference"
+	TypeString     FieldType = "string"
+	TypeNumber     FieldType = "number"
+	TypeBool       FieldType = "bool"
+	TypeDate       FieldType = "date"
+	TypeDateTime   FieldType = "datetime"
+	TypeEnum       FieldType = "enum"
+	TypeMultiEnum  FieldType = "multienum"
+	TypeReference  FieldType = "reference"
 	TypeReferences FieldType = "references"
 	TypeOther      FieldType = "other"
 )
@@ -146,7 +146,7 @@ type FieldSchema struct {
 	// Format names what the CRM checks in a string field's values beyond
 	// their type: "email" (an address), "" for nothing. Sync.Plan uses it
 	// to foresee refusals.
-	Format string `json:"format,omitempty"`
+	Format    string `json:"format,omitempty"`
 	RefObject string `json:"ref_object,omitempty"`
 }
 
