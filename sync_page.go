@@ -190,6 +190,13 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 				pr.other = cp
 			}
 		}
+		pairs = append(pairs, pr)
+	}
+	pairs, refs, err := p.gate(ctx, sd, pg, pairs)
+	if err != nil {
+		return err
+	}
+	for _, pr := range pairs {
 		var base Fields
 		if pr.link != nil {
 			base = pr.link.Base
@@ -199,7 +206,7 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		} else {
 			pr.res, pr.mergeErr = Merge(base, pr.other, pr.src, pol)
 		}
-		pairs = append(pairs, pr)
+		p.refPatches(pr, refs)
 	}
 	return p.writePairs(ctx, sd, pg, pairs)
 }
