@@ -28,6 +28,9 @@ type graphOpts struct {
 	includeCompanyA func(crmsync.Record) bool
 	includeContactA func(crmsync.Record) bool
 	includeContactB func(crmsync.Record) bool
+	// leads makes the people pair's Salesforce side Leads and Contacts,
+	// new HubSpot contacts routed by lifecycle stage.
+	leads bool
 }
 
 func companiesPolicy() crmsync.Policy {
@@ -81,6 +84,21 @@ func newGraphWorld(t *testing.T, o graphOpts) *graphWorld {
 	companies := mk("companies", "Account", "salesforce_account_id", companiesPolicy(), func(c *crmsync.SyncConfig) { c.IncludeA = o.includeCompanyA })
 	people := mk("contacts", "Contact", "salesforce_contact_id", peoplePolicy(), func(c *crmsync.SyncConfig) {
 		c.IncludeA, c.IncludeB = o.includeContactA, o.includeContactB
+		if o.leads {
+			r, err := crmsync.NewRouted(crmsync.RoutedConfig{CRM: w.sf,
+				Objects: []crmsync.RoutedObject{
+					{Name: "Lead", Fields: map[string]string{"AccountId": ""}, Defaults: crmsync.Fields{"Company": "[not provided]"}},
+					{Name: "Contact"},
+				},
+				Route: func(src crmsync.Record) string {
+					if src.Fields["lifecyclestage"] == "lead" {
+						return "Lead"
+					}
+					return "Contact"
+				}})
+			require.NoError(t, err)
+			c.B, c.ObjectB = r, r.Object()
+		}
 	})
 	deals := mk("deals", "Opportunity", "salesforce_deal_id", dealsPolicy(), nil)
 	// Given children first: the graph orders them parents first.
@@ -295,4 +313,47 @@ func TestNewGraphValidates(t *testing.T) {
 	bad := peoplePolicy()
 	bad.Rules[2].Type = crmsync.TypeString
 	require.ErrorContains(t, bad.Validate(), "needs type reference or references")
+}
+
+func TestLeadRoutingAndConversionRelinks(t *testing.T) {
+	w := newGraphWorld(t, graphOpts{leads: true})
+	co := w.hs.put("companies", crmsync.Fields{"name": "Acme", "domain": "acme.test"})
+	ada := w.hs.put("contacts", crmsync.Fields{"email": "ada@acme.test", "firstname": "Ada", "lifecyclestage": "lead", "associations.companies": co})
+	bob := w.hs.put("contacts", crmsync.Fields{"email": "bob@acme.test", "firstname": "Bob", "lifecyclestage": "customer", "associations.companies": co})
+	w.pass()
+	acct := w.sfFor("Account", co)
+	lead := w.sfFor("Lead", ada)
+	require.NotEmpty(t, lead.ID, "a HubSpot lead is routed to a Salesforce Lead")
+	assert.Equal(t, "[not provided]", lead.Fields["Company"], "the Lead's defaults fill its required fields")
+	assert.NotContains(t, lead.Fields, "AccountId", "a Lead has no account: the reference is not written there")
+	assert.Empty(t, w.sfFor("Contact", ada).ID)
+	sfBob := w.sfFor("Contact", bob)
+	require.NotEmpty(t, sfBob.ID, "a customer is routed to a Contact")
+	assert.Equal(t, acct.ID, sfBob.Fields["AccountId"])
+	assert.Equal(t, lead.ID, w.hs.get("contacts", ada).Fields["salesforce_contact_id"])
+
+	// Sales converts Ada's Lead into a Contact; in the same window
+	// marketing renames her in HubSpot.
+	contact := w.sf.put("Contact", crmsync.Fields{"Email": "ada@acme.test", "FirstName": "Ada", "AccountId": acct.ID})
+	w.sf.convert("Lead", lead.ID, contact)
+	w.hs.edit("contacts", ada, crmsync.Fields{"firstname": "Ada L"})
+	writesBefore := len(w.sf.writes)
+	w.pass()
+	w.pass()
+	assert.Equal(t, contact, w.hs.get("contacts", ada).Fields["salesforce_contact_id"], "the HubSpot contact is relinked to the new Contact")
+	assert.Equal(t, "Ada L", w.sf.get("Contact", contact).Fields["FirstName"], "the edit made meanwhile is not lost")
+	assert.Equal(t, ada, w.sf.get("Contact", contact).Fields["HubSpot_Id__c"])
+	for _, wr := range w.sf.writes[writesBefore:] {
+		assert.NotEqual(t, "Lead/"+lead.ID, wr, "a converted Lead is never written again")
+	}
+	assert.Len(t, w.hs.all("contacts"), 2, "no duplicate HubSpot contact")
+	assert.False(t, w.hs.get("contacts", ada).Archived, "nothing archived")
+	assert.Len(t, w.sf.all("Contact"), 2, "no duplicate Salesforce contact")
+	assert.Empty(t, w.deadLetters())
+	assert.Equal(t, acct.ID, w.sf.get("Contact", contact).Fields["AccountId"])
+
+	// Later edits go to the Contact.
+	w.hs.edit("contacts", ada, crmsync.Fields{"firstname": "Ada Lovelace"})
+	w.pass()
+	assert.Equal(t, "Ada Lovelace", w.sf.get("Contact", contact).Fields["FirstName"])
 }

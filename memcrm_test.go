@@ -67,6 +67,17 @@ func (m *memCRM) edit(object, id string, fields crmsync.Fields) {
 	r.ModifiedAt = m.clock()
 }
 
+// convert marks a record converted into another (a Salesforce Lead
+// conversion): MergedInto set, IsConverted true, read-only from then on.
+func (m *memCRM) convert(object, id, into string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.obj(object)[id]
+	r.MergedInto = into
+	r.Fields["IsConverted"] = true
+	r.ModifiedAt = m.clock()
+}
+
 func (m *memCRM) get(object, id string) crmsync.Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -576,8 +576,9 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 				if len(fields) == 0 {
 					continue // nothing to create (an archived record, say)
 				}
+				src := pr.src
 				items = append(items, writeItem{Pair: i, Role: "create",
-					Op: WriteOp{Kind: Upsert, MatchField: to.linkField, MatchValue: pr.src.ID, Fields: fields}})
+					Op: WriteOp{Kind: Upsert, MatchField: to.linkField, MatchValue: pr.src.ID, Fields: fields, Source: &src}})
 				continue
 			}
 			// An archived record cannot be written: its link field waits
