@@ -237,3 +237,12 @@ func (c *fixedClock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
+
+// archive archives a record as a user would.
+func (m *memCRM) archive(object, id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.obj(object)[id]
+	r.Archived = true
+	r.ModifiedAt = m.clock()
+}
