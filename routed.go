@@ -213,6 +213,13 @@ func (r *Routed) Changes(ctx context.Context, q ChangeQuery) (Page, error) {
 	iq := q
 	iq.Object, iq.PageToken, iq.Fields = o.Name, inner, o.fieldList(q.Fields)
 	page, err := r.c.CRM.Changes(ctx, iq)
+	if err != nil && i > 0 && inner == "" && errors.Is(err, ErrHistoryLost) && !q.Until.IsZero() {
+		// The sync handles a lost history on the query's first page (the
+		// first object's) by reading what the API still holds; the later
+		// objects do the same here.
+		iq.Since = q.Until.Add(-historyFallback)
+		page, err = r.c.CRM.Changes(ctx, iq)
+	}
 	if err != nil {
 		return Page{}, err
 	}
