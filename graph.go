@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 )
@@ -241,6 +242,32 @@ func (g *Graph) Run(ctx context.Context, run *Run) error {
 		}
 	}
 	return nil
+}
+
+// Plan is a dry run of every pair for key, parents first, as Sync.Plan
+// does for one pair: nothing is written and nothing committed. A child
+// pair's plan sees the links its parents' plans would have made (a
+// planned create's id reads "new-<system>-N").
+func (g *Graph) Plan(ctx context.Context, st Store, key string, logger *slog.Logger, opts ...PlanOption) (*GraphReport, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	rep := &GraphReport{Order: g.Pairs(), Pairs: map[string]*SyncReport{}}
+	plans := map[string]*planState{}
+	for _, gp := range g.pairs {
+		ps := gp.Sync.newPass(nil, st, key, logger.With("pair", gp.Name))
+		ps.inGraph(g, gp.Name)
+		ps.plan = newPlanState(opts)
+		ps.plans = plans
+		r, err := ps.do(ctx)
+		r.Planned = ps.plan.plannedWrites()
+		rep.Pairs[gp.Name] = r
+		plans[gp.Name] = ps.plan
+		if err != nil {
+			return rep, fmt.Errorf("pair %s: %w", gp.Name, err)
+		}
+	}
+	return rep, nil
 }
 
 // RunOnce runs one pass of every pair for key on eng and returns its report.

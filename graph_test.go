@@ -357,3 +357,28 @@ func TestLeadRoutingAndConversionRelinks(t *testing.T) {
 	w.pass()
 	assert.Equal(t, "Ada Lovelace", w.sf.get("Contact", contact).Fields["FirstName"])
 }
+
+// A plan of the graph sees what its parents' plans would link: the
+// contacts of a new company are planned as creates, not as waiting, and
+// the counts are those of the pass that follows.
+func TestGraphPlanMatchesThePass(t *testing.T) {
+	w := newGraphWorld(t, graphOpts{})
+	co := w.hs.put("companies", crmsync.Fields{"name": "Acme", "domain": "acme.test"})
+	w.hs.put("contacts", crmsync.Fields{"email": "ada@acme.test", "firstname": "Ada", "associations.companies": co})
+	w.hs.put("deals", crmsync.Fields{"dealname": "Big", "associations.companies": co})
+	w.clk.Advance(time.Minute)
+	plan, err := w.g.Plan(context.Background(), w.st, w.key, nil)
+	require.NoError(t, err)
+	w.clk.Advance(-time.Minute)
+	rep := w.pass()
+	for _, name := range rep.Order {
+		assert.Equal(t, rep.Pairs[name].Writes(), plan.Pairs[name].Writes(), "pair %s", name)
+		assert.Zero(t, plan.Pairs[name].Waiting, "pair %s: nothing waits in the plan", name)
+		assert.Equal(t, rep.Pairs[name].Directions, plan.Pairs[name].Directions, "pair %s", name)
+	}
+	var planned []string
+	for _, p := range plan.Pairs["contacts"].Planned {
+		planned = append(planned, p.Fields...)
+	}
+	assert.Contains(t, planned, "AccountId", "the contact's account is planned")
+}

@@ -206,10 +206,24 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 			rs := p.graph.byNS[ref]
 			key := PairKey(p.leaseKey, ref)
 			same := rs.c.Policy.A == pol.A
-			byA, byB := p.st.LinksByA, p.st.LinksByB
-			if !same {
-				byA, byB = byB, byA
+			// linksOn reads the referenced pair's links of ids on our side A
+			// (ourA) or B, with what a plan of the graph would have linked.
+			linksOn := func(ctx context.Context, ids []string, ourA bool) (map[string]Link, error) {
+				refA := ourA == same
+				var ls map[string]Link
+				var err error
+				if refA {
+					ls, err = p.st.LinksByA(ctx, key, ids)
+				} else {
+					ls, err = p.st.LinksByB(ctx, key, ids)
+				}
+				if err == nil && p.plan != nil && p.plans[ref] != nil {
+					ls = p.plans[ref].links(ls, refA, ids)
+				}
+				return ls, err
 			}
+			byA := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) { return linksOn(ctx, ids, true) }
+			byB := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) { return linksOn(ctx, ids, false) }
 			t := refLinks{AToB: map[string]string{}, BToA: map[string]string{}}
 			if ids := dedupe(q.a); len(ids) > 0 {
 				ls, err := byA(ctx, key, ids)

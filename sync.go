@@ -356,8 +356,10 @@ type pass struct {
 	leaseKey string
 	graph    *Graph
 	ns       string
-	// refs holds the pass's reference state (refs.go).
-	refs refState
+	// refs holds the pass's reference state (refs.go); plans, in a plan
+	// of a graph, the plans of the pairs before this one.
+	refs  refState
+	plans map[string]*planState
 }
 
 func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
