@@ -222,8 +222,12 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 				}
 				return ls, err
 			}
-			byA := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) { return linksOn(ctx, ids, true) }
-			byB := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) { return linksOn(ctx, ids, false) }
+			byA := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) {
+				return linksOn(ctx, ids, true)
+			}
+			byB := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) {
+				return linksOn(ctx, ids, false)
+			}
 			t := refLinks{AToB: map[string]string{}, BToA: map[string]string{}}
 			if ids := dedupe(q.a); len(ids) > 0 {
 				ls, err := byA(ctx, key, ids)
