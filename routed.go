@@ -373,10 +373,13 @@ func (r *Routed) Write(ctx context.Context, object string, ops []WriteOp) ([]Wri
 }
 
 // Schema implements CRM: the union of the objects' fields, in the policy's
-// names (the first object that has a field describes it).
+// names (the first object that has a field describes it). A field is
+// required only when every object requires it (the route is not known
+// ahead) and no object's Defaults fill it.
 func (r *Routed) Schema(ctx context.Context, object string) (Schema, error) {
 	out := Schema{Object: object}
 	seen := map[string]bool{}
+	optional := map[string]bool{}
 	for _, o := range r.c.Objects {
 		s, err := r.c.CRM.Schema(ctx, o.Name)
 		if err != nil {
@@ -395,12 +398,26 @@ func (r *Routed) Schema(ctx context.Context, object string) (Schema, error) {
 			} else if to, renamedAway := o.Fields[name]; renamedAway && to != name {
 				continue
 			}
+			if _, filled := o.Defaults[f.Name]; filled || !f.Required {
+				optional[name] = true
+			}
 			if seen[name] {
 				continue
 			}
 			seen[name] = true
 			f.Name = name
 			out.Fields = append(out.Fields, f)
+		}
+	}
+	for i, f := range out.Fields {
+		n := 0
+		for _, o := range r.c.Objects {
+			if _, has := o.field(f.Name); has {
+				n++
+			}
+		}
+		if optional[f.Name] || n < len(r.c.Objects) {
+			out.Fields[i].Required = false
 		}
 	}
 	return out, nil
