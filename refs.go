@@ -97,6 +97,9 @@ func (p *pass) readWaiting(ctx context.Context, sd *side) error {
 type refLinks struct {
 	AToB map[string]string `json:"a_to_b"`
 	BToA map[string]string `json:"b_to_a"`
+	// Unreferenced lists side B ids whose records cannot be referenced
+	// (a Lead, see RoutedObject.Unreferenced).
+	Unreferenced map[string]bool `json:"unreferenced,omitempty"`
 }
 
 // refRules lists the indexes of the policy's reference rules.
@@ -255,6 +258,23 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 					t.AToB[a], t.BToA[b] = b, a
 				}
 			}
+			// The referenced pair's CRM on side B may say some records
+			// cannot be referenced.
+			crmB := rs.c.B
+			if !same {
+				crmB = rs.c.A
+			}
+			if u, ok := crmB.(interface {
+				unreferenced(context.Context, []string) (map[string]bool, error)
+			}); ok && len(t.BToA) > 0 {
+				un, err := u.unreferenced(ctx, sortedKeys(t.BToA))
+				if err != nil {
+					return nil, err
+				}
+				if len(un) > 0 {
+					t.Unreferenced = un
+				}
+			}
 			out[ref] = t
 		}
 		return out, nil
@@ -273,6 +293,24 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 		for _, i := range rules {
 			r := pol.Rules[i]
 			t := tables[r.Ref]
+			if r.Type == TypeReferences && len(t.Unreferenced) > 0 {
+				// Elements whose counterparts cannot be referenced stay on
+				// side A and are left out of the comparison.
+				if raw, has := recA.Fields[r.A]; has {
+					var keep []string
+					for _, id := range splitIDs(raw) {
+						if b, ok := t.AToB[id]; ok && t.Unreferenced[b] {
+							if pr.hidden == nil {
+								pr.hidden = map[string][]string{}
+							}
+							pr.hidden[r.Key()] = append(pr.hidden[r.Key()], id)
+							continue
+						}
+						keep = append(keep, id)
+					}
+					recA.Fields[r.A] = keep
+				}
+			}
 			va, okA := canonicalRefs(recA.Fields, r.A, nil)
 			vb, okB := canonicalRefs(recB.Fields, r.B, t.BToA)
 			if okA {
@@ -364,7 +402,9 @@ func (p *pass) refPatches(pr *pair, tables map[string]refLinks) {
 	for _, i := range p.s.refRules() {
 		r := pol.Rules[i]
 		if v, ok := pr.res.PatchA[r.A]; ok {
-			pr.res.PatchA[r.A] = refValue(r.Type, splitIDs(v))
+			ids := append(splitIDs(v), pr.hidden[r.Key()]...)
+			slices.Sort(ids)
+			pr.res.PatchA[r.A] = refValue(r.Type, slices.Compact(ids))
 		}
 		if v, ok := pr.res.PatchB[r.B]; ok {
 			ids := splitIDs(v)

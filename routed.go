@@ -26,6 +26,12 @@ type RoutedObject struct {
 	// does not name them, in this object's field names (a Lead's required
 	// Company, say).
 	Defaults Fields
+	// Unreferenced says that records of this object cannot be the target
+	// of another pair's references (a Lead holds no opportunity contact
+	// role): in a set of references, an element whose counterpart is such
+	// a record is left out of this side's value and kept in the other
+	// side's.
+	Unreferenced bool
 }
 
 // RoutedConfig configures a [Routed] CRM.
@@ -291,6 +297,25 @@ func (r *Routed) objectOf(ctx context.Context, ids []string) (map[string]int, er
 		for _, rec := range recs {
 			out[rec.ID] = i
 			unknown = slices.DeleteFunc(unknown, func(id string) bool { return id == rec.ID })
+		}
+	}
+	return out, nil
+}
+
+// unreferenced returns the ids among ids whose records cannot be
+// referenced (RoutedObject.Unreferenced).
+func (r *Routed) unreferenced(ctx context.Context, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if !slices.ContainsFunc(r.c.Objects, func(o RoutedObject) bool { return o.Unreferenced }) {
+		return out, nil
+	}
+	of, err := r.objectOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for id, i := range of {
+		if r.c.Objects[i].Unreferenced {
+			out[id] = true
 		}
 	}
 	return out, nil

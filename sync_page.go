@@ -22,6 +22,9 @@ type pair struct {
 	link       *Link
 	res        MergeResult
 	mergeErr   error
+	// hidden holds, per reference rule, side A's ids left out of the
+	// merge because their counterparts cannot be referenced (refs.go).
+	hidden map[string][]string
 }
 
 // writeItem is one op of a write batch and the pair it serves.

@@ -106,7 +106,7 @@ func RouteByLifecycleStage(src crmsync.Record) string {
 // new HubSpot contacts routed by RouteByLifecycleStage.
 func People(sf crmsync.CRM) (*crmsync.Routed, error) {
 	lead := crmsync.RoutedObject{Name: "Lead", Fields: map[string]string{},
-		Defaults: crmsync.Fields{"Company": "[not provided]"}}
+		Defaults: crmsync.Fields{"Company": "[not provided]"}, Unreferenced: true}
 	for _, f := range leadOnly {
 		lead.Fields[f] = ""
 	}
@@ -157,6 +157,11 @@ func NewGraph(hs, sf crmsync.CRM, c GraphConfig) (*crmsync.Graph, error) {
 		{Name: "companies", Sync: companies}, {Name: "contacts", Sync: contacts}, {Name: "deals", Sync: deals},
 	}})
 }
+
+// GraphProperties are the portal's custom company and deal properties the
+// graph's policies use (the link properties), by object, for a fake
+// HubSpot (crmsync fake defines them).
+func GraphProperties() map[string][]hubspottest.Property { return graphProperties() }
 
 // graphProperties are the portal's custom company and deal properties the
 // graph's policies use: the link properties.
