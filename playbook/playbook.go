@@ -1,7 +1,10 @@
 // Package playbook is the reference workflow: it keeps HubSpot and
-// Salesforce contacts in step both ways under the playbook's
-// field-ownership policy ([Policy]). [Main] is the main job behind
-// `go run ./examples/hubspot-salesforce` and `crmsync demo`.
+// Salesforce in step both ways, companies with accounts, contacts with
+// Leads and Contacts, deals with opportunities, parents first in one run
+// ([NewGraph]), each pair under its own field-ownership policy
+// ([CompaniesPolicy], [PeoplePolicy], [DealsPolicy]; [Policy] for contacts
+// alone). [Main] is the main job behind `go run ./examples/hubspot-salesforce`
+// and `crmsync demo`.
 //
 // With no credentials, Main starts both CRMs as in-process fakes seeded with
 // a realistic data set, syncs them on a SQLite store (by default demo.db in
@@ -58,8 +61,9 @@ var apiVersion = regexp.MustCompile(`^v?[0-9]{2}\.0$`)
 
 const mainHelp = `usage: %[1]s [flags]
 
-Keeps HubSpot and Salesforce contacts in step both ways under the
-playbook's policy. With no credentials in the environment, both CRMs are
+Keeps HubSpot and Salesforce in step both ways under the playbook's
+policies: companies and accounts, then contacts and Salesforce Leads and
+Contacts, then deals and opportunities (-objects contacts: contacts only). With no credentials in the environment, both CRMs are
 fakes in this process, seeded with a realistic data set: it syncs, lets
 simulated users edit both sides, syncs again, and shows that a last pass
 writes nothing. With credentials (HUBSPOT_TOKEN, SALESFORCE_ACCESS_TOKEN
