@@ -2,6 +2,7 @@ package crmsync_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -381,4 +382,41 @@ func TestGraphPlanMatchesThePass(t *testing.T) {
 		planned = append(planned, p.Fields...)
 	}
 	assert.Contains(t, planned, "AccountId", "the contact's account is planned")
+}
+
+// A graph run that stops part-way (the daily allocation ran out while the
+// contacts were written) resumes in the next run: the companies pair's
+// steps are replayed without a call, the contacts are written once, the
+// account is not created again.
+func TestGraphRunResumesWherePairStopped(t *testing.T) {
+	w := newGraphWorld(t, graphOpts{})
+	co := w.hs.put("companies", crmsync.Fields{"name": "Acme", "domain": "acme.test"})
+	ada := w.hs.put("contacts", crmsync.Fields{"email": "ada@acme.test", "firstname": "Ada", "associations.companies": co})
+	w.sf.mu.Lock()
+	w.sf.failWrite = func(object string) error {
+		if object == "Contact" {
+			return fmt.Errorf("salesforce: %w", crmsync.ErrDailyLimit)
+		}
+		return nil
+	}
+	w.sf.mu.Unlock()
+	w.clk.Advance(time.Minute)
+	_, info, err := w.g.RunOnce(context.Background(), w.eng, w.key)
+	require.ErrorIs(t, err, crmsync.ErrDailyLimit)
+	require.Equal(t, crmsync.RunOpen, info.Status)
+	require.Len(t, w.sf.all("Account"), 1, "the companies pair finished before the stop")
+	require.Empty(t, w.sf.all("Contact"))
+
+	w.sf.mu.Lock()
+	w.sf.failWrite = nil
+	w.sf.mu.Unlock()
+	rep, info2, err := w.g.RunOnce(context.Background(), w.eng, w.key)
+	require.NoError(t, err)
+	assert.Equal(t, info.ID, info2.ID, "the same run resumed")
+	assert.Zero(t, rep.Pairs["companies"].APICalls["salesforce"]+rep.Pairs["companies"].APICalls["hubspot"], "the finished pair's steps replay without calls")
+	assert.Len(t, w.sf.all("Account"), 1, "no account created twice")
+	require.Len(t, w.sf.all("Contact"), 1)
+	sfAda := w.sfFor("Contact", ada)
+	assert.Equal(t, w.sfFor("Account", co).ID, sfAda.Fields["AccountId"])
+	assert.Empty(t, w.deadLetters())
 }

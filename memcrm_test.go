@@ -28,6 +28,9 @@ type memCRM struct {
 	next    int
 	calls   int
 	writes  []string // object/id of every record written
+	// failWrite, if set, fails a Write call to object as a whole with
+	// the error it returns (nil lets it through).
+	failWrite func(object string) error
 }
 
 func newMemCRM(system string, clock func() time.Time) *memCRM {
@@ -153,6 +156,11 @@ func (m *memCRM) Write(_ context.Context, object string, ops []crmsync.WriteOp) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
+	if m.failWrite != nil {
+		if err := m.failWrite(object); err != nil {
+			return nil, err
+		}
+	}
 	res := make([]crmsync.WriteResult, len(ops))
 	now := m.clock()
 	for i, op := range ops {
