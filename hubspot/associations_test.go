@@ -105,13 +105,13 @@ func TestLookupReadsAssociationsInBatchesOf1000(t *testing.T) {
 	assert.Equal(t, 2, srv.Calls("associations/batch/read"))
 }
 
-func TestAssociationReadAcceptsStringToObjectID(t *testing.T) {
+func TestAssociationReadAcceptsNumericToObjectID(t *testing.T) {
 	srv := fastFake(t)
 	c := newClient(t, srv)
 	g := srv.SeedGraph(1, 1, 0)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Raw, Endpoint: "associations/batch/read", Status: 200, ContentType: "application/json",
 		Body: []byte(`{"status":"COMPLETE","startedAt":"2026-03-02T09:00:00.000Z","completedAt":"2026-03-02T09:00:00.000Z","results":[` +
-			`{"from":{"id":"` + g.Contacts[0] + `"},"to":[{"toObjectId":"` + g.Companies[0] + `","associationTypes":[` +
+			`{"from":{"id":"` + g.Contacts[0] + `"},"to":[{"toObjectId":` + g.Companies[0] + `,"associationTypes":[` +
 			`{"category":"HUBSPOT_DEFINED","typeId":279,"label":null},{"category":"HUBSPOT_DEFINED","typeId":1,"label":"Primary"}]}]}]}`)})
 	recs, err := c.Lookup(context.Background(), "contacts", "id", g.Contacts, []string{hubspot.FieldCompanies})
 	require.NoError(t, err)

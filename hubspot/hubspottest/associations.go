@@ -496,7 +496,8 @@ func assocErr(category, subCategory, message string, context map[string][]string
 // Config.AssociationPage per id, continued with the id and paging.next.after).
 // An id with no association (or no live record) gets a 207 error,
 // OBJECT_NOT_FOUND, subcategory crm.associations.NO_ASSOCIATIONS_FOUND.
-// toObjectId is a JSON number, as the guide's examples show it.
+// toObjectId is a string, as the 2026 spec types it (the guide's examples
+// show a number; clients should take both).
 func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to string) {
 	var req struct {
 		Inputs []assocInput `json:"inputs"`
@@ -540,8 +541,7 @@ func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to
 				}
 				types[i] = map[string]any{"category": t.Category, "typeId": t.TypeID, "label": label}
 			}
-			num, _ := strconv.ParseInt(a.ToID, 10, 64)
-			tos = append(tos, map[string]any{"toObjectId": num, "associationTypes": types})
+			tos = append(tos, map[string]any{"toObjectId": a.ToID, "associationTypes": types})
 		}
 		res := map[string]any{"from": map[string]string{"id": in.ID}, "to": tos}
 		if end < len(all) {
