@@ -374,3 +374,28 @@ func TestCompanyMergeMovesContactsAndSearchLagHoldsDeals(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, merged, got[0].Fields[hubspot.FieldCompanies])
 }
+
+func TestAssociationCallsSurviveRateLimitsAndLostResponses(t *testing.T) {
+	srv := fastFake(t)
+	c := newClient(t, srv)
+	g := srv.SeedGraph(2, 3, 0)
+	ctx := context.Background()
+	// A 429 on the read and a create whose response is lost after it
+	// landed: both are sent again (association creates are idempotent).
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "associations/batch/read"},
+		hubspottest.Fault{Kind: hubspottest.ServerError, Status: 502, Endpoint: "associations/batch/create", AfterServe: true})
+	ops := make([]crmsync.WriteOp, len(g.Contacts))
+	for i, id := range g.Contacts {
+		ops[i] = crmsync.WriteOp{Kind: crmsync.Update, ID: id, Fields: crmsync.Fields{hubspot.FieldCompanies: g.Companies[1]}}
+	}
+	res, err := c.Write(ctx, "contacts", ops)
+	require.NoError(t, err)
+	for i, r := range res {
+		require.NoError(t, r.Err, "op %d", i)
+		assert.Equal(t, g.Companies[1], srv.PrimaryCompany("contacts", g.Contacts[i]))
+		assert.Len(t, srv.Associations("contacts", g.Contacts[i], "companies"), 1)
+	}
+	assert.Equal(t, 2, srv.Calls("associations/batch/read"))
+	assert.Equal(t, 2, srv.Calls("associations/batch/create"))
+	assert.Equal(t, map[string]int64{"associations/batch/read": 2, "associations/batch/create": 2, "associations/batch/archive": 1}, c.Stats())
+}
