@@ -2,6 +2,7 @@ package hubspottest
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -461,13 +462,28 @@ type assocInput struct {
 	ID    string `json:"id"`
 	After string `json:"after"`
 	From  struct {
-		ID string `json:"id"`
+		ID json.Number `json:"id"`
 	} `json:"from"`
 	To    any `json:"to"`
 	Types []struct {
 		AssociationCategory string `json:"associationCategory"`
 		AssociationTypeID   int    `json:"associationTypeId"`
 	} `json:"types"`
+}
+
+// idOf reads an id sent as a string or a number ({"id": "12"} or {"id": 12}).
+func idOf(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return ""
+	}
+	switch id := m["id"].(type) {
+	case string:
+		return id
+	case float64:
+		return strconv.FormatFloat(id, 'f', -1, 64)
+	}
+	return ""
 }
 
 func assocBatchOK(w http.ResponseWriter, n, limit int) bool {
@@ -577,22 +593,19 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 	defer s.mu.Unlock()
 	var results, errs []map[string]any
 	for _, in := range req.Inputs {
-		toID := ""
-		if m, ok := in.To.(map[string]any); ok {
-			toID, _ = m["id"].(string)
-		}
-		ctx := map[string][]string{"fromObjectId": {in.From.ID}, "toObjectId": {toID}}
-		if in.From.ID == "" || toID == "" || len(in.Types) == 0 {
+		toID, fromID := idOf(in.To), in.From.ID.String()
+		ctx := map[string][]string{"fromObjectId": {fromID}, "toObjectId": {toID}}
+		if fromID == "" || toID == "" || len(in.Types) == 0 {
 			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "each input needs from.id, to.id and types")
 			return
 		}
-		if cat, ok := s.failAssoc[in.From.ID]; ok {
+		if cat, ok := s.failAssoc[fromID]; ok {
 			errs = append(errs, assocErr(cat, "", "injected association failure", ctx))
 			continue
 		}
-		if !s.live(from, in.From.ID) || !s.live(to, toID) {
+		if !s.live(from, fromID) || !s.live(to, toID) {
 			errs = append(errs, assocErr("VALIDATION_ERROR", "crm.associations.INVALID_OBJECT_IDS",
-				fmt.Sprintf("One or more of the ids are invalid: %s %s, %s %s", from, in.From.ID, to, toID), ctx))
+				fmt.Sprintf("One or more of the ids are invalid: %s %s, %s %s", from, fromID, to, toID), ctx))
 			continue
 		}
 		var bad bool
@@ -612,15 +625,15 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 			continue
 		}
 		for _, t := range in.Types {
-			s.link(from, in.From.ID, to, toID, AssociationType{Category: t.AssociationCategory, TypeID: t.AssociationTypeID})
+			s.link(from, fromID, to, toID, AssociationType{Category: t.AssociationCategory, TypeID: t.AssociationTypeID})
 		}
 		var labels []string
-		for _, t := range s.edges(assocKey{from, to}, in.From.ID)[toID] {
+		for _, t := range s.edges(assocKey{from, to}, fromID)[toID] {
 			if t.Label != "" {
 				labels = append(labels, t.Label)
 			}
 		}
-		results = append(results, map[string]any{"fromObjectTypeId": typeIDOf(from), "fromObjectId": in.From.ID,
+		results = append(results, map[string]any{"fromObjectTypeId": typeIDOf(from), "fromObjectId": fromID,
 			"toObjectTypeId": typeIDOf(to), "toObjectId": toID, "labels": append([]string{}, labels...)})
 	}
 	started := s.now()
@@ -649,15 +662,14 @@ func (s *Server) serveAssocArchive(w http.ResponseWriter, r *http.Request, from,
 	defer s.mu.Unlock()
 	for _, in := range req.Inputs {
 		list, ok := in.To.([]any)
-		if !ok || in.From.ID == "" {
+		fromID := in.From.ID.String()
+		if !ok || fromID == "" {
 			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "each input needs from.id and a list of to ids")
 			return
 		}
 		for _, x := range list {
-			if m, ok := x.(map[string]any); ok {
-				if id, _ := m["id"].(string); id != "" {
-					s.unlink(from, in.From.ID, to, id)
-				}
+			if id := idOf(x); id != "" {
+				s.unlink(from, fromID, to, id)
 			}
 		}
 	}

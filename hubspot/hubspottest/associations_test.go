@@ -189,3 +189,19 @@ func TestAssociationChangesTouchRecordsOnlyWhenAsked(t *testing.T) {
 		})
 	}
 }
+
+func TestAssociationInputsTakeNumericIDs(t *testing.T) {
+	srv := fake(t)
+	co := srv.Seed("companies", map[string]string{"name": "A"})[0]
+	ct := srv.SeedContacts(1)[0]
+	coN, _ := strconv.Atoi(co)
+	ctN, _ := strconv.Atoi(ct)
+	r := call(t, srv, "POST", "/crm/v4/associations/0-1/0-2/batch/create", srv.Token, map[string]any{"inputs": []any{
+		map[string]any{"from": map[string]int{"id": ctN}, "to": map[string]int{"id": coN}, "types": []any{map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}}}}})
+	require.Equal(t, 201, r.status)
+	require.Len(t, srv.Associations("contacts", ct, "companies"), 1)
+	r = call(t, srv, "POST", "/crm/v4/associations/contact/company/batch/archive", srv.Token, map[string]any{"inputs": []any{
+		map[string]any{"from": map[string]int{"id": ctN}, "to": []any{map[string]int{"id": coN}}}}})
+	require.Equal(t, 204, r.status)
+	assert.Empty(t, srv.Associations("contacts", ct, "companies"))
+}
