@@ -281,6 +281,22 @@ func hasType(types []AssociationType, id int) bool {
 	return false
 }
 
+// overCap reports that a new association from id to toID would take id
+// past Config.AssociationCap records of object to; s.mu is held.
+func (s *Server) overCap(from, id, to, toID string) bool {
+	e := s.edges(assocKey{from, to}, id)
+	if len(e[toID]) > 0 {
+		return false // already associated: a new type, not a new record
+	}
+	n := 0
+	for _, types := range e {
+		if len(types) > 0 {
+			n++
+		}
+	}
+	return n >= s.cfg.AssociationCap
+}
+
 // live reports a live record of a canonical object; s.mu is held.
 func (s *Server) live(object, id string) bool {
 	r := s.store(object).recs[id]
@@ -576,8 +592,9 @@ func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to
 
 // serveAssocCreate is POST /crm/v4/associations/{from}/{to}/batch/create:
 // up to 2,000 pairs, each with its types; 201, or 207 with a
-// VALIDATION_ERROR per pair whose records are not live or whose types the
-// pair does not have (context fromObjectId and toObjectId).
+// VALIDATION_ERROR per pair whose records are not live, whose types the
+// pair does not have, or that would take a record past
+// Config.AssociationCap (context fromObjectId and toObjectId).
 func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, to string) {
 	var req struct {
 		Inputs []assocInput `json:"inputs"`
@@ -622,6 +639,11 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 		if bad {
 			errs = append(errs, assocErr("VALIDATION_ERROR", "crm.associations.INVALID_ASSOCIATION_TYPE",
 				fmt.Sprintf("Invalid association type between %s and %s", from, to), ctx))
+			continue
+		}
+		if s.overCap(from, fromID, to, toID) || s.overCap(to, toID, from, fromID) {
+			errs = append(errs, assocErr("VALIDATION_ERROR", "crm.associations.TOO_MANY_ASSOCIATIONS",
+				fmt.Sprintf("A record would exceed its limit of %d %s associations", s.cfg.AssociationCap, to), ctx))
 			continue
 		}
 		for _, t := range in.Types {

@@ -205,3 +205,21 @@ func TestAssociationInputsTakeNumericIDs(t *testing.T) {
 	require.Equal(t, 204, r.status)
 	assert.Empty(t, srv.Associations("contacts", ct, "companies"))
 }
+
+func TestAssociationCapPerRecord(t *testing.T) {
+	srv := fake(t, hubspottest.WithAssociationCap(2))
+	co := srv.Seed("companies", map[string]string{"name": "A"})[0]
+	cts := srv.SeedContacts(3)
+	var in []any
+	for _, c := range cts {
+		in = append(in, map[string]any{"from": map[string]string{"id": co}, "to": map[string]string{"id": c}, "types": []any{map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 280}}})
+	}
+	r := call(t, srv, "POST", "/crm/v4/associations/companies/contacts/batch/create", srv.Token, map[string]any{"inputs": in})
+	require.Equal(t, 207, r.status)
+	e := r.body["errors"].([]any)[0].(map[string]any)
+	assert.Equal(t, "crm.associations.TOO_MANY_ASSOCIATIONS", e["subCategory"])
+	assert.Equal(t, []any{cts[2]}, e["context"].(map[string]any)["toObjectId"])
+	assert.Len(t, srv.Associations("companies", co, "contacts"), 2)
+	// A new type on a pair already associated is not a new record.
+	require.Equal(t, 201, call(t, srv, "POST", "/crm/v4/associations/companies/contacts/batch/create", srv.Token, map[string]any{"inputs": in[:1]}).status)
+}
