@@ -145,6 +145,7 @@ func TestWriteMovesPrimaryCompaniesInBatches(t *testing.T) {
 	assert.Equal(t, 1, srv.Calls("associations/batch/create"))
 	assert.Equal(t, 1, srv.Calls("associations/batch/archive"))
 	assert.Equal(t, 0, srv.Calls("batch/update"))
+	assert.Equal(t, g.Companies[1], ops[0].Fields[hubspot.FieldCompanies], "the caller's op is left as it was")
 
 	// Fields and a company together; a create with its company; a clear.
 	res, err = c.Write(ctx, "contacts", []crmsync.WriteOp{
