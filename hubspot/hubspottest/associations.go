@@ -144,6 +144,12 @@ func (s *Server) edges(k assocKey, id string) map[string][]AssociationType {
 	return e
 }
 
+// peek returns the stored types from id to each record of key without
+// creating anything (nil when none); s.mu is held.
+func (s *Server) peek(k assocKey, id string) map[string][]AssociationType {
+	return s.assoc[k][id]
+}
+
 func addType(list []AssociationType, t AssociationType) []AssociationType {
 	for _, x := range list {
 		if x.Category == t.Category && x.TypeID == t.TypeID {
@@ -202,9 +208,9 @@ func (s *Server) touchOnChange(from, fromID, to, toID string) func() {
 	if !s.cfg.AssociationsTouch {
 		return func() {}
 	}
-	before := fmt.Sprint(s.edges(assocKey{from, to}, fromID)[toID], s.edges(assocKey{to, from}, toID)[fromID])
+	before := fmt.Sprint(s.peek(assocKey{from, to}, fromID)[toID], s.peek(assocKey{to, from}, toID)[fromID])
 	return func() {
-		after := fmt.Sprint(s.edges(assocKey{from, to}, fromID)[toID], s.edges(assocKey{to, from}, toID)[fromID])
+		after := fmt.Sprint(s.peek(assocKey{from, to}, fromID)[toID], s.peek(assocKey{to, from}, toID)[fromID])
 		if after == before {
 			return
 		}
@@ -240,8 +246,8 @@ func (s *Server) dropPrimary(from, fromID, to string, spec *typeSpec, keep strin
 // s.mu is held.
 func (s *Server) unlink(from, fromID, to, toID string) {
 	defer s.touchOnChange(from, fromID, to, toID)()
-	delete(s.edges(assocKey{from, to}, fromID), toID)
-	delete(s.edges(assocKey{to, from}, toID), fromID)
+	delete(s.peek(assocKey{from, to}, fromID), toID)
+	delete(s.peek(assocKey{to, from}, toID), fromID)
 	if from == "contacts" && to == "companies" || from == "companies" && to == "contacts" {
 		s.syncPrimaryProp(from, fromID, to, toID)
 	}
@@ -260,7 +266,7 @@ func (s *Server) syncPrimaryProp(from, fromID, _, toID string) {
 		return
 	}
 	primary := ""
-	for id, types := range s.edges(assocKey{"contacts", "companies"}, contact) {
+	for id, types := range s.peek(assocKey{"contacts", "companies"}, contact) {
 		if hasType(types, ContactToCompanyPrimary) {
 			primary = id
 		}
@@ -284,7 +290,7 @@ func hasType(types []AssociationType, id int) bool {
 // overCap reports that a new association from id to toID would take id
 // past Config.AssociationCap records of object to; s.mu is held.
 func (s *Server) overCap(from, id, to, toID string) bool {
-	e := s.edges(assocKey{from, to}, id)
+	e := s.peek(assocKey{from, to}, id)
 	if len(e[toID]) > 0 {
 		return false // already associated: a new type, not a new record
 	}
@@ -311,7 +317,7 @@ func (s *Server) visible(from, id, to string) []Association {
 		return nil
 	}
 	var out []Association
-	for toID, types := range s.edges(assocKey{from, to}, id) {
+	for toID, types := range s.peek(assocKey{from, to}, id) {
 		if len(types) == 0 || !s.live(to, toID) {
 			continue
 		}
@@ -650,7 +656,7 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 			s.link(from, fromID, to, toID, AssociationType{Category: t.AssociationCategory, TypeID: t.AssociationTypeID})
 		}
 		var labels []string
-		for _, t := range s.edges(assocKey{from, to}, fromID)[toID] {
+		for _, t := range s.peek(assocKey{from, to}, fromID)[toID] {
 			if t.Label != "" {
 				labels = append(labels, t.Label)
 			}
