@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"fmt"
+	"net/http"
 	"math/rand/v2"
 	"time"
 
@@ -164,7 +165,18 @@ func (w *World) Salesforce() *salesforcetest.Server { return w.w.f.sf }
 // Sync returns the playbook's sync between the two fakes, with the given
 // conflict handlers.
 func (w *World) Sync(onConflict ...crmsync.ConflictHandler) (*crmsync.Sync, error) {
-	hc, sc, err := w.w.f.clients(clientOptions{})
+	return w.SyncHTTP(nil, nil, onConflict...)
+}
+
+// SyncHTTP is Sync with the HubSpot client sending through hs and the
+// Salesforce client through sf (instrumented transports, say); nil means
+// http.DefaultClient.
+func (w *World) SyncHTTP(hs, sf *http.Client, onConflict ...crmsync.ConflictHandler) (*crmsync.Sync, error) {
+	return w.syncWith(clientOptions{HTTPClient: hs, SalesforceHTTPClient: sf}, onConflict)
+}
+
+func (w *World) syncWith(o clientOptions, onConflict []crmsync.ConflictHandler) (*crmsync.Sync, error) {
+	hc, sc, err := w.w.f.clients(o)
 	if err != nil {
 		return nil, err
 	}
