@@ -2,8 +2,8 @@ package playbook
 
 import (
 	"fmt"
-	"net/http"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/crmsync/crmsync"

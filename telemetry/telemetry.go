@@ -66,7 +66,7 @@ type Observer struct {
 	now    func() time.Time
 
 	apiCalls, rateLimited, waits, writes, conflicts, dead metric.Int64Counter
-	wait, runDuration                                    metric.Float64Histogram
+	wait, runDuration                                     metric.Float64Histogram
 
 	mu      sync.Mutex
 	cursors map[[2]string]time.Time // key, cursor -> position
