@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
@@ -183,6 +185,11 @@ func (w *World) syncWith(o clientOptions, onConflict []crmsync.ConflictHandler) 
 	pol := contactsPolicy()
 	return crmsync.NewSync(crmsync.SyncConfig{A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
 		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField, OnConflict: onConflict})
+}
+
+// Clients returns new HubSpot and Salesforce clients of the two fakes.
+func (w *World) Clients() (*hubspot.Client, *salesforce.Client, error) {
+	return w.w.f.clients(clientOptions{})
 }
 
 // SimulateEdits plays users editing both sides, conflicting edits included.
