@@ -61,11 +61,11 @@ var funcs = template.FuncMap{
 		}
 		return buf.String()
 	},
-	"pct": func(used, limit int64) int {
+	"pct": func(used, limit int64) string {
 		if limit <= 0 {
-			return 0
+			return "0"
 		}
-		return int(min(100, used*100/limit))
+		return strconv.FormatFloat(min(100, float64(used)*100/float64(limit)), 'f', 1, 64)
 	},
 	"sub": func(a, b int64) int64 { return a - b },
 }
@@ -239,6 +239,8 @@ func (s *Server) keyView(r *http.Request, key string) (keyView, error) {
 		cv := cursorView{Name: name, Value: v, Lag: -1}
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			cv.Lag = now.Sub(t)
+		} else if len(v) > 80 {
+			cv.Value = fmt.Sprintf("%s… (%d bytes)", v[:40], len(v)) // a workflow's state, not a time
 		}
 		kv.Cursors = append(kv.Cursors, cv)
 	}
