@@ -33,7 +33,11 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("browser test skipped: no chromium binary on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+	msg := "no chromium binary on PATH (Debian: apt-get install chromium; .ci/run installs it)"
+	if os.Getenv("CRMSYNC_REQUIRE_BROWSER") != "" {
+		t.Fatal("browser test: " + msg + ", and CRMSYNC_REQUIRE_BROWSER is set")
+	}
+	t.Skip("browser test skipped: " + msg)
 	return ""
 }
 
