@@ -9,6 +9,7 @@
 //	crmsync.api.rate_limited   counter    system, endpoint: 429 responses (HTTPClient)
 //	crmsync.ratelimit.waits    counter    key: waits a step made for a rate limit
 //	crmsync.ratelimit.wait     histogram  key: their length, in seconds
+//	crmsync.ratelimit.pacing   histogram  system: each call's wait for its limiter (Limiter), in seconds
 //	crmsync.writes             counter    system, object, direction, kind (create, update, ...)
 //	crmsync.conflicts          counter    key, held (true, false)
 //	crmsync.dead_letters       counter    key, system
@@ -66,7 +67,7 @@ type Observer struct {
 	now    func() time.Time
 
 	apiCalls, rateLimited, waits, writes, conflicts, dead metric.Int64Counter
-	wait, runDuration                                     metric.Float64Histogram
+	wait, runDuration, pacing                             metric.Float64Histogram
 
 	mu      sync.Mutex
 	cursors map[[2]string]time.Time // key, cursor -> position
@@ -103,6 +104,8 @@ func New(c Config) (*Observer, error) {
 	o.dead = counter("crmsync.dead_letters", "Payloads parked in the dead-letter queue")
 	var err error
 	o.wait, err = m.Float64Histogram("crmsync.ratelimit.wait", metric.WithUnit("s"), metric.WithDescription("Length of rate-limit waits"))
+	errs = append(errs, err)
+	o.pacing, err = m.Float64Histogram("crmsync.ratelimit.pacing", metric.WithUnit("s"), metric.WithDescription("Time a call waited for its client's rate limiter"))
 	errs = append(errs, err)
 	o.runDuration, err = m.Float64Histogram("crmsync.run.duration", metric.WithUnit("s"), metric.WithDescription("Run wall time, by key and outcome"))
 	errs = append(errs, err)

@@ -195,3 +195,35 @@ func TestPrometheusEndpoint(t *testing.T) {
 	assert.Contains(t, text, `crmsync_writes_total{`)
 	assert.False(t, strings.Contains(text, "@"), "no record values (emails) in metrics")
 }
+
+// TestLimiterRecordsPacing: every call through a wrapped limiter records
+// its wait, under its system.
+func TestLimiterRecordsPacing(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	obs, err := telemetry.New(telemetry.Config{MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
+	require.NoError(t, err)
+	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{InFlight: 2})
+	require.NoError(t, err)
+	lim := obs.Limiter("hubspot", th)
+	for range 5 {
+		release, err := lim.Acquire(context.Background())
+		require.NoError(t, err)
+		release()
+	}
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	var count uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "crmsync.ratelimit.pacing" {
+				continue
+			}
+			for _, p := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+				v, _ := p.Attributes.Value("system")
+				assert.Equal(t, "hubspot", v.AsString())
+				count += p.Count
+			}
+		}
+	}
+	assert.Equal(t, uint64(5), count, "one measurement per call")
+}
