@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"html"
 	"io"
 	"log/slog"
@@ -11,6 +13,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -58,6 +62,77 @@ func newSyncedStore(t *testing.T) *syncedStore {
 	return &syncedStore{st: st, world: w, sync: s, eng: eng}
 }
 
+// template is a synced store built once, closed, and copied for each
+// test that needs no fakes after it (see copiedStore).
+var template struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := m.Run()
+	if template.dir != "" {
+		_ = os.RemoveAll(template.dir)
+	}
+	os.Exit(code)
+}
+
+// copiedStore opens a copy of the template store: runs, conflicts (some
+// held) and dead letters made by two real passes, without their fakes.
+func copiedStore(t *testing.T) *syncedStore {
+	t.Helper()
+	template.once.Do(func() {
+		template.dir, template.err = os.MkdirTemp("", "crmsync-console-")
+		if template.err != nil {
+			return
+		}
+		template.err = buildTemplate(filepath.Join(template.dir, "console.db"))
+	})
+	require.NoError(t, template.err)
+	dst := filepath.Join(t.TempDir(), "console.db")
+	b, err := os.ReadFile(filepath.Join(template.dir, "console.db"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(dst, b, 0o600))
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: dst})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return &syncedStore{st: st}
+}
+
+// buildTemplate makes the template store at path.
+func buildTemplate(path string) error {
+	ctx := context.Background()
+	w, err := playbook.NewWorld(140)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
+	if err != nil {
+		return err
+	}
+	s, err := w.Sync()
+	if err != nil {
+		return errors.Join(err, st.Close())
+	}
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st})
+	if err != nil {
+		return errors.Join(err, st.Close())
+	}
+	if _, err := eng.Run(ctx, "team-a", s); err != nil {
+		return errors.Join(err, st.Close())
+	}
+	if err := w.SimulateEdits(); err != nil {
+		return errors.Join(err, st.Close())
+	}
+	if _, err := eng.Run(ctx, "team-a", s); err != nil {
+		return errors.Join(err, st.Close())
+	}
+	return st.Close()
+}
+
 func (s *syncedStore) held(t *testing.T) crmsync.Conflict {
 	t.Helper()
 	cs, err := s.st.ListConflicts(context.Background(), crmsync.ConflictFilter{State: crmsync.ConflictHeld})
@@ -100,7 +175,7 @@ type bundle struct {
 
 func setup(t *testing.T, mod func(*console.Config)) *bundle {
 	t.Helper()
-	ss := newSyncedStore(t)
+	ss := copiedStore(t)
 	logs := &logBuf{}
 	cfg := console.Config{Store: ss.st, Token: token, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	if mod != nil {
