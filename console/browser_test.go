@@ -205,6 +205,8 @@ func TestBrowserResolveAndReplay(t *testing.T) {
 	assert.Contains(t, history, `"action":"replay-dead-letter"`)
 	assert.Contains(t, history, `"by":"token:alice"`)
 	assert.Contains(t, history, "write", "the replay wrote the contact")
+	require.NoError(t, chromedp.Run(bctx, chromedp.Navigate(srv.URL+"/errors"), chromedp.WaitVisible("main", chromedp.ByQuery)))
+	assert.NotContains(t, text(t, bctx, "main"), "REQUIRED_FIELD_MISSING", "a letter replayed and written is no longer an open error")
 
 	if *screenshots != "" {
 		for _, p := range []string{"overview:/", "budget:/budget", "errors:/errors", "digest:/digest"} {

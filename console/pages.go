@@ -414,7 +414,9 @@ func (s *Server) errorsPage(w http.ResponseWriter, r *http.Request, sess *sessio
 		g.Count++
 		return g
 	}
-	for _, st := range []crmsync.DeadLetterStatus{crmsync.DeadParked, crmsync.DeadFailedAgain, crmsync.DeadReplay, crmsync.DeadReplayed} {
+	// Open letters only: a replayed one was taken by a run that wrote it
+	// (or it would be failed-again).
+	for _, st := range []crmsync.DeadLetterStatus{crmsync.DeadParked, crmsync.DeadFailedAgain, crmsync.DeadReplay} {
 		q := crmsync.DeadLetterQuery{Status: st, Limit: 500}
 		for {
 			page, err := s.st.ListDeadLetters(ctx, q)
