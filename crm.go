@@ -103,6 +103,10 @@ type WriteOp struct {
 	// Key is the write's idempotency key. Clients send it where the API has a
 	// place for it (HubSpot objectWriteTraceId).
 	Key string `json:"key,omitempty"`
+	// Source is, on a create (Upsert) made by a Sync, the record on the
+	// other side whose change the write carries, for a CRM that routes new
+	// records by it (see [Routed]). It is not part of the payload.
+	Source *Record `json:"-"`
 }
 
 // WriteResult is the outcome of one WriteOp, at the same index.
@@ -202,4 +206,21 @@ type CRM interface {
 // A CRM without it is taken to show writes at once.
 type ChangeLagger interface {
 	ChangeLag() time.Duration
+}
+
+// APIBudget is a CRM account's daily API use as its client last learnt it
+// (HubSpot's X-HubSpot-RateLimit-Daily headers, Salesforce's
+// Sforce-Limit-Info): Used calls of Limit, at At.
+type APIBudget struct {
+	Used  int64     `json:"used"`
+	Limit int64     `json:"limit"`
+	At    time.Time `json:"at"`
+}
+
+// BudgetReporter is an optional interface of a CRM client that knows its
+// account's daily API use. A sync pass stores it in its report
+// (SyncReport.Budget), so that operators see the budget over time. ok is
+// false before the client has learnt anything.
+type BudgetReporter interface {
+	APIBudget() (b APIBudget, ok bool)
 }

@@ -200,6 +200,7 @@ type Client struct {
 	day       string
 	dayCalls  int
 	dayClosed bool
+	daily     dailyUsage
 }
 
 var _ crmsync.CRM = (*Client)(nil)
@@ -357,7 +358,9 @@ func (c *Client) Limits() crmsync.Limits { return crmsync.Limits{WriteBatch: 100
 
 // Stats returns the HTTP calls made so far per endpoint ("search",
 // "batch/read", "batch/create", "batch/update", "batch/upsert",
-// "batch/archive", "list", "properties", "oauth/token"), retries included.
+// "batch/archive", "list", "properties", "oauth/token",
+// "associations/batch/read", "associations/batch/create",
+// "associations/batch/archive"), retries included.
 func (c *Client) Stats() map[string]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -571,6 +574,7 @@ func (c *Client) send(ctx context.Context, r request, u string, payload []byte) 
 		return 0, nil, nil, &netError{call: r.call, err: err}
 	}
 	defer resp.Body.Close()
+	c.noteDaily(resp.Header)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	if err != nil {
 		return 0, nil, nil, &netError{call: r.call, err: err}

@@ -33,8 +33,8 @@ type liveConfig struct {
 	WebhookBatch int
 	// Every, if positive, also runs a pass on this schedule (the safety net).
 	Every time.Duration
-	// OnPass is told about each pass that ran.
-	OnPass func(p trigger.Pass, rep *crmsync.SyncReport, err error)
+	// OnPass is told about each pass that ran, with how many writes it made.
+	OnPass func(p trigger.Pass, writes int, err error)
 	Logger *slog.Logger
 }
 
@@ -56,8 +56,33 @@ type liveSync struct {
 	stop context.CancelFunc
 }
 
+// passFunc runs one pass of key and reports how many writes it made.
+type passFunc func(ctx context.Context, key string) (writes int, info crmsync.RunInfo, err error)
+
+// syncPasses runs the passes of a Sync.
+func syncPasses(s *crmsync.Sync, eng *crmsync.Engine) passFunc {
+	return func(ctx context.Context, key string) (int, crmsync.RunInfo, error) {
+		rep, info, err := s.RunOnce(ctx, eng, key)
+		if rep == nil {
+			return 0, info, err
+		}
+		return rep.Writes(), info, err
+	}
+}
+
+// jobPasses runs the passes of the main job (a Sync or a Graph).
+func jobPasses(j *job, eng *crmsync.Engine) passFunc {
+	return func(ctx context.Context, key string) (int, crmsync.RunInfo, error) {
+		rep, info, err := j.RunOnce(ctx, eng, key)
+		if rep == nil {
+			return 0, info, err
+		}
+		return rep.Writes(), info, err
+	}
+}
+
 // startLive starts the live sync of key until stop is called.
-func startLive(ctx context.Context, f *fakes, sfCRM crmsync.CRM, s *crmsync.Sync, eng *crmsync.Engine, st crmsync.Store, key string, c liveConfig) (*liveSync, error) {
+func startLive(ctx context.Context, f *fakes, sfCRM crmsync.CRM, pass passFunc, st crmsync.Store, key string, c liveConfig) (*liveSync, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -72,9 +97,9 @@ func startLive(ctx context.Context, f *fakes, sfCRM crmsync.CRM, s *crmsync.Sync
 		Quiet: c.Quiet, MaxWait: c.MaxWait, Poll: c.Poll, Store: ts, Logger: c.Logger,
 		Run: func(ctx context.Context, p trigger.Pass) error {
 			for {
-				rep, info, err := s.RunOnce(ctx, eng, p.Key)
+				writes, info, err := pass(ctx, p.Key)
 				if c.OnPass != nil && !errors.Is(err, crmsync.ErrBusy) {
-					c.OnPass(p, rep, err)
+					c.OnPass(p, writes, err)
 				}
 				// A resumed run (one a crash interrupted) finishes the
 				// window it began with; the trigger is about changes up
@@ -294,7 +319,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // a time on either side; each edit is shown with the time it took to
 // cross. The schedule (-every, 5 minutes by default) stays as the safety
 // net.
-func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter, st storespec.Store, spec storespec.Spec, s *crmsync.Sync, eng *crmsync.Engine, w *world, sfCRM crmsync.CRM) error {
+func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter, st storespec.Store, spec storespec.Spec, s *job, eng *crmsync.Engine, w *world, sfCRM crmsync.CRM) error {
 	rep, info, err := s.RunOnce(ctx, eng, o.key)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -311,14 +336,14 @@ func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter
 	}
 	c := liveTuning
 	c.Every = every
-	c.OnPass = func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
+	c.OnPass = func(p trigger.Pass, writes int, err error) {
 		if err != nil || o.json {
 			return
 		}
 		out.con.clear()
-		fmt.Fprintf(stdout, "  pass on %d event(s) from %s: %d written\n", p.Events, strings.Join(p.Systems, "+"), rep.Writes())
+		fmt.Fprintf(stdout, "  pass on %d event(s) from %s: %d written\n", p.Events, strings.Join(p.Systems, "+"), writes)
 	}
-	l, err := startLive(ctx, w.f, sfCRM, s, eng, st, o.key, c)
+	l, err := startLive(ctx, w.f, sfCRM, jobPasses(s, eng), st, o.key, c)
 	if err != nil {
 		return err
 	}

@@ -101,12 +101,12 @@ func BenchmarkLiveLatency(b *testing.B) {
 		}
 		c := liveTuning
 		var failed atomic.Int64
-		c.OnPass = func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
+		c.OnPass = func(p trigger.Pass, writes int, err error) {
 			if err != nil {
 				failed.Add(1)
 			}
 		}
-		l, err := startLive(context.Background(), lw.f, lw.sc, lw.s, lw.eng, lw.st, "team", c)
+		l, err := startLive(context.Background(), lw.f, lw.sc, syncPasses(lw.s, lw.eng), lw.st, "team", c)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -162,7 +162,7 @@ func BenchmarkLiveBulkImport(b *testing.B) {
 			c.ProbeEvery = time.Hour // the import is on HubSpot; see BENCHMARKS.md on Salesforce echoes
 			if live {
 				var err error
-				if l, err = startLive(context.Background(), lw.f, lw.sc, lw.s, lw.eng, lw.st, "team", c); err != nil {
+				if l, err = startLive(context.Background(), lw.f, lw.sc, syncPasses(lw.s, lw.eng), lw.st, "team", c); err != nil {
 					b.Fatal(err)
 				}
 			}

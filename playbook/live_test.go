@@ -34,9 +34,9 @@ func TestLiveEditsCross(t *testing.T) {
 	h, w := seededHarness(t, 150, harnessOpts{})
 	var mu sync.Mutex
 	var passes int
-	l, err := startLive(context.Background(), h.f, h.sc, h.sync, h.eng, h.st, h.key, liveConfig{
+	l, err := startLive(context.Background(), h.f, h.sc, syncPasses(h.sync, h.eng), h.st, h.key, liveConfig{
 		Quiet: 50 * time.Millisecond, MaxWait: 500 * time.Millisecond, Poll: 100 * time.Millisecond, ProbeEvery: 100 * time.Millisecond,
-		OnPass: func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
+		OnPass: func(p trigger.Pass, writes int, err error) {
 			if !errors.Is(err, context.Canceled) { // Stop cancels the pass in flight
 				assert.NoError(t, err)
 			}
@@ -83,7 +83,7 @@ func TestKilledDuringBurstLosesNothing(t *testing.T) {
 			return nil, ctx1.Err()
 		}
 	})
-	l1, err := startLive(ctx1, h.f, h.sc, h.sync, h.eng, h.st, h.key, liveConfig{
+	l1, err := startLive(ctx1, h.f, h.sc, syncPasses(h.sync, h.eng), h.st, h.key, liveConfig{
 		Quiet: 200 * time.Millisecond, MaxWait: time.Second, Poll: time.Hour, ProbeEvery: time.Hour,
 	})
 	require.NoError(t, err)
@@ -123,9 +123,9 @@ func TestKilledDuringBurstLosesNothing(t *testing.T) {
 	require.NoError(t, err)
 	var mu sync.Mutex
 	var errs []error
-	l2, err := startLive(ctx, h.f, h.sc, h.sync, eng2, st2, h.key, liveConfig{
+	l2, err := startLive(ctx, h.f, h.sc, syncPasses(h.sync, eng2), st2, h.key, liveConfig{
 		Quiet: 50 * time.Millisecond, MaxWait: 200 * time.Millisecond, Poll: 50 * time.Millisecond, ProbeEvery: time.Hour,
-		OnPass: func(p trigger.Pass, rep *crmsync.SyncReport, err error) {
+		OnPass: func(p trigger.Pass, writes int, err error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && !errors.Is(err, crmsync.ErrBusy) {
