@@ -69,7 +69,7 @@ func TestLiveEditsCross(t *testing.T) {
 func TestKilledDuringBurstLosesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "crmsync.db")
 	// A killed process leaves its lease; a short one keeps the test short.
-	o, _, sw := wrapped(harnessOpts{storePath: path, engine: func(c *crmsync.Config) { c.LeaseTTL = 2 * time.Second }})
+	o, _, sw := wrapped(harnessOpts{storePath: path, engine: func(c *crmsync.Config) { c.LeaseTTL = 6 * time.Second }})
 	h, w := seededHarness(t, 300, o)
 	ctx := context.Background()
 
@@ -119,7 +119,7 @@ func TestKilledDuringBurstLosesNothing(t *testing.T) {
 	st2, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 	require.NoError(t, err)
 	defer st2.Close()
-	eng2, err := crmsync.NewEngine(crmsync.Config{Store: st2, LeaseTTL: 2 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	eng2, err := crmsync.NewEngine(crmsync.Config{Store: st2, LeaseTTL: 6 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	var mu sync.Mutex
 	var errs []error
