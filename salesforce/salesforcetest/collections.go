@@ -145,8 +145,11 @@ func (s *Server) handleDeleteMany(w http.ResponseWriter, r *http.Request) {
 		}
 		targets = nil
 	}
+	var dels []change
 	for _, rec := range targets {
 		rec.deleted, rec.deletedAt, rec.stamp = true, now, now
+		dels = append(dels, change{typ: "DELETE", recs: []*record{rec}})
 	}
+	s.publish(dels...)
 	writeJSON(w, http.StatusOK, results)
 }

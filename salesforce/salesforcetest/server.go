@@ -291,6 +291,8 @@ type Server struct {
 	// sent counts the collections request bodies seen, by hash, for
 	// deterministic refusals.
 	sent map[uint64]int
+	// bus is the Pub/Sub API (pubsub.go).
+	bus eventBus
 }
 
 // New returns a Server for cfg; it reports an error naming an invalid field.
@@ -757,6 +759,7 @@ func (s *Server) Seed(fields ...crmsync.Fields) []string {
 			s.setField(r, fd.Name, normalize(v))
 		}
 		ids = append(ids, r.id)
+		s.publish(change{typ: "CREATE", recs: []*record{r}})
 	}
 	return ids
 }
@@ -825,6 +828,7 @@ func (s *Server) Edit(id string, fields crmsync.Fields) error {
 	}
 	r.modified = s.stamp()
 	r.stamp = r.modified
+	s.publish(change{typ: "UPDATE", fields: changedNames(fields), recs: []*record{r}})
 	return nil
 }
 
@@ -857,8 +861,10 @@ func (s *Server) setDeleted(id string, del bool) error {
 	r.stamp = s.stamp()
 	if del {
 		r.deletedAt = r.stamp
+		s.publish(change{typ: "DELETE", recs: []*record{r}})
 	} else {
 		r.master = ""
+		s.publish(change{typ: "UNDELETE", recs: []*record{r}})
 	}
 	return nil
 }
@@ -883,6 +889,7 @@ func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
 		}
 		r.modified, r.stamp = now, now
 	}
+	s.publish(change{typ: "UPDATE", fields: changedNames(fields), recs: s.recordsOf(ids)})
 	return nil
 }
 
@@ -915,6 +922,7 @@ func (s *Server) Merge(master string, losers ...string) error {
 		r.deleted, r.deletedAt, r.stamp, r.master = true, now, now, master
 	}
 	m.modified, m.stamp = now, now
+	s.publish(change{typ: "UPDATE", recs: []*record{m}}, change{typ: "DELETE", recs: s.recordsOf(losers)})
 	return nil
 }
 

@@ -137,6 +137,7 @@ func (s *Server) handleDeleteOne(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.stamp()
 	rec.deleted, rec.deletedAt, rec.stamp = true, now, now
+	s.publish(change{typ: "DELETE", recs: []*record{rec}})
 	w.WriteHeader(http.StatusNoContent)
 }
 

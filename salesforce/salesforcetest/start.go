@@ -75,6 +75,7 @@ func (s *Server) Close() {
 	if hs != nil {
 		_ = hs.Close()
 	}
+	s.stopPubSub()
 }
 
 // BaseURL returns the base URL clients use, both as instance URL and as

@@ -300,6 +300,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 			}
 		}
 	}
+	s.publish(savedChanges(s, kind, recs, results)...)
 	for i := range results {
 		if results[i].Errors == nil {
 			results[i].Errors = []recError{}
