@@ -360,7 +360,8 @@ func (s *Server) body(es *entitySchema, c change) map[string]any {
 				}
 			}
 			if set {
-				out[bf.name] = sub
+				// A record in a union goes in a map keyed by its full name.
+				out[bf.name] = map[string]any{"com.sforce.eventbus." + bf.name: sub}
 			}
 			continue
 		}
