@@ -331,3 +331,29 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+func TestReplayIDStoredAfterTheTriggerReturns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.config()
+	seen := make(chan []byte, 10)
+	cfg.Trigger = func(ctx context.Context, objects []string, full bool) {
+		pos, _ := b.pos.GetPosition(ctx, "salesforce-cdc:/data/ContactChangeEvent")
+		seen <- pos
+	}
+	b.run(t, cfg)
+	b.live(t, 0)
+	ids := b.srv.SeedContacts(1)
+	var during []byte
+	select {
+	case during = <-seen:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no trigger")
+	}
+	replay := b.replayIDs(t, 1)[ids[0]]
+	assert.NotEqual(t, replay, during, "a process killed during the trigger reads the event again")
+	require.Eventually(t, func() bool {
+		pos, _ := b.pos.GetPosition(context.Background(), "salesforce-cdc:/data/ContactChangeEvent")
+		return bytes.Equal(pos, replay)
+	}, 10*time.Second, 5*time.Millisecond)
+}
