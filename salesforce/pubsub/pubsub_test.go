@@ -357,3 +357,20 @@ func TestReplayIDStoredAfterTheTriggerReturns(t *testing.T) {
 		return bytes.Equal(pos, replay)
 	}, 10*time.Second, 5*time.Millisecond)
 }
+
+func TestReconnectsAndResumes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, b.config())
+	b.live(t, 0)
+	b.srv.SeedContacts(1)
+	assert.Equal(t, trigger{objects: []string{"Contact"}}, b.next(t))
+
+	for range 3 {
+		b.srv.BreakSubscriptions()
+		ids := b.srv.SeedContacts(1) // may be written while no subscription is open
+		assert.Equal(t, trigger{objects: []string{"Contact"}}, b.next(t), "record %s", ids[0])
+	}
+	assert.GreaterOrEqual(t, b.srv.PubSubStats().Subscribes, 4, "it subscribed again after each break")
+	assert.Empty(t, b.calls, "no event triggered twice")
+}

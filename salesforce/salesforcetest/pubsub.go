@@ -102,6 +102,7 @@ type eventBus struct {
 	first   uint64 // the sequence number of log[0] (next when empty)
 	txn     int
 	wake    chan struct{} // closed when an event is appended
+	broken  chan struct{} // closed by BreakSubscriptions
 	stats   PubSubStats
 }
 
@@ -170,7 +171,7 @@ func (s *Server) StartPubSub(cfg PubSubConfig) error {
 	}
 	b.cfg, b.on, b.addr = cfg, true, ln.Addr().String()
 	b.next, b.first = 1, 1
-	b.wake = make(chan struct{})
+	b.wake, b.broken = make(chan struct{}), make(chan struct{})
 	b.gs = grpc.NewServer()
 	pb.RegisterPubSubServer(b.gs, &pubsubService{s: s})
 	go func(gs *grpc.Server) { _ = gs.Serve(ln) }(b.gs)
@@ -230,6 +231,18 @@ func (s *Server) EmitOverflow(object string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.publishHeader(object, "GAP_OVERFLOW", nil)
+}
+
+// BreakSubscriptions ends every open subscription with Unavailable, as a
+// restarting Salesforce server or a dropped connection does; clients
+// subscribe again.
+func (s *Server) BreakSubscriptions() {
+	s.bus.mu.Lock()
+	defer s.bus.mu.Unlock()
+	if s.bus.broken != nil {
+		close(s.bus.broken)
+		s.bus.broken = make(chan struct{})
+	}
 }
 
 // PurgeEvents drops every retained change event, as Salesforce does after
@@ -656,7 +669,7 @@ func (p *pubsubService) Subscribe(stream grpc.BidiStreamingServer[pb.FetchReques
 		}
 		pos = seq
 	}
-	keepalive := b.cfg.Keepalive
+	keepalive, broken := b.cfg.Keepalive, b.broken
 	b.mu.Unlock()
 
 	var (
@@ -729,6 +742,8 @@ func (p *pubsubService) Subscribe(stream grpc.BidiStreamingServer[pb.FetchReques
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
+		case <-broken:
+			return status.Error(codes.Unavailable, "subscription ended by the server")
 		case err := <-recvErr:
 			if errors.Is(err, context.Canceled) {
 				return status.Error(codes.Canceled, "subscription cancelled")
