@@ -121,15 +121,16 @@ type FieldType string
 
 // The field types.
 const (
-	TypeString    FieldType = "string"
-	TypeNumber    FieldType = "number"
-	TypeBool      FieldType = "bool"
-	TypeDate      FieldType = "date"
-	TypeDateTime  FieldType = "datetime"
-	TypeEnum      FieldType = "enum"
-	TypeMultiEnum FieldType = "multienum"
-	TypeReference FieldType = "reference"
-	TypeOther     FieldType = "other"
+	TypeString     FieldType = "string"
+	TypeNumber     FieldType = "number"
+	TypeBool       FieldType = "bool"
+	TypeDate       FieldType = "date"
+	TypeDateTime   FieldType = "datetime"
+	TypeEnum       FieldType = "enum"
+	TypeMultiEnum  FieldType = "multienum"
+	TypeReference  FieldType = "reference"
+	TypeReferences FieldType = "references"
+	TypeOther      FieldType = "other"
 )
 
 // FieldSchema describes one field of an object.
@@ -145,7 +146,8 @@ type FieldSchema struct {
 	// Format names what the CRM checks in a string field's values beyond
 	// their type: "email" (an address), "" for nothing. Sync.Plan uses it
 	// to foresee refusals.
-	Format string `json:"format,omitempty"`
+	Format    string `json:"format,omitempty"`
+	RefObject string `json:"ref_object,omitempty"`
 }
 
 // Schema describes an object's fields.

@@ -16,6 +16,15 @@
 // merge took away follow the merge, and properties HubSpot does not know
 // come back as a *[crmsync.FieldError].
 //
+// Relations are fields: asking Changes or Lookup for the pseudo-field
+// FieldCompanies (contacts, deals) or FieldContacts (deals) reads the
+// records' associations with the associations v4 batch read, one call per
+// page of records, and fills the field with the primary company's id or
+// the sorted contact ids; a Write op carrying them changes the
+// associations with v4 batch create and archive, batched over the call's
+// ops. Schema lists them as references (crmsync.TypeReference,
+// crmsync.TypeReferences).
+//
 // Three optional interfaces tell the sync how HubSpot differs: the client
 // is a [crmsync.ChangeLagger] (search shows a write only after a while;
 // Config.ChangeLag), a [crmsync.WholeBinReader] (the archived list is the

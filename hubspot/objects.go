@@ -169,7 +169,10 @@ const mergedProperty = "hs_merged_object_ids"
 // window: a continued query keeps the window it started with.
 //
 // When Fields is given, hs_merged_object_ids is read too and fills
-// Record.MergedFrom; it stays out of Fields unless asked for.
+// Record.MergedFrom; it stays out of Fields unless asked for. Association
+// pseudo-fields in Fields are filled as Lookup fills them, for live
+// records; archived records are read without them (HubSpot's association
+// reads leave archived records out).
 func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
 	if q.Object == "" {
 		return crmsync.Page{}, crmsync.Permanent(errors.New("hubspot: changes: ChangeQuery.Object is required"))
@@ -302,8 +305,10 @@ func (c *Client) archivedChanges(ctx context.Context, q crmsync.ChangeQuery, tok
 	if tok.After != "" {
 		query.Set("after", tok.After)
 	}
-	if len(q.Fields) > 0 {
-		query.Set("properties", strings.Join(withMerged(q.Fields), ","))
+	if props, _ := splitAssocFields(q.Object, q.Fields); len(props) > 0 {
+		// An archived record's associations are not read: HubSpot's
+		// association reads leave archived records out.
+		query.Set("properties", strings.Join(withMerged(props), ","))
 	}
 	call := "list archived " + q.Object
 	status, raw, err := c.do(ctx, request{endpoint: "list", call: call, method: http.MethodGet, path: objectPath(q.Object), query: query})
@@ -375,11 +380,15 @@ type batchResponse struct {
 // Lookup implements crmsync.CRM with batch read: field "id" reads by record
 // id, any other field is sent as idProperty (it must be a unique property,
 // such as email). Lists longer than 100 are split into several calls.
-// Values with no record are absent from the result.
+// Values with no record are absent from the result. Association
+// pseudo-fields among fields (FieldCompanies, FieldContacts) are read with
+// the associations v4 batch read, one call per pseudo-field for up to
+// 1,000 records (plus one for further pages of records with many).
 func (c *Client) Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]crmsync.Record, error) {
 	if object == "" || field == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: lookup: object and field are required"))
 	}
+	fields, specs := splitAssocFields(object, fields)
 	var out []crmsync.Record
 	for start := 0; start < len(values); start += 100 {
 		chunk := values[start:min(start+100, len(values))]
@@ -415,6 +424,11 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 			}
 		}
 		out = append(out, recs...)
+	}
+	if len(specs) > 0 {
+		if err := c.fillAssociations(ctx, object, out, specs); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

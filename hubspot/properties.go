@@ -89,7 +89,10 @@ func (c *Client) Properties(ctx context.Context, object string) ([]Property, err
 // are restricted to their options; checkbox enumerations are multi-valued;
 // properties referencing another object are references; a property is read
 // only when HubSpot says its value is, or it is calculated. Contacts' email
-// is unique although HubSpot does not flag it with hasUniqueValue.
+// is unique although HubSpot does not flag it with hasUniqueValue. The
+// association pseudo-fields follow the properties: FieldCompanies on
+// contacts and deals (TypeReference to companies) and FieldContacts on
+// deals (TypeReferences to contacts).
 func (c *Client) Schema(ctx context.Context, object string) (crmsync.Schema, error) {
 	props, err := c.Properties(ctx, object)
 	if err != nil {
@@ -102,6 +105,7 @@ func (c *Client) Schema(ctx context.Context, object string) (crmsync.Schema, err
 		}
 		s.Fields = append(s.Fields, fieldSchema(object, p))
 	}
+	s.Fields = append(s.Fields, assocSchema(object)...)
 	return s, nil
 }
 

@@ -59,6 +59,22 @@ type createInput struct {
 // a new record; the old ids resolve only on a single GET) is looked up with
 // a GET; if the id resolves to another record, the update is sent to that
 // record and its result carries the new id. The sync relinks on it.
+//
+// Association pseudo-fields (FieldCompanies, FieldContacts) are written
+// after the records: a string id (nil or "" for none) for FieldCompanies,
+// a []string or []any of ids (nil for none) for FieldContacts; any other
+// value fails its op as INVALID_OP before anything is sent. For each
+// pseudo-field the client reads the current associations of the records
+// written (not of those just created) in one batch read per 1,000, creates
+// what is new in batches of 2,000 (the primary type for a company:
+// contact → company 1, deal → company 5; deal → contact 3 for contacts),
+// then archives what must go: the old primary company (every association
+// of that pair), contacts that left a deal's set. A record whose creates
+// failed archives nothing, so it keeps its old primary. An update carrying
+// only pseudo-fields writes no record. A failure is the op's
+// *AssociationError (Permanent for a validation error, such as a company
+// that does not exist); the result keeps the record's id, since its
+// fields were written.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if object == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: write: object is required"))
@@ -67,9 +83,15 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 	props := make([]map[string]string, len(ops))
 	kinds := make([]crmsync.WriteKind, len(ops))
 	groups := map[crmsync.WriteKind][]int{}
+	wants := make([]map[string]assocWant, len(ops))
+	hasAssoc := false
 	known := false
 	for i, op := range ops {
-		p, err := properties(op.Fields)
+		fields, want, err := takeAssocFields(object, op.Fields)
+		var p map[string]string
+		if err == nil {
+			p, err = properties(fields)
+		}
 		if err == nil {
 			err = checkOp(op)
 		}
@@ -80,6 +102,15 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 		}
 		props[i] = p
 		kinds[i] = op.Kind
+		if want != nil {
+			wants[i], hasAssoc = want, true
+			if op.Kind == crmsync.Update && len(p) == 0 {
+				// Only associations change: no record write.
+				results[i].ID = op.ID
+				known = true
+				continue
+			}
+		}
 		if op.Kind == crmsync.Create && op.MatchField != "" && op.MatchValue != "" {
 			kinds[i] = crmsync.Upsert
 		}
@@ -104,10 +135,16 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 		}
 	}
 	if callErr == nil {
+		if hasAssoc {
+			c.writeAssociations(ctx, object, wants, results)
+		}
 		return results, nil
 	}
 	if !known {
 		return nil, callErr
+	}
+	if hasAssoc {
+		c.writeAssociations(ctx, object, wants, results)
 	}
 	perOp := callErr
 	if crmsync.IsPermanent(perOp) {

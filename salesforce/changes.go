@@ -69,8 +69,8 @@ func decodePageToken(s string) (pageToken, error) {
 	return p, nil
 }
 
-// fieldList returns the fields to select: fields (or the defaults) plus Id,
-// SystemModstamp and IsDeleted, without repeats, each validated.
+// fieldList returns the fields to select: must, then fields (or the
+// defaults), without repeats, each validated.
 func (c *Client) fieldList(fields []string, must ...string) ([]string, error) {
 	if fields == nil {
 		fields = c.fields
@@ -143,7 +143,7 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 	if q.Archived && mergeable(q.Object) {
 		must = append(must, "MasterRecordId")
 	}
-	fields, err := c.fieldList(q.Fields, must...)
+	fields, err := c.selectList(q.Object, q.Fields, mustFields(q.Object, must...)...)
 	if err != nil {
 		return crmsync.Page{}, err
 	}
@@ -180,6 +180,9 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 			res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos), hdr)
 			pos.Seen = 0
 		}
+	}
+	if err == nil && len(res.RolesNext) > 0 {
+		err = c.followRoles(ctx, &res)
 	}
 	if err != nil {
 		return crmsync.Page{}, withFieldError(err, q.Object)

@@ -26,6 +26,22 @@
 //     are decoded as json.Number, so that their digits survive; others are
 //     float64.
 //
+// # Objects
+//
+// Any sObject works by name; Account, Contact, Lead and Opportunity have
+// default field lists of their own (Config.DefaultFields replaces them
+// all). Schema types reference fields crmsync.TypeReference with
+// FieldSchema.RefObject naming the object referred to (Contact.AccountId:
+// "Account"; "" for a polymorphic field such as OwnerId). Opportunity has
+// the pseudo-field ContactRolesField ("OpportunityContactRoles", of type
+// crmsync.TypeReferences, RefObject "Contact"): the sorted ids of the
+// contacts with an OpportunityContactRole, read with a child subquery in
+// the same query and written by creating and deleting roles in batches of
+// 200. A converted Lead (IsConverted) is read with Record.MergedInto set to
+// its ConvertedContactId, and IsConverted kept in Fields; reads of Lead
+// always select both. Writes to it fail per record with an error matching
+// ErrConvertedLead.
+//
 // The daily allocation is a rolling 24 hours, learnt from the
 // Sforce-Limit-Info header of every response; it has no reset time.
 //
@@ -111,8 +127,10 @@ type Config struct {
 	// MaxURLLength bounds the URL of a lookup query; zero means 16000.
 	MaxURLLength int
 	// DefaultFields are the fields Changes and Lookup fetch when the caller
-	// names none; nil means Id, FirstName, LastName, Email, SystemModstamp,
-	// CreatedDate and IsDeleted.
+	// names none, for every object; nil means Id, FirstName, LastName,
+	// Email, SystemModstamp, CreatedDate and IsDeleted, and for Account,
+	// Lead and Opportunity lists of their own (with the Lead's conversion
+	// fields and the Opportunity's AccountId and ContactRolesField).
 	DefaultFields []string
 	// Now is the clock (JWT expiry, the deleted-records window); nil means time.Now.
 	Now func() time.Time

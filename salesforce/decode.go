@@ -97,6 +97,9 @@ type queryResult struct {
 	Done           bool
 	NextRecordsURL string
 	Records        []crmsync.Record
+	// RolesNext holds, by index in Records, the nextRecordsUrl of a
+	// contact-role subquery result that did not fit in the page.
+	RolesNext map[int]string
 }
 
 // decodeQuery decodes a /query or /queryAll page.
@@ -126,6 +129,9 @@ func decodeQuery(call string, status int, body []byte) (queryResult, error) {
 	q.Records = make([]crmsync.Record, 0, len(raw.Records))
 	for i, m := range raw.Records {
 		r, err := decodeRecord(m)
+		if err == nil {
+			err = decodeRoles(m, &r, i, &q)
+		}
 		if err != nil {
 			return queryResult{}, &DecodeError{Call: call, Status: status, Reason: fmt.Sprintf("record %d", i), Err: err}
 		}
@@ -181,7 +187,79 @@ func decodeRecord(m map[string]json.RawMessage) (crmsync.Record, error) {
 	if s, ok := r.Fields["MasterRecordId"].(string); ok && r.Archived && idPattern.MatchString(s) {
 		r.MergedInto = s
 	}
+	// A converted Lead lives on as its Contact.
+	if s, ok := r.Fields["ConvertedContactId"].(string); ok && r.Fields["IsConverted"] == true && idPattern.MatchString(s) && r.MergedInto == "" {
+		r.MergedInto = s
+	}
 	return r, nil
+}
+
+// childResult is a subquery's result nested in a parent record.
+type childResult struct {
+	Done           bool                         `json:"done"`
+	NextRecordsURL string                       `json:"nextRecordsUrl"`
+	Records        []map[string]json.RawMessage `json:"records"`
+}
+
+// decodeRoles reads the contact-role subquery of an Opportunity, when the
+// record has one, into r.Fields[ContactRolesField]: the sorted contact ids,
+// nil for none. A result that goes on in another page is noted in q.
+func decodeRoles(m map[string]json.RawMessage, r *crmsync.Record, i int, q *queryResult) error {
+	raw, ok := m[ContactRolesField]
+	if !ok {
+		return nil
+	}
+	ids, next, err := decodeChildIDs(raw)
+	if err != nil {
+		return err
+	}
+	r.Fields[ContactRolesField] = rolesField(ids)
+	if next != "" {
+		if q.RolesNext == nil {
+			q.RolesNext = map[int]string{}
+		}
+		q.RolesNext[i] = next
+	}
+	return nil
+}
+
+// decodeChildIDs reads the ContactId of each row of a nested subquery
+// result (null for no rows); next is its nextRecordsUrl when not done.
+func decodeChildIDs(raw json.RawMessage) (ids []string, next string, err error) {
+	if k := bodyKind(raw); k != "object" {
+		if strings.TrimSpace(string(raw)) == "null" {
+			return nil, "", nil
+		}
+		return nil, "", fmt.Errorf("%s: %s instead of a subquery result", ContactRolesField, k)
+	}
+	var res childResult
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", ContactRolesField, err)
+	}
+	if !res.Done && res.NextRecordsURL == "" {
+		return nil, "", fmt.Errorf("%s: not done but without nextRecordsUrl", ContactRolesField)
+	}
+	ids, err = contactIDs(res.Records)
+	if err != nil {
+		return nil, "", err
+	}
+	if !res.Done {
+		next = res.NextRecordsURL
+	}
+	return sortIDs(ids), next, nil
+}
+
+// contactIDs reads the ContactId of contact-role rows.
+func contactIDs(rows []map[string]json.RawMessage) ([]string, error) {
+	ids := make([]string, 0, len(rows))
+	for _, row := range rows {
+		var id string
+		if err := json.Unmarshal(row["ContactId"], &id); err != nil || !idPattern.MatchString(id) {
+			return nil, fmt.Errorf("%s: a row without a ContactId", ContactRolesField)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 // decodeScalar decodes one JSON value, numbers as by exactNumber.
@@ -292,16 +370,17 @@ func decodeSaveResult(call string, status int, body []byte) (collResult, error) 
 
 // describeField is one field of a describe result.
 type describeField struct {
-	Name               string `json:"name"`
-	Type               string `json:"type"`
-	Nillable           bool   `json:"nillable"`
-	Createable         bool   `json:"createable"`
-	Updateable         bool   `json:"updateable"`
-	Calculated         bool   `json:"calculated"`
-	Unique             bool   `json:"unique"`
-	ExternalID         bool   `json:"externalId"`
-	DefaultedOnCreate  bool   `json:"defaultedOnCreate"`
-	RestrictedPicklist bool   `json:"restrictedPicklist"`
+	Name               string   `json:"name"`
+	Type               string   `json:"type"`
+	Nillable           bool     `json:"nillable"`
+	Createable         bool     `json:"createable"`
+	Updateable         bool     `json:"updateable"`
+	Calculated         bool     `json:"calculated"`
+	Unique             bool     `json:"unique"`
+	ExternalID         bool     `json:"externalId"`
+	DefaultedOnCreate  bool     `json:"defaultedOnCreate"`
+	RestrictedPicklist bool     `json:"restrictedPicklist"`
+	ReferenceTo        []string `json:"referenceTo"`
 	PicklistValues     []struct {
 		Value  string `json:"value"`
 		Active bool   `json:"active"`
@@ -335,6 +414,9 @@ func decodeDescribe(call string, status int, body []byte) (crmsync.Schema, error
 		}
 		if f.Type == "email" {
 			fs.Format = "email"
+		}
+		if f.Type == "reference" && len(f.ReferenceTo) == 1 {
+			fs.RefObject = f.ReferenceTo[0]
 		}
 		if fs.Type == crmsync.TypeEnum || fs.Type == crmsync.TypeMultiEnum {
 			for _, p := range f.PicklistValues {

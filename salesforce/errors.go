@@ -18,6 +18,12 @@ import (
 // the window back.
 var ErrDeletedWindowLost = fmt.Errorf("salesforce: deleted-records window lost: %w", crmsync.ErrHistoryLost)
 
+// ErrConvertedLead matches (errors.Is) the per-record error of a write to a
+// converted Lead, which Salesforce refuses with CANNOT_UPDATE_CONVERTED_LEAD:
+// a converted Lead is read-only, and the person lives on in its
+// ConvertedContactId (Record.MergedInto). The error is permanent.
+var ErrConvertedLead = errors.New("salesforce: lead is converted")
+
 // APIError is an error response of the REST API: the HTTP status and the
 // first entry of Salesforce's JSON error array.
 type APIError struct {
@@ -87,6 +93,12 @@ func (e *RecordError) Unwrap() error {
 		return nil
 	}
 	return e.field
+}
+
+// Is reports a refused write to a converted Lead
+// (CANNOT_UPDATE_CONVERTED_LEAD) as ErrConvertedLead.
+func (e *RecordError) Is(target error) bool {
+	return target == ErrConvertedLead && e.StatusCode == "CANNOT_UPDATE_CONVERTED_LEAD"
 }
 
 // Error describes the failure by status code and fields (never the message).

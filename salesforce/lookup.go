@@ -54,7 +54,7 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 	if err := ValidName("field", field); err != nil {
 		return nil, err
 	}
-	sel, err := c.fieldList(fields, "Id", "SystemModstamp", "IsDeleted", field)
+	sel, err := c.selectList(object, fields, mustFields(object, "Id", "SystemModstamp", "IsDeleted", field)...)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +83,9 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 		}
 		res, err := c.query(ctx, "lookup", "/query", prefix+strings.Join(quoted, ", ")+")", http.Header{})
 		for {
+			if err == nil && len(res.RolesNext) > 0 {
+				err = c.followRoles(ctx, &res)
+			}
 			if err != nil {
 				return nil, withFieldError(err, object)
 			}

@@ -109,8 +109,28 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 	bodies := make([]map[string]any, len(ops))
 	var groups []*writeGroup
 	byKey := map[string]*writeGroup{}
-	known := 0 // ops whose outcome is known
+	known := 0                  // ops whose outcome is known
+	roles := map[int][]string{} // contact roles to set, by op
 	for i, op := range ops {
+		if v, ok := op.Fields[ContactRolesField]; ok && isOpportunity(object) {
+			ids, err := rolesValue(v)
+			if err == nil && op.Kind == crmsync.Update && !idPattern.MatchString(op.ID) {
+				err = errors.New("salesforce: update: missing or malformed record id")
+			}
+			if err != nil {
+				results[i].Err = permanent(err)
+				known++
+				continue
+			}
+			roles[i] = ids
+			op.Fields = without(op.Fields, ContactRolesField)
+			if op.Kind == crmsync.Update && len(op.Fields) == 0 {
+				// Nothing to write on the opportunity itself.
+				results[i] = crmsync.WriteResult{ID: op.ID}
+				known++
+				continue
+			}
+		}
 		rec, err := recordBody(object, op)
 		if err != nil {
 			results[i].Err = permanent(err)
@@ -160,7 +180,21 @@ func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp
 	if known == 0 && firstErr != nil {
 		return nil, firstErr
 	}
+	if len(roles) > 0 {
+		c.writeRoles(ctx, ops, roles, results)
+	}
 	return results, nil
+}
+
+// without returns a copy of f without key.
+func without(f crmsync.Fields, key string) crmsync.Fields {
+	out := make(crmsync.Fields, len(f))
+	for k, v := range f {
+		if k != key {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // refusedBatch reports whether a failed collections call was refused as a
@@ -223,5 +257,9 @@ func (c *Client) Schema(ctx context.Context, object string) (crmsync.Schema, err
 	if err != nil {
 		return crmsync.Schema{}, err
 	}
-	return decodeDescribe("describe", resp.status, resp.body)
+	s, err := decodeDescribe("describe", resp.status, resp.body)
+	if err == nil && isOpportunity(object) {
+		s.Fields = append(s.Fields, crmsync.FieldSchema{Name: ContactRolesField, Type: crmsync.TypeReferences, RefObject: "Contact"})
+	}
+	return s, err
 }

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
+	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/playbook"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
 const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-salesforce-pubsub-addr ADDR] [-seed N] [-query-page-size N]
+                    [-hubspot-companies N] [-hubspot-deals N]
+                    [-salesforce-accounts N] [-salesforce-leads N]
 
 Serve a fake HubSpot (CRM v3 and OAuth paths) and a fake Salesforce (REST
 and OAuth paths) with N generated contacts each, until interrupted (Ctrl-C).
@@ -31,6 +35,13 @@ Flags:
   -seed N                 contacts to create in each fake (default 10)
   -query-page-size N      most records per Salesforce query page, 1 to 2000
                           (default 2000; Sforce-Query-Options asks for less)
+  -hubspot-companies N    companies to create in the HubSpot fake, each contact
+                          taking company i mod N as its primary (default 0)
+  -hubspot-deals N        deals to create in the HubSpot fake, deal i with
+                          company i and contact i as above (default 0)
+  -salesforce-accounts N  accounts to create in the Salesforce fake, the seeded
+                          contacts spread over them (default 0)
+  -salesforce-leads N     open leads to create in the Salesforce fake (default 0)
 `
 
 func (c *cli) cmdFake(ctx context.Context, args []string) error {
@@ -41,6 +52,10 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	psAddr := fs.String("salesforce-pubsub-addr", "127.0.0.1:8083", "")
 	seed := fs.Int("seed", 10, "")
 	pageSize := fs.Int("query-page-size", 2000, "")
+	hsCompanies := fs.Int("hubspot-companies", 0, "")
+	hsDeals := fs.Int("hubspot-deals", 0, "")
+	sfAccounts := fs.Int("salesforce-accounts", 0, "")
+	sfLeads := fs.Int("salesforce-leads", 0, "")
 	rest, err := parseAll(fs, args)
 	if err != nil {
 		return err
@@ -55,8 +70,19 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 		return usagef("fake: -query-page-size must be from 1 to 2000, not %d", *pageSize)
 	}
 
+	if *hsCompanies < 0 || *hsDeals < 0 {
+		return usagef("fake: -hubspot-companies and -hubspot-deals must not be negative")
+	}
+	if *sfAccounts < 0 || *sfLeads < 0 {
+		return usagef("fake: -salesforce-accounts and -salesforce-leads must not be negative")
+	}
+
 	hs, sf, err := newFakes(*hsAddr, *sfAddr, *seed, *pageSize)
 	if err != nil {
+		return err
+	}
+	seedHubSpotGraph(hs, *hsCompanies, *hsDeals)
+	if err := seedSalesforceGraph(sf, *sfAccounts, *sfLeads); err != nil {
 		return err
 	}
 	if err := hs.Start(); err != nil {
@@ -86,6 +112,9 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "SALESFORCE_PUBSUB_ADDR=%s\n", sf.PubSubAddr())
 	fmt.Fprintf(c.stdout, "SALESFORCE_ORG_ID=%s\n", sf.OrgID())
 	fmt.Fprintf(c.stdout, "# %d contacts in each fake; the reference workflow reads these variables.\n", *seed)
+	if *hsCompanies > 0 || *hsDeals > 0 {
+		fmt.Fprintf(c.stdout, "# %d companies and %d deals in the HubSpot fake, associated with its contacts.\n", *hsCompanies, *hsDeals)
+	}
 	fmt.Fprintf(c.stdout, "# Serving until interrupted.\n")
 	<-ctx.Done()
 	return nil
@@ -111,6 +140,28 @@ func newFakes(hsAddr, sfAddr string, n, pageSize int) (*hubspottest.Server, *sal
 	return hs, sf, nil
 }
 
+// seedSalesforceGraph adds accounts to the Salesforce fake, with its
+// contacts spread over them, and open leads.
+func seedSalesforceGraph(sf *salesforcetest.Server, accounts, leads int) error {
+	sf.SeedLeads(leads)
+	if accounts == 0 {
+		return nil
+	}
+	ids := sf.SeedAccounts(accounts)
+	var contacts []string
+	for _, r := range sf.All() {
+		if strings.HasPrefix(r.ID, "003") {
+			contacts = append(contacts, r.ID)
+		}
+	}
+	for i, id := range contacts {
+		if err := sf.Edit(id, crmsync.Fields{"AccountId": ids[i%len(ids)]}); err != nil {
+			return fmt.Errorf("fake: salesforce: %w", err)
+		}
+	}
+	return nil
+}
+
 // listenErr reports that a fake could not listen on addr, with the
 // system's reason.
 func listenErr(name, addr string, err error) error {
@@ -119,4 +170,32 @@ func listenErr(name, addr string, err error) error {
 		err = oe.Err
 	}
 	return fmt.Errorf("fake: %s: listen on %s: %w", name, addr, err)
+}
+
+// seedHubSpotGraph creates companies and deals in the HubSpot fake and
+// associates them with its contacts: contact i has company i mod companies
+// as its primary company; deal i has company i mod companies as its
+// primary company and contact i mod contacts.
+func seedHubSpotGraph(hs *hubspottest.Server, companies, deals int) {
+	if companies == 0 && deals == 0 {
+		return
+	}
+	g := hs.SeedGraph(companies, 0, deals)
+	var contacts []string
+	for _, r := range hs.All("contacts") {
+		contacts = append(contacts, r.ID)
+	}
+	primary := func(id int) hubspottest.AssociationType {
+		return hubspottest.AssociationType{Category: hubspottest.HubSpotDefined, TypeID: id}
+	}
+	for i, id := range contacts {
+		if companies > 0 {
+			_ = hs.Associate("contacts", id, "companies", g.Companies[i%companies], primary(hubspottest.ContactToCompanyPrimary))
+		}
+	}
+	for i, id := range g.Deals {
+		if len(contacts) > 0 {
+			_ = hs.Associate("deals", id, "contacts", contacts[i%len(contacts)])
+		}
+	}
 }

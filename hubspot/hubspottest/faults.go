@@ -84,6 +84,7 @@ func (s *Server) ClearFaults() {
 	defer s.mu.Unlock()
 	s.faults = nil
 	s.failRecords = map[string]string{}
+	s.failAssoc = nil
 }
 
 // FailRecords makes batch writes of the records with the given ids, emails

@@ -863,6 +863,20 @@ func (s *Server) validate(object string, st *objectStore, props map[string]strin
 			}
 		}
 	}
+	if target == nil {
+		switch canonical(object) {
+		case "companies":
+			if props["name"] == "" && props["domain"] == "" {
+				return &recErr{category: "VALIDATION_ERROR", code: "REQUIRED_PROPERTY", message: "Property values were not valid: a company needs a name or a domain"}
+			}
+		case "deals":
+			for _, k := range []string{"dealname", "dealstage"} {
+				if props[k] == "" {
+					return &recErr{category: "VALIDATION_ERROR", code: "REQUIRED_PROPERTY", message: fmt.Sprintf("Property values were not valid: %q is required", k)}
+				}
+			}
+		}
+	}
 	for _, p := range st.props {
 		if !p.Required {
 			continue

@@ -168,8 +168,10 @@ func (s *Server) merge(object, primary, other string) (*rec, error) {
 		st.order = slices.DeleteFunc(st.order, func(y *rec) bool { return y == x })
 	}
 	props["hs_merged_object_ids"] = strings.Join(ids, ";")
+	delete(props, "associatedcompanyid") // follows the associations below
 	n := s.newRec(object, props)
 	st.merged[a.id], st.merged[b.id] = n.id, n.id
+	s.moveAssociations(object, []string{a.id, b.id}, n.id)
 	return n, nil
 }
 

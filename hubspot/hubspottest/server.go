@@ -27,6 +27,41 @@
 // mobilephone, fax, company, jobtitle, website, address, city, state, zip,
 // country, industry, salutation, lifecyclestage, hs_lead_status);
 // DefineProperty (or the properties create endpoint) adds an org's own.
+// Companies have name, domain, website, phone, city, state, country,
+// industry, description, hs_additional_domains, hubspot_owner_id,
+// numberofemployees, annualrevenue and lifecyclestage, and need a name or
+// a domain; deals have dealname, dealstage (the default pipeline's
+// stages, DealStages), pipeline ("default" when none is given), amount,
+// closedate, dealtype, description and hubspot_owner_id, and need a
+// dealname and a dealstage. Any other object type gets name and domain.
+//
+// # Associations (v4)
+//
+// Associations between contacts, companies and deals are kept both ways
+// with HubSpot's direction-specific type ids (contact → company 279,
+// primary 1; company → contact 280, primary 2; deal → company 341, primary
+// 5; company → deal 342, primary 6; deal → contact 3; contact → deal 4),
+// labels as HubSpot reports them, and USER_DEFINED types as given. A
+// labelled type brings the pair's unlabeled one; a new primary company
+// leaves the old one associated, unlabeled; a contact's primary company
+// is mirrored in its associatedcompanyid property. POST
+// /crm/v4/associations/{from}/{to}/batch/read (1,000 ids; a page of
+// Config.AssociationPage associated records per id, continued with
+// paging.next.after; 207 OBJECT_NOT_FOUND with subcategory
+// crm.associations.NO_ASSOCIATIONS_FOUND for an id with none, a shape the
+// vendor does not document), batch/create (2,000 inputs; 201, or 207 with
+// a VALIDATION_ERROR per input whose records are not live or whose type
+// the pair does not have, context fromObjectId and toObjectId) and
+// batch/archive (2,000 inputs; 204) serve them. Associations of an
+// archived record are hidden from reads, not deleted: a restore brings
+// them back (HubSpot documents neither way). A merge moves both records'
+// associations to the new record, the primary's primary company winning.
+// Association changes do not touch records' stamps (undocumented;
+// connectors re-read associations with every changed record), except a
+// contact's associatedcompanyid; WithAssociationsTouch makes them touch
+// both records. Associate, Dissociate, Associations, PrimaryCompany,
+// FailAssociations and SeedGraph (a storm: SeedGraph(500, 10000, 0))
+// serve tests.
 //
 // # Limits, as HubSpot enforces them
 //
@@ -177,6 +212,18 @@ type Config struct {
 	RefuseBatchRate float64
 	// Seed seeds the random choices of the hostile behaviours.
 	Seed uint64
+
+	// AssociationPage is the most associated records the v4 batch read
+	// returns per id in one call (the rest follow with paging.next.after);
+	// zero means 500.
+	AssociationPage int
+	// AssociationsTouch makes every association change bump both records'
+	// modification stamps, so that change queries see it. Off by default:
+	// HubSpot does not document that association changes touch records
+	// (connectors re-read associations with every changed record), and
+	// the fake changes only what HubSpot maintains, a contact's
+	// associatedcompanyid when its primary company changes.
+	AssociationsTouch bool
 }
 
 // Option adjusts the Config of NewServer.
@@ -244,6 +291,14 @@ func Hostile(seed uint64) Option {
 	}
 }
 
+// WithAssociationPage sets how many associated records the v4 batch read
+// returns per id in one call.
+func WithAssociationPage(n int) Option { return func(c *Config) { c.AssociationPage = n } }
+
+// WithAssociationsTouch makes association changes bump both records'
+// modification stamps (a kind world; see Config.AssociationsTouch).
+func WithAssociationsTouch() Option { return func(c *Config) { c.AssociationsTouch = true } }
+
 // WithSearchCap sets the search results cap.
 func WithSearchCap(n int) Option { return func(c *Config) { c.SearchCap = n } }
 
@@ -279,6 +334,12 @@ type Server struct {
 	tokens      map[string]time.Time
 	tokenSeq    int
 	rnd         *mrand.Rand
+	// assoc holds associations by object pair, from id and to id, both
+	// directions stored.
+	assoc map[assocKey]map[string]map[string][]AssociationType
+	// failAssoc maps a record id to the category its association
+	// creates fail with.
+	failAssoc map[string]string
 }
 
 type objectStore struct {
@@ -364,6 +425,12 @@ func New(c Config) (*Server, error) {
 	if c.RefuseBatchRate < 0 || c.RefuseBatchRate > 1 {
 		return nil, errors.New("hubspottest: Config.RefuseBatchRate must be in [0, 1]")
 	}
+	if c.AssociationPage == 0 {
+		c.AssociationPage = 500
+	}
+	if c.AssociationPage < 0 {
+		return nil, errors.New("hubspottest: Config.AssociationPage must not be negative")
+	}
 	if c.Contacts < 0 {
 		return nil, errors.New("hubspottest: Config.Contacts must not be negative")
 	}
@@ -429,7 +496,9 @@ func (s *Server) release() { s.once.Do(func() { close(s.done) }) }
 // "get", "create", "update", "archive" (the single-record calls),
 // "merge", "properties", "properties/get", "properties/create",
 // "properties/archive", "batch/read", "batch/create", "batch/update", "batch/upsert",
-// "batch/archive", "properties", "oauth/token". Rejected requests count.
+// "batch/archive", "properties", "oauth/token", and the associations v4
+// batch calls "associations/batch/read", "associations/batch/create" and
+// "associations/batch/archive". Rejected requests count.
 func (s *Server) CallCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -570,6 +639,8 @@ func (s *Server) route(r *http.Request) (route, bool) {
 		return route{endpoint: "properties/get", object: parts[3], id: parts[4]}, true
 	case len(parts) == 5 && parts[0] == "crm" && parts[1] == "v3" && parts[2] == "properties" && r.Method == http.MethodDelete:
 		return route{endpoint: "properties/archive", object: parts[3], id: parts[4]}, true
+	case len(parts) == 7 && parts[1] == "v4":
+		return assocRoute(parts, r.Method)
 	case len(parts) < 4 || parts[0] != "crm" || parts[1] != "v3" || parts[2] != "objects":
 		return route{}, false
 	case len(parts) == 4 && r.Method == http.MethodGet:
@@ -658,6 +729,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rt route) {
 		s.serveBatchArchive(w, r, rt.object)
 	case "merge":
 		s.serveMerge(w, r, rt.object)
+	case "associations/batch/read":
+		s.serveAssocRead(w, r, rt.object, rt.id)
+	case "associations/batch/create":
+		s.serveAssocCreate(w, r, rt.object, rt.id)
+	case "associations/batch/archive":
+		s.serveAssocArchive(w, r, rt.object, rt.id)
 	default:
 		s.serveBatchWrite(w, r, rt.object, strings.TrimPrefix(rt.endpoint, "batch/"))
 	}

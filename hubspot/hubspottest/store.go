@@ -74,16 +74,46 @@ func defaultProps(object string) []*Property {
 		for _, name := range []string{"mobilephone", "fax", "jobtitle", "website", "address", "city", "state", "zip", "country", "industry", "salutation"} {
 			ps = append(ps, text(name))
 		}
+		ps = append(ps, &Property{Name: "associatedcompanyid", Label: "Primary Associated Company ID", Type: "number", FieldType: "number",
+			GroupName: "contactinformation", ReadOnly: true, HubspotDefined: true})
 		return append(ps, &Property{Name: "hs_lead_status", Label: "Lead status", Type: "enumeration", FieldType: "select", GroupName: "sales_properties",
 			HubspotDefined: true, Options: []string{"NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING"}})
 	}
+	switch canonical(object) {
+	case "companies":
+		ps = append(ps, text("name"), text("domain"), text("website"), text("phone"), text("city"), text("state"), text("country"),
+			text("industry"), text("description"), text("hs_additional_domains"), text("hubspot_owner_id"),
+			&Property{Name: "numberofemployees", Label: "Number of Employees", Type: "number", FieldType: "number", GroupName: "companyinformation", HubspotDefined: true},
+			&Property{Name: "annualrevenue", Label: "Annual Revenue", Type: "number", FieldType: "number", GroupName: "companyinformation", HubspotDefined: true},
+			&Property{Name: "lifecyclestage", Label: "Lifecycle stage", Type: "enumeration", FieldType: "radio", GroupName: "companyinformation", HubspotDefined: true,
+				Options: []string{"subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer", "evangelist", "other"}})
+		return ps
+	case "deals":
+		ps = append(ps, text("dealname"), text("description"), text("hubspot_owner_id"),
+			&Property{Name: "dealstage", Label: "Deal Stage", Type: "enumeration", FieldType: "radio", GroupName: "dealinformation", HubspotDefined: true, Options: DealStages},
+			&Property{Name: "pipeline", Label: "Pipeline", Type: "enumeration", FieldType: "select", GroupName: "dealinformation", HubspotDefined: true, Options: []string{"default"}},
+			&Property{Name: "amount", Label: "Amount", Type: "number", FieldType: "number", GroupName: "dealinformation", HubspotDefined: true},
+			&Property{Name: "closedate", Label: "Close Date", Type: "datetime", FieldType: "date", GroupName: "dealinformation", HubspotDefined: true},
+			&Property{Name: "dealtype", Label: "Deal Type", Type: "enumeration", FieldType: "radio", GroupName: "dealinformation", HubspotDefined: true,
+				Options: []string{"newbusiness", "existingbusiness"}})
+		return ps
+	}
 	return append(ps, text("name"), text("domain"))
 }
+
+// DealStages are the stage ids of the default deal pipeline, in order.
+var DealStages = []string{"appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin", "contractsent", "closedwon", "closedlost"}
 
 // defaultReturned are the properties returned when none are asked for.
 func defaultReturned(object string) []string {
 	if isContacts(object) {
 		return []string{"createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"}
+	}
+	switch canonical(object) {
+	case "companies":
+		return []string{"createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"}
+	case "deals":
+		return []string{"amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate", "hs_object_id", "pipeline"}
 	}
 	return []string{"createdate", "hs_lastmodifieddate", "hs_object_id", "name"}
 }
@@ -147,6 +177,9 @@ func (s *Server) newRecAt(object string, props map[string]string, now time.Time)
 		if v != "" {
 			r.props[k] = v
 		}
+	}
+	if canonical(object) == "deals" && r.props["pipeline"] == "" {
+		r.props["pipeline"] = "default" // HubSpot uses the default pipeline when none is given
 	}
 	r.props["hs_object_id"] = r.id
 	r.props["createdate"] = stamp(now)

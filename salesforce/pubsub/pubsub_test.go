@@ -374,3 +374,24 @@ func TestReconnectsAndResumes(t *testing.T) {
 	assert.GreaterOrEqual(t, b.srv.PubSubStats().Subscribes, 4, "it subscribed again after each break")
 	assert.Empty(t, b.calls, "no event triggered twice")
 }
+
+func TestAllChangeEventsChannel(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.config()
+	cfg.Topic, cfg.Objects = "", []string{"Account", "Contact"}
+	b.run(t, cfg)
+	b.live(t, 0)
+
+	b.srv.SeedLeads(1) // not synced: no trigger
+	b.srv.SeedAccounts(1)
+	assert.Equal(t, trigger{objects: []string{"Account"}}, b.next(t))
+	b.srv.SeedStorm(1, 3) // one account and its contacts in one call
+	got := map[string]bool{}
+	for len(got) < 2 {
+		for _, o := range b.next(t).objects {
+			got[o] = true
+		}
+	}
+	assert.Equal(t, map[string]bool{"Account": true, "Contact": true}, got)
+}

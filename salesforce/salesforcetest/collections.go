@@ -29,7 +29,8 @@ func (s *Server) lookupID(id string) *record {
 // one entry per id in request order: the record with the fields asked for
 // (and attributes), or null when no live record has that id.
 func (s *Server) handleRetrieveMany(w http.ResponseWriter, r *http.Request) {
-	if !s.isContact(w, r.PathValue("sobject")) {
+	o := s.objectOr404(w, r.PathValue("sobject"))
+	if o == nil {
 		return
 	}
 	var req struct {
@@ -59,11 +60,11 @@ func (s *Server) handleRetrieveMany(w http.ResponseWriter, r *http.Request) {
 	}
 	names := make([]string, len(req.Fields))
 	for i, f := range req.Fields {
-		fd, ok := s.visible(strings.TrimSpace(f))
+		fd, ok := s.visible(o, strings.TrimSpace(f))
 		if !ok {
-			writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'. "+
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity '%s'. "+
 				"If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. "+
-				"Please reference your WSDL or the describe call for the appropriate names.", f))
+				"Please reference your WSDL or the describe call for the appropriate names.", f, o.name))
 			return
 		}
 		names[i] = fd.Name
@@ -72,7 +73,7 @@ func (s *Server) handleRetrieveMany(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	out := make([]any, len(req.IDs))
 	for i, id := range req.IDs {
-		if rec := s.lookupID(id); rec != nil && !rec.deleted {
+		if rec := s.lookupID(id); rec != nil && !rec.deleted && s.objOf(rec) == o {
 			out[i] = s.render(r, rec, names)
 		}
 	}
@@ -145,11 +146,8 @@ func (s *Server) handleDeleteMany(w http.ResponseWriter, r *http.Request) {
 		}
 		targets = nil
 	}
-	var dels []change
 	for _, rec := range targets {
-		rec.deleted, rec.deletedAt, rec.stamp = true, now, now
-		dels = append(dels, change{typ: "DELETE", recs: []*record{rec}})
+		s.deleteLocked(rec, now)
 	}
-	s.publish(dels...)
 	writeJSON(w, http.StatusOK, results)
 }

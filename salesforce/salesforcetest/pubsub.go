@@ -39,9 +39,6 @@ const (
 // requested and not yet received; more is capped to it.
 const MaxRequested = 100
 
-// changeEntities are the objects whose changes the fake publishes.
-var changeEntities = []string{"Contact"}
-
 // PubSubConfig configures the fake Pub/Sub API (StartPubSub).
 type PubSubConfig struct {
 	// Addr is the address to listen on; "" means 127.0.0.1 and a free port.
@@ -96,6 +93,8 @@ type eventBus struct {
 	gs      *grpc.Server
 	addr    string
 	schemas map[string]*entitySchema // entity → schema
+	// entities are the objects with change events, in the fake's order.
+	entities []string
 	byID    map[string]*entitySchema
 	log     []busEvent
 	next    uint64 // the sequence number of the next event
@@ -158,12 +157,13 @@ func (s *Server) StartPubSub(cfg PubSubConfig) error {
 		return errors.New("salesforcetest: StartPubSub: already started")
 	}
 	b.schemas, b.byID = map[string]*entitySchema{}, map[string]*entitySchema{}
-	for _, e := range changeEntities {
-		es, err := buildSchema(e, s.fields)
+	for _, o := range s.objectList {
+		es, err := buildSchema(o.name, o.fields)
 		if err != nil {
 			return err
 		}
-		b.schemas[e], b.byID[es.id] = es, es
+		b.schemas[o.name], b.byID[es.id] = es, es
+		b.entities = append(b.entities, o.name)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -290,7 +290,10 @@ func (s *Server) publish(changes ...change) {
 		if len(c.recs) == 0 {
 			continue
 		}
-		es := b.schemas["Contact"]
+		es := b.schemas[s.objOf(c.recs[0]).name]
+		if es == nil {
+			continue
+		}
 		ids := make([]string, len(c.recs))
 		for j, r := range c.recs {
 			ids[j] = r.id
@@ -396,9 +399,20 @@ func avroValue(fd fieldDef, v any) any {
 	case "boolean":
 		b, _ := v.(bool)
 		return b
-	case "double":
-		f, _ := v.(float64)
+	case "double", "currency", "percent":
+		n, ok := numberValue(v)
+		if !ok {
+			return nil
+		}
+		f, _ := n.Float64()
 		return f
+	case "int":
+		n, ok := numberValue(v)
+		if !ok {
+			return nil
+		}
+		f, _ := n.Float64()
+		return int32(f)
 	case "date":
 		s, _ := v.(string)
 		t, err := time.Parse("2006-01-02", s)
@@ -531,9 +545,9 @@ func avroType(t string) avroFieldTy {
 	switch t {
 	case "boolean":
 		return "boolean"
-	case "double":
+	case "double", "currency", "percent":
 		return "double"
-	case "date":
+	case "date", "int":
 		return "int"
 	case "datetime":
 		return "long"
@@ -556,11 +570,13 @@ type pubsubService struct {
 
 // topicEntity maps a topic name to the entity it carries; "" is every
 // entity (/data/ChangeEvents).
-func topicEntity(topic string) (string, bool) {
+func (b *eventBus) topicEntity(topic string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if topic == "/data/ChangeEvents" {
 		return "", true
 	}
-	for _, e := range changeEntities {
+	for _, e := range b.entities {
 		if topic == "/data/"+e+"ChangeEvent" {
 			return e, true
 		}
@@ -601,16 +617,16 @@ func (p *pubsubService) GetTopic(ctx context.Context, req *pb.TopicRequest) (*pb
 	if err := p.auth(ctx); err != nil {
 		return nil, err
 	}
-	entity, ok := topicEntity(req.GetTopicName())
+	entity, ok := p.s.bus.topicEntity(req.GetTopicName())
 	if !ok {
 		return nil, grpcError(ctx, codes.NotFound, ErrCodeTopicNotFound, "topic not found: "+req.GetTopicName())
-	}
-	if entity == "" {
-		entity = changeEntities[0]
 	}
 	b := &p.s.bus
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if entity == "" {
+		entity = b.entities[0]
+	}
 	return &pb.TopicInfo{TopicName: req.GetTopicName(), TenantGuid: b.cfg.OrgID, CanSubscribe: true,
 		SchemaId: b.schemas[entity].id, RpcId: "rpc-topic"}, nil
 }
@@ -645,7 +661,7 @@ func (p *pubsubService) Subscribe(stream grpc.BidiStreamingServer[pb.FetchReques
 	if err != nil {
 		return err
 	}
-	entity, ok := topicEntity(first.GetTopicName())
+	entity, ok := b.topicEntity(first.GetTopicName())
 	if !ok {
 		return grpcError(ctx, codes.NotFound, ErrCodeTopicNotFound, "topic not found: "+first.GetTopicName())
 	}

@@ -225,3 +225,50 @@ func TestPubSubUnknownTopic(t *testing.T) {
 	_, err := b.client.GetTopic(b.ctx, &pb.TopicRequest{TopicName: "/data/NopeChangeEvent"})
 	assert.Equal(t, codes.NotFound, status.Code(err))
 }
+
+func TestPubSubOtherObjects(t *testing.T) {
+	t.Parallel()
+	b := setupPubSub(t, PubSubConfig{})
+	for _, topic := range []string{"/data/AccountChangeEvent", "/data/LeadChangeEvent", "/data/OpportunityChangeEvent", "/data/OpportunityContactRoleChangeEvent"} {
+		_, err := b.client.GetTopic(b.ctx, &pb.TopicRequest{TopicName: topic})
+		assert.NoError(t, err, topic)
+	}
+	st := b.subscribe(t, &pb.FetchRequest{TopicName: "/data/ChangeEvents", ReplayPreset: pb.ReplayPreset_EARLIEST, NumRequested: 100})
+	leads := b.srv.SeedLeads(1)
+	res, err := b.srv.ConvertLead(leads[0], ConvertOptions{})
+	require.NoError(t, err)
+
+	evs := recvEvents(t, st, 6)
+	type seen struct{ entity, typ, id string }
+	var got []seen
+	var txn string
+	for i, ev := range evs {
+		h, _ := b.decode(t, ev)
+		require.Len(t, h.RecordIDs, 1)
+		got = append(got, seen{h.EntityName, h.ChangeType, h.RecordIDs[0]})
+		if i == 1 {
+			txn = h.TransactionKey
+		}
+		if i > 0 {
+			assert.Equal(t, txn, h.TransactionKey, "a conversion is one transaction")
+			assert.Equal(t, int32(i), h.SequenceNumber)
+		}
+	}
+	assert.Equal(t, seen{"Lead", "CREATE", leads[0]}, got[0])
+	assert.Equal(t, seen{"Account", "CREATE", res.AccountID}, got[1])
+	assert.Equal(t, seen{"Contact", "CREATE", res.ContactID}, got[2])
+	assert.Equal(t, seen{"Opportunity", "CREATE", res.OpportunityID}, got[3])
+	assert.Equal(t, "OpportunityContactRole", got[4].entity)
+	assert.Equal(t, seen{"Lead", "UPDATE", leads[0]}, got[5])
+
+	// Deleting the account deletes its contact and opportunity, and their
+	// contact role, too: an event each.
+	require.NoError(t, b.srv.Delete(res.AccountID))
+	var deleted []string
+	for _, ev := range recvEvents(t, st, 4) {
+		h, _ := b.decode(t, ev)
+		assert.Equal(t, "DELETE", h.ChangeType)
+		deleted = append(deleted, h.EntityName)
+	}
+	assert.ElementsMatch(t, []string{"Account", "Contact", "Opportunity", "OpportunityContactRole"}, deleted)
+}

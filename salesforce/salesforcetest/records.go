@@ -28,6 +28,8 @@ type fieldDef struct {
 	Custom            bool
 	Restricted        bool
 	Picklist          []string
+	// RefTo is the object a reference field refers to.
+	RefTo string
 }
 
 // contactFields returns the fake Contact's fields; ext is the external-id field.
@@ -56,9 +58,10 @@ func contactFields(ext string) []fieldDef {
 	return []fieldDef{
 		sys("Id", "id"),
 		sys("IsDeleted", "boolean"),
-		{Name: "MasterRecordId", Type: "reference", Nillable: true},
+		{Name: "MasterRecordId", Type: "reference", Nillable: true, RefTo: objContact},
 		str("FirstName", "string", 40),
 		last,
+		refField("AccountId", objAccount),
 		str("Email", "email", 80),
 		str("Phone", "phone", 40),
 		str("Title", "string", 128),
@@ -80,6 +83,8 @@ func contactFields(ext string) []fieldDef {
 type record struct {
 	id  string
 	seq int // creation order
+	// obj is the record's object; nil means Contact.
+	obj *sobject
 
 	fields    map[string]any // writable fields by canonical name: string, float64, bool
 	created   time.Time
@@ -89,6 +94,9 @@ type record struct {
 	deletedAt time.Time
 	// master is the winner's id when a merge deleted this record.
 	master string
+	// cascadeOf is the id of the parent whose deletion deleted this
+	// record too; undeleting the parent restores it.
+	cascadeOf string
 }
 
 func (r *record) clone() *record {
@@ -119,6 +127,9 @@ func (r *record) value(name string) any {
 	case "SystemModstamp":
 		return r.stamp.UTC().Format(dateTimeLayout)
 	}
+	if v, ok := derivedValue(r.obj, r, name); ok {
+		return v
+	}
 	v, ok := r.fields[name]
 	if !ok {
 		return nil
@@ -145,15 +156,18 @@ func id18(id15 string) string {
 
 // newID makes the n-th Contact id: prefix 003, a fake pod and instance, and a
 // base-62 counter, in 18-character form.
-func newID(n int) string {
+func newID(n int) string { return newIDFor("003", n) }
+
+// newIDFor makes the n-th id with an object's key prefix.
+func newIDFor(prefix string, n int) string {
 	s := big.NewInt(int64(n)).Text(62)
-	return id18("003Fk" + strings.Repeat("0", 10-len(s)) + s)
+	return id18(prefix + "Fk" + strings.Repeat("0", 10-len(s)) + s)
 }
 
 // compareValues orders two JSON values of a field of type typ; ok is false when
 // they cannot be compared.
 func compareValues(typ string, a, b any) (int, bool) {
-	switch typ {
+	switch baseType(typ) {
 	case "datetime":
 		ta, err1 := parseAnyTime(a)
 		tb, err2 := parseAnyTime(b)
@@ -245,6 +259,7 @@ func parseAnyTime(v any) (time.Time, error) {
 
 // literal converts a SOQL literal to a JSON-like value for a field of type typ.
 func literal(typ string, t tok) (any, error) {
+	typ = baseType(typ)
 	switch t.kind {
 	case tString:
 		switch typ {

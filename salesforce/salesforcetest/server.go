@@ -1,6 +1,7 @@
 // Package salesforcetest serves a fake Salesforce REST API for tests and
 // local runs, that jsforce, crmsync's client and other tools work against.
-// It holds Contact records in memory.
+// It holds Account, Contact, Lead, Opportunity and OpportunityContactRole
+// records in memory.
 //
 // # Starting it
 //
@@ -10,19 +11,50 @@
 // options...) is the test helper that starts it and closes it when the
 // test ends. Handler, Serve and ListenAndServe serve it anywhere else.
 // BaseURL (instance and login URL) and AccessToken give what a client
-// needs; SeedContacts, Seed, Edit, EditMany, Touch, Delete, Undelete and
-// Merge change the data as users would; CallCounts and CallCount count the
-// calls. The HubSpot fake (hubspottest) has the same shape and names.
+// needs; SeedContacts, Seed, SeedAccounts, SeedLeads, SeedRecords,
+// SeedStorm, AddContactRole, ConvertLead, Edit, EditMany, Touch, Delete,
+// Undelete and Merge change the data as users would; CallCounts and
+// CallCount count the calls. The HubSpot fake (hubspottest) has the same
+// shape and names.
+//
+// # Objects
+//
+// Account (Name required), Contact (LastName required; AccountId refers to
+// an Account), Lead (LastName and Company required; Status a restricted
+// picklist, LeadStatuses), Opportunity (Name, StageName from
+// OpportunityStages and CloseDate, a date, required; AccountId; IsClosed
+// and IsWon follow the stage) and OpportunityContactRole (OpportunityId,
+// not updatable, and ContactId; Role, IsPrimary). Account, Contact, Lead
+// and Opportunity have the external-id field (Config.ExternalIDField);
+// Config.Fields adds fields to Contact only. A reference must name a live
+// record of its object (MALFORMED_ID, FIELD_INTEGRITY_EXCEPTION,
+// INVALID_CROSS_REFERENCE_KEY or ENTITY_IS_DELETED per record, as
+// Salesforce); a 15-character id is stored in its 18-character form. A
+// query may nest the child relationships OpportunityContactRoles (of
+// Opportunity and Contact), Contacts and Opportunities (of Account) as
+// subqueries; a parent without children gets null, as in Salesforce.
+//
+// Deleting an Account deletes its Contacts and Opportunities, and deleting
+// a Contact or an Opportunity its contact roles, each with the parent's
+// stamp; undeleting the parent restores them. A contact role deleted on
+// its own is gone (queryAll does not list it). Merge takes Leads,
+// Contacts or Accounts and re-parents the losers' children without
+// stamping them. ConvertLead converts a Lead as Salesforce does (a new or
+// given Account and Contact, an optional Opportunity with the contact as
+// primary role, the lead stamped IsConverted with its Converted*Id fields
+// and read-only afterwards: CANNOT_UPDATE_CONVERTED_LEAD). Adding or
+// removing a contact role does not stamp its Opportunity.
 //
 // # What it serves
 //
 // OAuth token grants (JWT bearer, client credentials, refresh token), the
 // versions list, SOQL query and queryAll with query locators, sObject
-// Collections create, update, upsert (per-record results, allOrNone),
+// Collections create, update (records of several objects in one call),
+// upsert (per-record results, allOrNone),
 // retrieve (POST /composite/sobjects/{type} with ids and fields, or GET;
 // null for an id without a live record) and delete (DELETE
 // /composite/sobjects?ids=...&allOrNone=, to the recycle bin), single
-// records (POST /sobjects/Contact, GET, PATCH and DELETE
+// records of Contact only (POST /sobjects/Contact, GET, PATCH and DELETE
 // /sobjects/Contact/{id}, upsert by PATCH
 // /sobjects/Contact/{field}/{value}), describeGlobal, describe,
 // getUpdated, getDeleted and limits. API versions 31.0 to
@@ -143,6 +175,12 @@ type Config struct {
 	// header (batchSize=200 to 2000) asks for less within it. A small one
 	// exercises query locators on small data.
 	QueryPageSize int
+	// SubqueryPageSize caps the rows of a child subquery result nested in
+	// a parent record (SELECT Id, (SELECT ContactId FROM
+	// OpportunityContactRoles) FROM Opportunity); the rest follows from
+	// its nextRecordsUrl, as Salesforce pages large child results. Zero
+	// means no cap.
+	SubqueryPageSize int
 	// Addr is the address Start listens on; "" means 127.0.0.1:0 (a free
 	// port).
 	Addr string
@@ -260,15 +298,21 @@ type Server struct {
 	// minVersion and maxVersion bound the API versions served (major
 	// numbers).
 	minVersion, maxVersion int
-	fields                 []fieldDef
-	byName                 map[string]fieldDef // lower-case name → def
-	done                   chan struct{}
-	close                  sync.Once
+	// fields and byName are Contact's (contact.fields, contact.byName).
+	fields []fieldDef
+	byName map[string]fieldDef // lower-case name → def
+	// objects holds the sObjects by lower-case name; objectList in the
+	// order describeGlobal lists them.
+	objects    map[string]*sobject
+	objectList []*sobject
+	contact    *sobject
+	done       chan struct{}
+	close      sync.Once
 
 	mu      sync.Mutex
 	records map[string]*record
 	order   []string
-	// uniq indexes the unique and external-id fields: field name → fold
+	// uniq indexes the unique and external-id fields: "Object.Field" → fold
 	// key of a string value (see foldKey) → the records holding it,
 	// deleted ones included.
 	uniq     map[string]map[string][]*record
@@ -285,8 +329,8 @@ type Server struct {
 	recordFaults    map[string]*recordFault
 	logStart        time.Time
 	locExpired      bool
-	// hidden holds the lower-case names of fields hidden from the
-	// integration user (HideField).
+	// hidden holds the lower-case "object.field" names of fields hidden
+	// from the integration user (HideField, HideObjectField).
 	hidden map[string]bool
 	// sent counts the collections request bodies seen, by hash, for
 	// deterministic refusals.
@@ -316,6 +360,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Contacts < 0 {
 		return nil, errors.New("salesforcetest: Config.Contacts must not be negative")
+	}
+	if cfg.SubqueryPageSize < 0 {
+		return nil, errors.New("salesforcetest: Config.SubqueryPageSize must not be negative")
 	}
 	if cfg.QueryPageSize < 0 || cfg.QueryPageSize > 2000 {
 		return nil, fmt.Errorf("salesforcetest: Config.QueryPageSize: %d is not in [1, 2000]", cfg.QueryPageSize)
@@ -365,28 +412,40 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.fields = contactFields(cfg.ExternalIDField)
-	s.byName = map[string]fieldDef{}
-	for _, f := range s.fields {
-		s.byName[strings.ToLower(f.Name)] = f
-	}
+	s.contact = newObject(objContact, "Contacts", "003", contactFields(cfg.ExternalIDField), "LastName")
+	s.contact.mergeable = true
 	for _, f := range cfg.Fields {
 		if !regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`).MatchString(f.Name) {
 			return nil, fmt.Errorf("salesforcetest: Config.Fields: bad field name %q", f.Name)
 		}
-		if _, dup := s.byName[strings.ToLower(f.Name)]; dup {
+		if _, dup := s.contact.byName[strings.ToLower(f.Name)]; dup {
 			return nil, fmt.Errorf("salesforcetest: Config.Fields: %s is already a Contact field", f.Name)
 		}
 		fd := fieldDef{Name: f.Name, Type: f.Type, Length: 255, Nillable: true, Createable: true, Updateable: true,
 			Custom: strings.HasSuffix(f.Name, "__c"), Picklist: f.Picklist, Restricted: f.Restricted, Unique: f.Unique,
 			ExternalID: f.Unique && strings.HasSuffix(f.Name, "__c")}
-		s.fields = append(s.fields, fd)
-		s.byName[strings.ToLower(f.Name)] = fd
+		s.contact.addField(fd)
 	}
+	s.fields, s.byName = s.contact.fields, s.contact.byName
+	account := newObject(objAccount, "Accounts", "001", accountFields(cfg.ExternalIDField), "Name")
+	account.mergeable = true
+	lead := newObject(objLead, "Leads", "00Q", leadFields(cfg.ExternalIDField), "LastName", "Company")
+	lead.mergeable = true
+	opp := newObject(objOpportunity, "Opportunities", "006", opportunityFields(cfg.ExternalIDField), "Name", "StageName", "CloseDate")
+	role := newObject(objContactRole, "OpportunityContactRoles", "00K", contactRoleFields(), "OpportunityId", "ContactId")
+	account.children["contacts"] = childRel{objContact, "AccountId"}
+	account.children["opportunities"] = childRel{objOpportunity, "AccountId"}
+	opp.children["opportunitycontactroles"] = childRel{objContactRole, "OpportunityId"}
+	s.contact.children["opportunitycontactroles"] = childRel{objContactRole, "ContactId"}
+	s.objectList = []*sobject{account, s.contact, lead, opp, role}
+	s.objects = map[string]*sobject{}
 	s.uniq = map[string]map[string][]*record{}
-	for _, fd := range s.fields {
-		if fd.Unique || fd.ExternalID {
-			s.uniq[fd.Name] = map[string][]*record{}
+	for _, o := range s.objectList {
+		s.objects[strings.ToLower(o.name)] = o
+		for _, fd := range o.fields {
+			if fd.Unique || fd.ExternalID {
+				s.uniq[uniqKey(o, fd.Name)] = map[string][]*record{}
+			}
 		}
 	}
 	s.SeedContacts(cfg.Contacts)
@@ -457,7 +516,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+d+"/composite/sobjects", s.wrap("create", true, func(w http.ResponseWriter, r *http.Request) { s.handleCollection(w, r, "create", "") }))
 	mux.HandleFunc("PATCH "+d+"/composite/sobjects", s.wrap("update", true, func(w http.ResponseWriter, r *http.Request) { s.handleCollection(w, r, "update", "") }))
 	mux.HandleFunc("PATCH "+d+"/composite/sobjects/{sobject}/{field}", s.wrap("upsert", true, func(w http.ResponseWriter, r *http.Request) {
-		if !s.isContact(w, r.PathValue("sobject")) {
+		if s.objectOr404(w, r.PathValue("sobject")) == nil {
 			return
 		}
 		s.handleCollection(w, r, "upsert", r.PathValue("field"))
@@ -748,13 +807,19 @@ func (s *Server) stamp() time.Time {
 func (s *Server) Seed(fields ...crmsync.Fields) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.seedLocked(s.contact, s.stamp(), fields)
+}
+
+// seedLocked creates records of o with the given fields; s.mu is held. It
+// panics on an unknown or read-only field.
+func (s *Server) seedLocked(o *sobject, now time.Time, fields []crmsync.Fields) []string {
 	ids := make([]string, 0, len(fields))
 	for _, f := range fields {
-		r := s.newRecord()
+		r := s.newRecordOf(o, now)
 		for k, v := range f {
-			fd, ok := s.byName[strings.ToLower(k)]
+			fd, ok := o.byName[strings.ToLower(k)]
 			if !ok || !fd.Createable {
-				panic("salesforcetest: Seed: unknown or read-only field " + k)
+				panic("salesforcetest: Seed: unknown or read-only " + o.name + " field " + k)
 			}
 			s.setField(r, fd.Name, normalize(v))
 		}
@@ -797,13 +862,20 @@ func normalize(v any) any {
 	return v
 }
 
-// newRecord adds an empty record stamped now; s.mu is held.
-func (s *Server) newRecord() *record { return s.newRecordAt(s.stamp()) }
-
-// newRecordAt adds an empty record stamped now; s.mu is held.
-func (s *Server) newRecordAt(now time.Time) *record {
+// newRecordOf adds an empty record of o stamped now, with its defaults;
+// s.mu is held.
+func (s *Server) newRecordOf(o *sobject, now time.Time) *record {
 	s.seq++
-	r := &record{id: newID(s.seq), seq: s.seq, fields: map[string]any{"DoNotCall": false}, created: now, modified: now, stamp: now}
+	r := &record{id: newIDFor(o.prefix, s.seq), seq: s.seq, obj: o, fields: map[string]any{}, created: now, modified: now, stamp: now}
+	switch o.name {
+	case objContact:
+		r.fields["DoNotCall"] = false
+	case objLead:
+		r.fields["Status"] = LeadStatuses[0]
+		r.fields["IsConverted"] = false
+	case objContactRole:
+		r.fields["IsPrimary"] = false
+	}
 	s.indexRecord(r)
 	s.records[r.id] = r
 	s.order = append(s.order, r.id)
@@ -820,7 +892,7 @@ func (s *Server) Edit(id string, fields crmsync.Fields) error {
 		return fmt.Errorf("salesforcetest: edit: no record %s", id)
 	}
 	for k, v := range fields {
-		fd, ok := s.byName[strings.ToLower(k)]
+		fd, ok := s.objOf(r).byName[strings.ToLower(k)]
 		if !ok || !fd.Createable {
 			return fmt.Errorf("salesforcetest: edit: unknown or read-only field %s", k)
 		}
@@ -857,14 +929,10 @@ func (s *Server) setDeleted(id string, del bool) error {
 	if !ok {
 		return fmt.Errorf("salesforcetest: no record %s", id)
 	}
-	r.deleted = del
-	r.stamp = s.stamp()
 	if del {
-		r.deletedAt = r.stamp
-		s.publish(change{typ: "DELETE", recs: []*record{r}})
+		s.deleteLocked(r, s.stamp())
 	} else {
-		r.master = ""
-		s.publish(change{typ: "UNDELETE", recs: []*record{r}})
+		s.undeleteLocked(r, s.stamp())
 	}
 	return nil
 }
@@ -881,7 +949,7 @@ func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
 			return fmt.Errorf("salesforcetest: edit: no record %s", id)
 		}
 		for k, v := range fields {
-			fd, ok := s.byName[strings.ToLower(k)]
+			fd, ok := s.objOf(r).byName[strings.ToLower(k)]
 			if !ok || !fd.Createable {
 				return fmt.Errorf("salesforcetest: edit: unknown or read-only field %s", k)
 			}
@@ -893,71 +961,50 @@ func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
 	return nil
 }
 
-// Merge merges up to two losers into master, as SOAP merge does (a request
-// holds at most 3 records): the losers are deleted (IsDeleted, in queryAll
-// and getDeleted) with MasterRecordId = master, and master is updated
-// (LastModifiedDate and SystemModstamp bumped). Field values are not moved;
-// Edit the master first to keep a loser's values.
-func (s *Server) Merge(master string, losers ...string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(losers) == 0 || len(losers) > 2 {
-		return fmt.Errorf("salesforcetest: merge: %d losers, want 1 or 2", len(losers))
-	}
-	m, ok := s.records[master]
-	if !ok || m.deleted {
-		return fmt.Errorf("salesforcetest: merge: no live master record %s", master)
-	}
-	seen := map[string]bool{master: true}
-	for _, id := range losers {
-		r, ok := s.records[id]
-		if !ok || r.deleted || seen[id] {
-			return fmt.Errorf("salesforcetest: merge: no live, distinct loser record %s", id)
-		}
-		seen[id] = true
-	}
-	now := s.stamp()
-	for _, id := range losers {
-		r := s.records[id]
-		r.deleted, r.deletedAt, r.stamp, r.master = true, now, now, master
-	}
-	m.modified, m.stamp = now, now
-	s.publish(change{typ: "UPDATE", recs: []*record{m}}, change{typ: "DELETE", recs: s.recordsOf(losers)})
-	return nil
-}
-
 // HideField hides a Contact field from the integration user, as when
 // field-level security takes its read access away or an admin deletes it:
 // describe omits it, a SOQL query naming it fails with 400 INVALID_FIELD
 // ("No such column ..."), and a record written with it fails alone with
 // INVALID_FIELD in the collections result. Values are kept; the test
 // helpers (Seed, Edit, Get, All) still see the field.
-func (s *Server) HideField(name string) error {
+func (s *Server) HideField(name string) error { return s.HideObjectField(objContact, name) }
+
+// HideObjectField is HideField for a field of any of the fake's objects.
+func (s *Server) HideObjectField(object, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	fd, ok := s.byName[strings.ToLower(name)]
+	o := s.object(object)
+	if o == nil {
+		return fmt.Errorf("salesforcetest: hide field: no object %s", object)
+	}
+	fd, ok := o.byName[strings.ToLower(name)]
 	if !ok || fd.Name == "Id" || fd.Name == "SystemModstamp" || fd.Name == "IsDeleted" {
 		return fmt.Errorf("salesforcetest: hide field: %s is not a field that can be hidden", name)
 	}
-	s.hidden[strings.ToLower(fd.Name)] = true
+	s.hidden[hiddenKey(o, fd.Name)] = true
 	return nil
 }
 
 // RestoreField undoes HideField.
-func (s *Server) RestoreField(name string) {
+func (s *Server) RestoreField(name string) { s.RestoreObjectField(objContact, name) }
+
+// RestoreObjectField undoes HideObjectField.
+func (s *Server) RestoreObjectField(object, name string) {
 	s.mu.Lock()
-	delete(s.hidden, strings.ToLower(name))
+	if o := s.object(object); o != nil {
+		delete(s.hidden, hiddenKey(o, name))
+	}
 	s.mu.Unlock()
 }
 
-// visible returns the field the integration user sees by that name.
-func (s *Server) visible(name string) (fieldDef, bool) {
-	fd, ok := s.byName[strings.ToLower(name)]
+// visible returns the field of o the integration user sees by that name.
+func (s *Server) visible(o *sobject, name string) (fieldDef, bool) {
+	fd, ok := o.byName[strings.ToLower(name)]
 	if !ok {
 		return fieldDef{}, false
 	}
 	s.mu.Lock()
-	hidden := s.hidden[strings.ToLower(fd.Name)]
+	hidden := s.hidden[hiddenKey(o, fd.Name)]
 	s.mu.Unlock()
 	return fd, !hidden
 }
@@ -996,7 +1043,7 @@ func (s *Server) refuseBatch(body []byte) (status int, code, msg string) {
 // toRecord renders r as a crmsync.Record with every field; s.mu is held.
 func (s *Server) toRecord(r *record) crmsync.Record {
 	f := crmsync.Fields{}
-	for _, fd := range s.fields {
+	for _, fd := range s.objOf(r).fields {
 		f[fd.Name] = r.value(fd.Name)
 	}
 	return crmsync.Record{ID: r.id, Fields: f, CreatedAt: r.created, ModifiedAt: r.stamp, Archived: r.deleted, MergedInto: r.master}
@@ -1041,7 +1088,7 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) isContact(w http.ResponseWriter, name string) bool {
-	if !strings.EqualFold(name, "Contact") {
+	if !strings.EqualFold(name, objContact) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 		return false
 	}
@@ -1049,12 +1096,13 @@ func (s *Server) isContact(w http.ResponseWriter, name string) bool {
 }
 
 func (s *Server) handleDescribe(w http.ResponseWriter, r *http.Request) {
-	if !s.isContact(w, r.PathValue("sobject")) {
+	o := s.objectOr404(w, r.PathValue("sobject"))
+	if o == nil {
 		return
 	}
-	fields := make([]map[string]any, 0, len(s.fields))
-	for _, f := range s.fields {
-		if _, ok := s.visible(f.Name); !ok {
+	fields := make([]map[string]any, 0, len(o.fields))
+	for _, f := range o.fields {
+		if _, ok := s.visible(o, f.Name); !ok {
 			continue // describe is filtered by field-level security
 		}
 		pl := []map[string]any{}
@@ -1066,13 +1114,23 @@ func (s *Server) handleDescribe(w http.ResponseWriter, r *http.Request) {
 			"createable": f.Createable, "updateable": f.Updateable, "calculated": f.Calculated,
 			"unique": f.Unique, "externalId": f.ExternalID, "idLookup": f.Name == "Id" || f.ExternalID || f.Name == "Email",
 			"defaultedOnCreate": f.DefaultedOnCreate, "custom": f.Custom, "restrictedPicklist": f.Restricted,
-			"picklistValues": pl, "filterable": true, "sortable": true, "referenceTo": []string{},
+			"picklistValues": pl, "filterable": true, "sortable": true, "referenceTo": refTo(f),
+			"relationshipName": relationshipName(f),
 		})
 	}
+	children := []map[string]any{}
+	for rel, c := range o.children {
+		children = append(children, map[string]any{"childSObject": c.object, "field": c.field,
+			"relationshipName": s.object(c.object).plural, "cascadeDelete": true, "_key": rel})
+	}
+	sort.Slice(children, func(i, j int) bool { return children[i]["_key"].(string) < children[j]["_key"].(string) })
+	for _, c := range children {
+		delete(c, "_key")
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"name": "Contact", "label": "Contact", "labelPlural": "Contacts", "keyPrefix": "003", "custom": false,
+		"name": o.name, "label": o.name, "labelPlural": o.plural, "keyPrefix": o.prefix, "custom": false,
 		"createable": true, "updateable": true, "deletable": true, "queryable": true, "replicateable": true,
-		"retrieveable": true, "searchable": true, "fields": fields,
+		"retrieveable": true, "searchable": true, "fields": fields, "childRelationships": children,
 		"urls": map[string]string{"describe": r.URL.Path},
 	})
 }
@@ -1087,32 +1145,33 @@ func (s *Server) handleLimits(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
-	if !s.isContact(w, r.PathValue("sobject")) {
+	o := s.objectOr404(w, r.PathValue("sobject"))
+	if o == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.records[r.PathValue("id")]
-	if !ok || rec.deleted {
+	if !ok || rec.deleted || s.objOf(rec) != o {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")
 		return
 	}
 	names := []string{}
 	if q := r.URL.Query().Get("fields"); q != "" {
 		for _, n := range strings.Split(q, ",") {
-			fd, ok := s.byName[strings.ToLower(strings.TrimSpace(n))]
-			if ok && s.hidden[strings.ToLower(fd.Name)] {
+			fd, ok := o.byName[strings.ToLower(strings.TrimSpace(n))]
+			if ok && s.hidden[hiddenKey(o, fd.Name)] {
 				ok = false
 			}
 			if !ok {
-				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity 'Contact'", n))
+				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on entity '%s'", n, o.name))
 				return
 			}
 			names = append(names, fd.Name)
 		}
 	} else {
-		for _, fd := range s.fields {
-			if !s.hidden[strings.ToLower(fd.Name)] {
+		for _, fd := range o.fields {
+			if !s.hidden[hiddenKey(o, fd.Name)] {
 				names = append(names, fd.Name)
 			}
 		}
@@ -1122,8 +1181,9 @@ func (s *Server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 
 // render renders the named fields of rec with attributes; s.mu is held.
 func (s *Server) render(r *http.Request, rec *record, names []string) map[string]any {
-	m := map[string]any{"attributes": map[string]string{"type": "Contact",
-		"url": "/services/data/" + r.PathValue("version") + "/sobjects/Contact/" + rec.id}}
+	o := s.objOf(rec)
+	m := map[string]any{"attributes": map[string]string{"type": o.name,
+		"url": "/services/data/" + r.PathValue("version") + "/sobjects/" + o.name + "/" + rec.id}}
 	for _, n := range names {
 		m[n] = rec.value(n)
 	}
@@ -1131,7 +1191,8 @@ func (s *Server) render(r *http.Request, rec *record, names []string) map[string
 }
 
 func (s *Server) handleDeleted(w http.ResponseWriter, r *http.Request) {
-	if !s.isContact(w, r.PathValue("sobject")) {
+	o := s.objectOr404(w, r.PathValue("sobject"))
+	if o == nil {
 		return
 	}
 	start, err1 := parseAnyTime(r.URL.Query().Get("start"))
@@ -1159,7 +1220,7 @@ func (s *Server) handleDeleted(w http.ResponseWriter, r *http.Request) {
 	recs := []map[string]string{}
 	for _, id := range s.order {
 		rec := s.records[id]
-		if rec.deleted && !rec.deletedAt.Before(start) && !rec.deletedAt.After(end) && !rec.deletedAt.Before(earliest) {
+		if s.objOf(rec) == o && rec.deleted && !rec.deletedAt.Before(start) && !rec.deletedAt.After(end) && !rec.deletedAt.Before(earliest) {
 			recs = append(recs, map[string]string{"id": id, "deletedDate": rec.deletedAt.UTC().Format(dateTimeLayout)})
 		}
 	}
@@ -1222,28 +1283,50 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // handleQuery runs a SOQL query.
 func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
-	q, err := parseSOQL(r.URL.Query().Get("q"))
+	soql := r.URL.Query().Get("q")
+	q, err := parseSOQL(soql)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "MALFORMED_QUERY", err.Error())
 		return
 	}
-	if !strings.EqualFold(q.object, "Contact") {
+	o := s.object(q.object)
+	if o == nil {
 		writeError(w, http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf("sObject type '%s' is not supported.", q.object))
 		return
 	}
 	names := make([]string, len(q.fields))
 	for i, f := range q.fields {
-		fd, ok := s.visible(f)
+		fd, ok := s.visible(o, f)
 		if !ok {
-			writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(r.URL.Query().Get("q"), f))
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(soql, o.name, f))
 			return
 		}
 		names[i] = fd.Name
 	}
 	for _, f := range append(fieldsIn(q.where, nil), orderFields(q.orderBy)...) {
-		if _, ok := s.visible(f); !ok {
-			writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(r.URL.Query().Get("q"), f))
+		if _, ok := s.visible(o, f); !ok {
+			writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(soql, o.name, f))
 			return
+		}
+	}
+	subs := make([]childQuery, len(q.subs))
+	for i, sub := range q.subs {
+		rel, ok := o.children[strings.ToLower(sub.rel)]
+		if !ok {
+			writeError(w, http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf("\n%s\nDidn't understand relationship '%s' in FROM part of query call. "+
+				"If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship name. "+
+				"Please reference your WSDL or the describe call for the appropriate names.", soql, sub.rel))
+			return
+		}
+		co := s.object(rel.object)
+		subs[i] = childQuery{rel: co.plural, obj: co, field: rel.field}
+		for _, f := range sub.fields {
+			fd, ok := s.visible(co, f)
+			if !ok {
+				writeError(w, http.StatusBadRequest, "INVALID_FIELD", noSuchColumn(soql, co.name, f))
+				return
+			}
+			subs[i].names = append(subs[i].names, fd.Name)
 		}
 	}
 	batch := s.cfg.QueryPageSize
@@ -1254,13 +1337,13 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 			}
 		}
 	}
-	where := compile(q.where, s.byName)
+	where := compile(q.where, o.byName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var hits []*record
 	for _, id := range s.order {
 		rec := s.records[id]
-		if rec.deleted && !all {
+		if (rec.deleted && !all) || s.objOf(rec) != o {
 			continue
 		}
 		ok, err := where.eval(rec)
@@ -1274,8 +1357,8 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 	}
 	if len(q.orderBy) > 0 {
 		fds := make([]fieldDef, len(q.orderBy))
-		for i, o := range q.orderBy {
-			fds[i] = s.byName[strings.ToLower(o.field)]
+		for i, ot := range q.orderBy {
+			fds[i] = o.byName[strings.ToLower(ot.field)]
 		}
 		type row struct {
 			rec  *record
@@ -1289,9 +1372,9 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 			}
 		}
 		sort.SliceStable(rows, func(i, j int) bool {
-			for k, o := range q.orderBy {
+			for k, ot := range q.orderBy {
 				c := compareKeys(fds[k].Type, rows[i].keys[k], rows[j].keys[k])
-				if o.desc {
+				if ot.desc {
 					c = -c
 				}
 				if c != 0 {
@@ -1307,27 +1390,82 @@ func (s *Server) handleQuery(w http.ResponseWriter, r *http.Request, all bool) {
 	if q.limit >= 0 && len(hits) > q.limit {
 		hits = hits[:q.limit]
 	}
+	for i := range subs {
+		subs[i].index(s, hits)
+	}
 	rows := make([]map[string]any, len(hits))
 	for i, rec := range hits {
 		rows[i] = s.render(r, rec, names)
+		for _, sub := range subs {
+			rows[i][sub.rel] = sub.result(s, r, rec)
+		}
 	}
 	loc := &locator{rows: rows, batch: batch}
 	s.writePage(w, r, loc, "", 0)
 }
 
+// childQuery is a subquery resolved against the fake's objects.
+type childQuery struct {
+	rel   string // relationship name, the key of its result
+	obj   *sobject
+	field string // the child's reference to the parent
+	names []string
+	// byParent holds the live children of the parents queried.
+	byParent map[string][]*record
+}
+
+// index finds the live children of parents; s.mu is held.
+func (c *childQuery) index(s *Server, parents []*record) {
+	want := make(map[string]bool, len(parents))
+	for _, p := range parents {
+		want[p.id] = true
+	}
+	c.byParent = map[string][]*record{}
+	for _, id := range s.order {
+		rec := s.records[id]
+		if rec.deleted || s.objOf(rec) != c.obj {
+			continue
+		}
+		if p, _ := rec.fields[c.field].(string); want[p] {
+			c.byParent[p] = append(c.byParent[p], rec)
+		}
+	}
+}
+
+// result is a parent's subquery result as Salesforce nests it: null
+// without children, else a query result with every child; s.mu is held.
+func (c *childQuery) result(s *Server, r *http.Request, parent *record) any {
+	kids := c.byParent[parent.id]
+	if len(kids) == 0 {
+		return nil
+	}
+	rows := make([]map[string]any, len(kids))
+	for i, k := range kids {
+		rows[i] = s.render(r, k, c.names)
+	}
+	if n := s.cfg.SubqueryPageSize; n > 0 && len(rows) > n {
+		s.locSeq++
+		id := fmt.Sprintf("01gFk%013d", s.locSeq)
+		s.locators[id] = &locator{rows: rows, batch: n}
+		return map[string]any{"totalSize": len(rows), "done": false, "records": rows[:n],
+			"nextRecordsUrl": fmt.Sprintf("/services/data/%s/query/%s-%d", r.PathValue("version"), id, n)}
+	}
+	return map[string]any{"totalSize": len(rows), "done": true, "records": rows}
+}
+
 // noSuchColumn is Salesforce's INVALID_FIELD message for a query naming a
 // field that does not exist or that field-level security hides: the query
 // line, a caret under the field, its position, and the explanation.
-func noSuchColumn(soql, field string) string {
+func noSuchColumn(soql, object, field string) string {
 	line, _, _ := strings.Cut(soql, "\n")
 	col := strings.Index(line, field) + 1
 	if col < 1 {
 		col = 1
 	}
-	return fmt.Sprintf("\n%s\n%s^\nERROR at Row:1:Column:%d\nNo such column '%s' on entity 'Contact'. "+
+	return fmt.Sprintf("\n%s\n%s^\nERROR at Row:1:Column:%d\nNo such column '%s' on entity '%s'. "+
 		"If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. "+
 		"Please reference your WSDL or the describe call for the appropriate names.",
-		line, strings.Repeat(" ", col-1), col, field)
+		line, strings.Repeat(" ", col-1), col, field, object)
 }
 
 func orderFields(o []orderTerm) []string {

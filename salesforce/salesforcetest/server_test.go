@@ -145,7 +145,7 @@ func TestSOQLSubset(t *testing.T) {
 		"SELECT Id FROM Contact WHERE Email = 'x' AND":    "MALFORMED_QUERY",
 		"SELECT Nope__c FROM Contact":                     "INVALID_FIELD",
 		"SELECT Id FROM Contact WHERE Nope__c = 1":        "INVALID_FIELD",
-		"SELECT Id FROM Account":                          "INVALID_TYPE",
+		"SELECT Id FROM Case":                             "INVALID_TYPE",
 		"SELECT Id FROM Contact WHERE Email = 'x' 'y'":    "MALFORMED_QUERY",
 		"SELECT Id FROM Contact WHERE SystemModstamp > 1": "MALFORMED_QUERY",
 	}

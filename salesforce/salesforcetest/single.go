@@ -51,7 +51,7 @@ func (s *Server) handleCreateOne(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, ok := s.collection(w, "create", "", body, false)
+	res, ok := s.collection(w, "create", "", "", body, false)
 	if !ok {
 		return
 	}
@@ -71,7 +71,7 @@ func (s *Server) handleUpdateOne(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, ok := s.collection(w, "update", "", body, false)
+	res, ok := s.collection(w, "update", "", "", body, false)
 	if !ok {
 		return
 	}
@@ -89,7 +89,7 @@ func (s *Server) handleUpsertOne(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	field := r.PathValue("field")
-	fd, ok := s.visible(field)
+	fd, ok := s.visible(s.contact, field)
 	if !ok || !fd.ExternalID {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+field)
 		return
@@ -98,7 +98,7 @@ func (s *Server) handleUpsertOne(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	res, ok := s.collection(w, "upsert", fd.Name, body, false)
+	res, ok := s.collection(w, "upsert", "Contact", fd.Name, body, false)
 	if !ok {
 		return
 	}
@@ -135,9 +135,7 @@ func (s *Server) handleDeleteOne(w http.ResponseWriter, r *http.Request) {
 		writeSingleErr(w, *e)
 		return
 	}
-	now := s.stamp()
-	rec.deleted, rec.deletedAt, rec.stamp = true, now, now
-	s.publish(change{typ: "DELETE", recs: []*record{rec}})
+	s.deleteLocked(rec, s.stamp())
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -146,7 +144,8 @@ func (s *Server) handleDeleteOne(w http.ResponseWriter, r *http.Request) {
 // latestDateCovered; start must be within 30 days and precede end by more
 // than a minute.
 func (s *Server) handleUpdated(w http.ResponseWriter, r *http.Request) {
-	if !s.isContact(w, r.PathValue("sobject")) {
+	o := s.objectOr404(w, r.PathValue("sobject"))
+	if o == nil {
 		return
 	}
 	start, err1 := parseAnyTime(r.URL.Query().Get("start"))
@@ -168,24 +167,25 @@ func (s *Server) handleUpdated(w http.ResponseWriter, r *http.Request) {
 	ids := []string{}
 	for _, id := range s.order {
 		rec := s.records[id]
-		if !rec.deleted && !rec.stamp.Before(start) && !rec.stamp.After(end) {
+		if s.objOf(rec) == o && !rec.deleted && !rec.stamp.Before(start) && !rec.stamp.After(end) {
 			ids = append(ids, id)
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ids": ids, "latestDateCovered": end.UTC().Truncate(time.Minute).Format(dateTimeLayout)})
 }
 
-// handleGlobal is describeGlobal: GET /sobjects, listing Contact, the one
-// sObject the fake holds.
+// handleGlobal is describeGlobal: GET /sobjects, listing the sObjects the
+// fake holds.
 func (s *Server) handleGlobal(w http.ResponseWriter, r *http.Request) {
-	base := "/services/data/" + r.PathValue("version") + "/sobjects/Contact"
-	writeJSON(w, http.StatusOK, map[string]any{
-		"encoding": "UTF-8", "maxBatchSize": 200,
-		"sobjects": []any{map[string]any{
-			"name": "Contact", "label": "Contact", "labelPlural": "Contacts", "keyPrefix": "003", "custom": false,
+	var list []any
+	for _, o := range s.objectList {
+		base := "/services/data/" + r.PathValue("version") + "/sobjects/" + o.name
+		list = append(list, map[string]any{
+			"name": o.name, "label": o.name, "labelPlural": o.plural, "keyPrefix": o.prefix, "custom": false,
 			"createable": true, "updateable": true, "deletable": true, "queryable": true, "replicateable": true,
-			"retrieveable": true, "searchable": true, "undeletable": true, "mergeable": true,
+			"retrieveable": true, "searchable": o.name != objContactRole, "undeletable": o.name != objContactRole, "mergeable": o.mergeable,
 			"urls": map[string]string{"sobject": base, "describe": base + "/describe", "rowTemplate": base + "/{ID}"},
-		}},
-	})
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})
 }

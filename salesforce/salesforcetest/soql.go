@@ -179,11 +179,20 @@ type orderTerm struct {
 }
 
 type soqlQuery struct {
-	fields  []string
+	fields []string
+	// subs are the child subqueries of the select list.
+	subs    []subQuery
 	object  string
 	where   expr
 	orderBy []orderTerm
 	limit   int // -1: none
+}
+
+// subQuery is a child relationship subquery in a select list:
+// (SELECT fields FROM relationship).
+type subQuery struct {
+	fields []string
+	rel    string
 }
 
 type parser struct {
@@ -235,11 +244,20 @@ func parseSOQL(s string) (*soqlQuery, error) {
 		return nil, fmt.Errorf("expected SELECT")
 	}
 	for {
-		f, err := p.ident()
-		if err != nil {
-			return nil, err
+		if p.peek().kind == tLParen {
+			p.next()
+			sub, err := p.subquery()
+			if err != nil {
+				return nil, err
+			}
+			q.subs = append(q.subs, sub)
+		} else {
+			f, err := p.ident()
+			if err != nil {
+				return nil, err
+			}
+			q.fields = append(q.fields, f)
 		}
-		q.fields = append(q.fields, f)
 		if p.peek().kind != tComma {
 			break
 		}
@@ -290,6 +308,37 @@ func parseSOQL(s string) (*soqlQuery, error) {
 		return nil, fmt.Errorf("unexpected token: %q", t.text)
 	}
 	return q, nil
+}
+
+// subquery parses "SELECT f, ... FROM rel)" after the opening parenthesis.
+func (p *parser) subquery() (subQuery, error) {
+	var sub subQuery
+	if !p.keyword("SELECT") {
+		return sub, fmt.Errorf("expected SELECT in a subquery")
+	}
+	for {
+		f, err := p.ident()
+		if err != nil {
+			return sub, err
+		}
+		sub.fields = append(sub.fields, f)
+		if p.peek().kind != tComma {
+			break
+		}
+		p.next()
+	}
+	if !p.keyword("FROM") {
+		return sub, fmt.Errorf("expected FROM in a subquery")
+	}
+	rel, err := p.ident()
+	if err != nil {
+		return sub, err
+	}
+	sub.rel = rel
+	if p.next().kind != tRParen {
+		return sub, fmt.Errorf("expected ) after a subquery")
+	}
+	return sub, nil
 }
 
 func (p *parser) cond() (expr, error) {

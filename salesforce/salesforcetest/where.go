@@ -30,7 +30,7 @@ type pred struct {
 
 // setKey returns the IN-set key of a string value of type typ.
 func setKey(typ, v string) string {
-	if typ == "id" {
+	if baseType(typ) == "id" {
 		return v
 	}
 	return strings.ToLower(v)
@@ -39,7 +39,7 @@ func setKey(typ, v string) string {
 // stringCompared reports whether compareValues compares values of type typ
 // as case-insensitive strings.
 func stringCompared(typ string) bool {
-	switch typ {
+	switch baseType(typ) {
 	case "datetime", "double", "boolean", "id":
 		return false
 	}
@@ -58,7 +58,7 @@ func compile(e expr, fields map[string]fieldDef) *pred {
 	case cmpExpr:
 		p := &pred{op: x.op, fd: fields[strings.ToLower(x.field)]}
 		if x.op == "in" || x.op == "notin" {
-			if stringCompared(p.fd.Type) || p.fd.Type == "id" {
+			if stringCompared(p.fd.Type) || baseType(p.fd.Type) == "id" {
 				p.set = map[string]bool{}
 			}
 			for _, t := range x.vals {
@@ -272,7 +272,7 @@ func foldKey(s string) string { return fold.Key(s) }
 // setField sets a record's field, keeping the unique-field indexes in
 // step; s.mu is held.
 func (s *Server) setField(r *record, name string, v any) {
-	if idx := s.uniq[name]; idx != nil {
+	if idx := s.uniq[uniqKey(s.objOf(r), name)]; idx != nil {
 		if old, ok := r.fields[name].(string); ok {
 			unindex(idx, old, r)
 		}
@@ -294,19 +294,25 @@ func unindex(idx map[string][]*record, v string, r *record) {
 
 // indexRecord adds r's unique-field values to the indexes; s.mu is held.
 func (s *Server) indexRecord(r *record) {
-	for name, idx := range s.uniq {
-		if v, ok := r.fields[name].(string); ok {
-			k := foldKey(v)
-			idx[k] = append(idx[k], r)
+	o := s.objOf(r)
+	for _, fd := range o.fields {
+		if idx := s.uniq[uniqKey(o, fd.Name)]; idx != nil {
+			if v, ok := r.fields[fd.Name].(string); ok {
+				k := foldKey(v)
+				idx[k] = append(idx[k], r)
+			}
 		}
 	}
 }
 
 // unindexRecord drops r's unique-field values from the indexes; s.mu is held.
 func (s *Server) unindexRecord(r *record) {
-	for name, idx := range s.uniq {
-		if v, ok := r.fields[name].(string); ok {
-			unindex(idx, v, r)
+	o := s.objOf(r)
+	for _, fd := range o.fields {
+		if idx := s.uniq[uniqKey(o, fd.Name)]; idx != nil {
+			if v, ok := r.fields[fd.Name].(string); ok {
+				unindex(idx, v, r)
+			}
 		}
 	}
 }

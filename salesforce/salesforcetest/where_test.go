@@ -305,7 +305,7 @@ func TestIndexesStayInStep(t *testing.T) {
 						except = s.records[s.order[0]]
 					}
 					for _, ex := range []*record{nil, except} {
-						if got, want := s.findExt(field, v, ex), refFindExt(s, field, v, ex); got != want {
+						if got, want := s.findExt(s.contact, field, v, ex), refFindExt(s, field, v, ex); got != want {
 							s.mu.Unlock()
 							t.Fatalf("findExt(%s, %q) = %v, linear scan finds %v", field, v, got, want)
 						}

@@ -95,7 +95,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 		writeError(w, http.StatusBadRequest, "JSON_PARSER_ERROR", "could not read the request body")
 		return
 	}
-	if results, ok := s.collection(w, kind, extField, body, true); ok {
+	if results, ok := s.collection(w, kind, r.PathValue("sobject"), extField, body, true); ok {
 		writeJSON(w, http.StatusOK, results)
 	}
 }
@@ -104,7 +104,7 @@ func (s *Server) handleCollection(w http.ResponseWriter, r *http.Request, kind, 
 // and returns the results in request order; when the request fails as a
 // whole it writes the error and reports false. refusals applies
 // Config.RefuseBatches.
-func (s *Server) collection(w http.ResponseWriter, kind, extField string, body []byte, refusals bool) ([]saveResult, bool) {
+func (s *Server) collection(w http.ResponseWriter, kind, pathObject, extField string, body []byte, refusals bool) ([]saveResult, bool) {
 	var req struct {
 		AllOrNone bool                         `json:"allOrNone"`
 		Records   []map[string]json.RawMessage `json:"records"`
@@ -122,8 +122,10 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 		return nil, false
 	}
 	var ext fieldDef
+	var upsertObj *sobject
 	if kind == "upsert" {
-		fd, ok := s.visible(extField)
+		upsertObj = s.object(pathObject)
+		fd, ok := s.visible(upsertObj, extField)
 		if !ok || !fd.ExternalID {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: "+extField)
 			return nil, false
@@ -133,6 +135,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 	// Decode and check every record's type and field names first: a bad one
 	// fails the whole request, as in Salesforce.
 	recs := make([]map[string]any, len(req.Records))
+	objs := make([]*sobject, len(req.Records))
 	for i, raw := range req.Records {
 		var attrs struct {
 			Type string `json:"type"`
@@ -141,18 +144,20 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 			writeError(w, http.StatusBadRequest, "INVALID_TYPE", "Must send a concrete entity type.")
 			return nil, false
 		}
-		if !strings.EqualFold(attrs.Type, "Contact") {
+		o := s.object(attrs.Type)
+		if o == nil || (upsertObj != nil && o != upsertObj) {
 			writeError(w, http.StatusBadRequest, "INVALID_TYPE", fmt.Sprintf("sObject type '%s' is not supported.", attrs.Type))
 			return nil, false
 		}
+		objs[i] = o
 		rec := map[string]any{}
 		for k, v := range raw {
 			if k == "attributes" {
 				continue
 			}
-			fd, ok := s.byName[strings.ToLower(k)]
+			fd, ok := o.byName[strings.ToLower(k)]
 			if !ok {
-				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type Contact", k))
+				writeError(w, http.StatusBadRequest, "INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", k, o.name))
 				return nil, false
 			}
 			val, err := decodeValue(v)
@@ -192,6 +197,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 	results := make([]saveResult, len(recs))
 	failed := false
 	for i, rec := range recs {
+		o := objs[i]
 		var res saveResult
 		var target *record
 		create := kind == "create"
@@ -211,10 +217,15 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 				if target == nil && len(id) == 15 {
 					target = s.records[id18(id)]
 				}
-				if target == nil {
+				switch {
+				case target == nil:
 					e = &recError{"INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", nil}
-				} else if target.deleted {
+				case s.objOf(target) != o:
+					e = &recError{"MALFORMED_ID", o.name + " ID: id value of incorrect type: " + id, []string{"Id"}}
+				case target.deleted:
 					e = &recError{"ENTITY_IS_DELETED", "entity is deleted", nil}
+				default:
+					e = convertedLead(target)
 				}
 			}
 		case "upsert":
@@ -226,8 +237,11 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 			} else if dupExt[strings.ToLower(v)] > 1 {
 				e = &recError{"DUPLICATE_EXTERNAL_ID", "Duplicate external id specified: " + v, []string{ext.Name}}
 			} else {
-				target = s.findExt(ext.Name, v, nil)
+				target = s.findExt(o, ext.Name, v, nil)
 				create = target == nil
+				if target != nil {
+					e = convertedLead(target)
+				}
 				c := create
 				res.Created = &c
 				if target != nil {
@@ -240,13 +254,13 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 			}
 		}
 		if e == nil {
-			e = s.hiddenIn(rec)
+			e = s.hiddenIn(o, rec)
 		}
 		if e == nil {
 			e = s.recordFault(rec, target)
 		}
 		if e == nil {
-			e = s.validate(rec, target, create)
+			e = s.validate(o, rec, target, create)
 		}
 		if e != nil {
 			failed = true
@@ -259,7 +273,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 			continue
 		}
 		if create {
-			target = s.newRecordAt(now)
+			target = s.newRecordOf(o, now)
 			undos = append(undos, undo{id: target.id})
 		} else {
 			undos = append(undos, undo{id: target.id, prev: target.clone()})
@@ -316,8 +330,8 @@ func (s *Server) collection(w http.ResponseWriter, kind, extField string, body [
 
 // findExt returns the oldest live record but except whose field (a unique
 // or external-id field) holds v, compared case-insensitively; s.mu is held.
-func (s *Server) findExt(field, v string, except *record) *record {
-	if idx := s.uniq[field]; idx != nil {
+func (s *Server) findExt(o *sobject, field, v string, except *record) *record {
+	if idx := s.uniq[uniqKey(o, field)]; idx != nil {
 		var found *record
 		for _, rec := range idx[foldKey(v)] {
 			if rec != except && !rec.deleted && (found == nil || rec.seq < found.seq) {
@@ -328,7 +342,7 @@ func (s *Server) findExt(field, v string, except *record) *record {
 	}
 	for _, id := range s.order {
 		rec := s.records[id]
-		if rec == except || rec.deleted {
+		if rec == except || rec.deleted || s.objOf(rec) != o {
 			continue
 		}
 		if have, ok := rec.fields[field].(string); ok && strings.EqualFold(have, v) {
@@ -371,7 +385,7 @@ func (s *Server) recordFault(rec map[string]any, target *record) *recError {
 }
 
 // validate checks a record's values; s.mu is held.
-func (s *Server) validate(rec map[string]any, target *record, create bool) *recError {
+func (s *Server) validate(o *sobject, rec map[string]any, target *record, create bool) *recError {
 	names := make([]string, 0, len(rec))
 	for k := range rec {
 		names = append(names, k)
@@ -379,7 +393,7 @@ func (s *Server) validate(rec map[string]any, target *record, create bool) *recE
 	slices.Sort(names)
 	for _, k := range names {
 		v := rec[k]
-		fd := s.byName[strings.ToLower(k)]
+		fd := o.byName[strings.ToLower(k)]
 		if (create && !fd.Createable) || (!create && !fd.Updateable) {
 			return &recError{"INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: " + fd.Name, []string{fd.Name}}
 		}
@@ -400,7 +414,13 @@ func (s *Server) validate(rec map[string]any, target *record, create bool) *recE
 		bad := func() *recError {
 			return &recError{"INVALID_TYPE_ON_FIELD_IN_RECORD", fd.Name + ": value not of required type", []string{fd.Name}}
 		}
-		switch fd.Type {
+		switch baseType(fd.Type) {
+		case "id":
+			id, e := s.checkRef(fd, v)
+			if e != nil {
+				return e
+			}
+			rec[k] = id
 		case "boolean":
 			if _, ok := v.(bool); !ok {
 				return bad()
@@ -439,15 +459,46 @@ func (s *Server) validate(rec map[string]any, target *record, create bool) *recE
 			if fd.Restricted && !slices.Contains(fd.Picklist, sv) {
 				return &recError{"INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", fd.Name + ": bad value for restricted picklist field", []string{fd.Name}}
 			}
-			if fd.Unique && s.findExt(fd.Name, sv, target) != nil {
+			if fd.Unique && s.findExt(o, fd.Name, sv, target) != nil {
 				return &recError{"DUPLICATE_VALUE", "duplicate value found: " + fd.Name + " duplicates value on another record", []string{}}
 			}
 		}
 	}
 	if create {
-		if v, _ := rec["LastName"].(string); v == "" {
-			return &recError{"REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]", []string{"LastName"}}
+		for _, f := range o.required {
+			if v, ok := rec[f]; !ok || v == nil || v == "" {
+				return &recError{"REQUIRED_FIELD_MISSING", "Required fields are missing: [" + f + "]", []string{f}}
+			}
 		}
+	}
+	return nil
+}
+
+// checkRef checks a reference field's value and returns the 18-character
+// id it refers to; s.mu is held. The id must be well formed, of the
+// field's object, and of a live record.
+func (s *Server) checkRef(fd fieldDef, v any) (string, *recError) {
+	id, ok := v.(string)
+	if !ok || !idRe.MatchString(id) {
+		return "", &recError{"MALFORMED_ID", fd.Name + ": id value of incorrect type", []string{fd.Name}}
+	}
+	if o := s.objectOfID(id); o == nil || o.name != fd.RefTo {
+		return "", &recError{"FIELD_INTEGRITY_EXCEPTION", fd.Name + ": id value of incorrect type: " + id, []string{fd.Name}}
+	}
+	target := s.lookupID(id)
+	switch {
+	case target == nil:
+		return "", &recError{"INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", []string{fd.Name}}
+	case target.deleted:
+		return "", &recError{"ENTITY_IS_DELETED", "entity is deleted", []string{fd.Name}}
+	}
+	return target.id, nil
+}
+
+// convertedLead refuses a write to a converted Lead, as Salesforce does.
+func convertedLead(target *record) *recError {
+	if target.obj != nil && target.obj.name == objLead && target.fields["IsConverted"] == true {
+		return &recError{"CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", []string{}}
 	}
 	return nil
 }
@@ -470,15 +521,15 @@ func decodeValue(raw json.RawMessage) (any, error) {
 // hiddenIn refuses a record that names a field hidden from the integration
 // user (HideField), as Salesforce does for a field without read access or
 // deleted: INVALID_FIELD "No such column"; s.mu is held.
-func (s *Server) hiddenIn(rec map[string]any) *recError {
+func (s *Server) hiddenIn(o *sobject, rec map[string]any) *recError {
 	names := make([]string, 0, len(rec))
 	for k := range rec {
 		names = append(names, k)
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		if s.hidden[strings.ToLower(k)] {
-			return &recError{"INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type Contact", k), []string{}}
+		if s.hidden[hiddenKey(o, k)] {
+			return &recError{"INVALID_FIELD", fmt.Sprintf("No such column '%s' on sobject of type %s", k, o.name), []string{}}
 		}
 	}
 	return nil

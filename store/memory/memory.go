@@ -38,12 +38,19 @@ type Store struct {
 	linksB        map[string]string       // key\x00bid -> aid
 	conflicts     map[string]crmsync.Conflict
 	conflictOrder []string
+
+	triggers   map[string]*crmsync.PendingTrigger // key\x00system -> pending
+	triggerSeq int64
+	positions  map[string][]byte
 }
 
 var (
 	_ crmsync.Store      = (*Store)(nil)
 	_ crmsync.RunStarter = (*Store)(nil)
 	_ crmsync.RunEnder   = (*Store)(nil)
+
+	_ crmsync.TriggerStore  = (*Store)(nil)
+	_ crmsync.PositionStore = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -60,6 +67,9 @@ func New() *Store {
 		linksA:    map[string]crmsync.Link{},
 		linksB:    map[string]string{},
 		conflicts: map[string]crmsync.Conflict{},
+
+		triggers:  map[string]*crmsync.PendingTrigger{},
+		positions: map[string][]byte{},
 	}
 }
 

@@ -154,4 +154,25 @@ BEGIN
 END
 $$;
 `,
+	// 3: pending triggers per key and system, merged; change stream positions.
+	`
+CREATE SEQUENCE {s}.trigger_seq;
+CREATE TABLE {s}.triggers (
+	key    text NOT NULL,
+	system text NOT NULL,
+	"full" boolean NOT NULL,
+	reason text NOT NULL,
+	count  bigint NOT NULL,
+	first  bigint NOT NULL,
+	last   bigint NOT NULL,
+	seq    bigint NOT NULL,
+	PRIMARY KEY (key, system)
+);
+CREATE INDEX triggers_seq ON {s}.triggers (seq);
+
+CREATE TABLE {s}.positions (
+	stream text PRIMARY KEY,
+	pos    bytea NOT NULL
+);
+`,
 }

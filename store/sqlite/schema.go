@@ -121,4 +121,26 @@ CREATE INDEX conflicts_key_state ON conflicts (key, state);
 DROP INDEX runs_finished;
 CREATE INDEX runs_closed ON runs (finished_at) WHERE status IN ('finished', 'failed');
 `,
+	// 4: pending triggers per key and system, merged; change stream positions.
+	`
+CREATE TABLE triggers (
+	key    TEXT NOT NULL,
+	system TEXT NOT NULL,
+	full   INTEGER NOT NULL,
+	reason TEXT NOT NULL,
+	count  INTEGER NOT NULL,
+	first  INTEGER NOT NULL,
+	last   INTEGER NOT NULL,
+	seq    INTEGER NOT NULL,
+	PRIMARY KEY (key, system)
+) WITHOUT ROWID;
+CREATE INDEX triggers_seq ON triggers (seq);
+CREATE TABLE trigger_seq (n INTEGER NOT NULL);
+INSERT INTO trigger_seq (n) VALUES (0);
+
+CREATE TABLE positions (
+	stream TEXT PRIMARY KEY,
+	pos    BLOB NOT NULL
+) WITHOUT ROWID;
+`,
 }

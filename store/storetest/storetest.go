@@ -545,6 +545,8 @@ func Run(t *testing.T, newStore func(t *testing.T) crmsync.Store) {
 	}
 	t.Run("CheckpointRows", func(t *testing.T) { exerciseCheckpointRows(t, newStore(t)) })
 	t.Run("RunStartEnd", func(t *testing.T) { exerciseRunStartEnd(t, newStore) })
+	t.Run("Triggers", func(t *testing.T) { exerciseTriggers(t, newStore) })
+	t.Run("Positions", func(t *testing.T) { exercisePositions(t, newStore) })
 }
 
 func keys(m map[string]crmsync.StepRecord) []string {
