@@ -95,14 +95,14 @@ type eventBus struct {
 	schemas map[string]*entitySchema // entity → schema
 	// entities are the objects with change events, in the fake's order.
 	entities []string
-	byID    map[string]*entitySchema
-	log     []busEvent
-	next    uint64 // the sequence number of the next event
-	first   uint64 // the sequence number of log[0] (next when empty)
-	txn     int
-	wake    chan struct{} // closed when an event is appended
-	broken  chan struct{} // closed by BreakSubscriptions
-	stats   PubSubStats
+	byID     map[string]*entitySchema
+	log      []busEvent
+	next     uint64 // the sequence number of the next event
+	first    uint64 // the sequence number of log[0] (next when empty)
+	txn      int
+	wake     chan struct{} // closed when an event is appended
+	broken   chan struct{} // closed by BreakSubscriptions
+	stats    PubSubStats
 }
 
 // entitySchema is the Avro schema of one entity's change events.
