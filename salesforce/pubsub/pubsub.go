@@ -220,7 +220,12 @@ func (s *Subscriber) classify(st *session, err error) retry.Verdict {
 	progressed := st.progress
 	st.progress = false
 	var rerr *replayError
+	var cerr *credentialsError
 	switch code := status.Code(err); {
+	case errors.As(err, &cerr) && (st.authFails > 0 || crmsync.IsPermanent(err)):
+		// The session was refused and cannot be renewed, or the OAuth
+		// server refused the app's credentials.
+		return retry.Stop(fmt.Errorf("pubsub: %s: %w", s.cfg.Topic, err))
 	case errors.As(err, &rerr):
 		st.reset = true
 		return retry.Wait(0)
@@ -238,6 +243,12 @@ func (s *Subscriber) classify(st *session, err error) retry.Verdict {
 	return retry.Retry(0)
 }
 
+// credentialsError reports that the Credentials func failed.
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string { return "pubsub: credentials: " + e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }
+
 // replayError reports that the API refused the stored replay id.
 type replayError struct{ err error }
 
@@ -248,7 +259,7 @@ func (e *replayError) Unwrap() error { return e.err }
 func (s *Subscriber) subscribe(ctx context.Context, st *session) error {
 	creds, err := s.cfg.Credentials(ctx, st.refused)
 	if err != nil {
-		return fmt.Errorf("pubsub: credentials: %w", err)
+		return &credentialsError{err: err}
 	}
 	cctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx,
 		"accesstoken", creds.AccessToken, "instanceurl", creds.InstanceURL, "tenantid", creds.TenantID))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/salesforce"
 	pb "github.com/crmsync/crmsync/salesforce/internal/eventbusv1"
 	"github.com/crmsync/crmsync/salesforce/pubsub"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
@@ -394,4 +396,20 @@ func TestAllChangeEventsChannel(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string]bool{"Account": true, "Contact": true}, got)
+}
+
+func TestStaticTokenRefusedStopsRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client, err := salesforce.New(salesforce.Config{HTTPClient: http.DefaultClient, InstanceURL: b.srv.BaseURL(), AccessToken: "stale-static-token"})
+	require.NoError(t, err)
+	cfg := b.config()
+	cfg.Credentials = pubsub.ClientCredentials(client, b.srv.OrgID())
+	sub, err := pubsub.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = sub.Run(ctx)
+	assert.ErrorIs(t, err, salesforce.ErrSessionRefused, "a static token cannot be renewed: Run stops")
+	assert.NotContains(t, err.Error(), "stale-static-token")
 }
