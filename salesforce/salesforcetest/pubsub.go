@@ -59,6 +59,8 @@ type PubSubStats struct {
 	Refused int
 	// Delivered counts events sent.
 	Delivered int
+	// Requested sums the num_requested of every FetchRequest received.
+	Requested int
 	// MaxPending is the most events one stream ever had requested and not
 	// yet received (after the cap of MaxRequested).
 	MaxPending int
@@ -693,7 +695,7 @@ func (p *pubsubService) Subscribe(stream grpc.BidiStreamingServer[pb.FetchReques
 		pending = int(min(first.GetNumRequested(), MaxRequested))
 		more    = make(chan struct{}, 1)
 	)
-	p.notePending(pending)
+	p.notePending(pending, int(first.GetNumRequested()))
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -707,7 +709,7 @@ func (p *pubsubService) Subscribe(stream grpc.BidiStreamingServer[pb.FetchReques
 			}
 			mu.Lock()
 			pending = min(pending+int(req.GetNumRequested()), MaxRequested)
-			p.notePending(pending)
+			p.notePending(pending, int(req.GetNumRequested()))
 			mu.Unlock()
 			select {
 			case more <- struct{}{}:
@@ -780,10 +782,12 @@ func (p *pubsubService) Subscribe(stream grpc.BidiStreamingServer[pb.FetchReques
 	}
 }
 
-// notePending records the most events a stream had requested.
-func (p *pubsubService) notePending(n int) {
+// notePending records a request for more and the most events a stream
+// had requested.
+func (p *pubsubService) notePending(n, requested int) {
 	p.s.bus.mu.Lock()
 	p.s.bus.stats.MaxPending = max(p.s.bus.stats.MaxPending, n)
+	p.s.bus.stats.Requested += requested
 	p.s.bus.mu.Unlock()
 }
 
