@@ -324,6 +324,7 @@ func (s *Subscriber) refusal(st *session, creds Credentials, err error) error {
 // handle triggers for one response's events, then stores the replay id.
 func (s *Subscriber) handle(ctx context.Context, resp *pb.FetchResponse) error {
 	var changed, gaps []string
+	everything := false // an unreadable event may have been about any object
 	for _, ev := range resp.GetEvents() {
 		sc, err := s.schema(ctx, ev.GetEvent().GetSchemaId())
 		if _, rpc := status.FromError(err); err != nil && rpc {
@@ -333,35 +334,28 @@ func (s *Subscriber) handle(ctx context.Context, resp *pb.FetchResponse) error {
 		if err == nil {
 			h, err = decodeHeader(sc, ev.GetEvent())
 		}
-		if err != nil {
-			// An event we cannot read may have been about any object.
+		switch {
+		case err != nil:
 			s.log.Warn("salesforce change events: unreadable event, asking for a full pass",
 				"topic", s.cfg.Topic, "event_id", ev.GetEvent().GetId(), "err", err)
-			gaps = append(gaps, s.cfg.Objects...)
-			if s.cfg.Objects == nil {
-				gaps = append(gaps, "")
-			}
-			continue
-		}
-		if s.cfg.Objects != nil && !slices.Contains(s.cfg.Objects, h.EntityName) {
-			continue
-		}
-		s.log.Debug("salesforce change event", "object", h.EntityName, "change", h.ChangeType, "record_ids", h.RecordIDs)
-		if h.Full() {
+			everything = true
+		case s.cfg.Objects != nil && !slices.Contains(s.cfg.Objects, h.EntityName):
+		case h.Full():
+			s.log.Debug("salesforce change event", "object", h.EntityName, "change", h.ChangeType, "record_id", h.RecordIDs)
 			gaps = append(gaps, h.EntityName)
-		} else {
+		default:
+			s.log.Debug("salesforce change event", "object", h.EntityName, "change", h.ChangeType, "record_id", h.RecordIDs)
 			changed = append(changed, h.EntityName)
 		}
 	}
 	if len(changed) > 0 {
 		s.cfg.Trigger(ctx, dedupe(changed), false)
 	}
-	if len(gaps) > 0 {
-		objs := dedupe(gaps)
-		if slices.Contains(objs, "") {
-			objs = nil // every object
-		}
-		s.cfg.Trigger(ctx, objs, true)
+	switch {
+	case everything:
+		s.cfg.Trigger(ctx, slices.Clone(s.cfg.Objects), true)
+	case len(gaps) > 0:
+		s.cfg.Trigger(ctx, dedupe(gaps), true)
 	}
 	pos := resp.GetLatestReplayId()
 	if evs := resp.GetEvents(); len(evs) > 0 {

@@ -413,3 +413,14 @@ func TestStaticTokenRefusedStopsRun(t *testing.T) {
 	assert.ErrorIs(t, err, salesforce.ErrSessionRefused, "a static token cannot be renewed: Run stops")
 	assert.NotContains(t, err.Error(), "stale-static-token")
 }
+
+func TestUnreadableEventAsksForAFullPass(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.run(t, b.config())
+	b.live(t, 0)
+	require.NoError(t, b.srv.EmitUnreadable("Contact"))
+	assert.Equal(t, trigger{objects: []string{"Contact"}, full: true}, b.next(t))
+	b.srv.SeedContacts(1)
+	assert.Equal(t, trigger{objects: []string{"Contact"}}, b.next(t), "and it goes on")
+}

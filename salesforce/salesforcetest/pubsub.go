@@ -247,6 +247,21 @@ func (s *Server) BreakSubscriptions() {
 	}
 }
 
+// EmitUnreadable publishes an event of object whose payload does not
+// decode with its schema, for tests of a subscriber's handling of events
+// it cannot read.
+func (s *Server) EmitUnreadable(object string) error {
+	b := &s.bus
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	es := b.schemas[object]
+	if !b.on || es == nil {
+		return fmt.Errorf("salesforcetest: no change events for object %q (StartPubSub)", object)
+	}
+	b.appendRawLocked(es, []byte{0xff, 0xff, 0xff})
+	return nil
+}
+
 // PurgeEvents drops every retained change event, as Salesforce does after
 // 72 hours: a replay id from before them is then refused as corrupted.
 func (s *Server) PurgeEvents() {
@@ -314,6 +329,13 @@ func (b *eventBus) appendLocked(es *entitySchema, ev map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("salesforcetest: encode %s change event: %w", es.entity, err)
 	}
+	b.appendRawLocked(es, payload)
+	return nil
+}
+
+// appendRawLocked adds an event with payload to the log and wakes the
+// subscriptions; b.mu is held.
+func (b *eventBus) appendRawLocked(es *entitySchema, payload []byte) {
 	seq := b.next
 	b.next++
 	b.log = append(b.log, busEvent{seq: seq, entity: es.entity, schemaID: es.id, payload: payload,
@@ -321,7 +343,6 @@ func (b *eventBus) appendLocked(es *entitySchema, ev map[string]any) error {
 	b.stats.Published++
 	close(b.wake)
 	b.wake = make(chan struct{})
-	return nil
 }
 
 // header builds a ChangeEventHeader; s.mu is held.
