@@ -62,6 +62,14 @@
 // Collections from 42.0, their upsert from 46.0); any other version gets
 // Salesforce's 404 NOT_FOUND.
 //
+// # Change Data Capture
+//
+// StartPubSub serves the Pub/Sub API (gRPC: GetTopic, GetSchema,
+// Subscribe with replay ids and flow control) on a second local listener:
+// every write, by the API or the helpers, publishes Avro change events on
+// /data/ChangeEvents and /data/<Object>ChangeEvent; EmitGap, EmitOverflow,
+// EmitUnreadable, PurgeEvents and BreakSubscriptions make the unkind cases.
+//
 // # Limits, as Salesforce enforces them
 //
 // A bearer token (401 INVALID_SESSION_ID once ExpireSessions ran); the
