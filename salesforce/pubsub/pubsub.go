@@ -212,7 +212,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return err
+	return fmt.Errorf("pubsub: %w", err)
 }
 
 // classify decides what follows a failed subscription.
@@ -225,20 +225,20 @@ func (s *Subscriber) classify(st *session, err error) retry.Verdict {
 	case errors.As(err, &cerr) && (st.authFails > 0 || crmsync.IsPermanent(err)):
 		// The session was refused and cannot be renewed, or the OAuth
 		// server refused the app's credentials.
-		return retry.Stop(fmt.Errorf("pubsub: %s: %w", s.cfg.Topic, err))
+		return retry.Stop(nil)
 	case errors.As(err, &rerr):
 		st.reset = true
 		return retry.Wait(0)
 	case code == codes.Unauthenticated:
 		if st.authFails > 1 {
-			return retry.Stop(fmt.Errorf("pubsub: %s: credentials refused after a renewal: %w", s.cfg.Topic, err))
+			return retry.Stop(fmt.Errorf("credentials refused after a renewal: %w", err))
 		}
 		return retry.Wait(0)
 	case code == codes.NotFound || code == codes.PermissionDenied:
-		return retry.Stop(fmt.Errorf("pubsub: subscribe to %s: %w", s.cfg.Topic, err))
+		return retry.Stop(nil)
 	}
 	if progressed {
-		return retry.Wait(s.cfg.RetryWait) // it worked for a while: start the backoff over
+		return retry.Wait(s.cfg.RetryWait) // it worked for a while: reconnect after the first wait
 	}
 	return retry.Retry(0)
 }
@@ -246,7 +246,7 @@ func (s *Subscriber) classify(st *session, err error) retry.Verdict {
 // credentialsError reports that the Credentials func failed.
 type credentialsError struct{ err error }
 
-func (e *credentialsError) Error() string { return "pubsub: credentials: " + e.err.Error() }
+func (e *credentialsError) Error() string { return "credentials: " + e.err.Error() }
 func (e *credentialsError) Unwrap() error { return e.err }
 
 // replayError reports that the API refused the stored replay id.
@@ -272,7 +272,7 @@ func (s *Subscriber) subscribe(ctx context.Context, st *session) error {
 		switch {
 		case errors.Is(err, crmsync.ErrNotFound):
 		case err != nil:
-			return fmt.Errorf("pubsub: load replay id of %s: %w", s.cfg.Stream, err)
+			return fmt.Errorf("load replay id of %s: %w", s.cfg.Stream, err)
 		case len(pos) > 0:
 			first.ReplayPreset, first.ReplayId = pb.ReplayPreset_CUSTOM, pos
 		}
@@ -282,7 +282,7 @@ func (s *Subscriber) subscribe(ctx context.Context, st *session) error {
 		err = stream.Send(first)
 	}
 	if err != nil {
-		return s.refusal(st, creds, fmt.Errorf("pubsub: subscribe to %s: %w", s.cfg.Topic, err))
+		return s.refusal(st, creds, fmt.Errorf("subscribe to %s: %w", s.cfg.Topic, err))
 	}
 	if full {
 		// The stream now starts at the newest events; a full pass covers
@@ -297,7 +297,7 @@ func (s *Subscriber) subscribe(ctx context.Context, st *session) error {
 			if first.ReplayPreset == pb.ReplayPreset_CUSTOM && status.Code(err) == codes.InvalidArgument {
 				return &replayError{err: err}
 			}
-			return s.refusal(st, creds, fmt.Errorf("pubsub: receive from %s: %w", s.cfg.Topic, err))
+			return s.refusal(st, creds, fmt.Errorf("receive from %s: %w", s.cfg.Topic, err))
 		}
 		st.progress, st.authFails, st.refused = true, 0, ""
 		first.ReplayPreset = pb.ReplayPreset_LATEST // a later error is not about the stored id
@@ -306,7 +306,7 @@ func (s *Subscriber) subscribe(ctx context.Context, st *session) error {
 		}
 		if n := len(resp.GetEvents()); n > 0 {
 			if err := stream.Send(&pb.FetchRequest{NumRequested: int32(n)}); err != nil {
-				return fmt.Errorf("pubsub: request more from %s: %w", s.cfg.Topic, err)
+				return fmt.Errorf("request more from %s: %w", s.cfg.Topic, err)
 			}
 		}
 	}
@@ -365,7 +365,7 @@ func (s *Subscriber) handle(ctx context.Context, resp *pb.FetchResponse) error {
 		return nil
 	}
 	if err := s.cfg.Positions.SetPosition(ctx, s.cfg.Stream, pos); err != nil {
-		return fmt.Errorf("pubsub: store replay id of %s: %w", s.cfg.Stream, err)
+		return fmt.Errorf("store replay id of %s: %w", s.cfg.Stream, err)
 	}
 	return nil
 }
@@ -429,11 +429,11 @@ func (s *Subscriber) schema(ctx context.Context, id string) (avro.Schema, error)
 	}
 	info, err := s.client.GetSchema(ctx, &pb.SchemaRequest{SchemaId: id})
 	if err != nil {
-		return nil, fmt.Errorf("pubsub: get schema %s: %w", id, err)
+		return nil, fmt.Errorf("get schema %s: %w", id, err)
 	}
 	sc, err = avro.Parse(info.GetSchemaJson())
 	if err != nil {
-		return nil, fmt.Errorf("pubsub: parse schema %s: %w", id, err)
+		return nil, fmt.Errorf("parse schema %s: %w", id, err)
 	}
 	s.mu.Lock()
 	s.schemas[id] = sc
