@@ -277,6 +277,21 @@ func (s *Subscriber) subscribe(ctx context.Context, st *session) error {
 			first.ReplayPreset, first.ReplayId = pb.ReplayPreset_CUSTOM, pos
 		}
 	}
+	// GetTopic checks the topic and the user's right to it, and warms the
+	// schema cache with the topic's current schema.
+	topic, err := s.client.GetTopic(cctx, &pb.TopicRequest{TopicName: s.cfg.Topic})
+	if err != nil {
+		return s.refusal(st, creds, fmt.Errorf("get topic %s: %w", s.cfg.Topic, err))
+	}
+	if !topic.GetCanSubscribe() {
+		return status.Errorf(codes.PermissionDenied, "topic %s: the user may not subscribe", s.cfg.Topic)
+	}
+	if _, err := s.schema(cctx, topic.GetSchemaId()); err != nil {
+		if _, rpc := status.FromError(err); rpc {
+			return s.refusal(st, creds, err)
+		}
+		// A schema that does not parse: its events will ask for full passes.
+	}
 	stream, err := s.client.Subscribe(cctx)
 	if err == nil {
 		err = stream.Send(first)
