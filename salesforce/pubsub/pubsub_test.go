@@ -186,6 +186,7 @@ func TestEventsTriggerForWrites(t *testing.T) {
 	assert.Equal(t, trigger{objects: []string{"Contact"}}, b.next(t))
 	require.NoError(t, b.srv.Delete(ids[0]))
 	assert.Equal(t, trigger{objects: []string{"Contact"}}, b.next(t))
+	assert.Equal(t, 1, b.srv.PubSubStats().SchemaCalls, "the schema is fetched once and cached")
 }
 
 func TestGapAndOverflowAskForAFullPass(t *testing.T) {

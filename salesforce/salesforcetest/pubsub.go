@@ -61,6 +61,8 @@ type PubSubStats struct {
 	Delivered int
 	// Requested sums the num_requested of every FetchRequest received.
 	Requested int
+	// SchemaCalls counts GetSchema calls.
+	SchemaCalls int
 	// MaxPending is the most events one stream ever had requested and not
 	// yet received (after the cap of MaxRequested).
 	MaxPending int
@@ -662,6 +664,7 @@ func (p *pubsubService) GetSchema(ctx context.Context, req *pb.SchemaRequest) (*
 	b := &p.s.bus
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.stats.SchemaCalls++
 	es := b.byID[req.GetSchemaId()]
 	if es == nil {
 		return nil, status.Error(codes.NotFound, "schema not found: "+req.GetSchemaId())
