@@ -163,14 +163,17 @@ type roleRow struct{ id, opp, contact string }
 // an update (or upsert) is safe.
 func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map[int][]string, results []crmsync.WriteResult) {
 	oppOf := map[string][]int{} // opportunity id → op indexes
-	var read []string
+	var order, read []string    // opportunities in op order; those to read
 	for i := range ops {
 		if _, ok := want[i]; !ok || results[i].Err != nil || results[i].ID == "" {
 			continue
 		}
 		id := results[i].ID
-		if len(oppOf[id]) == 0 && ops[i].Kind != crmsync.Create && !results[i].Created {
-			read = append(read, id)
+		if len(oppOf[id]) == 0 {
+			order = append(order, id)
+			if ops[i].Kind != crmsync.Create && !results[i].Created {
+				read = append(read, id)
+			}
 		}
 		oppOf[id] = append(oppOf[id], i)
 	}
@@ -200,7 +203,8 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 	}
 	var creates []map[string]any
 	var createOpp, deletes, deleteOpp []string
-	for opp, idx := range oppOf {
+	for _, opp := range order {
+		idx := oppOf[opp]
 		if results[idx[0]].Err != nil {
 			continue
 		}

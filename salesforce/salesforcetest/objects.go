@@ -21,6 +21,10 @@ type sobject struct {
 	// children maps a lower-case child relationship name (as a SOQL
 	// subquery names it) to the child object and its reference field.
 	children map[string]childRel
+	// uniq indexes the unique and external-id fields: field name → fold
+	// key of a string value (see foldKey) → the records holding it,
+	// deleted ones included.
+	uniq map[string]map[string][]*record
 }
 
 // childRel is a child relationship: the child object and its field that
@@ -208,8 +212,6 @@ func (s *Server) objectOfID(id string) *sobject {
 // hiddenKey is the s.hidden key of a field of an object.
 func hiddenKey(o *sobject, field string) string { return strings.ToLower(o.name + "." + field) }
 
-// uniqKey is the s.uniq key of a unique field of an object.
-func uniqKey(o *sobject, field string) string { return o.name + "." + field }
 
 // numericType reports a Salesforce number type (compared and validated as double).
 func numericType(typ string) bool {

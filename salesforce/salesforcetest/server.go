@@ -320,10 +320,6 @@ type Server struct {
 	mu      sync.Mutex
 	records map[string]*record
 	order   []string
-	// uniq indexes the unique and external-id fields: "Object.Field" → fold
-	// key of a string value (see foldKey) → the records holding it,
-	// deleted ones included.
-	uniq     map[string]map[string][]*record
 	seq      int
 	tokens   map[string]bool
 	used     int64
@@ -447,12 +443,12 @@ func New(cfg Config) (*Server, error) {
 	s.contact.children["opportunitycontactroles"] = childRel{objContactRole, "ContactId"}
 	s.objectList = []*sobject{account, s.contact, lead, opp, role}
 	s.objects = map[string]*sobject{}
-	s.uniq = map[string]map[string][]*record{}
 	for _, o := range s.objectList {
 		s.objects[strings.ToLower(o.name)] = o
+		o.uniq = map[string]map[string][]*record{}
 		for _, fd := range o.fields {
 			if fd.Unique || fd.ExternalID {
-				s.uniq[uniqKey(o, fd.Name)] = map[string][]*record{}
+				o.uniq[fd.Name] = map[string][]*record{}
 			}
 		}
 	}

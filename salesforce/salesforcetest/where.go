@@ -272,7 +272,7 @@ func foldKey(s string) string { return fold.Key(s) }
 // setField sets a record's field, keeping the unique-field indexes in
 // step; s.mu is held.
 func (s *Server) setField(r *record, name string, v any) {
-	if idx := s.uniq[uniqKey(s.objOf(r), name)]; idx != nil {
+	if idx := s.objOf(r).uniq[name]; idx != nil {
 		if old, ok := r.fields[name].(string); ok {
 			unindex(idx, old, r)
 		}
@@ -294,25 +294,19 @@ func unindex(idx map[string][]*record, v string, r *record) {
 
 // indexRecord adds r's unique-field values to the indexes; s.mu is held.
 func (s *Server) indexRecord(r *record) {
-	o := s.objOf(r)
-	for _, fd := range o.fields {
-		if idx := s.uniq[uniqKey(o, fd.Name)]; idx != nil {
-			if v, ok := r.fields[fd.Name].(string); ok {
-				k := foldKey(v)
-				idx[k] = append(idx[k], r)
-			}
+	for name, idx := range s.objOf(r).uniq {
+		if v, ok := r.fields[name].(string); ok {
+			k := foldKey(v)
+			idx[k] = append(idx[k], r)
 		}
 	}
 }
 
 // unindexRecord drops r's unique-field values from the indexes; s.mu is held.
 func (s *Server) unindexRecord(r *record) {
-	o := s.objOf(r)
-	for _, fd := range o.fields {
-		if idx := s.uniq[uniqKey(o, fd.Name)]; idx != nil {
-			if v, ok := r.fields[fd.Name].(string); ok {
-				unindex(idx, v, r)
-			}
+	for name, idx := range s.objOf(r).uniq {
+		if v, ok := r.fields[name].(string); ok {
+			unindex(idx, v, r)
 		}
 	}
 }

@@ -331,7 +331,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, pathObject, extField st
 // findExt returns the oldest live record but except whose field (a unique
 // or external-id field) holds v, compared case-insensitively; s.mu is held.
 func (s *Server) findExt(o *sobject, field, v string, except *record) *record {
-	if idx := s.uniq[uniqKey(o, field)]; idx != nil {
+	if idx := o.uniq[field]; idx != nil {
 		var found *record
 		for _, rec := range idx[foldKey(v)] {
 			if rec != except && !rec.deleted && (found == nil || rec.seq < found.seq) {
