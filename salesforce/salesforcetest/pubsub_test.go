@@ -3,6 +3,7 @@ package salesforcetest
 import (
 	"context"
 	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -127,10 +128,9 @@ func TestPubSubChangeEventsForWrites(t *testing.T) {
 	assert.Empty(t, overflow.RecordIDs)
 }
 
-func TestPubSubAPIWritesPublish(t *testing.T) {
+func TestPubSubBulkEditIsOneMergedEvent(t *testing.T) {
 	t.Parallel()
 	b := setupPubSub(t, PubSubConfig{})
-	// A bulk edit of one field over several records is one merged event.
 	ids := b.srv.SeedContacts(3)
 	st := b.subscribe(t, &pb.FetchRequest{TopicName: "/data/ChangeEvents", ReplayPreset: pb.ReplayPreset_EARLIEST, NumRequested: 100})
 	require.NoError(t, b.srv.EditMany(ids, crmsync.Fields{"Title": "CEO"}))
@@ -138,6 +138,43 @@ func TestPubSubAPIWritesPublish(t *testing.T) {
 	h, _ := b.decode(t, evs[3])
 	assert.Equal(t, "UPDATE", h.ChangeType)
 	assert.Equal(t, ids, h.RecordIDs)
+}
+
+func TestPubSubAPIWritesPublish(t *testing.T) {
+	t.Parallel()
+	b := setupPubSub(t, PubSubConfig{})
+	st := b.subscribe(t, &pb.FetchRequest{TopicName: "/data/ContactChangeEvent", ReplayPreset: pb.ReplayPreset_EARLIEST, NumRequested: 100})
+	v := "/services/data/v60.0"
+	code, _, body := call(t, b.srv, http.MethodPost, v+"/composite/sobjects", `{"allOrNone":false,"records":[
+		{"attributes":{"type":"Contact"},"LastName":"One"},
+		{"attributes":{"type":"Contact"},"LastName":"Two"},
+		{"attributes":{"type":"Contact"}}]}`, nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	var ids []string
+	for _, r := range body.([]any) {
+		if id, ok := r.(map[string]any)["id"].(string); ok && r.(map[string]any)["success"] == true {
+			ids = append(ids, id)
+		}
+	}
+	require.Len(t, ids, 2, "the record without LastName fails alone")
+	code, _, body = call(t, b.srv, http.MethodPatch, v+"/sobjects/Contact/"+ids[0], `{"Email":"one@example.com"}`, nil)
+	require.Equal(t, http.StatusNoContent, code, "%v", body)
+	code, _, body = call(t, b.srv, http.MethodDelete, v+"/composite/sobjects?ids="+ids[1], "", nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	// An all-or-none call that fails writes nothing and publishes nothing.
+	code, _, body = call(t, b.srv, http.MethodPost, v+"/composite/sobjects", `{"allOrNone":true,"records":[
+		{"attributes":{"type":"Contact"},"LastName":"Three"},
+		{"attributes":{"type":"Contact"}}]}`, nil)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	marker := b.srv.SeedContacts(1)
+
+	var got []string
+	for _, ev := range recvEvents(t, st, 5) {
+		h, _ := b.decode(t, ev)
+		got = append(got, h.ChangeType+" "+h.RecordIDs[0])
+	}
+	assert.Equal(t, []string{"CREATE " + ids[0], "CREATE " + ids[1], "UPDATE " + ids[0], "DELETE " + ids[1],
+		"CREATE " + marker[0]}, got, "the rolled-back create published nothing")
 }
 
 func TestPubSubFlowControl(t *testing.T) {
