@@ -212,7 +212,6 @@ func (s *Server) objectOfID(id string) *sobject {
 // hiddenKey is the s.hidden key of a field of an object.
 func hiddenKey(o *sobject, field string) string { return strings.ToLower(o.name + "." + field) }
 
-
 // numericType reports a Salesforce number type (compared and validated as double).
 func numericType(typ string) bool {
 	switch typ {

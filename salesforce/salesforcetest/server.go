@@ -317,9 +317,9 @@ type Server struct {
 	done       chan struct{}
 	close      sync.Once
 
-	mu      sync.Mutex
-	records map[string]*record
-	order   []string
+	mu       sync.Mutex
+	records  map[string]*record
+	order    []string
 	seq      int
 	tokens   map[string]bool
 	used     int64
