@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -378,20 +379,12 @@ func takeAssocFields(object string, f crmsync.Fields) (crmsync.Fields, map[strin
 		w.set = slices.Compact(w.set)
 		if wants == nil {
 			wants = map[string]assocWant{}
-			f = maps(f)
+			f = maps.Clone(f) // the caller's op stays as it was
 		}
 		wants[s.field] = w
 		delete(f, s.field)
 	}
 	return f, wants, nil
-}
-
-func maps(f crmsync.Fields) crmsync.Fields {
-	out := make(crmsync.Fields, len(f))
-	for k, v := range f {
-		out[k] = v
-	}
-	return out
 }
 
 type assocPair struct {

@@ -105,13 +105,13 @@ func TestLookupReadsAssociationsInBatchesOf1000(t *testing.T) {
 	assert.Equal(t, 2, srv.Calls("associations/batch/read"))
 }
 
-func TestAssociationReadAcceptsStringToObjectID(t *testing.T) {
+func TestAssociationReadAcceptsNumericToObjectID(t *testing.T) {
 	srv := fastFake(t)
 	c := newClient(t, srv)
 	g := srv.SeedGraph(1, 1, 0)
 	srv.Fail(hubspottest.Fault{Kind: hubspottest.Raw, Endpoint: "associations/batch/read", Status: 200, ContentType: "application/json",
 		Body: []byte(`{"status":"COMPLETE","startedAt":"2026-03-02T09:00:00.000Z","completedAt":"2026-03-02T09:00:00.000Z","results":[` +
-			`{"from":{"id":"` + g.Contacts[0] + `"},"to":[{"toObjectId":"` + g.Companies[0] + `","associationTypes":[` +
+			`{"from":{"id":"` + g.Contacts[0] + `"},"to":[{"toObjectId":` + g.Companies[0] + `,"associationTypes":[` +
 			`{"category":"HUBSPOT_DEFINED","typeId":279,"label":null},{"category":"HUBSPOT_DEFINED","typeId":1,"label":"Primary"}]}]}]}`)})
 	recs, err := c.Lookup(context.Background(), "contacts", "id", g.Contacts, []string{hubspot.FieldCompanies})
 	require.NoError(t, err)
@@ -145,6 +145,7 @@ func TestWriteMovesPrimaryCompaniesInBatches(t *testing.T) {
 	assert.Equal(t, 1, srv.Calls("associations/batch/create"))
 	assert.Equal(t, 1, srv.Calls("associations/batch/archive"))
 	assert.Equal(t, 0, srv.Calls("batch/update"))
+	assert.Equal(t, g.Companies[1], ops[0].Fields[hubspot.FieldCompanies], "the caller's op is left as it was")
 
 	// Fields and a company together; a create with its company; a clear.
 	res, err = c.Write(ctx, "contacts", []crmsync.WriteOp{
@@ -373,4 +374,29 @@ func TestCompanyMergeMovesContactsAndSearchLagHoldsDeals(t *testing.T) {
 	got := changesAll(t, c, crmsync.ChangeQuery{Object: "deals", Since: since, Fields: []string{"dealname", hubspot.FieldCompanies}})
 	require.Len(t, got, 1)
 	assert.Equal(t, merged, got[0].Fields[hubspot.FieldCompanies])
+}
+
+func TestAssociationCallsSurviveRateLimitsAndLostResponses(t *testing.T) {
+	srv := fastFake(t)
+	c := newClient(t, srv)
+	g := srv.SeedGraph(2, 3, 0)
+	ctx := context.Background()
+	// A 429 on the read and a create whose response is lost after it
+	// landed: both are sent again (association creates are idempotent).
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.RateLimit, Endpoint: "associations/batch/read"},
+		hubspottest.Fault{Kind: hubspottest.ServerError, Status: 502, Endpoint: "associations/batch/create", AfterServe: true})
+	ops := make([]crmsync.WriteOp, len(g.Contacts))
+	for i, id := range g.Contacts {
+		ops[i] = crmsync.WriteOp{Kind: crmsync.Update, ID: id, Fields: crmsync.Fields{hubspot.FieldCompanies: g.Companies[1]}}
+	}
+	res, err := c.Write(ctx, "contacts", ops)
+	require.NoError(t, err)
+	for i, r := range res {
+		require.NoError(t, r.Err, "op %d", i)
+		assert.Equal(t, g.Companies[1], srv.PrimaryCompany("contacts", g.Contacts[i]))
+		assert.Len(t, srv.Associations("contacts", g.Contacts[i], "companies"), 1)
+	}
+	assert.Equal(t, 2, srv.Calls("associations/batch/read"))
+	assert.Equal(t, 2, srv.Calls("associations/batch/create"))
+	assert.Equal(t, map[string]int64{"associations/batch/read": 2, "associations/batch/create": 2, "associations/batch/archive": 1}, c.Stats())
 }

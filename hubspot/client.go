@@ -357,7 +357,9 @@ func (c *Client) Limits() crmsync.Limits { return crmsync.Limits{WriteBatch: 100
 
 // Stats returns the HTTP calls made so far per endpoint ("search",
 // "batch/read", "batch/create", "batch/update", "batch/upsert",
-// "batch/archive", "list", "properties", "oauth/token"), retries included.
+// "batch/archive", "list", "properties", "oauth/token",
+// "associations/batch/read", "associations/batch/create",
+// "associations/batch/archive"), retries included.
 func (c *Client) Stats() map[string]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -2,6 +2,7 @@ package hubspottest
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -143,6 +144,12 @@ func (s *Server) edges(k assocKey, id string) map[string][]AssociationType {
 	return e
 }
 
+// peek returns the stored types from id to each record of key without
+// creating anything (nil when none); s.mu is held.
+func (s *Server) peek(k assocKey, id string) map[string][]AssociationType {
+	return s.assoc[k][id]
+}
+
 func addType(list []AssociationType, t AssociationType) []AssociationType {
 	for _, x := range list {
 		if x.Category == t.Category && x.TypeID == t.TypeID {
@@ -201,9 +208,9 @@ func (s *Server) touchOnChange(from, fromID, to, toID string) func() {
 	if !s.cfg.AssociationsTouch {
 		return func() {}
 	}
-	before := fmt.Sprint(s.edges(assocKey{from, to}, fromID)[toID], s.edges(assocKey{to, from}, toID)[fromID])
+	before := fmt.Sprint(s.peek(assocKey{from, to}, fromID)[toID], s.peek(assocKey{to, from}, toID)[fromID])
 	return func() {
-		after := fmt.Sprint(s.edges(assocKey{from, to}, fromID)[toID], s.edges(assocKey{to, from}, toID)[fromID])
+		after := fmt.Sprint(s.peek(assocKey{from, to}, fromID)[toID], s.peek(assocKey{to, from}, toID)[fromID])
 		if after == before {
 			return
 		}
@@ -239,8 +246,8 @@ func (s *Server) dropPrimary(from, fromID, to string, spec *typeSpec, keep strin
 // s.mu is held.
 func (s *Server) unlink(from, fromID, to, toID string) {
 	defer s.touchOnChange(from, fromID, to, toID)()
-	delete(s.edges(assocKey{from, to}, fromID), toID)
-	delete(s.edges(assocKey{to, from}, toID), fromID)
+	delete(s.peek(assocKey{from, to}, fromID), toID)
+	delete(s.peek(assocKey{to, from}, toID), fromID)
 	if from == "contacts" && to == "companies" || from == "companies" && to == "contacts" {
 		s.syncPrimaryProp(from, fromID, to, toID)
 	}
@@ -259,7 +266,7 @@ func (s *Server) syncPrimaryProp(from, fromID, _, toID string) {
 		return
 	}
 	primary := ""
-	for id, types := range s.edges(assocKey{"contacts", "companies"}, contact) {
+	for id, types := range s.peek(assocKey{"contacts", "companies"}, contact) {
 		if hasType(types, ContactToCompanyPrimary) {
 			primary = id
 		}
@@ -280,6 +287,22 @@ func hasType(types []AssociationType, id int) bool {
 	return false
 }
 
+// overCap reports that a new association from id to toID would take id
+// past Config.AssociationCap records of object to; s.mu is held.
+func (s *Server) overCap(from, id, to, toID string) bool {
+	e := s.peek(assocKey{from, to}, id)
+	if len(e[toID]) > 0 {
+		return false // already associated: a new type, not a new record
+	}
+	n := 0
+	for _, types := range e {
+		if len(types) > 0 {
+			n++
+		}
+	}
+	return n >= s.cfg.AssociationCap
+}
+
 // live reports a live record of a canonical object; s.mu is held.
 func (s *Server) live(object, id string) bool {
 	r := s.store(object).recs[id]
@@ -294,7 +317,7 @@ func (s *Server) visible(from, id, to string) []Association {
 		return nil
 	}
 	var out []Association
-	for toID, types := range s.edges(assocKey{from, to}, id) {
+	for toID, types := range s.peek(assocKey{from, to}, id) {
 		if len(types) == 0 || !s.live(to, toID) {
 			continue
 		}
@@ -461,13 +484,28 @@ type assocInput struct {
 	ID    string `json:"id"`
 	After string `json:"after"`
 	From  struct {
-		ID string `json:"id"`
+		ID json.Number `json:"id"`
 	} `json:"from"`
 	To    any `json:"to"`
 	Types []struct {
 		AssociationCategory string `json:"associationCategory"`
 		AssociationTypeID   int    `json:"associationTypeId"`
 	} `json:"types"`
+}
+
+// idOf reads an id sent as a string or a number ({"id": "12"} or {"id": 12}).
+func idOf(v any) string {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return ""
+	}
+	switch id := m["id"].(type) {
+	case string:
+		return id
+	case float64:
+		return strconv.FormatFloat(id, 'f', -1, 64)
+	}
+	return ""
 }
 
 func assocBatchOK(w http.ResponseWriter, n, limit int) bool {
@@ -496,7 +534,8 @@ func assocErr(category, subCategory, message string, context map[string][]string
 // Config.AssociationPage per id, continued with the id and paging.next.after).
 // An id with no association (or no live record) gets a 207 error,
 // OBJECT_NOT_FOUND, subcategory crm.associations.NO_ASSOCIATIONS_FOUND.
-// toObjectId is a JSON number, as the guide's examples show it.
+// toObjectId is a string, as the 2026 spec types it (the guide's examples
+// show a number; clients should take both).
 func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to string) {
 	var req struct {
 		Inputs []assocInput `json:"inputs"`
@@ -540,8 +579,7 @@ func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to
 				}
 				types[i] = map[string]any{"category": t.Category, "typeId": t.TypeID, "label": label}
 			}
-			num, _ := strconv.ParseInt(a.ToID, 10, 64)
-			tos = append(tos, map[string]any{"toObjectId": num, "associationTypes": types})
+			tos = append(tos, map[string]any{"toObjectId": a.ToID, "associationTypes": types})
 		}
 		res := map[string]any{"from": map[string]string{"id": in.ID}, "to": tos}
 		if end < len(all) {
@@ -560,8 +598,9 @@ func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to
 
 // serveAssocCreate is POST /crm/v4/associations/{from}/{to}/batch/create:
 // up to 2,000 pairs, each with its types; 201, or 207 with a
-// VALIDATION_ERROR per pair whose records are not live or whose types the
-// pair does not have (context fromObjectId and toObjectId).
+// VALIDATION_ERROR per pair whose records are not live, whose types the
+// pair does not have, or that would take a record past
+// Config.AssociationCap (context fromObjectId and toObjectId).
 func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, to string) {
 	var req struct {
 		Inputs []assocInput `json:"inputs"`
@@ -577,22 +616,19 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 	defer s.mu.Unlock()
 	var results, errs []map[string]any
 	for _, in := range req.Inputs {
-		toID := ""
-		if m, ok := in.To.(map[string]any); ok {
-			toID, _ = m["id"].(string)
-		}
-		ctx := map[string][]string{"fromObjectId": {in.From.ID}, "toObjectId": {toID}}
-		if in.From.ID == "" || toID == "" || len(in.Types) == 0 {
+		toID, fromID := idOf(in.To), in.From.ID.String()
+		ctx := map[string][]string{"fromObjectId": {fromID}, "toObjectId": {toID}}
+		if fromID == "" || toID == "" || len(in.Types) == 0 {
 			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "each input needs from.id, to.id and types")
 			return
 		}
-		if cat, ok := s.failAssoc[in.From.ID]; ok {
+		if cat, ok := s.failAssoc[fromID]; ok {
 			errs = append(errs, assocErr(cat, "", "injected association failure", ctx))
 			continue
 		}
-		if !s.live(from, in.From.ID) || !s.live(to, toID) {
+		if !s.live(from, fromID) || !s.live(to, toID) {
 			errs = append(errs, assocErr("VALIDATION_ERROR", "crm.associations.INVALID_OBJECT_IDS",
-				fmt.Sprintf("One or more of the ids are invalid: %s %s, %s %s", from, in.From.ID, to, toID), ctx))
+				fmt.Sprintf("One or more of the ids are invalid: %s %s, %s %s", from, fromID, to, toID), ctx))
 			continue
 		}
 		var bad bool
@@ -611,16 +647,21 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 				fmt.Sprintf("Invalid association type between %s and %s", from, to), ctx))
 			continue
 		}
+		if s.overCap(from, fromID, to, toID) || s.overCap(to, toID, from, fromID) {
+			errs = append(errs, assocErr("VALIDATION_ERROR", "crm.associations.TOO_MANY_ASSOCIATIONS",
+				fmt.Sprintf("A record would exceed its limit of %d %s associations", s.cfg.AssociationCap, to), ctx))
+			continue
+		}
 		for _, t := range in.Types {
-			s.link(from, in.From.ID, to, toID, AssociationType{Category: t.AssociationCategory, TypeID: t.AssociationTypeID})
+			s.link(from, fromID, to, toID, AssociationType{Category: t.AssociationCategory, TypeID: t.AssociationTypeID})
 		}
 		var labels []string
-		for _, t := range s.edges(assocKey{from, to}, in.From.ID)[toID] {
+		for _, t := range s.peek(assocKey{from, to}, fromID)[toID] {
 			if t.Label != "" {
 				labels = append(labels, t.Label)
 			}
 		}
-		results = append(results, map[string]any{"fromObjectTypeId": typeIDOf(from), "fromObjectId": in.From.ID,
+		results = append(results, map[string]any{"fromObjectTypeId": typeIDOf(from), "fromObjectId": fromID,
 			"toObjectTypeId": typeIDOf(to), "toObjectId": toID, "labels": append([]string{}, labels...)})
 	}
 	started := s.now()
@@ -649,15 +690,14 @@ func (s *Server) serveAssocArchive(w http.ResponseWriter, r *http.Request, from,
 	defer s.mu.Unlock()
 	for _, in := range req.Inputs {
 		list, ok := in.To.([]any)
-		if !ok || in.From.ID == "" {
+		fromID := in.From.ID.String()
+		if !ok || fromID == "" {
 			writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "each input needs from.id and a list of to ids")
 			return
 		}
 		for _, x := range list {
-			if m, ok := x.(map[string]any); ok {
-				if id, _ := m["id"].(string); id != "" {
-					s.unlink(from, in.From.ID, to, id)
-				}
+			if id := idOf(x); id != "" {
+				s.unlink(from, fromID, to, id)
 			}
 		}
 	}

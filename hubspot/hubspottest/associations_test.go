@@ -84,7 +84,7 @@ func TestAssociationsV4BatchEndpoints(t *testing.T) {
 	res = r.body["results"].([]any)[0].(map[string]any)
 	tos := res["to"].([]any)
 	require.Len(t, tos, 2)
-	assert.Equal(t, cts[0], strconv.FormatFloat(tos[0].(map[string]any)["toObjectId"].(float64), 'f', -1, 64))
+	assert.Equal(t, cts[0], tos[0].(map[string]any)["toObjectId"])
 	after := res["paging"].(map[string]any)["next"].(map[string]any)["after"].(string)
 	r = call(t, srv, "POST", "/crm/v4/associations/deals/contacts/batch/read", tok, map[string]any{"inputs": []any{map[string]string{"id": deal, "after": after}}})
 	require.Equal(t, 200, r.status)
@@ -188,4 +188,38 @@ func TestAssociationChangesTouchRecordsOnlyWhenAsked(t *testing.T) {
 			assert.Equal(t, co, ct.Properties["associatedcompanyid"])
 		})
 	}
+}
+
+func TestAssociationInputsTakeNumericIDs(t *testing.T) {
+	srv := fake(t)
+	co := srv.Seed("companies", map[string]string{"name": "A"})[0]
+	ct := srv.SeedContacts(1)[0]
+	coN, _ := strconv.Atoi(co)
+	ctN, _ := strconv.Atoi(ct)
+	r := call(t, srv, "POST", "/crm/v4/associations/0-1/0-2/batch/create", srv.Token, map[string]any{"inputs": []any{
+		map[string]any{"from": map[string]int{"id": ctN}, "to": map[string]int{"id": coN}, "types": []any{map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}}}}})
+	require.Equal(t, 201, r.status)
+	require.Len(t, srv.Associations("contacts", ct, "companies"), 1)
+	r = call(t, srv, "POST", "/crm/v4/associations/contact/company/batch/archive", srv.Token, map[string]any{"inputs": []any{
+		map[string]any{"from": map[string]int{"id": ctN}, "to": []any{map[string]int{"id": coN}}}}})
+	require.Equal(t, 204, r.status)
+	assert.Empty(t, srv.Associations("contacts", ct, "companies"))
+}
+
+func TestAssociationCapPerRecord(t *testing.T) {
+	srv := fake(t, hubspottest.WithAssociationCap(2))
+	co := srv.Seed("companies", map[string]string{"name": "A"})[0]
+	cts := srv.SeedContacts(3)
+	var in []any
+	for _, c := range cts {
+		in = append(in, map[string]any{"from": map[string]string{"id": co}, "to": map[string]string{"id": c}, "types": []any{map[string]any{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 280}}})
+	}
+	r := call(t, srv, "POST", "/crm/v4/associations/companies/contacts/batch/create", srv.Token, map[string]any{"inputs": in})
+	require.Equal(t, 207, r.status)
+	e := r.body["errors"].([]any)[0].(map[string]any)
+	assert.Equal(t, "crm.associations.TOO_MANY_ASSOCIATIONS", e["subCategory"])
+	assert.Equal(t, []any{cts[2]}, e["context"].(map[string]any)["toObjectId"])
+	assert.Len(t, srv.Associations("companies", co, "contacts"), 2)
+	// A new type on a pair already associated is not a new record.
+	require.Equal(t, 201, call(t, srv, "POST", "/crm/v4/associations/companies/contacts/batch/create", srv.Token, map[string]any{"inputs": in[:1]}).status)
 }

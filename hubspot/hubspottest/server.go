@@ -50,8 +50,10 @@
 // paging.next.after; 207 OBJECT_NOT_FOUND with subcategory
 // crm.associations.NO_ASSOCIATIONS_FOUND for an id with none, a shape the
 // vendor does not document), batch/create (2,000 inputs; 201, or 207 with
-// a VALIDATION_ERROR per input whose records are not live or whose type
-// the pair does not have, context fromObjectId and toObjectId) and
+// a VALIDATION_ERROR per input whose records are not live, whose type the
+// pair does not have, or that would take a record past
+// Config.AssociationCap associated records of one type, 50,000 by default;
+// context fromObjectId and toObjectId) and
 // batch/archive (2,000 inputs; 204) serve them. Associations of an
 // archived record are hidden from reads, not deleted: a restore brings
 // them back (HubSpot documents neither way). A merge moves both records'
@@ -217,6 +219,12 @@ type Config struct {
 	// returns per id in one call (the rest follow with paging.next.after);
 	// zero means 500.
 	AssociationPage int
+	// AssociationCap is the most records of one object type a record may
+	// be associated with (HubSpot's per-record limits depend on the
+	// objects and subscription; its example is a company with up to
+	// 50,000 contacts); a batch create past it fails that input. Zero
+	// means 50,000.
+	AssociationCap int
 	// AssociationsTouch makes every association change bump both records'
 	// modification stamps, so that change queries see it. Off by default:
 	// HubSpot does not document that association changes touch records
@@ -294,6 +302,10 @@ func Hostile(seed uint64) Option {
 // WithAssociationPage sets how many associated records the v4 batch read
 // returns per id in one call.
 func WithAssociationPage(n int) Option { return func(c *Config) { c.AssociationPage = n } }
+
+// WithAssociationCap sets the most records of one object type a record may
+// be associated with.
+func WithAssociationCap(n int) Option { return func(c *Config) { c.AssociationCap = n } }
 
 // WithAssociationsTouch makes association changes bump both records'
 // modification stamps (a kind world; see Config.AssociationsTouch).
@@ -428,8 +440,11 @@ func New(c Config) (*Server, error) {
 	if c.AssociationPage == 0 {
 		c.AssociationPage = 500
 	}
-	if c.AssociationPage < 0 {
-		return nil, errors.New("hubspottest: Config.AssociationPage must not be negative")
+	if c.AssociationCap == 0 {
+		c.AssociationCap = 50_000
+	}
+	if c.AssociationPage < 0 || c.AssociationCap < 0 {
+		return nil, errors.New("hubspottest: Config.AssociationPage and AssociationCap must not be negative")
 	}
 	if c.Contacts < 0 {
 		return nil, errors.New("hubspottest: Config.Contacts must not be negative")

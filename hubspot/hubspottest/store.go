@@ -120,6 +120,7 @@ func defaultReturned(object string) []string {
 
 // store returns the object's store, creating it; s.mu is held.
 func (s *Server) store(object string) *objectStore {
+	object = canonical(object) // "deals", "deal" and "0-3" are one object
 	st := s.objects[object]
 	if st == nil {
 		st = &objectStore{recs: map[string]*rec{}, props: defaultProps(object), idx: map[string]map[string][]*rec{},
