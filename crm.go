@@ -103,6 +103,10 @@ type WriteOp struct {
 	// Key is the write's idempotency key. Clients send it where the API has a
 	// place for it (HubSpot objectWriteTraceId).
 	Key string `json:"key,omitempty"`
+	// Source is, on a create (Upsert) made by a Sync, the record on the
+	// other side whose change the write carries, for a CRM that routes new
+	// records by it (see [Routed]). It is not part of the payload.
+	Source *Record `json:"-"`
 }
 
 // WriteResult is the outcome of one WriteOp, at the same index.

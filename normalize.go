@@ -62,6 +62,7 @@ func (e errReason) Error() string { return string(e) }
 //   - TypeDateTime: a UTC "2006-01-02T15:04:05.000Z" string (from RFC 3339,
 //     Salesforce's "2006-01-02T15:04:05.000+0000", dates, or epoch milliseconds);
 //   - TypeMultiEnum: the ";"-separated items trimmed, deduplicated and sorted;
+//   - TypeReferences: likewise, from a ";"-separated string or a list of ids;
 //   - TypeString, TypeEnum, TypeReference, TypeOther and unknown types: a
 //     trimmed string (numbers, bools and times are formatted), so that
 //     HubSpot's strings and Salesforce's typed values compare as text.
@@ -69,6 +70,9 @@ func (e errReason) Error() string { return string(e) }
 // A value that cannot be read as t returns an error that does not quote it.
 // Normalize is idempotent: Normalize(t, Normalize(t, v)) == Normalize(t, v).
 func Normalize(t FieldType, v any) (any, error) {
+	if t == TypeReferences {
+		v = joinIDs(v)
+	}
 	v, err := scalar(v)
 	if err != nil {
 		return nil, err
@@ -110,7 +114,7 @@ func Normalize(t FieldType, v any) (any, error) {
 			return nil, errReason("year out of range")
 		}
 		return tm.Format(DateTimeLayout), nil
-	case TypeMultiEnum:
+	case TypeMultiEnum, TypeReferences:
 		s, err := normText(v)
 		if err != nil {
 			return nil, err

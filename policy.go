@@ -241,6 +241,20 @@ type FieldRule struct {
 	// HoldConflicts holds this field's conflicts for a person instead of
 	// applying the rule's winner (see Policy.Hold).
 	HoldConflicts bool
+	// Ref names the pair of a [Graph] whose records the field references
+	// (Type TypeReference: one id or none; TypeReferences: a set of ids),
+	// such as a contact's company: HubSpot "associations.companies" and
+	// Salesforce "AccountId" referencing the "companies" pair. Each side
+	// holds ids of its own system. The merge compares references by link,
+	// never by raw id (the base keeps side A's ids), and a value written
+	// to a side is translated through the referenced pair's links. A
+	// reference whose record has no counterpart yet waits: a record that
+	// would be created waits whole (it is never created with a dangling
+	// reference, nor dead-lettered for it); a linked pair syncs its other
+	// fields and leaves the reference as it is. Waiting records are read
+	// again by id on the next pass until their references resolve. A rule
+	// with Ref takes no transforms.
+	Ref string
 }
 
 // Key is the field's name in the merge base and in conflicts.
@@ -394,7 +408,7 @@ func (p *Policy) prepare() error {
 			add("%s: names starting %q are reserved", label, archivedKeyPrefix)
 		}
 		switch r.Type {
-		case TypeString, TypeNumber, TypeBool, TypeDate, TypeDateTime, TypeEnum, TypeMultiEnum, TypeReference, TypeOther:
+		case TypeString, TypeNumber, TypeBool, TypeDate, TypeDateTime, TypeEnum, TypeMultiEnum, TypeReference, TypeReferences, TypeOther:
 		case "":
 			if r.Rule.Kind != RuleNever {
 				add("%s: no field type", label)
@@ -418,6 +432,14 @@ func (p *Policy) prepare() error {
 			add("%s: no rule", label)
 		default:
 			add("%s: unknown rule %q", label, r.Rule.Kind)
+		}
+		if r.Ref != "" {
+			if r.Type != TypeReference && r.Type != TypeReferences {
+				add("%s: a reference rule (Ref %q) needs type %s or %s", label, r.Ref, TypeReference, TypeReferences)
+			}
+			if r.ToA != nil || r.ToB != nil {
+				add("%s: a reference rule (Ref %q) takes no transforms: it is translated through the links", label, r.Ref)
+			}
 		}
 		toA, toB := r.ToA, r.ToB
 		// Directions the rule needs: values flow to B when A may win, to A when B may win.

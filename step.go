@@ -319,13 +319,17 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 			Kind: AuditDeadLetter, System: d.System, RecordIDs: ids, Detail: detail})
 	}
 	for i := range a.links {
-		a.links[i].Key = r.Key
+		if a.links[i].Key == "" {
+			a.links[i].Key = r.Key
+		}
 		if a.links[i].UpdatedAt.IsZero() {
 			a.links[i].UpdatedAt = rec.Done
 		}
 	}
 	for i := range a.conflicts {
-		a.conflicts[i].Key = r.Key
+		if a.conflicts[i].Key == "" {
+			a.conflicts[i].Key = r.Key
+		}
 		if a.conflicts[i].DetectedAt.IsZero() {
 			a.conflicts[i].DetectedAt = rec.Done
 		}

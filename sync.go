@@ -76,6 +76,15 @@ type SyncConfig struct {
 	Progress func(Progress)
 	// Now is the clock that ends each pass's read window; nil means time.Now.
 	Now func() time.Time
+	// IncludeA and IncludeB say which records of each side sync (a
+	// HubSpot list membership or lifecycle stage, a Salesforce record
+	// type); nil includes every record. A pair whose record on either side
+	// is not included is left alone: nothing is written to either record,
+	// nothing is created for it, and leaving the inclusion never archives
+	// or deletes anything. The record's fields the predicate reads must be
+	// fetched: name them in a rule (a Never rule will do). Each exclusion
+	// is noted in the report's Skips.
+	IncludeA, IncludeB func(Record) bool
 }
 
 // Sync is the bidirectional sync of one object between two CRMs, as a
@@ -340,13 +349,24 @@ type pass struct {
 	rep       *SyncReport
 	conflicts []Conflict
 	expected  int // records the APIs said the reads match, for the estimate
+
+	// In a graph (graph.go), key is PairKey(leaseKey, ns): the pair's
+	// links, conflicts and idempotency keys; cursors stay under leaseKey,
+	// the run's key, named "<ns>/<cursor>".
+	leaseKey string
+	graph    *Graph
+	ns       string
+	// refs holds the pass's reference state (refs.go); plans, in a plan
+	// of a graph, the plans of the pairs before this one.
+	refs  refState
+	plans map[string]*planState
 }
 
 func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
 	a, b := s.sides()
 	rep := newSyncReport(a.name, b.name)
 	rep.Plan = run == nil
-	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep,
+	return &pass{s: s, run: run, st: st, key: key, leaseKey: key, log: log, a: a, b: b, start: time.Now(), rep: rep,
 		dropped: map[string]map[string]bool{a.name: {}, b.name: {}}}
 }
 
@@ -426,6 +446,8 @@ func (p *pass) other(sd *side) *side {
 
 // step runs fn as a durable step of the run, or directly in a plan.
 func step[T any](ctx context.Context, p *pass, id string, fn func(ctx context.Context, a *Attempt) (T, error), opts *StepOpts) (T, error) {
+	fn = scoped(p, fn)
+	id = p.stepID(id)
 	if p.run == nil {
 		a := &Attempt{N: 1}
 		v, err := fn(ctx, a)
@@ -508,7 +530,7 @@ func (p *pass) passes(ctx context.Context) error {
 				w.First[sd.name] = true
 			}
 			w.Since[sd.name] = since.UTC()
-			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
+			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.leaseKey, sd.name) {
 				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
 				if err != nil {
 					return w, err
@@ -565,6 +587,9 @@ func (p *pass) passes(ctx context.Context) error {
 		return err
 	}
 	for _, sd := range []*side{p.a, p.b} {
+		if err := p.readWaiting(ctx, sd); err != nil {
+			return err
+		}
 		// Deleted records first: a merge loser's link moves to its winner
 		// before the live read meets the winner, so that a winner new
 		// since the last pass is relinked, not created on the other side.
@@ -590,6 +615,9 @@ func (p *pass) passes(ctx context.Context) error {
 		// the window end less the side's change lag.
 		end := win.Until.Add(-changeLag(sd))
 		cur, err := step(ctx, p, "cursor:"+sd.name, func(ctx context.Context, a *Attempt) (time.Time, error) {
+			if err := p.saveWaiting(ctx, a, sd); err != nil {
+				return time.Time{}, err
+			}
 			if wholeBin(sd) && !win.SkipArchived[sd.name] {
 				a.SetCursor(archivedCursor(sd.name), win.Until.Format(time.RFC3339Nano))
 			}
@@ -629,7 +657,7 @@ func (p *pass) passes(ctx context.Context) error {
 }
 
 func (p *pass) cursor(ctx context.Context, system string) (time.Time, bool, error) {
-	v, err := p.st.GetCursor(ctx, p.key, system)
+	v, err := p.st.GetCursor(ctx, p.leaseKey, p.cursorName(system))
 	if errors.Is(err, ErrNotFound) {
 		return time.Time{}, false, nil
 	}

@@ -133,7 +133,7 @@ func (p *pass) replayDeadLetters(ctx context.Context) error {
 	if p.run == nil {
 		return nil
 	}
-	letters := p.run.Replays()
+	letters := p.ownLetters(p.run.Replays())
 	if len(letters) == 0 {
 		return nil
 	}

@@ -22,6 +22,9 @@ type pair struct {
 	link       *Link
 	res        MergeResult
 	mergeErr   error
+	// hidden holds, per reference rule, side A's ids left out of the
+	// merge because their counterparts cannot be referenced (refs.go).
+	hidden map[string][]string
 }
 
 // writeItem is one op of a write batch and the pair it serves.
@@ -190,6 +193,13 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 				pr.other = cp
 			}
 		}
+		pairs = append(pairs, pr)
+	}
+	pairs, refs, err := p.gate(ctx, sd, pg, pairs)
+	if err != nil {
+		return err
+	}
+	for _, pr := range pairs {
 		var base Fields
 		if pr.link != nil {
 			base = pr.link.Base
@@ -199,7 +209,7 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		} else {
 			pr.res, pr.mergeErr = Merge(base, pr.other, pr.src, pol)
 		}
-		pairs = append(pairs, pr)
+		p.refPatches(pr, refs)
 	}
 	return p.writePairs(ctx, sd, pg, pairs)
 }
@@ -569,8 +579,9 @@ func (p *pass) opsFor(to, from *side, pairs []*pair, created map[int]string) []w
 				if len(fields) == 0 {
 					continue // nothing to create (an archived record, say)
 				}
+				src := pr.src
 				items = append(items, writeItem{Pair: i, Role: "create",
-					Op: WriteOp{Kind: Upsert, MatchField: to.linkField, MatchValue: pr.src.ID, Fields: fields}})
+					Op: WriteOp{Kind: Upsert, MatchField: to.linkField, MatchValue: pr.src.ID, Fields: fields, Source: &src}})
 				continue
 			}
 			// An archived record cannot be written: its link field waits

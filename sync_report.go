@@ -83,6 +83,9 @@ type SyncReport struct {
 	// the cursor (deletes older than Salesforce's window, say): those
 	// changes were not seen, and a full reconcile is needed to find them.
 	HistoryLost []string `json:"history_lost,omitempty"`
+	// Waiting counts records that wait (a reference with no counterpart
+	// yet, a counterpart converted): they are read again next pass.
+	Waiting int `json:"waiting,omitempty"`
 	// Skips lists records that could not be paired.
 	Skips []SkipNote `json:"skips,omitempty"`
 	// Duration is the pass's wall time in this execution.
@@ -404,13 +407,19 @@ func (p *pass) notifyConflicts(ctx context.Context) error {
 
 // previousReport returns the report of the key's last finished run, or nil.
 func (p *pass) previousReport(ctx context.Context) *SyncReport {
-	runs, err := p.st.ListRuns(ctx, p.key, 5)
+	runs, err := p.st.ListRuns(ctx, p.leaseKey, 5)
 	if err != nil {
 		return nil
 	}
 	for _, r := range runs {
 		if r.Status != RunFinished || (p.run != nil && r.ID == p.run.ID) {
 			continue
+		}
+		if p.ns != "" {
+			if gr, err := DecodeGraphReport(r); err == nil {
+				return gr.Pairs[p.ns]
+			}
+			return nil
 		}
 		if rep, err := DecodeSyncReport(r); err == nil {
 			return rep

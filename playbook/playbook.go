@@ -1,7 +1,10 @@
 // Package playbook is the reference workflow: it keeps HubSpot and
-// Salesforce contacts in step both ways under the playbook's
-// field-ownership policy ([Policy]). [Main] is the main job behind
-// `go run ./examples/hubspot-salesforce` and `crmsync demo`.
+// Salesforce in step both ways, companies with accounts, contacts with
+// Leads and Contacts, deals with opportunities, parents first in one run
+// ([NewGraph]), each pair under its own field-ownership policy
+// ([CompaniesPolicy], [PeoplePolicy], [DealsPolicy]; [Policy] for contacts
+// alone). [Main] is the main job behind `go run ./examples/hubspot-salesforce`
+// and `crmsync demo`.
 //
 // With no credentials, Main starts both CRMs as in-process fakes seeded with
 // a realistic data set, syncs them on a SQLite store (by default demo.db in
@@ -50,6 +53,7 @@ type options struct {
 	sfAPIVersion  string
 	seed          int
 	verbose       bool
+	objects       string // "all" or "contacts"
 }
 
 // apiVersion is the shape of a Salesforce REST API version.
@@ -57,8 +61,9 @@ var apiVersion = regexp.MustCompile(`^v?[0-9]{2}\.0$`)
 
 const mainHelp = `usage: %[1]s [flags]
 
-Keeps HubSpot and Salesforce contacts in step both ways under the
-playbook's policy. With no credentials in the environment, both CRMs are
+Keeps HubSpot and Salesforce in step both ways under the playbook's
+policies: companies and accounts, then contacts and Salesforce Leads and
+Contacts, then deals and opportunities (-objects contacts: contacts only). With no credentials in the environment, both CRMs are
 fakes in this process, seeded with a realistic data set: it syncs, lets
 simulated users edit both sides, syncs again, and shows that a last pass
 writes nothing. With credentials (HUBSPOT_TOKEN, SALESFORCE_ACCESS_TOKEN
@@ -129,6 +134,7 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 	fs.StringVar(&o.salesforceURL, "salesforce-url", "", "Salesforce instance URL (default: $SALESFORCE_INSTANCE_URL, else from OAuth, else an in-process fake)")
 	fs.IntVar(&o.seed, "seed", 1000, "contacts to seed on each in-process fake")
 	fs.StringVar(&o.sfAPIVersion, "salesforce-api-version", "", "Salesforce REST API version, such as 62.0 (default "+salesforce.DefaultAPIVersion+")")
+	fs.StringVar(&o.objects, "objects", "all", "what to sync: all (companies <-> accounts, then contacts <-> Salesforce Leads and Contacts, then deals <-> opportunities, in one run) or contacts (contacts <-> Contacts only)")
 	fs.BoolVar(&o.verbose, "v", false, "log at debug level: runs starting and finishing, conflicts, steps replayed, progress")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -155,6 +161,8 @@ func parseArgs(name string, args []string, stdout io.Writer, getenv func(string)
 		return o, fmt.Errorf("-seed %d: want a number of contacts, 0 or more", o.seed)
 	case o.sfAPIVersion != "" && !apiVersion.MatchString(o.sfAPIVersion):
 		return o, fmt.Errorf("-salesforce-api-version %q: want a version such as 62.0", o.sfAPIVersion)
+	case o.objects != "all" && o.objects != "contacts":
+		return o, fmt.Errorf("-objects %q: want all or contacts", o.objects)
 	case strings.TrimSpace(o.key) == "":
 		return o, errors.New("-key is empty: want a key naming the team or portal")
 	}
@@ -263,17 +271,11 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 	if url := getenv("SLACK_WEBHOOK_URL"); url != "" {
 		handlers = append(handlers, &crmsync.SlackNotifier{WebhookURL: url, Redact: true})
 	}
-	pol := contactsPolicy()
 	var progress func(crmsync.Progress)
 	if !o.json && con.tty {
 		progress = func(p crmsync.Progress) { con.progress(progressText(p)) }
 	}
-	s, err := crmsync.NewSync(crmsync.SyncConfig{
-		A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
-		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField,
-		OnConflict: handlers,
-		Progress:   progress,
-	})
+	s, err := newJob(o, hc, sc, handlers, progress)
 	if err != nil {
 		return err
 	}
@@ -288,14 +290,14 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 		if o.planValues {
 			opts = append(opts, crmsync.PlanValues())
 		}
-		rep, err := s.Plan(ctx, st, o.key, logger, opts...)
+		rep, planned, err := s.Plan(ctx, st, o.key, logger, opts...)
 		if err != nil {
 			return err
 		}
 		if err := out.report("plan", rep); err != nil || o.json {
 			return err
 		}
-		return printPlanned(stdout, rep.Planned)
+		return printPlanned(stdout, planned)
 	}
 	if o.next != nil {
 		when := "every " + o.every.String()
@@ -335,6 +337,11 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 			if err := world.simulateEdits(); err != nil {
 				return err
 			}
+			if s.graph != nil {
+				if err := world.graphEdits(); err != nil {
+					return err
+				}
+			}
 		}
 		rep, info, err := s.RunOnce(ctx, eng, o.key)
 		if err != nil {
@@ -350,7 +357,11 @@ func runSync(ctx context.Context, o options, stdout io.Writer, con *console, get
 		}
 	}
 	if !o.json {
-		held, _ := st.ListConflicts(ctx, crmsync.ConflictFilter{Key: o.key, State: crmsync.ConflictHeld})
+		var held []crmsync.Conflict
+		for _, k := range s.conflictKeys(o.key) {
+			h, _ := st.ListConflicts(ctx, crmsync.ConflictFilter{Key: k, State: crmsync.ConflictHeld})
+			held = append(held, h...)
+		}
 		dead, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: o.key, Status: crmsync.DeadParked})
 		again, _ := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: o.key, Status: crmsync.DeadFailedAgain})
 		fmt.Fprintf(stdout, "\nwaiting for a person: %d held conflict(s), %d dead letter(s)\n%s\n", len(held), len(dead)+len(again), storeNote(spec, inProcess))
@@ -438,7 +449,7 @@ type reportWriter struct {
 	json bool
 }
 
-func (r *reportWriter) report(title string, rep *crmsync.SyncReport) error {
+func (r *reportWriter) report(title string, rep passReport) error {
 	r.con.clear()
 	if r.json {
 		b, err := json.Marshal(map[string]any{"pass": title, "report": rep})
@@ -569,6 +580,12 @@ func connect(o options, getenv func(string) string) (*hubspot.Client, *salesforc
 		if err := w.seed(o.seed); err != nil {
 			closeFn()
 			return nil, nil, nil, nil, err
+		}
+		if o.objects == "all" {
+			if err := w.seedGraph(o.seed); err != nil {
+				closeFn()
+				return nil, nil, nil, nil, err
+			}
 		}
 		hc, sc, err := f.clients(clientOptions{SalesforceAPIVersion: o.sfAPIVersion})
 		if err != nil {

@@ -126,6 +126,11 @@ func startFakes(hsOpts []hubspottest.Option, sfOpts []func(*salesforcetest.Confi
 	for _, p := range hubspotProperties() {
 		hs.DefineProperty("contacts", p)
 	}
+	for object, props := range graphProperties() {
+		for _, p := range props {
+			hs.DefineProperty(object, p)
+		}
+	}
 	sfCfg := salesforcetest.Config{ExternalIDField: salesforceLinkField, Fields: salesforceFields()}
 	for _, o := range sfOpts {
 		o(&sfCfg)

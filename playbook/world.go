@@ -16,6 +16,9 @@ type world struct {
 	hsIDs  []string // HubSpot contacts
 	sfIDs  []string // Salesforce contacts
 	shared []int    // indexes into hsIDs/sfIDs of people on both sides (same index)
+	// companies and accounts are the HubSpot companies and Salesforce
+	// accounts seedGraph made.
+	companies, accounts []string
 }
 
 var firstNames = []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Dennis", "Radia", "Tim"}

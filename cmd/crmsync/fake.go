@@ -130,6 +130,11 @@ func newFakes(hsAddr, sfAddr string, n, pageSize int) (*hubspottest.Server, *sal
 	for _, p := range playbook.HubSpotProperties() {
 		hs.DefineProperty("contacts", p)
 	}
+	for object, props := range playbook.GraphProperties() {
+		for _, p := range props {
+			hs.DefineProperty(object, p)
+		}
+	}
 	hs.SeedContacts(n)
 	_, sfLink := playbook.LinkFields()
 	sf, err := salesforcetest.New(salesforcetest.Config{Addr: sfAddr, Contacts: n, QueryPageSize: pageSize,

@@ -1,0 +1,434 @@
+package crmsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// refState is what a pass keeps about references and waiting records.
+type refState struct {
+	// waiting holds, per system, the ids of source records that wait (a
+	// reference not linked yet, a counterpart converted or merged away):
+	// they are read again by id on the next pass.
+	waiting map[string]map[string]bool
+}
+
+// waitingCursor names the cursor holding a side's waiting record ids (a
+// JSON list).
+func waitingCursor(system string) string { return system + ":waiting" }
+
+// wait notes that sd's record id waits, with why, in the report.
+func (p *pass) wait(sd *side, id, field, reason string) {
+	p.mu.Lock()
+	if p.refs.waiting == nil {
+		p.refs.waiting = map[string]map[string]bool{}
+	}
+	if p.refs.waiting[sd.name] == nil {
+		p.refs.waiting[sd.name] = map[string]bool{}
+	}
+	p.refs.waiting[sd.name][id] = true
+	p.rep.Waiting++
+	p.mu.Unlock()
+	p.skip(sd, id, field, reason)
+}
+
+// saveWaiting sets sd's waiting cursor to the records that wait after this
+// pass, in the step that moves sd's cursor.
+func (p *pass) saveWaiting(ctx context.Context, a *Attempt, sd *side) error {
+	p.mu.Lock()
+	ids := sortedKeys(p.refs.waiting[sd.name])
+	p.mu.Unlock()
+	if len(ids) == 0 {
+		if _, err := p.st.GetCursor(ctx, p.leaseKey, p.cursorName(waitingCursor(sd.name))); err != nil {
+			return nil // none before, none now (or no such cursor): nothing to clear
+		}
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	a.SetCursor(waitingCursor(sd.name), string(b))
+	return nil
+}
+
+// readWaiting reads again, by id, the records of sd that waited at the end
+// of the last pass, and handles them before the side's changes.
+func (p *pass) readWaiting(ctx context.Context, sd *side) error {
+	ids, err := step(ctx, p, "waiting:"+sd.name, func(ctx context.Context, _ *Attempt) ([]string, error) {
+		v, err := p.st.GetCursor(ctx, p.leaseKey, p.cursorName(waitingCursor(sd.name)))
+		if err != nil {
+			return nil, nil // no cursor: nothing waits
+		}
+		var ids []string
+		if err := json.Unmarshal([]byte(v), &ids); err != nil {
+			return nil, fmt.Errorf("crmsync: cursor %s of %s is not a list of ids: %w", waitingCursor(sd.name), p.leaseKey, err)
+		}
+		return ids, nil
+	}, nil)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	const chunk = 1000
+	for i := 0; len(ids) > 0; i++ {
+		part := ids[:min(chunk, len(ids))]
+		ids = ids[len(part):]
+		pg := fmt.Sprintf("%s:waiting:%d", sd.name, i)
+		recs, err := p.lookup(ctx, sd, "fetch-"+pg, "id", part)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.rep.Read[sd.name] += len(recs)
+		p.mu.Unlock()
+		if len(recs) > 0 {
+			if err := p.handle(ctx, sd, pg, recs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// refLinks is one page's translation table for one referenced pair: side
+// A ids to side B ids of the linked referenced records, and back.
+type refLinks struct {
+	AToB map[string]string `json:"a_to_b"`
+	BToA map[string]string `json:"b_to_a"`
+	// Unreferenced lists side B ids whose records cannot be referenced
+	// (a Lead, see RoutedObject.Unreferenced).
+	Unreferenced map[string]bool `json:"unreferenced,omitempty"`
+}
+
+// refRules lists the indexes of the policy's reference rules.
+func (s *Sync) refRules() []int {
+	var out []int
+	for i, r := range s.c.Policy.Rules {
+		if r.Ref != "" && r.Rule.Kind != RuleNever {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// splitIDs reads a reference value as ids: a string (one id, or several
+// ";"-separated), a list of strings, nil or "" (none).
+func splitIDs(v any) []string {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case string:
+		return splitMulti(x)
+	case []string:
+		return splitMulti(strings.Join(x, ";"))
+	case []any:
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			if e != nil {
+				parts = append(parts, fmt.Sprint(e))
+			}
+		}
+		return splitMulti(strings.Join(parts, ";"))
+	default:
+		return splitMulti(fmt.Sprint(x))
+	}
+}
+
+// joinIDs turns a list of ids into the ";"-separated text Normalize reads.
+func joinIDs(v any) any {
+	switch x := v.(type) {
+	case []string, []any:
+		return strings.Join(splitIDs(x), ";")
+	}
+	return v
+}
+
+// gate takes out of pairs, before the merge, the pairs that must not be
+// written now: a record outside its side's inclusion, a counterpart that
+// a conversion or merge took away (the relink comes with its own read),
+// a record that would be created while a reference of it has no
+// counterpart yet. For the rest it puts the reference fields in canonical
+// form (side A's ids of linked records), so that the merge compares them by
+// link. It returns the pairs to merge and the translation tables.
+func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]*pair, map[string]refLinks, error) {
+	pol := p.s.c.Policy
+	other := p.other(sd)
+	include := func(side *side, r Record) bool {
+		f := p.s.c.IncludeA
+		if !side.isA {
+			f = p.s.c.IncludeB
+		}
+		return f == nil || f(r)
+	}
+	keep := pairs[:0:0]
+	for _, pr := range pairs {
+		switch {
+		case !include(sd, pr.src):
+			p.skip(sd, pr.src.ID, "", "not included on "+sd.name+": not synced (nothing archived)")
+		case pr.other.ID != "" && !include(other, pr.other):
+			p.skip(sd, pr.src.ID, "", "counterpart "+pr.other.ID+" not included on "+other.name+": not synced (nothing archived)")
+		case pr.link != nil && pr.other.MergedInto != "" && !pr.src.Archived:
+			p.wait(sd, pr.src.ID, "", "counterpart "+pr.other.ID+" on "+other.name+" was converted or merged into "+pr.other.MergedInto+": waits for the relink, never written to the old record")
+		default:
+			keep = append(keep, pr)
+		}
+	}
+	pairs = keep
+	rules := p.s.refRules()
+	if len(rules) == 0 || len(pairs) == 0 {
+		return pairs, nil, nil
+	}
+	if p.graph == nil {
+		return nil, nil, errNoGraph
+	}
+	// The ids each referenced pair is asked about, per side.
+	type ask struct{ a, b []string }
+	asks := map[string]*ask{}
+	for _, i := range rules {
+		r := pol.Rules[i]
+		q := asks[r.Ref]
+		if q == nil {
+			q = &ask{}
+			asks[r.Ref] = q
+		}
+		for _, pr := range pairs {
+			recA, recB := pr.src, pr.other
+			if !sd.isA {
+				recA, recB = pr.other, pr.src
+			}
+			q.a = append(q.a, splitIDs(recA.Fields[r.A])...)
+			q.b = append(q.b, splitIDs(recB.Fields[r.B])...)
+		}
+	}
+	tables, err := step(ctx, p, "refs:"+pg, func(ctx context.Context, _ *Attempt) (map[string]refLinks, error) {
+		out := map[string]refLinks{}
+		for _, ref := range sortedKeys(asks) {
+			q := asks[ref]
+			rs := p.graph.byNS[ref]
+			key := PairKey(p.leaseKey, ref)
+			same := rs.c.Policy.A == pol.A
+			// linksOn reads the referenced pair's links of ids on our side A
+			// (ourA) or B, with what a plan of the graph would have linked.
+			linksOn := func(ctx context.Context, ids []string, ourA bool) (map[string]Link, error) {
+				refA := ourA == same
+				var ls map[string]Link
+				var err error
+				if refA {
+					ls, err = p.st.LinksByA(ctx, key, ids)
+				} else {
+					ls, err = p.st.LinksByB(ctx, key, ids)
+				}
+				if err == nil && p.plan != nil && p.plans[ref] != nil {
+					ls = p.plans[ref].links(ls, refA, ids)
+				}
+				return ls, err
+			}
+			byA := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) {
+				return linksOn(ctx, ids, true)
+			}
+			byB := func(ctx context.Context, _ string, ids []string) (map[string]Link, error) {
+				return linksOn(ctx, ids, false)
+			}
+			t := refLinks{AToB: map[string]string{}, BToA: map[string]string{}}
+			if ids := dedupe(q.a); len(ids) > 0 {
+				ls, err := byA(ctx, key, ids)
+				if err != nil {
+					return nil, fmt.Errorf("crmsync: links of pair %s: %w", ref, err)
+				}
+				for _, l := range ls {
+					a, b := l.AID, l.BID
+					if !same {
+						a, b = b, a
+					}
+					t.AToB[a], t.BToA[b] = b, a
+				}
+			}
+			if ids := dedupe(q.b); len(ids) > 0 {
+				ls, err := byB(ctx, key, ids)
+				if err != nil {
+					return nil, fmt.Errorf("crmsync: links of pair %s: %w", ref, err)
+				}
+				for _, l := range ls {
+					a, b := l.AID, l.BID
+					if !same {
+						a, b = b, a
+					}
+					t.AToB[a], t.BToA[b] = b, a
+				}
+			}
+			// The referenced pair's CRM on side B may say some records
+			// cannot be referenced.
+			crmB := rs.c.B
+			if !same {
+				crmB = rs.c.A
+			}
+			if u, ok := crmB.(interface {
+				unreferenced(context.Context, []string) (map[string]bool, error)
+			}); ok && len(t.BToA) > 0 {
+				un, err := u.unreferenced(ctx, sortedKeys(t.BToA))
+				if err != nil {
+					return nil, err
+				}
+				if len(un) > 0 {
+					t.Unreferenced = un
+				}
+			}
+			out[ref] = t
+		}
+		return out, nil
+	}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	keep = pairs[:0:0]
+	for _, pr := range pairs {
+		recA, recB := &pr.src, &pr.other
+		if !sd.isA {
+			recA, recB = &pr.other, &pr.src
+		}
+		recA.Fields, recB.Fields = cloneFields(recA.Fields), cloneFields(recB.Fields)
+		waits := ""
+		for _, i := range rules {
+			r := pol.Rules[i]
+			t := tables[r.Ref]
+			if r.Type == TypeReferences && len(t.Unreferenced) > 0 {
+				// Elements whose counterparts cannot be referenced stay on
+				// side A and are left out of the comparison.
+				if raw, has := recA.Fields[r.A]; has {
+					var keep []string
+					for _, id := range splitIDs(raw) {
+						if b, ok := t.AToB[id]; ok && t.Unreferenced[b] {
+							if pr.hidden == nil {
+								pr.hidden = map[string][]string{}
+							}
+							pr.hidden[r.Key()] = append(pr.hidden[r.Key()], id)
+							continue
+						}
+						keep = append(keep, id)
+					}
+					recA.Fields[r.A] = keep
+				}
+			}
+			va, okA := canonicalRefs(recA.Fields, r.A, nil)
+			vb, okB := canonicalRefs(recB.Fields, r.B, t.BToA)
+			if okA {
+				// Side A's own ids count only when their records are linked.
+				if _, linked := canonicalRefs(recA.Fields, r.A, t.AToB); !linked {
+					okA = false
+				}
+			}
+			if okA && okB {
+				setRef(recA.Fields, r.A, va)
+				setRef(recB.Fields, r.B, vb)
+				continue
+			}
+			// A reference with no counterpart yet: the field is left out
+			// of this merge on both sides (its base stays).
+			delete(recA.Fields, r.A)
+			delete(recB.Fields, r.B)
+			if waits == "" {
+				waits = r.Key()
+			}
+		}
+		if waits != "" && !pr.src.Archived && !pr.other.Archived {
+			p.wait(sd, pr.src.ID, waits, "reference "+waits+" names a record of pair "+pol.Rules[slices.IndexFunc(pol.Rules, func(r FieldRule) bool { return r.Key() == waits })].Ref+" with no counterpart yet: waits for it")
+			if pr.other.ID == "" {
+				continue // never created with a dangling reference
+			}
+		}
+		keep = append(keep, pr)
+	}
+	return keep, tables, nil
+}
+
+// canonicalRefs reads field of fields as references in side A's terms:
+// toA maps this side's ids to A's (nil: they are A's already). It reports
+// false when the field is present and an id has no mapping. An absent
+// field is (nil, true) and left absent by setRef.
+func canonicalRefs(fields Fields, field string, toA map[string]string) (any, bool) {
+	raw, has := fields[field]
+	if !has {
+		return absent{}, true
+	}
+	ids := splitIDs(raw)
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if toA == nil {
+			out = append(out, id)
+			continue
+		}
+		a, ok := toA[id]
+		if !ok {
+			return nil, false
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, true
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), ";"), true
+}
+
+// absent marks a field that was not fetched.
+type absent struct{}
+
+func setRef(fields Fields, field string, v any) {
+	if _, no := v.(absent); no {
+		return
+	}
+	fields[field] = v
+}
+
+func cloneFields(f Fields) Fields {
+	out := make(Fields, len(f)+1)
+	for k, v := range f {
+		out[k] = v
+	}
+	return out
+}
+
+// refPatches turns the merge's reference values (side A's ids, as the
+// base keeps them) into each side's own: ids of side A as they are, ids
+// of side B through the referenced pair's links. A single reference is
+// an id or nil, a set a sorted list of ids.
+func (p *pass) refPatches(pr *pair, tables map[string]refLinks) {
+	if pr.mergeErr != nil || tables == nil {
+		return
+	}
+	pol := p.s.c.Policy
+	for _, i := range p.s.refRules() {
+		r := pol.Rules[i]
+		if v, ok := pr.res.PatchA[r.A]; ok {
+			ids := append(splitIDs(v), pr.hidden[r.Key()]...)
+			slices.Sort(ids)
+			pr.res.PatchA[r.A] = refValue(r.Type, slices.Compact(ids))
+		}
+		if v, ok := pr.res.PatchB[r.B]; ok {
+			ids := splitIDs(v)
+			out := make([]string, 0, len(ids))
+			for _, id := range ids {
+				if b, ok := tables[r.Ref].AToB[id]; ok {
+					out = append(out, b)
+				}
+			}
+			slices.Sort(out)
+			pr.res.PatchB[r.B] = refValue(r.Type, out)
+		}
+	}
+}
+
+func refValue(t FieldType, ids []string) any {
+	if t == TypeReferences {
+		if ids == nil {
+			ids = []string{}
+		}
+		return ids
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return ids[0]
+}
