@@ -207,3 +207,20 @@ type CRM interface {
 type ChangeLagger interface {
 	ChangeLag() time.Duration
 }
+
+// APIBudget is a CRM account's daily API use as its client last learnt it
+// (HubSpot's X-HubSpot-RateLimit-Daily headers, Salesforce's
+// Sforce-Limit-Info): Used calls of Limit, at At.
+type APIBudget struct {
+	Used  int64     `json:"used"`
+	Limit int64     `json:"limit"`
+	At    time.Time `json:"at"`
+}
+
+// BudgetReporter is an optional interface of a CRM client that knows its
+// account's daily API use. A sync pass stores it in its report
+// (SyncReport.Budget), so that operators see the budget over time. ok is
+// false before the client has learnt anything.
+type BudgetReporter interface {
+	APIBudget() (b APIBudget, ok bool)
+}

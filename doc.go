@@ -119,6 +119,16 @@
 // and Close, no test needed. Point the clients at them to test your own
 // workflow; the crmsync command serves them too (crmsync fake).
 //
+// # Operators
+//
+// [Config.Observer] follows runs, step attempts, rate-limit waits and audit
+// rows: [github.com/crmsync/crmsync/telemetry] turns them into OpenTelemetry
+// spans and metrics. A [Sync] pass stores each account's daily API use in
+// its report ([BudgetReporter]); [SchemaDigest] posts schema changes to
+// Slack once a day. The crmsync command's serve subcommand
+// ([github.com/crmsync/crmsync/console]) shows all of it, and acts on held
+// conflicts and dead letters, in a browser.
+//
 // # Writing a backend
 //
 // Implement [Store], then run

@@ -55,6 +55,9 @@ type Config struct {
 	// OnAudit, if set, is called with every batch of audit rows after the
 	// Store has kept them, to mirror them elsewhere. It must not block long.
 	OnAudit func(ctx context.Context, rows []AuditEntry)
+	// Observer, if set, follows runs, steps, rate-limit waits and audit
+	// rows (traces and metrics: see package telemetry); nil means none.
+	Observer Observer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Sleep waits d or until ctx ends, between step retries and lease polls;
@@ -173,6 +176,12 @@ func (e *Engine) Run(ctx context.Context, key string, wf Workflow) (RunInfo, err
 	run, err := e.start(ctx, key, workflowName(wf))
 	if err != nil {
 		return RunInfo{}, err
+	}
+	if obs := e.cfg.Observer; obs != nil {
+		octx, done := obs.RunStarted(ctx, run.info)
+		info, err := run.execute(octx, wf)
+		done(info, err)
+		return info, err
 	}
 	return run.execute(ctx, wf)
 }
@@ -402,6 +411,9 @@ func (r *Run) stamp(a *AuditEntry, step string) {
 func (e *Engine) hookAudit(ctx context.Context, rows []AuditEntry) {
 	if e.cfg.OnAudit != nil && len(rows) > 0 {
 		e.cfg.OnAudit(ctx, rows)
+	}
+	if e.cfg.Observer != nil && len(rows) > 0 {
+		e.cfg.Observer.Audited(ctx, rows)
 	}
 }
 

@@ -65,10 +65,16 @@ func (s *SlackNotifier) HandleConflicts(ctx context.Context, run RunID, conflict
 	if len(conflicts) == 0 {
 		return nil
 	}
+	return s.PostText(ctx, s.Message(run, conflicts))
+}
+
+// PostText posts text as one message, retrying as HandleConflicts does.
+// An answer no retry can fix (4xx other than 429) is Permanent.
+func (s *SlackNotifier) PostText(ctx context.Context, text string) error {
 	if s.WebhookURL == "" {
 		return Permanent(errors.New("crmsync: slack webhook: no URL"))
 	}
-	body, err := json.Marshal(map[string]string{"text": s.Message(run, conflicts)})
+	body, err := json.Marshal(map[string]string{"text": text})
 	if err != nil {
 		return fmt.Errorf("crmsync: slack webhook: encode message: %w", err)
 	}

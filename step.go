@@ -198,7 +198,9 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	)
 	err = retry.Do(ctx, policy.retryPolicy(run.eng.cfg.Sleep), func(n int) error {
 		last = &Attempt{N: n}
-		v, ferr := attempt(ctx, fn, last, opts.Timeout)
+		actx, done := run.observeStep(ctx, id, n)
+		v, ferr := attempt(actx, fn, last, opts.Timeout)
+		done(ferr)
 		result = v
 		return ferr
 	}, func(ferr error) retry.Verdict {
@@ -214,6 +216,9 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 			waits++
 			if waits > maxWaits {
 				return retry.Stop(fmt.Errorf("still rate limited after %d waits: %w", maxWaits, ferr))
+			}
+			if obs := run.eng.cfg.Observer; obs != nil {
+				obs.RateLimited(ctx, run.info, id, rl.RetryAfter)
 			}
 			return retry.Wait(rl.RetryAfter)
 		}
@@ -251,6 +256,14 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	run.counters.DeadLetters += len(last.dead)
 	run.mu.Unlock()
 	return result, nil
+}
+
+// observeStep tells the Observer, if any, of an attempt of step id.
+func (r *Run) observeStep(ctx context.Context, id string, n int) (context.Context, func(error)) {
+	if obs := r.eng.cfg.Observer; obs != nil {
+		return obs.StepStarted(ctx, r.info, id, n)
+	}
+	return ctx, func(error) {}
 }
 
 // claim marks id as used in this execution and reports a completed record.

@@ -173,6 +173,10 @@ const (
 	AuditDeadLetter = "dead-letter"
 	AuditConflict   = "conflict"
 	AuditSkip       = "skip"
+	// AuditOperator rows record what a person did through an operator tool
+	// (the web console): resolve a conflict, replay or discard a dead
+	// letter, with who did it in the detail.
+	AuditOperator = "operator"
 )
 
 // AuditEntry is one append-only audit row.

@@ -504,11 +504,27 @@ func delayedCursor(system string) string { return system + ":delayed" }
 func (p *pass) do(ctx context.Context) (*SyncReport, error) {
 	err := p.passes(ctx)
 	p.rep.Duration = time.Since(p.start)
+	p.noteBudgets()
 	if p.run != nil {
 		c := p.run.Counters()
 		p.rep.StepRuns, p.rep.Replays, p.rep.Retries = c.StepRuns, c.Replays, c.Retries
 	}
 	return p.rep, err
+}
+
+// noteBudgets puts each side's daily API use in the report, where its
+// client reports it.
+func (p *pass) noteBudgets() {
+	for _, sd := range []*side{p.a, p.b} {
+		if br, ok := sd.crm.(BudgetReporter); ok {
+			if b, ok := br.APIBudget(); ok {
+				if p.rep.Budget == nil {
+					p.rep.Budget = map[string]APIBudget{}
+				}
+				p.rep.Budget[sd.name] = b
+			}
+		}
+	}
 }
 
 func (p *pass) passes(ctx context.Context) error {

@@ -846,7 +846,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				}
 				sort.Strings(names)
 				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role,
-					"op": it.Op.Kind, "created": o.Created, "fields": names})
+					"op": it.Op.Kind, "created": o.Created, "fields": names, "object": to.object})
 				a.Audit(AuditEntry{Kind: AuditWrite, System: to.name, RecordIDs: []string{o.ID, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
 				continue
 			}

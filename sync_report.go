@@ -90,6 +90,9 @@ type SyncReport struct {
 	Skips []SkipNote `json:"skips,omitempty"`
 	// Duration is the pass's wall time in this execution.
 	Duration time.Duration `json:"duration_ns"`
+	// Budget is each account's daily API use at the end of the pass, for
+	// the clients that report it (BudgetReporter).
+	Budget map[string]APIBudget `json:"budget,omitempty"`
 }
 
 func newSyncReport(a, b string) *SyncReport {

@@ -200,6 +200,7 @@ type Client struct {
 	day       string
 	dayCalls  int
 	dayClosed bool
+	daily     dailyUsage
 }
 
 var _ crmsync.CRM = (*Client)(nil)
@@ -573,6 +574,7 @@ func (c *Client) send(ctx context.Context, r request, u string, payload []byte) 
 		return 0, nil, nil, &netError{call: r.call, err: err}
 	}
 	defer resp.Body.Close()
+	c.noteDaily(resp.Header)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 	if err != nil {
 		return 0, nil, nil, &netError{call: r.call, err: err}

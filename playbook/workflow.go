@@ -149,11 +149,14 @@ func startFakes(hsOpts []hubspottest.Option, sfOpts []func(*salesforcetest.Confi
 
 // clientOptions tune the clients (tests scale their limits).
 type clientOptions struct {
-	HTTPClient        *http.Client
-	HubSpotLimiter    crmsync.Limiter
-	HubSpotSearch     crmsync.Limiter
-	SalesforceLimiter crmsync.Limiter
-	RetryMax          time.Duration
+	HTTPClient *http.Client
+	// SalesforceHTTPClient, if set, is the Salesforce client's (HTTPClient
+	// is then the HubSpot client's only).
+	SalesforceHTTPClient *http.Client
+	HubSpotLimiter       crmsync.Limiter
+	HubSpotSearch        crmsync.Limiter
+	SalesforceLimiter    crmsync.Limiter
+	RetryMax             time.Duration
 	// SalesforceAPIVersion is the Salesforce client's API version; "" is its default.
 	SalesforceAPIVersion string
 }
@@ -164,7 +167,11 @@ func (f *fakes) clients(o clientOptions) (*hubspot.Client, *salesforce.Client, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("hubspot client: %w", err)
 	}
-	sc, err := salesforce.New(salesforce.Config{AccessToken: f.sf.Token(), InstanceURL: f.sfURL, HTTPClient: o.HTTPClient,
+	sfHTTP := o.HTTPClient
+	if o.SalesforceHTTPClient != nil {
+		sfHTTP = o.SalesforceHTTPClient
+	}
+	sc, err := salesforce.New(salesforce.Config{AccessToken: f.sf.Token(), InstanceURL: f.sfURL, HTTPClient: sfHTTP,
 		Limiter: o.SalesforceLimiter, RetryWait: 10 * time.Millisecond, DefaultFields: []string{"Id"}, APIVersion: o.SalesforceAPIVersion})
 	if err != nil {
 		return nil, nil, fmt.Errorf("salesforce client: %w", err)

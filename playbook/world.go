@@ -3,10 +3,13 @@ package playbook
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
@@ -167,13 +170,29 @@ func (w *World) Salesforce() *salesforcetest.Server { return w.w.f.sf }
 // Sync returns the playbook's sync between the two fakes, with the given
 // conflict handlers.
 func (w *World) Sync(onConflict ...crmsync.ConflictHandler) (*crmsync.Sync, error) {
-	hc, sc, err := w.w.f.clients(clientOptions{})
+	return w.SyncHTTP(nil, nil, onConflict...)
+}
+
+// SyncHTTP is Sync with the HubSpot client sending through hs and the
+// Salesforce client through sf (instrumented transports, say); nil means
+// http.DefaultClient.
+func (w *World) SyncHTTP(hs, sf *http.Client, onConflict ...crmsync.ConflictHandler) (*crmsync.Sync, error) {
+	return w.syncWith(clientOptions{HTTPClient: hs, SalesforceHTTPClient: sf}, onConflict)
+}
+
+func (w *World) syncWith(o clientOptions, onConflict []crmsync.ConflictHandler) (*crmsync.Sync, error) {
+	hc, sc, err := w.w.f.clients(o)
 	if err != nil {
 		return nil, err
 	}
 	pol := contactsPolicy()
 	return crmsync.NewSync(crmsync.SyncConfig{A: hc, B: sc, ObjectA: "contacts", ObjectB: "Contact", Policy: &pol,
 		LinkFieldA: hubspotLinkField, LinkFieldB: salesforceLinkField, OnConflict: onConflict})
+}
+
+// Clients returns new HubSpot and Salesforce clients of the two fakes.
+func (w *World) Clients() (*hubspot.Client, *salesforce.Client, error) {
+	return w.w.f.clients(clientOptions{})
 }
 
 // SimulateEdits plays users editing both sides, conflicting edits included.

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -76,6 +77,9 @@ type Config struct {
 	// Now is the clock of due decisions; nil means the Engine's clock. It
 	// should match the clock the Engine stamps runs with.
 	Now func() time.Time
+	// Metrics, if set, is served at /metrics by Handler (the handler
+	// telemetry.NewPrometheus returns, say).
+	Metrics http.Handler
 }
 
 // Worker runs due keys. Create it with New and start it with Run.

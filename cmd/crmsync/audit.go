@@ -24,7 +24,7 @@ Flags:
   -key K       only rows of this key
   -record ID   only rows naming this record id
   -run ID      only rows of this run
-  -kind K      only rows of this kind: write, replay, retry, dead-letter, conflict or skip
+  -kind K      only rows of this kind: write, replay, retry, dead-letter, conflict, skip or operator
   -since T     only rows at or after T (RFC3339)
   -until T     only rows before T (RFC3339)
   -limit N     page size (default 100)
@@ -34,7 +34,7 @@ Flags:
 `
 
 // auditKinds are the kinds of audit row the sync writes.
-var auditKinds = []string{crmsync.AuditWrite, crmsync.AuditReplay, crmsync.AuditRetry, crmsync.AuditDeadLetter, crmsync.AuditConflict, crmsync.AuditSkip}
+var auditKinds = []string{crmsync.AuditWrite, crmsync.AuditReplay, crmsync.AuditRetry, crmsync.AuditDeadLetter, crmsync.AuditConflict, crmsync.AuditSkip, crmsync.AuditOperator}
 
 var auditCols = []string{"id", "time", "key", "run", "step", "kind", "system", "record_ids", "idem_key", "detail"}
 

@@ -69,6 +69,7 @@ Commands:
   audit [filters]                 the audit log, page by page or all of it (export)
   dlq list|show|replay|discard    the dead-letter queue
   conflicts list|show|resolve     conflicts held for a person
+  serve                           the web console (and /metrics, /healthz, /readyz) until interrupted
   fake                            serve fake HubSpot and Salesforce APIs until interrupted
   demo                            run the reference workflow against in-process fakes (no credentials)
 
@@ -185,6 +186,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.cmdDLQ(ctx, rest)
 	case "conflicts":
 		return c.cmdConflicts(ctx, rest)
+	case "serve":
+		return c.cmdServe(ctx, rest)
 	case "fake":
 		return c.cmdFake(ctx, rest)
 	case "demo":
