@@ -91,16 +91,11 @@ func ClientCredentials(c SessionSource, tenantID string) CredentialsFunc {
 	}
 }
 
-// PositionStore keeps where a stream of changes was read up to.
-// store/sqlite, store/postgres and store/memory implement it; it must be
-// safe for concurrent use.
-type PositionStore interface {
-	// GetPosition returns the position last set for stream; it reports
-	// crmsync.ErrNotFound when none was.
-	GetPosition(ctx context.Context, stream string) ([]byte, error)
-	// SetPosition stores pos for stream, replacing the last one.
-	SetPosition(ctx context.Context, stream string, pos []byte) error
-}
+// PositionStore keeps where a stream of changes was read up to: the
+// store's crmsync.PositionStore (store/sqlite, store/postgres and
+// store/memory implement it). GetPosition reports crmsync.ErrNotFound for a
+// stream never set.
+type PositionStore = crmsync.PositionStore
 
 // TriggerFunc is told that objects (Salesforce names, such as "Contact")
 // have changes; full asks for a pass over the whole window, after a gap.
