@@ -97,6 +97,25 @@ type WholeBinReader interface {
 	ArchivedReadsWholeBin() bool
 }
 
+// OwnWriteFilter is an optional interface of a CRM whose change reads can
+// leave out the records its own user changed last (ChangeQuery.OthersOnly;
+// Salesforce filters on LastModifiedById). FiltersOwnWrites reports whether
+// the client does. The sync then leaves its own writes out of such a side's
+// change reads, except on the side's first read, and instead reads back by
+// id, in the pass that made them, the records it wrote there, handing what
+// it reads to the merge like any change: a person's edit made after the
+// read window's end and before the sync's write to the same record is found
+// there, and the next pass does not read the sync's writes again.
+type OwnWriteFilter interface {
+	FiltersOwnWrites() bool
+}
+
+// filtersOwn reports whether sd's change reads leave out its own writes.
+func filtersOwn(sd *side) bool {
+	f, ok := sd.crm.(OwnWriteFilter)
+	return ok && f.FiltersOwnWrites()
+}
+
 // IDResolver is an optional interface of a CRM whose merges give the
 // merged record a new id while the old ids still resolve to it (HubSpot:
 // a single GET follows a merge, batch calls do not). ResolveID returns the
@@ -403,6 +422,9 @@ func refusedFields(err error) []string {
 // reading again; it returns the fields it dropped.
 func (p *pass) changes(ctx context.Context, sd *side, q ChangeQuery) (Page, []string, error) {
 	var dropped []string
+	// A side's first read takes everything: records the CRM's own user
+	// changed before the sync ran are changes too.
+	q.OthersOnly = !q.Archived && !p.first[sd.name] && filtersOwn(sd)
 	for try := 0; ; try++ {
 		q.Fields = p.fieldsFor(sd)
 		p.apiCalls(sd.name, 1)

@@ -539,7 +539,50 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 	if err != nil {
 		return err
 	}
-	return p.commit(ctx, sd, pg, pairs, toOther, otherOut, toSrc, srcOut)
+	if err := p.commit(ctx, sd, pg, pairs, toOther, otherOut, toSrc, srcOut); err != nil {
+		return err
+	}
+	if err := p.readBack(ctx, other, pg, toOther, otherOut); err != nil {
+		return err
+	}
+	return p.readBack(ctx, sd, pg, toSrc, srcOut)
+}
+
+// readBack reads back by id the records the pass wrote on side to (items,
+// with their outcomes out), when to's change reads leave out the sync's
+// own writes (OwnWriteFilter), and handles them as changes of that side.
+// A person's edit that landed after the read window's end and before the
+// write is in what it reads; the sync's own values match the snapshot
+// just committed and write nothing. A plan writes nothing and reads
+// nothing back.
+func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome) error {
+	if p.plan != nil || !filtersOwn(to) {
+		return nil
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for i, o := range out {
+		id := o.ID
+		if id == "" && (o.ok() || o.Unknown) {
+			id = items[i].Op.ID // an update whose result names no id
+		}
+		if id == "" || seen[id] || !(o.ok() || o.Unknown) {
+			continue
+		}
+		seen[id] = true
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	recs, err := p.lookup(ctx, to, "back:"+pg+":"+to.name, "id", ids)
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	p.mu.Lock()
+	p.rep.Read[to.name] += len(recs)
+	p.mu.Unlock()
+	return p.handle(ctx, to, pg+":back:"+to.name, recs)
 }
 
 // opsFor builds the writes to side to. With created nil, to is the other

@@ -217,3 +217,8 @@ func clocked(o harnessOpts, clk *testClock, skew time.Duration) harnessOpts {
 	}
 	return o
 }
+
+func (w *wrapCRM) FiltersOwnWrites() bool {
+	f, ok := w.CRM.(crmsync.OwnWriteFilter)
+	return ok && f.FiltersOwnWrites()
+}

@@ -116,6 +116,18 @@ type Config struct {
 	DefaultFields []string
 	// Now is the clock (JWT expiry, the deleted-records window); nil means time.Now.
 	Now func() time.Time
+
+	// SkipOwnWrites makes Changes leave out, when asked
+	// (crmsync.ChangeQuery.OthersOnly), the records whose LastModifiedById
+	// is the token's user, and makes the client a crmsync.OwnWriteFilter:
+	// the sync then reads its writes back in the pass that made them
+	// instead of reading them again in the next pass. Set it only when the
+	// token's user is an integration user that no person edits as, since a
+	// person's edit made as that user would be taken for the sync's own.
+	SkipOwnWrites bool
+	// UserID is the id of the token's user, for SkipOwnWrites; "" means
+	// asked once from the API (/services/oauth2/userinfo).
+	UserID string
 }
 
 // Stats counts a Client's HTTP requests.
@@ -144,6 +156,9 @@ type Client struct {
 	authMu sync.Mutex
 	token  string
 	base   string
+
+	userMu sync.Mutex
+	userID string // the token's user, once known
 
 	mu      sync.Mutex
 	calls   map[string]int64

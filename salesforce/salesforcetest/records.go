@@ -72,6 +72,7 @@ func contactFields(ext string) []fieldDef {
 		extID,
 		sys("CreatedDate", "datetime"),
 		sys("LastModifiedDate", "datetime"),
+		sys("LastModifiedById", "reference"),
 		sys("SystemModstamp", "datetime"),
 	}
 }
@@ -89,6 +90,9 @@ type record struct {
 	deletedAt time.Time
 	// master is the winner's id when a merge deleted this record.
 	master string
+	// modifiedBy is the LastModifiedById: Config.UserID for API writes,
+	// PersonUserID ("" here) for the test helpers' edits.
+	modifiedBy string
 }
 
 func (r *record) clone() *record {
@@ -116,6 +120,11 @@ func (r *record) value(name string) any {
 		return r.created.UTC().Format(dateTimeLayout)
 	case "LastModifiedDate":
 		return r.modified.UTC().Format(dateTimeLayout)
+	case "LastModifiedById":
+		if r.modifiedBy == "" {
+			return PersonUserID
+		}
+		return r.modifiedBy
 	case "SystemModstamp":
 		return r.stamp.UTC().Format(dateTimeLayout)
 	}

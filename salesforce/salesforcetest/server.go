@@ -111,6 +111,10 @@ type Config struct {
 	ClientSecret string
 	// RefreshToken is the refresh token accepted; "" means "fake-refresh-token".
 	RefreshToken string
+	// UserID is the user every token acts as: the LastModifiedById of the
+	// records written through the API and the user_id of
+	// /services/oauth2/userinfo; "" means DefaultUserID.
+	UserID string
 	// Username is the JWT sub accepted; "" accepts any.
 	Username string
 	// JWTPublicKey verifies JWT signatures; nil checks the claims only.
@@ -335,6 +339,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Token == "" {
 		cfg.Token = DefaultToken
 	}
+	if cfg.UserID == "" {
+		cfg.UserID = DefaultUserID
+	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
 	}
@@ -443,6 +450,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /services/oauth2/token", s.wrap("token", false, s.handleToken))
+	mux.HandleFunc("GET /services/oauth2/userinfo", s.wrap("userinfo", false, s.handleUserInfo))
 	mux.HandleFunc("GET /services/data/{$}", s.wrap("versions", false, s.handleVersions))
 	mux.HandleFunc("GET /services/data", s.wrap("versions", false, s.handleVersions))
 	d := "/services/data/{version}"
@@ -825,6 +833,7 @@ func (s *Server) Edit(id string, fields crmsync.Fields) error {
 	}
 	r.modified = s.stamp()
 	r.stamp = r.modified
+	r.modifiedBy = PersonUserID
 	return nil
 }
 
@@ -881,7 +890,7 @@ func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
 			}
 			s.setField(r, fd.Name, normalize(v))
 		}
-		r.modified, r.stamp = now, now
+		r.modified, r.stamp, r.modifiedBy = now, now, PersonUserID
 	}
 	return nil
 }
@@ -914,7 +923,7 @@ func (s *Server) Merge(master string, losers ...string) error {
 		r := s.records[id]
 		r.deleted, r.deletedAt, r.stamp, r.master = true, now, now, master
 	}
-	m.modified, m.stamp = now, now
+	m.modified, m.stamp, m.modifiedBy = now, now, PersonUserID
 	return nil
 }
 
@@ -1382,4 +1391,20 @@ func releaseLabel(v int) string {
 		year++
 	}
 	return fmt.Sprintf("%s '%02d", [...]string{"Spring", "Summer", "Winter"}[season], year)
+}
+
+// handleUserInfo is GET /services/oauth2/userinfo: the token's user, as the
+// OpenID Connect endpoint answers (user_id, organization_id, ...).
+// It needs a valid bearer token and counts against no allocation.
+func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	valid := ok && s.tokens[tok]
+	s.mu.Unlock()
+	if !valid {
+		writeError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": s.cfg.UserID, "organization_id": "00DFk0000000001AAA",
+		"preferred_username": "integration@example.com", "active": true})
 }
