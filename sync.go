@@ -116,6 +116,21 @@ func filtersOwn(sd *side) bool {
 	return ok && f.FiltersOwnWrites()
 }
 
+// ChangeCounter is an optional interface of a CRM that says, in one cheap
+// call, how many live records a change query's window [q.Since, q.Until)
+// lists (HubSpot: the total of a one-record search page). For a side whose
+// change reads lag (ChangeLagger), the sync uses it to check, rather than
+// read again, the part of a window the previous pass read already.
+type ChangeCounter interface {
+	CountChanges(ctx context.Context, q ChangeQuery) (int, error)
+}
+
+// counts reports whether sd's already-read tail is checked by count.
+func counts(sd *side) bool {
+	_, ok := sd.crm.(ChangeCounter)
+	return ok && changeLag(sd) > 0
+}
+
 // IDResolver is an optional interface of a CRM whose merges give the
 // merged record a new id while the old ids still resolve to it (HubSpot:
 // a single GET follows a merge, batch calls do not). ResolveID returns the
@@ -350,6 +365,10 @@ type pass struct {
 	replaying bool
 
 	mu sync.Mutex
+	// stamps holds, per system, the stamp of each record the pass's live
+	// change reads returned (or a tail count found in place): the next
+	// pass's tail.
+	stamps map[string]map[string]time.Time
 	// dropped holds, per system, the fields left out of this pass's reads
 	// and writes: absent from the schema, or refused by the API.
 	dropped map[string]map[string]bool
@@ -366,7 +385,8 @@ func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
 	rep := newSyncReport(a.name, b.name)
 	rep.Plan = run == nil
 	return &pass{s: s, run: run, st: st, key: key, log: log, a: a, b: b, start: time.Now(), rep: rep,
-		dropped: map[string]map[string]bool{a.name: {}, b.name: {}}}
+		dropped: map[string]map[string]bool{a.name: {}, b.name: {}},
+		stamps:  map[string]map[string]time.Time{a.name: {}, b.name: {}}}
 }
 
 // drop leaves fields out of sd's reads and writes for the rest of the pass
@@ -486,6 +506,14 @@ type ReadWindow struct {
 	ArchivedSince map[string]time.Time `json:"archived_since,omitempty"`
 	// First lists the sides read for the first time (no cursor yet).
 	First map[string]bool `json:"first,omitempty"`
+	// Tail holds, for the sides whose window begins with records the
+	// previous pass read (its tail, kept because the CRM lists writes
+	// late), where the counted part of the tail ends: a millisecond past
+	// the newest stamp the previous pass read there. The window is read
+	// from there; the part before is counted (ChangeCounter) and read
+	// again only when the count is not what the previous pass read there,
+	// less what this pass read again with a newer stamp.
+	Tail map[string]time.Time `json:"tail,omitempty"`
 }
 
 // changeLag is how long sd's change reads lag its writes.
@@ -530,6 +558,18 @@ func (p *pass) passes(ctx context.Context) error {
 				w.First[sd.name] = true
 			}
 			w.Since[sd.name] = since.UTC()
+			if counts(sd) && !w.First[sd.name] {
+				t, err := p.tail(ctx, sd.name)
+				if err != nil {
+					return w, err
+				}
+				if split, ok := t.split(w.Since[sd.name], w.Until); ok {
+					if w.Tail == nil {
+						w.Tail = map[string]time.Time{}
+					}
+					w.Tail[sd.name] = split
+				}
+			}
 			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
 				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
 				if err != nil {
@@ -599,8 +639,18 @@ func (p *pass) passes(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
+		from := win.Since[sd.name]
+		tailEnd, tail := win.Tail[sd.name]
+		if tail {
+			from = tailEnd
+		}
+		if err := p.readSide(ctx, sd, from, win.Until, false, "changes"); err != nil {
 			return err
+		}
+		if tail {
+			if err := p.checkTail(ctx, sd, win.Since[sd.name], tailEnd); err != nil {
+				return err
+			}
 		}
 		delayed, due := win.Delayed[sd.name]
 		if due {
@@ -633,11 +683,16 @@ func (p *pass) passes(ctx context.Context) error {
 			if err != nil {
 				return time.Time{}, err
 			}
+			cur := end
 			if ok && !end.After(old) {
-				return old, nil
+				cur = old
+			} else {
+				a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
 			}
-			a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
-			return end, nil
+			if counts(sd) {
+				a.SetCursor(tailCursor(sd.name), p.newTail(sd, cur.Add(-p.s.c.Overlap), win.Until))
+			}
+			return cur, nil
 		}, nil)
 		if err != nil {
 			return err
@@ -710,6 +765,13 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 			next = fetch(i+1, page.Next)
 		}
 		p.mu.Lock()
+		if !archived {
+			for _, r := range page.Records {
+				if t, ok := p.stamps[sd.name][r.ID]; !ok || r.ModifiedAt.After(t) {
+					p.stamps[sd.name][r.ID] = r.ModifiedAt
+				}
+			}
+		}
 		p.rep.Read[sd.name] += len(page.Records)
 		if i == 0 {
 			p.expected += page.Total
