@@ -38,7 +38,10 @@ type SyncConfig struct {
 	// run resumes where it stopped. The next pass reads from the cursor
 	// less Overlap, so that changes stamped by a clock that runs behind
 	// the sync host's, and changes sharing a stamp, are read again rather
-	// than missed. One exception moves cursors back: when a mapped field
+	// than missed. On a side whose CRM lags and can count (ChangeCounter,
+	// HubSpot), the part of that overlap the previous pass read is counted
+	// rather than read again, and read only when the count differs
+	// (ReadWindow.Tail). One exception moves cursors back: when a mapped field
 	// that went away comes back, both cursors go back, once, to where the
 	// pass that found it gone began, so that the edits made meanwhile sync.
 	// Within a pass each side's deleted records are read before its live
