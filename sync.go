@@ -573,12 +573,39 @@ func (p *pass) passes(ctx context.Context) error {
 					w.Tail[sd.name] = split
 				}
 			}
+			// The delayed window and the recycle bin are read about hourly
+			// and fall due together; a tail count (after a burst) is one
+			// more call. On one pass they take turns, one extra read each,
+			// unless the one put off is twice overdue: a quiet tick stays
+			// cheap, and neither waits long.
+			if !w.DelayedUntil.IsZero() && changeLag(sd) > 0 {
+				d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+				if err != nil {
+					return w, err
+				}
+				// Due once the delayed window spans DelayedLag: one re-read
+				// of about an hour's changes an hour after they were read.
+				_, tail := w.Tail[sd.name]
+				due := ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag))
+				if due && tail && w.DelayedUntil.Before(d.Add(2*p.s.c.DelayedLag)) {
+					due = false
+				}
+				if due {
+					if w.Delayed == nil {
+						w.Delayed = map[string]time.Time{}
+					}
+					w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
+				}
+			}
 			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
 				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
 				if err != nil {
 					return w, err
 				}
-				if ok && w.Until.Sub(last) < p.s.c.ArchivedEvery {
+				_, tail := w.Tail[sd.name]
+				_, delayed := w.Delayed[sd.name]
+				since := w.Until.Sub(last)
+				if ok && (since < p.s.c.ArchivedEvery || ((tail || delayed) && since < 2*p.s.c.ArchivedEvery)) {
 					if w.SkipArchived == nil {
 						w.SkipArchived = map[string]bool{}
 					}
@@ -596,21 +623,6 @@ func (p *pass) passes(ctx context.Context) error {
 					}
 					w.ArchivedSince[sd.name] = from.UTC()
 				}
-			}
-			if w.DelayedUntil.IsZero() || changeLag(sd) == 0 {
-				continue
-			}
-			d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
-			if err != nil {
-				return w, err
-			}
-			// Due once the delayed window spans DelayedLag: one re-read
-			// of about an hour's changes an hour after they were read.
-			if ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag)) {
-				if w.Delayed == nil {
-					w.Delayed = map[string]time.Time{}
-				}
-				w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
 			}
 		}
 		return w, nil

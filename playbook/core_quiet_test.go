@@ -137,3 +137,32 @@ func TestCoreTailCountFindsALateListedRecord(t *testing.T) {
 	assert.Equal(t, "+1 555 0123", sfPhoneOf(h, email), "the record listed late reached Salesforce on the next tick")
 	assert.Equal(t, 1, rep.Directions["hubspot->salesforce"].Updated, "only the late record was written")
 }
+
+// HubSpot's hourly reads, the delayed window's and the recycle bin's, fall
+// due together: on a quiet tick they take turns, so that a quiet tick
+// costs HubSpot at most its change read, one more read and the schema (3
+// calls; Salesforce's 3 make 6).
+func TestCoreHourlyReadsTakeTurnsOnQuietTicks(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, 0))
+	h.f.hs.SeedContacts(20)
+	clk.Advance(time.Second)
+	h.pass()
+	require.Len(t, h.liveSF(), 20)
+	clk.Advance(5 * time.Minute)
+	h.pass() // reads the backfill's write-backs to HubSpot
+	var delayed, bin int
+	for tick := 1; tick <= 26; tick++ { // over two hours
+		clk.Advance(5 * time.Minute)
+		rep := h.pass()
+		assert.LessOrEqual(t, rep.APICalls["hubspot"], 3, "quiet tick %d: calls %v", tick, rep.APICalls)
+		if _, ok := rep.Window.Delayed["hubspot"]; ok {
+			delayed++
+		}
+		if !rep.Window.SkipArchived["hubspot"] {
+			bin++
+		}
+	}
+	assert.GreaterOrEqual(t, delayed, 2, "the delayed window was read each hour")
+	assert.GreaterOrEqual(t, bin, 2, "the recycle bin was read each hour")
+}
