@@ -553,7 +553,9 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 // writes (OwnWriteFilter), and handles them as changes of that side. A
 // person's edit that landed after the read window's end and before the
 // write is in what it reads; the sync's own values match the snapshot just
-// committed and write nothing. Records are read by id, and an upsert whose
+// committed and write nothing. Records the write created are not read
+// back (nobody could edit them before it), and what is read back does not
+// count as read in the report. Records are read by id, and an upsert whose
 // outcome is unknown by its match field, so that a create that landed
 // unseen is linked through its link field as a later read would have. A
 // plan reads back what it would have written, as its view of the records
@@ -566,7 +568,9 @@ func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeI
 	byField := map[string][]string{}
 	seen := map[string]bool{}
 	for i, o := range out {
-		if !o.ok() && !o.Unknown {
+		if (!o.ok() && !o.Unknown) || (o.Created && !o.Ledger) {
+			// Refused, or created by this very write: nobody edited it
+			// before the write.
 			continue
 		}
 		op := items[i].Op
@@ -596,9 +600,6 @@ func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeI
 	if len(recs) == 0 {
 		return nil
 	}
-	p.mu.Lock()
-	p.rep.Read[to.name] += len(recs)
-	p.mu.Unlock()
 	return p.handle(ctx, to, pg+":back:"+to.name, recs)
 }
 
