@@ -32,7 +32,9 @@
 // SOQL sees a write at once, deletions are read by window (getDeleted,
 // queryAll), and a merge loser names its winner, so the client implements
 // none of the optional interfaces [crmsync.ChangeLagger],
-// [crmsync.WholeBinReader] and [crmsync.IDResolver].
+// [crmsync.WholeBinReader] and [crmsync.IDResolver]. It is a
+// [crmsync.OwnWriteFilter]: with Config.SkipOwnWrites its change reads can
+// leave out what its own user wrote (LastModifiedById).
 //
 // [github.com/crmsync/crmsync/salesforce/salesforcetest] serves a fake
 // Salesforce that the client (and jsforce) work against, for tests and
