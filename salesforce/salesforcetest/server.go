@@ -42,7 +42,10 @@
 // most Config.QueryPageSize (1 to 2,000); required fields, restricted
 // picklists, field types and lengths, and a unique external-id field as
 // per-record errors; millisecond stamps from a controllable clock
-// (Config.Now), one stamp for all the records of one call.
+// (Config.Now), one stamp for all the records of one call; LastModifiedById
+// is the token's user (Config.UserID, also served by
+// /services/oauth2/userinfo) for records written through the API and
+// PersonUserID for those the helpers seed, edit or merge, as a person.
 //
 // Rules the real API enforces are always on: describe is filtered by
 // field-level security; a SOQL query naming a field that does not exist or
