@@ -54,7 +54,7 @@ func (s *Server) cascadeLocked(parent *record, now time.Time) {
 
 // undeleteLocked restores r and what its deletion took along; s.mu is held.
 func (s *Server) undeleteLocked(r *record, now time.Time) {
-	r.deleted, r.master, r.cascadeOf, r.stamp = false, "", "", now
+	r.deleted, r.master, r.cascadeOf, r.stamp, r.modifiedBy = false, "", "", now, PersonUserID
 	s.publish(change{typ: "UNDELETE", recs: []*record{r}})
 	for _, id := range s.order {
 		if c := s.records[id]; c.deleted && c.cascadeOf == r.id {
@@ -113,7 +113,7 @@ func (s *Server) Merge(master string, losers ...string) error {
 		}
 		r.deleted, r.deletedAt, r.stamp, r.master = true, now, now, master
 	}
-	m.modified, m.stamp = now, now
+	m.modified, m.stamp, m.modifiedBy = now, now, PersonUserID
 	s.publish(change{typ: "UPDATE", recs: []*record{m}}, change{typ: "DELETE", recs: s.recordsOf(losers)})
 	return nil
 }
@@ -309,14 +309,14 @@ func (s *Server) ConvertLead(leadID string, opts ConvertOptions) (ConvertResult,
 		acct = s.newRecordOf(s.object(objAccount), now)
 		tx[0].typ = "CREATE"
 	} else {
-		acct.modified, acct.stamp = now, now
+		acct.modified, acct.stamp, acct.modifiedBy = now, now, PersonUserID
 	}
 	fill(acct, leadToAccount, never)
 	if contact == nil {
 		contact = s.newRecordOf(s.contact, now)
 		tx[1].typ = "CREATE"
 	} else {
-		contact.modified, contact.stamp = now, now
+		contact.modified, contact.stamp, contact.modifiedBy = now, now, PersonUserID
 	}
 	toContact := map[string]string{}
 	for k, v := range leadToContact {
@@ -360,7 +360,7 @@ func (s *Server) ConvertLead(leadID string, opts ConvertOptions) (ConvertResult,
 		s.setField(lead, "ConvertedOpportunityId", res.OpportunityID)
 	}
 	s.setField(lead, "Status", ConvertedLeadStatus)
-	lead.modified, lead.stamp = now, now
+	lead.modified, lead.stamp, lead.modifiedBy = now, now, PersonUserID
 	tx[0].recs[0], tx[1].recs[0] = acct, contact
 	s.publish(append(tx, change{typ: "UPDATE", recs: []*record{lead}})...)
 	return res, nil

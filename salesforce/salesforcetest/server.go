@@ -82,7 +82,10 @@
 // most Config.QueryPageSize (1 to 2,000); required fields, restricted
 // picklists, field types and lengths, and a unique external-id field as
 // per-record errors; millisecond stamps from a controllable clock
-// (Config.Now), one stamp for all the records of one call.
+// (Config.Now), one stamp for all the records of one call; LastModifiedById
+// is the token's user (Config.UserID, also served by
+// /services/oauth2/userinfo) for records written through the API and
+// PersonUserID for those the helpers seed, edit or merge, as a person.
 //
 // Rules the real API enforces are always on: describe is filtered by
 // field-level security; a SOQL query naming a field that does not exist or
@@ -151,6 +154,10 @@ type Config struct {
 	ClientSecret string
 	// RefreshToken is the refresh token accepted; "" means "fake-refresh-token".
 	RefreshToken string
+	// UserID is the user every token acts as: the LastModifiedById of the
+	// records written through the API and the user_id of
+	// /services/oauth2/userinfo; "" means DefaultUserID.
+	UserID string
 	// Username is the JWT sub accepted; "" accepts any.
 	Username string
 	// JWTPublicKey verifies JWT signatures; nil checks the claims only.
@@ -388,6 +395,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Token == "" {
 		cfg.Token = DefaultToken
 	}
+	if cfg.UserID == "" {
+		cfg.UserID = DefaultUserID
+	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
 	}
@@ -508,6 +518,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /services/oauth2/token", s.wrap("token", false, s.handleToken))
+	mux.HandleFunc("GET /services/oauth2/userinfo", s.wrap("userinfo", false, s.handleUserInfo))
 	mux.HandleFunc("GET /services/data/{$}", s.wrap("versions", false, s.handleVersions))
 	mux.HandleFunc("GET /services/data", s.wrap("versions", false, s.handleVersions))
 	d := "/services/data/{version}"
@@ -904,6 +915,7 @@ func (s *Server) Edit(id string, fields crmsync.Fields) error {
 	}
 	r.modified = s.stamp()
 	r.stamp = r.modified
+	r.modifiedBy = PersonUserID
 	s.publish(change{typ: "UPDATE", fields: changedNames(fields), recs: []*record{r}})
 	return nil
 }
@@ -959,7 +971,7 @@ func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
 			}
 			s.setField(r, fd.Name, normalize(v))
 		}
-		r.modified, r.stamp = now, now
+		r.modified, r.stamp, r.modifiedBy = now, now, PersonUserID
 	}
 	s.publish(change{typ: "UPDATE", fields: changedNames(fields), recs: s.recordsOf(ids)})
 	return nil
@@ -1532,4 +1544,20 @@ func releaseLabel(v int) string {
 		year++
 	}
 	return fmt.Sprintf("%s '%02d", [...]string{"Spring", "Summer", "Winter"}[season], year)
+}
+
+// handleUserInfo is GET /services/oauth2/userinfo: the token's user, as the
+// OpenID Connect endpoint answers (user_id, organization_id, ...).
+// It needs a valid bearer token and counts against no allocation.
+func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	valid := ok && s.tokens[tok]
+	s.mu.Unlock()
+	if !valid {
+		writeError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": s.cfg.UserID, "organization_id": "00DFk0000000001AAA",
+		"preferred_username": "integration@example.com", "active": true})
 }

@@ -284,7 +284,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, pathObject, extField st
 			}
 			s.setField(target, k, v)
 		}
-		target.modified, target.stamp = now, now
+		target.modified, target.stamp, target.modifiedBy = now, now, s.cfg.UserID
 		id := target.id
 		res.ID = &id
 		res.Success = true
