@@ -64,6 +64,9 @@ type ChangeQuery struct {
 	PageToken string
 	// PageSize is a hint; zero means the API's maximum.
 	PageSize int
+	// OthersOnly leaves out the records whose last change the client's own
+	// user made, on a CRM that is an OwnWriteFilter; others ignore it.
+	OthersOnly bool
 }
 
 // Page is one page of a change query.

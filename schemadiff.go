@@ -155,6 +155,10 @@ func typeFits(want, got FieldType) bool {
 		return got == TypeString || got == TypeEnum
 	case TypeMultiEnum:
 		return got == TypeString
+	case TypeDate:
+		// A date rule over a datetime field keeps the day (HubSpot's
+		// closedate is a datetime at midnight UTC; Salesforce's CloseDate a date).
+		return got == TypeDateTime || got == TypeString
 	}
 	return false
 }

@@ -38,7 +38,10 @@ type SyncConfig struct {
 	// run resumes where it stopped. The next pass reads from the cursor
 	// less Overlap, so that changes stamped by a clock that runs behind
 	// the sync host's, and changes sharing a stamp, are read again rather
-	// than missed. One exception moves cursors back: when a mapped field
+	// than missed. On a side whose CRM lags and can count (ChangeCounter,
+	// HubSpot), the part of that overlap the previous pass read is counted
+	// rather than read again, and read only when the count differs
+	// (ReadWindow.Tail). One exception moves cursors back: when a mapped field
 	// that went away comes back, both cursors go back, once, to where the
 	// pass that found it gone began, so that the edits made meanwhile sync.
 	// Within a pass each side's deleted records are read before its live
@@ -104,6 +107,40 @@ type Sync struct {
 // own slower cadence (SyncConfig.ArchivedEvery), not on every pass.
 type WholeBinReader interface {
 	ArchivedReadsWholeBin() bool
+}
+
+// OwnWriteFilter is an optional interface of a CRM whose change reads can
+// leave out the records its own user changed last (ChangeQuery.OthersOnly;
+// Salesforce filters on LastModifiedById). FiltersOwnWrites reports whether
+// the client does. The sync then leaves its own writes out of such a side's
+// change reads, except on the side's first read, and instead reads back by
+// id, in the pass that made them, the records it wrote there, handing what
+// it reads to the merge like any change: a person's edit made after the
+// read window's end and before the sync's write to the same record is found
+// there, and the next pass does not read the sync's writes again.
+type OwnWriteFilter interface {
+	FiltersOwnWrites() bool
+}
+
+// filtersOwn reports whether sd's change reads leave out its own writes.
+func filtersOwn(sd *side) bool {
+	f, ok := sd.crm.(OwnWriteFilter)
+	return ok && f.FiltersOwnWrites()
+}
+
+// ChangeCounter is an optional interface of a CRM that says, in one cheap
+// call, how many live records a change query's window [q.Since, q.Until)
+// lists (HubSpot: the total of a one-record search page). For a side whose
+// change reads lag (ChangeLagger), the sync uses it to check, rather than
+// read again, the part of a window the previous pass read already.
+type ChangeCounter interface {
+	CountChanges(ctx context.Context, q ChangeQuery) (int, error)
+}
+
+// counts reports whether sd's already-read tail is checked by count.
+func counts(sd *side) bool {
+	_, ok := sd.crm.(ChangeCounter)
+	return ok && changeLag(sd) > 0
 }
 
 // IDResolver is an optional interface of a CRM whose merges give the
@@ -340,6 +377,10 @@ type pass struct {
 	replaying bool
 
 	mu sync.Mutex
+	// stamps holds, per system, the stamp of each record the pass's live
+	// change reads returned (or a tail count found in place): the next
+	// pass's tail.
+	stamps map[string]map[string]time.Time
 	// dropped holds, per system, the fields left out of this pass's reads
 	// and writes: absent from the schema, or refused by the API.
 	dropped map[string]map[string]bool
@@ -367,7 +408,8 @@ func (s *Sync) newPass(run *Run, st Store, key string, log *slog.Logger) *pass {
 	rep := newSyncReport(a.name, b.name)
 	rep.Plan = run == nil
 	return &pass{s: s, run: run, st: st, key: key, leaseKey: key, log: log, a: a, b: b, start: time.Now(), rep: rep,
-		dropped: map[string]map[string]bool{a.name: {}, b.name: {}}}
+		dropped: map[string]map[string]bool{a.name: {}, b.name: {}},
+		stamps:  map[string]map[string]time.Time{a.name: {}, b.name: {}}}
 }
 
 // drop leaves fields out of sd's reads and writes for the rest of the pass
@@ -423,6 +465,9 @@ func refusedFields(err error) []string {
 // reading again; it returns the fields it dropped.
 func (p *pass) changes(ctx context.Context, sd *side, q ChangeQuery) (Page, []string, error) {
 	var dropped []string
+	// A side's first read takes everything: records the CRM's own user
+	// changed before the sync ran are changes too.
+	q.OthersOnly = !q.Archived && !p.first[sd.name] && filtersOwn(sd)
 	for try := 0; ; try++ {
 		q.Fields = p.fieldsFor(sd)
 		p.apiCalls(sd.name, 1)
@@ -486,6 +531,14 @@ type ReadWindow struct {
 	ArchivedSince map[string]time.Time `json:"archived_since,omitempty"`
 	// First lists the sides read for the first time (no cursor yet).
 	First map[string]bool `json:"first,omitempty"`
+	// Tail holds, for the sides whose window begins with records the
+	// previous pass read (its tail, kept because the CRM lists writes
+	// late), where the counted part of the tail ends: a millisecond past
+	// the newest stamp the previous pass read there. The window is read
+	// from there; the part before is counted (ChangeCounter) and read
+	// again only when the count is not what the previous pass read there,
+	// less what this pass read again with a newer stamp.
+	Tail map[string]time.Time `json:"tail,omitempty"`
 }
 
 // changeLag is how long sd's change reads lag its writes.
@@ -546,12 +599,51 @@ func (p *pass) passes(ctx context.Context) error {
 				w.First[sd.name] = true
 			}
 			w.Since[sd.name] = since.UTC()
-			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.leaseKey, sd.name) {
+			if counts(sd) && !w.First[sd.name] {
+				t, err := p.tail(ctx, sd.name)
+				if err != nil {
+					return w, err
+				}
+				if split, ok := t.split(w.Since[sd.name], w.Until); ok {
+					if w.Tail == nil {
+						w.Tail = map[string]time.Time{}
+					}
+					w.Tail[sd.name] = split
+				}
+			}
+			// The delayed window and the recycle bin are read about hourly
+			// and fall due together; a tail count (after a burst) is one
+			// more call. On one pass they take turns, one extra read each,
+			// unless the one put off is twice overdue: a quiet tick stays
+			// cheap, and neither waits long.
+			if !w.DelayedUntil.IsZero() && changeLag(sd) > 0 {
+				d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+				if err != nil {
+					return w, err
+				}
+				// Due once the delayed window spans DelayedLag: one re-read
+				// of about an hour's changes an hour after they were read.
+				_, tail := w.Tail[sd.name]
+				due := ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag))
+				if due && tail && w.DelayedUntil.Before(d.Add(2*p.s.c.DelayedLag)) {
+					due = false
+				}
+				if due {
+					if w.Delayed == nil {
+						w.Delayed = map[string]time.Time{}
+					}
+					w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
+				}
+			}
+			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
 				last, ok, err := p.cursor(ctx, archivedCursor(sd.name))
 				if err != nil {
 					return w, err
 				}
-				if ok && w.Until.Sub(last) < p.s.c.ArchivedEvery {
+				_, tail := w.Tail[sd.name]
+				_, delayed := w.Delayed[sd.name]
+				since := w.Until.Sub(last)
+				if ok && (since < p.s.c.ArchivedEvery || ((tail || delayed) && since < 2*p.s.c.ArchivedEvery)) {
 					if w.SkipArchived == nil {
 						w.SkipArchived = map[string]bool{}
 					}
@@ -569,21 +661,6 @@ func (p *pass) passes(ctx context.Context) error {
 					}
 					w.ArchivedSince[sd.name] = from.UTC()
 				}
-			}
-			if w.DelayedUntil.IsZero() || changeLag(sd) == 0 {
-				continue
-			}
-			d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
-			if err != nil {
-				return w, err
-			}
-			// Due once the delayed window spans DelayedLag: one re-read
-			// of about an hour's changes an hour after they were read.
-			if ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag)) {
-				if w.Delayed == nil {
-					w.Delayed = map[string]time.Time{}
-				}
-				w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
 			}
 		}
 		return w, nil
@@ -618,8 +695,18 @@ func (p *pass) passes(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := p.readSide(ctx, sd, win.Since[sd.name], win.Until, false, "changes"); err != nil {
+		from := win.Since[sd.name]
+		tailEnd, tail := win.Tail[sd.name]
+		if tail {
+			from = tailEnd
+		}
+		if err := p.readSide(ctx, sd, from, win.Until, false, "changes"); err != nil {
 			return err
+		}
+		if tail {
+			if err := p.checkTail(ctx, sd, win.Since[sd.name], tailEnd); err != nil {
+				return err
+			}
 		}
 		delayed, due := win.Delayed[sd.name]
 		if due {
@@ -655,11 +742,16 @@ func (p *pass) passes(ctx context.Context) error {
 			if err != nil {
 				return time.Time{}, err
 			}
+			cur := end
 			if ok && !end.After(old) {
-				return old, nil
+				cur = old
+			} else {
+				a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
 			}
-			a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
-			return end, nil
+			if counts(sd) {
+				a.SetCursor(tailCursor(sd.name), p.newTail(sd, cur.Add(-p.s.c.Overlap), win.Until))
+			}
+			return cur, nil
 		}, nil)
 		if err != nil {
 			return err
@@ -732,6 +824,13 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 			next = fetch(i+1, page.Next)
 		}
 		p.mu.Lock()
+		if !archived {
+			for _, r := range page.Records {
+				if t, ok := p.stamps[sd.name][r.ID]; !ok || r.ModifiedAt.After(t) {
+					p.stamps[sd.name][r.ID] = r.ModifiedAt
+				}
+			}
+		}
 		p.rep.Read[sd.name] += len(page.Records)
 		if i == 0 {
 			p.expected += page.Total

@@ -549,7 +549,68 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 	if err != nil {
 		return err
 	}
-	return p.commit(ctx, sd, pg, pairs, toOther, otherOut, toSrc, srcOut)
+	if err := p.commit(ctx, sd, pg, pairs, toOther, otherOut, toSrc, srcOut); err != nil {
+		return err
+	}
+	if err := p.readBack(ctx, other, pg, toOther, otherOut); err != nil {
+		return err
+	}
+	return p.readBack(ctx, sd, pg, toSrc, srcOut)
+}
+
+// readBack reads back the records the pass wrote on side to (items, with
+// their outcomes out), when to's change reads leave out the sync's own
+// writes (OwnWriteFilter), and handles them as changes of that side. A
+// person's edit that landed after the read window's end and before the
+// write is in what it reads; the sync's own values match the snapshot just
+// committed and write nothing. Records the write created are not read
+// back (nobody could edit them before it), and what is read back does not
+// count as read in the report. Records are read by id, and an upsert whose
+// outcome is unknown by its match field, so that a create that landed
+// unseen is linked through its link field as a later read would have. A
+// plan reads back what it would have written, as its view of the records
+// shows them, so that its counts stay those of the pass.
+func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome) error {
+	if !filtersOwn(to) {
+		return nil
+	}
+	var ids []string
+	byField := map[string][]string{}
+	seen := map[string]bool{}
+	for i, o := range out {
+		if (!o.ok() && !o.Unknown) || (o.Created && !o.Ledger) {
+			// Refused, or created by this very write: nobody edited it
+			// before the write.
+			continue
+		}
+		op := items[i].Op
+		id := o.ID
+		if id == "" {
+			id = op.ID // an update whose result names no id
+		}
+		switch {
+		case id != "" && !seen[id]:
+			seen[id] = true
+			ids = append(ids, id)
+		case id == "" && op.Kind == Upsert && op.MatchField != "" && op.MatchValue != "":
+			byField[op.MatchField] = append(byField[op.MatchField], op.MatchValue)
+		}
+	}
+	recs, err := p.lookup(ctx, to, "back:"+pg+":"+to.name, "id", ids)
+	if err != nil {
+		return err
+	}
+	for _, f := range slices.Sorted(maps.Keys(byField)) {
+		more, err := p.lookup(ctx, to, "back:"+pg+":"+to.name+":"+f, f, dedupe(byField[f]))
+		if err != nil {
+			return err
+		}
+		recs = append(recs, more...)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	return p.handle(ctx, to, pg+":back:"+to.name, recs)
 }
 
 // opsFor builds the writes to side to. With created nil, to is the other

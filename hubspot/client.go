@@ -29,7 +29,9 @@
 // is a [crmsync.ChangeLagger] (search shows a write only after a while;
 // Config.ChangeLag), a [crmsync.WholeBinReader] (the archived list is the
 // whole recycle bin, whatever the window) and a [crmsync.IDResolver] (a
-// merge makes a new id; a single GET by an old id follows it).
+// merge makes a new id; a single GET by an old id follows it). A fourth,
+// [crmsync.ChangeCounter], counts a window with one search, so that the
+// sync checks rather than reads again what it read already.
 //
 // [github.com/crmsync/crmsync/hubspot/hubspottest] serves a fake HubSpot
 // that the client (and HubSpot's official clients) work against, for tests

@@ -468,3 +468,37 @@ func (c *Client) Archive(ctx context.Context, object string, ids []string) error
 	}
 	return nil
 }
+
+// CountChanges implements crmsync.ChangeCounter: how many live records
+// search lists with a last-modified stamp in [q.Since, q.Until), from the
+// total of a one-record search page (one search call, no batch read). It
+// sees what search sees, index lag included.
+func (c *Client) CountChanges(ctx context.Context, q crmsync.ChangeQuery) (int, error) {
+	if q.Object == "" || q.Archived {
+		return 0, crmsync.Permanent(errors.New("hubspot: count changes: a live object is required"))
+	}
+	mod := modifiedProperty(q.Object)
+	filters := []filter{{PropertyName: mod, Operator: "GTE", Value: strconv.FormatInt(max(q.Since.UnixMilli(), epochFloor), 10)}}
+	if !q.Until.IsZero() {
+		filters = append(filters, filter{PropertyName: mod, Operator: "LT", Value: strconv.FormatInt(max(q.Until.UnixMilli(), epochFloor), 10)})
+	}
+	body := searchRequest{
+		FilterGroups: []filterGroup{{Filters: filters}},
+		Sorts:        []sort{{PropertyName: "hs_object_id", Direction: "ASCENDING"}},
+		Properties:   []string{"hs_object_id"},
+		Limit:        1,
+	}
+	call := "count " + q.Object
+	status, raw, err := c.do(ctx, request{endpoint: "search", call: call, object: q.Object, method: http.MethodPost,
+		path: objectPath(q.Object) + "/search", body: body, search: true})
+	if err != nil {
+		return 0, err
+	}
+	var resp searchResponse
+	if err := decode(call, status, raw, &resp); err != nil {
+		return 0, err
+	}
+	return resp.Total, nil
+}
+
+var _ crmsync.ChangeCounter = (*Client)(nil)

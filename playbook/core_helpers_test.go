@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -216,4 +217,16 @@ func clocked(o harnessOpts, clk *testClock, skew time.Duration) harnessOpts {
 		}
 	}
 	return o
+}
+
+func (w *wrapCRM) FiltersOwnWrites() bool {
+	f, ok := w.CRM.(crmsync.OwnWriteFilter)
+	return ok && f.FiltersOwnWrites()
+}
+
+func (w *wrapCRM) CountChanges(ctx context.Context, q crmsync.ChangeQuery) (int, error) {
+	if c, ok := w.CRM.(crmsync.ChangeCounter); ok {
+		return c.CountChanges(ctx, q)
+	}
+	return 0, errors.New("wrapCRM: the wrapped client cannot count changes")
 }

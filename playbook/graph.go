@@ -26,6 +26,35 @@ var dealStageMap = crmsync.PicklistMap{
 	"closedlost":            "Closed Lost",
 }
 
+// salesforceStageExtra are the Salesforce default stages HubSpot's default
+// pipeline has no stage for, each carried to the HubSpot stage nearest
+// before it. They travel one way: a HubSpot stage goes back as the one
+// Salesforce stage dealStageMap names, which Salesforce never takes
+// (the stage is Salesforce's unless blank), so nothing flaps.
+var salesforceStageExtra = map[string]string{
+	"Needs Analysis":       "qualifiedtobuy",
+	"Perception Analysis":  "decisionmakerboughtin",
+	"Proposal/Price Quote": "contractsent",
+}
+
+// stageToHubSpot carries a Salesforce stage to HubSpot: dealStageMap read
+// backwards, then salesforceStageExtra; any other stage has no mapping.
+var stageToHubSpot = crmsync.TransformFunc(func(v any) (any, error) {
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return v, nil
+	}
+	for hs, sf := range dealStageMap {
+		if sf == s {
+			return hs, nil
+		}
+	}
+	if hs, ok := salesforceStageExtra[s]; ok {
+		return hs, nil
+	}
+	return nil, crmsync.ErrUnmapped
+})
+
 // CompaniesPolicy is the playbook's policy for HubSpot companies and
 // Salesforce accounts: every field to the most recent edit (they are
 // identity fields). Companies are not matched on their domain: HubSpot
@@ -72,7 +101,7 @@ func DealsPolicy() crmsync.Policy {
 		Identity: crmsync.Identity{A: hubspotDealLinkField, B: salesforceLinkField},
 		Rules: []crmsync.FieldRule{
 			{A: "dealname", B: "Name", Type: crmsync.TypeString, Rule: crmsync.MostRecent()},
-			{A: "dealstage", B: "StageName", Type: crmsync.TypeEnum, ToB: dealStageMap, Rule: crmsync.PreferUnlessBlank("salesforce")},
+			{A: "dealstage", B: "StageName", Type: crmsync.TypeEnum, ToB: dealStageMap, ToA: stageToHubSpot, Rule: crmsync.PreferUnlessBlank("salesforce")},
 			{A: "amount", B: "Amount", Type: crmsync.TypeNumber, Rule: crmsync.PreferUnlessBlank("salesforce")},
 			{A: "closedate", B: "CloseDate", Type: crmsync.TypeDate, Rule: crmsync.PreferUnlessBlank("salesforce")},
 			{Name: "company", A: "associations.companies", B: "AccountId", Type: crmsync.TypeReference, Ref: "companies", Rule: crmsync.MostRecent()},

@@ -172,7 +172,8 @@ func (f *fakes) clients(o clientOptions) (*hubspot.Client, *salesforce.Client, e
 		sfHTTP = o.SalesforceHTTPClient
 	}
 	sc, err := salesforce.New(salesforce.Config{AccessToken: f.sf.Token(), InstanceURL: f.sfURL, HTTPClient: sfHTTP,
-		Limiter: o.SalesforceLimiter, RetryWait: 10 * time.Millisecond, DefaultFields: []string{"Id"}, APIVersion: o.SalesforceAPIVersion})
+		Limiter: o.SalesforceLimiter, RetryWait: 10 * time.Millisecond, DefaultFields: []string{"Id"}, APIVersion: o.SalesforceAPIVersion,
+		SkipOwnWrites: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("salesforce client: %w", err)
 	}

@@ -91,11 +91,15 @@ func (c *Client) fieldList(fields []string, must ...string) ([]string, error) {
 }
 
 // changesSOQL builds the change query; after, when set, restarts past the
-// (SystemModstamp, Id) position.
-func changesSOQL(object string, fields []string, q crmsync.ChangeQuery, after pageToken) string {
+// (SystemModstamp, Id) position; notBy, when set, leaves out the records
+// that user changed last.
+func changesSOQL(object string, fields []string, q crmsync.ChangeQuery, after pageToken, notBy string) string {
 	var where []string
 	if q.Archived {
 		where = append(where, "IsDeleted = true")
+	}
+	if notBy != "" {
+		where = append(where, "LastModifiedById != "+QuoteSOQL(notBy))
 	}
 	if !q.Since.IsZero() {
 		where = append(where, "SystemModstamp >= "+FormatSOQLDateTime(q.Since))
@@ -133,7 +137,9 @@ func mergeable(object string) bool {
 // that a merge took away has Record.MergedInto set to the winner
 // (MasterRecordId, selected with the archived read). A query naming a field
 // the API does not know or hides (INVALID_FIELD) fails with a permanent
-// error whose chain holds a *crmsync.FieldError naming it. An expired query locator
+// error whose chain holds a *crmsync.FieldError naming it. With
+// q.OthersOnly and Config.SkipOwnWrites, records whose LastModifiedById is
+// the token's user are left out (not for q.Archived). An expired query locator
 // (INVALID_QUERY_LOCATOR) restarts the query after the last record returned.
 func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Page, error) {
 	if err := ValidName("object", q.Object); err != nil {
@@ -156,6 +162,12 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 		n := min(max(q.PageSize, 200), 2000)
 		hdr.Set("Sforce-Query-Options", "batchSize="+strconv.Itoa(n))
 	}
+	var notBy string
+	if q.OthersOnly && !q.Archived && c.cfg.SkipOwnWrites {
+		if notBy, err = c.ownUserID(ctx); err != nil {
+			return crmsync.Page{}, err
+		}
+	}
 	var pos pageToken
 	var res queryResult
 	if q.PageToken == "" {
@@ -164,7 +176,7 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 				return crmsync.Page{}, err
 			}
 		}
-		res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pageToken{}), hdr)
+		res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pageToken{}, notBy), hdr)
 	} else {
 		if pos, err = decodePageToken(q.PageToken); err != nil {
 			return crmsync.Page{}, permanent(err)
@@ -173,11 +185,11 @@ func (c *Client) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.Pa
 			res, err = c.queryMore(ctx, pos.URL, hdr)
 			var ae *APIError
 			if errors.As(err, &ae) && ae.ErrorCode == "INVALID_QUERY_LOCATOR" {
-				res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos), hdr)
+				res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos, notBy), hdr)
 				pos.Seen = 0
 			}
 		} else {
-			res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos), hdr)
+			res, err = c.query(ctx, name, endpoint, changesSOQL(q.Object, fields, q, pos, notBy), hdr)
 			pos.Seen = 0
 		}
 	}
@@ -260,4 +272,37 @@ func (c *Client) checkDeletedWindow(ctx context.Context, object string, since ti
 			object, FormatDateTime(d.EarliestDateAvailable), ErrDeletedWindowLost))
 	}
 	return nil
+}
+
+// FiltersOwnWrites implements crmsync.OwnWriteFilter: it reports
+// Config.SkipOwnWrites.
+func (c *Client) FiltersOwnWrites() bool { return c.cfg.SkipOwnWrites }
+
+var _ crmsync.OwnWriteFilter = (*Client)(nil)
+
+// ownUserID returns the token's user id: Config.UserID, or the user_id the
+// userinfo endpoint reports, asked once.
+func (c *Client) ownUserID(ctx context.Context) (string, error) {
+	c.userMu.Lock()
+	defer c.userMu.Unlock()
+	if c.userID != "" {
+		return c.userID, nil
+	}
+	if c.cfg.UserID != "" {
+		c.userID = c.cfg.UserID
+		return c.userID, nil
+	}
+	resp, err := c.do(ctx, call{name: "userinfo", endpoint: "oauth2/userinfo", method: http.MethodGet,
+		path: "/services/oauth2/userinfo", idempotent: true})
+	if err != nil {
+		return "", err
+	}
+	var info struct {
+		UserID string `json:"user_id"`
+	}
+	if err := json.Unmarshal(resp.body, &info); err != nil || !idPattern.MatchString(info.UserID) {
+		return "", &DecodeError{Call: "userinfo", Status: resp.status, Reason: "no valid user_id"}
+	}
+	c.userID = info.UserID
+	return c.userID, nil
 }

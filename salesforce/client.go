@@ -48,7 +48,9 @@
 // SOQL sees a write at once, deletions are read by window (getDeleted,
 // queryAll), and a merge loser names its winner, so the client implements
 // none of the optional interfaces [crmsync.ChangeLagger],
-// [crmsync.WholeBinReader] and [crmsync.IDResolver].
+// [crmsync.WholeBinReader] and [crmsync.IDResolver]. It is a
+// [crmsync.OwnWriteFilter]: with Config.SkipOwnWrites its change reads can
+// leave out what its own user wrote (LastModifiedById).
 //
 // [github.com/crmsync/crmsync/salesforce/salesforcetest] serves a fake
 // Salesforce that the client (and jsforce) work against, for tests and
@@ -134,6 +136,18 @@ type Config struct {
 	DefaultFields []string
 	// Now is the clock (JWT expiry, the deleted-records window); nil means time.Now.
 	Now func() time.Time
+
+	// SkipOwnWrites makes Changes leave out, when asked
+	// (crmsync.ChangeQuery.OthersOnly), the records whose LastModifiedById
+	// is the token's user, and makes the client a crmsync.OwnWriteFilter:
+	// the sync then reads its writes back in the pass that made them
+	// instead of reading them again in the next pass. Set it only when the
+	// token's user is an integration user that no person edits as, since a
+	// person's edit made as that user would be taken for the sync's own.
+	SkipOwnWrites bool
+	// UserID is the id of the token's user, for SkipOwnWrites; "" means
+	// asked once from the API (/services/oauth2/userinfo).
+	UserID string
 }
 
 // Stats counts a Client's HTTP requests.
@@ -162,6 +176,9 @@ type Client struct {
 	authMu sync.Mutex
 	token  string
 	base   string
+
+	userMu sync.Mutex
+	userID string // the token's user, once known
 
 	mu      sync.Mutex
 	calls   map[string]int64

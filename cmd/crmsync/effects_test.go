@@ -308,7 +308,7 @@ func TestFake(t *testing.T) {
 	done := make(chan int, 1)
 	hsAddr, sfAddr := freeAddr(t), freeAddr(t)
 	go func() {
-		done <- run(ctx, []string{"fake", "-hubspot-addr", hsAddr, "-salesforce-addr", sfAddr, "-seed", "3"}, &out, &errOut, nil)
+		done <- run(ctx, []string{"fake", "-hubspot-addr", hsAddr, "-salesforce-addr", sfAddr, "-salesforce-pubsub-addr", "127.0.0.1:0", "-seed", "3"}, &out, &errOut, nil)
 	}()
 	vars := map[string]string{}
 	deadline := time.After(10 * time.Second)

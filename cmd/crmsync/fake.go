@@ -13,7 +13,7 @@ import (
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
-const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-seed N] [-query-page-size N]
+const fakeUsage = `usage: crmsync fake [-hubspot-addr ADDR] [-salesforce-addr ADDR] [-salesforce-pubsub-addr ADDR] [-seed N] [-query-page-size N]
                     [-hubspot-companies N] [-hubspot-deals N]
                     [-salesforce-accounts N] [-salesforce-leads N]
 
@@ -28,6 +28,10 @@ The fakes need no store; -store is ignored.
 Flags:
   -hubspot-addr ADDR      listen address of the HubSpot fake (default 127.0.0.1:8081)
   -salesforce-addr ADDR   listen address of the Salesforce fake (default 127.0.0.1:8082)
+  -salesforce-pubsub-addr ADDR
+                          listen address of the Salesforce fake's Pub/Sub API
+                          (gRPC without TLS; Change Data Capture events for every
+                          write; default 127.0.0.1:8083)
   -seed N                 contacts to create in each fake (default 10)
   -query-page-size N      most records per Salesforce query page, 1 to 2000
                           (default 2000; Sforce-Query-Options asks for less)
@@ -47,6 +51,7 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	fs := c.flags("fake")
 	hsAddr := fs.String("hubspot-addr", "127.0.0.1:8081", "")
 	sfAddr := fs.String("salesforce-addr", "127.0.0.1:8082", "")
+	psAddr := fs.String("salesforce-pubsub-addr", "127.0.0.1:8083", "")
 	seed := fs.Int("seed", 10, "")
 	pageSize := fs.Int("query-page-size", 2000, "")
 	hsCompanies := fs.Int("hubspot-companies", 0, "")
@@ -96,6 +101,9 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 		return listenErr("salesforce", *sfAddr, err)
 	}
 	defer sf.Close()
+	if err := sf.StartPubSub(salesforcetest.PubSubConfig{Addr: *psAddr}); err != nil {
+		return listenErr("salesforce pub/sub", *psAddr, err)
+	}
 
 	hsURL, sfURL := hs.BaseURL(), sf.BaseURL()
 	fmt.Fprintf(c.stdout, "HUBSPOT_BASE_URL=%s\n", hsURL)
@@ -109,6 +117,8 @@ func (c *cli) cmdFake(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_ID=%s\n", salesforcetest.DefaultClientID)
 	fmt.Fprintf(c.stdout, "SALESFORCE_CLIENT_SECRET=%s\n", salesforcetest.DefaultClientSecret)
 	fmt.Fprintf(c.stdout, "SALESFORCE_REFRESH_TOKEN=%s\n", salesforcetest.DefaultRefreshToken)
+	fmt.Fprintf(c.stdout, "SALESFORCE_PUBSUB_ADDR=%s\n", sf.PubSubAddr())
+	fmt.Fprintf(c.stdout, "SALESFORCE_ORG_ID=%s\n", sf.OrgID())
 	fmt.Fprintf(c.stdout, "# %d contacts in each fake; the reference workflow reads these variables.\n", *seed)
 	if *hsCompanies > 0 || *hsDeals > 0 {
 		fmt.Fprintf(c.stdout, "# %d companies and %d deals in the HubSpot fake, associated with its contacts.\n", *hsCompanies, *hsDeals)

@@ -44,7 +44,7 @@ func startFake(t *testing.T, args ...string) map[string]string {
 	var out, errOut lockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"fake", "-hubspot-addr", "127.0.0.1:0", "-salesforce-addr", "127.0.0.1:0"}, args...), &out, &errOut, nil)
+		done <- run(ctx, append([]string{"fake", "-hubspot-addr", "127.0.0.1:0", "-salesforce-addr", "127.0.0.1:0", "-salesforce-pubsub-addr", "127.0.0.1:0"}, args...), &out, &errOut, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -23,6 +23,7 @@ var cascades = map[string][]childRel{
 // A contact role deleted on its own is gone for good: Salesforce keeps
 // IsDeleted on one only when its parent took it along.
 func (s *Server) deleteLocked(r *record, now time.Time) {
+	s.publish(change{typ: "DELETE", recs: []*record{r}})
 	if s.objOf(r).name == objContactRole && !r.deleted {
 		s.removeLocked(r)
 		return
@@ -44,6 +45,7 @@ func (s *Server) cascadeLocked(parent *record, now time.Time) {
 		for _, rel := range rels {
 			if s.objOf(c).name == rel.object && c.fields[rel.field] == parent.id {
 				c.deleted, c.deletedAt, c.stamp, c.cascadeOf = true, now, now, parent.id
+				s.publish(change{typ: "DELETE", recs: []*record{c}})
 				s.cascadeLocked(c, now)
 			}
 		}
@@ -52,7 +54,8 @@ func (s *Server) cascadeLocked(parent *record, now time.Time) {
 
 // undeleteLocked restores r and what its deletion took along; s.mu is held.
 func (s *Server) undeleteLocked(r *record, now time.Time) {
-	r.deleted, r.master, r.cascadeOf, r.stamp = false, "", "", now
+	r.deleted, r.master, r.cascadeOf, r.stamp, r.modifiedBy = false, "", "", now, PersonUserID
+	s.publish(change{typ: "UNDELETE", recs: []*record{r}})
 	for _, id := range s.order {
 		if c := s.records[id]; c.deleted && c.cascadeOf == r.id {
 			s.undeleteLocked(c, now)
@@ -110,7 +113,8 @@ func (s *Server) Merge(master string, losers ...string) error {
 		}
 		r.deleted, r.deletedAt, r.stamp, r.master = true, now, now, master
 	}
-	m.modified, m.stamp = now, now
+	m.modified, m.stamp, m.modifiedBy = now, now, PersonUserID
+	s.publish(change{typ: "UPDATE", recs: []*record{m}}, change{typ: "DELETE", recs: s.recordsOf(losers)})
 	return nil
 }
 
@@ -288,6 +292,7 @@ func (s *Server) ConvertLead(leadID string, opts ConvertOptions) (ConvertResult,
 		}
 	}
 	now := s.stamp()
+	tx := []change{{typ: "UPDATE", recs: []*record{acct}}, {typ: "UPDATE", recs: []*record{contact}}}
 	fill := func(r *record, mapping map[string]string, overwrite func(string) bool) {
 		for from, to := range mapping {
 			v := lead.fields[from]
@@ -302,14 +307,16 @@ func (s *Server) ConvertLead(leadID string, opts ConvertOptions) (ConvertResult,
 	never := func(string) bool { return false }
 	if acct == nil {
 		acct = s.newRecordOf(s.object(objAccount), now)
+		tx[0].typ = "CREATE"
 	} else {
-		acct.modified, acct.stamp = now, now
+		acct.modified, acct.stamp, acct.modifiedBy = now, now, PersonUserID
 	}
 	fill(acct, leadToAccount, never)
 	if contact == nil {
 		contact = s.newRecordOf(s.contact, now)
+		tx[1].typ = "CREATE"
 	} else {
-		contact.modified, contact.stamp = now, now
+		contact.modified, contact.stamp, contact.modifiedBy = now, now, PersonUserID
 	}
 	toContact := map[string]string{}
 	for k, v := range leadToContact {
@@ -343,6 +350,7 @@ func (s *Server) ConvertLead(leadID string, opts ConvertOptions) (ConvertResult,
 		s.setField(role, "ContactId", contact.id)
 		s.setField(role, "IsPrimary", true)
 		res.OpportunityID = opp.id
+		tx = append(tx, change{typ: "CREATE", recs: []*record{opp}}, change{typ: "CREATE", recs: []*record{role}})
 	}
 	s.setField(lead, "IsConverted", true)
 	s.setField(lead, "ConvertedDate", now.Format("2006-01-02"))
@@ -352,6 +360,8 @@ func (s *Server) ConvertLead(leadID string, opts ConvertOptions) (ConvertResult,
 		s.setField(lead, "ConvertedOpportunityId", res.OpportunityID)
 	}
 	s.setField(lead, "Status", ConvertedLeadStatus)
-	lead.modified, lead.stamp = now, now
+	lead.modified, lead.stamp, lead.modifiedBy = now, now, PersonUserID
+	tx[0].recs[0], tx[1].recs[0] = acct, contact
+	s.publish(append(tx, change{typ: "UPDATE", recs: []*record{lead}})...)
 	return res, nil
 }

@@ -106,7 +106,7 @@ func extField(ext string) fieldDef {
 }
 
 func stampFields() []fieldDef {
-	return []fieldDef{sysField("CreatedDate", "datetime"), sysField("LastModifiedDate", "datetime"), sysField("SystemModstamp", "datetime")}
+	return []fieldDef{sysField("CreatedDate", "datetime"), sysField("LastModifiedDate", "datetime"), sysField("LastModifiedById", "reference"), sysField("SystemModstamp", "datetime")}
 }
 
 func head() []fieldDef {

@@ -75,6 +75,7 @@ func contactFields(ext string) []fieldDef {
 		extID,
 		sys("CreatedDate", "datetime"),
 		sys("LastModifiedDate", "datetime"),
+		sys("LastModifiedById", "reference"),
 		sys("SystemModstamp", "datetime"),
 	}
 }
@@ -97,6 +98,9 @@ type record struct {
 	// cascadeOf is the id of the parent whose deletion deleted this
 	// record too; undeleting the parent restores it.
 	cascadeOf string
+	// modifiedBy is the LastModifiedById: Config.UserID for API writes,
+	// PersonUserID ("" here) for the test helpers' edits.
+	modifiedBy string
 }
 
 func (r *record) clone() *record {
@@ -124,6 +128,11 @@ func (r *record) value(name string) any {
 		return r.created.UTC().Format(dateTimeLayout)
 	case "LastModifiedDate":
 		return r.modified.UTC().Format(dateTimeLayout)
+	case "LastModifiedById":
+		if r.modifiedBy == "" {
+			return PersonUserID
+		}
+		return r.modifiedBy
 	case "SystemModstamp":
 		return r.stamp.UTC().Format(dateTimeLayout)
 	}

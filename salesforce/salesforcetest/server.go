@@ -62,6 +62,14 @@
 // Collections from 42.0, their upsert from 46.0); any other version gets
 // Salesforce's 404 NOT_FOUND.
 //
+// # Change Data Capture
+//
+// StartPubSub serves the Pub/Sub API (gRPC: GetTopic, GetSchema,
+// Subscribe with replay ids and flow control) on a second local listener:
+// every write, by the API or the helpers, publishes Avro change events on
+// /data/ChangeEvents and /data/<Object>ChangeEvent; EmitGap, EmitOverflow,
+// EmitUnreadable, PurgeEvents and BreakSubscriptions make the unkind cases.
+//
 // # Limits, as Salesforce enforces them
 //
 // A bearer token (401 INVALID_SESSION_ID once ExpireSessions ran); the
@@ -74,7 +82,10 @@
 // most Config.QueryPageSize (1 to 2,000); required fields, restricted
 // picklists, field types and lengths, and a unique external-id field as
 // per-record errors; millisecond stamps from a controllable clock
-// (Config.Now), one stamp for all the records of one call.
+// (Config.Now), one stamp for all the records of one call; LastModifiedById
+// is the token's user (Config.UserID, also served by
+// /services/oauth2/userinfo) for records written through the API and
+// PersonUserID for those the helpers seed, edit or merge, as a person.
 //
 // Rules the real API enforces are always on: describe is filtered by
 // field-level security; a SOQL query naming a field that does not exist or
@@ -143,6 +154,10 @@ type Config struct {
 	ClientSecret string
 	// RefreshToken is the refresh token accepted; "" means "fake-refresh-token".
 	RefreshToken string
+	// UserID is the user every token acts as: the LastModifiedById of the
+	// records written through the API and the user_id of
+	// /services/oauth2/userinfo; "" means DefaultUserID.
+	UserID string
 	// Username is the JWT sub accepted; "" accepts any.
 	Username string
 	// JWTPublicKey verifies JWT signatures; nil checks the claims only.
@@ -331,6 +346,8 @@ type Server struct {
 	// sent counts the collections request bodies seen, by hash, for
 	// deterministic refusals.
 	sent map[uint64]int
+	// bus is the Pub/Sub API (pubsub.go).
+	bus eventBus
 }
 
 // New returns a Server for cfg; it reports an error naming an invalid field.
@@ -377,6 +394,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Token == "" {
 		cfg.Token = DefaultToken
+	}
+	if cfg.UserID == "" {
+		cfg.UserID = DefaultUserID
 	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
@@ -498,6 +518,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /services/oauth2/token", s.wrap("token", false, s.handleToken))
+	mux.HandleFunc("GET /services/oauth2/userinfo", s.wrap("userinfo", false, s.handleUserInfo))
 	mux.HandleFunc("GET /services/data/{$}", s.wrap("versions", false, s.handleVersions))
 	mux.HandleFunc("GET /services/data", s.wrap("versions", false, s.handleVersions))
 	d := "/services/data/{version}"
@@ -818,6 +839,7 @@ func (s *Server) seedLocked(o *sobject, now time.Time, fields []crmsync.Fields) 
 			s.setField(r, fd.Name, normalize(v))
 		}
 		ids = append(ids, r.id)
+		s.publish(change{typ: "CREATE", recs: []*record{r}})
 	}
 	return ids
 }
@@ -893,6 +915,8 @@ func (s *Server) Edit(id string, fields crmsync.Fields) error {
 	}
 	r.modified = s.stamp()
 	r.stamp = r.modified
+	r.modifiedBy = PersonUserID
+	s.publish(change{typ: "UPDATE", fields: changedNames(fields), recs: []*record{r}})
 	return nil
 }
 
@@ -947,8 +971,9 @@ func (s *Server) EditMany(ids []string, fields crmsync.Fields) error {
 			}
 			s.setField(r, fd.Name, normalize(v))
 		}
-		r.modified, r.stamp = now, now
+		r.modified, r.stamp, r.modifiedBy = now, now, PersonUserID
 	}
+	s.publish(change{typ: "UPDATE", fields: changedNames(fields), recs: s.recordsOf(ids)})
 	return nil
 }
 
@@ -1519,4 +1544,20 @@ func releaseLabel(v int) string {
 		year++
 	}
 	return fmt.Sprintf("%s '%02d", [...]string{"Spring", "Summer", "Winter"}[season], year)
+}
+
+// handleUserInfo is GET /services/oauth2/userinfo: the token's user, as the
+// OpenID Connect endpoint answers (user_id, organization_id, ...).
+// It needs a valid bearer token and counts against no allocation.
+func (s *Server) handleUserInfo(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	valid := ok && s.tokens[tok]
+	s.mu.Unlock()
+	if !valid {
+		writeError(w, http.StatusUnauthorized, "INVALID_SESSION_ID", "Session expired or invalid")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": s.cfg.UserID, "organization_id": "00DFk0000000001AAA",
+		"preferred_username": "integration@example.com", "active": true})
 }

@@ -14,6 +14,12 @@ const (
 	DefaultClientID     = "fake-client-id"
 	DefaultClientSecret = "fake-client-secret"
 	DefaultRefreshToken = "fake-refresh-token"
+	// DefaultUserID is the user every token acts as (Config.UserID ""):
+	// the LastModifiedById of the records written through the API.
+	DefaultUserID = "005Fk0000000001AAA"
+	// PersonUserID is the LastModifiedById of the records seeded, edited
+	// or merged through the test helpers, as a person in the UI.
+	PersonUserID = "005Fk0000000002AAA"
 )
 
 // Option adjusts the Config of NewServer. It is a plain func(*Config), so
@@ -75,6 +81,7 @@ func (s *Server) Close() {
 	if hs != nil {
 		_ = hs.Close()
 	}
+	s.stopPubSub()
 }
 
 // BaseURL returns the base URL clients use, both as instance URL and as

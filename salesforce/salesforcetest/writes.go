@@ -284,7 +284,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, pathObject, extField st
 			}
 			s.setField(target, k, v)
 		}
-		target.modified, target.stamp = now, now
+		target.modified, target.stamp, target.modifiedBy = now, now, s.cfg.UserID
 		id := target.id
 		res.ID = &id
 		res.Success = true
@@ -314,6 +314,7 @@ func (s *Server) collection(w http.ResponseWriter, kind, pathObject, extField st
 			}
 		}
 	}
+	s.publish(savedChanges(s, kind, recs, results)...)
 	for i := range results {
 		if results[i].Errors == nil {
 			results[i].Errors = []recError{}
