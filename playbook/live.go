@@ -16,8 +16,12 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/hubspot/webhook"
+	"github.com/crmsync/crmsync/salesforce/pubsub"
+	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 	"github.com/crmsync/crmsync/store/storespec"
 	"github.com/crmsync/crmsync/trigger"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // liveConfig tunes a live sync: passes on triggers instead of only on a
@@ -26,8 +30,13 @@ type liveConfig struct {
 	// Quiet, MaxWait and Poll are the Coalescer's (package trigger).
 	Quiet, MaxWait, Poll time.Duration
 	// ProbeEvery is how often Salesforce is probed for changes newer than
-	// the last probe (one query); zero means 1s.
+	// the last probe (one query); zero means 1s. Not with ChangeEvents.
 	ProbeEvery time.Duration
+	// ChangeEvents makes Salesforce's trigger its Change Data Capture
+	// events, read from the fake's Pub/Sub API (package
+	// salesforce/pubsub) with the replay id kept in the store, instead of
+	// the probe: what an org with CDC does.
+	ChangeEvents bool
 	// WebhookBatch is the HubSpot fake's events per webhook request; zero
 	// means 100.
 	WebhookBatch int
@@ -54,6 +63,8 @@ type liveSync struct {
 	hs   *hubspottest.Server
 	wg   sync.WaitGroup
 	stop context.CancelFunc
+	// closeConn closes the Pub/Sub connection (ChangeEvents).
+	closeConn func()
 }
 
 // passFunc runs one pass of key and reports how many writes it made.
@@ -134,12 +145,26 @@ func startLive(ctx context.Context, f *fakes, sfCRM crmsync.CRM, pass passFunc, 
 	ctx, l.stop = context.WithCancel(ctx)
 	l.wg.Add(2)
 	go func() { defer l.wg.Done(); co.Run(ctx) }()
-	go func() {
-		defer l.wg.Done()
-		probe(ctx, sfCRM, "Contact", c.ProbeEvery, func() {
-			co.Trigger(ctx, trigger.Event{Key: key, System: sfCRM.System(), Reason: "probe"})
-		}, c.Logger)
-	}()
+	if c.ChangeEvents {
+		sub, closeConn, err := changeEvents(f, st, key, sfCRM.System(), co, c.Logger)
+		if err != nil {
+			l.stop()
+			l.wg.Done()
+			l.wg.Wait()
+			l.hs.StopWebhooks()
+			l.hook.Close()
+			return nil, err
+		}
+		l.closeConn = closeConn
+		go func() { defer l.wg.Done(); _ = sub.Run(ctx) }()
+	} else {
+		go func() {
+			defer l.wg.Done()
+			probe(ctx, sfCRM, "Contact", c.ProbeEvery, func() {
+				co.Trigger(ctx, trigger.Event{Key: key, System: sfCRM.System(), Reason: "probe"})
+			}, c.Logger)
+		}()
+	}
 	if c.Every > 0 {
 		l.wg.Add(1)
 		go func() {
@@ -166,6 +191,48 @@ func (l *liveSync) Stop() {
 	l.stop()
 	l.wg.Wait()
 	l.hook.Close()
+	if l.closeConn != nil {
+		l.closeConn()
+	}
+}
+
+// changeEvents subscribes to the Salesforce fake's change events (its
+// Pub/Sub API, started here if it is not yet) for the synced objects; each
+// response is a trigger for key, a gap or overflow a full one. The replay
+// id is kept in st, so a restart resumes where it stopped.
+func changeEvents(f *fakes, st crmsync.Store, key, system string, co *trigger.Coalescer, log *slog.Logger) (*pubsub.Subscriber, func(), error) {
+	pos, ok := st.(crmsync.PositionStore)
+	if !ok {
+		return nil, nil, errors.New("live: change events need a store that keeps positions (crmsync.PositionStore)")
+	}
+	if f.sf.PubSubAddr() == "" {
+		if err := f.sf.StartPubSub(salesforcetest.PubSubConfig{}); err != nil {
+			return nil, nil, fmt.Errorf("live: salesforce pub/sub: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(f.sf.PubSubAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("live: salesforce pub/sub: %w", err)
+	}
+	sub, err := pubsub.New(pubsub.Config{
+		Conn: conn,
+		Credentials: func(context.Context, string) (pubsub.Credentials, error) {
+			return pubsub.Credentials{AccessToken: f.sf.Token(), InstanceURL: f.sfURL, TenantID: f.sf.OrgID()}, nil
+		},
+		Topic:     "/data/ChangeEvents",
+		Objects:   []string{"Account", "Contact", "Lead", "Opportunity", "OpportunityContactRole"},
+		Positions: pos,
+		Stream:    "salesforce-cdc:" + key,
+		Trigger: func(ctx context.Context, _ []string, full bool) {
+			co.Trigger(ctx, trigger.Event{Key: key, System: system, Full: full, Reason: "change event"})
+		},
+		Logger: log,
+	})
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return sub, func() { _ = conn.Close() }, nil
 }
 
 // probe asks crm every interval whether any record of object changed since
@@ -336,6 +403,7 @@ func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter
 	}
 	c := liveTuning
 	c.Every = every
+	c.ChangeEvents = true
 	c.OnPass = func(p trigger.Pass, writes int, err error) {
 		if err != nil || o.json {
 			return
@@ -348,7 +416,7 @@ func runLive(ctx context.Context, o options, stdout io.Writer, out *reportWriter
 		return err
 	}
 	defer l.Stop()
-	fmt.Fprintf(stdout, "\nlive: HubSpot sends signed webhooks to %s, Salesforce is probed every second, a pass runs %s as well; simulated users edit a phone every %s; Ctrl-C stops\n",
+	fmt.Fprintf(stdout, "\nlive: HubSpot sends signed webhooks to %s, Salesforce sends change events (Pub/Sub API), a pass runs %s as well; simulated users edit a phone every %s; Ctrl-C stops\n",
 		l.hook.URL, "every "+every.String(), o.liveGap)
 	n := o.liveEdits
 	if n == 0 || n > len(w.shared) {
