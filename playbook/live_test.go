@@ -62,6 +62,39 @@ func TestLiveEditsCross(t *testing.T) {
 	assert.Less(t, passes, len(edits)*2, "edits close together share passes")
 }
 
+// TestLiveEditsCrossOnChangeEvents: the same with Salesforce's trigger its
+// change events (the fake's Pub/Sub API) and no probe: a Salesforce edit
+// crosses because its change event started a pass, and the replay id is
+// kept in the store.
+func TestLiveEditsCrossOnChangeEvents(t *testing.T) {
+	h, w := seededHarness(t, 100, harnessOpts{})
+	l, err := startLive(context.Background(), h.f, h.sc, syncPasses(h.sync, h.eng), h.st, h.key, liveConfig{
+		Quiet: 50 * time.Millisecond, MaxWait: 500 * time.Millisecond, Poll: 100 * time.Millisecond, ChangeEvents: true,
+		OnPass: func(p trigger.Pass, writes int, err error) {
+			if !errors.Is(err, context.Canceled) {
+				assert.NoError(t, err)
+			}
+		},
+	})
+	require.NoError(t, err)
+	defer l.Stop()
+
+	// The subscription starts at the newest event: wait until it asks
+	// for events, so the edits below come after it.
+	require.Eventually(t, func() bool { return h.f.sf.PubSubStats().Requested > 0 }, 10*time.Second, 5*time.Millisecond)
+	// Salesforce edits only: no webhook starts a pass that would carry
+	// them by chance.
+	for n := range 5 {
+		e, err := w.editOne("salesforce", n, n)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return w.crossed(e) }, 20*time.Second, 10*time.Millisecond,
+			"Salesforce edit %d never reached HubSpot", n)
+	}
+	pos, err := h.st.GetPosition(context.Background(), "salesforce-cdc:"+h.key)
+	require.NoError(t, err, "the subscription keeps its replay id in the store")
+	assert.NotEmpty(t, pos)
+}
+
 // TestKilledDuringBurstLosesNothing: a process receives a burst of
 // webhooks, records them as triggers and dies in the middle of the pass
 // they started. The next process, with no schedule, finds the triggers in
