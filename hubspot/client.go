@@ -200,6 +200,7 @@ type Client struct {
 	day       string
 	dayCalls  int
 	dayClosed bool
+	unique    map[string]map[string]bool // object -> property -> unique
 }
 
 var _ crmsync.CRM = (*Client)(nil)

@@ -1,6 +1,8 @@
 package playbook
 
 import (
+	"strings"
+
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 )
@@ -28,15 +30,22 @@ var dealStageMap = crmsync.PicklistMap{
 
 // CompaniesPolicy is the playbook's policy for HubSpot companies and
 // Salesforce accounts: every field to the most recent edit (they are
-// identity fields). Companies are not matched on their domain: HubSpot
-// looks records up in batches only by a unique property, and a company's
-// domain is not one; the identity fields are the link fields, which never
-// hold each other's value, so a company on both sides before the first
-// pass is linked by hand (its link property set) or not at all.
+// identity fields). A company on both sides before the first pass is
+// matched on its domain: HubSpot's domain and Salesforce's Website, each
+// taken as a bare host (BareHost). HubSpot finds companies by domain with
+// the search API (domain is not a unique property); Salesforce finds
+// accounts with a SOQL IN over the forms a website of that host takes
+// (WebsiteForms: with or without scheme, "www." and a trailing slash). A
+// Website with a path is matched when the account is read, not when a
+// HubSpot company looks for it. A domain two records share on a side
+// (Identity.Strict) links nothing and creates nothing: the records are
+// reported as skips until a person links one by hand (its link property).
 func CompaniesPolicy() crmsync.Policy {
 	return crmsync.Policy{
 		A: "hubspot", B: "salesforce",
-		Identity: crmsync.Identity{A: hubspotCompanyLinkField, B: salesforceLinkField},
+		Identity: crmsync.Identity{A: "domain", B: "Website", Normalize: BareHost,
+			ValuesA: func(k string) []string { return []string{k, "www." + k} },
+			ValuesB: WebsiteForms, Strict: true},
 		Rules: []crmsync.FieldRule{
 			{A: "name", B: "Name", Type: crmsync.TypeString, Rule: crmsync.MostRecent()},
 			{A: "domain", B: "Website", Type: crmsync.TypeString, Rule: crmsync.MostRecent()},
@@ -170,4 +179,37 @@ func graphProperties() map[string][]hubspottest.Property {
 		"companies": {{Name: hubspotCompanyLinkField, Type: "string", FieldType: "text", Unique: true}},
 		"deals":     {{Name: hubspotDealLinkField, Type: "string", FieldType: "text", Unique: true}},
 	}
+}
+
+// BareHost turns a domain or website into its bare host: lower case, no
+// scheme, no "www.", no port, path, query or trailing dot.
+func BareHost(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		s = s[i+1:]
+	}
+	if i := strings.LastIndex(s, ":"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "www."), ".")
+	return s
+}
+
+// WebsiteForms are the Website values whose bare host is host, as people
+// type them: with or without http:// or https://, "www." and a trailing
+// slash.
+func WebsiteForms(host string) []string {
+	var out []string
+	for _, scheme := range []string{"", "http://", "https://"} {
+		for _, www := range []string{"", "www."} {
+			out = append(out, scheme+www+host, scheme+www+host+"/")
+		}
+	}
+	return out
 }
