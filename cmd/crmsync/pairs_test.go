@@ -13,8 +13,6 @@ import (
 	"github.com/crmsync/crmsync/store/sqlite"
 )
 
-const conflictPair = "7a6b5c4d3e2f1a0b9c8d7e6f" // acme/contacts, firstname, held
-
 // fillGraph makes a store as a graph run of key acme leaves it: a held
 // conflict of the contacts pair (kept under acme/contacts) and a dead
 // letter parked by the deals pair's step.
