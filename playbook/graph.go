@@ -35,8 +35,8 @@ var dealStageMap = crmsync.PicklistMap{
 // taken as a bare host (BareHost). HubSpot finds companies by domain with
 // the search API (domain is not a unique property); Salesforce finds
 // accounts with a SOQL IN over the forms a website of that host takes
-// (WebsiteForms: with or without scheme, "www." and a trailing slash). A
-// Website with a path is matched when the account is read, not when a
+// (WebsiteForms: with or without scheme and "www."). A Website in another
+// form (with a path, say) is matched when the account is read, not when a
 // HubSpot company looks for it. A domain two records share on a side
 // (Identity.Strict) links nothing and creates nothing: the records are
 // reported as skips until a person links one by hand (its link property).
@@ -202,14 +202,13 @@ func BareHost(s string) string {
 }
 
 // WebsiteForms are the Website values whose bare host is host, as people
-// type them: with or without http:// or https://, "www." and a trailing
-// slash.
+// type or paste them: with or without http:// or https:// and "www.", and
+// the https forms with a trailing slash (as browsers copy them). Other
+// forms (a path, http with a trailing slash) are matched when the account
+// itself is read, not when a HubSpot company looks for it. Each form is one
+// more value in the SOQL IN lists: eight keep a first sync of 500 new
+// companies within the graph's call budget.
 func WebsiteForms(host string) []string {
-	var out []string
-	for _, scheme := range []string{"", "http://", "https://"} {
-		for _, www := range []string{"", "www."} {
-			out = append(out, scheme+www+host, scheme+www+host+"/")
-		}
-	}
-	return out
+	return []string{host, "www." + host, "https://" + host, "https://www." + host,
+		"http://" + host, "http://www." + host, "https://" + host + "/", "https://www." + host + "/"}
 }
