@@ -934,11 +934,7 @@ func (p *pass) linksBy(ctx context.Context, sd *side, ids []string) (map[string]
 	}
 	var links map[string]Link
 	var err error
-	if sd.isA {
-		links, err = p.st.LinksByA(ctx, p.key, ids)
-	} else {
-		links, err = p.st.LinksByB(ctx, p.key, ids)
-	}
+	links, err = p.storeLinks(ctx, p.key, sd.isA, ids)
 	if err != nil || p.plan == nil {
 		return links, err
 	}

@@ -136,7 +136,9 @@ type GraphConfig struct {
 
 // NewGraph returns the playbook's three pairs between hs and sf, run
 // parents first: companies <-> Account, contacts <-> Lead and Contact,
-// deals <-> Opportunity.
+// deals <-> Opportunity. The contacts pair adopts the links the main job
+// made under the plain key with -objects contacts (GraphPair.AdoptKeyLinks),
+// so a store switching to the graph keeps its contacts' links and bases.
 func NewGraph(hs, sf crmsync.CRM, c GraphConfig) (*crmsync.Graph, error) {
 	people, err := People(sf)
 	if err != nil {
@@ -163,7 +165,7 @@ func NewGraph(hs, sf crmsync.CRM, c GraphConfig) (*crmsync.Graph, error) {
 		return nil, err
 	}
 	return crmsync.NewGraph(crmsync.GraphConfig{Pairs: []crmsync.GraphPair{
-		{Name: "companies", Sync: companies}, {Name: "contacts", Sync: contacts}, {Name: "deals", Sync: deals},
+		{Name: "companies", Sync: companies}, {Name: "contacts", Sync: contacts, AdoptKeyLinks: true}, {Name: "deals", Sync: deals},
 	}})
 }
 

@@ -84,12 +84,12 @@ func (x *graphFixture) hsFieldOf(object, id, field string) string {
 
 func TestBareHost(t *testing.T) {
 	for in, want := range map[string]string{
-		"acme.com":                          "acme.com",
+		"acme.com":                         "acme.com",
 		" HTTPS://WWW.Acme.com/about?x=1 ": "acme.com",
-		"http://acme.com:8080/":             "acme.com",
-		"www.acme.co.uk.":                   "acme.co.uk",
-		"https://user@shop.acme.com#top":    "shop.acme.com",
-		"":                                  "",
+		"http://acme.com:8080/":            "acme.com",
+		"www.acme.co.uk.":                  "acme.co.uk",
+		"https://user@shop.acme.com#top":   "shop.acme.com",
+		"":                                 "",
 	} {
 		assert.Equal(t, want, BareHost(in), "BareHost(%q)", in)
 	}

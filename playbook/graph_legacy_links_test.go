@@ -49,6 +49,24 @@ func TestGraphAdoptsSinglePairLinks(t *testing.T) {
 	// Edited on one side only after the single pair's pass: with its link
 	// (and base) the graph sees one change and carries it; no conflict.
 	require.NoError(t, f.hs.Edit("contacts", hsIDs[0], map[string]string{"lastname": "King"}))
+	// Edited on both sides: the single pair would hold it for a person;
+	// so does the graph, which needs the base the single pair stored.
+	var graceSF string
+	for _, r := range f.sf.All() {
+		if r.Fields["Email"] == "grace@example.com" {
+			graceSF = r.ID
+		}
+	}
+	require.NotEmpty(t, graceSF)
+	var graceHS string
+	for _, r := range f.hs.All("contacts") {
+		if r.Properties["email"] == "grace@example.com" {
+			graceHS = r.ID
+		}
+	}
+	require.NotEmpty(t, graceHS)
+	require.NoError(t, f.hs.Edit("contacts", graceHS, map[string]string{"firstname": "Gracie"}))
+	require.NoError(t, f.sf.Edit(graceSF, crmsync.Fields{"FirstName": "Amazing Grace"}))
 
 	graph, err := newJob(options{objects: "all"}, hc, sc, nil, nil)
 	require.NoError(t, err)
@@ -70,9 +88,11 @@ func TestGraphAdoptsSinglePairLinks(t *testing.T) {
 	assert.Equal(t, 1, archivedSF)
 	assert.Equal(t, sfBefore, len(f.sf.All()), "no Salesforce record created by the graph")
 
-	held, err := st.ListConflicts(ctx, crmsync.ConflictFilter{})
+	held, err := st.ListConflicts(ctx, crmsync.ConflictFilter{State: crmsync.ConflictHeld})
 	require.NoError(t, err)
-	assert.Empty(t, held, "no conflict")
+	require.Len(t, held, 1, "the edit on both sides is held, nothing else")
+	assert.Equal(t, "firstname", held[0].Field)
+	assert.Equal(t, crmsync.PairKey("acme", "contacts"), held[0].Key)
 	var last []string
 	for _, r := range f.sf.All() {
 		if r.Fields[salesforceLinkField] == hsIDs[0] {
