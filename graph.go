@@ -19,6 +19,14 @@ type GraphPair struct {
 	Name string
 	// Sync is the pair's sync. A Sync may serve in one Graph pair only.
 	Sync *Sync
+	// AdoptKeyLinks makes the pair read, for a record with no link of its
+	// own under "<key>/<pair>", the link a lone Sync of the same objects
+	// stored under the plain key: a store that ran this pair by itself
+	// before it joined the graph keeps its links and their bases (an edit
+	// on both sides since is still a conflict, an archive is still carried).
+	// An adopted link is stored under the pair's key at the record's next
+	// commit. One pair of a graph at most.
+	AdoptKeyLinks bool
 }
 
 // GraphConfig configures a [Graph].
@@ -45,6 +53,7 @@ type GraphConfig struct {
 type Graph struct {
 	pairs []GraphPair
 	byNS  map[string]*Sync
+	adopt string // the pair that reads the plain key's links, if any
 }
 
 var _ Workflow = (*Graph)(nil)
@@ -96,6 +105,16 @@ func NewGraph(c GraphConfig) (*Graph, error) {
 			}
 		}
 	}
+	adopt := ""
+	for _, gp := range c.Pairs {
+		if !gp.AdoptKeyLinks {
+			continue
+		}
+		if adopt != "" {
+			probs = append(probs, fmt.Sprintf("pairs %s and %s both set AdoptKeyLinks; one pair at most may adopt the key's links", adopt, gp.Name))
+		}
+		adopt = gp.Name
+	}
 	if len(probs) > 0 {
 		return nil, fmt.Errorf("crmsync: NewGraph: %s", strings.Join(probs, "; "))
 	}
@@ -103,7 +122,7 @@ func NewGraph(c GraphConfig) (*Graph, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Graph{pairs: order, byNS: byNS}, nil
+	return &Graph{pairs: order, byNS: byNS, adopt: adopt}, nil
 }
 
 func validPairName(s string) bool {
@@ -348,3 +367,39 @@ func (p *pass) ownLetters(letters []DeadLetter) []DeadLetter {
 
 // errNoGraph is returned for a reference rule outside a Graph.
 var errNoGraph = errors.New("crmsync: a reference rule (FieldRule.Ref) needs its Sync to run in a Graph")
+
+// storeLinks reads the links of key whose A (isA) or B ids are ids. For
+// the pair that adopts the plain key's links (GraphPair.AdoptKeyLinks),
+// ids with no link under the pair's key are looked up under the plain
+// key; a link found there is returned under the pair's key.
+func (p *pass) storeLinks(ctx context.Context, key string, isA bool, ids []string) (map[string]Link, error) {
+	read := p.st.LinksByB
+	if isA {
+		read = p.st.LinksByA
+	}
+	links, err := read(ctx, key, ids)
+	if err != nil || p.graph == nil || p.graph.adopt == "" || key != PairKey(p.leaseKey, p.graph.adopt) {
+		return links, err
+	}
+	var missing []string
+	for _, id := range ids {
+		if _, ok := links[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return links, nil
+	}
+	old, err := read(ctx, p.leaseKey, missing)
+	if err != nil {
+		return nil, err
+	}
+	if links == nil {
+		links = map[string]Link{}
+	}
+	for id, l := range old {
+		l.Key = key
+		links[id] = l
+	}
+	return links, nil
+}

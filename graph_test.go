@@ -303,6 +303,13 @@ func TestNewGraphValidates(t *testing.T) {
 	require.ErrorContains(t, err, `references pair "companies", which is not in the graph`)
 	_, err = crmsync.NewGraph(crmsync.GraphConfig{Pairs: []crmsync.GraphPair{{Name: "con tacts", Sync: people}}})
 	require.ErrorContains(t, err, "letters, digits")
+	cpol := companiesPolicy()
+	companies, err := crmsync.NewSync(crmsync.SyncConfig{A: hs, B: sf, ObjectA: "companies", ObjectB: "Account", Policy: &cpol,
+		LinkFieldA: "salesforce_account_id", LinkFieldB: "HubSpot_Id__c"})
+	require.NoError(t, err)
+	_, err = crmsync.NewGraph(crmsync.GraphConfig{Pairs: []crmsync.GraphPair{
+		{Name: "companies", Sync: companies, AdoptKeyLinks: true}, {Name: "contacts", Sync: people, AdoptKeyLinks: true}}})
+	require.ErrorContains(t, err, "one pair at most may adopt the key's links")
 
 	// A Sync with a reference rule cannot run alone.
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: memory.New()})

@@ -276,6 +276,18 @@ type Identity struct {
 	A, B string
 	// Normalize turns a field value into the key; nil means trim and lower-case.
 	Normalize func(string) string
+	// ValuesA and ValuesB, if set, return the values of that side's field
+	// to look up for a key: the forms a value with that key may take there
+	// (a website with and without scheme or "www."). nil looks up the key
+	// itself. Records found are matched on their key, never on the raw value.
+	ValuesA, ValuesB func(key string) []string
+	// Strict refuses ambiguous matches: a key held by two unlinked records
+	// of a page, or by two candidates on the other side, links nothing and
+	// creates nothing; each such record is reported as a skip (in the
+	// report and the audit) naming the other records, until a person links
+	// or fixes them. Without Strict the most recently modified candidate
+	// is linked.
+	Strict bool
 }
 
 // ArchivedFields names the field on each side that records that the
@@ -556,6 +568,7 @@ func (p *Policy) Swapped() *Policy {
 	q := *p
 	q.A, q.B = p.B, p.A
 	q.Identity.A, q.Identity.B = p.Identity.B, p.Identity.A
+	q.Identity.ValuesA, q.Identity.ValuesB = p.Identity.ValuesB, p.Identity.ValuesA
 	q.Archived.A, q.Archived.B = p.Archived.B, p.Archived.A
 	q.Rules = make([]FieldRule, len(p.Rules))
 	for i, r := range p.Rules {

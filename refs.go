@@ -215,11 +215,7 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 				refA := ourA == same
 				var ls map[string]Link
 				var err error
-				if refA {
-					ls, err = p.st.LinksByA(ctx, key, ids)
-				} else {
-					ls, err = p.st.LinksByB(ctx, key, ids)
-				}
+				ls, err = p.storeLinks(ctx, key, refA, ids)
 				if err == nil && p.plan != nil && p.plans[ref] != nil {
 					ls = p.plans[ref].links(ls, refA, ids)
 				}

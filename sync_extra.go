@@ -80,7 +80,7 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		for _, r := range all {
 			ids = append(ids, r.c.RecordA)
 		}
-		links, err := p.st.LinksByA(ctx, p.key, ids)
+		links, err := p.storeLinks(ctx, p.key, true, ids)
 		if err != nil {
 			return 0, err
 		}

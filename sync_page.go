@@ -111,6 +111,7 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	pol := p.s.c.Policy
 	var keys []string
 	seen := map[string]bool{}
+	srcByKey := map[string][]string{}
 	for _, r := range recs {
 		if _, ok := links[r.ID]; ok {
 			continue
@@ -118,15 +119,26 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		if _, ok := recovered[r.ID]; ok {
 			continue
 		}
-		if k, ok := pol.IdentityKey(r, sd.name); ok && !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
+		if k, ok := pol.IdentityKey(r, sd.name); ok {
+			if !slices.Contains(srcByKey[k], r.ID) {
+				srcByKey[k] = append(srcByKey[k], r.ID)
+			}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
 		}
 	}
-	matches, err := p.lookup(ctx, other, "match:"+pg, p.s.identityField(other.name), keys)
+	matches, err := p.lookup(ctx, other, "match:"+pg, p.s.identityField(other.name), identityValues(pol, other, keys))
 	if err != nil {
 		return err
 	}
+	// A lookup of a key's forms may find records of other keys (or none
+	// asked for): only records whose own key was asked for match.
+	matches = slices.DeleteFunc(matches, func(r Record) bool {
+		k, ok := pol.IdentityKey(r, other.name)
+		return !ok || !seen[k]
+	})
 	var matchedIDs []string
 	for _, r := range matches {
 		matchedIDs = append(matchedIDs, r.ID)
@@ -155,6 +167,7 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		alive[r.ID] = true
 	}
 	byKey := map[string]Record{}
+	cands := map[string][]string{}
 	for _, r := range matches {
 		if l, linked := taken[r.ID]; linked && alive[otherID(l, other)] {
 			continue // already linked to another record
@@ -162,6 +175,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		k, ok := pol.IdentityKey(r, other.name)
 		if !ok {
 			continue
+		}
+		if !slices.Contains(cands[k], r.ID) {
+			cands[k] = append(cands[k], r.ID)
 		}
 		if cur, dup := byKey[k]; !dup || r.ModifiedAt.After(cur.ModifiedAt) || (r.ModifiedAt.Equal(cur.ModifiedAt) && r.ID < cur.ID) {
 			byKey[k] = r
@@ -188,6 +204,10 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		} else if cp, ok := recovered[r.ID]; ok {
 			pr.other = cp
 		} else if k, ok := pol.IdentityKey(r, sd.name); ok {
+			if pol.Identity.Strict && len(cands[k]) > 0 && len(cands[k])+len(srcByKey[k]) > 2 {
+				p.skip(sd, r.ID, "", ambiguousReason(sd, other, r.ID, srcByKey[k], cands[k]))
+				continue
+			}
 			if cp, found := byKey[k]; found && !claimed[cp.ID] {
 				claimed[cp.ID] = true
 				pr.other = cp
@@ -975,11 +995,7 @@ func (p *pass) linksBy(ctx context.Context, sd *side, ids []string) (map[string]
 	}
 	var links map[string]Link
 	var err error
-	if sd.isA {
-		links, err = p.st.LinksByA(ctx, p.key, ids)
-	} else {
-		links, err = p.st.LinksByB(ctx, p.key, ids)
-	}
+	links, err = p.storeLinks(ctx, p.key, sd.isA, ids)
 	if err != nil || p.plan == nil {
 		return links, err
 	}
@@ -1299,4 +1315,43 @@ func sameFields(a, b Fields) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
+}
+
+// identityValues are the values of other's identity field to look up for
+// keys: each key's forms when the policy names them, else the keys.
+func identityValues(pol *Policy, other *side, keys []string) []string {
+	forms := pol.Identity.ValuesB
+	if other.name == pol.A {
+		forms = pol.Identity.ValuesA
+	}
+	if forms == nil {
+		return keys
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, k := range keys {
+		for _, v := range forms(k) {
+			if v != "" && !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// ambiguousReason says, by record ids only, why an unlinked record was
+// neither linked nor created: its identity key is shared.
+func ambiguousReason(sd, other *side, id string, same, cands []string) string {
+	var peers []string
+	for _, s := range same {
+		if s != id {
+			peers = append(peers, s)
+		}
+	}
+	msg := "ambiguous identity match, linked and created nothing: " + other.name + " records " + strings.Join(cands, ", ") + " have the same identity"
+	if len(peers) > 0 {
+		msg += ", and so do " + sd.name + " records " + strings.Join(peers, ", ")
+	}
+	return msg + "; link one by hand or make the identities differ"
 }

@@ -203,6 +203,7 @@ type Client struct {
 	dayCalls  int
 	dayClosed bool
 	daily     dailyUsage
+	unique    map[string]map[string]bool // object -> property -> unique
 }
 
 var _ crmsync.CRM = (*Client)(nil)

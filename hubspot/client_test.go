@@ -264,11 +264,13 @@ func TestLookup(t *testing.T) {
 	require.NoError(t, err, "Lookup(sf_id) = %v", recs)
 	require.Len(t, recs, 1, "Lookup(sf_id) = %v, %v", recs, err)
 	require.Equal(t, "003ABC", recs[0].Fields["sf_id"], "Lookup(sf_id) = %v, %v", recs, err)
-	_, err = c.Lookup(ctx, "contacts", "firstname", []string{"a"}, nil)
-	var ae *hubspot.APIError
-	require.ErrorAs(t, err, &ae, "Lookup(non-unique property) = %v, want permanent 400", err)
-	require.Equal(t, 400, ae.Status, "Lookup(non-unique property) = %v, want permanent 400", err)
-	require.True(t, crmsync.IsPermanent(err), "Lookup(non-unique property) = %v, want permanent 400", err)
+	// A property that is not unique is looked up with search (an IN filter),
+	// then read by id: values compared lower-cased, no call per value.
+	searches := srv.Calls("search")
+	recs, err = c.Lookup(ctx, "contacts", "firstname", []string{"FIRST" + ids[5], "first" + ids[6], "nobody"}, []string{"email"})
+	require.NoError(t, err)
+	checkAllOnce(t, recs, []string{ids[5], ids[6]})
+	assert.Equal(t, 1, srv.Calls("search")-searches, "one search for three values")
 }
 
 func TestWriteCreateUpdateUpsert(t *testing.T) {

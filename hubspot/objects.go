@@ -379,7 +379,13 @@ type batchResponse struct {
 
 // Lookup implements crmsync.CRM with batch read: field "id" reads by record
 // id, any other field is sent as idProperty (it must be a unique property,
-// such as email). Lists longer than 100 are split into several calls.
+// such as email). A field that is not a unique property (a company's
+// domain) is looked up with the search API instead: an IN filter on the
+// values (lower-cased, as HubSpot requires), as many values per call as
+// the 3,000-character body allows, the ids found then read in batches.
+// Whether a property is unique is read once per object from its
+// definitions. Search lags writes by a few seconds: a record made moments
+// ago may not be found. Lists longer than 100 are split into several calls.
 // Values with no record are absent from the result. Association
 // pseudo-fields among fields (FieldCompanies, FieldContacts) are read with
 // the associations v4 batch read, one call per pseudo-field for up to
@@ -387,6 +393,19 @@ type batchResponse struct {
 func (c *Client) Lookup(ctx context.Context, object, field string, values []string, fields []string) ([]crmsync.Record, error) {
 	if object == "" || field == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: lookup: object and field are required"))
+	}
+	if field != "id" && field != "hs_object_id" && !(field == "email" && modifiedProperty(object) == "lastmodifieddate") {
+		unique, err := c.uniqueProperty(ctx, object, field)
+		if err != nil {
+			return nil, err
+		}
+		if !unique {
+			ids, err := c.searchIn(ctx, object, field, values)
+			if err != nil {
+				return nil, err
+			}
+			return c.Lookup(ctx, object, "id", ids, fields)
+		}
 	}
 	fields, specs := splitAssocFields(object, fields)
 	var out []crmsync.Record
@@ -502,3 +521,96 @@ func (c *Client) CountChanges(ctx context.Context, q crmsync.ChangeQuery) (int, 
 }
 
 var _ crmsync.ChangeCounter = (*Client)(nil)
+
+// uniqueProperty says whether object's property field is unique (usable as
+// idProperty), from the object's property definitions, read once.
+func (c *Client) uniqueProperty(ctx context.Context, object, field string) (bool, error) {
+	c.mu.Lock()
+	known, ok := c.unique[object]
+	c.mu.Unlock()
+	if !ok {
+		props, err := c.Properties(ctx, object)
+		if err != nil {
+			return false, err
+		}
+		known = map[string]bool{}
+		for _, p := range props {
+			known[p.Name] = p.HasUniqueValue
+		}
+		c.mu.Lock()
+		if c.unique == nil {
+			c.unique = map[string]map[string]bool{}
+		}
+		c.unique[object] = known
+		c.mu.Unlock()
+	}
+	return known[field], nil
+}
+
+// searchBodyMax is the most characters of a search body the client sends
+// (HubSpot refuses bodies over 3,000).
+const searchBodyMax = 2800
+
+// searchIn returns the ids of object's live records whose property field
+// holds one of values (compared lower-cased), with search IN filters sized
+// to the body limit and keyset paging.
+func (c *Client) searchIn(ctx context.Context, object, field string, values []string) ([]string, error) {
+	var vals []string
+	seen := map[string]bool{}
+	for _, v := range values {
+		v = strings.ToLower(strings.TrimSpace(v))
+		if v != "" && !seen[v] {
+			seen[v] = true
+			vals = append(vals, v)
+		}
+	}
+	var ids []string
+	got := map[string]bool{}
+	for len(vals) > 0 {
+		n, size := 0, 300+len(field) // the body around the values
+		for n < len(vals) {
+			b, _ := json.Marshal(vals[n])
+			if n > 0 && size+len(b)+1 > searchBodyMax {
+				break
+			}
+			size += len(b) + 1
+			n++
+		}
+		chunk := vals[:n]
+		vals = vals[n:]
+		last := ""
+		for {
+			filters := []filter{{PropertyName: field, Operator: "IN", Values: chunk}}
+			if last != "" {
+				filters = append(filters, filter{PropertyName: "hs_object_id", Operator: "GT", Value: last})
+			}
+			body := searchRequest{FilterGroups: []filterGroup{{Filters: filters}},
+				Sorts:      []sort{{PropertyName: "hs_object_id", Direction: "ASCENDING"}},
+				Properties: []string{"hs_object_id"}, Limit: 200}
+			call := "search " + object
+			status, raw, err := c.do(ctx, request{endpoint: "search", call: call, object: object, method: http.MethodPost,
+				path: objectPath(object) + "/search", body: body, search: true})
+			if err != nil {
+				return nil, err
+			}
+			var resp searchResponse
+			if err := decode(call, status, raw, &resp); err != nil {
+				return nil, err
+			}
+			for _, o := range resp.Results {
+				if o.ID == "" {
+					return nil, &DecodeError{Call: call, Status: status, Reason: "record without id"}
+				}
+				if !got[o.ID] {
+					got[o.ID] = true
+					ids = append(ids, o.ID)
+				}
+				last = o.ID
+			}
+			if resp.Paging == nil || resp.Paging.Next == nil || resp.Paging.Next.After == "" || len(resp.Results) == 0 {
+				break
+			}
+		}
+	}
+	return ids, nil
+}

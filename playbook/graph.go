@@ -1,6 +1,8 @@
 package playbook
 
 import (
+	"strings"
+
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 )
@@ -57,15 +59,22 @@ var stageToHubSpot = crmsync.TransformFunc(func(v any) (any, error) {
 
 // CompaniesPolicy is the playbook's policy for HubSpot companies and
 // Salesforce accounts: every field to the most recent edit (they are
-// identity fields). Companies are not matched on their domain: HubSpot
-// looks records up in batches only by a unique property, and a company's
-// domain is not one; the identity fields are the link fields, which never
-// hold each other's value, so a company on both sides before the first
-// pass is linked by hand (its link property set) or not at all.
+// identity fields). A company on both sides before the first pass is
+// matched on its domain: HubSpot's domain and Salesforce's Website, each
+// taken as a bare host (BareHost). HubSpot finds companies by domain with
+// the search API (domain is not a unique property); Salesforce finds
+// accounts with a SOQL IN over the forms a website of that host takes
+// (WebsiteForms: with or without scheme and "www."). A Website in another
+// form (with a path, say) is matched when the account is read, not when a
+// HubSpot company looks for it. A domain two records share on a side
+// (Identity.Strict) links nothing and creates nothing: the records are
+// reported as skips until a person links one by hand (its link property).
 func CompaniesPolicy() crmsync.Policy {
 	return crmsync.Policy{
 		A: "hubspot", B: "salesforce",
-		Identity: crmsync.Identity{A: hubspotCompanyLinkField, B: salesforceLinkField},
+		Identity: crmsync.Identity{A: "domain", B: "Website", Normalize: BareHost,
+			ValuesA: func(k string) []string { return []string{k, "www." + k} },
+			ValuesB: WebsiteForms, Strict: true},
 		Rules: []crmsync.FieldRule{
 			{A: "name", B: "Name", Type: crmsync.TypeString, Rule: crmsync.MostRecent()},
 			{A: "domain", B: "Website", Type: crmsync.TypeString, Rule: crmsync.MostRecent()},
@@ -156,7 +165,9 @@ type GraphConfig struct {
 
 // NewGraph returns the playbook's three pairs between hs and sf, run
 // parents first: companies <-> Account, contacts <-> Lead and Contact,
-// deals <-> Opportunity.
+// deals <-> Opportunity. The contacts pair adopts the links the main job
+// made under the plain key with -objects contacts (GraphPair.AdoptKeyLinks),
+// so a store switching to the graph keeps its contacts' links and bases.
 func NewGraph(hs, sf crmsync.CRM, c GraphConfig) (*crmsync.Graph, error) {
 	people, err := People(sf)
 	if err != nil {
@@ -183,7 +194,7 @@ func NewGraph(hs, sf crmsync.CRM, c GraphConfig) (*crmsync.Graph, error) {
 		return nil, err
 	}
 	return crmsync.NewGraph(crmsync.GraphConfig{Pairs: []crmsync.GraphPair{
-		{Name: "companies", Sync: companies}, {Name: "contacts", Sync: contacts}, {Name: "deals", Sync: deals},
+		{Name: "companies", Sync: companies}, {Name: "contacts", Sync: contacts, AdoptKeyLinks: true}, {Name: "deals", Sync: deals},
 	}})
 }
 
@@ -199,4 +210,36 @@ func graphProperties() map[string][]hubspottest.Property {
 		"companies": {{Name: hubspotCompanyLinkField, Type: "string", FieldType: "text", Unique: true}},
 		"deals":     {{Name: hubspotDealLinkField, Type: "string", FieldType: "text", Unique: true}},
 	}
+}
+
+// BareHost turns a domain or website into its bare host: lower case, no
+// scheme, no "www.", no port, path, query or trailing dot.
+func BareHost(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.LastIndex(s, "@"); i >= 0 {
+		s = s[i+1:]
+	}
+	if i := strings.LastIndex(s, ":"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "www."), ".")
+	return s
+}
+
+// WebsiteForms are the Website values whose bare host is host, as people
+// type or paste them: with or without http:// or https:// and "www.", and
+// the https forms with a trailing slash (as browsers copy them). Other
+// forms (a path, http with a trailing slash) are matched when the account
+// itself is read, not when a HubSpot company looks for it. Each form is one
+// more value in the SOQL IN lists: eight keep a first sync of 500 new
+// companies within the graph's call budget.
+func WebsiteForms(host string) []string {
+	return []string{host, "www." + host, "https://" + host, "https://www." + host,
+		"http://" + host, "http://www." + host, "https://" + host + "/", "https://www." + host + "/"}
 }

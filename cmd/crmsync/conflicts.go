@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/crmsync/crmsync"
@@ -89,9 +90,9 @@ func (c *cli) conflictsList(ctx context.Context, args []string) error {
 		return usagef("conflicts list: -state %q: want held, chosen, resolved or applied", state)
 	}
 	return c.withStore(ctx, func(st crmsync.Store) error {
-		cs, err := st.ListConflicts(ctx, f)
+		cs, err := listConflicts(ctx, st, f)
 		if err != nil {
-			return fmt.Errorf("list conflicts: %w", err)
+			return err
 		}
 		l := newLister(*format, c.stdout, conflictCols...)
 		for _, x := range cs {
@@ -217,4 +218,34 @@ func (c *cli) conflictsResolve(ctx context.Context, args []string) error {
 			id, x.Key, x.Field, x.State, what, x.Key)
 		return err
 	})
+}
+
+// inKey says whether k, a store key, belongs to key as the operator named
+// it: key itself, or one of its graph pairs ("<key>/<pair>", as
+// crmsync.PairKey makes them). An empty key selects every key; a pair's
+// own key selects that pair only.
+func inKey(key, k string) bool {
+	return key == "" || k == key || (!strings.Contains(key, "/") && strings.HasPrefix(k, key+"/"))
+}
+
+// pairOf names the graph pair of store key k under key, or "" for key itself.
+func pairOf(key, k string) string {
+	if key == "" || k == key {
+		return ""
+	}
+	return strings.TrimPrefix(k, key+"/")
+}
+
+// listConflicts lists the conflicts f selects, those of f.Key's graph
+// pairs included, oldest first.
+func listConflicts(ctx context.Context, st crmsync.Store, f crmsync.ConflictFilter) ([]crmsync.Conflict, error) {
+	key := f.Key
+	if key != "" && !strings.Contains(key, "/") {
+		f.Key = "" // the store matches keys exactly; the pairs are filtered here
+	}
+	cs, err := st.ListConflicts(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list conflicts: %w", err)
+	}
+	return slices.DeleteFunc(cs, func(c crmsync.Conflict) bool { return !inKey(key, c.Key) }), nil
 }

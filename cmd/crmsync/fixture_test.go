@@ -34,6 +34,7 @@ const (
 	conflictResolved = "a0b1c2d3e4f5061728394a5b" // team-a, phone, resolved by the rule
 	conflictHeld2    = "9e8d7c6b5a49382716050f1e" // team-a, jobtitle, held (second run)
 	conflictNumber   = "3c2b1a0f9e8d7c6b5a493827" // team-b, numberofemployees, held
+	conflictPair     = "7a6b5c4d3e2f1a0b9c8d7e6f" // acme/contacts (a graph pair), firstname, held
 )
 
 // clock is a settable test clock.
@@ -100,7 +101,9 @@ func jsonOf(v any) []byte {
 //     letter (letter 3), then the workflow
 //     fails, so the run stays open; then worker-2 takes the key's lease and
 //     holds it (as if it were resuming the run now);
-//   - team-a, run 3 (finished): a newer cursor and a second held conflict.
+//   - team-a, run 3 (finished): a newer cursor and a second held conflict;
+//   - acme, run 4 (finished): a graph run whose contacts pair holds a
+//     conflict (under the pair's key, acme/contacts).
 func fill(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
@@ -245,6 +248,22 @@ func fill(t *testing.T) *fixture {
 		return err
 	}))
 	require.NoError(t, err, "run 3")
+	f.runs = append(f.runs, info.ID)
+
+	// Run 4: a graph run of acme: a held conflict of its contacts pair.
+	clk.Set(t0.Add(7 * time.Minute))
+	info, err = eng.Run(ctx, "acme", workflow("graph", func(ctx context.Context, run *crmsync.Run) error {
+		_, err := crmsync.Step(ctx, run, "contacts:merge:hubspot:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
+			clk.Advance(time.Second)
+			a.SaveConflicts(crmsync.Conflict{ID: conflictPair, Key: crmsync.PairKey("acme", "contacts"),
+				SystemA: "hubspot", SystemB: "salesforce", RecordA: "301", RecordB: "003C0000001",
+				Field: "firstname", FieldA: "firstname", FieldB: "FirstName", Type: crmsync.TypeString,
+				Base: "Al", A: "Alan", B: "Albert", Rule: "hold", Held: true, State: crmsync.ConflictHeld})
+			return 1, nil
+		}, nil)
+		return err
+	}))
+	require.NoError(t, err, "run 4")
 	f.runs = append(f.runs, info.ID)
 
 	// Another worker takes team-b's lease, resuming its open run.

@@ -75,6 +75,7 @@ var goldenCases = []goldenCase{
 	{name: "status-json", args: []string{"status", "-format", "json"}},
 	{name: "status-csv", args: []string{"status", "-format", "csv"}},
 	{name: "status-key", args: []string{"status", "-key", "team-a", "-runs", "1"}},
+	{name: "status-graph-key", args: []string{"status", "-key", "acme"}},
 	{name: "status-store-flag", args: []string{"-store", "sqlite:{STORE}", "status", "-key", "team-b"}, noStore: true},
 	{name: "status-store-flag-after", args: []string{"status", "-store", "{STORE}", "-key", "team-b"}, noStore: true},
 
@@ -111,6 +112,7 @@ var goldenCases = []goldenCase{
 
 	// conflicts.
 	{name: "conflicts-list", args: []string{"conflicts", "list"}},
+	{name: "conflicts-list-graph-key", args: []string{"conflicts", "list", "-key", "acme"}},
 	{name: "conflicts-list-json", args: []string{"conflicts", "list", "-format", "json"}},
 	{name: "conflicts-list-csv", args: []string{"conflicts", "list", "-format", "csv"}},
 	{name: "conflicts-list-held", args: []string{"conflicts", "list", "-state", "held", "-key", "team-a"}},

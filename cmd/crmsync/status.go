@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -56,7 +57,16 @@ type keyStatus struct {
 	HeldConflicts    int               `json:"held_conflicts"`
 	ChosenConflicts  int               `json:"chosen_conflicts"`
 	ParkedDeadLetter int               `json:"parked_dead_letters"`
-	Runs             []runSummary      `json:"runs"`
+	// Pairs counts the open conflicts of each graph pair of the key (kept
+	// under "<key>/<pair>"), included in the totals above.
+	Pairs map[string]pairStatus `json:"pairs,omitempty"`
+	Runs  []runSummary          `json:"runs"`
+}
+
+// pairStatus is the open conflicts of one graph pair.
+type pairStatus struct {
+	HeldConflicts   int `json:"held_conflicts"`
+	ChosenConflicts int `json:"chosen_conflicts"`
 }
 
 func summarize(ri crmsync.RunInfo) runSummary {
@@ -184,7 +194,7 @@ func statusOf(ctx context.Context, st crmsync.Store, key string, nruns int) (key
 		}
 	}
 	for _, s := range []crmsync.ConflictState{crmsync.ConflictHeld, crmsync.ConflictChosen} {
-		cs, err := st.ListConflicts(ctx, crmsync.ConflictFilter{Key: key, State: s})
+		cs, err := listConflicts(ctx, st, crmsync.ConflictFilter{Key: key, State: s})
 		if err != nil {
 			return ks, fmt.Errorf("conflicts of key %s: %w", key, err)
 		}
@@ -192,6 +202,22 @@ func statusOf(ctx context.Context, st crmsync.Store, key string, nruns int) (key
 			ks.HeldConflicts = len(cs)
 		} else {
 			ks.ChosenConflicts = len(cs)
+		}
+		for _, c := range cs {
+			pair := pairOf(key, c.Key)
+			if pair == "" {
+				continue
+			}
+			if ks.Pairs == nil {
+				ks.Pairs = map[string]pairStatus{}
+			}
+			ps := ks.Pairs[pair]
+			if s == crmsync.ConflictHeld {
+				ps.HeldConflicts++
+			} else {
+				ps.ChosenConflicts++
+			}
+			ks.Pairs[pair] = ps
 		}
 	}
 	ks.OpenConflicts = ks.HeldConflicts + ks.ChosenConflicts
@@ -249,6 +275,10 @@ func statusTable(c *cli, keys []keyStatus) error {
 		fmt.Fprintf(tw, "lease\t%s\n", leaseText(k.Lease))
 		fmt.Fprintf(tw, "cursors\t%s\n", tableCell(k.Cursors))
 		fmt.Fprintf(tw, "open conflicts\t%d (%d held, %d chosen)\n", k.OpenConflicts, k.HeldConflicts, k.ChosenConflicts)
+		for _, name := range slices.Sorted(maps.Keys(k.Pairs)) {
+			p := k.Pairs[name]
+			fmt.Fprintf(tw, "  pair %s\t%d held, %d chosen\n", name, p.HeldConflicts, p.ChosenConflicts)
+		}
 		fmt.Fprintf(tw, "parked dead letters\t%d\n", k.ParkedDeadLetter)
 		if err := tw.Flush(); err != nil {
 			return err
