@@ -1,0 +1,35 @@
+package playbook
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync"
+)
+
+// A company synced to Salesforce, then archived in HubSpot while its
+// account lives on; a Salesforce user then creates a contact in that
+// account. The contact reaches HubSpot (or waits) without a dead letter,
+// and whatever HubSpot record exists for it is linked: HubSpot refuses an
+// association to an archived company, which must not park the contact
+// nor leave a created HubSpot record unlinked.
+func TestGraphChildOfAnArchivedCompany(t *testing.T) {
+	x := newGraphFixture(t)
+	hs, sf := x.f.hs, x.f.sf
+	co := hs.Seed("companies", map[string]string{"name": "Acme", "domain": "acme.example.com"})[0]
+	x.pass()
+	acct := x.sfFor("Account", co)
+	require.NotEmpty(t, acct.ID)
+	require.NoError(t, hs.Archive("companies", co))
+	c := sf.SeedRecords("Contact", crmsync.Fields{"LastName": "Lumbergh", "Email": "bill@initech.example.com", "AccountId": acct.ID})[0]
+	x.pass()
+	x.pass()
+	assert.Empty(t, x.deadLetters(), "no dead letter for a reference to an archived company")
+	if h := x.hsFor("contacts", hubspotLinkField, c); h != "" {
+		ls, err := x.st.LinksByA(t.Context(), crmsync.PairKey("acme", "contacts"), []string{h})
+		require.NoError(t, err)
+		assert.Equal(t, c, ls[h].BID, "the HubSpot contact made for %s is linked to it", c)
+	}
+}
