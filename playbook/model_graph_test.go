@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
@@ -73,11 +74,11 @@ import (
 //	go test ./playbook -run 'TestGraphModel$' -rapid.seed=N
 func TestGraphModel(t *testing.T) {
 	setDefaultChecks(t, 3)
-	rapid.Check(t, graphModelCase)
+	rapid.Check(t, graphModelCase(graphTally{}))
 }
 
 // graphModelSeedRange is how many fixed seeds (1, 2, …) CI runs.
-const graphModelSeedRange = 12
+const graphModelSeedRange = 40
 
 // graphModelSeeds are seeds CI runs besides the range (seeds that failed
 // once, each fixed since).
@@ -94,20 +95,37 @@ func TestGraphModelSeeds(t *testing.T) {
 	if testing.Short() {
 		seeds = seeds[:4]
 	}
+	tally := graphTally{}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			setRapidFlag(t, "rapid.seed", fmt.Sprint(seed))
 			setRapidFlag(t, "rapid.checks", "1")
-			rapid.Check(t, graphModelCase)
+			rapid.Check(t, graphModelCase(tally))
 		})
+	}
+	if testing.Short() || t.Failed() {
+		return
+	}
+	// The fixed seeds exercise every action and check: a model that
+	// tests nothing shows here.
+	for _, what := range []string{"conversion", "hubspot re-parent", "salesforce re-parent", "hubspot company archived",
+		"salesforce account deleted", "deal contacts", "crash", "lost write response", "contact company checked",
+		"deal company checked", "deal roles checked", "owner edit checked", "lead linked"} {
+		assert.Positive(t, tally[what], "no seed exercised %q: %v", what, tally)
 	}
 }
 
-func graphModelCase(rt *rapid.T) {
-	m := newGraphModel(rt)
-	m.play()
-	m.quiesce()
-	m.check()
+// graphTally counts what the cases exercised, by name.
+type graphTally map[string]int
+
+func graphModelCase(tally graphTally) func(*rapid.T) {
+	return func(rt *rapid.T) {
+		m := newGraphModel(rt)
+		m.tally = tally
+		m.play()
+		m.quiesce()
+		m.check()
+	}
 }
 
 // gmodel is one case of the graph model.
@@ -125,6 +143,7 @@ type gmodel struct {
 	log   []string
 
 	passes, crashes int
+	tally           graphTally
 	// stage and amount hold the last Salesforce edit of an opportunity's
 	// owned fields (by Salesforce id).
 	stage, amount map[string]any
@@ -366,6 +385,7 @@ func (m *gmodel) act() {
 			typ = hsDealCompany
 		}
 		m.must(hs.Associate(obj, id, "companies", co, typ))
+		m.tally["hubspot re-parent"]++
 		m.logf("hubspot: %s %s moved to company %s", obj, id, co)
 	case a == 3:
 		obj := rapid.SampledFrom([]string{"Contact", "Opportunity"}).Draw(m.t, "object")
@@ -375,6 +395,7 @@ func (m *gmodel) act() {
 		}
 		id, acct := rapid.SampledFrom(ids).Draw(m.t, "child"), rapid.SampledFrom(accts).Draw(m.t, "account")
 		m.must(sf.Edit(id, crmsync.Fields{"AccountId": acct}))
+		m.tally["salesforce re-parent"]++
 		m.logf("salesforce: %s %s moved to account %s", obj, id, acct)
 	case a == 4 && onHS: // a deal's contacts
 		deals, cs := m.liveHS("deals"), m.liveHS("contacts")
@@ -384,6 +405,7 @@ func (m *gmodel) act() {
 		d, c := rapid.SampledFrom(deals).Draw(m.t, "deal"), rapid.SampledFrom(cs).Draw(m.t, "contact")
 		if slices.ContainsFunc(hs.Associations("deals", d, "contacts"), func(x hubspottest.Association) bool { return x.ToID == c }) {
 			hs.Dissociate("deals", d, "contacts", c)
+			m.tally["deal contacts"]++
 			m.logf("hubspot: contact %s taken off deal %s", c, d)
 		} else {
 			m.must(hs.Associate("deals", d, "contacts", c))
@@ -403,6 +425,7 @@ func (m *gmodel) act() {
 		// A role change does not stamp the opportunity (a documented
 		// limit): the user edits the opportunity too.
 		m.must(sf.Edit(o, crmsync.Fields{"Name": fmt.Sprintf("Opportunity %d (roles)", n)}))
+		m.tally["deal contacts"]++
 		m.logf("salesforce: contact %s given a role on opportunity %s (and the opportunity renamed)", c, o)
 	case a == 5 && onHS: // HubSpot edits a deal: the name is its to win, the stage is not
 		deals := m.liveHS("deals")
@@ -439,6 +462,7 @@ func (m *gmodel) act() {
 			r, _ := sf.Get(res.OpportunityID)
 			m.stage[res.OpportunityID], m.amount[res.OpportunityID] = r.Fields["StageName"], r.Fields["Amount"]
 		}
+		m.tally["conversion"]++
 		m.logf("salesforce: lead %s converted: account %s contact %s opportunity %q", l, res.AccountID, res.ContactID, res.OpportunityID)
 	case a == 7 && onHS: // a parent archived while its children live
 		cos := m.liveHS("companies")
@@ -455,6 +479,7 @@ func (m *gmodel) act() {
 		co := rapid.SampledFrom(cos).Draw(m.t, "company")
 		m.must(hs.Archive("companies", co))
 		m.archived[co] = true
+		m.tally["hubspot company archived"]++
 		m.logf("hubspot: company %s archived", co)
 	case a == 7:
 		accts := m.liveSF("Account")
@@ -464,6 +489,7 @@ func (m *gmodel) act() {
 		acct := rapid.SampledFrom(accts).Draw(m.t, "account")
 		m.must(sf.Delete(acct))
 		m.archived[acct] = true
+		m.tally["salesforce account deleted"]++
 		m.logf("salesforce: account %s deleted (its contacts and opportunities with it)", acct)
 	default: // identity edits on either side
 		if onHS {
@@ -554,6 +580,7 @@ func (m *gmodel) faultyPass(round int) {
 	m.tr.lose.Store(0)
 	if crashed {
 		m.crashes++
+		m.tally["crash"]++
 		m.restart()
 	}
 }
@@ -726,12 +753,19 @@ func (m *gmodel) check() {
 		}
 	}
 	for hid, sid := range ct {
+		if m.hsLive("contacts", hid) && m.sfLive(sid) && objectOf(sid) == "Lead" {
+			m.tally["lead linked"]++
+		}
 		if !m.hsLive("contacts", hid) || !m.sfLive(sid) || objectOf(sid) != "Contact" {
 			continue
 		}
 		s, _ := sf.Get(sid)
 		sc, _ := s.Fields["AccountId"].(string)
-		companyOK("contact", hid, sid, hs.PrimaryCompany("contacts", hid), sc)
+		hc := hs.PrimaryCompany("contacts", hid)
+		if hc != "" || sc != "" {
+			m.tally["contact company checked"]++
+		}
+		companyOK("contact", hid, sid, hc, sc)
 	}
 	for hid, sid := range dl {
 		if !m.hsLive("deals", hid) || !m.sfLive(sid) {
@@ -739,7 +773,11 @@ func (m *gmodel) check() {
 		}
 		s, _ := sf.Get(sid)
 		sc, _ := s.Fields["AccountId"].(string)
-		companyOK("deal", hid, sid, hs.PrimaryCompany("deals", hid), sc)
+		hc := hs.PrimaryCompany("deals", hid)
+		if hc != "" || sc != "" {
+			m.tally["deal company checked"]++
+		}
+		companyOK("deal", hid, sid, hc, sc)
 		// Contacts: HubSpot's (those linked to live Salesforce Contacts)
 		// are the roles; every role is a live contact.
 		var want []string
@@ -756,11 +794,15 @@ func (m *gmodel) check() {
 			}
 			got = append(got, c)
 		}
+		if len(want) > 0 {
+			m.tally["deal roles checked"]++
+		}
 		if !slices.Equal(want, got) {
 			m.fail("deal %s/%s: hubspot's contacts are %v in salesforce, the roles %v", hid, sid, want, got)
 		}
 		// No lost owner edit.
 		if st, ok := m.stage[sid]; ok && st != nil {
+			m.tally["owner edit checked"]++
 			h, _ := hs.Get("deals", hid)
 			if s.Fields["StageName"] != st {
 				m.fail("opportunity %s: stage %v, the last Salesforce edit was %v", sid, s.Fields["StageName"], st)
@@ -773,6 +815,7 @@ func (m *gmodel) check() {
 			m.fail("opportunity %s: amount %v, the last Salesforce edit was %v", sid, s.Fields["Amount"], am)
 		}
 	}
+	m.tally["lost write response"] += int(m.tr.lost.Load())
 	// Nothing left in the dead-letter queue.
 	for _, key := range m.letterKeys() {
 		letters, err := allDeadLetters(context.Background(), m.st, key)
