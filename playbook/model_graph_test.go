@@ -268,6 +268,34 @@ func (m *gmodel) refAccounts() []string {
 	return slices.DeleteFunc(accts, func(id string) bool { return m.archivedHSCompany(id) })
 }
 
+// refCompanies are the live companies a HubSpot user may put a child in;
+// with avoidArchivedParentRef, companies whose account Salesforce deleted
+// are left out.
+func (m *gmodel) refCompanies() []string {
+	cos := m.liveHS("companies")
+	if !avoidArchivedParentRef {
+		return cos
+	}
+	return slices.DeleteFunc(cos, func(id string) bool {
+		r, _ := m.f.hs.Get("companies", id)
+		acct := r.Properties[hubspotCompanyLinkField]
+		return acct != "" && !m.sfLive(acct)
+	})
+}
+
+// hsReferenced reports whether a live HubSpot contact or deal has company
+// id as its primary company.
+func (m *gmodel) hsReferenced(id string) bool {
+	for _, obj := range []string{"contacts", "deals"} {
+		for _, c := range m.liveHS(obj) {
+			if m.f.hs.PrimaryCompany(obj, c) == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // archivedHSCompany reports whether account id is linked to a HubSpot
 // company that is archived.
 func (m *gmodel) archivedHSCompany(id string) bool {
@@ -291,13 +319,16 @@ func (m *gmodel) referenced(id string) bool {
 }
 
 // avoidArchivedParentRef keeps the model away from a defect it found
-// (TestGraphChildOfAnArchivedCompany): a Salesforce child that names an
-// account whose HubSpot company was archived (the account lives on) is
-// written to HubSpot with an association to the archived company, which
-// HubSpot refuses; the child is parked and a HubSpot contact the write
-// created is left unlinked. With it set, HubSpot users archive only
-// companies whose account no Salesforce record names, and Salesforce users
-// do not put children in accounts whose company is archived. Hunt with
+// (TestGraphChildOfAnArchivedCompany, TestGraphChildOfADeletedAccount): a
+// child that names a parent whose counterpart is archived on the other
+// side (the parent lives on) is written there with a reference to the
+// archived record, which the CRM refuses (HubSpot: an association to an
+// archived company; Salesforce: ENTITY_IS_DELETED); the child is parked,
+// and a HubSpot contact the upsert created is left unlinked. With it set,
+// HubSpot users archive only companies whose account no Salesforce record
+// names and put children only in companies whose account lives;
+// Salesforce users delete only accounts whose company no HubSpot record
+// names and put children only in accounts whose company lives. Hunt with
 // GRAPH_MODEL_ARCHIVED_PARENT=1 to play the defect.
 var avoidArchivedParentRef = os.Getenv("GRAPH_MODEL_ARCHIVED_PARENT") == ""
 
@@ -333,7 +364,7 @@ func (m *gmodel) act() {
 		stage := rapid.SampledFrom(modelStages).Draw(m.t, "lifecycle stage")
 		id := hs.Seed("contacts", map[string]string{"email": fmt.Sprintf("p%d@hs.example.com", n), "firstname": "P",
 			"lastname": fmt.Sprintf("Person %d", n), "lifecyclestage": stage})[0]
-		co := m.maybe(m.liveHS("companies"), "company")
+		co := m.maybe(m.refCompanies(), "company")
 		if co != "" {
 			m.must(hs.Associate("contacts", id, "companies", co, hsPrimaryCompany))
 		}
@@ -349,7 +380,7 @@ func (m *gmodel) act() {
 	case a == 2 && onHS:
 		id := hs.Seed("deals", map[string]string{"dealname": fmt.Sprintf("Deal %d", n),
 			"dealstage": rapid.SampledFrom(hsDealStages).Draw(m.t, "deal stage"), "amount": fmt.Sprint(1000 * n), "closedate": "2027-03-31"})[0]
-		co := m.maybe(m.liveHS("companies"), "company")
+		co := m.maybe(m.refCompanies(), "company")
 		if co != "" {
 			m.must(hs.Associate("deals", id, "companies", co, hsDealCompany))
 		}
@@ -375,7 +406,7 @@ func (m *gmodel) act() {
 		m.logf("salesforce: opportunity %s created, account %q, roles %v", id, acct, cs)
 	case a == 3 && onHS: // re-parent a contact or a deal
 		obj := rapid.SampledFrom([]string{"contacts", "deals"}).Draw(m.t, "object")
-		ids, cos := m.liveHS(obj), m.liveHS("companies")
+		ids, cos := m.liveHS(obj), m.refCompanies()
 		if len(ids) == 0 || len(cos) == 0 {
 			return
 		}
@@ -483,6 +514,16 @@ func (m *gmodel) act() {
 		m.logf("hubspot: company %s archived", co)
 	case a == 7:
 		accts := m.liveSF("Account")
+		if avoidArchivedParentRef {
+			accts = slices.DeleteFunc(accts, func(id string) bool {
+				for _, r := range hs.All("companies") {
+					if r.Properties[hubspotCompanyLinkField] == id && m.hsReferenced(r.ID) {
+						return true
+					}
+				}
+				return false
+			})
+		}
 		if len(accts) == 0 {
 			return
 		}
