@@ -184,6 +184,14 @@ func (m *gmodel) fail(format string, args ...any) {
 			m.logf("dead letter %d key %s step %s status %s: %s %s: %s", d.ID, key, d.Step, d.Status, d.System, d.RecordID, d.Error)
 		}
 	}
+	if os.Getenv("MODEL_DEBUG") != "" {
+		rows, _ := m.st.QueryAudit(context.Background(), crmsync.AuditQuery{Limit: 5000})
+		for _, a := range rows {
+			if a.Kind == crmsync.AuditWrite || a.Kind == crmsync.AuditDeadLetter || a.Kind == crmsync.AuditConflict {
+				m.logf("audit run %s %s %s %s %v %s", a.Run, a.Step, a.Kind, a.System, a.RecordIDs, a.Detail)
+			}
+		}
+	}
 	m.t.Logf("story (%d passes, %d crashes, %d lost write responses):\n  %s", m.passes, m.crashes, m.tr.lost.Load(), strings.Join(m.log, "\n  "))
 	m.t.Fatalf(format, args...)
 }
