@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	"pgregory.net/rapid"
 
 	"github.com/crmsync/crmsync"
@@ -64,10 +63,18 @@ import (
 //     stage and amount is on both sides;
 //   - nothing is left in the dead-letter queue.
 //
-// CI runs the fixed seeds of TestGraphModelSeeds; TestGraphModel runs a
+// CI runs the fixed seeds of TestGraphModelSeeds (a tally fails it if
+// an action or a check never happened over them); TestGraphModel runs a
 // few fresh cases, and hunts with many more:
 //
 //	RAPID_CHECKS=200 go test ./playbook -run 'TestGraphModel$'
+//
+// GRAPH_MODEL_ARCHIVED_PARENT=1 also plays the archived-parent defect the
+// model keeps away from by default (avoidArchivedParentRef). A hunt still
+// meets a known defect: a deal parked after its upsert made the
+// Opportunity (TestGraphDealParkedAfterItsOpportunityWasMade, seed
+// 9886303279367472831), when a whole-batch refusal hits a contact-role
+// write. The defects' own tests run with CRMSYNC_KNOWN_DEFECTS=1.
 //
 // A failing case prints its story; replay it with
 //
@@ -885,20 +892,4 @@ func hsStageOf(sf string) string {
 		}
 	}
 	return ""
-}
-
-// The graph model's case runs on the fakes through the real clients:
-// one fixed seed, reproducible.
-func TestGraphModelRunsThroughTheClients(t *testing.T) {
-	setRapidFlag(t, "rapid.seed", "1")
-	setRapidFlag(t, "rapid.checks", "1")
-	var passes int
-	rapid.Check(t, func(rt *rapid.T) {
-		m := newGraphModel(rt)
-		m.play()
-		m.quiesce()
-		m.check()
-		passes = m.passes
-	})
-	require.Positive(t, passes)
 }
