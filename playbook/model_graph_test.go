@@ -342,8 +342,10 @@ func (m *gmodel) referenced(id string) bool {
 // and a HubSpot contact the upsert created is left unlinked. With it set,
 // HubSpot users archive only companies whose account no Salesforce record
 // names and put children only in companies whose account lives;
-// Salesforce users delete only accounts whose company no HubSpot record
-// names and put children only in accounts whose company lives. Hunt with
+// Salesforce users delete only accounts that no record names on either
+// side (the cascade would delete contacts a deal names: the same defect
+// for a contact role) and put children only in accounts whose company
+// lives. Hunt with
 // GRAPH_MODEL_ARCHIVED_PARENT=1 to play the defect.
 var avoidArchivedParentRef = os.Getenv("GRAPH_MODEL_ARCHIVED_PARENT") == ""
 
@@ -531,6 +533,9 @@ func (m *gmodel) act() {
 		accts := m.liveSF("Account")
 		if avoidArchivedParentRef {
 			accts = slices.DeleteFunc(accts, func(id string) bool {
+				if m.referenced(id) {
+					return true // its cascade would delete records others name
+				}
 				for _, r := range hs.All("companies") {
 					if r.Properties[hubspotCompanyLinkField] == id && m.hsReferenced(r.ID) {
 						return true
