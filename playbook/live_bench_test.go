@@ -100,6 +100,9 @@ func BenchmarkLiveLatency(b *testing.B) {
 			b.Fatal(err)
 		}
 		c := liveTuning
+		// CRMSYNC_LIVE_CDC=1: Salesforce's trigger is its change events
+		// (the fake's Pub/Sub API) instead of the probe.
+		c.ChangeEvents = envInt("CRMSYNC_LIVE_CDC", 0) == 1
 		var failed atomic.Int64
 		c.OnPass = func(p trigger.Pass, writes int, err error) {
 			if err != nil {
