@@ -626,13 +626,7 @@ func (m *gmodel) faultyPass(round int) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	crash := ""
-	if rapid.IntRange(0, 2).Draw(m.t, fmt.Sprintf("crash%d", round)) == 0 {
-		at := rapid.IntRange(1, 30).Draw(m.t, "crash at commit")
-		drop := rapid.Bool().Draw(m.t, "crash before checkpoint")
-		m.st.arm(at, drop, cancel)
-		crash = fmt.Sprintf(" crash at commit %d (checkpoint lost: %v)", at, drop)
-	}
+	crash := m.st.drawCrash(m.t, round, 30, cancel)
 	_, info, err := m.pass(ctx)
 	crashed := m.st.disarm()
 	m.logf("pass %d (run %s) faults %v%s: crashed %v, err %v", m.passes, info.ID, armed, crash, crashed, err)

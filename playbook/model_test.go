@@ -770,13 +770,7 @@ func (m *model) faultyPass(round int) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	crash := ""
-	if rapid.IntRange(0, 2).Draw(m.t, fmt.Sprintf("crash%d", round)) == 0 {
-		at := rapid.IntRange(1, 40).Draw(m.t, "crash at commit")
-		drop := rapid.Bool().Draw(m.t, "crash before checkpoint")
-		m.st.arm(at, drop, cancel)
-		crash = fmt.Sprintf(" crash at commit %d (checkpoint lost: %v)", at, drop)
-	}
+	crash := m.st.drawCrash(m.t, round, 40, cancel)
 	m.planInPass(round)
 	_, info, err := m.pass(ctx)
 	m.endInPass()

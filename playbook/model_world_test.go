@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/store/memory"
+	"pgregory.net/rapid"
 )
 
 // This file holds the machinery of the model-based test (model_test.go): a
@@ -50,6 +52,20 @@ func (s *modelStore) arm(n int, drop bool, cancel context.CancelFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.left, s.drop, s.cancel, s.crashed = n, drop, cancel, false
+}
+
+// drawCrash draws whether this round's pass crashes (one round in three)
+// and, if so, at which of its first maxAt commits and whether the
+// checkpoint is lost with it; it arms the crash and describes it for the
+// round's log ("" for none).
+func (s *modelStore) drawCrash(t *rapid.T, round, maxAt int, cancel context.CancelFunc) string {
+	if rapid.IntRange(0, 2).Draw(t, fmt.Sprintf("crash%d", round)) != 0 {
+		return ""
+	}
+	at := rapid.IntRange(1, maxAt).Draw(t, "crash at commit")
+	drop := rapid.Bool().Draw(t, "crash before checkpoint")
+	s.arm(at, drop, cancel)
+	return fmt.Sprintf(" crash at commit %d (checkpoint lost: %v)", at, drop)
 }
 
 // disarm drops a crash that did not fire and reports whether one did.

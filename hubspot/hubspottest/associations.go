@@ -520,6 +520,33 @@ func assocBatchOK(w http.ResponseWriter, n, limit int) bool {
 	return true
 }
 
+// readAssocInputs reads the inputs of an associations batch call between
+// from and to, of at most limit; on a refusal it has answered and reports
+// false.
+func readAssocInputs(w http.ResponseWriter, r *http.Request, from, to string, limit int) ([]assocInput, bool) {
+	var req struct {
+		Inputs []assocInput `json:"inputs"`
+	}
+	if _, ok := readBody(w, r, &req); !ok || !assocBatchOK(w, len(req.Inputs), limit) {
+		return nil, false
+	}
+	if !knownObject(from) || !knownObject(to) {
+		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Unable to infer object type from: "+from+", "+to)
+		return nil, false
+	}
+	return req.Inputs, true
+}
+
+// writeAssocBatch answers an associations batch call: status when every
+// input succeeded, 207 Multi-Status when some failed.
+func (s *Server) writeAssocBatch(w http.ResponseWriter, status int, results, errs []map[string]any) {
+	started := s.now()
+	if len(errs) > 0 {
+		status = http.StatusMultiStatus
+	}
+	writeJSON(w, status, batchBody(results, errs, started))
+}
+
 func knownObject(object string) bool {
 	return object == "contacts" || object == "companies" || object == "deals"
 }
@@ -537,21 +564,15 @@ func assocErr(category, subCategory, message string, context map[string][]string
 // toObjectId is a string, as the 2026 spec types it (the guide's examples
 // show a number; clients should take both).
 func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to string) {
-	var req struct {
-		Inputs []assocInput `json:"inputs"`
-	}
-	if _, ok := readBody(w, r, &req); !ok || !assocBatchOK(w, len(req.Inputs), AssociationReadBatch) {
-		return
-	}
-	if !knownObject(from) || !knownObject(to) {
-		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Unable to infer object type from: "+from+", "+to)
+	inputs, ok := readAssocInputs(w, r, from, to, AssociationReadBatch)
+	if !ok {
 		return
 	}
 	page := s.cfg.AssociationPage
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var results, errs []map[string]any
-	for _, in := range req.Inputs {
+	for _, in := range inputs {
 		all := s.visible(from, in.ID, to)
 		start := 0
 		if in.After != "" {
@@ -588,12 +609,7 @@ func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to
 		}
 		results = append(results, res)
 	}
-	started := s.now()
-	status := http.StatusOK
-	if len(errs) > 0 {
-		status = http.StatusMultiStatus
-	}
-	writeJSON(w, status, batchBody(results, errs, started))
+	s.writeAssocBatch(w, http.StatusOK, results, errs)
 }
 
 // serveAssocCreate is POST /crm/v4/associations/{from}/{to}/batch/create:
@@ -602,20 +618,14 @@ func (s *Server) serveAssocRead(w http.ResponseWriter, r *http.Request, from, to
 // pair does not have, or that would take a record past
 // Config.AssociationCap (context fromObjectId and toObjectId).
 func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, to string) {
-	var req struct {
-		Inputs []assocInput `json:"inputs"`
-	}
-	if _, ok := readBody(w, r, &req); !ok || !assocBatchOK(w, len(req.Inputs), AssociationWriteBatch) {
-		return
-	}
-	if !knownObject(from) || !knownObject(to) {
-		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Unable to infer object type from: "+from+", "+to)
+	inputs, ok := readAssocInputs(w, r, from, to, AssociationWriteBatch)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var results, errs []map[string]any
-	for _, in := range req.Inputs {
+	for _, in := range inputs {
 		toID, fromID := idOf(in.To), in.From.ID.String()
 		ctx := map[string][]string{"fromObjectId": {fromID}, "toObjectId": {toID}}
 		if fromID == "" || toID == "" || len(in.Types) == 0 {
@@ -664,31 +674,20 @@ func (s *Server) serveAssocCreate(w http.ResponseWriter, r *http.Request, from, 
 		results = append(results, map[string]any{"fromObjectTypeId": typeIDOf(from), "fromObjectId": fromID,
 			"toObjectTypeId": typeIDOf(to), "toObjectId": toID, "labels": append([]string{}, labels...)})
 	}
-	started := s.now()
-	status := http.StatusCreated
-	if len(errs) > 0 {
-		status = http.StatusMultiStatus
-	}
-	writeJSON(w, status, batchBody(results, errs, started))
+	s.writeAssocBatch(w, http.StatusCreated, results, errs)
 }
 
 // serveAssocArchive is POST /crm/v4/associations/{from}/{to}/batch/archive:
 // up to 2,000 inputs, each removing every association between its from
 // record and its to records; 204, ids with nothing to remove included.
 func (s *Server) serveAssocArchive(w http.ResponseWriter, r *http.Request, from, to string) {
-	var req struct {
-		Inputs []assocInput `json:"inputs"`
-	}
-	if _, ok := readBody(w, r, &req); !ok || !assocBatchOK(w, len(req.Inputs), AssociationWriteBatch) {
-		return
-	}
-	if !knownObject(from) || !knownObject(to) {
-		writeError(w, http.StatusBadRequest, "VALIDATION_ERROR", "Unable to infer object type from: "+from+", "+to)
+	inputs, ok := readAssocInputs(w, r, from, to, AssociationWriteBatch)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, in := range req.Inputs {
+	for _, in := range inputs {
 		list, ok := in.To.([]any)
 		fromID := in.From.ID.String()
 		if !ok || fromID == "" {
