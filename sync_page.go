@@ -151,7 +151,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	}
 	// A match linked to a record that is gone from this side (archived or
 	// deleted since) is free: creating a counterpart for its key would make
-	// a duplicate on the other side, so the match is linked anew.
+	// a duplicate on the other side, so the match is linked anew. A partner
+	// a merge took away is not gone (takenByMerge): the merge's record
+	// takes the link over when it is read.
 	var partners []string
 	for _, r := range matches {
 		if l, linked := taken[r.ID]; linked {
@@ -165,6 +167,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	alive := map[string]bool{}
 	for _, r := range live {
 		alive[r.ID] = true
+	}
+	if err := p.takenByMerge(ctx, sd, pg, partners, alive); err != nil {
+		return err
 	}
 	byKey := map[string]Record{}
 	cands := map[string][]string{}
@@ -380,6 +385,50 @@ func (p *pass) resolveArchived(ctx context.Context, sd *side, pg string, recs []
 		if to, ok := now[r.ID]; ok {
 			recs[i].MergedInto = to
 		}
+	}
+	return nil
+}
+
+// takenByMerge asks sd's CRM, if it is an IDResolver, about the partners
+// (ids on sd linked to matches on the other side) that a lookup by id did
+// not find. One that still resolves is not gone: a merge took it away, and
+// its id leads to the merge's record, which takes the link over when it is
+// read (merges). It is marked alive, so its match stays taken; linking the
+// match to another record instead would leave the merge's record unlinked,
+// to be created again on the other side. The answers are a step result.
+func (p *pass) takenByMerge(ctx context.Context, sd *side, pg string, partners []string, alive map[string]bool) error {
+	res, ok := sd.crm.(IDResolver)
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, id := range partners {
+		if !alive[id] && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	resolved, err := step(ctx, p, "resolve-taken:"+pg, func(ctx context.Context, _ *Attempt) ([]string, error) {
+		var out []string
+		for _, id := range ids {
+			p.apiCalls(sd.name, 1)
+			to, err := res.ResolveID(ctx, sd.object, id)
+			if err != nil {
+				return nil, err
+			}
+			if to != "" {
+				out = append(out, id)
+			}
+		}
+		return out, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	for _, id := range resolved {
+		alive[id] = true
 	}
 	return nil
 }

@@ -218,3 +218,11 @@ func TestCoreHubSpotMergedIDInTheBinIsNotArchived(t *testing.T) {
 	require.True(t, ok, "the new id is linked")
 	assert.Equal(t, sf.ID, l.BID)
 }
+
+func linkOfB(t *testing.T, h *harness, id string) (crmsync.Link, bool) {
+	t.Helper()
+	ls, err := h.st.LinksByB(context.Background(), h.key, []string{id})
+	require.NoError(t, err)
+	l, ok := ls[id]
+	return l, ok
+}

@@ -73,3 +73,54 @@ func TestMergeHubSpotMergedThenArchivedMovesTheLink(t *testing.T) {
 	require.True(t, ok, "the merged record %s is linked", newID)
 	assert.Equal(t, sf.ID, l.BID)
 }
+
+// A HubSpot contact is archived before the sync ever links it; its
+// Salesforce namesake is synced to a new HubSpot contact, which a user
+// then merges with a duplicate (a new record, the linked id among its
+// merged ids) and gives another email. When the recycle-bin read meets the
+// old archived contact, the namesake is not free: its link's record
+// resolves to the merge's record. The archive reaches nobody, the link
+// moves to the merge's record, and no second Salesforce contact is made.
+// (Found by TestModel, seed 18407355128004944343.)
+func TestMergeArchivedNamesakeDoesNotTakeAMergedLink(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, 0))
+	h.pass()
+	clk.Advance(time.Minute)
+	gone := h.f.hs.Seed("contacts", map[string]string{"email": "nm@x.example", "lastname": "Namesake"})[0]
+	require.NoError(t, h.f.hs.Archive("contacts", gone))
+	sfID := h.f.sf.Seed(crmsync.Fields{"LastName": "Namesake", "Email": "nm@x.example"})[0]
+	clk.Advance(10 * time.Minute)
+	h.pass()
+	l, ok := linkOfB(t, h, sfID)
+	require.True(t, ok, "the Salesforce contact is linked")
+	require.NotEqual(t, gone, l.AID, "linked to a new HubSpot contact, not the archived one")
+	clk.Advance(10 * time.Minute)
+	dup := h.f.hs.Seed("contacts", map[string]string{"email": "nm.dup@x.example", "lastname": "Dup"})[0]
+	merged, err := h.f.hs.Merge("contacts", l.AID, dup)
+	require.NoError(t, err)
+	clk.Advance(time.Second)
+	// The merge's record no longer matches the namesake by email: only the
+	// merged ids tie it to the link.
+	require.NoError(t, h.f.hs.Edit("contacts", merged, map[string]string{"email": "nm.new@x.example"}))
+	for range 3 {
+		clk.Advance(time.Hour)
+		h.sync.RequestArchivedRead(h.key, "hubspot")
+		rep := h.pass()
+		for _, sk := range rep.Skips {
+			assert.NotContains(t, sk.Reason, gone, "the archived contact %s is never linked", gone)
+		}
+	}
+	_, linked := linkOfA(t, h, gone)
+	assert.False(t, linked, "the archived contact %s has no link", gone)
+	r, _ := h.f.sf.Get(sfID)
+	assert.NotEqual(t, true, r.Fields["Archived__c"], "the namesake %s is not flagged archived", sfID)
+	l, ok = linkOfB(t, h, sfID)
+	require.True(t, ok, "the namesake %s is linked", sfID)
+	assert.Equal(t, merged, l.AID, "the link moved to the merge's record")
+	var ids []string
+	for _, rec := range h.f.sf.All() {
+		ids = append(ids, rec.ID)
+	}
+	assert.Equal(t, []string{sfID}, ids, "one Salesforce contact for the person")
+}

@@ -148,6 +148,12 @@ var modelSeeds = []uint64{
 	17986694182707259292, 18153098168535346001, 11725634526978072741,
 	10120510013884818669, 14114458521576032862, 7741156084130623218,
 	12340126522249462687, 6469571360533782626,
+	// An archived HubSpot contact matched a Salesforce contact whose linked
+	// HubSpot contact a merge had taken away (a batch read misses the old
+	// id): the match was taken as free, the link moved to the archived
+	// contact and the merge's record was created again in Salesforce
+	// (merge_archive_test.go).
+	18407355128004944343,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
