@@ -40,20 +40,35 @@ type SyncConfig struct {
 	// less Overlap, so that changes stamped by a clock that runs behind
 	// the sync host's, and changes sharing a stamp, are read again rather
 	// than missed. On a side whose CRM lags and can count (ChangeCounter,
-	// HubSpot), the part of that overlap the previous pass read is counted
-	// rather than read again, and read only when the count differs
-	// (ReadWindow.Tail). One exception moves cursors back: when a mapped field
-	// that went away comes back, both cursors go back, once, to where the
-	// pass that found it gone began, so that the edits made meanwhile sync.
+	// HubSpot), the passes keep the ids and stamps of what they read (the
+	// cursor "<system>:known", at most 20,000 records), and the part of
+	// that overlap the previous pass read is counted rather than read
+	// again, and read only when the count differs (ReadWindow.Tail). The
+	// stretch of it a CRM clock running behind the host's could stamp
+	// again after the read (as far behind as the side's writes measured
+	// it, from the stamps their answers carry; Overlap when nothing was
+	// written for a day) is read, not counted. One exception moves
+	// cursors back: when a mapped field that went away comes back, both
+	// cursors go back, once, to where the pass that found it gone began,
+	// so that the edits made meanwhile sync.
 	// Within a pass each side's deleted records are read before its live
 	// ones (a merge loser's link moves to its winner first).
 	Overlap time.Duration
 	// DelayedLag is how far behind now the delayed window of a side whose
 	// CRM lags (ChangeLagger with a positive lag, HubSpot search) ends: a
-	// second cursor per side re-reads [delayed cursor less Overlap, now
-	// less DelayedLag] once that window spans DelayedLag, so a change the
-	// CRM listed late (out of order, after its lag) is still found. Zero
-	// means 1 hour; negative turns the delayed window off.
+	// second cursor per side covers [delayed cursor, now less DelayedLag]
+	// once that window spans DelayedLag, so a change the CRM listed late
+	// (out of order, after its lag) is still found. On a side that counts
+	// and reads its whole bin (HubSpot), the window is checked, not read:
+	// it ends at the first bound of a record a pass read in it, one search
+	// counts what is listed from its start on, and the check is confirmed
+	// by the next recycle-bin read (ArchivedEvery), which tells the known
+	// records that left; a count that differs reads the window page by
+	// page (from the cursor less Overlap), as other sides always do. A
+	// record listed late is found within DelayedLag (a bin read later when
+	// a known record left meanwhile); a record a pass read and then edited
+	// again, listed later than the overlap's reach, within about two
+	// DelayedLag. Zero means 1 hour; negative turns the delayed window off.
 	DelayedLag time.Duration
 	// ArchivedEvery is how often the archived (deleted) records of a side
 	// whose CRM reads its whole recycle bin on every archived read
@@ -64,7 +79,8 @@ type SyncConfig struct {
 	// by window (Salesforce) reads them on every pass. When it last ran is
 	// kept as the cursor "<system>:archived", and a bin read keeps every
 	// record archived since then (less Overlap), not only those inside the
-	// pass's window.
+	// pass's window. The bin read after a delayed check confirms it
+	// (DelayedLag): the check goes first when both fall due.
 	ArchivedEvery time.Duration
 	// Since is where the first pass of a key starts reading; zero means
 	// everything (a full backfill).
@@ -131,9 +147,10 @@ func filtersOwn(sd *side) bool {
 
 // ChangeCounter is an optional interface of a CRM that says, in one cheap
 // call, how many live records a change query's window [q.Since, q.Until)
-// lists (HubSpot: the total of a one-record search page). For a side whose
-// change reads lag (ChangeLagger), the sync uses it to check, rather than
-// read again, the part of a window the previous pass read already.
+// lists (HubSpot: the total of a one-record search page); a zero Until
+// means no upper end. For a side whose change reads lag (ChangeLagger), the
+// sync uses it to check, rather than read again, the part of a window the
+// previous pass read already, and the delayed window.
 type ChangeCounter interface {
 	CountChanges(ctx context.Context, q ChangeQuery) (int, error)
 }
@@ -836,7 +853,7 @@ func (p *pass) passes(ctx context.Context) error {
 					return time.Time{}, err
 				}
 				keep = minTime(keep, cur.Add(-p.s.c.Overlap))
-				a.SetCursor(knownCursor(sd.name), p.newKnown(sd, old, cur.Add(-p.s.c.Overlap), win.Until, keep))
+				p.newKnown(a, sd, old, cur.Add(-p.s.c.Overlap), win.Until, keep)
 			}
 			return cur, nil
 		}, nil)

@@ -71,29 +71,46 @@ const stampMargin = 100 * time.Millisecond
 // it, with no write to measure again, Overlap stands for it.
 const skewMaxAge = 24 * time.Hour
 
-// knownCursor names the cursor holding what a side's passes read.
+// knownCursor names the cursor holding what a side's passes read, and
+// tailCursor the one holding the span of its tail.
 func knownCursor(system string) string { return system + ":known" }
+
+func tailCursor(system string) string { return system + ":tail" }
 
 // checkCursor names the cursor holding a side's delayed check waiting for a
 // bin read.
 func checkCursor(system string) string { return system + ":check" }
 
-// knownState is what a lagging side's passes read, as kept in its cursor.
+// knownState is what a lagging side's passes read: its records, in the
+// cursor "<system>:known" (written only when they change), and the tail's
+// span and the stamp lag, in the small cursor "<system>:tail".
 type knownState struct {
+	tailSpan
+	knownReads
+	// sorted is entries(), as loaded.
+	sorted []knownEntry
+}
+
+// tailSpan is the small part of a known state.
+type tailSpan struct {
 	// Since and Until bound the tail: the next window's start and the
 	// last window's end.
 	Since time.Time `json:"since"`
 	Until time.Time `json:"until"`
+	// Behind is how far the CRM's stamps were measured to run behind the
+	// host's clock (milliseconds, at least 0), at Measured.
+	Behind   int64     `json:"behind_ms,omitempty"`
+	Measured time.Time `json:"measured,omitzero"`
+}
+
+// knownReads is the large part of a known state.
+type knownReads struct {
 	// Reads holds, per pass, the records it read still known (each id
 	// in the newest read only).
 	Reads []knownRead `json:"reads,omitempty"`
 	// Partial is set when records went over maxKnown: records read with
 	// a stamp before it may be missing.
 	Partial time.Time `json:"partial,omitzero"`
-	// Behind is how far the CRM's stamps were measured to run behind the
-	// host's clock (milliseconds, at least 0), at Measured.
-	Behind   int64     `json:"behind_ms,omitempty"`
-	Measured time.Time `json:"measured,omitzero"`
 }
 
 // knownRead is the records one pass read.
@@ -173,7 +190,7 @@ func (k knownState) split(since, until time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	from, to := since.UnixMilli(), k.Until.UnixMilli()
-	es := k.entries()
+	es := k.sorted
 	newest := int64(-1)
 	for _, e := range es {
 		if e.stamp >= from && e.stamp < to {
@@ -199,17 +216,38 @@ func (p *pass) rawCursor(ctx context.Context, name string) (string, error) {
 	return v, nil
 }
 
-// known loads system's known state; none is the zero knownState.
+// known loads system's known state; none is the zero knownState. The
+// cursor changes only in the side's cursor step, after every use: a pass
+// loads it once.
 func (p *pass) known(ctx context.Context, system string) (knownState, error) {
-	var k knownState
-	v, err := p.rawCursor(ctx, knownCursor(system))
-	if err != nil || v == "" {
-		return k, err
+	name := p.cursorName(knownCursor(system))
+	p.mu.Lock()
+	k, ok := p.tails.known[name]
+	p.mu.Unlock()
+	if ok {
+		return k, nil
 	}
-	if err := json.Unmarshal([]byte(v), &k); err != nil {
-		// Not ours or damaged: the windows are then read whole.
-		return knownState{}, nil
+	for _, c := range []struct {
+		name string
+		v    any
+	}{{tailCursor(system), &k.tailSpan}, {knownCursor(system), &k.knownReads}} {
+		v, err := p.rawCursor(ctx, c.name)
+		if err != nil {
+			return knownState{}, err
+		}
+		if v != "" && json.Unmarshal([]byte(v), c.v) != nil {
+			// Not ours or damaged: the windows are then read whole.
+			k = knownState{}
+			break
+		}
 	}
+	k.sorted = k.entries()
+	p.mu.Lock()
+	if p.tails.known == nil {
+		p.tails.known = map[string]knownState{}
+	}
+	p.tails.known[name] = k
+	p.mu.Unlock()
 	return k, nil
 }
 
@@ -218,6 +256,7 @@ func (p *pass) known(ctx context.Context, system string) (knownState, error) {
 type tailPass struct {
 	gone   map[string]map[string]bool
 	behind map[string]time.Duration
+	known  map[string]knownState // as loaded, per cursor
 }
 
 // noteGone notes ids of sd that left (archived, merged away).
@@ -265,14 +304,15 @@ func (p *pass) noteWrites(sd *side, res []WriteResult) {
 	}
 }
 
-// newKnown is the known state this pass leaves for the next: the records
+// newKnown sets the known state this pass leaves for the next: the records
 // known before, less those stamped before keep and those gone, with this
 // pass's reads as a read whose bound is until less the stamp lag; the tail
-// is [since, until).
-func (p *pass) newKnown(sd *side, old knownState, since, until, keep time.Time) string {
+// is [since, until). The records' cursor is written only when they change.
+func (p *pass) newKnown(a *Attempt, sd *side, old knownState, since, until, keep time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	k := knownState{Since: since.UTC(), Until: until.UTC(), Behind: old.Behind, Measured: old.Measured}
+	var k knownState
+	k.tailSpan = tailSpan{Since: since.UTC(), Until: until.UTC(), Behind: old.Behind, Measured: old.Measured}
 	if b, ok := p.tails.behind[sd.name]; ok {
 		k.Behind, k.Measured = b.Milliseconds()+1, until.UTC()
 	}
@@ -283,11 +323,12 @@ func (p *pass) newKnown(sd *side, old knownState, since, until, keep time.Time) 
 	from := keep.UnixMilli()
 	gone := p.tails.gone[sd.name]
 	read := p.stamps[sd.name]
-	n := 0
+	n, changed := 0, false
 	for _, r := range old.Reads {
 		kr := knownRead{Bound: r.Bound, Stamps: map[string]int64{}}
 		for id, ms := range r.Stamps {
 			if _, again := read[id]; again || gone[id] || ms < from {
+				changed = true
 				continue
 			}
 			kr.Stamps[id] = ms
@@ -306,6 +347,7 @@ func (p *pass) newKnown(sd *side, old knownState, since, until, keep time.Time) 
 	if len(now.Stamps) > 0 {
 		k.Reads = append(k.Reads, now)
 		n += len(now.Stamps)
+		changed = true
 	}
 	if old.Partial.After(keep) {
 		k.Partial = old.Partial
@@ -313,8 +355,12 @@ func (p *pass) newKnown(sd *side, old knownState, since, until, keep time.Time) 
 	if n > maxKnown {
 		k.Reads, k.Partial = nil, until.UTC()
 	}
-	b, _ := json.Marshal(k)
-	return string(b)
+	b, _ := json.Marshal(k.tailSpan)
+	a.SetCursor(tailCursor(sd.name), string(b))
+	if changed || !k.Partial.Equal(old.Partial) {
+		b, _ := json.Marshal(k.knownReads)
+		a.SetCursor(knownCursor(sd.name), string(b))
+	}
 }
 
 // tailCheck is the result of a tail's count, a step result.
@@ -334,7 +380,7 @@ func (p *pass) checkTail(ctx context.Context, sd *side, since, until time.Time) 
 		from, to := since.UnixMilli(), until.UnixMilli()
 		kept := 0
 		p.mu.Lock()
-		for _, e := range k.entries() {
+		for _, e := range k.sorted {
 			if _, again := p.stamps[sd.name][e.id]; !again && e.stamp >= from && e.stamp < to {
 				kept++
 			}
@@ -386,7 +432,7 @@ func (p *pass) checkable(ctx context.Context, sd *side, d, until time.Time) (tim
 	if k.Partial.After(d) {
 		return time.Time{}, false, nil
 	}
-	end := capEnd(k.entries(), d.UnixMilli(), until.UnixMilli())
+	end := capEnd(k.sorted, d.UnixMilli(), until.UnixMilli())
 	if end <= d.UnixMilli() {
 		return time.Time{}, false, nil
 	}
@@ -405,7 +451,7 @@ func (p *pass) checkDelayed(ctx context.Context, sd *side, since, until time.Tim
 		from := since.UnixMilli()
 		ids := map[string]bool{}
 		p.mu.Lock()
-		for _, e := range k.entries() {
+		for _, e := range k.sorted {
 			if e.stamp >= from {
 				ids[e.id] = true
 			}
@@ -448,7 +494,7 @@ func (p *pass) confirmDelayed(ctx context.Context, sd *side, c DelayedCheck) (bo
 		from := c.Since.UnixMilli()
 		left := 0
 		p.mu.Lock()
-		for _, e := range k.entries() {
+		for _, e := range k.sorted {
 			if e.stamp >= from && p.tails.gone[sd.name][e.id] {
 				left++
 			}

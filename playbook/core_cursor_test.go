@@ -120,9 +120,8 @@ func TestCoreCursorHoldsWhenASideFailsPartWay(t *testing.T) {
 
 // A change listed later than the change lag (the fake's search lags every
 // write by 50 minutes, past the main cursor) is found by the delayed window,
-// which checks older changes on a slower cadence: within about two
-// DelayedLag for a record a pass read (and so knows) inside the hour the
-// edit is stamped in.
+// which checks older changes on a slower cadence (within about two
+// DelayedLag at most: see sync_tail.go).
 func TestCoreDelayedWindowFindsAVeryLateChange(t *testing.T) {
 	clk := newTestClock()
 	h := lagged(t, clk, 50*time.Minute, 5*time.Minute)
@@ -141,12 +140,10 @@ func TestCoreDelayedWindowFindsAVeryLateChange(t *testing.T) {
 		h.pass()
 	}
 	require.Equal(t, "", sfPhoneOf(h, "hour@x.example"), "the edit is listed by now, but behind the main window")
-	// Quiet ticks, two hours more: the delayed window falls due (the
-	// edit's stamp is an hour old) and is checked by count. The contact
-	// was read (its link write-back) by a pass inside that window, so the
-	// first check ends at that read's bound and cannot tell the edit; the
-	// next, whose window starts there, counts a record listed there that
-	// no pass read at its stamp, and reads its window.
+	// Quiet ticks, two hours more: the delayed window falls due and is
+	// checked by count. The window a check covers holds a record listed
+	// there that no pass read at its stamp (the passes read the contact at
+	// its link write-back, before the window): the check reads the window.
 	for range 24 {
 		clk.Advance(5 * time.Minute)
 		h.pass()
