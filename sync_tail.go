@@ -23,12 +23,14 @@ import (
 // burst's read.
 //
 // Instead, a pass keeps the id and stamp of every record it read (the
-// cursor "<system>:known"), for as long as a later tail or delayed window
-// covers them, together with the read's bound: the window's end less how
-// far the CRM's stamps were measured to run behind the host's clock (on
-// the side's own writes, whose answers carry the record's new stamp) and
-// stampMargin. Search answers hits with the records' live state (read by
-// id), so an edit made after a read is stamped at or after its bound.
+// cursor "<system>:known", written when they change; the tail's span and
+// the stamp lag go in "<system>:tail"), for as long as a later tail or
+// delayed window covers them, with the read's bound: the window's end less
+// how far the CRM's stamps were measured to run behind the host's clock
+// (on the side's own writes, whose answers carry the record's new stamp;
+// Overlap without a measurement of the last day) and stampMargin. Search
+// hits are read by id, live, so an edit made after a read is stamped at
+// or after its bound.
 //
 // The tail: the next pass counts (ChangeCounter: one search call) the part
 // of its window the previous pass read, up to the first bound of a record
@@ -41,23 +43,24 @@ import (
 // The delayed window [D, E), on a side whose archived reads list the whole
 // bin (WholeBinReader): E is lowered to the first bound of a record known
 // in it, so that no record known there can have been stamped again inside
-// it. After the pass's own read, one search counts what is listed from D on,
-// with no upper end, so that a record edited again after the window leaves
-// nothing: n. The records known from D on are k. n > k: something was
-// listed that no pass read (late, or stamped into the window by an edit no
-// pass read); the window is read page by page, as it always was. Else the
-// check waits for the next bin read (its cadence, SyncConfig.ArchivedEvery):
-// n must equal k less the known records found archived (or merged away)
-// since. A record that left unseen lowers n, so a late record cannot hide
-// behind it; equal, every record listed from D on had been read, and no
-// record known in [D, E) was stamped again inside it: every record stamped
-// in [D, E) was read at its stamp. Different, the window is read page by
-// page. Merges take both old ids out of search and the bin: the merged
-// record's read names them (MergedFrom), else the count comes out short and
-// the window is read. A record stamped again inside [E, ...) after a pass
-// read it is found by the next check, whose window starts at E: so a
-// record edited again and listed later than the tail's reach is found
-// within about two DelayedLag (and a bin read) rather than one.
+// it. After the pass's own read, one search counts what is listed from D
+// on, with no upper end (a known record edited again later stays counted):
+// n. The records known from D on are k. n > k: something is listed that
+// no pass read at a stamp from D on (listed late, or edited into the
+// window by an edit no pass read); the window is read page by page, as it
+// always was. Else the check waits for the next bin read (the bin's own
+// cadence, SyncConfig.ArchivedEvery), which tells the known records that
+// left meanwhile: n must equal k less those (read archived, or named
+// merged away by a merged record's MergedFrom). Equal: every record listed
+// from D on had been read at a stamp from D on, and none known in [D, E)
+// was stamped again inside it, so every record stamped in [D, E) was read
+// at its stamp. Different: the window is read page by page. A record that
+// leaves without passing the bin (merged away while the merged record is
+// not read yet, deleted for good) makes n short; only a record listed late
+// alongside it can hide behind it, the one case a count can miss. A known
+// record edited again after E, listed later than the tail's reach, is
+// found by a later check, whose window starts past its known stamp: within
+// about two DelayedLag (and a bin read) rather than one.
 
 // maxKnown bounds the records a side's known state keeps; past it the
 // state is dropped and the windows it covered are read again page by page.
