@@ -118,6 +118,10 @@ type WriteResult struct {
 	ID string `json:"id,omitempty"`
 	// Created reports that the write made a new record.
 	Created bool `json:"created,omitempty"`
+	// ModifiedAt is the record's stamp after the write, where the API
+	// answers it (HubSpot's updatedAt); zero when unknown. The sync
+	// measures with it how far the CRM's stamps run behind its own clock.
+	ModifiedAt time.Time `json:"modified_at,omitzero"`
 	// Err is nil on success. A per-record failure that retrying cannot fix is
 	// marked with Permanent; any other error may be retried.
 	Err error `json:"-"`

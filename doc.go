@@ -22,7 +22,8 @@
 // it:
 //   - [ChangeLagger]: its change reads show a write only after a delay
 //     (HubSpot search); cursors stay that far behind, and a slower delayed
-//     window reads older changes again ([SyncConfig].DelayedLag).
+//     window covers older changes again ([SyncConfig].DelayedLag): read, or
+//     on a [ChangeCounter] counted and read only when the count differs.
 //   - [WholeBinReader]: its archived reads list the whole recycle bin
 //     (HubSpot); they run every [SyncConfig].ArchivedEvery, not every pass.
 //   - [IDResolver]: a merge gives the merged record a new id that its old

@@ -2,6 +2,7 @@ package crmsync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,20 +40,35 @@ type SyncConfig struct {
 	// less Overlap, so that changes stamped by a clock that runs behind
 	// the sync host's, and changes sharing a stamp, are read again rather
 	// than missed. On a side whose CRM lags and can count (ChangeCounter,
-	// HubSpot), the part of that overlap the previous pass read is counted
-	// rather than read again, and read only when the count differs
-	// (ReadWindow.Tail). One exception moves cursors back: when a mapped field
-	// that went away comes back, both cursors go back, once, to where the
-	// pass that found it gone began, so that the edits made meanwhile sync.
+	// HubSpot), the passes keep the ids and stamps of what they read (the
+	// cursor "<system>:known", at most 20,000 records), and the part of
+	// that overlap the previous pass read is counted rather than read
+	// again, and read only when the count differs (ReadWindow.Tail). The
+	// stretch of it a CRM clock running behind the host's could stamp
+	// again after the read (as far behind as the side's writes measured
+	// it, from the stamps their answers carry; Overlap when nothing was
+	// written for a day) is read, not counted. One exception moves
+	// cursors back: when a mapped field that went away comes back, both
+	// cursors go back, once, to where the pass that found it gone began,
+	// so that the edits made meanwhile sync.
 	// Within a pass each side's deleted records are read before its live
 	// ones (a merge loser's link moves to its winner first).
 	Overlap time.Duration
 	// DelayedLag is how far behind now the delayed window of a side whose
 	// CRM lags (ChangeLagger with a positive lag, HubSpot search) ends: a
-	// second cursor per side re-reads [delayed cursor less Overlap, now
-	// less DelayedLag] once that window spans DelayedLag, so a change the
-	// CRM listed late (out of order, after its lag) is still found. Zero
-	// means 1 hour; negative turns the delayed window off.
+	// second cursor per side covers [delayed cursor, now less DelayedLag]
+	// once that window spans DelayedLag, so a change the CRM listed late
+	// (out of order, after its lag) is still found. On a side that counts
+	// and reads its whole bin (HubSpot), the window is checked, not read:
+	// it ends at the first bound of a record a pass read in it, one search
+	// counts what is listed from its start on, and the check is confirmed
+	// by the next recycle-bin read (ArchivedEvery), which tells the known
+	// records that left; a count that differs reads the window page by
+	// page (from the cursor less Overlap), as other sides always do. A
+	// record listed late is found within DelayedLag (a bin read later when
+	// a known record left meanwhile); a record a pass read and then edited
+	// again, listed later than the overlap's reach, within about two
+	// DelayedLag. Zero means 1 hour; negative turns the delayed window off.
 	DelayedLag time.Duration
 	// ArchivedEvery is how often the archived (deleted) records of a side
 	// whose CRM reads its whole recycle bin on every archived read
@@ -63,7 +79,8 @@ type SyncConfig struct {
 	// by window (Salesforce) reads them on every pass. When it last ran is
 	// kept as the cursor "<system>:archived", and a bin read keeps every
 	// record archived since then (less Overlap), not only those inside the
-	// pass's window.
+	// pass's window. The bin read after a delayed check confirms it
+	// (DelayedLag): the check goes first when both fall due.
 	ArchivedEvery time.Duration
 	// Since is where the first pass of a key starts reading; zero means
 	// everything (a full backfill).
@@ -130,9 +147,10 @@ func filtersOwn(sd *side) bool {
 
 // ChangeCounter is an optional interface of a CRM that says, in one cheap
 // call, how many live records a change query's window [q.Since, q.Until)
-// lists (HubSpot: the total of a one-record search page). For a side whose
-// change reads lag (ChangeLagger), the sync uses it to check, rather than
-// read again, the part of a window the previous pass read already.
+// lists (HubSpot: the total of a one-record search page); a zero Until
+// means no upper end. For a side whose change reads lag (ChangeLagger), the
+// sync uses it to check, rather than read again, the part of a window the
+// previous pass read already, and the delayed window.
 type ChangeCounter interface {
 	CountChanges(ctx context.Context, q ChangeQuery) (int, error)
 }
@@ -378,9 +396,10 @@ type pass struct {
 
 	mu sync.Mutex
 	// stamps holds, per system, the stamp of each record the pass's live
-	// change reads returned (or a tail count found in place): the next
-	// pass's tail.
+	// change reads returned: added to the side's known state (sync_tail.go).
 	stamps map[string]map[string]time.Time
+	// tails holds what else the pass notes for the known state.
+	tails tailPass
 	// dropped holds, per system, the fields left out of this pass's reads
 	// and writes: absent from the schema, or refused by the API.
 	dropped map[string]map[string]bool
@@ -534,11 +553,20 @@ type ReadWindow struct {
 	// Tail holds, for the sides whose window begins with records the
 	// previous pass read (its tail, kept because the CRM lists writes
 	// late), where the counted part of the tail ends: a millisecond past
-	// the newest stamp the previous pass read there. The window is read
-	// from there; the part before is counted (ChangeCounter) and read
-	// again only when the count is not what the previous pass read there,
-	// less what this pass read again with a newer stamp.
+	// the newest stamp the passes read there, or the first bound of a
+	// record read there if that comes first (sync_tail.go). The window is
+	// read from there; the part before is counted (ChangeCounter) and read
+	// again only when the count is not the records known there, less what
+	// this pass read again with a newer stamp.
 	Tail map[string]time.Time `json:"tail,omitempty"`
+	// DelayedCheck holds, for the sides whose delayed window is due and
+	// checked by count rather than read (sync_tail.go), where the checked
+	// window ends; it starts at Delayed.
+	DelayedCheck map[string]time.Time `json:"delayed_check,omitempty"`
+	// Confirm holds, for the sides with a delayed check waiting for a bin
+	// read, that check: confirmed after this pass's bin read, or its
+	// window read page by page.
+	Confirm map[string]DelayedCheck `json:"confirm,omitempty"`
 }
 
 // changeLag is how long sd's change reads lag its writes.
@@ -600,7 +628,7 @@ func (p *pass) passes(ctx context.Context) error {
 			}
 			w.Since[sd.name] = since.UTC()
 			if counts(sd) && !w.First[sd.name] {
-				t, err := p.tail(ctx, sd.name)
+				t, err := p.known(ctx, sd.name)
 				if err != nil {
 					return w, err
 				}
@@ -615,24 +643,45 @@ func (p *pass) passes(ctx context.Context) error {
 			// and fall due together; a tail count (after a burst) is one
 			// more call. On one pass they take turns, one extra read each,
 			// unless the one put off is twice overdue: a quiet tick stays
-			// cheap, and neither waits long.
+			// cheap, and neither waits long. The delayed window goes first:
+			// checked by count, it waits for the bin read that follows.
 			if !w.DelayedUntil.IsZero() && changeLag(sd) > 0 {
 				d, ok, err := p.cursor(ctx, delayedCursor(sd.name))
+				if err != nil {
+					return w, err
+				}
+				pend, waiting, err := p.pendingCheck(ctx, sd.name)
 				if err != nil {
 					return w, err
 				}
 				// Due once the delayed window spans DelayedLag: one re-read
 				// of about an hour's changes an hour after they were read.
 				_, tail := w.Tail[sd.name]
-				due := ok && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag))
+				due := ok && !waiting && !w.DelayedUntil.Before(d.Add(p.s.c.DelayedLag))
 				if due && tail && w.DelayedUntil.Before(d.Add(2*p.s.c.DelayedLag)) {
 					due = false
+				}
+				if waiting {
+					if w.Confirm == nil {
+						w.Confirm = map[string]DelayedCheck{}
+					}
+					w.Confirm[sd.name] = pend
 				}
 				if due {
 					if w.Delayed == nil {
 						w.Delayed = map[string]time.Time{}
 					}
 					w.Delayed[sd.name] = d.Add(-p.s.c.Overlap).UTC()
+					end, check, err := p.checkable(ctx, sd, d, w.DelayedUntil)
+					if err != nil {
+						return w, err
+					}
+					if check {
+						if w.DelayedCheck == nil {
+							w.DelayedCheck = map[string]time.Time{}
+						}
+						w.Delayed[sd.name], w.DelayedCheck[sd.name] = d.UTC(), end
+					}
 				}
 			}
 			if wholeBin(sd) && p.s.c.ArchivedEvery > 0 && !p.s.takeArchivedRequest(p.key, sd.name) {
@@ -695,6 +744,25 @@ func (p *pass) passes(ctx context.Context) error {
 				return err
 			}
 		}
+		// A delayed check waiting for a bin read is confirmed by this
+		// pass's, or its window is read.
+		pend, confirm := win.Confirm[sd.name]
+		confirm = confirm && !win.SkipArchived[sd.name]
+		if confirm {
+			ok, err := p.confirmDelayed(ctx, sd, pend)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if p.log != nil {
+					p.log.Debug("delayed check not confirmed: reading the delayed window", "crm", sd.name)
+				}
+				if err := p.readSide(ctx, sd, pend.Since.Add(-p.s.c.Overlap), win.DelayedUntil, false, "delayed"); err != nil {
+					return err
+				}
+				pend.Until = maxTime(pend.Until, win.DelayedUntil)
+			}
+		}
 		from := win.Since[sd.name]
 		tailEnd, tail := win.Tail[sd.name]
 		if tail {
@@ -709,8 +777,26 @@ func (p *pass) passes(ctx context.Context) error {
 			}
 		}
 		delayed, due := win.Delayed[sd.name]
-		if due {
-			if err := p.readSide(ctx, sd, delayed, win.DelayedUntil, false, "delayed"); err != nil {
+		delayedEnd, checked := win.DelayedCheck[sd.name]
+		var check DelayedCheck
+		switch {
+		case due && checked:
+			if check, err = p.checkDelayed(ctx, sd, delayed, delayedEnd); err != nil {
+				return err
+			}
+			if check.Count > check.Known {
+				if p.log != nil {
+					p.log.Debug("delayed count differs: reading the delayed window", "crm", sd.name, "count", check.Count, "known", check.Known)
+				}
+				delayedEnd = win.DelayedUntil
+				if err := p.readSide(ctx, sd, delayed.Add(-p.s.c.Overlap), delayedEnd, false, "delayed"); err != nil {
+					return err
+				}
+				checked = false // read: done
+			}
+		case due:
+			delayedEnd = win.DelayedUntil
+			if err := p.readSide(ctx, sd, delayed, delayedEnd, false, "delayed"); err != nil {
 				return err
 			}
 		}
@@ -718,6 +804,9 @@ func (p *pass) passes(ctx context.Context) error {
 		// the window end less the side's change lag.
 		end := win.Until.Add(-changeLag(sd))
 		cur, err := step(ctx, p, "cursor:"+sd.name, func(ctx context.Context, a *Attempt) (time.Time, error) {
+			// keep is the oldest stamp a later tail or delayed window
+			// counts from: the known records stamped before it are dropped.
+			keep := win.Until
 			if err := p.saveWaiting(ctx, a, sd); err != nil {
 				return time.Time{}, err
 			}
@@ -733,10 +822,20 @@ func (p *pass) passes(ctx context.Context) error {
 				case !ok:
 					// The first pass read everything up to its window end;
 					// later delayed windows start there.
-					a.SetCursor(delayedCursor(sd.name), win.DelayedUntil.Format(time.RFC3339Nano))
-				case due && win.DelayedUntil.After(d):
-					a.SetCursor(delayedCursor(sd.name), win.DelayedUntil.Format(time.RFC3339Nano))
+					d = win.DelayedUntil
+				case confirm:
+					// Confirmed or read.
+					d = maxTime(d, pend.Until)
+					a.SetCursor(checkCursor(sd.name), "")
+				case due && checked:
+					// Checked: confirmed by the next bin read.
+					b, _ := json.Marshal(check)
+					a.SetCursor(checkCursor(sd.name), string(b))
+				case due:
+					d = maxTime(d, delayedEnd)
 				}
+				a.SetCursor(delayedCursor(sd.name), d.UTC().Format(time.RFC3339Nano))
+				keep = minTime(keep, d)
 			}
 			old, ok, err := p.cursor(ctx, sd.name)
 			if err != nil {
@@ -749,7 +848,12 @@ func (p *pass) passes(ctx context.Context) error {
 				a.SetCursor(sd.name, end.UTC().Format(time.RFC3339Nano))
 			}
 			if counts(sd) {
-				a.SetCursor(tailCursor(sd.name), p.newTail(sd, cur.Add(-p.s.c.Overlap), win.Until))
+				old, err := p.known(ctx, sd.name)
+				if err != nil {
+					return time.Time{}, err
+				}
+				keep = minTime(keep, cur.Add(-p.s.c.Overlap))
+				p.newKnown(a, sd, old, cur.Add(-p.s.c.Overlap), win.Until, keep)
 			}
 			return cur, nil
 		}, nil)
@@ -824,11 +928,16 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 			next = fetch(i+1, page.Next)
 		}
 		p.mu.Lock()
-		if !archived {
-			for _, r := range page.Records {
+		var gone []string
+		for _, r := range page.Records {
+			switch {
+			case archived:
+				gone = append(gone, r.ID)
+			default:
 				if t, ok := p.stamps[sd.name][r.ID]; !ok || r.ModifiedAt.After(t) {
 					p.stamps[sd.name][r.ID] = r.ModifiedAt
 				}
+				gone = append(gone, r.MergedFrom...)
 			}
 		}
 		p.rep.Read[sd.name] += len(page.Records)
@@ -836,6 +945,7 @@ func (p *pass) readSide(ctx context.Context, sd *side, since, until time.Time, a
 			p.expected += page.Total
 		}
 		p.mu.Unlock()
+		p.noteGone(sd, gone...)
 		var herr error
 		if len(page.Records) > 0 {
 			herr = p.handle(ctx, sd, fmt.Sprintf("%s:%s:%d", sd.name, kind, i), page.Records)
@@ -925,4 +1035,18 @@ type Progress struct {
 	// Remaining estimates the time left for the reads begun so far; zero
 	// when unknown.
 	Remaining time.Duration
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -892,6 +892,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				}
 				p.apiCalls(to.name, 1)
 				res, err = to.crm.Write(ctx, to.object, ops)
+				p.noteWrites(to, res)
 				// A field the API refuses is left out from then on, and
 				// the ops are sent again without it.
 				names := refusedFields(err)

@@ -344,17 +344,20 @@ func (p *pass) driftCursors(ctx context.Context, gone, back []string) error {
 			a.SetCursor(driftCursor(f), from.UTC().Format(time.RFC3339Nano))
 		}
 		var since time.Time
+		found := false
 		for _, f := range back {
 			t, ok, err := p.cursor(ctx, driftCursor(f))
 			if err != nil {
 				return nil, err
 			}
-			if ok && (since.IsZero() || t.Before(since)) {
-				since = t
+			// A field gone on a side's first pass went away where that
+			// pass began: the zero time, everything.
+			if ok && (!found || t.Before(since)) {
+				since, found = t, true
 			}
 		}
 		moved := map[string]time.Time{}
-		if since.IsZero() {
+		if !found {
 			return moved, nil
 		}
 		// The next pass reads from the cursor less Overlap.

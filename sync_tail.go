@@ -5,131 +5,387 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
-// The tail of a lagging side's window: the records a pass read that the
-// next pass's window covers again. A CRM whose change reads lag its writes
-// (HubSpot search) may list a record late, after the pass that should have
-// read it; and a CRM clock that runs behind the sync host's stamps a late
+// What a lagging side's passes know, and how a pass checks by count what
+// an earlier pass read rather than read it again.
+//
+// A CRM whose change reads lag its writes (HubSpot search) may list a
+// record late, and a CRM clock that runs behind the sync host's stamps an
 // edit inside a window already read. So each pass starts reading at its
 // cursor less Overlap, and the cursor stays the change lag short of the
-// window's end: each window begins with the previous window's last minutes.
-// After a burst of edits just before a pass, that tail holds the burst, and
-// reading it again costs as much as the burst's read.
+// window's end: each window begins with the previous window's last minutes
+// (its tail). And an hour later the delayed window (SyncConfig.DelayedLag)
+// covers the hour again, for a record listed later still. After a burst of
+// edits both hold the burst, and reading them again costs as much as the
+// burst's read.
 //
-// Instead, a pass keeps the ids and stamps of what it read in that tail
-// (the cursor "<system>:tail"). The next pass reads its window from a
-// millisecond past the newest stamp kept, page by page as before, then
-// counts the rest of the tail (ChangeCounter: one search call) and reads it
-// again only when the count is not what it expects: the records kept, less
-// those this pass read with a newer stamp (they left the tail). A record
-// listed late or stamped late in the tail makes the count larger, and a
-// record of the tail edited again is stamped past the newest kept one
-// unless it was edited while that pass was still reading: both are read.
-// What a count cannot tell is left to the delayed window
-// (SyncConfig.DelayedLag), which reads every record of its hour page by
-// page: a record of the tail edited again, while the pass that kept the
-// tail was still reading, with a stamp (behind the host's clock, or
-// sharing a truncated stamp) not past the newest kept; and a late record
-// whose count a record leaving the tail meanwhile (archived, merged)
-// cancels. Both are found within DelayedLag; nothing is lost.
+// Instead, a pass keeps the id and stamp of every record it read (the
+// cursor "<system>:known", written when they change; the tail's span and
+// the stamp lag go in "<system>:tail"), for as long as a later tail or
+// delayed window covers them, with the read's bound: the window's end less
+// how far the CRM's stamps were measured to run behind the host's clock
+// (on the side's own writes, whose answers carry the record's new stamp;
+// Overlap without a measurement of the last day) and stampMargin. Search
+// hits are read by id, live, so an edit made after a read is stamped at
+// or after its bound.
+//
+// The tail: the next pass counts (ChangeCounter: one search call) the part
+// of its window the previous pass read, up to the first bound of a record
+// read there, and reads the rest (past the newest record read, and the
+// stretch a clock behind the host's could stamp again). It reads the
+// counted part again when the count is not the records known there less
+// those it read again with a newer stamp. A record listed late raises the
+// count; one edited again moves past the counted part.
+//
+// The delayed window [D, E), on a side whose archived reads list the whole
+// bin (WholeBinReader): E is lowered to the first bound of a record known
+// in it, so that no record known there can have been stamped again inside
+// it. After the pass's own read, one search counts what is listed from D
+// on, with no upper end (a known record edited again later stays counted):
+// n. The records known from D on are k. n > k: something is listed that
+// no pass read at a stamp from D on (listed late, or edited into the
+// window by an edit no pass read); the window is read page by page, as it
+// always was. Else the check waits for the next bin read (the bin's own
+// cadence, SyncConfig.ArchivedEvery), which tells the known records that
+// left meanwhile: n must equal k less those (read archived, or named
+// merged away by a merged record's MergedFrom). Equal: every record listed
+// from D on had been read at a stamp from D on, and none known in [D, E)
+// was stamped again inside it, so every record stamped in [D, E) was read
+// at its stamp. Different: the window is read page by page. A record that
+// leaves without passing the bin (merged away while the merged record is
+// not read yet, deleted for good) makes n short; only a record listed late
+// alongside it can hide behind it, the one case a count can miss. A known
+// record edited again after E, listed later than the tail's reach, is
+// found by a later check, whose window starts past its known stamp: within
+// about two DelayedLag (and a bin read) rather than one.
 
-// maxTail bounds the records a tail keeps; a larger tail is read again
-// page by page.
-const maxTail = 10_000
+// maxKnown bounds the records a side's known state keeps; past it the
+// state is dropped and the windows it covered are read again page by page.
+const maxKnown = 20_000
 
-// tailCursor names the cursor holding a side's tail.
+// stampMargin is added to the measured lag of a CRM's stamps behind the
+// host's clock, for stamps truncated to coarser steps than milliseconds.
+const stampMargin = 100 * time.Millisecond
+
+// skewMaxAge is how long a measurement of a CRM's stamp lag is used; after
+// it, with no write to measure again, Overlap stands for it.
+const skewMaxAge = 24 * time.Hour
+
+// knownCursor names the cursor holding what a side's passes read, and
+// tailCursor the one holding the span of its tail.
+func knownCursor(system string) string { return system + ":known" }
+
 func tailCursor(system string) string { return system + ":tail" }
 
-// tailState is a side's tail as kept in its cursor.
-type tailState struct {
-	// Since and Until bound the tail: the next window's start and this
-	// window's end.
+// checkCursor names the cursor holding a side's delayed check waiting for a
+// bin read.
+func checkCursor(system string) string { return system + ":check" }
+
+// knownState is what a lagging side's passes read: its records, in the
+// cursor "<system>:known" (written only when they change), and the tail's
+// span and the stamp lag, in the small cursor "<system>:tail".
+type knownState struct {
+	tailSpan
+	knownReads
+	// sorted is entries(), as loaded.
+	sorted []knownEntry
+}
+
+// tailSpan is the small part of a known state.
+type tailSpan struct {
+	// Since and Until bound the tail: the next window's start and the
+	// last window's end.
 	Since time.Time `json:"since"`
 	Until time.Time `json:"until"`
-	// Seen maps each record read with a stamp in the tail to that stamp
-	// (Unix milliseconds).
-	Seen map[string]int64 `json:"seen,omitempty"`
+	// Behind is how far the CRM's stamps were measured to run behind the
+	// host's clock (milliseconds, at least 0), at Measured.
+	Behind   int64     `json:"behind_ms,omitempty"`
+	Measured time.Time `json:"measured,omitzero"`
+}
+
+// knownReads is the large part of a known state.
+type knownReads struct {
+	// Reads holds, per pass, the records it read still known (each id
+	// in the newest read only).
+	Reads []knownRead `json:"reads,omitempty"`
+	// Partial is set when records went over maxKnown: records read with
+	// a stamp before it may be missing.
+	Partial time.Time `json:"partial,omitzero"`
+}
+
+// knownRead is the records one pass read.
+type knownRead struct {
+	// Bound (Unix milliseconds): an edit made after the read is stamped
+	// at or after it.
+	Bound int64 `json:"bound"`
+	// Stamps maps each record read to its stamp (Unix milliseconds).
+	Stamps map[string]int64 `json:"stamps"`
+}
+
+// knownEntry is one known record.
+type knownEntry struct {
+	id           string
+	stamp, bound int64
+}
+
+// entries lists the known records, by stamp.
+func (k knownState) entries() []knownEntry {
+	seen := map[string]int{}
+	var out []knownEntry
+	for _, r := range k.Reads {
+		for id, ms := range r.Stamps {
+			e := knownEntry{id: id, stamp: ms, bound: r.Bound}
+			if i, ok := seen[id]; ok {
+				if e.stamp >= out[i].stamp {
+					out[i] = e
+				}
+				continue
+			}
+			seen[id] = len(out)
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b knownEntry) int {
+		if a.stamp != b.stamp {
+			return compareInt(a.stamp, b.stamp)
+		}
+		return compareInt(a.bound, b.bound)
+	})
+	return out
+}
+
+func compareInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// capEnd lowers end (Unix ms) until every entry stamped in [from, end) has a
+// bound at or past it: no record known there can have been stamped again
+// inside. es is sorted by stamp.
+func capEnd(es []knownEntry, from, end int64) int64 {
+	for _, e := range es {
+		if e.stamp < from {
+			continue
+		}
+		if e.stamp >= end {
+			break
+		}
+		end = min(end, e.bound)
+	}
+	return end
 }
 
 // split reports where the counted part of the tail ends for a window from
-// since to until: a millisecond past the newest stamp seen, so that a
-// record of the tail edited again with a later stamp (a CRM clock behind
-// the host's puts it inside the tail) is read, not counted. ok is false
-// when the tail does not fit the window or holds nothing.
-func (t tailState) split(since, until time.Time) (time.Time, bool) {
-	if len(t.Seen) == 0 || !t.Since.Equal(since) || !t.Until.After(t.Since) || t.Until.After(until) {
+// since to until: a millisecond past the newest stamp known there, lowered
+// to the first bound of a record known there (capEnd), so that a record
+// of the tail edited again is read, not counted. ok is false when the tail
+// does not fit the window or holds nothing.
+func (k knownState) split(since, until time.Time) (time.Time, bool) {
+	if !k.Since.Equal(since) || !k.Until.After(k.Since) || k.Until.After(until) {
 		return time.Time{}, false
 	}
-	newest := int64(0)
-	for _, ms := range t.Seen {
-		newest = max(newest, ms)
-	}
-	end := time.UnixMilli(newest + 1).UTC()
-	if end.After(t.Until) {
-		end = t.Until
-	}
-	return end, end.After(since)
-}
-
-// tail loads system's tail; none is the zero tailState.
-func (p *pass) tail(ctx context.Context, system string) (tailState, error) {
-	var t tailState
-	v, err := p.st.GetCursor(ctx, p.key, tailCursor(system))
-	if errors.Is(err, ErrNotFound) || (err == nil && v == "") {
-		return t, nil
-	}
-	if err != nil {
-		return t, fmt.Errorf("crmsync: cursor %s of %s: %w", tailCursor(system), p.key, err)
-	}
-	if err := json.Unmarshal([]byte(v), &t); err != nil {
-		// Not ours or damaged: the window is then read whole.
-		return tailState{}, nil
-	}
-	return t, nil
-}
-
-// newTail is the tail this pass leaves for the next: what it read with a
-// stamp in [since, until), or none when that is more than maxTail.
-func (p *pass) newTail(sd *side, since, until time.Time) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t := tailState{Since: since.UTC(), Until: until.UTC(), Seen: map[string]int64{}}
-	for id, at := range p.stamps[sd.name] {
-		if !at.Before(since) && at.Before(until) {
-			t.Seen[id] = at.UnixMilli()
+	from, to := since.UnixMilli(), k.Until.UnixMilli()
+	es := k.sorted
+	newest := int64(-1)
+	for _, e := range es {
+		if e.stamp >= from && e.stamp < to {
+			newest = e.stamp
 		}
 	}
-	if len(t.Seen) > maxTail {
-		t.Seen = nil
+	if newest < 0 {
+		return time.Time{}, false
 	}
-	b, _ := json.Marshal(t)
-	return string(b)
+	end := capEnd(es, from, min(newest+1, to))
+	return time.UnixMilli(end).UTC(), end > from
+}
+
+// rawCursor reads a cursor of the pass's key; "" when there is none.
+func (p *pass) rawCursor(ctx context.Context, name string) (string, error) {
+	v, err := p.st.GetCursor(ctx, p.leaseKey, p.cursorName(name))
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("crmsync: cursor %s of %s: %w", name, p.key, err)
+	}
+	return v, nil
+}
+
+// known loads system's known state; none is the zero knownState. The
+// cursor changes only in the side's cursor step, after every use: a pass
+// loads it once.
+func (p *pass) known(ctx context.Context, system string) (knownState, error) {
+	name := p.cursorName(knownCursor(system))
+	p.mu.Lock()
+	k, ok := p.tails.known[name]
+	p.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	for _, c := range []struct {
+		name string
+		v    any
+	}{{tailCursor(system), &k.tailSpan}, {knownCursor(system), &k.knownReads}} {
+		v, err := p.rawCursor(ctx, c.name)
+		if err != nil {
+			return knownState{}, err
+		}
+		if v != "" && json.Unmarshal([]byte(v), c.v) != nil {
+			// Not ours or damaged: the windows are then read whole.
+			k = knownState{}
+			break
+		}
+	}
+	k.sorted = k.entries()
+	p.mu.Lock()
+	if p.tails.known == nil {
+		p.tails.known = map[string]knownState{}
+	}
+	p.tails.known[name] = k
+	p.mu.Unlock()
+	return k, nil
+}
+
+// tailPass is what a pass notes for the known state: the records read
+// archived or merged away, and its measure of the CRM's stamp lag.
+type tailPass struct {
+	gone   map[string]map[string]bool
+	behind map[string]time.Duration
+	known  map[string]knownState // as loaded, per cursor
+}
+
+// noteGone notes ids of sd that left (archived, merged away).
+func (p *pass) noteGone(sd *side, ids ...string) {
+	if len(ids) == 0 || changeLag(sd) <= 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tails.gone == nil {
+		p.tails.gone = map[string]map[string]bool{}
+	}
+	if p.tails.gone[sd.name] == nil {
+		p.tails.gone[sd.name] = map[string]bool{}
+	}
+	for _, id := range ids {
+		p.tails.gone[sd.name][id] = true
+	}
+}
+
+// noteWrites measures, on a write to a lagging side, how far the stamps the
+// CRM gave the written records run behind the host's clock when the answer
+// came: the newest stamp of the batch against the host's time after it.
+func (p *pass) noteWrites(sd *side, res []WriteResult) {
+	if changeLag(sd) <= 0 {
+		return
+	}
+	var newest time.Time
+	for _, r := range res {
+		if r.Err == nil && r.ModifiedAt.After(newest) {
+			newest = r.ModifiedAt
+		}
+	}
+	if newest.IsZero() {
+		return
+	}
+	behind := max(p.s.c.Now().Sub(newest), 0)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tails.behind == nil {
+		p.tails.behind = map[string]time.Duration{}
+	}
+	if b, ok := p.tails.behind[sd.name]; !ok || behind > b {
+		p.tails.behind[sd.name] = behind
+	}
+}
+
+// newKnown sets the known state this pass leaves for the next: the records
+// known before, less those stamped before keep and those gone, with this
+// pass's reads as a read whose bound is until less the stamp lag; the tail
+// is [since, until). The records' cursor is written only when they change.
+func (p *pass) newKnown(a *Attempt, sd *side, old knownState, since, until, keep time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var k knownState
+	k.tailSpan = tailSpan{Since: since.UTC(), Until: until.UTC(), Behind: old.Behind, Measured: old.Measured}
+	if b, ok := p.tails.behind[sd.name]; ok {
+		k.Behind, k.Measured = b.Milliseconds()+1, until.UTC()
+	}
+	behind := p.s.c.Overlap
+	if !k.Measured.IsZero() && until.Sub(k.Measured) <= skewMaxAge {
+		behind = time.Duration(k.Behind) * time.Millisecond
+	}
+	from := keep.UnixMilli()
+	gone := p.tails.gone[sd.name]
+	read := p.stamps[sd.name]
+	n, changed := 0, false
+	for _, r := range old.Reads {
+		kr := knownRead{Bound: r.Bound, Stamps: map[string]int64{}}
+		for id, ms := range r.Stamps {
+			if _, again := read[id]; again || gone[id] || ms < from {
+				changed = true
+				continue
+			}
+			kr.Stamps[id] = ms
+		}
+		if len(kr.Stamps) > 0 {
+			k.Reads = append(k.Reads, kr)
+			n += len(kr.Stamps)
+		}
+	}
+	now := knownRead{Bound: until.Add(-behind - stampMargin).UnixMilli(), Stamps: map[string]int64{}}
+	for id, at := range read {
+		if ms := at.UnixMilli(); ms >= from && !gone[id] {
+			now.Stamps[id] = ms
+		}
+	}
+	if len(now.Stamps) > 0 {
+		k.Reads = append(k.Reads, now)
+		n += len(now.Stamps)
+		changed = true
+	}
+	if old.Partial.After(keep) {
+		k.Partial = old.Partial
+	}
+	if n > maxKnown {
+		k.Reads, k.Partial = nil, until.UTC()
+	}
+	b, _ := json.Marshal(k.tailSpan)
+	a.SetCursor(tailCursor(sd.name), string(b))
+	if changed || !k.Partial.Equal(old.Partial) {
+		b, _ := json.Marshal(k.knownReads)
+		a.SetCursor(knownCursor(sd.name), string(b))
+	}
 }
 
 // tailCheck is the result of a tail's count, a step result.
 type tailCheck struct {
 	Count    int `json:"count"`
 	Expected int `json:"expected"`
-	// Kept holds the records of the kept tail still in place (read again
-	// by nobody), with their stamps, when the count matched.
-	Kept map[string]int64 `json:"kept,omitempty"`
 }
 
 // checkTail counts sd's tail [since, until), after the window's read from
 // until on, and reads it again when the count is not the expected one.
 func (p *pass) checkTail(ctx context.Context, sd *side, since, until time.Time) error {
 	tc, err := step(ctx, p, "tail-count:"+sd.name, func(ctx context.Context, _ *Attempt) (tailCheck, error) {
-		t, err := p.tail(ctx, sd.name)
+		k, err := p.known(ctx, sd.name)
 		if err != nil {
 			return tailCheck{}, err
 		}
-		kept := map[string]int64{}
+		from, to := since.UnixMilli(), until.UnixMilli()
+		kept := 0
 		p.mu.Lock()
-		for id, at := range t.Seen {
-			if _, again := p.stamps[sd.name][id]; !again {
-				kept[id] = at
+		for _, e := range k.sorted {
+			if _, again := p.stamps[sd.name][e.id]; !again && e.stamp >= from && e.stamp < to {
+				kept++
 			}
 		}
 		p.mu.Unlock()
@@ -138,11 +394,7 @@ func (p *pass) checkTail(ctx context.Context, sd *side, since, until time.Time) 
 		if err != nil {
 			return tailCheck{}, err
 		}
-		tc := tailCheck{Count: n, Expected: len(kept)}
-		if n == len(kept) {
-			tc.Kept = kept
-		}
-		return tc, nil
+		return tailCheck{Count: n, Expected: kept}, nil
 	}, nil)
 	if err != nil {
 		return err
@@ -153,12 +405,117 @@ func (p *pass) checkTail(ctx context.Context, sd *side, since, until time.Time) 
 		}
 		return p.readSide(ctx, sd, since, until, false, "tail")
 	}
-	p.mu.Lock()
-	for id, ms := range tc.Kept {
-		if _, ok := p.stamps[sd.name][id]; !ok {
-			p.stamps[sd.name][id] = time.UnixMilli(ms).UTC()
-		}
-	}
-	p.mu.Unlock()
 	return nil
+}
+
+// DelayedCheck is a delayed window checked by count and waiting for the
+// bin read that confirms it (see ReadWindow.Confirm).
+type DelayedCheck struct {
+	// Since and Until bound the window checked.
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+	// Count is what search listed from Since on; Known is how many records
+	// the passes had read with a stamp from Since on.
+	Count int `json:"count"`
+	Known int `json:"known"`
+}
+
+// checkable reports where sd's delayed window from d checked by count would
+// end (capEnd of d and until), and whether it is checked by count: the side
+// counts, lists its whole bin on archived reads, and its known state is
+// whole from d on.
+func (p *pass) checkable(ctx context.Context, sd *side, d, until time.Time) (time.Time, bool, error) {
+	if !counts(sd) || !wholeBin(sd) || !until.After(d) {
+		return time.Time{}, false, nil
+	}
+	k, err := p.known(ctx, sd.name)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if k.Partial.After(d) {
+		return time.Time{}, false, nil
+	}
+	end := capEnd(k.sorted, d.UnixMilli(), until.UnixMilli())
+	if end <= d.UnixMilli() {
+		return time.Time{}, false, nil
+	}
+	return time.UnixMilli(end).UTC(), true, nil
+}
+
+// checkDelayed counts what sd's search lists from since on, after the
+// pass's read, against the records known from since on. The result has
+// Count > Known when the window must be read.
+func (p *pass) checkDelayed(ctx context.Context, sd *side, since, until time.Time) (DelayedCheck, error) {
+	return step(ctx, p, "delayed-count:"+sd.name, func(ctx context.Context, _ *Attempt) (DelayedCheck, error) {
+		k, err := p.known(ctx, sd.name)
+		if err != nil {
+			return DelayedCheck{}, err
+		}
+		from := since.UnixMilli()
+		ids := map[string]bool{}
+		p.mu.Lock()
+		for _, e := range k.sorted {
+			if e.stamp >= from {
+				ids[e.id] = true
+			}
+		}
+		for id, at := range p.stamps[sd.name] {
+			ids[id] = at.UnixMilli() >= from
+		}
+		for id := range p.tails.gone[sd.name] {
+			delete(ids, id)
+		}
+		p.mu.Unlock()
+		known := 0
+		for _, in := range ids {
+			if in {
+				known++
+			}
+		}
+		p.apiCalls(sd.name, 1)
+		n, err := sd.crm.(ChangeCounter).CountChanges(ctx, ChangeQuery{Object: sd.object, Since: since})
+		if err != nil {
+			return DelayedCheck{}, err
+		}
+		return DelayedCheck{Since: since, Until: until, Count: n, Known: known}, nil
+	}, nil)
+}
+
+// confirmDelayed reports whether the bin read of this pass confirms the
+// delayed check c: its count equals the records known then less those
+// read archived or merged away since. Known records read archived that
+// were not known then are taken away too: that errs towards reading.
+func (p *pass) confirmDelayed(ctx context.Context, sd *side, c DelayedCheck) (bool, error) {
+	return step(ctx, p, "delayed-confirm:"+sd.name, func(ctx context.Context, _ *Attempt) (bool, error) {
+		k, err := p.known(ctx, sd.name)
+		if err != nil {
+			return false, err
+		}
+		if k.Partial.After(c.Since) {
+			return false, nil // records known then were dropped since
+		}
+		from := c.Since.UnixMilli()
+		left := 0
+		p.mu.Lock()
+		for _, e := range k.sorted {
+			if e.stamp >= from && p.tails.gone[sd.name][e.id] {
+				left++
+			}
+		}
+		p.mu.Unlock()
+		return c.Count == c.Known-left, nil
+	}, nil)
+}
+
+// pendingCheck loads sd's delayed check waiting for a bin read.
+func (p *pass) pendingCheck(ctx context.Context, system string) (DelayedCheck, bool, error) {
+	v, err := p.rawCursor(ctx, checkCursor(system))
+	if err != nil || v == "" {
+		return DelayedCheck{}, false, err
+	}
+	var c DelayedCheck
+	if err := json.Unmarshal([]byte(v), &c); err != nil || !c.Until.After(c.Since) {
+		return DelayedCheck{}, false, nil
+	}
+	return c, true, nil
 }

@@ -446,6 +446,9 @@ func mapBatch(obj string, kind crmsync.WriteKind, idx []int, trace []string, ops
 
 func okResult(kind crmsync.WriteKind, o object) crmsync.WriteResult {
 	r := crmsync.WriteResult{ID: o.ID, Created: kind == crmsync.Create}
+	if at, err := parseStamp(o.UpdatedAt); err == nil {
+		r.ModifiedAt = at
+	}
 	if kind == crmsync.Upsert && o.New != nil {
 		r.Created = *o.New
 	}

@@ -186,3 +186,27 @@ func TestCoreEditWhileAFieldWasGoneArrivesWhenItIsBack(t *testing.T) {
 	rep := h.pass()
 	assert.Zero(t, rep.Writes(), "settled")
 }
+
+// A field hidden before the very first pass (which reads everything, from
+// the zero time) is back: the cursors go back to the start, and the value
+// written while it was gone arrives on the next pass, not an hour later.
+func TestCoreFieldGoneOnTheFirstPassArrivesWhenItIsBack(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, 0))
+	require.NoError(t, h.f.sf.HideField("Phone"))
+	h.f.hs.Seed("contacts", map[string]string{"email": "first@x.example", "lastname": "First", "phone": "1"})
+	clk.Advance(time.Second)
+	h.pass()
+	for range 3 {
+		clk.Advance(5 * time.Minute)
+		h.pass()
+	}
+	require.Len(t, h.liveSF(), 1)
+	require.Empty(t, sfPhoneOf(h, "first@x.example"), "not written while hidden")
+	h.f.sf.RestoreField("Phone")
+	clk.Advance(time.Minute)
+	h.pass()
+	clk.Advance(time.Minute)
+	h.pass()
+	assert.Equal(t, "1", sfPhoneOf(h, "first@x.example"), "the value HubSpot had while Salesforce hid the field arrives once it is back")
+}

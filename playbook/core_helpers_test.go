@@ -23,6 +23,7 @@ type wrapCRM struct {
 	mu      sync.Mutex
 	write   func(ctx context.Context, next crmsync.CRM, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error)
 	changes func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error)
+	count   func(ctx context.Context, next crmsync.ChangeCounter, q crmsync.ChangeQuery) (int, error)
 }
 
 // set changes the hook under the lock.
@@ -226,6 +227,12 @@ func (w *wrapCRM) FiltersOwnWrites() bool {
 
 func (w *wrapCRM) CountChanges(ctx context.Context, q crmsync.ChangeQuery) (int, error) {
 	if c, ok := w.CRM.(crmsync.ChangeCounter); ok {
+		w.mu.Lock()
+		cnt := w.count
+		w.mu.Unlock()
+		if cnt != nil {
+			return cnt(ctx, c, q)
+		}
 		return c.CountChanges(ctx, q)
 	}
 	return 0, errors.New("wrapCRM: the wrapped client cannot count changes")

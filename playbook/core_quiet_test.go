@@ -50,6 +50,27 @@ func TestCoreFirstQuietTickAfterABurstIsCheap(t *testing.T) {
 	}
 }
 
+// Every quiet tick after a burst costs at most 6 calls, the ticks whose
+// delayed window (SyncConfig.DelayedLag) falls due included: an hour after
+// the backfill's write-backs and an hour after the burst, the delayed
+// window holds hundreds of records the passes read already, and it is
+// checked by one count rather than read again page by page.
+func TestCoreEveryQuietTickAfterABurstIsCheap(t *testing.T) {
+	clk := newTestClock()
+	h, _ := quietAfterBurst(t, 1000, 600, clocked(fast(t), clk, 0), clk)
+	var delayed int
+	for tick := 1; tick <= 30; tick++ { // two and a half hours
+		clk.Advance(5 * time.Minute)
+		rep := h.pass()
+		assert.LessOrEqual(t, sumCalls(rep.APICalls), 6, "quiet tick %d after the burst: calls %v, read %v", tick, rep.APICalls, rep.Read)
+		assert.Equal(t, 0, rep.Read["hubspot"]+rep.Read["salesforce"], "quiet tick %d read records", tick)
+		if _, ok := rep.Window.Delayed["hubspot"]; ok {
+			delayed++
+		}
+	}
+	assert.GreaterOrEqual(t, delayed, 2, "the delayed window fell due each hour")
+}
+
 // A person edits a Salesforce contact after the pass read Salesforce's
 // window and before the pass's own write to the same contact lands: the
 // write makes the sync's user the contact's last modifier, so the next
@@ -165,4 +186,165 @@ func TestCoreHourlyReadsTakeTurnsOnQuietTicks(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, delayed, 2, "the delayed window was read each hour")
 	assert.GreaterOrEqual(t, bin, 2, "the recycle bin was read each hour")
+}
+
+// hideFromSearch makes the wrapped HubSpot client's search leave out
+// record id, from its change reads and its counts, as an index that has
+// not caught up with the record's last edit does; show ends it.
+func hideFromSearch(h *harness, hw *wrapCRM, id string) (show func()) {
+	stamp := func() time.Time {
+		r, _ := h.f.hs.Get("contacts", id)
+		return r.UpdatedAt
+	}
+	hw.set(func(w *wrapCRM) {
+		w.changes = func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error) {
+			pg, err := next.Changes(ctx, q)
+			pg.Records = slices.DeleteFunc(pg.Records, func(r crmsync.Record) bool { return r.ID == id })
+			return pg, err
+		}
+		w.count = func(ctx context.Context, next crmsync.ChangeCounter, q crmsync.ChangeQuery) (int, error) {
+			n, err := next.CountChanges(ctx, q)
+			if at := stamp(); !at.Before(q.Since) && (q.Until.IsZero() || at.Before(q.Until)) {
+				n--
+			}
+			return n, err
+		}
+	})
+	return func() { hw.set(func(w *wrapCRM) { w.changes, w.count = nil, nil }) }
+}
+
+// lateListed sets up a record search lists late: 30 linked contacts; x and
+// y are edited, x is read by the next pass and y (its phone) is hidden
+// from search until every main window has passed its stamp. It returns
+// y's email.
+func lateListed(t *testing.T, h *harness, hw *wrapCRM, clk *testClock, x, y string) string {
+	t.Helper()
+	clk.Advance(5 * time.Minute)
+	require.NoError(t, h.f.hs.Edit("contacts", x, map[string]string{"firstname": "Xavier"}))
+	require.NoError(t, h.f.hs.Edit("contacts", y, map[string]string{"phone": "+1 555 0142"}))
+	show := hideFromSearch(h, hw, y)
+	for range 3 { // the overlap and the change lag are 3 minutes
+		clk.Advance(5 * time.Minute)
+		h.pass()
+	}
+	show()
+	r, ok := h.f.hs.Get("contacts", y)
+	require.True(t, ok)
+	email := r.Properties["email"]
+	clk.Advance(5 * time.Minute)
+	h.pass()
+	require.Empty(t, sfPhoneOf(h, email), "the main windows passed y's stamp before search listed it")
+	return email
+}
+
+// (a) A record search lists only after every main window passed its stamp
+// is found by the delayed check: counted from the window's start on, it is
+// one more than the records the passes read there, and the check reads its
+// window at once.
+func TestCoreDelayedCheckFindsALateListedRecord(t *testing.T) {
+	clk := newTestClock()
+	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
+	h := newHarness(t, o)
+	ids := h.f.hs.SeedContacts(30)
+	clk.Advance(time.Second)
+	h.pass()
+	clk.Advance(5 * time.Minute)
+	h.pass()
+	email := lateListed(t, h, hw, clk, ids[0], ids[1])
+	found := false
+	for tick := 0; tick < 30 && !found; tick++ { // two and a half hours
+		clk.Advance(5 * time.Minute)
+		rep := h.pass()
+		if found = sfPhoneOf(h, email) != ""; found {
+			_, checked := rep.Window.DelayedCheck["hubspot"]
+			assert.True(t, checked, "the delayed check found the record (window %+v)", rep.Window)
+		}
+	}
+	assert.True(t, found, "the record listed late reached Salesforce")
+}
+
+// (b) A record listed late whose count a record leaving meanwhile cancels:
+// x, read by the passes, is archived after a bin read and before the
+// delayed check whose window holds y's edit, so that the check counts as
+// many records as the passes read (y in, x out). The check waits for the
+// next bin read, which finds x archived: the count is one more than the
+// records still there, and the window is read.
+func TestCoreDelayedCheckSeesALateRecordBehindOneThatLeft(t *testing.T) {
+	clk := newTestClock()
+	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
+	h := newHarness(t, o)
+	ids := h.f.hs.SeedContacts(30)
+	clk.Advance(time.Second)
+	h.pass()
+	clk.Advance(5 * time.Minute)
+	h.pass()
+	x, y := ids[0], ids[1]
+	email := lateListed(t, h, hw, clk, x, y)
+	r, ok := h.f.hs.Get("contacts", y)
+	require.True(t, ok)
+	other, ok := h.f.hs.Get("contacts", ids[2])
+	require.True(t, ok)
+	var archived, waited, found bool
+	for tick := 0; tick < 40 && !found; tick++ { // over three hours
+		clk.Advance(5 * time.Minute)
+		rep := h.pass()
+		found = sfPhoneOf(h, email) != ""
+		if _, ok := rep.Window.Confirm["hubspot"]; ok && !rep.Window.SkipArchived["hubspot"] {
+			switch v, err := h.st.GetCursor(context.Background(), h.key, "hubspot:delayed"); {
+			case err != nil:
+				t.Fatal(err)
+			case archived:
+				waited = true
+				assert.True(t, found, "the bin read's confirmation found x gone and read the window")
+			default:
+				d, err := time.Parse(time.RFC3339Nano, v)
+				require.NoError(t, err)
+				if d.After(other.UpdatedAt) && !d.After(r.UpdatedAt) {
+					// The next check's window starts past the records
+					// the passes read before the edits (the backfill's
+					// write-backs) and holds y's edit.
+					require.NoError(t, h.f.hs.Archive("contacts", x))
+					archived = true
+				}
+			}
+		}
+		if archived && !waited {
+			assert.False(t, found, "the count alone cannot tell y (x left)")
+		}
+	}
+	assert.True(t, archived && waited, "a delayed check waited for a bin read after x left")
+	assert.True(t, found, "the record listed late reached Salesforce")
+}
+
+// (c) A record of a tail edited again after the pass that read it, by a
+// CRM clock 90 s behind the host's, gets a stamp no later than the newest
+// the pass read there (the virtual clock stands still: the same stamp): a
+// count of the tail cannot tell it. The passes measured the lag on their
+// writes (the backfill's link write-backs), so the next pass reads, rather
+// than counts, the stretch of the tail from the window's end less that
+// lag: it finds the edit on the next tick, not an hour later.
+func TestCoreTailReadsWhatASkewedClockCanStampAgain(t *testing.T) {
+	clk := newTestClock()
+	h := newHarness(t, clocked(fast(t), clk, -90*time.Second))
+	ids := h.f.hs.SeedContacts(20)
+	clk.Advance(time.Second)
+	h.pass()
+	require.Len(t, h.liveSF(), 20)
+	clk.Advance(5 * time.Minute)
+	h.pass()
+
+	clk.Advance(5 * time.Minute)
+	for i, id := range ids[:10] {
+		require.NoError(t, h.f.hs.Edit("contacts", id, map[string]string{"firstname": fmt.Sprintf("Burst%d", i)}))
+	}
+	rep := h.pass()
+	require.Equal(t, 10, rep.Directions["hubspot->salesforce"].Updated, "the pass read and wrote the burst")
+	again := ids[0]
+	require.NoError(t, h.f.hs.Edit("contacts", again, map[string]string{"phone": "+1 555 0177"}))
+	r, ok := h.f.hs.Get("contacts", again)
+	require.True(t, ok)
+	email := r.Properties["email"]
+	clk.Advance(5 * time.Minute)
+	rep = h.pass()
+	assert.Equal(t, "+1 555 0177", sfPhoneOf(h, email), "the next tick found the edit stamped inside its tail (window %+v)", rep.Window)
 }

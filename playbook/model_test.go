@@ -926,18 +926,41 @@ const maxQuietPasses = 6
 // settle runs quiet passes until a new run (not one a crash left open,
 // which reads its old window) writes and parks nothing.
 func (m *model) settle(what string) {
+	wait := 3 * time.Minute
 	for i := 1; ; i++ {
-		m.clock.Advance(3 * time.Minute)
+		m.clock.Advance(wait)
 		m.f.hs.SettleSearch()
 		replayed := m.replayRefusals()
 		rep, info := m.quietPass(what)
-		if replayed == 0 && info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 && m.runWrote(info.ID) == 0 {
+		left, binDue := m.leftWork(rep)
+		if replayed == 0 && info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 && m.runWrote(info.ID) == 0 && !left {
 			return
+		}
+		wait = 3 * time.Minute
+		if binDue {
+			wait = time.Hour // the recycle bin's cadence
 		}
 		if i == maxQuietPasses {
 			m.fail("the sync did not settle in %d quiet passes; the last: %s", i, rep.Summary())
 		}
 	}
+}
+
+// leftWork reports whether a pass that wrote nothing left work for a later
+// one: cursors set back (a mapped field came back) to read again, or a
+// delayed check waiting for the bin read that confirms it (binDue: it
+// comes with the bin's cadence).
+func (m *model) leftWork(rep *crmsync.SyncReport) (left, binDue bool) {
+	if v, err := m.st.GetCursor(context.Background(), m.key, "hubspot:check"); err == nil && v != "" {
+		return true, true
+	}
+	for sys, c := range rep.Cursors {
+		cur, err := time.Parse(time.RFC3339Nano, c)
+		if err == nil && cur.Before(rep.Window.Since[sys].Add(2*time.Minute)) {
+			return true, false
+		}
+	}
+	return false, false
 }
 
 func (m *model) hsLive(id string) bool {

@@ -21,9 +21,10 @@ import (
 // syncs the burst, then quiet ticks (-benchtime Nx) five minutes apart on a shared
 // virtual clock (the fakes' stamps and the sync's window end read it; the
 // rate limits run in real time). It reports the API calls and the wall time
-// of the most expensive quiet tick.
+// of the most expensive quiet tick; -v logs every tick's. The 11th tick's
+// delayed window holds the backfill's write-backs, the 23rd's the burst.
 //
-//	go test -run '^$' -bench QuietPass -benchtime 5x ./playbook/
+//	go test -v -run '^$' -bench QuietPass -benchtime 14x ./playbook/
 //
 // CRMSYNC_QUIET_N and CRMSYNC_QUIET_BURST change the sizes.
 func BenchmarkQuietPass(b *testing.B) {
