@@ -389,7 +389,7 @@ func (r *Routed) Write(ctx context.Context, object string, ops []WriteOp) ([]Wri
 		}
 		for k, j := range idx {
 			res[j] = out[k]
-			if out[k].Err == nil && out[k].ID != "" {
+			if out[k].ID != "" { // written, if only in part
 				r.remember(i, []Record{{ID: out[k].ID}})
 			}
 		}

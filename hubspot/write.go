@@ -58,7 +58,9 @@ type createInput struct {
 // An update whose id HubSpot no longer knows in batch calls (a merge made
 // a new record; the old ids resolve only on a single GET) is looked up with
 // a GET; if the id resolves to another record, the update is sent to that
-// record and its result carries the new id. The sync relinks on it.
+// record and its result carries the new id. The sync relinks on it. If it
+// resolves to nothing (archived or deleted), the op's error matches
+// crmsync.ErrRecordGone.
 //
 // Association pseudo-fields (FieldCompanies, FieldContacts) are written
 // after the records: a string id (nil or "" for none) for FieldCompanies,
@@ -304,6 +306,9 @@ func (c *Client) followMerges(ctx context.Context, object string, idx []int, ops
 			continue
 		}
 		newID, err := c.resolveID(ctx, object, ops[i].ID)
+		if err == nil && newID == "" && re.Err == nil {
+			re.Err = crmsync.ErrRecordGone // archived or deleted since it was read
+		}
 		if err != nil || newID == "" || newID == ops[i].ID {
 			continue // gone (or unknown): the not-found stands
 		}

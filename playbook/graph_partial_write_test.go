@@ -1,7 +1,6 @@
 package playbook
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -19,16 +18,13 @@ import (
 // rep's edit survives on both sides and the deal ends linked to that
 // Opportunity.
 //
-// This fails today (found by TestGraphModel, seed 9886303279367472831):
-// the parked write drops the id of the Opportunity its upsert made, the
-// pair stays unlinked, and the next pass creates the deal again by
-// upsert on the external id, which lands on that Opportunity and writes
-// HubSpot's stage over the rep's. Run it with CRMSYNC_KNOWN_DEFECTS=1
-// while fixing it.
+// Found by TestGraphModel (seed 9886303279367472831): a parked write used
+// to drop the id of the Opportunity its upsert made, so the pair stayed
+// unlinked and the next pass's upsert landed on that Opportunity and wrote
+// HubSpot's stage over the rep's. A write refused after it made its record
+// (a PartialWriteError) now links the pair; the fields it did not write
+// keep their old base, so they are written again.
 func TestGraphDealParkedAfterItsOpportunityWasMade(t *testing.T) {
-	if os.Getenv("CRMSYNC_KNOWN_DEFECTS") == "" {
-		t.Skip("known defect of issue 14, see the comment; CRMSYNC_KNOWN_DEFECTS=1 runs it")
-	}
 	x := newGraphFixture(t)
 	hs, sf := x.f.hs, x.f.sf
 	ada := hs.Seed("contacts", map[string]string{"email": "ada@acme.example.com", "firstname": "Ada", "lastname": "Lovelace", "lifecyclestage": "customer"})[0]

@@ -180,11 +180,31 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 	if len(oppOf) == 0 {
 		return
 	}
+	// fail records err against the ops of opp: the opportunity was
+	// written, its contact roles were not (a PartialWriteError). Roles
+	// refused for naming deleted contacts add up in one ReferenceError.
 	fail := func(opp string, err error) {
+		var ref *crmsync.ReferenceError
+		isRef := errors.As(err, &ref)
 		for _, i := range oppOf[opp] {
-			if results[i].Err == nil {
-				results[i].Err = err
+			if prev := results[i].Err; prev != nil {
+				var pr *crmsync.ReferenceError
+				if isRef && errors.As(prev, &pr) {
+					for _, id := range ref.IDs {
+						if !slices.Contains(pr.IDs, id) {
+							pr.IDs = append(pr.IDs, id)
+						}
+					}
+				}
+				continue
 			}
+			if isRef {
+				// Each op its own copy: the ids add up per op.
+				cp := *ref
+				cp.IDs = slices.Clone(ref.IDs)
+				err = permanent(&cp)
+			}
+			results[i].Err = &crmsync.PartialWriteError{Fields: []string{ContactRolesField}, Err: err}
 		}
 	}
 	have := map[string][]roleRow{}
@@ -202,7 +222,7 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 		}
 	}
 	var creates []map[string]any
-	var createOpp, deletes, deleteOpp []string
+	var createOpp, createContact, deletes, deleteOpp []string
 	for _, opp := range order {
 		idx := oppOf[opp]
 		if results[idx[0]].Err != nil {
@@ -221,7 +241,7 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 			if !kept[contact] {
 				creates = append(creates, map[string]any{"attributes": map[string]string{"type": contactRoleObject},
 					"OpportunityId": opp, "ContactId": contact})
-				createOpp = append(createOpp, opp)
+				createOpp, createContact = append(createOpp, opp), append(createContact, contact)
 			}
 		}
 	}
@@ -229,18 +249,20 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 	for start := 0; start < len(creates); start += MaxBatch {
 		end := min(start+MaxBatch, len(creates))
 		rs, err := c.writeBatch(ctx, contactRoleObject, g, creates[start:end])
-		c.roleOutcomes(createOpp[start:end], rs, err, fail)
+		c.roleOutcomes(createOpp[start:end], createContact[start:end], rs, err, fail)
 	}
 	for start := 0; start < len(deletes); start += MaxBatch {
 		end := min(start+MaxBatch, len(deletes))
 		rs, err := c.deleteBatch(ctx, deletes[start:end])
-		c.roleOutcomes(deleteOpp[start:end], rs, err, fail)
+		c.roleOutcomes(deleteOpp[start:end], nil, rs, err, fail)
 	}
 }
 
 // roleOutcomes records the failures of a batch of role writes against the
-// opportunities concerned.
-func (c *Client) roleOutcomes(opps []string, rs []collResult, err error, fail func(string, error)) {
+// opportunities concerned; contacts holds the contact of each role
+// created (nil for deletes). A role refused for naming a deleted contact
+// is a *crmsync.ReferenceError naming ContactRolesField and that contact.
+func (c *Client) roleOutcomes(opps, contacts []string, rs []collResult, err error, fail func(string, error)) {
 	if err != nil {
 		for _, opp := range opps {
 			fail(opp, fmt.Errorf("salesforce: contact roles: %w", err))
@@ -252,7 +274,13 @@ func (c *Client) roleOutcomes(opps []string, rs []collResult, err error, fail fu
 			continue
 		}
 		wr := toWriteResult(contactRoleObject, crmsync.Create, r)
-		fail(opps[j], fmt.Errorf("salesforce: contact roles: %w", wr.Err))
+		err := fmt.Errorf("salesforce: contact roles: %w", wr.Err)
+		var ref *crmsync.ReferenceError
+		if j < len(contacts) && errors.As(wr.Err, &ref) && slices.Contains(ref.Fields, "ContactId") {
+			err = permanent(&crmsync.ReferenceError{System: "salesforce", Object: "Opportunity", Fields: []string{ContactRolesField},
+				IDs: []string{contacts[j]}, Err: err})
+		}
+		fail(opps[j], err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -218,7 +219,20 @@ func toWriteResult(object string, kind crmsync.WriteKind, r collResult) crmsync.
 	if IsTransientStatusCode(e.StatusCode) {
 		return crmsync.WriteResult{Err: re}
 	}
+	if goneReference(e.StatusCode) && len(e.Fields) > 0 {
+		// A lookup naming a deleted (or purged) record: the record is
+		// refused for that reference alone.
+		return crmsync.WriteResult{Err: permanent(&crmsync.ReferenceError{System: "salesforce", Object: object, Fields: slices.Clone(e.Fields), Err: re})}
+	}
 	return crmsync.WriteResult{Err: permanent(re)}
+}
+
+// goneReference reports a status code with which Salesforce refuses a
+// reference field naming a record that is deleted (ENTITY_IS_DELETED) or
+// no longer exists (INVALID_CROSS_REFERENCE_KEY), when the error names the
+// field.
+func goneReference(code string) bool {
+	return code == "ENTITY_IS_DELETED" || code == "INVALID_CROSS_REFERENCE_KEY"
 }
 
 // writeBatch sends one sObject Collections call.
