@@ -83,3 +83,36 @@ func TestGraphChildOfADeletedAccount(t *testing.T) {
 	assert.Nil(t, got.Fields["AccountId"], "written without the deleted account")
 	assert.Equal(t, co, hs.PrimaryCompany("contacts", c), "HubSpot keeps its company")
 }
+
+// A Salesforce user moves a synced contact to an account whose HubSpot
+// company is archived. HubSpot refuses that company; the contact leaves its
+// old company in HubSpot (Salesforce moved it away, and the company it
+// names now cannot be referenced), Salesforce keeps the user's account,
+// nothing is parked, and the passes settle: the refused reference is not
+// written again and again.
+func TestGraphChildMovedToAnAccountWhoseCompanyIsArchived(t *testing.T) {
+	x := newGraphFixture(t)
+	hs, sf := x.f.hs, x.f.sf
+	cos := hs.Seed("companies", map[string]string{"name": "Acme", "domain": "acme.example.com"},
+		map[string]string{"name": "Initech", "domain": "initech.example.com"})
+	x.pass()
+	a1, a2 := x.sfFor("Account", cos[0]), x.sfFor("Account", cos[1])
+	require.NotEmpty(t, a1.ID)
+	require.NotEmpty(t, a2.ID)
+	c := sf.SeedRecords("Contact", crmsync.Fields{"LastName": "Lumbergh", "Email": "bill@initech.example.com", "AccountId": a2.ID})[0]
+	x.pass()
+	h := x.hsFor("contacts", hubspotLinkField, c)
+	require.NotEmpty(t, h)
+	require.Equal(t, cos[1], hs.PrimaryCompany("contacts", h))
+
+	require.NoError(t, hs.Archive("companies", cos[0]))
+	require.NoError(t, sf.Edit(c, crmsync.Fields{"AccountId": a1.ID}))
+	x.pass()
+	x.pass()
+	rep := x.pass()
+	assert.Empty(t, x.deadLetters())
+	assert.Empty(t, hs.PrimaryCompany("contacts", h), "the contact left Initech in HubSpot too")
+	got, _ := sf.Get(c)
+	assert.Equal(t, a1.ID, got.Fields["AccountId"], "Salesforce keeps the user's account")
+	assert.Zero(t, rep.Writes(), "settled: the refused reference is not written again")
+}

@@ -37,6 +37,9 @@ func TestGraphDealParkedAfterItsOpportunityWasMade(t *testing.T) {
 	opp := x.sfFor("Opportunity", deal)
 	require.NotEmpty(t, opp.ID, "the upsert made the Opportunity")
 	require.NotEmpty(t, x.deadLetters(), "the deal was parked")
+	ls, err := x.st.LinksByA(t.Context(), crmsync.PairKey("acme", "deals"), []string{deal})
+	require.NoError(t, err)
+	assert.Equal(t, opp.ID, ls[deal].BID, "the deal is linked at once to the Opportunity its upsert made")
 
 	require.NoError(t, hs.Edit("deals", deal, map[string]string{"dealname": "Acme renewal 2027", "dealstage": "appointmentscheduled"}))
 	time.Sleep(5 * time.Millisecond)
@@ -47,7 +50,12 @@ func TestGraphDealParkedAfterItsOpportunityWasMade(t *testing.T) {
 	assert.Equal(t, "Closed Won", got.Fields["StageName"], "the rep's edit of a field Salesforce owns survived")
 	h, _ := hs.Get("deals", deal)
 	assert.Equal(t, "closedwon", h.Properties["dealstage"])
-	ls, err := x.st.LinksByA(t.Context(), crmsync.PairKey("acme", "deals"), []string{deal})
+	ls, err = x.st.LinksByA(t.Context(), crmsync.PairKey("acme", "deals"), []string{deal})
 	require.NoError(t, err)
 	assert.Equal(t, opp.ID, ls[deal].BID, "the deal is linked to the Opportunity its upsert made")
+	// The contact roles the refused call did not make are written again,
+	// and HubSpot keeps the deal's contact.
+	assert.Equal(t, []string{x.sfFor("Contact", ada).ID}, sf.ContactRoles(opp.ID), "the roles were written again")
+	assert.Len(t, hs.Associations("deals", deal, "contacts"), 1, "HubSpot keeps the deal's contact")
+	assert.Equal(t, "Acme renewal 2027", h.Properties["dealname"], "HubSpot's rename survived")
 }
