@@ -1042,14 +1042,16 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 // goneFields returns, for a write refused with a ReferenceError, the op's
 // fields it refused with the ids refused in each: the fields it names, or
 // every reference field of the op when it names none; the ids it names
-// among a field's, or all of them when it names none. Fields the op does
-// not hold are left out.
+// among a field's, or all of them when it names none. Only fields of
+// reference rules (FieldRule.Ref) the op holds count: a refused field of
+// any other rule is no reference the sync can leave out, and its record
+// is parked.
 func (p *pass) goneFields(to *side, op WriteOp, e *ReferenceError) map[string][]string {
-	names := e.Fields
-	if len(names) == 0 {
-		for _, i := range p.s.refRules() {
-			r := p.s.c.Policy.Rules[i]
-			names = append(names, refField(r, to))
+	var names []string
+	for _, i := range p.s.refRules() {
+		f := refField(p.s.c.Policy.Rules[i], to)
+		if len(e.Fields) == 0 || slices.Contains(e.Fields, f) {
+			names = append(names, f)
 		}
 	}
 	out := map[string][]string{}
