@@ -939,7 +939,10 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 						for f, ids := range g {
 							gone[i][f] = ids
 						}
-						if r.ID != "" {
+						var pe *PartialWriteError
+						if r.ID != "" && !(errors.As(rerr, &pe) && slices.ContainsFunc(pe.Fields, func(f string) bool { _, ok := g[f]; return !ok })) {
+							// The record was written; only references to
+							// archived or deleted records were refused.
 							done[i] = writeOutcome{ID: r.ID, Created: r.Created, Gone: gone[i]}
 							continue
 						}

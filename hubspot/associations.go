@@ -414,30 +414,43 @@ func (c *Client) writeAssociations(ctx context.Context, object string, wants []m
 	from := canonicalObject(object)
 	fail := func(i int, field string, e *AssociationError) {
 		e.Field, e.Object, e.ID = field, from, results[i].ID
-		if e.SubCategory == invalidObjectIDs && e.To != "" {
-			// The record was just written, so the id HubSpot calls
-			// invalid is the other end's: an archived (or deleted)
-			// record. Each such id of the op is named.
-			var pe *crmsync.PartialWriteError
-			var re *crmsync.ReferenceError
-			if err := results[i].Err; err != nil {
-				if errors.As(err, &pe) && errors.As(err, &re) && slices.Equal(pe.Fields, []string{field}) && !slices.Contains(re.IDs, e.To) {
-					re.IDs = append(re.IDs, e.To)
-				}
-				return
-			}
-			re = &crmsync.ReferenceError{System: "hubspot", Object: from, Fields: []string{field}, IDs: []string{e.To}, Err: e}
-			results[i].Err = crmsync.Permanent(&crmsync.PartialWriteError{Fields: []string{field}, Err: re})
-			return
-		}
-		if results[i].Err != nil {
-			return
-		}
+		// The record was just written, so an id HubSpot calls invalid is
+		// the other end's: an archived (or deleted) record.
+		gone := e.SubCategory == invalidObjectIDs && e.To != ""
 		var err error = e
-		if permanentCategories[e.Category] || (e.Err != nil && crmsync.IsPermanent(e.Err)) {
-			err = crmsync.Permanent(e)
+		if gone {
+			err = &crmsync.ReferenceError{System: "hubspot", Object: from, Fields: []string{field}, IDs: []string{e.To}, Err: e}
 		}
-		results[i].Err = &crmsync.PartialWriteError{Fields: []string{field}, Err: err}
+		if gone || permanentCategories[e.Category] || (e.Err != nil && crmsync.IsPermanent(e.Err)) {
+			err = crmsync.Permanent(err)
+		}
+		var pe *crmsync.PartialWriteError
+		prev := results[i].Err
+		if prev == nil {
+			results[i].Err = &crmsync.PartialWriteError{Fields: []string{field}, Err: err}
+			return
+		}
+		if !errors.As(prev, &pe) {
+			return
+		}
+		// Another failure of the op: the fields add up; references to
+		// archived records add up while nothing else failed, and any other
+		// failure takes their place (the op is parked).
+		if !slices.Contains(pe.Fields, field) {
+			pe.Fields = append(pe.Fields, field)
+		}
+		var re *crmsync.ReferenceError
+		switch prevRef := errors.As(prev, &re); {
+		case gone && prevRef:
+			if !slices.Contains(re.Fields, field) {
+				re.Fields = append(re.Fields, field)
+			}
+			if !slices.Contains(re.IDs, e.To) {
+				re.IDs = append(re.IDs, e.To)
+			}
+		case !gone && prevRef:
+			pe.Err = err
+		}
 	}
 	for _, s := range assocSpecs(object) {
 		var ops, read []int

@@ -182,29 +182,34 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 	}
 	// fail records err against the ops of opp: the opportunity was
 	// written, its contact roles were not (a PartialWriteError). Roles
-	// refused for naming deleted contacts add up in one ReferenceError.
+	// refused for naming deleted contacts add up in one ReferenceError;
+	// any other failure takes its place, so the op is parked.
 	fail := func(opp string, err error) {
 		var ref *crmsync.ReferenceError
 		isRef := errors.As(err, &ref)
 		for _, i := range oppOf[opp] {
-			if prev := results[i].Err; prev != nil {
-				var pr *crmsync.ReferenceError
-				if isRef && errors.As(prev, &pr) {
-					for _, id := range ref.IDs {
-						if !slices.Contains(pr.IDs, id) {
-							pr.IDs = append(pr.IDs, id)
-						}
+			var pr *crmsync.ReferenceError
+			prev := results[i].Err
+			prevRef := prev != nil && errors.As(prev, &pr)
+			switch {
+			case prev != nil && isRef && prevRef:
+				for _, id := range ref.IDs {
+					if !slices.Contains(pr.IDs, id) {
+						pr.IDs = append(pr.IDs, id)
 					}
 				}
 				continue
+			case prev != nil && (isRef || !prevRef):
+				continue // the first failure that parks stays
 			}
+			e := err
 			if isRef {
 				// Each op its own copy: the ids add up per op.
 				cp := *ref
 				cp.IDs = slices.Clone(ref.IDs)
-				err = permanent(&cp)
+				e = permanent(&cp)
 			}
-			results[i].Err = &crmsync.PartialWriteError{Fields: []string{ContactRolesField}, Err: err}
+			results[i].Err = &crmsync.PartialWriteError{Fields: []string{ContactRolesField}, Err: e}
 		}
 	}
 	have := map[string][]roleRow{}
