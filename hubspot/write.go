@@ -75,8 +75,11 @@ type createInput struct {
 // failed archives nothing, so it keeps its old primary. An update carrying
 // only pseudo-fields writes no record. A failure is the op's
 // *AssociationError (Permanent for a validation error, such as a company
-// that does not exist); the result keeps the record's id, since its
-// fields were written.
+// that does not exist) inside a *crmsync.PartialWriteError naming the
+// pseudo-fields: the result keeps the record's id, since its fields were
+// written. An association HubSpot refuses because the other record is
+// archived or deleted (INVALID_OBJECT_IDS) is also a
+// *crmsync.ReferenceError naming the field and that record's id.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if object == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: write: object is required"))

@@ -159,8 +159,10 @@ type roleRow struct{ id, opp, contact string }
 // query per 200 opportunities for the roles they have (none for created
 // ones), then the missing roles created and the extra ones deleted with
 // sObject Collections, 200 per call. A failure is recorded in the result
-// of each op concerned, which keeps its ID and Created: repeating it as
-// an update (or upsert) is safe.
+// of each op concerned as a *crmsync.PartialWriteError naming
+// ContactRolesField; the result keeps its ID and Created: repeating it as
+// an update (or upsert) is safe. Roles refused for naming deleted
+// contacts are a *crmsync.ReferenceError naming those contacts.
 func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map[int][]string, results []crmsync.WriteResult) {
 	oppOf := map[string][]int{} // opportunity id → op indexes
 	var order, read []string    // opportunities in op order; those to read
