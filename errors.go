@@ -36,11 +36,13 @@ var (
 	// person has fixed the credentials.
 	ErrUnauthorized = errors.New("crmsync: not authorized")
 	// ErrRecordGone is matched (errors.Is) by a CRM client's per-record
-	// write error when the record the op updates is archived or deleted
-	// (HubSpot: not found, and its id resolves to nothing; Salesforce:
-	// ENTITY_IS_DELETED naming no field). It says the record went away
-	// after the sync read it: the sync neither parks the write nor links
-	// anything for it, and handles the archive when it reads it.
+	// write error when the record the op updates is archived, deleted or
+	// read-only for good (HubSpot: not found, and its id resolves to
+	// nothing; Salesforce: ENTITY_IS_DELETED naming no field, or a converted
+	// Lead). It says the record went away after the sync read it: the sync
+	// neither parks the write nor links anything for it, reads the source
+	// record again next pass, and handles the archive (or conversion) when
+	// it reads it.
 	ErrRecordGone = errors.New("crmsync: record archived or deleted")
 	// ErrRunClosed is returned when a finished run is used again.
 	ErrRunClosed = errors.New("crmsync: run is closed")

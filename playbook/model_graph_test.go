@@ -88,7 +88,8 @@ const graphModelSeedRange = 40
 // graphModelSeeds are seeds CI runs besides the range (seeds that failed
 // once, each fixed since).
 var graphModelSeeds = []uint64{
-	8531373622830431240, // a replay refused again after the quiet passes stopped replaying
+	8531373622830431240,  // a replay refused again after the quiet passes stopped replaying
+	11976570161947583261, // a resumed run's write to a Lead converted since it was read
 }
 
 // TestGraphModelSeeds runs TestGraphModel's case for fixed seeds.
