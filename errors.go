@@ -40,9 +40,8 @@ var (
 	// read-only for good (HubSpot: not found, and its id resolves to
 	// nothing; Salesforce: ENTITY_IS_DELETED naming no field, or a converted
 	// Lead). It says the record went away after the sync read it: the sync
-	// neither parks the write nor links anything for it, reads the source
-	// record again next pass, and handles the archive (or conversion) when
-	// it reads it.
+	// neither parks the write nor links anything for it (the pair keeps its
+	// old base), and handles the archive (or conversion) when it reads it.
 	ErrRecordGone = errors.New("crmsync: record archived or deleted")
 	// ErrRunClosed is returned when a finished run is used again.
 	ErrRunClosed = errors.New("crmsync: run is closed")

@@ -1377,25 +1377,10 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 	}
 	// A pair a write was refused for a reference to an archived or deleted
 	// record waits: it is read again next pass, when the merge leaves that
-	// reference out. So does a pair whose write found its record gone
-	// (archived, deleted or converted since it was read): the next pass
-	// meets the archive or the conversion and writes what is due then.
-	vanished := map[int]bool{}
-	for _, items := range []struct {
-		it  []writeItem
-		out []writeOutcome
-	}{{toOther, otherOut}, {toSrc, srcOut}} {
-		for i, it := range items.it {
-			if items.out[i].Vanished {
-				vanished[it.Pair] = true
-			}
-		}
-	}
+	// reference out.
 	for i, pr := range pairs {
 		if k := sortedKeys(st[i].gone); len(k) > 0 {
 			p.wait(sd, pr.src.ID, k[0], "reference "+k[0]+" names a record archived or deleted on the other side: written without it, and left out of the sync while a side names that record")
-		} else if vanished[i] {
-			p.wait(sd, pr.src.ID, "", "a record written was archived, deleted or converted since it was read: read again next pass")
 		}
 	}
 	// Tally the report from the (replayable) outcomes.
