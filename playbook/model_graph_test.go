@@ -90,6 +90,7 @@ const graphModelSeedRange = 40
 var graphModelSeeds = []uint64{
 	8531373622830431240,  // a replay refused again after the quiet passes stopped replaying
 	11976570161947583261, // a resumed run's write to a Lead converted since it was read
+	10672102022051789528, // a resumed run's write to a Contact deleted with its account since it was read
 }
 
 // TestGraphModelSeeds runs TestGraphModel's case for fixed seeds.
