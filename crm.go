@@ -114,7 +114,9 @@ type WriteOp struct {
 
 // WriteResult is the outcome of one WriteOp, at the same index.
 type WriteResult struct {
-	// ID is the record id written (set on success).
+	// ID is the record id written: set on success, and with Err when the
+	// record was made or updated but part of the op was not written (a
+	// [PartialWriteError]).
 	ID string `json:"id,omitempty"`
 	// Created reports that the write made a new record.
 	Created bool `json:"created,omitempty"`
@@ -123,7 +125,10 @@ type WriteResult struct {
 	// measures with it how far the CRM's stamps run behind its own clock.
 	ModifiedAt time.Time `json:"modified_at,omitzero"`
 	// Err is nil on success. A per-record failure that retrying cannot fix is
-	// marked with Permanent; any other error may be retried.
+	// marked with Permanent; any other error may be retried. A
+	// [ReferenceError] says a reference field names an archived or deleted
+	// record, and [ErrRecordGone] that the record updated is archived or
+	// deleted: the sync parks neither.
 	Err error `json:"-"`
 }
 

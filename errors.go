@@ -35,6 +35,14 @@ var (
 	// call: the sync does not park them, the run stops and resumes once a
 	// person has fixed the credentials.
 	ErrUnauthorized = errors.New("crmsync: not authorized")
+	// ErrRecordGone is matched (errors.Is) by a CRM client's per-record
+	// write error when the record the op updates is archived, deleted or
+	// read-only for good (HubSpot: not found, and its id resolves to
+	// nothing; Salesforce: ENTITY_IS_DELETED naming no field, or a converted
+	// Lead). It says the record went away after the sync read it: the sync
+	// neither parks the write nor links anything for it (the pair keeps its
+	// old base), and handles the archive (or conversion) when it reads it.
+	ErrRecordGone = errors.New("crmsync: record archived or deleted")
 	// ErrRunClosed is returned when a finished run is used again.
 	ErrRunClosed = errors.New("crmsync: run is closed")
 )
@@ -56,6 +64,60 @@ func (e *FieldError) Error() string {
 	}
 	return fmt.Sprintf("%s: %s: fields not available: %s", e.System, e.Object, strings.Join(e.Fields, ", "))
 }
+
+// PartialWriteError is the per-record error of a write that made or
+// updated the record but not all of it: a CRM client that writes a
+// relation with calls of its own after the record (HubSpot associations,
+// Salesforce contact roles) returns it, in a WriteResult that keeps the
+// record's ID and Created, when those calls failed. Fields names the op's
+// fields that were not written; Err is why (Permanent when no retry fixes
+// it). The sync links the record (it exists) and writes those fields again
+// later; a permanent failure is also parked. Its text is Err's.
+type PartialWriteError struct {
+	Fields []string
+	Err    error
+}
+
+func (e *PartialWriteError) Error() string {
+	if e.Err == nil {
+		return "crmsync: fields not written: " + strings.Join(e.Fields, ", ")
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *PartialWriteError) Unwrap() error { return e.Err }
+
+// ReferenceError is the per-record error of a write a CRM client returns
+// when the API refused reference fields of the op because the records they
+// name are archived or deleted: HubSpot refuses an association to an
+// archived company, Salesforce a lookup or a contact role naming a deleted
+// record (ENTITY_IS_DELETED). It is no verdict on the record: the sync
+// writes the record without those fields, keeps those references out of
+// the pair's merge while either side names them, and parks nothing. The
+// WriteResult keeps the record's ID when the record itself was written.
+// Its text is Err's; it never carries record values.
+type ReferenceError struct {
+	System, Object string
+	// Fields names the op's refused fields; empty when the API does not
+	// say which (the sync then takes every reference field of the op).
+	Fields []string
+	// IDs are the referenced ids refused, as the op wrote them; empty when
+	// the API does not say (the sync then takes every id the fields name).
+	IDs []string
+	// Err is the client's own error, if any.
+	Err error
+}
+
+func (e *ReferenceError) Error() string {
+	if e.Err != nil {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%s: %s: references to archived or deleted records refused: %s", e.System, e.Object, strings.Join(e.Fields, ", "))
+}
+
+// Unwrap returns the client's error, if any.
+func (e *ReferenceError) Unwrap() error { return e.Err }
 
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }

@@ -252,8 +252,11 @@ type FieldRule struct {
 	// would be created waits whole (it is never created with a dangling
 	// reference, nor dead-lettered for it); a linked pair syncs its other
 	// fields and leaves the reference as it is. Waiting records are read
-	// again by id on the next pass until their references resolve. A rule
-	// with Ref takes no transforms.
+	// again by id on the next pass until their references resolve. A
+	// reference the CRM refuses because it names a record archived or
+	// deleted there (a [ReferenceError]) is written without, never
+	// dead-lettered: the pair's link keeps it, and the merge reads it as
+	// none while either side names it. A rule with Ref takes no transforms.
 	Ref string
 }
 

@@ -316,6 +316,7 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 				}
 			}
 			if okA && okB {
+				va, vb = p.leaveGone(pr, r, va, vb)
 				setRef(recA.Fields, r.A, va)
 				setRef(recB.Fields, r.B, vb)
 				continue
@@ -427,4 +428,82 @@ func refValue(t FieldType, ids []string) any {
 		return nil
 	}
 	return ids[0]
+}
+
+// refGoneKeyPrefix keys, in a link's base, the ids (side A's, ";"-joined)
+// that writes of a reference rule were refused for, because the records
+// they name were archived or deleted ("$archived:ref-gone:<rule>").
+const refGoneKeyPrefix = archivedKeyPrefix + "ref-gone:"
+
+// leaveGone leaves out of the merge the references of rule r that pr's
+// link says were refused as naming archived or deleted records, given the
+// rule's canonical values va and vb (side A's ids). A single reference to
+// such a record reads as none: the merge never writes it again, and a side
+// that moves to a record that can be referenced carries the move over. Of
+// a set, side A's such ids are kept on A out of the comparison (as for
+// records that cannot be referenced), side B's are left out. It notes in
+// pr.named the ids either side names before.
+func (p *pass) leaveGone(pr *pair, r FieldRule, va, vb any) (any, any) {
+	_, noA := va.(absent)
+	_, noB := vb.(absent)
+	key := r.Key()
+	if !noA && !noB {
+		if pr.named == nil {
+			pr.named = map[string][]string{}
+		}
+		pr.named[key] = append(append(splitIDs(va), splitIDs(vb)...), pr.hidden[key]...)
+	}
+	if pr.link == nil {
+		return va, vb
+	}
+	gone := splitIDs(pr.link.Base[refGoneKeyPrefix+key])
+	if len(gone) == 0 {
+		return va, vb
+	}
+	without := func(v any, hide bool) any {
+		if _, no := v.(absent); no || v == nil {
+			return v
+		}
+		var keep []string
+		for _, id := range splitIDs(v) {
+			if !slices.Contains(gone, id) {
+				keep = append(keep, id)
+				continue
+			}
+			if hide {
+				if pr.hidden == nil {
+					pr.hidden = map[string][]string{}
+				}
+				pr.hidden[key] = append(pr.hidden[key], id)
+			}
+		}
+		if len(keep) == 0 {
+			return nil
+		}
+		return strings.Join(keep, ";")
+	}
+	set := r.Type == TypeReferences
+	return without(va, set), without(vb, false)
+}
+
+// goneBase keeps, in pr's new base, the ids of each reference rule that
+// were refused as naming archived or deleted records: those of the old
+// base that a side still names, and gone, those refused now.
+func (p *pass) goneBase(pr *pair, gone map[string][]string) {
+	for _, i := range p.s.refRules() {
+		k := p.s.c.Policy.Rules[i].Key()
+		mk := refGoneKeyPrefix + k
+		ids := splitIDs(pr.res.NewBase[mk])
+		if named, ok := pr.named[k]; ok {
+			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(named, id) })
+		}
+		ids = append(ids, gone[k]...)
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		if len(ids) == 0 {
+			delete(pr.res.NewBase, mk)
+			continue
+		}
+		pr.res.NewBase[mk] = strings.Join(ids, ";")
+	}
 }

@@ -342,7 +342,8 @@ func (r *Routed) Write(ctx context.Context, object string, ops []WriteOp) ([]Wri
 		case op.Kind == Update:
 			var ok bool
 			if i, ok = of[op.ID]; !ok {
-				res[j].Err = Permanent(fmt.Errorf("crmsync: routed: record %s not found in %s", op.ID, r.Object()))
+				// Deleted (or never there): no object reads it by id.
+				res[j].Err = Permanent(fmt.Errorf("crmsync: routed: record %s not found in %s: %w", op.ID, r.Object(), ErrRecordGone))
 				continue
 			}
 		case len(r.c.Objects) > 1:
@@ -389,7 +390,7 @@ func (r *Routed) Write(ctx context.Context, object string, ops []WriteOp) ([]Wri
 		}
 		for k, j := range idx {
 			res[j] = out[k]
-			if out[k].Err == nil && out[k].ID != "" {
+			if out[k].ID != "" { // written, if only in part
 				r.remember(i, []Record{{ID: out[k].ID}})
 			}
 		}

@@ -74,6 +74,7 @@ func TestRoutedLookupAndWrites(t *testing.T) {
 		{Kind: crmsync.Upsert, MatchField: "HubSpot_Id__c", MatchValue: "hs-2", Fields: crmsync.Fields{"Email": "two@x.test"}, Source: &bad},
 		{Kind: crmsync.Update, ID: contact, Fields: crmsync.Fields{"Title__c": "CFO"}},
 		{Kind: crmsync.Update, ID: lead, Fields: crmsync.Fields{"Email": "x@x.test"}},
+		{Kind: crmsync.Update, ID: "003gone", Fields: crmsync.Fields{"Email": "y@x.test"}},
 	})
 	require.NoError(t, err)
 	require.NoError(t, res[0].Err)
@@ -86,4 +87,6 @@ func TestRoutedLookupAndWrites(t *testing.T) {
 	require.NoError(t, res[2].Err)
 	assert.Equal(t, "CFO", sf.get("Contact", contact).Fields["Title__c"], "an update goes to the record's own object")
 	require.Error(t, res[3].Err, "the CRM refuses a write to a converted Lead, per record")
+	require.ErrorIs(t, res[4].Err, crmsync.ErrRecordGone, "an update of a record no object has (deleted since it was read) is no verdict to park")
+	assert.True(t, crmsync.IsPermanent(res[4].Err))
 }

@@ -66,7 +66,7 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 				continue
 			}
 			failed[items[i].Pair] = true
-			if !o.Ledger && !o.Unknown && !o.Again {
+			if o.parked() {
 				p.mu.Lock()
 				dir.DeadLetters++
 				p.mu.Unlock()

@@ -25,6 +25,12 @@ type pair struct {
 	// hidden holds, per reference rule, side A's ids left out of the
 	// merge because their counterparts cannot be referenced (refs.go).
 	hidden map[string][]string
+	// named holds, per reference rule, the ids (side A's) either record
+	// names, before gone references were left out (refs.go); nil for a
+	// rule left out of the merge.
+	named map[string][]string
+	// refs are the page's translation tables of the reference rules.
+	refs map[string]refLinks
 }
 
 // writeItem is one op of a write batch and the pair it serves.
@@ -53,9 +59,29 @@ type writeOutcome struct {
 	// Again marks a refused write that updated the letter this run
 	// replays (failed again) instead of parking a new one.
 	Again bool `json:"again,omitempty"`
+	// Partial names, for a refused write whose record was written all the
+	// same (ID is set: a PartialWriteError), the op's fields that were not.
+	Partial []string `json:"partial,omitempty"`
+	// Gone holds, per field the API refused because it names archived or
+	// deleted records (a ReferenceError), the ids refused; the record was
+	// written without those fields.
+	Gone map[string][]string `json:"gone,omitempty"`
+	// Vanished marks a write refused because the record it updates is
+	// archived or deleted now (ErrRecordGone): it is neither parked nor
+	// ledgered; the archive is read and handled as such.
+	Vanished bool `json:"vanished,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
+
+// made reports that the record exists on the side written: the write
+// landed, or was refused after it made or updated the record (partial).
+func (o writeOutcome) made() bool { return o.ok() || o.ID != "" }
+
+// parked reports a refused write this step parked as a new dead letter.
+func (o writeOutcome) parked() bool {
+	return !o.ok() && !o.Ledger && !o.Unknown && !o.Again && !o.Vanished
+}
 
 // handle takes one page of changes on side sd through match, merge, write
 // and commit. Every input to the merge is a step result, so a resumed run
@@ -235,6 +261,7 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 			pr.res, pr.mergeErr = Merge(base, pr.other, pr.src, pol)
 		}
 		p.refPatches(pr, refs)
+		pr.refs = refs
 	}
 	return p.writePairs(ctx, sd, pg, pairs)
 }
@@ -609,7 +636,7 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 	}
 	created := map[int]string{} // pair -> id created on the other side
 	for i, it := range toOther {
-		if o := otherOut[i]; o.ok() && it.Role == "create" {
+		if o := otherOut[i]; o.made() && o.ID != "" && it.Role == "create" {
 			created[it.Pair] = o.ID
 		}
 	}
@@ -647,7 +674,7 @@ func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeI
 	byField := map[string][]string{}
 	seen := map[string]bool{}
 	for i, o := range out {
-		if (!o.ok() && !o.Unknown) || (o.Created && !o.Ledger) {
+		if (!o.made() && !o.Unknown) || (o.Created && !o.Ledger) {
 			// Refused, or created by this very write: nobody edited it
 			// before the write.
 			continue
@@ -844,6 +871,10 @@ type deadPayload struct {
 func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch []writeItem, pairs []*pair) ([]writeOutcome, error) {
 	direction := p.other(to).name + "->" + to.name
 	done := map[int]writeOutcome{}
+	// gone holds, per item, the fields the API refused as naming archived
+	// or deleted records (ReferenceError), with the ids refused: they are
+	// left out when the item is sent again.
+	gone := map[int]map[string][]string{}
 	ledgerChecked := false
 	out, err := step(ctx, p, id, func(ctx context.Context, a *Attempt) ([]writeOutcome, error) {
 		if !ledgerChecked {
@@ -863,12 +894,13 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				var prev writeOutcome
 				_ = json.Unmarshal(e.Result, &prev)
 				if prev.ok() {
-					done[i] = writeOutcome{ID: e.RecordID, Ledger: true, Created: it.Role == "create"}
+					done[i] = writeOutcome{ID: e.RecordID, Ledger: true, Created: it.Role == "create", Gone: prev.Gone}
 				} else if !p.replaying && !it.Resend {
 					// The same write (same source version, same payload) was
 					// refused and parked before: do not send it, or park it,
 					// again. A replay or a new edit of the source sends it.
-					done[i] = writeOutcome{Error: prev.Error, Permanent: true, Ledger: true}
+					// A record it made all the same is kept (partial).
+					done[i] = writeOutcome{Error: prev.Error, Permanent: true, Ledger: true, ID: prev.ID, Created: prev.Created, Partial: prev.Partial}
 				}
 			}
 			ledgerChecked = true
@@ -880,12 +912,12 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			}
 		}
 		var transient error
-		if len(pending) > 0 {
+		for round := 0; len(pending) > 0 && transient == nil; round++ {
 			var ops []WriteOp
 			var res []WriteResult
 			var err error
 			for try := 0; ; try++ {
-				ops = p.withoutDropped(to, batch, pending)
+				ops = p.withoutDropped(to, batch, pending, gone)
 				if p.plan != nil { // a plan writes nothing: it predicts
 					res = p.plan.predict(to, ops)
 					break
@@ -937,6 +969,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				}
 				pending = nil
 			}
+			var again []int
 			for j, i := range pending {
 				var rerr error
 				var r WriteResult
@@ -945,17 +978,56 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				} else {
 					rerr = Permanent(fmt.Errorf("%s returned %d results for %d writes", to.name, len(res), len(ops)))
 				}
+				var refErr *ReferenceError
+				if rerr != nil && errors.As(rerr, &refErr) {
+					// A reference to an archived or deleted record is no
+					// verdict on the record: it is written without it.
+					if g := p.goneFields(to, ops[j], refErr); len(g) > 0 {
+						if gone[i] == nil {
+							gone[i] = map[string][]string{}
+						}
+						for f, ids := range g {
+							gone[i][f] = ids
+						}
+						var pe *PartialWriteError
+						if r.ID != "" && !(errors.As(rerr, &pe) && slices.ContainsFunc(pe.Fields, func(f string) bool { _, ok := g[f]; return !ok })) {
+							// The record was written; only references to
+							// archived or deleted records were refused.
+							done[i] = writeOutcome{ID: r.ID, Created: r.Created, Gone: gone[i]}
+							continue
+						}
+						if left := p.withoutDropped(to, batch, []int{i}, gone)[0]; len(left.Fields) == 0 && left.Kind == Update {
+							// Nothing else to write: the record is as it was.
+							done[i] = writeOutcome{ID: left.ID, Gone: gone[i]}
+							continue
+						}
+						if round < maxFieldRetries {
+							again = append(again, i)
+							continue
+						}
+					}
+				}
 				switch {
 				case rerr == nil:
-					done[i] = writeOutcome{ID: r.ID, Created: r.Created}
+					done[i] = writeOutcome{ID: r.ID, Created: r.Created, Gone: gone[i]}
+				case errors.Is(rerr, ErrRecordGone) && r.ID == "":
+					done[i] = writeOutcome{Error: rerr.Error(), Permanent: true, Vanished: true}
 				case IsPermanent(rerr):
-					done[i] = writeOutcome{Error: rerr.Error(), Permanent: true}
+					o := writeOutcome{Error: rerr.Error(), Permanent: true}
+					if r.ID != "" {
+						// The record was made or updated, only a part of the
+						// write was refused: it exists, so its pair is linked.
+						o.ID, o.Created, o.Gone = r.ID, r.Created, gone[i]
+						o.Partial = partialFields(rerr, ops[j])
+					}
+					done[i] = o
 				default:
 					if transient == nil {
 						transient = rerr
 					}
 				}
 			}
+			pending = again
 		}
 		if transient != nil {
 			return nil, fmt.Errorf("%d of %d writes to %s failed transiently: %w", len(batch)-len(done), len(batch), to.name, transient)
@@ -969,20 +1041,30 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				if o.Ledger {
 					continue
 				}
-				okResult, _ := json.Marshal(writeOutcome{ID: o.ID, Created: o.Created})
+				okResult, _ := json.Marshal(writeOutcome{ID: o.ID, Created: o.Created, Gone: o.Gone})
 				a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: o.ID, Result: okResult})
 				names := make([]string, 0, len(it.Op.Fields))
 				for k := range it.Op.Fields {
 					names = append(names, k)
 				}
 				sort.Strings(names)
-				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role,
-					"op": it.Op.Kind, "created": o.Created, "fields": names, "object": to.object})
+				fields := map[string]any{"direction": direction, "role": it.Role,
+					"op": it.Op.Kind, "created": o.Created, "fields": names, "object": to.object}
+				if len(o.Gone) > 0 {
+					fields["refused_references"] = slices.Sorted(maps.Keys(o.Gone))
+				}
+				detail, _ := json.Marshal(fields)
 				a.Audit(AuditEntry{Kind: AuditWrite, System: to.name, RecordIDs: []string{o.ID, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
 				continue
 			}
 			if o.Ledger {
 				continue // parked by an earlier run
+			}
+			if o.Vanished {
+				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "record gone", "error": o.Error})
+				a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{it.Op.ID, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+				p.skip(src, pr.src.ID, "", "write to "+to.name+" record "+it.Op.ID+" refused: archived or deleted since it was read; not parked, its archive is handled when read")
+				continue
 			}
 			if o.Unknown {
 				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "unknown", "error": o.Error})
@@ -999,7 +1081,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			d := DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error}
 			a.DeadLetter(d)
 			out[i].Again = p.failedAgain(d)
-			failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true})
+			failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true, ID: o.ID, Created: o.Created, Partial: o.Partial})
 			a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: rid, Result: failed})
 		}
 		return out, nil
@@ -1008,6 +1090,54 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 		p.plan.record(p, to, src, batch, out, pairs)
 	}
 	return out, err
+}
+
+// goneFields returns, for a write refused with a ReferenceError, the op's
+// fields it refused with the ids refused in each: the fields it names, or
+// every reference field of the op when it names none; the ids it names
+// among a field's, or all of them when it names none. Only fields of
+// reference rules (FieldRule.Ref) the op holds count: a refused field of
+// any other rule is no reference the sync can leave out, and its record
+// is parked.
+func (p *pass) goneFields(to *side, op WriteOp, e *ReferenceError) map[string][]string {
+	var names []string
+	for _, i := range p.s.refRules() {
+		f := refField(p.s.c.Policy.Rules[i], to)
+		if len(e.Fields) == 0 || slices.Contains(e.Fields, f) {
+			names = append(names, f)
+		}
+	}
+	out := map[string][]string{}
+	for _, f := range names {
+		v, ok := op.Fields[f]
+		if !ok {
+			continue
+		}
+		ids := splitIDs(v)
+		if len(e.IDs) > 0 {
+			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(e.IDs, id) })
+		}
+		out[f] = ids
+	}
+	return out
+}
+
+// refField is rule r's field on side sd.
+func refField(r FieldRule, sd *side) string {
+	if sd.isA {
+		return r.A
+	}
+	return r.B
+}
+
+// partialFields returns the op's fields a refused write whose record was
+// written did not write: those a PartialWriteError names, or all of them.
+func partialFields(err error, op WriteOp) []string {
+	var pe *PartialWriteError
+	if errors.As(err, &pe) && len(pe.Fields) > 0 {
+		return slices.Clone(pe.Fields)
+	}
+	return slices.Sorted(maps.Keys(op.Fields))
 }
 
 // sentDropped reports whether a call that named (sent) some of the refused
@@ -1022,14 +1152,14 @@ func (p *pass) sentDropped(sd *side, names []string, sent func(string) bool) boo
 }
 
 // withoutDropped returns the ops of batch at pending, less the fields
-// dropped on side to.
-func (p *pass) withoutDropped(to *side, batch []writeItem, pending []int) []WriteOp {
+// dropped on side to and the fields refused (gone) for each item.
+func (p *pass) withoutDropped(to *side, batch []writeItem, pending []int, gone map[int]map[string][]string) []WriteOp {
 	ops := make([]WriteOp, len(pending))
 	for j, i := range pending {
 		op := batch[i].Op
 		fields := make(Fields, len(op.Fields))
 		for k, v := range op.Fields {
-			if !p.isDropped(to, k) {
+			if _, refused := gone[i][k]; !refused && !p.isDropped(to, k) {
 				fields[k] = v
 			}
 		}
@@ -1141,18 +1271,55 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		failed         bool
 		wroteO, wroteS bool
 		created        bool
+		// keep names the rules whose write did not land: their base stays.
+		keep map[string]bool
+		// gone holds, per reference rule, the ids (side A's) a write was
+		// refused for naming archived or deleted records.
+		gone map[string][]string
 	}
 	st := make([]state, len(pairs))
 	for i, pr := range pairs {
 		st[i].otherID = pr.other.ID
 	}
+	// unlanded notes in s the rules of the fields o's write to side to
+	// did not write.
+	unlanded := func(s *state, pr *pair, to *side, o writeOutcome) {
+		for _, r := range p.s.c.Policy.Rules {
+			f := refField(r, to)
+			ids, refused := o.Gone[f]
+			if !refused && !slices.Contains(o.Partial, f) {
+				continue
+			}
+			if s.keep == nil {
+				s.keep = map[string]bool{}
+			}
+			s.keep[r.Key()] = true
+			if !refused || r.Ref == "" {
+				continue
+			}
+			if s.gone == nil {
+				s.gone = map[string][]string{}
+			}
+			for _, id := range ids {
+				if !to.isA {
+					a, ok := pr.refs[r.Ref].BToA[id]
+					if !ok {
+						continue
+					}
+					id = a
+				}
+				s.gone[r.Key()] = append(s.gone[r.Key()], id)
+			}
+		}
+	}
 	for i, it := range toOther {
 		o := otherOut[i]
 		s := &st[it.Pair]
-		if !o.ok() {
+		if !o.made() {
 			s.failed = true
 			continue
 		}
+		unlanded(s, pairs[it.Pair], other, o)
 		if it.Role == "create" {
 			s.otherID, s.created = o.ID, true
 			continue
@@ -1165,13 +1332,14 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 	}
 	for i, it := range toSrc {
-		if !srcOut[i].ok() {
+		if !srcOut[i].made() {
 			if it.Role != "link" {
 				s := &st[it.Pair]
 				s.failed = true
 			}
 			continue
 		}
+		unlanded(&st[it.Pair], pairs[it.Pair], sd, srcOut[i])
 		if o := srcOut[i]; o.ID != "" && o.ID != it.Op.ID && !o.Ledger {
 			st[it.Pair].srcID = o.ID // the source record was merged into o.ID
 		}
@@ -1244,6 +1412,8 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				continue // no pair yet, or a write did not land: keep the old base
 			}
 			p.keepDroppedBase(pr)
+			p.keepBase(pr, s.keep)
+			p.goneBase(pr, s.gone)
 			if pr.link != nil && pr.link.AID == aID && pr.link.BID == bID && sameFields(pr.link.Base, pr.res.NewBase) {
 				continue
 			}
@@ -1254,6 +1424,14 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 	}, nil)
 	if err != nil {
 		return err
+	}
+	// A pair a write was refused for a reference to an archived or deleted
+	// record waits: it is read again next pass, when the merge leaves that
+	// reference out.
+	for i, pr := range pairs {
+		if k := sortedKeys(st[i].gone); len(k) > 0 {
+			p.wait(sd, pr.src.ID, k[0], "reference "+k[0]+" names a record archived or deleted on the other side: written without it, and left out of the sync while a side names that record")
+		}
 	}
 	// Tally the report from the (replayable) outcomes.
 	p.mu.Lock()
@@ -1302,12 +1480,12 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		}
 	}
 	for _, o := range otherOut {
-		if !o.ok() && !o.Ledger && !o.Unknown && !o.Again {
+		if o.parked() {
 			dir.DeadLetters++
 		}
 	}
 	for _, o := range srcOut {
-		if !o.ok() && !o.Ledger && !o.Unknown && !o.Again {
+		if o.parked() {
 			back.DeadLetters++
 		}
 	}
@@ -1323,6 +1501,23 @@ func (p *pass) keepDroppedBase(pr *pair) {
 			continue
 		}
 		k := r.Key()
+		var old any
+		var had bool
+		if pr.link != nil {
+			old, had = pr.link.Base[k]
+		}
+		if had {
+			pr.res.NewBase[k] = old
+		} else {
+			delete(pr.res.NewBase, k)
+		}
+	}
+}
+
+// keepBase keeps, in pr's new base, the old base of the rules keep names:
+// their write did not land, so they are written again.
+func (p *pass) keepBase(pr *pair, keep map[string]bool) {
+	for k := range keep {
 		var old any
 		var had bool
 		if pr.link != nil {

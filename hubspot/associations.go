@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -122,6 +123,12 @@ type AssociationError struct {
 	Object, ID string
 	// Category is HubSpot's error category, if it gave one.
 	Category string
+	// SubCategory is HubSpot's error subcategory, if it gave one
+	// ("crm.associations.INVALID_OBJECT_IDS").
+	SubCategory string
+	// To is the id of the record the failed association named, when
+	// HubSpot's error says which.
+	To string
 	// Message is HubSpot's message. It may quote record values: do not log it.
 	Message string
 	// Err is the cause when the whole call failed.
@@ -141,6 +148,10 @@ func (e *AssociationError) Error() string {
 
 // Unwrap returns the cause, if any.
 func (e *AssociationError) Unwrap() error { return e.Err }
+
+// invalidObjectIDs is the subcategory of HubSpot's refusal of an
+// association whose records are not live (archived or deleted).
+const invalidObjectIDs = "crm.associations.INVALID_OBJECT_IDS"
 
 // flexID is an id HubSpot sends as a JSON number (the guide's examples) or
 // a string (the 2026 spec).
@@ -402,15 +413,44 @@ type assocPair struct {
 func (c *Client) writeAssociations(ctx context.Context, object string, wants []map[string]assocWant, results []crmsync.WriteResult) {
 	from := canonicalObject(object)
 	fail := func(i int, field string, e *AssociationError) {
-		if results[i].Err != nil {
+		e.Field, e.Object, e.ID = field, from, results[i].ID
+		// The record was just written, so an id HubSpot calls invalid is
+		// the other end's: an archived (or deleted) record.
+		gone := e.SubCategory == invalidObjectIDs && e.To != ""
+		var err error = e
+		if gone {
+			err = &crmsync.ReferenceError{System: "hubspot", Object: from, Fields: []string{field}, IDs: []string{e.To}, Err: e}
+		}
+		if gone || permanentCategories[e.Category] || (e.Err != nil && crmsync.IsPermanent(e.Err)) {
+			err = crmsync.Permanent(err)
+		}
+		var pe *crmsync.PartialWriteError
+		prev := results[i].Err
+		if prev == nil {
+			results[i].Err = &crmsync.PartialWriteError{Fields: []string{field}, Err: err}
 			return
 		}
-		e.Field, e.Object, e.ID = field, from, results[i].ID
-		var err error = e
-		if permanentCategories[e.Category] || (e.Err != nil && crmsync.IsPermanent(e.Err)) {
-			err = crmsync.Permanent(e)
+		if !errors.As(prev, &pe) {
+			return
 		}
-		results[i].Err = err
+		// Another failure of the op: the fields add up; references to
+		// archived records add up while nothing else failed, and any other
+		// failure takes their place (the op is parked).
+		if !slices.Contains(pe.Fields, field) {
+			pe.Fields = append(pe.Fields, field)
+		}
+		var re *crmsync.ReferenceError
+		switch prevRef := errors.As(prev, &re); {
+		case gone && prevRef:
+			if !slices.Contains(re.Fields, field) {
+				re.Fields = append(re.Fields, field)
+			}
+			if !slices.Contains(re.IDs, e.To) {
+				re.IDs = append(re.IDs, e.To)
+			}
+		case !gone && prevRef:
+			pe.Err = err
+		}
 	}
 	for _, s := range assocSpecs(object) {
 		var ops, read []int
@@ -515,7 +555,11 @@ func mapAssocErrors(chunk []assocPair, errs []standardError, fail func(int, *Ass
 		for _, p := range chunk {
 			if slices.Contains(froms, p.from) && (len(tos) == 0 || slices.Contains(tos, p.to)) {
 				hit = true
-				fail(p.op, &AssociationError{Category: e.Category, Message: e.Message})
+				ae := &AssociationError{Category: e.Category, SubCategory: e.SubCategory, Message: e.Message}
+				if len(tos) > 0 {
+					ae.To = p.to
+				}
+				fail(p.op, ae)
 			}
 		}
 		if !hit {

@@ -363,11 +363,12 @@ type batchReadRequest struct {
 
 // standardError is one error of a 207 batch response.
 type standardError struct {
-	Status   string              `json:"status"`
-	Category string              `json:"category"`
-	Message  string              `json:"message"`
-	Context  map[string][]string `json:"context"`
-	Errors   []errorDetail       `json:"errors"`
+	Status      string              `json:"status"`
+	Category    string              `json:"category"`
+	SubCategory string              `json:"subCategory"`
+	Message     string              `json:"message"`
+	Context     map[string][]string `json:"context"`
+	Errors      []errorDetail       `json:"errors"`
 }
 
 type batchResponse struct {

@@ -58,7 +58,9 @@ type createInput struct {
 // An update whose id HubSpot no longer knows in batch calls (a merge made
 // a new record; the old ids resolve only on a single GET) is looked up with
 // a GET; if the id resolves to another record, the update is sent to that
-// record and its result carries the new id. The sync relinks on it.
+// record and its result carries the new id. The sync relinks on it. If it
+// resolves to nothing (archived or deleted), the op's error matches
+// crmsync.ErrRecordGone.
 //
 // Association pseudo-fields (FieldCompanies, FieldContacts) are written
 // after the records: a string id (nil or "" for none) for FieldCompanies,
@@ -73,8 +75,11 @@ type createInput struct {
 // failed archives nothing, so it keeps its old primary. An update carrying
 // only pseudo-fields writes no record. A failure is the op's
 // *AssociationError (Permanent for a validation error, such as a company
-// that does not exist); the result keeps the record's id, since its
-// fields were written.
+// that does not exist) inside a *crmsync.PartialWriteError naming the
+// pseudo-fields: the result keeps the record's id, since its fields were
+// written. An association HubSpot refuses because the other record is
+// archived or deleted (INVALID_OBJECT_IDS) is also a
+// *crmsync.ReferenceError naming the field and that record's id.
 func (c *Client) Write(ctx context.Context, object string, ops []crmsync.WriteOp) ([]crmsync.WriteResult, error) {
 	if object == "" {
 		return nil, crmsync.Permanent(errors.New("hubspot: write: object is required"))
@@ -304,6 +309,9 @@ func (c *Client) followMerges(ctx context.Context, object string, idx []int, ops
 			continue
 		}
 		newID, err := c.resolveID(ctx, object, ops[i].ID)
+		if err == nil && newID == "" && re.Err == nil {
+			re.Err = crmsync.ErrRecordGone // archived or deleted since it was read
+		}
 		if err != nil || newID == "" || newID == ops[i].ID {
 			continue // gone (or unknown): the not-found stands
 		}

@@ -96,9 +96,17 @@ func (e *RecordError) Unwrap() error {
 }
 
 // Is reports a refused write to a converted Lead
-// (CANNOT_UPDATE_CONVERTED_LEAD) as ErrConvertedLead.
+// (CANNOT_UPDATE_CONVERTED_LEAD) as ErrConvertedLead, and both that and a
+// write to a deleted record (ENTITY_IS_DELETED naming no field, so not a
+// reference) as crmsync.ErrRecordGone.
 func (e *RecordError) Is(target error) bool {
-	return target == ErrConvertedLead && e.StatusCode == "CANNOT_UPDATE_CONVERTED_LEAD"
+	switch target {
+	case ErrConvertedLead:
+		return e.StatusCode == "CANNOT_UPDATE_CONVERTED_LEAD"
+	case crmsync.ErrRecordGone:
+		return e.StatusCode == "CANNOT_UPDATE_CONVERTED_LEAD" || (e.StatusCode == "ENTITY_IS_DELETED" && len(e.Fields) == 0)
+	}
+	return false
 }
 
 // Error describes the failure by status code and fields (never the message).

@@ -159,8 +159,10 @@ type roleRow struct{ id, opp, contact string }
 // query per 200 opportunities for the roles they have (none for created
 // ones), then the missing roles created and the extra ones deleted with
 // sObject Collections, 200 per call. A failure is recorded in the result
-// of each op concerned, which keeps its ID and Created: repeating it as
-// an update (or upsert) is safe.
+// of each op concerned as a *crmsync.PartialWriteError naming
+// ContactRolesField; the result keeps its ID and Created: repeating it as
+// an update (or upsert) is safe. Roles refused for naming deleted
+// contacts are a *crmsync.ReferenceError naming those contacts.
 func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map[int][]string, results []crmsync.WriteResult) {
 	oppOf := map[string][]int{} // opportunity id → op indexes
 	var order, read []string    // opportunities in op order; those to read
@@ -180,11 +182,36 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 	if len(oppOf) == 0 {
 		return
 	}
+	// fail records err against the ops of opp: the opportunity was
+	// written, its contact roles were not (a PartialWriteError). Roles
+	// refused for naming deleted contacts add up in one ReferenceError;
+	// any other failure takes its place, so the op is parked.
 	fail := func(opp string, err error) {
+		var ref *crmsync.ReferenceError
+		isRef := errors.As(err, &ref)
 		for _, i := range oppOf[opp] {
-			if results[i].Err == nil {
-				results[i].Err = err
+			var pr *crmsync.ReferenceError
+			prev := results[i].Err
+			prevRef := prev != nil && errors.As(prev, &pr)
+			switch {
+			case prev != nil && isRef && prevRef:
+				for _, id := range ref.IDs {
+					if !slices.Contains(pr.IDs, id) {
+						pr.IDs = append(pr.IDs, id)
+					}
+				}
+				continue
+			case prev != nil && (isRef || !prevRef):
+				continue // the first failure that parks stays
 			}
+			e := err
+			if isRef {
+				// Each op its own copy: the ids add up per op.
+				cp := *ref
+				cp.IDs = slices.Clone(ref.IDs)
+				e = permanent(&cp)
+			}
+			results[i].Err = &crmsync.PartialWriteError{Fields: []string{ContactRolesField}, Err: e}
 		}
 	}
 	have := map[string][]roleRow{}
@@ -202,7 +229,7 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 		}
 	}
 	var creates []map[string]any
-	var createOpp, deletes, deleteOpp []string
+	var createOpp, createContact, deletes, deleteOpp []string
 	for _, opp := range order {
 		idx := oppOf[opp]
 		if results[idx[0]].Err != nil {
@@ -221,7 +248,7 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 			if !kept[contact] {
 				creates = append(creates, map[string]any{"attributes": map[string]string{"type": contactRoleObject},
 					"OpportunityId": opp, "ContactId": contact})
-				createOpp = append(createOpp, opp)
+				createOpp, createContact = append(createOpp, opp), append(createContact, contact)
 			}
 		}
 	}
@@ -229,18 +256,20 @@ func (c *Client) writeRoles(ctx context.Context, ops []crmsync.WriteOp, want map
 	for start := 0; start < len(creates); start += MaxBatch {
 		end := min(start+MaxBatch, len(creates))
 		rs, err := c.writeBatch(ctx, contactRoleObject, g, creates[start:end])
-		c.roleOutcomes(createOpp[start:end], rs, err, fail)
+		c.roleOutcomes(createOpp[start:end], createContact[start:end], rs, err, fail)
 	}
 	for start := 0; start < len(deletes); start += MaxBatch {
 		end := min(start+MaxBatch, len(deletes))
 		rs, err := c.deleteBatch(ctx, deletes[start:end])
-		c.roleOutcomes(deleteOpp[start:end], rs, err, fail)
+		c.roleOutcomes(deleteOpp[start:end], nil, rs, err, fail)
 	}
 }
 
 // roleOutcomes records the failures of a batch of role writes against the
-// opportunities concerned.
-func (c *Client) roleOutcomes(opps []string, rs []collResult, err error, fail func(string, error)) {
+// opportunities concerned; contacts holds the contact of each role
+// created (nil for deletes). A role refused for naming a deleted contact
+// is a *crmsync.ReferenceError naming ContactRolesField and that contact.
+func (c *Client) roleOutcomes(opps, contacts []string, rs []collResult, err error, fail func(string, error)) {
 	if err != nil {
 		for _, opp := range opps {
 			fail(opp, fmt.Errorf("salesforce: contact roles: %w", err))
@@ -252,7 +281,13 @@ func (c *Client) roleOutcomes(opps []string, rs []collResult, err error, fail fu
 			continue
 		}
 		wr := toWriteResult(contactRoleObject, crmsync.Create, r)
-		fail(opps[j], fmt.Errorf("salesforce: contact roles: %w", wr.Err))
+		err := fmt.Errorf("salesforce: contact roles: %w", wr.Err)
+		var ref *crmsync.ReferenceError
+		if j < len(contacts) && errors.As(wr.Err, &ref) && slices.Contains(ref.Fields, "ContactId") {
+			err = permanent(&crmsync.ReferenceError{System: "salesforce", Object: "Opportunity", Fields: []string{ContactRolesField},
+				IDs: []string{contacts[j]}, Err: err})
+		}
+		fail(opps[j], err)
 	}
 }
 

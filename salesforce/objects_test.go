@@ -330,6 +330,7 @@ func TestConvertedLead(t *testing.T) {
 		assert.Equal(t, "CANNOT_UPDATE_CONVERTED_LEAD", recordCode(t, res[i].Err), "op %d", i)
 		assert.True(t, crmsync.IsPermanent(res[i].Err), "op %d", i)
 		assert.ErrorIs(t, res[i].Err, salesforce.ErrConvertedLead, "op %d", i)
+		assert.ErrorIs(t, res[i].Err, crmsync.ErrRecordGone, "op %d: the Lead lives on as its Contact", i)
 	}
 	assert.NoError(t, res[2].Err)
 	lead, _ := f.srv.Get(leads[0])

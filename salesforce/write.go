@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,7 +96,12 @@ type writeGroup struct {
 // own. A call refused as a whole (400 with an error array, 413, a 404 for an
 // unknown external-id field) gives its permanent error to each of its ops'
 // results; a field the API does not know or hides is named by a
-// *crmsync.FieldError in that error's chain. Write returns a non-nil error
+// *crmsync.FieldError in that error's chain. A record refused for a lookup
+// naming a deleted or missing record (ENTITY_IS_DELETED or
+// INVALID_CROSS_REFERENCE_KEY naming the field) has a *crmsync.ReferenceError
+// naming the field in its chain; an update of a deleted record
+// (ENTITY_IS_DELETED naming no field) matches crmsync.ErrRecordGone.
+// Write returns a non-nil error
 // only when no op's outcome is known: every call failed for a reason that
 // says nothing about its records (a dropped connection, a 5xx after the
 // retries, refused credentials, the daily share spent) and no op was
@@ -218,7 +224,20 @@ func toWriteResult(object string, kind crmsync.WriteKind, r collResult) crmsync.
 	if IsTransientStatusCode(e.StatusCode) {
 		return crmsync.WriteResult{Err: re}
 	}
+	if goneReference(e.StatusCode) && len(e.Fields) > 0 {
+		// A lookup naming a deleted (or purged) record: the record is
+		// refused for that reference alone.
+		return crmsync.WriteResult{Err: permanent(&crmsync.ReferenceError{System: "salesforce", Object: object, Fields: slices.Clone(e.Fields), Err: re})}
+	}
 	return crmsync.WriteResult{Err: permanent(re)}
+}
+
+// goneReference reports a status code with which Salesforce refuses a
+// reference field naming a record that is deleted (ENTITY_IS_DELETED) or
+// no longer exists (INVALID_CROSS_REFERENCE_KEY), when the error names the
+// field.
+func goneReference(code string) bool {
+	return code == "ENTITY_IS_DELETED" || code == "INVALID_CROSS_REFERENCE_KEY"
 }
 
 // writeBatch sends one sObject Collections call.
