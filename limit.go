@@ -146,19 +146,24 @@ type WindowConfig struct {
 }
 
 // WindowLimiter is a process-local Limiter for APIs that count calls in a
-// rolling window (HubSpot: 100 per 10 seconds): it lets a call start only
-// while fewer than N calls started in the last Window+Margin, so it runs at
-// the published rate, bursts included, and never over it.
+// rolling window (HubSpot: 100 per 10 seconds). The server counts a call
+// when its request arrives, which may be any moment between the limiter's
+// grant and the response (a starved process or a slow network delays it),
+// so the limiter holds each call's place from its start until Window+Margin
+// after it ended, and lets a call start only while fewer than N places are
+// held. It runs at the published rate, bursts included, and never over it,
+// however late the requests arrive.
 type WindowLimiter struct {
 	n      int
 	window time.Duration
 	now    func() time.Time
 	sem    *semaphore.Weighted
 
-	mu     sync.Mutex
-	starts []time.Time // ring of the last n start times
-	next   int
-	until  time.Time
+	mu      sync.Mutex
+	running int         // calls started, not ended: each holds a place
+	ends    []time.Time // end times of ended calls still holding a place, oldest first
+	until   time.Time
+	ended   chan struct{} // closed (and replaced) when a call ends
 }
 
 var _ Limiter = (*WindowLimiter)(nil)
@@ -172,7 +177,7 @@ func NewWindowLimiter(c WindowConfig) (*WindowLimiter, error) {
 	if c.Margin < 0 || c.InFlight < 0 {
 		return nil, fmt.Errorf("crmsync: WindowConfig: Margin and InFlight must not be negative")
 	}
-	l := &WindowLimiter{n: c.N, window: c.Window + c.Margin, now: c.Now, starts: make([]time.Time, c.N)}
+	l := &WindowLimiter{n: c.N, window: c.Window + c.Margin, now: c.Now, ends: make([]time.Time, 0, c.N), ended: make(chan struct{})}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -197,18 +202,37 @@ func (l *WindowLimiter) Acquire(ctx context.Context) (func(), error) {
 	for {
 		l.mu.Lock()
 		now := l.now()
-		at := l.starts[l.next].Add(l.window) // the oldest of the last n starts
+		i := 0
+		for i < len(l.ends) && !l.ends[i].Add(l.window).After(now) {
+			i++
+		}
+		l.ends = append(l.ends[:0], l.ends[i:]...)
+		full := l.running+len(l.ends) >= l.n
+		var at time.Time // when a place frees, if an ended call holds one
+		if full && len(l.ends) > 0 {
+			at = l.ends[0].Add(l.window)
+		}
 		if l.until.After(at) {
 			at = l.until
 		}
-		if !at.After(now) {
-			l.starts[l.next] = now
-			l.next = (l.next + 1) % l.n
+		if !full && !at.After(now) {
+			l.running++
 			l.mu.Unlock()
 			var once sync.Once
-			return func() { once.Do(release) }, nil
+			return func() { once.Do(func() { l.end(); release() }) }, nil
 		}
+		ended := l.ended
 		l.mu.Unlock()
+		if full && at.IsZero() {
+			// Every place is held by a call in flight: wait for one to end.
+			select {
+			case <-ctx.Done():
+				release()
+				return nil, ctx.Err()
+			case <-ended:
+			}
+			continue
+		}
 		d := at.Sub(now)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 			release()
@@ -223,6 +247,20 @@ func (l *WindowLimiter) Acquire(ctx context.Context) (func(), error) {
 		case <-t.C:
 		}
 	}
+}
+
+// end records that a call ended now: its place stays held a window longer.
+func (l *WindowLimiter) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	if k := len(l.ends); k > 0 && t.Before(l.ends[k-1]) {
+		t = l.ends[k-1] // keep the ends in order; a later end holds longer
+	}
+	l.running--
+	l.ends = append(l.ends, t)
+	close(l.ended)
+	l.ended = make(chan struct{})
 }
 
 // Pause implements Limiter.

@@ -133,3 +133,63 @@ func TestWindowLimiterKeepsToTheWindow(t *testing.T) {
 	_, err = l.Acquire(ctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "Acquire during a long pause = %v, want DeadlineExceeded", err)
 }
+
+// TestWindowLimiterCountsACallUntilItEnds: the server counts a call when the
+// request reaches it, at any moment between the limiter's grant and the
+// response (a starved process, a slow network). The limiter holds each
+// call's place in the window from its start until a window after it ended,
+// so no placement of the server's counts puts n+1 calls in one window.
+func TestWindowLimiterCountsACallUntilItEnds(t *testing.T) {
+	clk := newClock()
+	const window = 100 * time.Millisecond
+	l, err := crmsync.NewWindowLimiter(crmsync.WindowConfig{N: 2, Window: window, Now: clk.Now})
+	require.NoError(t, err)
+	// blocked reports whether Acquire would wait now (a deadline shorter
+	// than the wait fails at once); an admitted call is released at once.
+	blocked := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		release, err := l.Acquire(ctx)
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			return true
+		}
+		release()
+		return false
+	}
+	relA, err := l.Acquire(context.Background()) // A starts at 0 ...
+	require.NoError(t, err)
+	relB, err := l.Acquire(context.Background()) // ... B too, and ends at once:
+	require.NoError(t, err)
+	relB() // the server counted B at 0.
+	clk.Advance(window / 2)
+	relA() // A's request reached the server late: counted at 50.
+	clk.Advance(window / 2)
+	// At 100 B's count has left the window, A's has not: one call may start
+	// (C, counted at 100), a second (D) would make A, C and D in (0, 100].
+	relC, err := l.Acquire(context.Background())
+	require.NoError(t, err)
+	relC()
+	require.True(t, blocked(), "a third call within a window of A's count (at 50) was admitted")
+	clk.Advance(window/2 - time.Millisecond)
+	require.True(t, blocked(), "a call 149ms in was admitted while A (50) and C (100) are in its window")
+	clk.Advance(time.Millisecond)
+	require.False(t, blocked(), "a call at 150, a window after A ended, was refused")
+
+	// A call still in flight holds its place however long it runs: the
+	// server may count it at any moment until its response.
+	one, err := crmsync.NewWindowLimiter(crmsync.WindowConfig{N: 1, Window: window, Now: clk.Now})
+	require.NoError(t, err)
+	relE, err := one.Acquire(context.Background())
+	require.NoError(t, err)
+	clk.Advance(10 * window)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = one.Acquire(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a call started while the only place is in flight = %v, want a wait", err)
+	relE()
+	clk.Advance(window)
+	relF, err := one.Acquire(context.Background())
+	require.NoError(t, err, "a call a window after the previous one ended")
+	relF()
+}

@@ -329,10 +329,12 @@ func New(c Config) (*Client, error) {
 }
 
 // NewLimiter returns a limiter that keeps calls under n per rolling window,
-// as HubSpot counts them: a call starts only while fewer than n started in
-// the last window plus a 2% margin for network jitter, so the client runs at
-// the published rate and never over it. inFlight caps concurrent calls (zero
-// means no cap).
+// as HubSpot counts them: HubSpot counts a call when its request arrives,
+// at any moment until its response, so a call starts only while fewer than
+// n calls are running or ended within the last window plus a 2% margin.
+// The client runs at the published rate and never over it, however late a
+// starved process or a slow network delivers its requests. inFlight caps
+// concurrent calls (zero means no cap).
 func NewLimiter(n int, window time.Duration, inFlight int) (crmsync.Limiter, error) {
 	if n < 1 || window <= 0 {
 		return nil, errors.New("hubspot: NewLimiter: n and window must be positive")

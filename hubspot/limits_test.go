@@ -277,13 +277,46 @@ func TestPacingStaysUnderTheLimit(t *testing.T) {
 	require.Equal(t, 36+6, srv.Calls("batch/read"), "calls = %v", srv.CallCounts())
 	require.Equal(t, 6, srv.Calls("search"), "calls = %v", srv.CallCounts())
 
-	// Without pacing the same load runs into the limit, and the client
-	// still finishes every call by waiting out the 429s.
-	fast := newClient(t, srv, func(cfg *hubspot.Config) { cfg.MaxRateRetries = 100; cfg.RateLimitWait = window / 4 })
-	for i := 0; i < 2*n; i++ {
-		require.NoError(t, lookupOne(fast, id))
+	// The fake enforces the limit: without pacing, the call after n in one
+	// window is refused. The window is long so that the n calls fall in it
+	// however slowly a loaded machine makes them.
+	strict := hubspottest.NewServer(t, hubspottest.WithRateLimit(n, time.Minute))
+	sid := strict.SeedContacts(1)[0]
+	fast := newClient(t, strict, func(cfg *hubspot.Config) { cfg.MaxRateRetries = -1 })
+	for i := 0; i < n; i++ {
+		require.NoError(t, lookupOne(fast, sid), "unpaced call %d of %d in the window", i+1, n)
 	}
-	require.NotEqual(t, 0, srv.RateLimited(), "an unpaced client was never refused: the fake does not enforce its limit")
+	err = lookupOne(fast, sid)
+	var rl *crmsync.RateLimitError
+	require.ErrorAs(t, err, &rl, "call %d in the window = %v, want the fake's 429", n+1, err)
+	require.Equal(t, 1, strict.RateLimited(), "the fake refused %d calls, want 1", strict.RateLimited())
+}
+
+// TestPacingHoldsAStalledCallInTheWindow: a request that reaches HubSpot
+// late (a starved process, a slow network: here the fake holds it before
+// counting) is counted late, and the client's pacing must leave room for
+// it. Pacing that counted calls from when they were granted let three
+// more calls into the window of the late one's count.
+func TestPacingHoldsAStalledCallInTheWindow(t *testing.T) {
+	const n, window = 3, 400 * time.Millisecond
+	srv := hubspottest.NewServer(t, hubspottest.WithRateLimit(n, window))
+	id := srv.SeedContacts(1)[0]
+	lim, err := hubspot.NewLimiter(n, window, n+1)
+	require.NoError(t, err)
+	c := newClient(t, srv, func(cfg *hubspot.Config) { cfg.Limiter = lim })
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.Latency, Latency: window * 3 / 8, Endpoint: "batch/read"})
+	stalled := make(chan error, 1)
+	go func() { stalled <- lookupOne(c, id) }()
+	// The stalled call has reached the fake (and waits there uncounted)
+	// before the others start.
+	require.Eventually(t, func() bool { return srv.Calls("batch/read") == 1 }, 5*time.Second, time.Millisecond)
+	for i := 0; i < 2*n-1; i++ {
+		require.NoError(t, lookupOne(c, id))
+	}
+	require.NoError(t, <-stalled)
+	got := srv.RateLimited()
+	require.Equal(t, 0, got, "fake refused %d calls for rate, want 0", got)
+	require.Equal(t, 2*n, srv.Calls("batch/read"), "calls = %v", srv.CallCounts())
 }
 
 func TestInFlightCap(t *testing.T) {

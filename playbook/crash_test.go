@@ -270,13 +270,17 @@ func crashChild(raw string) int {
 	if err != nil {
 		return setup(err)
 	}
-	// A short lease: the dead child's expires a second and a half after its
-	// last heartbeat, and the next child waits for it rather than failing
-	// busy. Shorter leases made a live child stop itself (it could not
-	// renew in time) when the machine was heavily loaded.
+	// The lease must outlast the slowest renewal of a starved machine: a
+	// renewal queues behind the step commits in the store's one writer,
+	// and on two loaded cores with -race a commit took over a second, so
+	// a 1.5 s lease (a renewal had 0.9 s) made live children stop
+	// themselves. A renewal here has TTL - Heartbeat*5/4 = 3.5 s. The dead
+	// child's lease expires at most 4 s after its last heartbeat; the next
+	// child waits for it rather than failing busy, as after a real crash.
 	eng, err := crmsync.NewEngine(crmsync.Config{
 		Store:        &crashStore{Store: st, log: lg, killAt: int64(c.KillAfterCommit)},
-		LeaseTTL:     1500 * time.Millisecond,
+		LeaseTTL:     4 * time.Second,
+		Heartbeat:    400 * time.Millisecond,
 		WaitForLease: true,
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
