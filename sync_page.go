@@ -437,20 +437,7 @@ func (p *pass) takenByMerge(ctx context.Context, sd *side, pg string, partners [
 	if len(ids) == 0 {
 		return nil
 	}
-	resolved, err := step(ctx, p, "resolve-taken:"+pg, func(ctx context.Context, _ *Attempt) ([]string, error) {
-		var out []string
-		for _, id := range ids {
-			p.apiCalls(sd.name, 1)
-			to, err := res.ResolveID(ctx, sd.object, id)
-			if err != nil {
-				return nil, err
-			}
-			if to != "" {
-				out = append(out, id)
-			}
-		}
-		return out, nil
-	}, nil)
+	resolved, err := p.resolveIDs(ctx, sd, res, "resolve-taken:"+pg, ids, true)
 	if err != nil {
 		return err
 	}
@@ -488,20 +475,7 @@ func (p *pass) goneCounterparts(ctx context.Context, sd *side, pg string, recs [
 	if len(ids) == 0 {
 		return nil
 	}
-	gone, err := step(ctx, p, "resolve-gone:"+pg, func(ctx context.Context, _ *Attempt) ([]string, error) {
-		var out []string
-		for _, id := range ids {
-			p.apiCalls(other.name, 1)
-			to, err := res.ResolveID(ctx, other.object, id)
-			if err != nil {
-				return nil, err
-			}
-			if to == "" {
-				out = append(out, id)
-			}
-		}
-		return out, nil
-	}, nil)
+	gone, err := p.resolveIDs(ctx, other, res, "resolve-gone:"+pg, ids, false)
 	if err != nil {
 		return err
 	}
@@ -509,6 +483,26 @@ func (p *pass) goneCounterparts(ctx context.Context, sd *side, pg string, recs [
 		byID[id] = Record{ID: id, Archived: true}
 	}
 	return nil
+}
+
+// resolveIDs asks sd's CRM (res), one call per id, what each of ids
+// resolves to now, in one step named id, and returns the ids that resolve
+// to a record (alive true) or to none (alive false).
+func (p *pass) resolveIDs(ctx context.Context, sd *side, res IDResolver, id string, ids []string, alive bool) ([]string, error) {
+	return step(ctx, p, id, func(ctx context.Context, _ *Attempt) ([]string, error) {
+		var out []string
+		for _, rid := range ids {
+			p.apiCalls(sd.name, 1)
+			to, err := res.ResolveID(ctx, sd.object, rid)
+			if err != nil {
+				return nil, err
+			}
+			if (to != "") == alive {
+				out = append(out, rid)
+			}
+		}
+		return out, nil
+	}, nil)
 }
 
 // goneKeyPrefix keys, in a link's base, the mark that the record on a
