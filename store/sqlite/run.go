@@ -15,54 +15,63 @@ var (
 	_ crmsync.RunEnder   = (*Store)(nil)
 )
 
+// sqlTakeLease takes the key's lease unless a live run holds it: for the
+// key's open run if it has one, else for the new run. It returns the new
+// generation, the run, whether that run was open already and whether the
+// key has dead letters to replay; no row if the lease is held.
+const sqlTakeLease = `INSERT INTO leases (key, holder, generation, run, expires)
+VALUES (?1, ?2, 1, COALESCE((SELECT id FROM runs WHERE key = ?1 AND status = 'open'), ?3), ?4)
+ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.generation + 1, run = excluded.run, expires = excluded.expires
+WHERE leases.run = '' OR leases.expires <= ?5
+RETURNING generation, run, EXISTS (SELECT 1 FROM runs WHERE key = ?1 AND status = 'open'),
+	EXISTS (SELECT 1 FROM dead_letters WHERE key = ?1 AND status = 'replay')`
+
 // StartRun implements crmsync.RunStarter in one transaction: the lease, the
-// run, its replay claims, its steps and its letters.
+// run, its replay claims, its steps and its letters. A new run with no
+// letters to replay costs two statements.
 func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
 	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
 		return crmsync.RunStart{}, errors.New("sqlite: start run: key, holder, new run id and a positive TTL are required")
 	}
 	var rs crmsync.RunStart
-	err := s.tx(ctx, "start run for key "+req.Key, func(sqltx *sql.Tx) error {
-		tx := prepared{s, sqltx}
-		// The key's lease (if any) and open run (if any), in one query.
-		var holder, run, open string
-		var gen, expires int64
-		err := tx.QueryRowContext(ctx, `SELECT COALESCE(l.holder, ''), COALESCE(l.generation, 0), COALESCE(l.run, ''), COALESCE(l.expires, 0),
-			COALESCE((SELECT id FROM runs WHERE key = ?1 AND status = 'open'), '')
-			FROM (SELECT 1) LEFT JOIN leases l ON l.key = ?1`, req.Key).Scan(&holder, &gen, &run, &expires, &open)
+	err := s.tx(ctx, "start run for key "+req.Key, func(tx querier) error {
+		now, expires := ns(req.Now), ns(req.Now.Add(req.TTL))
+		var gen int64
+		var id string
+		var resumed, replays bool
+		err := tx.QueryRowContext(ctx, sqlTakeLease, req.Key, req.Holder, string(req.NewRun), expires, now).Scan(&gen, &id, &resumed, &replays)
+		if errors.Is(err, sql.ErrNoRows) {
+			var holder string
+			var until int64
+			if err := tx.QueryRowContext(ctx, `SELECT holder, expires FROM leases WHERE key = ?`, req.Key).Scan(&holder, &until); err != nil {
+				return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+			}
+			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
+		}
 		if err != nil {
 			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
 		}
-		if run != "" && expires > ns(req.Now) {
-			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
-		}
-		if open != "" {
-			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, open))
+		if resumed {
+			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, id))
 		} else {
-			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq)
-				VALUES (?, ?, ?, 'open', ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs)) RETURNING `+runCols,
-				string(req.NewRun), req.Key, req.Workflow, ns(req.Now)))
+			rs.Run = crmsync.RunInfo{ID: req.NewRun, Key: req.Key, Workflow: req.Workflow, Status: crmsync.RunOpen, StartedAt: tm(now), Attempts: 1}
+			_, err = tx.ExecContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq)
+				VALUES (?, ?, ?, 'open', ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))`,
+				id, req.Key, req.Workflow, now)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
 		}
-		id := string(rs.Run.ID)
-		rs.Lease = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: rs.Run.ID, Expires: tm(ns(req.Now.Add(req.TTL)))}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires`,
-			req.Key, req.Holder, rs.Lease.Generation, id, ns(rs.Lease.Expires)); err != nil {
-			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
-		}
-		if rs.Run.Attempts == 1 {
+		rs.Lease = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen, Run: rs.Run.ID, Expires: tm(expires)}
+		if !resumed {
 			// A new run: nothing to load, and only a first start claims letters.
 			rs.Steps = map[string]crmsync.StepRecord{}
-			res, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ? WHERE key = ? AND status = 'replay'`,
-				id, ns(req.Now), req.Key)
-			if err != nil {
-				return fmt.Errorf("sqlite: claim replays for %s: %w", req.Key, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
+			if !replays {
 				return nil
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ? WHERE key = ? AND status = 'replay'`,
+				id, now, req.Key); err != nil {
+				return fmt.Errorf("sqlite: claim replays for %s: %w", req.Key, err)
 			}
 		} else if rs.Steps, err = loadSteps(ctx, tx, rs.Run.ID); err != nil {
 			return err
@@ -90,8 +99,7 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	var ri crmsync.RunInfo
 	n, lost := 0, false
 	what := "end run " + string(l.Run)
-	err := s.tx(ctx, what, func(sqltx *sql.Tx) error {
-		tx := prepared{s, sqltx}
+	err := s.tx(ctx, what, func(tx querier) error {
 		if err := appendAudit(ctx, tx, end.Audit); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
