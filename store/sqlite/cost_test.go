@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -135,7 +136,7 @@ func (t countingTx) Commit() error   { t.c.inTx = false; return t.Tx.Commit() }
 func (t countingTx) Rollback() error { t.c.inTx = false; return t.Tx.Rollback() }
 
 // openCounting opens a Store whose SQLite work is tallied.
-func openCounting(t *testing.T) (*sqlite.Store, *tally) {
+func openCounting(t *testing.T) (*sqlite.Store, *tally, string) {
 	t.Helper()
 	registerOnce.Do(func() { sql.Register("sqlite-tally", countingDriver{&msqlite.Driver{}}) })
 	path := filepath.Join(t.TempDir(), "count.db")
@@ -144,16 +145,18 @@ func openCounting(t *testing.T) (*sqlite.Store, *tally) {
 	t.Cleanup(func() { s.Close() })
 	tl, ok := tallies.Load(path)
 	require.True(t, ok, "no connection of %s was counted", path)
-	return s, tl.(*tally)
+	return s, tl.(*tally), path
 }
 
 // A short workflow's run (4 steps, a new run, no dead letters to replay,
 // nothing old to prune) costs one transaction to start, one per step and one
 // to end, with two statements to start, one per step and at most three to
-// end.
+// end; it writes five pages to start (the lease, the run and three indexes
+// of runs), one per step and three to end (the lease, the run and the index
+// of closed runs).
 func TestRunCost(t *testing.T) {
 	ctx := context.Background()
-	s, tl := openCounting(t)
+	s, tl, path := openCounting(t)
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: s, Logger: slog.New(slog.DiscardHandler), LeaseTTL: time.Minute})
 	require.NoError(t, err)
 	wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
@@ -169,10 +172,20 @@ func TestRunCost(t *testing.T) {
 	_, err = eng.Run(ctx, "warm-up", wf) // statements are prepared once
 	require.NoError(t, err)
 
+	walSize := func() int64 {
+		fi, err := os.Stat(path + "-wal")
+		require.NoError(t, err)
+		return fi.Size()
+	}
 	tl.txs.Store(0)
 	tl.stmts.Store(0)
+	wal := walSize()
 	ri, err := eng.Run(ctx, "k", wf)
 	require.NoError(t, err)
+	// Pages written: each is one WAL frame (a 24-byte header and the page).
+	frames := (walSize() - wal) / (24 + 4096)
+	t.Logf("a 4-step run wrote %d pages", frames)
+	assert.LessOrEqual(t, frames, int64(12), "pages written by a 4-step run")
 	assert.Equal(t, crmsync.RunFinished, ri.Status)
 	t.Logf("a 4-step run: %d transactions, %d statements", tl.txs.Load(), tl.stmts.Load())
 	assert.Equal(t, int64(6), tl.txs.Load(), "transactions of a 4-step run")

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -17,13 +18,16 @@ var (
 
 // sqlTakeLease takes the key's lease unless a live run holds it: for the
 // key's open run if it has one, else for the new run. It returns the new
-// generation, the run, whether that run was open already and whether the
-// key has dead letters to replay; no row if the lease is held.
-const sqlTakeLease = `INSERT INTO leases (key, holder, generation, run, expires)
-VALUES (?1, ?2, 1, COALESCE((SELECT id FROM runs WHERE key = ?1 AND status = 'open'), ?3), ?4)
-ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.generation + 1, run = excluded.run, expires = excluded.expires
+// generation, the run and whether that run was open already, and whether
+// the key has dead letters to replay; no row if the lease is held.
+const sqlTakeLease = `INSERT INTO leases (key, holder, generation, run, expires, open_run)
+VALUES (?1, ?2, 1, ?3, ?4, ?3)
+ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.generation + 1,
+	run = CASE leases.open_run WHEN '' THEN excluded.run ELSE leases.open_run END,
+	open_run = CASE leases.open_run WHEN '' THEN excluded.run ELSE leases.open_run END,
+	expires = excluded.expires
 WHERE leases.run = '' OR leases.expires <= ?5
-RETURNING generation, run, EXISTS (SELECT 1 FROM runs WHERE key = ?1 AND status = 'open'),
+RETURNING generation, run, EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.run AND runs.status = 'open'),
 	EXISTS (SELECT 1 FROM dead_letters WHERE key = ?1 AND status = 'replay')`
 
 // StartRun implements crmsync.RunStarter in one transaction: the lease, the
@@ -103,10 +107,16 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		if err := appendAudit(ctx, tx, end.Audit); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		var err error
-		ri, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?) RETURNING `+runCols,
-			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run)))
+		// The run as stored is the outcome given and what its start stored.
+		ri = crmsync.RunInfo{ID: l.Run, Key: l.Key, Status: end.Status, FinishedAt: tm(finished), Error: end.Error}
+		if len(end.Report) > 0 {
+			ri.Report = bytes.Clone(end.Report)
+		}
+		var started int64
+		err := tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
+			WHERE id = ?5 AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?5) RETURNING workflow, started_at, attempts`,
+			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation).Scan(&ri.Workflow, &started, &ri.Attempts)
+		ri.StartedAt = tm(started)
 		if errors.Is(err, sql.ErrNoRows) {
 			lost = true
 			return nil // keep the audit rows
@@ -114,8 +124,10 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE leases SET holder = '', run = '', expires = 0 WHERE key = ? AND generation = ? AND run = ?`,
-			l.Key, l.Generation, string(l.Run)); err != nil {
+		// Releasing the lease; a closed run is no longer the key's open run.
+		if _, err := tx.ExecContext(ctx, `UPDATE leases SET holder = '', run = '', expires = 0, open_run = CASE WHEN ? THEN '' ELSE open_run END
+			WHERE key = ? AND generation = ? AND run = ?`,
+			end.Status.Closed(), l.Key, l.Generation, string(l.Run)); err != nil {
 			return fmt.Errorf("sqlite: %s: release lease: %w", what, err)
 		}
 		if !end.PruneBefore.IsZero() {

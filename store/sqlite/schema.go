@@ -143,4 +143,14 @@ CREATE TABLE positions (
 	pos    BLOB NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 5: the key's open run is kept on its lease row, which every start and
+	// end writes anyway, in place of an index of open runs that each run
+	// wrote twice (an entry at its start, its removal at its end).
+	`
+ALTER TABLE leases ADD COLUMN open_run TEXT NOT NULL DEFAULT '';
+UPDATE leases SET open_run = COALESCE((SELECT id FROM runs WHERE runs.key = leases.key AND runs.status = 'open'), '');
+INSERT INTO leases (key, holder, generation, run, expires, open_run)
+	SELECT key, '', 0, '', 0, id FROM runs WHERE status = 'open' AND key NOT IN (SELECT key FROM leases);
+DROP INDEX runs_open_key;
+`,
 }

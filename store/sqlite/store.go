@@ -25,9 +25,8 @@ type querier interface {
 func (s *Store) tx(ctx context.Context, what string, fn func(q querier) error) error {
 	var ferr error // fn's own error, returned as it is
 	err := s.write(ctx, func(q querier) error {
-		c := s.w.conn
 		if err := s.waitBusy(ctx, func() error {
-			_, err := c.ExecContext(context.Background(), `BEGIN IMMEDIATE`)
+			_, err := q.ExecContext(ctx, `BEGIN IMMEDIATE`)
 			return err
 		}); err != nil {
 			return err
@@ -36,7 +35,7 @@ func (s *Store) tx(ctx context.Context, what string, fn func(q querier) error) e
 			s.rollback()
 			return nil
 		}
-		if _, err := c.ExecContext(context.Background(), `COMMIT`); err != nil {
+		if _, err := q.ExecContext(ctx, `COMMIT`); err != nil {
 			s.rollback()
 			return fmt.Errorf("commit: %w", err)
 		}
@@ -54,7 +53,7 @@ func (s *Store) tx(ctx context.Context, what string, fn func(q querier) error) e
 // rollback ends the writer's transaction, if one is open; a writer that
 // cannot is dropped. The caller holds the write gate.
 func (s *Store) rollback() {
-	if _, err := s.w.conn.ExecContext(context.Background(), `ROLLBACK`); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+	if _, err := (wq{s}).ExecContext(context.Background(), `ROLLBACK`); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
 		s.dropWriter()
 	}
 }
@@ -67,31 +66,29 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 	var l crmsync.Lease
 	var ri crmsync.RunInfo
 	err := s.tx(ctx, "acquire lease "+req.Key, func(tx querier) error {
-		var holder, run string
+		var holder, run, id string
 		var gen, expires int64
-		err := tx.QueryRowContext(ctx, `SELECT holder, generation, run, expires FROM leases WHERE key = ?`, req.Key).Scan(&holder, &gen, &run, &expires)
+		err := tx.QueryRowContext(ctx, `SELECT holder, generation, run, expires, open_run FROM leases WHERE key = ?`, req.Key).Scan(&holder, &gen, &run, &expires, &id)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		if err == nil && run != "" && expires > ns(req.Now) {
 			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
 		}
-		var id string
-		err = tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE key = ? AND status = 'open'`, req.Key).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
+		if id == "" {
 			id = string(req.NewRun)
-			_, err = tx.ExecContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, seq)
-				VALUES (?, ?, ?, 'open', ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))`, id, req.Key, req.Workflow, ns(req.Now))
-		}
-		if err != nil {
-			return fmt.Errorf("sqlite: acquire lease %s: open run: %w", req.Key, err)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, seq)
+				VALUES (?, ?, ?, 'open', ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))`, id, req.Key, req.Workflow, ns(req.Now)); err != nil {
+				return fmt.Errorf("sqlite: acquire lease %s: open run: %w", req.Key, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		l = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: crmsync.RunID(id), Expires: req.Now.Add(req.TTL)}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires, open_run) VALUES (?, ?, ?, ?4, ?, ?4)
+			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires,
+			open_run = excluded.open_run`,
 			l.Key, l.Holder, l.Generation, id, ns(l.Expires)); err != nil {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
@@ -186,10 +183,34 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	if status.Closed() {
 		finished = ns(now)
 	}
-	return s.fenced(ctx, l, "finish run "+string(l.Run), `
-UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)`,
-		string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
+	what := "finish run " + string(l.Run)
+	var n int64
+	err := s.tx(ctx, what, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
+			WHERE id = ?5 AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?5)`,
+			string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation)
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		if n, _ = res.RowsAffected(); n == 0 || !status.Closed() {
+			return nil
+		}
+		// A closed run is no longer the key's open run.
+		if _, err := tx.ExecContext(ctx, `UPDATE leases SET open_run = '' WHERE key = ? AND open_run = ?`, l.Key, string(l.Run)); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if err := lost(ctx, s.db, l); err != nil {
+			return err
+		}
+		return fmt.Errorf("sqlite: %s: %w", what, crmsync.ErrNotFound)
+	}
+	return nil
 }
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
@@ -268,8 +289,8 @@ func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]cr
 
 // sqlStep stores a step's result only while the run's lease is current.
 const sqlStep = `INSERT INTO steps (run, step, result, error, attempts, done)
-SELECT ?, ?, ?, ?, ?, ?
-WHERE EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)
+SELECT ?1, ?2, ?3, ?4, ?5, ?6
+WHERE EXISTS (SELECT 1 FROM leases WHERE key = ?7 AND generation = ?8 AND run = ?1)
 ON CONFLICT (run, step) DO NOTHING`
 
 // Commit implements crmsync.StepStore. A checkpoint of a step alone is one
@@ -285,7 +306,7 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 		return fmt.Errorf("sqlite: commit run %s under lease of run %s: %w", cp.Run, l.Run, crmsync.ErrLeaseLost)
 	}
 	st := cp.Step
-	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
+	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation}
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
 		var n int64
 		err := s.write(ctx, func(q querier) error {

@@ -1,0 +1,80 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/crmsync/crmsync"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// A store written at schema version 4 (open runs found by an index of runs)
+// keeps its open runs at version 5 (open runs kept on the lease rows): each
+// key resumes the run it had open, and a key whose run closed starts anew.
+func TestMigrateOpenRunsToLeases(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v4.db")
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		_, err := db.Exec(q, args...)
+		require.NoError(t, err, q)
+	}
+	exec(`CREATE TABLE crmsync_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`)
+	for _, m := range migrations[:4] {
+		exec(m)
+	}
+	exec(`INSERT INTO crmsync_meta (key, value) VALUES ('app', 'crmsync'), ('schema_version', '4')`)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	run := func(id, key, status string, seq int) {
+		exec(`INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq) VALUES (?, ?, 'wf', ?, ?, 1, ?)`, id, key, status, t0.UnixNano(), seq)
+	}
+	lease := func(key, holder string, gen int, run string, expires int64) {
+		exec(`INSERT INTO leases (key, holder, generation, run, expires) VALUES (?, ?, ?, ?, ?)`, key, holder, gen, run, expires)
+	}
+	run("ra", "a", "open", 1) // its process died holding the lease
+	lease("a", "h-old", 2, "ra", t0.Add(time.Minute).UnixNano())
+	run("rb", "b", "open", 2) // stopped on a transient error, lease released
+	lease("b", "", 3, "", 0)
+	run("rc", "c", "finished", 3) // done
+	lease("c", "", 5, "", 0)
+	run("rd", "d", "open", 4) // an open run without a lease row
+	require.NoError(t, db.Close())
+
+	s, err := Open(ctx, Config{Path: path})
+	require.NoError(t, err)
+	defer s.Close()
+	var version string
+	require.NoError(t, s.DB().QueryRow(`SELECT value FROM crmsync_meta WHERE key = 'schema_version'`).Scan(&version))
+	assert.Equal(t, "5", version)
+
+	now := t0.Add(time.Hour)
+	for _, c := range []struct {
+		key     string
+		run     crmsync.RunID
+		gen     int64
+		attempt int
+	}{
+		{"a", "ra", 3, 2},
+		{"b", "rb", 4, 2},
+		{"c", "new-c", 6, 1},
+		{"d", "rd", 1, 2},
+	} {
+		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: c.key, Holder: "h", Workflow: "wf", NewRun: "new-" + crmsync.RunID(c.key), TTL: time.Minute, Now: now})
+		require.NoError(t, err, "StartRun(%s)", c.key)
+		assert.Equal(t, c.run, rs.Run.ID, "key %s", c.key)
+		assert.Equal(t, c.gen, rs.Lease.Generation, "key %s", c.key)
+		assert.Equal(t, c.attempt, rs.Run.Attempts, "key %s", c.key)
+		assert.Equal(t, crmsync.RunOpen, rs.Run.Status, "key %s", c.key)
+		_, _, err = s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: now})
+		require.NoError(t, err, "EndRun(%s)", c.key)
+		next, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: c.key, Holder: "h", Workflow: "wf", NewRun: "next-" + crmsync.RunID(c.key), TTL: time.Minute, Now: now})
+		require.NoError(t, err, "StartRun(%s) after its run finished", c.key)
+		assert.Equal(t, "next-"+crmsync.RunID(c.key), next.Run.ID, "key %s starts anew once its run finished", c.key)
+	}
+}
