@@ -53,6 +53,22 @@ func TestMigrateOpenRunsToLeases(t *testing.T) {
 	require.NoError(t, s.DB().QueryRow(`SELECT value FROM crmsync_meta WHERE key = 'schema_version'`).Scan(&version))
 	assert.Equal(t, "5", version)
 
+	ids := func(key string) []crmsync.RunID {
+		t.Helper()
+		runs, err := s.ListRuns(ctx, key, 10)
+		require.NoError(t, err)
+		var out []crmsync.RunID
+		for _, r := range runs {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	assert.Equal(t, []crmsync.RunID{"rd", "rc", "rb", "ra"}, ids(""), "runs newest first, as before")
+	rc, err := s.GetRun(ctx, "rc")
+	require.NoError(t, err)
+	assert.Equal(t, crmsync.RunFinished, rc.Status)
+	assert.Equal(t, t0, rc.StartedAt)
+
 	now := t0.Add(time.Hour)
 	for _, c := range []struct {
 		key     string
@@ -77,4 +93,5 @@ func TestMigrateOpenRunsToLeases(t *testing.T) {
 		require.NoError(t, err, "StartRun(%s) after its run finished", c.key)
 		assert.Equal(t, "next-"+crmsync.RunID(c.key), next.Run.ID, "key %s starts anew once its run finished", c.key)
 	}
+	assert.Equal(t, []crmsync.RunID{"next-c", "new-c", "rc"}, ids("c"), "new runs follow the migrated ones")
 }
