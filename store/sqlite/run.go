@@ -21,14 +21,17 @@ var (
 // generation, the run and whether that run was open already, and whether
 // the key has dead letters to replay; no row if the lease is held.
 const sqlTakeLease = `INSERT INTO leases (key, holder, generation, run, expires, open_run)
-VALUES (?1, ?2, 1, ?3, ?4, ?3)
+VALUES (?, ?, 1, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.generation + 1,
 	run = CASE leases.open_run WHEN '' THEN excluded.run ELSE leases.open_run END,
 	open_run = CASE leases.open_run WHEN '' THEN excluded.run ELSE leases.open_run END,
 	expires = excluded.expires
-WHERE leases.run = '' OR leases.expires <= ?5
+WHERE leases.run = '' OR leases.expires <= ?
 RETURNING generation, run, EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.run AND runs.status = 'open'),
-	EXISTS (SELECT 1 FROM dead_letters WHERE key = ?1 AND status = 'replay')`
+	EXISTS (SELECT 1 FROM dead_letters WHERE dead_letters.key = leases.key AND status = 'replay')`
+
+// Hot statements take plain ? parameters, repeated where needed: the
+// driver binds a numbered one (?NNN) by looking its name up.
 
 // StartRun implements crmsync.RunStarter in one transaction: the lease, the
 // run, its replay claims, its steps and its letters. A new run with no
@@ -43,7 +46,7 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 		var gen int64
 		var id string
 		var resumed, replays bool
-		err := tx.QueryRowContext(ctx, sqlTakeLease, req.Key, req.Holder, string(req.NewRun), expires, now).Scan(&gen, &id, &resumed, &replays)
+		err := tx.QueryRowContext(ctx, sqlTakeLease, req.Key, req.Holder, string(req.NewRun), expires, string(req.NewRun), now).Scan(&gen, &id, &resumed, &replays)
 		if errors.Is(err, sql.ErrNoRows) {
 			var holder string
 			var until int64
@@ -114,8 +117,8 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		}
 		var started int64
 		err := tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-			WHERE id = ?5 AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?5) RETURNING workflow, started_at, attempts`,
-			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation).Scan(&ri.Workflow, &started, &ri.Attempts)
+			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?) RETURNING workflow, started_at, attempts`,
+			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run)).Scan(&ri.Workflow, &started, &ri.Attempts)
 		ri.StartedAt = tm(started)
 		if errors.Is(err, sql.ErrNoRows) {
 			lost = true

@@ -86,10 +86,10 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		l = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: crmsync.RunID(id), Expires: req.Now.Add(req.TTL)}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires, open_run) VALUES (?, ?, ?, ?4, ?, ?4)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires, open_run) VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires,
 			open_run = excluded.open_run`,
-			l.Key, l.Holder, l.Generation, id, ns(l.Expires)); err != nil {
+			l.Key, l.Holder, l.Generation, id, ns(l.Expires), id); err != nil {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		ri, err = getRun(ctx, tx, crmsync.RunID(id))
@@ -187,8 +187,8 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	var n int64
 	err := s.tx(ctx, what, func(tx querier) error {
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-			WHERE id = ?5 AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?5)`,
-			string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation)
+			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)`,
+			string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
@@ -289,8 +289,8 @@ func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]cr
 
 // sqlStep stores a step's result only while the run's lease is current.
 const sqlStep = `INSERT INTO steps (run, step, result, error, attempts, done)
-SELECT ?1, ?2, ?3, ?4, ?5, ?6
-WHERE EXISTS (SELECT 1 FROM leases WHERE key = ?7 AND generation = ?8 AND run = ?1)
+SELECT ?, ?, ?, ?, ?, ?
+WHERE EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)
 ON CONFLICT (run, step) DO NOTHING`
 
 // Commit implements crmsync.StepStore. A checkpoint of a step alone is one
@@ -306,7 +306,7 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 		return fmt.Errorf("sqlite: commit run %s under lease of run %s: %w", cp.Run, l.Run, crmsync.ErrLeaseLost)
 	}
 	st := cp.Step
-	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation}
+	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
 		var n int64
 		err := s.write(ctx, func(q querier) error {
