@@ -41,8 +41,12 @@ func TestMigrateOpenRunsToLeases(t *testing.T) {
 	lease("a", "h-old", 2, "ra", t0.Add(time.Minute).UnixNano())
 	run("rb", "b", "open", 2) // stopped on a transient error, lease released
 	lease("b", "", 3, "", 0)
-	run("rc", "c", "finished", 3) // done
+	run("rc", "c", "finished", 3) // done, its steps not yet pruned
+	exec(`UPDATE runs SET finished_at = ? WHERE id = 'rc'`, t0.UnixNano())
+	exec(`INSERT INTO steps (run, step, result, attempts, done) VALUES ('rc', 's1', '1', 1, ?)`, t0.UnixNano())
 	lease("c", "", 5, "", 0)
+	run("re", "e", "finished", 5) // done, its steps pruned
+	exec(`UPDATE runs SET finished_at = ? WHERE id = 're'`, t0.UnixNano())
 	run("rd", "d", "open", 4) // an open run without a lease row
 	require.NoError(t, db.Close())
 
@@ -63,7 +67,7 @@ func TestMigrateOpenRunsToLeases(t *testing.T) {
 		}
 		return out
 	}
-	assert.Equal(t, []crmsync.RunID{"rd", "rc", "rb", "ra"}, ids(""), "runs newest first, as before")
+	assert.Equal(t, []crmsync.RunID{"re", "rd", "rc", "rb", "ra"}, ids(""), "runs newest first, as before")
 	rc, err := s.GetRun(ctx, "rc")
 	require.NoError(t, err)
 	assert.Equal(t, crmsync.RunFinished, rc.Status)
@@ -94,4 +98,10 @@ func TestMigrateOpenRunsToLeases(t *testing.T) {
 		assert.Equal(t, "next-"+crmsync.RunID(c.key), next.Run.ID, "key %s starts anew once its run finished", c.key)
 	}
 	assert.Equal(t, []crmsync.RunID{"next-c", "new-c", "rc"}, ids("c"), "new runs follow the migrated ones")
+	n, err := s.PruneRuns(ctx, now.Add(time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the migrated run with steps is pruned")
+	steps, err := s.LoadSteps(ctx, "rc")
+	require.NoError(t, err)
+	assert.Empty(t, steps)
 }

@@ -115,10 +115,15 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		if len(end.Report) > 0 {
 			ri.Report = bytes.Clone(end.Report)
 		}
+		// The update says too whether any closed run is due for pruning.
 		var started int64
+		var due bool
 		err := tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?) RETURNING workflow, started_at, attempts`,
-			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run)).Scan(&ri.Workflow, &started, &ri.Attempts)
+			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)
+			RETURNING workflow, started_at, attempts,
+				EXISTS (SELECT 1 FROM runs r WHERE r.status IN ('finished', 'failed') AND r.kept = 1 AND r.finished_at < ?)`,
+			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run),
+			ns(end.PruneBefore)).Scan(&ri.Workflow, &started, &ri.Attempts, &due)
 		ri.StartedAt = tm(started)
 		if errors.Is(err, sql.ErrNoRows) {
 			lost = true
@@ -133,7 +138,7 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 			end.Status.Closed(), l.Key, l.Generation, string(l.Run)); err != nil {
 			return fmt.Errorf("sqlite: %s: release lease: %w", what, err)
 		}
-		if !end.PruneBefore.IsZero() {
+		if due || (finished != 0 && finished < ns(end.PruneBefore)) {
 			if n, err = pruneRuns(ctx, tx, end.PruneBefore); err != nil {
 				return err
 			}
@@ -149,11 +154,13 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	return ri, n, nil
 }
 
-// pruneRuns deletes the steps of runs closed before t: one indexed query
-// when there is nothing to prune.
+// pruneRuns deletes the steps of runs closed before t and takes those runs
+// out of the index of closed runs, so that it reads each run once: one
+// indexed read when there is nothing to prune. It counts the runs that had
+// steps.
 func pruneRuns(ctx context.Context, q querier, before time.Time) (int, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
-		AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
+	rows, err := q.QueryContext(ctx, `UPDATE runs SET kept = 0
+		WHERE status IN ('finished', 'failed') AND kept = 1 AND finished_at < ? RETURNING id`, ns(before))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: prune runs: %w", err)
 	}
@@ -170,12 +177,17 @@ func pruneRuns(ctx context.Context, q querier, before time.Time) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("sqlite: prune runs: %w", err)
 	}
+	n := 0
 	for _, id := range ids {
-		if _, err := q.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id); err != nil {
+		res, err := q.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id)
+		if err != nil {
 			return 0, fmt.Errorf("sqlite: prune run %s: %w", id, err)
 		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			n++
+		}
 	}
-	return len(ids), nil
+	return n, nil
 }
 
 func loadSteps(ctx context.Context, q querier, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
