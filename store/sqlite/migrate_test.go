@@ -105,3 +105,32 @@ func TestMigrateOpenRunsToLeases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, steps)
 }
+
+// A lease row naming as open a run that is not (written by hand, say)
+// does not block the key: its next start opens the new run.
+func TestStartRunMendsStaleOpenRun(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "s.db")})
+	require.NoError(t, err)
+	defer s.Close()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	req := crmsync.LeaseRequest{Key: "k", Holder: "h", Workflow: "wf", NewRun: "r1", TTL: time.Minute, Now: t0}
+	rs, err := s.StartRun(ctx, req)
+	require.NoError(t, err)
+	_, _, err = s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0})
+	require.NoError(t, err)
+	_, err = s.DB().Exec(`UPDATE leases SET open_run = 'r1' WHERE key = 'k'`)
+	require.NoError(t, err)
+
+	req.NewRun, req.Now = "r2", t0.Add(time.Second)
+	rs, err = s.StartRun(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, crmsync.RunID("r2"), rs.Run.ID)
+	assert.Equal(t, crmsync.RunID("r2"), rs.Lease.Run)
+	assert.Equal(t, 1, rs.Run.Attempts)
+	l, err := s.GetLease(ctx, "k")
+	require.NoError(t, err)
+	assert.Equal(t, crmsync.RunID("r2"), l.Run)
+	_, _, err = s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: req.Now})
+	require.NoError(t, err, "the run started is the lease's")
+}

@@ -19,7 +19,9 @@ var (
 // sqlTakeLease takes the key's lease unless a live run holds it: for the
 // key's open run if it has one, else for the new run. It returns the new
 // generation, the run and whether that run was open already, and whether
-// the key has dead letters to replay; no row if the lease is held.
+// the key has dead letters to replay; no row if the lease is held. Like
+// every frequent statement it takes plain ? parameters, repeated where
+// needed: the driver binds a numbered one (?NNN) by looking its name up.
 const sqlTakeLease = `INSERT INTO leases (key, holder, generation, run, expires, open_run)
 VALUES (?, ?, 1, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.generation + 1,
@@ -29,9 +31,6 @@ ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.ge
 WHERE leases.run = '' OR leases.expires <= ?
 RETURNING generation, run, EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.run AND runs.status = 'open'),
 	EXISTS (SELECT 1 FROM dead_letters WHERE dead_letters.key = leases.key AND status = 'replay')`
-
-// Hot statements take plain ? parameters, repeated where needed: the
-// driver binds a numbered one (?NNN) by looking its name up.
 
 // StartRun implements crmsync.RunStarter in one transaction: the lease, the
 // run, its replay claims, its steps and its letters. A new run with no
@@ -57,6 +56,13 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+		}
+		if !resumed && id != string(req.NewRun) {
+			// The lease named a run that is not open: start the new run.
+			id = string(req.NewRun)
+			if _, err := tx.ExecContext(ctx, `UPDATE leases SET run = ?, open_run = ? WHERE key = ?`, id, id, req.Key); err != nil {
+				return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+			}
 		}
 		if resumed {
 			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, id))
