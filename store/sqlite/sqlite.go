@@ -5,10 +5,11 @@
 // [Open] creates and migrates the file; the caller closes the Store.
 // store/storespec opens it from a string ("sqlite:PATH" or a path) too.
 //
-// A run costs two transactions beyond its steps (StartRun and EndRun; a new
-// run starts in two statements); a step alone is one statement, and a
-// checkpoint's cursors, ledger rows, audit rows and new dead letters are one
-// statement per table. Statements are prepared once. Writes of one process
+// A run costs two transactions beyond its steps (StartRun and EndRun): a new
+// run starts in two statements and ends in two, and writes seven pages
+// besides its steps'. A step alone is one statement, and a checkpoint's
+// cursors, ledger rows, audit rows and new dead letters are one statement
+// per table. Statements are prepared once. Writes of one process
 // queue in Go for SQLite's one writer and go through one connection; a write
 // waiting for another process's write lock waits in Go too, so that its
 // context can end the wait.
