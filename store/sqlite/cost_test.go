@@ -150,9 +150,10 @@ func openCounting(t *testing.T) (*sqlite.Store, *tally, string) {
 
 // A short workflow's run (4 steps, a new run, no dead letters to replay,
 // nothing old to prune) costs one transaction to start, one per step and one
-// to end, with two statements to start, one per step and two to end; it writes four pages to start (the lease, the run and two indexes of
-// runs), one per step and three to end (the lease, the run and the index of
-// closed runs).
+// to end, with two statements to start, one per step and two to end. It
+// writes four pages to start (the lease, the run and two indexes of runs),
+// one per step and three to end (the lease, the run and the index of closed
+// runs).
 func TestRunCost(t *testing.T) {
 	ctx := context.Background()
 	s, tl, path := openCounting(t)
