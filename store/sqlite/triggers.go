@@ -24,12 +24,11 @@ func (s *Store) AddTrigger(ctx context.Context, t crmsync.PendingTrigger) error 
 		n = 1
 	}
 	return s.tx(ctx, "add trigger "+t.Key, func(tx querier) error {
-		p := tx
 		var seq int64
-		if err := p.QueryRowContext(ctx, `UPDATE trigger_seq SET n = n + 1 RETURNING n`).Scan(&seq); err != nil {
+		if err := tx.QueryRowContext(ctx, `UPDATE trigger_seq SET n = n + 1 RETURNING n`).Scan(&seq); err != nil {
 			return fmt.Errorf("sqlite: add trigger %s: %w", t.Key, err)
 		}
-		_, err := p.ExecContext(ctx, `INSERT INTO triggers (key, system, full, reason, count, first, last, seq)
+		_, err := tx.ExecContext(ctx, `INSERT INTO triggers (key, system, full, reason, count, first, last, seq)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key, system) DO UPDATE SET full = full OR excluded.full, reason = excluded.reason,
 				count = count + excluded.count, last = excluded.last, seq = excluded.seq`,
