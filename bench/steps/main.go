@@ -255,10 +255,21 @@ type countSQLConn struct {
 	inTx bool
 }
 
-func (c *countSQLConn) stmt() {
-	cnt.stmts.Add(1)
-	if !c.inTx {
+// stmt counts one statement of text q: BEGIN starts a transaction (a round
+// trip), COMMIT and ROLLBACK end it, any other statement outside one is a
+// round trip of its own.
+func (c *countSQLConn) stmt(q string) {
+	switch w, _, _ := strings.Cut(strings.TrimSpace(q), " "); strings.ToUpper(w) {
+	case "BEGIN":
+		c.inTx = true
 		cnt.trips.Add(1)
+	case "COMMIT", "END", "ROLLBACK":
+		c.inTx = false
+	default:
+		cnt.stmts.Add(1)
+		if !c.inTx {
+			cnt.trips.Add(1)
+		}
 	}
 }
 
@@ -273,12 +284,12 @@ func (c *countSQLConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driv
 }
 
 func (c *countSQLConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	c.stmt()
+	c.stmt(q)
 	return c.fullConn.ExecContext(ctx, q, args)
 }
 
 func (c *countSQLConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	c.stmt()
+	c.stmt(q)
 	return c.fullConn.QueryContext(ctx, q, args)
 }
 
@@ -287,7 +298,7 @@ func (c *countSQLConn) PrepareContext(ctx context.Context, q string) (driver.Stm
 	if err != nil {
 		return nil, err
 	}
-	return countStmt{s.(fullStmt), c}, nil
+	return countStmt{s.(fullStmt), c, q}, nil
 }
 
 type fullStmt interface {
@@ -299,15 +310,16 @@ type fullStmt interface {
 type countStmt struct {
 	fullStmt
 	c *countSQLConn
+	q string
 }
 
 func (s countStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	s.c.stmt()
+	s.c.stmt(s.q)
 	return s.fullStmt.ExecContext(ctx, args)
 }
 
 func (s countStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	s.c.stmt()
+	s.c.stmt(s.q)
 	return s.fullStmt.QueryContext(ctx, args)
 }
 

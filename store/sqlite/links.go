@@ -69,7 +69,7 @@ func (s *Store) PutLinks(ctx context.Context, links []crmsync.Link) error {
 	if len(links) == 0 {
 		return nil
 	}
-	return s.tx(ctx, "put links", func(tx *sql.Tx) error { return putLinks(ctx, tx, links) })
+	return s.tx(ctx, "put links", func(tx querier) error { return putLinks(ctx, tx, links) })
 }
 
 func putLinks(ctx context.Context, q querier, links []crmsync.Link) error {
@@ -102,7 +102,7 @@ func (s *Store) SaveConflicts(ctx context.Context, cs []crmsync.Conflict) error 
 	if len(cs) == 0 {
 		return nil
 	}
-	return s.tx(ctx, "save conflicts", func(tx *sql.Tx) error { return saveConflicts(ctx, tx, cs) })
+	return s.tx(ctx, "save conflicts", func(tx querier) error { return saveConflicts(ctx, tx, cs) })
 }
 
 func saveConflicts(ctx context.Context, q querier, cs []crmsync.Conflict) error {
@@ -190,7 +190,7 @@ func (s *Store) GetConflict(ctx context.Context, id string) (crmsync.Conflict, e
 
 // ResolveConflict implements crmsync.ConflictStore.
 func (s *Store) ResolveConflict(ctx context.Context, id string, r crmsync.Resolution, now time.Time) error {
-	return s.tx(ctx, "resolve conflict "+id, func(tx *sql.Tx) error {
+	return s.tx(ctx, "resolve conflict "+id, func(tx querier) error {
 		var body []byte
 		err := tx.QueryRowContext(ctx, `SELECT body FROM conflicts WHERE id = ?`, id).Scan(&body)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -15,54 +16,75 @@ var (
 	_ crmsync.RunEnder   = (*Store)(nil)
 )
 
+// sqlTakeLease takes the key's lease unless a live run holds it: for the
+// key's open run if it has one, else for the new run. It returns the new
+// generation, the run and whether that run was open already, and whether
+// the key has dead letters to replay; no row if the lease is held. Like
+// every frequent statement it takes plain ? parameters, repeated where
+// needed: the driver binds a numbered one (?NNN) by looking its name up.
+const sqlTakeLease = `INSERT INTO leases (key, holder, generation, run, expires, open_run)
+VALUES (?, ?, 1, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = leases.generation + 1,
+	run = CASE leases.open_run WHEN '' THEN excluded.run ELSE leases.open_run END,
+	open_run = CASE leases.open_run WHEN '' THEN excluded.run ELSE leases.open_run END,
+	expires = excluded.expires
+WHERE leases.run = '' OR leases.expires <= ?
+RETURNING generation, run, EXISTS (SELECT 1 FROM runs WHERE runs.id = leases.run AND runs.status = 'open'),
+	EXISTS (SELECT 1 FROM dead_letters WHERE dead_letters.key = leases.key AND status = 'replay')`
+
 // StartRun implements crmsync.RunStarter in one transaction: the lease, the
-// run, its replay claims, its steps and its letters.
+// run, its replay claims, its steps and its letters. A new run with no
+// letters to replay costs two statements.
 func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
 	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
 		return crmsync.RunStart{}, errors.New("sqlite: start run: key, holder, new run id and a positive TTL are required")
 	}
 	var rs crmsync.RunStart
-	err := s.tx(ctx, "start run for key "+req.Key, func(sqltx *sql.Tx) error {
-		tx := prepared{s, sqltx}
-		// The key's lease (if any) and open run (if any), in one query.
-		var holder, run, open string
-		var gen, expires int64
-		err := tx.QueryRowContext(ctx, `SELECT COALESCE(l.holder, ''), COALESCE(l.generation, 0), COALESCE(l.run, ''), COALESCE(l.expires, 0),
-			COALESCE((SELECT id FROM runs WHERE key = ?1 AND status = 'open'), '')
-			FROM (SELECT 1) LEFT JOIN leases l ON l.key = ?1`, req.Key).Scan(&holder, &gen, &run, &expires, &open)
+	err := s.tx(ctx, "start run for key "+req.Key, func(tx querier) error {
+		now, expires := ns(req.Now), ns(req.Now.Add(req.TTL))
+		var gen int64
+		var id string
+		var resumed, replays bool
+		err := tx.QueryRowContext(ctx, sqlTakeLease, req.Key, req.Holder, string(req.NewRun), expires, string(req.NewRun), now).Scan(&gen, &id, &resumed, &replays)
+		if errors.Is(err, sql.ErrNoRows) {
+			var holder string
+			var until int64
+			if err := tx.QueryRowContext(ctx, `SELECT holder, expires FROM leases WHERE key = ?`, req.Key).Scan(&holder, &until); err != nil {
+				return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+			}
+			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
+		}
 		if err != nil {
 			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
 		}
-		if run != "" && expires > ns(req.Now) {
-			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
+		if !resumed && id != string(req.NewRun) {
+			// The lease named a run that is not open: start the new run.
+			id = string(req.NewRun)
+			if _, err := tx.ExecContext(ctx, `UPDATE leases SET run = ?, open_run = ? WHERE key = ?`, id, id, req.Key); err != nil {
+				return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
+			}
 		}
-		if open != "" {
-			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, open))
+		if resumed {
+			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ? RETURNING `+runCols, id))
 		} else {
-			rs.Run, err = scanRun(tx.QueryRowContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq)
-				VALUES (?, ?, ?, 'open', ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs)) RETURNING `+runCols,
-				string(req.NewRun), req.Key, req.Workflow, ns(req.Now)))
+			rs.Run = crmsync.RunInfo{ID: req.NewRun, Key: req.Key, Workflow: req.Workflow, Status: crmsync.RunOpen, StartedAt: tm(now), Attempts: 1}
+			_, err = tx.ExecContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, attempts, seq)
+				VALUES (?, ?, ?, 'open', ?, 1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))`,
+				id, req.Key, req.Workflow, now)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
 		}
-		id := string(rs.Run.ID)
-		rs.Lease = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: rs.Run.ID, Expires: tm(ns(req.Now.Add(req.TTL)))}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires`,
-			req.Key, req.Holder, rs.Lease.Generation, id, ns(rs.Lease.Expires)); err != nil {
-			return fmt.Errorf("sqlite: start run for key %s: %w", req.Key, err)
-		}
-		if rs.Run.Attempts == 1 {
+		rs.Lease = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen, Run: rs.Run.ID, Expires: tm(expires)}
+		if !resumed {
 			// A new run: nothing to load, and only a first start claims letters.
 			rs.Steps = map[string]crmsync.StepRecord{}
-			res, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ? WHERE key = ? AND status = 'replay'`,
-				id, ns(req.Now), req.Key)
-			if err != nil {
-				return fmt.Errorf("sqlite: claim replays for %s: %w", req.Key, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
+			if !replays {
 				return nil
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE dead_letters SET status = 'replayed', claimed_by = ?, updated = ? WHERE key = ? AND status = 'replay'`,
+				id, now, req.Key); err != nil {
+				return fmt.Errorf("sqlite: claim replays for %s: %w", req.Key, err)
 			}
 		} else if rs.Steps, err = loadSteps(ctx, tx, rs.Run.ID); err != nil {
 			return err
@@ -90,15 +112,25 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	var ri crmsync.RunInfo
 	n, lost := 0, false
 	what := "end run " + string(l.Run)
-	err := s.tx(ctx, what, func(sqltx *sql.Tx) error {
-		tx := prepared{s, sqltx}
+	err := s.tx(ctx, what, func(tx querier) error {
 		if err := appendAudit(ctx, tx, end.Audit); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		var err error
-		ri, err = scanRun(tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?) RETURNING `+runCols,
-			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run)))
+		// The run as stored is the outcome given and what its start stored.
+		ri = crmsync.RunInfo{ID: l.Run, Key: l.Key, Status: end.Status, FinishedAt: tm(finished), Error: end.Error}
+		if len(end.Report) > 0 {
+			ri.Report = bytes.Clone(end.Report)
+		}
+		// The update says too whether any closed run is due for pruning.
+		var started int64
+		var due bool
+		err := tx.QueryRowContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
+			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)
+			RETURNING workflow, started_at, attempts,
+				EXISTS (SELECT 1 FROM runs r WHERE r.status IN ('finished', 'failed') AND r.kept = 1 AND r.finished_at < ?)`,
+			string(end.Status), []byte(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, string(l.Run),
+			ns(end.PruneBefore)).Scan(&ri.Workflow, &started, &ri.Attempts, &due)
+		ri.StartedAt = tm(started)
 		if errors.Is(err, sql.ErrNoRows) {
 			lost = true
 			return nil // keep the audit rows
@@ -106,11 +138,13 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE leases SET holder = '', run = '', expires = 0 WHERE key = ? AND generation = ? AND run = ?`,
-			l.Key, l.Generation, string(l.Run)); err != nil {
+		// Releasing the lease; a closed run is no longer the key's open run.
+		if _, err := tx.ExecContext(ctx, `UPDATE leases SET holder = '', run = '', expires = 0, open_run = CASE WHEN ? THEN '' ELSE open_run END
+			WHERE key = ? AND generation = ? AND run = ?`,
+			end.Status.Closed(), l.Key, l.Generation, string(l.Run)); err != nil {
 			return fmt.Errorf("sqlite: %s: release lease: %w", what, err)
 		}
-		if !end.PruneBefore.IsZero() {
+		if due || (finished != 0 && finished < ns(end.PruneBefore)) {
 			if n, err = pruneRuns(ctx, tx, end.PruneBefore); err != nil {
 				return err
 			}
@@ -126,11 +160,13 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	return ri, n, nil
 }
 
-// pruneRuns deletes the steps of runs closed before t: one indexed query
-// when there is nothing to prune.
+// pruneRuns deletes the steps of runs closed before t and takes those runs
+// out of the index of closed runs, so that it reads each run once: one
+// indexed read when there is nothing to prune. It counts the runs that had
+// steps.
 func pruneRuns(ctx context.Context, q querier, before time.Time) (int, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id FROM runs WHERE status IN ('finished', 'failed') AND finished_at < ?
-		AND EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)`, ns(before))
+	rows, err := q.QueryContext(ctx, `UPDATE runs SET kept = 0
+		WHERE status IN ('finished', 'failed') AND kept = 1 AND finished_at < ? RETURNING id`, ns(before))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: prune runs: %w", err)
 	}
@@ -147,12 +183,17 @@ func pruneRuns(ctx context.Context, q querier, before time.Time) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("sqlite: prune runs: %w", err)
 	}
+	n := 0
 	for _, id := range ids {
-		if _, err := q.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id); err != nil {
+		res, err := q.ExecContext(ctx, `DELETE FROM steps WHERE run = ?`, id)
+		if err != nil {
 			return 0, fmt.Errorf("sqlite: prune run %s: %w", id, err)
 		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			n++
+		}
 	}
-	return len(ids), nil
+	return n, nil
 }
 
 func loadSteps(ctx context.Context, q querier, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {

@@ -143,4 +143,38 @@ CREATE TABLE positions (
 	pos    BLOB NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 5: fewer pages written per run. The key's open run is kept on its
+	// lease row, which every start and end writes anyway, in place of an
+	// index of open runs that each run wrote twice (an entry at its start,
+	// its removal at its end); a run's seq is its rowid, in place of an
+	// index of seq that each start wrote. A closed run leaves the index of
+	// closed runs once its steps are pruned (kept = 0), so that pruning
+	// reads only runs it has not pruned yet.
+	`
+ALTER TABLE leases ADD COLUMN open_run TEXT NOT NULL DEFAULT '';
+UPDATE leases SET open_run = COALESCE((SELECT id FROM runs WHERE runs.key = leases.key AND runs.status = 'open'), '');
+INSERT INTO leases (key, holder, generation, run, expires, open_run)
+	SELECT key, '', 0, '', 0, id FROM runs WHERE status = 'open' AND key NOT IN (SELECT key FROM leases);
+CREATE TABLE runs_v5 (
+	seq         INTEGER PRIMARY KEY,
+	id          TEXT NOT NULL UNIQUE,
+	key         TEXT NOT NULL,
+	workflow    TEXT NOT NULL,
+	status      TEXT NOT NULL,
+	started_at  INTEGER NOT NULL,
+	finished_at INTEGER NOT NULL DEFAULT 0,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	error       TEXT NOT NULL DEFAULT '',
+	report      BLOB,
+	kept        INTEGER NOT NULL DEFAULT 1
+);
+INSERT INTO runs_v5 (seq, id, key, workflow, status, started_at, finished_at, attempts, error, report, kept)
+	SELECT seq, id, key, workflow, status, started_at, finished_at, attempts, error, report,
+		status NOT IN ('finished', 'failed') OR EXISTS (SELECT 1 FROM steps WHERE steps.run = runs.id)
+	FROM runs ORDER BY seq;
+DROP TABLE runs;
+ALTER TABLE runs_v5 RENAME TO runs;
+CREATE INDEX runs_key_seq ON runs (key, seq);
+CREATE INDEX runs_closed ON runs (finished_at) WHERE status IN ('finished', 'failed') AND kept = 1;
+`,
 }

@@ -5,11 +5,14 @@
 // [Open] creates and migrates the file; the caller closes the Store.
 // store/storespec opens it from a string ("sqlite:PATH" or a path) too.
 //
-// A run costs two transactions beyond its steps (StartRun and EndRun); a
-// step alone is one statement, and a checkpoint's cursors, ledger rows, audit
-// rows and new dead letters are one statement per table. Statements are
-// prepared once. Writes of one process queue in Go for SQLite's one writer,
-// rather than sleeping in SQLite's busy handler.
+// A run costs two transactions beyond its steps (StartRun and EndRun): a new
+// run starts in two statements and ends in two, and writes seven pages
+// besides its steps'. A step alone is one statement, and a checkpoint's
+// cursors, ledger rows, audit rows and new dead letters are one statement
+// per table. Statements are prepared once. Writes of one process
+// queue in Go for SQLite's one writer and go through one connection; a write
+// waiting for another process's write lock waits in Go too, so that its
+// context can end the wait.
 //
 // Durability: with the default Synchronous "NORMAL", a step acknowledged by
 // Commit survives the process being killed; a power loss may lose the last
@@ -46,7 +49,8 @@ var ErrSchemaTooNew = errors.New("sqlite: store schema is newer than this code")
 type Config struct {
 	// Path is the database file; it is created if absent. Required.
 	Path string
-	// BusyTimeout is how long a writer waits for another; zero means 10s.
+	// BusyTimeout is how long a write waits for another process's write
+	// (or less, if its context ends first); zero means 10s.
 	BusyTimeout time.Duration
 	// Synchronous is SQLite's synchronous setting: "NORMAL" (the default:
 	// survives a process kill) or "FULL" (survives power loss).
@@ -62,11 +66,12 @@ type Store struct {
 	db   *sql.DB
 	path string
 
-	stmtStep *sql.Stmt
-	stmts    sync.Map // query -> *sql.Stmt, see prepared
-	// wgate lets one write of this process at a time at SQLite: the others
-	// queue here instead of sleeping in SQLite's busy handler.
+	busyTimeout time.Duration
+	stmts       sync.Map // query -> *sql.Stmt, see prepared
+	// wgate lets one write of this process at a time at SQLite, through w:
+	// the others queue here instead of sleeping in SQLite's busy handler.
 	wgate chan struct{}
+	w     writer // guarded by wgate
 }
 
 // lockWrite waits for this process's turn to write.
@@ -137,28 +142,19 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", c.Path, err)
 	}
-	s := &Store{db: db, path: c.Path, wgate: make(chan struct{}, 1)}
+	s := &Store{db: db, path: c.Path, busyTimeout: c.BusyTimeout, wgate: make(chan struct{}, 1)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	s.stmtStep, err = db.PrepareContext(ctx, `
-INSERT INTO steps (run, step, result, error, attempts, done)
-SELECT ?, ?, ?, ?, ?, ?
-WHERE EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)
-ON CONFLICT (run, step) DO NOTHING`)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite: prepare: %w", err)
-	}
 	return s, nil
 }
 
-// Close closes the database.
+// Close closes the database, after the write under way if any.
 func (s *Store) Close() error {
-	if s.stmtStep != nil {
-		s.stmtStep.Close()
-	}
+	s.wgate <- struct{}{}
+	s.dropWriter()
+	<-s.wgate
 	s.closeStmts()
 	return s.db.Close()
 }

@@ -19,23 +19,43 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (s *Store) tx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	if err := s.lockWrite(ctx); err != nil {
-		return fmt.Errorf("sqlite: %s: %w", what, err)
+// tx runs fn in one write transaction on the writer (BEGIN IMMEDIATE, so
+// that it holds SQLite's write lock from the start) and commits it, or
+// rolls it back if fn or the commit fails. fn must not keep the querier.
+func (s *Store) tx(ctx context.Context, what string, fn func(q querier) error) error {
+	var ferr error // fn's own error, returned as it is
+	err := s.write(ctx, func(q querier) error {
+		if err := s.waitBusy(ctx, func() error {
+			_, err := q.ExecContext(ctx, `BEGIN IMMEDIATE`)
+			return err
+		}); err != nil {
+			return err
+		}
+		if ferr = fn(q); ferr != nil {
+			s.rollback()
+			return nil
+		}
+		if _, err := q.ExecContext(ctx, `COMMIT`); err != nil {
+			s.rollback()
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	})
+	if ferr != nil {
+		return ferr
 	}
-	defer s.unlockWrite()
-	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: %s: commit: %w", what, err)
-	}
 	return nil
+}
+
+// rollback ends the writer's transaction, if one is open; a writer that
+// cannot is dropped. The caller holds the write gate.
+func (s *Store) rollback() {
+	if _, err := (wq{s}).ExecContext(context.Background(), `ROLLBACK`); err != nil && !strings.Contains(err.Error(), "no transaction is active") {
+		s.dropWriter()
+	}
 }
 
 // AcquireLease implements crmsync.RunStore.
@@ -45,33 +65,31 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 	}
 	var l crmsync.Lease
 	var ri crmsync.RunInfo
-	err := s.tx(ctx, "acquire lease "+req.Key, func(tx *sql.Tx) error {
-		var holder, run string
+	err := s.tx(ctx, "acquire lease "+req.Key, func(tx querier) error {
+		var holder, run, id string
 		var gen, expires int64
-		err := tx.QueryRowContext(ctx, `SELECT holder, generation, run, expires FROM leases WHERE key = ?`, req.Key).Scan(&holder, &gen, &run, &expires)
+		err := tx.QueryRowContext(ctx, `SELECT holder, generation, run, expires, open_run FROM leases WHERE key = ?`, req.Key).Scan(&holder, &gen, &run, &expires, &id)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		if err == nil && run != "" && expires > ns(req.Now) {
 			return fmt.Errorf("sqlite: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
 		}
-		var id string
-		err = tx.QueryRowContext(ctx, `SELECT id FROM runs WHERE key = ? AND status = 'open'`, req.Key).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
+		if id == "" {
 			id = string(req.NewRun)
-			_, err = tx.ExecContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, seq)
-				VALUES (?, ?, ?, 'open', ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))`, id, req.Key, req.Workflow, ns(req.Now))
-		}
-		if err != nil {
-			return fmt.Errorf("sqlite: acquire lease %s: open run: %w", req.Key, err)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO runs (id, key, workflow, status, started_at, seq)
+				VALUES (?, ?, ?, 'open', ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM runs))`, id, req.Key, req.Workflow, ns(req.Now)); err != nil {
+				return fmt.Errorf("sqlite: acquire lease %s: open run: %w", req.Key, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE runs SET attempts = attempts + 1 WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		l = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: crmsync.RunID(id), Expires: req.Now.Add(req.TTL)}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires`,
-			l.Key, l.Holder, l.Generation, id, ns(l.Expires)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO leases (key, holder, generation, run, expires, open_run) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, generation = excluded.generation, run = excluded.run, expires = excluded.expires,
+			open_run = excluded.open_run`,
+			l.Key, l.Holder, l.Generation, id, ns(l.Expires), id); err != nil {
 			return fmt.Errorf("sqlite: acquire lease %s: %w", req.Key, err)
 		}
 		ri, err = getRun(ctx, tx, crmsync.RunID(id))
@@ -100,17 +118,21 @@ func lost(ctx context.Context, q querier, l crmsync.Lease) error {
 
 // fenced runs a statement that must touch a row only while l is current.
 func (s *Store) fenced(ctx context.Context, l crmsync.Lease, what, stmt string, args ...any) error {
-	if err := s.lockWrite(ctx); err != nil {
-		return fmt.Errorf("sqlite: %s: %w", what, err)
-	}
-	res, err := prepared{s: s}.ExecContext(ctx, stmt, args...)
-	s.unlockWrite()
-	q := s.db
+	var n int64
+	err := s.write(ctx, func(q querier) error {
+		return s.waitBusy(ctx, func() error {
+			res, err := q.ExecContext(ctx, stmt, args...)
+			if err == nil {
+				n, _ = res.RowsAffected()
+			}
+			return err
+		})
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", what, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		if err := lost(ctx, q, l); err != nil {
+	if n == 0 {
+		if err := lost(ctx, s.db, l); err != nil {
 			return err
 		}
 		return fmt.Errorf("sqlite: %s: %w", what, crmsync.ErrNotFound)
@@ -161,10 +183,34 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	if status.Closed() {
 		finished = ns(now)
 	}
-	return s.fenced(ctx, l, "finish run "+string(l.Run), `
-UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
-WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)`,
-		string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
+	what := "finish run " + string(l.Run)
+	var n int64
+	err := s.tx(ctx, what, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET status = ?, report = ?, error = ?, finished_at = ?
+			WHERE id = ? AND EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)`,
+			string(status), []byte(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run))
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		if n, _ = res.RowsAffected(); n == 0 || !status.Closed() {
+			return nil
+		}
+		// A closed run is no longer the key's open run.
+		if _, err := tx.ExecContext(ctx, `UPDATE leases SET open_run = '' WHERE key = ? AND open_run = ?`, l.Key, string(l.Run)); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if err := lost(ctx, s.db, l); err != nil {
+			return err
+		}
+		return fmt.Errorf("sqlite: %s: %w", what, crmsync.ErrNotFound)
+	}
+	return nil
 }
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
@@ -228,7 +274,7 @@ func (s *Store) ListRuns(ctx context.Context, key string, limit int) ([]crmsync.
 // PruneRuns implements crmsync.RunStore.
 func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 	n := 0
-	err := s.tx(ctx, "prune runs", func(tx *sql.Tx) error {
+	err := s.tx(ctx, "prune runs", func(tx querier) error {
 		var err error
 		n, err = pruneRuns(ctx, tx, before)
 		return err
@@ -240,6 +286,12 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int, error) {
 func (s *Store) LoadSteps(ctx context.Context, run crmsync.RunID) (map[string]crmsync.StepRecord, error) {
 	return loadSteps(ctx, s.db, run)
 }
+
+// sqlStep stores a step's result only while the run's lease is current.
+const sqlStep = `INSERT INTO steps (run, step, result, error, attempts, done)
+SELECT ?, ?, ?, ?, ?, ?
+WHERE EXISTS (SELECT 1 FROM leases WHERE key = ? AND generation = ? AND run = ?)
+ON CONFLICT (run, step) DO NOTHING`
 
 // Commit implements crmsync.StepStore. A checkpoint of a step alone is one
 // statement that also checks the lease; one with cursors, ledger rows, audit
@@ -255,30 +307,34 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	}
 	st := cp.Step
 	args := []any{string(cp.Run), st.Step, []byte(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run)}
-	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
-		if err := s.lockWrite(ctx); err != nil {
-			return fmt.Errorf("sqlite: %s: %w", what, err)
-		}
-		res, err := s.stmtStep.ExecContext(ctx, args...)
-		s.unlockWrite()
+		var n int64
+		err := s.write(ctx, func(q querier) error {
+			return s.waitBusy(ctx, func() error {
+				res, err := q.ExecContext(ctx, sqlStep, args...)
+				if err == nil {
+					n, _ = res.RowsAffected()
+				}
+				return err
+			})
+		})
 		if err != nil {
-			return fmt.Errorf("sqlite: %s: %w", what, err)
+			return fmt.Errorf("sqlite: commit run %s step %q: %w", cp.Run, st.Step, err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		if n == 0 {
 			return lost(ctx, s.db, l) // nil: already stored
 		}
 		return nil
 	}
-	return s.tx(ctx, what, func(sqltx *sql.Tx) error {
-		res, err := sqltx.StmtContext(ctx, s.stmtStep).ExecContext(ctx, args...)
+	what := fmt.Sprintf("commit run %s step %q", cp.Run, st.Step)
+	return s.tx(ctx, what, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, sqlStep, args...)
 		if err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return lost(ctx, sqltx, l) // nil: already stored, nothing else to do
+			return lost(ctx, tx, l) // nil: already stored, nothing else to do
 		}
-		tx := prepared{s, sqltx}
 		if err := putCursors(ctx, tx, l.Key, cp.Cursors); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", what, err)
 		}
@@ -393,8 +449,8 @@ func (s *Store) AppendAudit(ctx context.Context, rows []crmsync.AuditEntry) erro
 	if len(rows) == 0 {
 		return nil
 	}
-	return s.tx(ctx, "append audit", func(tx *sql.Tx) error {
-		if err := appendAudit(ctx, prepared{s, tx}, rows); err != nil {
+	return s.tx(ctx, "append audit", func(tx querier) error {
+		if err := appendAudit(ctx, tx, rows); err != nil {
 			return fmt.Errorf("sqlite: append %w", err)
 		}
 		return nil
@@ -527,7 +583,7 @@ func (s *Store) SetDeadLetterStatus(ctx context.Context, id int64, status crmsyn
 	if status != crmsync.DeadReplay && status != crmsync.DeadDiscarded {
 		return fmt.Errorf("sqlite: dead letter %d: status %q: only %q or %q may be set", id, status, crmsync.DeadReplay, crmsync.DeadDiscarded)
 	}
-	return s.tx(ctx, fmt.Sprintf("dead letter %d", id), func(tx *sql.Tx) error {
+	return s.tx(ctx, fmt.Sprintf("dead letter %d", id), func(tx querier) error {
 		var cur string
 		err := tx.QueryRowContext(ctx, `SELECT status FROM dead_letters WHERE id = ?`, id).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -549,7 +605,7 @@ func (s *Store) SetDeadLetterStatus(ctx context.Context, id int64, status crmsyn
 // ClaimReplays implements crmsync.DeadLetterStore.
 func (s *Store) ClaimReplays(ctx context.Context, l crmsync.Lease, now time.Time) ([]crmsync.DeadLetter, error) {
 	var out []crmsync.DeadLetter
-	err := s.tx(ctx, "claim replays for "+l.Key, func(tx *sql.Tx) error {
+	err := s.tx(ctx, "claim replays for "+l.Key, func(tx querier) error {
 		if err := lost(ctx, tx, l); err != nil {
 			return err
 		}

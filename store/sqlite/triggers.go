@@ -23,13 +23,12 @@ func (s *Store) AddTrigger(ctx context.Context, t crmsync.PendingTrigger) error 
 	if n <= 0 {
 		n = 1
 	}
-	return s.tx(ctx, "add trigger "+t.Key, func(tx *sql.Tx) error {
-		p := prepared{s, tx}
+	return s.tx(ctx, "add trigger "+t.Key, func(tx querier) error {
 		var seq int64
-		if err := p.QueryRowContext(ctx, `UPDATE trigger_seq SET n = n + 1 RETURNING n`).Scan(&seq); err != nil {
+		if err := tx.QueryRowContext(ctx, `UPDATE trigger_seq SET n = n + 1 RETURNING n`).Scan(&seq); err != nil {
 			return fmt.Errorf("sqlite: add trigger %s: %w", t.Key, err)
 		}
-		_, err := p.ExecContext(ctx, `INSERT INTO triggers (key, system, full, reason, count, first, last, seq)
+		_, err := tx.ExecContext(ctx, `INSERT INTO triggers (key, system, full, reason, count, first, last, seq)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (key, system) DO UPDATE SET full = full OR excluded.full, reason = excluded.reason,
 				count = count + excluded.count, last = excluded.last, seq = excluded.seq`,
@@ -71,8 +70,8 @@ func (s *Store) PendingTriggers(ctx context.Context, key string, limit int) ([]c
 // ClearTriggers implements crmsync.TriggerStore.
 func (s *Store) ClearTriggers(ctx context.Context, key string, through int64) (int, error) {
 	var n int64
-	err := s.tx(ctx, "clear triggers of "+key, func(tx *sql.Tx) error {
-		res, err := prepared{s, tx}.ExecContext(ctx, `DELETE FROM triggers WHERE key = ? AND seq <= ?`, key, through)
+	err := s.tx(ctx, "clear triggers of "+key, func(tx querier) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM triggers WHERE key = ? AND seq <= ?`, key, through)
 		if err != nil {
 			return fmt.Errorf("sqlite: clear triggers of %s: %w", key, err)
 		}
@@ -100,8 +99,8 @@ func (s *Store) SetPosition(ctx context.Context, stream string, pos []byte) erro
 	if pos == nil {
 		pos = []byte{}
 	}
-	return s.tx(ctx, "set position of "+stream, func(tx *sql.Tx) error {
-		_, err := prepared{s, tx}.ExecContext(ctx, `INSERT INTO positions (stream, pos) VALUES (?, ?)
+	return s.tx(ctx, "set position of "+stream, func(tx querier) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO positions (stream, pos) VALUES (?, ?)
 			ON CONFLICT (stream) DO UPDATE SET pos = excluded.pos`, stream, pos)
 		if err != nil {
 			return fmt.Errorf("sqlite: set position of %s: %w", stream, err)
