@@ -197,10 +197,22 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err := p.takenByMerge(ctx, sd, pg, partners, alive); err != nil {
 		return err
 	}
+	// A record read archived or deleted has nothing to sync: it may pair
+	// with an unlinked match (to flag it), never take over a match whose
+	// partner is gone. That link stays with its own record, whose archive
+	// or merge reaches the match when it is read (a Salesforce merge loser
+	// looks gone here, since Salesforce cannot say where its id went).
 	byKey := map[string]Record{}
+	unlinked := map[string]Record{}
 	cands := map[string][]string{}
+	latest := func(in map[string]Record, k string, r Record) {
+		if cur, dup := in[k]; !dup || r.ModifiedAt.After(cur.ModifiedAt) || (r.ModifiedAt.Equal(cur.ModifiedAt) && r.ID < cur.ID) {
+			in[k] = r
+		}
+	}
 	for _, r := range matches {
-		if l, linked := taken[r.ID]; linked && alive[otherID(l, other)] {
+		l, linked := taken[r.ID]
+		if linked && alive[otherID(l, other)] {
 			continue // already linked to another record
 		}
 		k, ok := pol.IdentityKey(r, other.name)
@@ -210,8 +222,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		if !slices.Contains(cands[k], r.ID) {
 			cands[k] = append(cands[k], r.ID)
 		}
-		if cur, dup := byKey[k]; !dup || r.ModifiedAt.After(cur.ModifiedAt) || (r.ModifiedAt.Equal(cur.ModifiedAt) && r.ID < cur.ID) {
-			byKey[k] = r
+		latest(byKey, k, r)
+		if !linked {
+			latest(unlinked, k, r)
 		}
 	}
 
@@ -239,7 +252,11 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 				p.skip(sd, r.ID, "", ambiguousReason(sd, other, r.ID, srcByKey[k], cands[k]))
 				continue
 			}
-			if cp, found := byKey[k]; found && !claimed[cp.ID] {
+			pick := byKey
+			if r.Archived {
+				pick = unlinked
+			}
+			if cp, found := pick[k]; found && !claimed[cp.ID] {
 				claimed[cp.ID] = true
 				pr.other = cp
 			}

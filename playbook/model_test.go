@@ -154,6 +154,10 @@ var modelSeeds = []uint64{
 	// contact and the merge's record was created again in Salesforce
 	// (merge_archive_test.go).
 	18407355128004944343,
+	// A deleted Salesforce contact matched a HubSpot contact whose linked
+	// Salesforce contact was deleted or merged away: the match was taken as
+	// free, and the deleted contact took the link over (gone_partner_test.go).
+	3591491679719791502, 9158109218129102852,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
