@@ -175,4 +175,15 @@ CREATE TABLE {s}.positions (
 	pos    bytea NOT NULL
 );
 `,
+	// 4: pruning reads only runs it has not pruned yet. A closed run leaves
+	// the index of closed runs once its steps are pruned (kept = false): a
+	// run's record is kept, and the prune no longer reads and probes every
+	// run ever closed. Closed runs without steps are already pruned.
+	`
+ALTER TABLE {s}.runs ADD COLUMN kept boolean NOT NULL DEFAULT true;
+UPDATE {s}.runs SET kept = false
+	WHERE status IN ('finished', 'failed') AND NOT EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id);
+DROP INDEX {s}.runs_closed;
+CREATE INDEX runs_closed_kept ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed') AND kept;
+`,
 }
