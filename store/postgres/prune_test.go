@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,4 +190,51 @@ func TestMigrateKeptFromVersion3(t *testing.T) {
 	n, err = s.PruneRuns(ctx, t0.Add(2*time.Hour))
 	require.NoError(t, err)
 	assert.Equal(t, 1, n, "rc pruned once closed")
+}
+
+// Runs' ends that prune at once, on different keys, prune each run due
+// once: no error (no deadlock between them), every due run's steps gone,
+// and the counts add up to the runs due.
+func TestConcurrentPrunesCountEachRunOnce(t *testing.T) {
+	schema := freshSchema(t)
+	s := openSchema(t, schema)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	start := func(key string, id crmsync.RunID, at time.Time) crmsync.Lease {
+		t.Helper()
+		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: key, Holder: "h", Workflow: "wf", NewRun: id, TTL: time.Minute, Now: at})
+		require.NoError(t, err)
+		require.NoError(t, s.Commit(ctx, rs.Lease, crmsync.Checkpoint{Run: id, Step: crmsync.StepRecord{Step: "s1", Result: json.RawMessage(`1`), Attempts: 1, Done: at}}))
+		return rs.Lease
+	}
+	const due, enders = 60, 8
+	for i := range due {
+		l := start(fmt.Sprintf("old-%d", i), crmsync.RunID(fmt.Sprintf("old-%d", i)), t0)
+		_, _, err := s.EndRun(ctx, l, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0})
+		require.NoError(t, err)
+	}
+	leases := make([]crmsync.Lease, enders)
+	for i := range enders {
+		leases[i] = start(fmt.Sprintf("k%d", i), crmsync.RunID(fmt.Sprintf("new-%d", i)), t0.Add(time.Hour))
+	}
+	counts := make([]int, enders)
+	errs := make([]error, enders)
+	var wg sync.WaitGroup
+	for i := range enders {
+		wg.Go(func() {
+			_, counts[i], errs[i] = s.EndRun(ctx, leases[i], crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0.Add(time.Hour), PruneBefore: t0.Add(time.Minute)})
+		})
+	}
+	wg.Wait()
+	sum := 0
+	for i := range enders {
+		require.NoError(t, errs[i], "end of new-%d", i)
+		sum += counts[i]
+	}
+	assert.Equal(t, due, sum, "runs pruned by %d concurrent ends", enders)
+	left := adminQuery[int](t, `SELECT count(*)::int FROM `+schema+`.steps WHERE run LIKE 'old-%'`)
+	assert.Zero(t, left, "steps of due runs left")
+	n, err := s.PruneRuns(ctx, t0.Add(time.Minute))
+	require.NoError(t, err)
+	assert.Zero(t, n, "runs left to prune")
 }
