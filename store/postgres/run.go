@@ -179,12 +179,14 @@ func (s *Store) prepareRunSQL() {
 	// another transaction is pruning right now are skipped, not waited for:
 	// that one prunes them (or, if it rolls back, the next prune does). The
 	// count is of runs that had steps; every sub-statement sees the steps as
-	// they were before the delete.
+	// they were before the delete. The runs due are collected first (an
+	// array), then marked by id: as a join the planner may scan all runs to
+	// mark a few.
 	s.sqlPrune = s.q(`
 WITH pruned AS (
-	UPDATE {s}.runs SET kept = false WHERE id IN (
+	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(
 		SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at < $1
-		FOR UPDATE SKIP LOCKED)
+		FOR UPDATE SKIP LOCKED))
 	RETURNING id
 ), gone AS (
 	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned) RETURNING run
