@@ -174,14 +174,24 @@ func (s *Store) prepareRunSQL() {
 	// The release follows the outcome in the same transaction: it matches
 	// exactly when the outcome did.
 	s.sqlEndRelease = s.q(`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3 AND token = $4`)
+	// A run is pruned once: its mark (kept) goes with its steps, in one
+	// statement, and the index of closed runs holds only unpruned ones. Runs
+	// another transaction is pruning right now are skipped, not waited for:
+	// that one prunes them (or, if it rolls back, the next prune does). The
+	// count is of runs that had steps; every sub-statement sees the steps as
+	// they were before the delete. The runs due are collected first (an
+	// array), then marked by id: as a join the planner may scan all runs to
+	// mark a few.
 	s.sqlPrune = s.q(`
 WITH pruned AS (
-	SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND finished_at < $1
-	AND EXISTS (SELECT 1 FROM {s}.steps WHERE steps.run = runs.id)
+	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(
+		SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at < $1
+		FOR UPDATE SKIP LOCKED))
+	RETURNING id
 ), gone AS (
-	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned)
+	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned) RETURNING run
 )
-SELECT count(*) FROM pruned`)
+SELECT count(DISTINCT run) FROM gone`)
 }
 
 func scanSteps(rows pgx.Rows) (map[string]crmsync.StepRecord, error) {

@@ -175,4 +175,18 @@ CREATE TABLE {s}.positions (
 	pos    bytea NOT NULL
 );
 `,
+	// 4: pruning reads only runs it has not pruned yet. A closed run leaves
+	// the index of closed runs once its steps are pruned (kept = false): a
+	// run's record is kept, and the prune no longer reads and probes every
+	// run ever closed. Existing runs start pruned and only those that still
+	// have steps, or are not closed, are marked kept: the migration writes
+	// the recent runs, not the whole history.
+	`
+ALTER TABLE {s}.runs ADD COLUMN kept boolean NOT NULL DEFAULT false;
+ALTER TABLE {s}.runs ALTER COLUMN kept SET DEFAULT true;
+UPDATE {s}.runs SET kept = true WHERE id IN (SELECT run FROM {s}.steps);
+UPDATE {s}.runs SET kept = true WHERE status NOT IN ('finished', 'failed') AND NOT kept;
+DROP INDEX {s}.runs_closed;
+CREATE INDEX runs_closed_kept ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed') AND kept;
+`,
 }
