@@ -227,7 +227,12 @@ func (e *Engine) start(ctx context.Context, key, workflow string) (*Run, error) 
 	r := &Run{
 		ID: info.ID, Key: key, Resumed: info.Attempts > 1,
 		eng: e, lease: lease, info: info, steps: steps, seen: map[string]bool{},
-		replays: replays,
+		replays: replays, answers: map[int64]int{},
+	}
+	for _, d := range replays {
+		if d.Status == DeadFailedAgain {
+			r.answers[d.ID]++ // answered before this run was resumed
+		}
 	}
 	r.counters.APICalls = map[string]int{}
 	r.log = e.log.With("run", string(info.ID), "key", key)
@@ -297,8 +302,11 @@ type Run struct {
 	seen     map[string]bool
 	counters Counters
 	replays  []DeadLetter
-	result   any
-	closed   bool
+	// answers counts, per claimed letter id, the letters of this run's
+	// attempts that update it (its replay failed again); see claimFor.
+	answers map[int64]int
+	result  any
+	closed  bool
 	// renewing is open while the heartbeat renews the lease: new commits
 	// wait for it, so that a busy Store serves the renewal first.
 	renewing chan struct{}
@@ -359,8 +367,11 @@ func (r *Run) AddAPICalls(system string, n int) {
 // at its first start (a resumed run gets the same ones back; letters marked
 // later wait for the key's next run). The workflow tries them again; a
 // letter the run parks again for the same subject (system and source record,
-// or record id) updates the claimed letter to DeadFailedAgain instead of
-// parking a second one.
+// or record id) updates a claimed letter to DeadFailedAgain instead of
+// parking a second one. Each claimed letter answers one such letter: the
+// one for the same write (system and the payload's op key) first, else one
+// about the same subject that no letter of the run updated yet; only when
+// all of them were, a letter updates one of them again.
 func (r *Run) Replays() []DeadLetter {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -103,6 +103,13 @@ type Attempt struct {
 	dead      []DeadLetter
 	links     []Link
 	conflicts []Conflict
+
+	// run is the run the attempt belongs to; nil outside a run.
+	run *Run
+	// answering holds, for each letter of dead, the letter the run claimed
+	// for replay that it updates (its replay failed again), or a zero
+	// letter for a new one.
+	answering []DeadLetter
 }
 
 // SetCursor sets the run key's cursor name to value when the step commits.
@@ -120,8 +127,22 @@ func (a *Attempt) RecordWrite(e LedgerEntry) { a.ledger = append(a.ledger, e) }
 func (a *Attempt) Audit(rows ...AuditEntry) { a.audit = append(a.audit, rows...) }
 
 // DeadLetter parks a payload that the step could not handle (one record of a
-// batch, say) while the step itself succeeds.
-func (a *Attempt) DeadLetter(d DeadLetter) { a.dead = append(a.dead, d) }
+// batch, say) while the step itself succeeds. A letter for a subject whose
+// replay the run claimed updates that letter instead (see [Run.Replays]).
+func (a *Attempt) DeadLetter(d DeadLetter) {
+	a.dead = append(a.dead, d)
+	var prev DeadLetter
+	if a.run != nil {
+		prev, _ = a.run.claimFor(d)
+	}
+	a.answering = append(a.answering, prev)
+}
+
+// failedAgain reports whether the attempt's last letter updates a letter
+// the run claimed for replay rather than parking a new one.
+func (a *Attempt) failedAgain() bool {
+	return len(a.answering) > 0 && a.answering[len(a.answering)-1].ID != 0
+}
 
 // Link creates or replaces links (with their base snapshots) when the step commits.
 func (a *Attempt) Link(links ...Link) { a.links = append(a.links, links...) }
@@ -197,10 +218,13 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 		permanent, failed bool
 	)
 	err = retry.Do(ctx, policy.retryPolicy(run.eng.cfg.Sleep), func(n int) error {
-		last = &Attempt{N: n}
+		last = &Attempt{N: n, run: run}
 		actx, done := run.observeStep(ctx, id, n)
 		v, ferr := attempt(actx, fn, last, opts.Timeout)
 		done(ferr)
+		if ferr != nil {
+			run.release(last) // its letters are dropped
+		}
 		result = v
 		return ferr
 	}, func(ferr error) retry.Verdict {
@@ -249,6 +273,7 @@ func Step[T any](ctx context.Context, run *Run, id string, fn func(ctx context.C
 	}
 	cp := run.checkpoint(id, StepRecord{Step: id, Result: encoded, Attempts: last.N}, last, retryAudit)
 	if err := run.commit(ctx, cp); err != nil {
+		run.release(last)
 		return zero, err
 	}
 	run.mu.Lock()
@@ -318,7 +343,7 @@ func (r *Run) checkpoint(id string, rec StepRecord, a *Attempt, retries []AuditE
 		d.Key, d.Run, d.Step, d.Status = r.Key, r.ID, id, DeadParked
 		d.Created, d.Updated = rec.Done, rec.Done
 		detail, _ := json.Marshal(map[string]string{"error": d.Error})
-		if prev, ok := r.claimedFor(*d); ok {
+		if prev := a.answering[i]; prev.ID != 0 {
 			// This run's replay of a letter failed again: the letter says
 			// so; no second letter is parked for the same record.
 			d.ID, d.Status, d.Run, d.Step, d.Created, d.ClaimedBy = prev.ID, DeadFailedAgain, prev.Run, prev.Step, prev.Created, r.ID
@@ -383,7 +408,7 @@ func (r *Run) commit(ctx context.Context, cp Checkpoint) error {
 
 // fail commits a permanent failure, parking the payload if asked.
 func (r *Run) fail(ctx context.Context, id string, n int, ferr error, spec *DeadLetterSpec, retries []AuditEntry) error {
-	a := &Attempt{N: n}
+	a := &Attempt{N: n, run: r}
 	if spec != nil {
 		payload, err := json.Marshal(spec.Payload)
 		if err != nil {
@@ -393,6 +418,7 @@ func (r *Run) fail(ctx context.Context, id string, n int, ferr error, spec *Dead
 	}
 	cp := r.checkpoint(id, StepRecord{Step: id, Error: ferr.Error(), Attempts: n}, a, retries)
 	if err := r.commit(ctx, cp); err != nil {
+		r.release(a)
 		return errors.Join(fmt.Errorf("crmsync: run %s step %q: %w", r.ID, id, ferr), err)
 	}
 	r.mu.Lock()
@@ -421,19 +447,75 @@ func letterSubject(d DeadLetter) string {
 	return d.System + "\x00\x00" + d.RecordID
 }
 
-// claimedFor returns the letter this run claimed for replay that d, a new
-// failure, is about, if any.
-func (r *Run) claimedFor(d DeadLetter) (DeadLetter, bool) {
+// letterWrite names the write a dead letter parks, its system and the op's
+// idempotency key, when its payload has one (a sync's write letters do);
+// else "".
+func letterWrite(d DeadLetter) string {
+	var pl struct {
+		Op *struct {
+			Key string `json:"key"`
+		} `json:"op"`
+	}
+	if json.Unmarshal(d.Payload, &pl) != nil || pl.Op == nil || pl.Op.Key == "" {
+		return ""
+	}
+	return d.System + "\x00" + pl.Op.Key
+}
+
+// claimFor returns the letter this run claimed for replay that d, a new
+// failure, updates, if any, and counts d as its answer until release.
+// Each claimed letter answers one new letter: a claimed letter for the same
+// write is taken first, then one about the same subject that nothing
+// answers yet, so two letters for one record stay two; a letter about a
+// subject whose claimed letters are all answered updates one of them again
+// rather than parking a second letter for it.
+func (r *Run) claimFor(d DeadLetter) (DeadLetter, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.replays) == 0 {
 		return DeadLetter{}, false
 	}
-	sub := letterSubject(d)
+	sub, write := letterSubject(d), letterWrite(d)
+	var sameWrite, sameSubject []DeadLetter
 	for _, c := range r.replays {
-		if letterSubject(c) == sub {
-			return c, true
+		if letterSubject(c) != sub {
+			continue
+		}
+		if write != "" && letterWrite(c) == write {
+			sameWrite = append(sameWrite, c)
+		} else {
+			sameSubject = append(sameSubject, c)
 		}
 	}
-	return DeadLetter{}, false
+	pick := func(free bool) (DeadLetter, bool) {
+		for _, group := range [][]DeadLetter{sameWrite, sameSubject} {
+			for _, c := range group {
+				if !free || r.answers[c.ID] == 0 {
+					return c, true
+				}
+			}
+		}
+		return DeadLetter{}, false
+	}
+	c, ok := pick(true)
+	if !ok {
+		c, ok = pick(false)
+	}
+	if ok {
+		r.answers[c.ID]++
+	}
+	return c, ok
+}
+
+// release gives back the claimed letters a's letters answered: a was
+// dropped (it failed) or its commit failed.
+func (r *Run) release(a *Attempt) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range a.answering {
+		if c.ID != 0 && r.answers[c.ID] > 0 {
+			r.answers[c.ID]--
+		}
+	}
+	a.answering = nil
 }

@@ -228,16 +228,6 @@ func (p *pass) replayedWrites() map[string]bool {
 	return keys
 }
 
-// failedAgain reports whether d, a letter a step parks, updates a letter
-// this run claimed for replay (it failed again) rather than adding one.
-func (p *pass) failedAgain(d DeadLetter) bool {
-	if p.run == nil {
-		return false
-	}
-	_, ok := p.run.claimedFor(d)
-	return ok
-}
-
 func dedupe(s []string) []string {
 	seen := map[string]bool{}
 	var out []string

@@ -1091,7 +1091,7 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			}
 			d := DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error}
 			a.DeadLetter(d)
-			out[i].Again = p.failedAgain(d)
+			out[i].Again = a.failedAgain()
 			failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true, ID: o.ID, Created: o.Created, Partial: o.Partial})
 			a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: rid, Result: failed})
 		}
@@ -1390,7 +1390,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				a.DeadLetter(d)
 				failed, _ := json.Marshal(writeOutcome{Error: reason, Permanent: true})
 				a.RecordWrite(LedgerEntry{IdemKey: key, System: sd.name, RecordID: pr.src.ID, Result: failed})
-				res.Parked[i] = !p.failedAgain(d)
+				res.Parked[i] = !a.failedAgain()
 				continue
 			}
 			srcID := pr.src.ID
