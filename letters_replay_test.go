@@ -144,3 +144,61 @@ func TestReplayFailingAgainTwiceForOneLetter(t *testing.T) {
 			"the second run's dead-letter audit rows both name the claimed letter")
 	})
 }
+
+// TestReplayFailingAgainAcrossResume has a replaying run answer one of two
+// claimed letters about one record, stop, and be resumed: a failure after
+// the resume answers the other letter, since the first was answered before.
+func TestReplayFailingAgainAcrossResume(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st crmsync.Store) {
+		ctx := context.Background()
+		c := newClock()
+		eng := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Retry = &crmsync.RetryPolicy{MaxAttempts: 1} })
+		replaying, failB := false, false
+		wf := crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+			parkStep := func(id string, d crmsync.DeadLetter, fail bool) error {
+				_, err := crmsync.Step(ctx, run, id, func(_ context.Context, a *crmsync.Attempt) (int, error) {
+					if fail {
+						return 0, errFlaky
+					}
+					a.DeadLetter(d)
+					return 0, nil
+				}, nil)
+				return err
+			}
+			if !replaying {
+				if err := parkStep("a", writeLetter(t, "Email", "v1-email"), false); err != nil {
+					return err
+				}
+				return parkStep("b", writeLetter(t, "FirstName", "v1-firstname"), false)
+			}
+			if err := parkStep("a", writeLetter(t, "Email", "v2-email"), false); err != nil {
+				return err
+			}
+			return parkStep("b", writeLetter(t, "FirstName", "v2-firstname"), failB)
+		})
+		_, err := eng.Run(ctx, "k", wf)
+		require.NoError(t, err)
+		parked, err := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+		require.NoError(t, err)
+		require.Len(t, parked, 2, "letters parked by the first run")
+		for _, d := range parked {
+			require.NoError(t, st.SetDeadLetterStatus(ctx, d.ID, crmsync.DeadReplay, c.Now()))
+		}
+		replaying, failB = true, true
+		stopped, err := eng.Run(ctx, "k", wf)
+		require.ErrorIs(t, err, errFlaky, "the replaying run stops at step b")
+		require.Equal(t, crmsync.RunOpen, stopped.Status, "stopped run status")
+		failB = false
+		resumed, err := eng.Run(ctx, "k", wf)
+		require.NoError(t, err)
+		require.Equal(t, stopped.ID, resumed.ID, "resumed run id")
+		after, err := st.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+		require.NoError(t, err)
+		require.Len(t, after, 2, "no letter is added for a replay that failed again")
+		for _, d := range after {
+			assert.Equal(t, crmsync.DeadFailedAgain, d.Status, "letter %d status", d.ID)
+		}
+		assert.ElementsMatch(t, []int64{parked[0].ID, parked[1].ID}, answeredLetters(t, st, resumed.ID),
+			"the run's dead-letter audit rows name each letter once")
+	})
+}
