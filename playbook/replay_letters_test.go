@@ -156,3 +156,44 @@ func TestReplayedArchiveOfSalesforceDeletion(t *testing.T) {
 	r, _ := h.f.hs.Get("contacts", hs.ID)
 	require.Equal(t, "true", r.Properties["crmsync_archived"], "HubSpot %s after the replay", hs.ID)
 }
+
+// TestTwoReplayedResolutionsFailingAgain: a person resolves two held
+// conflicts of one contact; both choices' writes to Salesforce are refused
+// and parked, replayed and refused again. Each letter must fail again on
+// its own, so both are there to replay and both choices reach Salesforce.
+// (Found by TestModel, seed 15542935109994244973: both refusals updated the
+// first letter, the second was taken as done and its choice never written.)
+func TestTwoReplayedResolutionsFailingAgain(t *testing.T) {
+	h := newHarness(t, fast(t))
+	ctx := context.Background()
+	ids := h.f.hs.SeedContacts(1)
+	h.pass()
+	sf := h.sfByEmail()["contact"+ids[0]+"@example.com"]
+	require.Len(t, sf, 1, "counterpart missing")
+	must(t, h.f.hs.Edit("contacts", ids[0], map[string]string{"firstname": "Augusta", "lastname": "King"}))
+	must(t, h.f.sf.Edit(sf[0].ID, crmsync.Fields{"FirstName": "Ada", "LastName": "Byron"}))
+	time.Sleep(3 * time.Millisecond)
+	h.pass()
+	held, err := h.st.ListConflicts(ctx, crmsync.ConflictFilter{Key: h.key, State: crmsync.ConflictHeld})
+	require.NoError(t, err)
+	require.Len(t, held, 2, "want the firstname and lastname conflicts held")
+	for _, c := range held {
+		must(t, h.st.ResolveConflict(ctx, c.ID, crmsync.Resolution{Pick: "hubspot"}, time.Now()))
+	}
+	refuseNextSalesforceUpdate(h)
+	h.pass()
+	require.Equal(t, 2, replayAll(t, h), "want both refused resolution writes parked")
+	refuseNextSalesforceUpdate(h)
+	h.pass()
+	letters := h.deadLetters()
+	require.Len(t, letters, 2, "no letter is added for a replay that failed again")
+	for _, d := range letters {
+		require.Equal(t, crmsync.DeadFailedAgain, d.Status, "letter %d", d.ID)
+	}
+	require.Equal(t, 2, replayAll(t, h), "want both letters to replay again")
+	h.pass()
+	h.pass()
+	r, _ := h.f.sf.Get(sf[0].ID)
+	require.Equal(t, "Augusta", r.Fields["FirstName"], "Salesforce %s FirstName after the replay", sf[0].ID)
+	require.Equal(t, "King", r.Fields["LastName"], "Salesforce %s LastName after the replay", sf[0].ID)
+}
