@@ -1508,19 +1508,8 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 // written there, so nothing was synced.
 func (p *pass) keepDroppedBase(pr *pair) {
 	for _, r := range p.s.c.Policy.Rules {
-		if !p.isDropped(p.a, r.A) && !p.isDropped(p.b, r.B) {
-			continue
-		}
-		k := r.Key()
-		var old any
-		var had bool
-		if pr.link != nil {
-			old, had = pr.link.Base[k]
-		}
-		if had {
-			pr.res.NewBase[k] = old
-		} else {
-			delete(pr.res.NewBase, k)
+		if p.isDropped(p.a, r.A) || p.isDropped(p.b, r.B) {
+			pr.keepOldBase(r.Key())
 		}
 	}
 }
@@ -1529,17 +1518,20 @@ func (p *pass) keepDroppedBase(pr *pair) {
 // their write did not land, so they are written again.
 func (p *pass) keepBase(pr *pair, keep map[string]bool) {
 	for k := range keep {
-		var old any
-		var had bool
-		if pr.link != nil {
-			old, had = pr.link.Base[k]
-		}
-		if had {
+		pr.keepOldBase(k)
+	}
+}
+
+// keepOldBase sets key k of pr's new base back to its link's old base, or
+// removes it where the old base had none.
+func (pr *pair) keepOldBase(k string) {
+	if pr.link != nil {
+		if old, had := pr.link.Base[k]; had {
 			pr.res.NewBase[k] = old
-		} else {
-			delete(pr.res.NewBase, k)
+			return
 		}
 	}
+	delete(pr.res.NewBase, k)
 }
 
 func archivedIn(res MergeResult, pol *Policy, system string) bool {
