@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/internal/cmdtest"
 )
 
 // TestFakeSeedsHubSpotCompaniesAndDeals runs "crmsync fake" with companies
@@ -39,7 +41,7 @@ func TestFakeSeedsHubSpotCompaniesAndDeals(t *testing.T) {
 }
 
 func TestFakeRefusesNegativeGraphCounts(t *testing.T) {
-	var out, errOut lockedBuffer
+	var out, errOut cmdtest.LockedBuffer
 	code := run(t.Context(), []string{"fake", "-hubspot-companies", "-1"}, &out, &errOut, nil)
 	assert.NotZero(t, code)
 	assert.Contains(t, errOut.String(), "-hubspot-companies and -hubspot-deals must not be negative")

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/internal/cmdtest"
 )
 
 func TestFakeSeedsSalesforceAccountsAndLeads(t *testing.T) {
@@ -26,7 +28,7 @@ func TestFakeSeedsSalesforceAccountsAndLeads(t *testing.T) {
 	for _, c := range contacts {
 		assert.Regexp(t, "^001", c.(map[string]any)["AccountId"], "every contact has an account")
 	}
-	var stderr lockedBuffer
+	var stderr cmdtest.LockedBuffer
 	assert.Equal(t, exitUsage, run(t.Context(), []string{"fake", "-salesforce-accounts", "-1"}, io.Discard, &stderr, nil))
 	assert.Contains(t, stderr.String(), "-salesforce-accounts")
 }

@@ -8,40 +8,22 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/crmsync/crmsync/internal/cmdtest"
 	"github.com/crmsync/crmsync/playbook"
 )
-
-// lockedBuffer is an io.Writer safe to read while the command writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startFake runs "crmsync fake" with args on free ports until the test
 // ends and returns the NAME=VALUE lines it printed.
 func startFake(t *testing.T, args ...string) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut lockedBuffer
+	var out, errOut cmdtest.LockedBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"fake", "-hubspot-addr", "127.0.0.1:0", "-salesforce-addr", "127.0.0.1:0", "-salesforce-pubsub-addr", "127.0.0.1:0"}, args...), &out, &errOut, nil)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/crmsync/crmsync/internal/cmdtest"
 )
 
 var servingOn = regexp.MustCompile(`crmsync console on (http://\S+)`)
@@ -22,7 +24,7 @@ func TestServe(t *testing.T) {
 	f := fill(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut lockedBuffer
+	var out, errOut cmdtest.LockedBuffer
 	env := func(k string) string {
 		switch k {
 		case "CRMSYNC_STORE":
