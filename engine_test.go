@@ -13,34 +13,19 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/clocktest"
 	"github.com/crmsync/crmsync/store/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// clock is a controllable clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 }
 
 // sleeper records waits and advances the clock instead of sleeping.
 type sleeper struct {
-	c     *clock
+	c     *clocktest.Clock
 	mu    sync.Mutex
 	waits []time.Duration
 }
@@ -53,7 +38,7 @@ func (s *sleeper) Sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func newEngine(t *testing.T, st crmsync.Store, c *clock, mod func(*crmsync.Config)) *crmsync.Engine {
+func newEngine(t *testing.T, st crmsync.Store, c *clocktest.Clock, mod func(*crmsync.Config)) *crmsync.Engine {
 	t.Helper()
 	cfg := crmsync.Config{Store: st, Now: c.Now, LeaseTTL: 10 * time.Second, Heartbeat: 9 * time.Second, Logger: quiet}
 	if mod != nil {

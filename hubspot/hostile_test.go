@@ -12,6 +12,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/internal/clocktest"
 )
 
 // A batch HubSpot refuses whole (email upserts have no partial success)
@@ -139,7 +140,7 @@ func TestDailyBudgetDayFollowsAccountTimeZone(t *testing.T) {
 	srv := fastFake(t)
 	id := srv.SeedContacts(1)[0]
 	ny := time.FixedZone("EST", -5*3600)
-	clk := &clock{t: time.Date(2026, 3, 2, 23, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 3, 2, 23, 0, 0, 0, time.UTC))
 	c := newClient(t, srv, func(cfg *hubspot.Config) {
 		cfg.DailyBudget = 1
 		cfg.Now = clk.Now

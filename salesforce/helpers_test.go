@@ -1,38 +1,23 @@
 package salesforce_test
 
 import (
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/crmsync/crmsync/internal/clocktest"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 	"github.com/stretchr/testify/require"
 )
 
-// clock is a controllable clock shared by the fake and the client.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newClock returns the clock shared by the fake and the client.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 }
 
 // fixture is a fake org and a client pointed at it.
 type fixture struct {
-	clk *clock
+	clk *clocktest.Clock
 	srv *salesforcetest.Server
 	c   *salesforce.Client
 }

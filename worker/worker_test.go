@@ -11,34 +11,19 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/clocktest"
 	"github.com/crmsync/crmsync/store/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// clock is a controllable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC))
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newEngine(t *testing.T, st crmsync.Store, clk *clock, holder string) *crmsync.Engine {
+func newEngine(t *testing.T, st crmsync.Store, clk *clocktest.Clock, holder string) *crmsync.Engine {
 	t.Helper()
 	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Now: clk.Now, Holder: holder, LeaseTTL: 2 * time.Second, Logger: quiet})
 	require.NoError(t, err)
@@ -111,11 +96,11 @@ func TestDue(t *testing.T) {
 	require.Equal(t, 1, wfs.count("a"), "after the first tick runs = %v, want one per key (never ran means due)", wfs.runs)
 	require.Equal(t, 1, wfs.count("b"), "after the first tick runs = %v, want one per key (never ran means due)", wfs.runs)
 	tickWait(w)
-	clk.Add(time.Minute - time.Millisecond)
+	clk.Advance(time.Minute - time.Millisecond)
 	tickWait(w)
 	require.Equal(t, 1, wfs.count("a"), "within the interval runs = %v, want still one per key", wfs.runs)
 	require.Equal(t, 1, wfs.count("b"), "within the interval runs = %v, want still one per key", wfs.runs)
-	clk.Add(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	tickWait(w)
 	require.Equal(t, 2, wfs.count("a"), "one interval after the last run finished runs = %v, want two per key", wfs.runs)
 	require.Equal(t, 2, wfs.count("b"), "one interval after the last run finished runs = %v, want two per key", wfs.runs)
@@ -125,7 +110,7 @@ func TestDue(t *testing.T) {
 		wfs.mu.Lock()
 		wfs.fail["a"] = errors.New("boom")
 		wfs.mu.Unlock()
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 		w.cfg.RetryDelay = 10 * time.Second
 		tickWait(w)
 		n := wfs.count("a")
@@ -140,7 +125,7 @@ func TestDue(t *testing.T) {
 		wfs.mu.Lock()
 		delete(wfs.fail, "a")
 		wfs.mu.Unlock()
-		clk.Add(10 * time.Second)
+		clk.Advance(10 * time.Second)
 		tickWait(w)
 		n = wfs.count("a")
 		require.Equal(t, 4, n, "runs of a after RetryDelay = %d, want 4", n)
@@ -152,7 +137,7 @@ func TestDue(t *testing.T) {
 
 	t.Run("expired lease of a dead process is taken over", func(t *testing.T) {
 		ctx := context.Background()
-		clk.Add(time.Hour)
+		clk.Advance(time.Hour)
 		// A process took the lease on b, opened a run and died.
 		dead, _, err := st.AcquireLease(ctx, crmsync.LeaseRequest{Key: "b", Holder: "dead", Workflow: "x",
 			NewRun: crmsync.NewRunID(clk.Now()), TTL: 2 * time.Second, Now: clk.Now()})
@@ -160,7 +145,7 @@ func TestDue(t *testing.T) {
 		before := wfs.count("b")
 		tickWait(w)
 		require.Equal(t, before, wfs.count("b"), "b ran while a live lease held it")
-		clk.Add(2 * time.Second)
+		clk.Advance(2 * time.Second)
 		tickWait(w)
 		require.Equal(t, before+1, wfs.count("b"), "b not taken over after the lease expired")
 		info, err := st.GetRun(ctx, dead.Run)
@@ -222,14 +207,14 @@ func TestBusyAndRacingClaims(t *testing.T) {
 	// More late claims: each is skipped, none pushes the schedule: k is due
 	// one interval after the real run finished, not after the skips.
 	for range firstLook + 1 {
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 		w2.runKey(ctx, "k")
 	}
 	require.Equal(t, int64(1), calls.Load(), "late claims ran the workflow again: calls = %d", calls.Load())
-	clk.Add(time.Minute - time.Duration(firstLook+2)*time.Second)
+	clk.Advance(time.Minute - time.Duration(firstLook+2)*time.Second)
 	due, _ = w2.Due(ctx, "k")
 	assert.False(t, due, "Due(k) = true within the interval of the real run, past %d skipped claims", firstLook+1)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	due, _ = w2.Due(ctx, "k")
 	assert.True(t, due, "Due(k) = false one interval after the real run, past %d skipped claims", firstLook+1)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
+	"github.com/crmsync/crmsync/internal/clocktest"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/stretchr/testify/assert"
@@ -45,7 +46,7 @@ func TestReplayGoesToNextRun(t *testing.T) {
 	require.Equal(t, crmsync.DeadReplay, before.Status, "letter 1 after replay: status %s updated %s, want replay at %s", before.Status, before.Updated, cliNow)
 	require.True(t, before.Updated.Equal(cliNow), "letter 1 after replay: status %s updated %s, want replay at %s", before.Status, before.Updated, cliNow)
 
-	clk := &clock{t: t0.Add(20 * time.Minute)}
+	clk := clocktest.New(t0.Add(20 * time.Minute))
 	eng := newEngine(t, st, clk)
 	var got []crmsync.DeadLetter
 	info, err := eng.Run(ctx, "team-a", workflow("contacts", func(ctx context.Context, run *crmsync.Run) error {

@@ -13,11 +13,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/clocktest"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/stretchr/testify/require"
 )
@@ -37,30 +37,6 @@ const (
 	conflictPair     = "7a6b5c4d3e2f1a0b9c8d7e6f" // acme/contacts (a graph pair), firstname, held
 )
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fixture is an SQLite store filled through the engine and the Store API.
 type fixture struct {
 	path string
@@ -69,7 +45,7 @@ type fixture struct {
 }
 
 // newEngine returns an engine on st with a fixed holder and clk.
-func newEngine(t *testing.T, st crmsync.Store, clk *clock) *crmsync.Engine {
+func newEngine(t *testing.T, st crmsync.Store, clk *clocktest.Clock) *crmsync.Engine {
 	t.Helper()
 	eng, err := crmsync.NewEngine(crmsync.Config{
 		Store:  st,
@@ -111,7 +87,7 @@ func fill(t *testing.T) *fixture {
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 	require.NoError(t, err)
 	defer st.Close()
-	clk := &clock{t: t0}
+	clk := clocktest.New(t0)
 	eng := newEngine(t, st, clk)
 	f := &fixture{path: path}
 

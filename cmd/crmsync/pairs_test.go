@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/clocktest"
 	"github.com/crmsync/crmsync/store/sqlite"
 )
 
@@ -23,7 +24,7 @@ func fillGraph(t *testing.T) string {
 	st, err := sqlite.Open(ctx, sqlite.Config{Path: path})
 	require.NoError(t, err)
 	defer st.Close()
-	clk := &clock{t: t0}
+	clk := clocktest.New(t0)
 	eng := newEngine(t, st, clk)
 	_, err = eng.Run(ctx, "acme", workflow("graph", func(ctx context.Context, run *crmsync.Run) error {
 		_, err := crmsync.Step(ctx, run, "contacts:merge:hubspot:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
