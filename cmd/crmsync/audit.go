@@ -53,14 +53,8 @@ func (c *cli) cmdAudit(ctx context.Context, args []string) error {
 	fs.Int64Var(&q.After, "after", 0, "")
 	all := fs.Bool("all", false, "")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
+	err := parseList(fs, args, format)
 	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usagef("audit: unexpected argument %q", rest[0])
-	}
-	if err := checkFormat(*format, "table", "json", "csv"); err != nil {
 		return err
 	}
 	q.Run = crmsync.RunID(run)

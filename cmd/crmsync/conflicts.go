@@ -73,14 +73,7 @@ func (c *cli) conflictsList(ctx context.Context, args []string) error {
 	fs.StringVar(&state, "state", "", "")
 	fs.StringVar(&f.Field, "field", "", "")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usagef("conflicts list: unexpected argument %q", rest[0])
-	}
-	if err := checkFormat(*format, "table", "json", "csv"); err != nil {
+	if err := parseList(fs, args, format); err != nil {
 		return err
 	}
 	switch s := crmsync.ConflictState(state); s {

@@ -68,14 +68,7 @@ func (c *cli) dlqList(ctx context.Context, args []string) error {
 	fs.StringVar(&q.Key, "key", "", "")
 	fs.StringVar(&status, "status", "", "")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usagef("dlq list: unexpected argument %q", rest[0])
-	}
-	if err := checkFormat(*format, "table", "json", "csv"); err != nil {
+	if err := parseList(fs, args, format); err != nil {
 		return err
 	}
 	switch s := crmsync.DeadLetterStatus(status); s {

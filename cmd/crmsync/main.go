@@ -258,6 +258,19 @@ func checkFormat(f string, allowed ...string) error {
 	return usagef("-format %q: want one of %s", f, strings.Join(allowed, ", "))
 }
 
+// parseList parses the flags of a command that lists: it takes no
+// arguments, and its -format is table, json or csv.
+func parseList(fs *flag.FlagSet, args []string, format *string) error {
+	rest, err := parseAll(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), rest[0])
+	}
+	return checkFormat(*format, "table", "json", "csv")
+}
+
 // withStore opens the store named by -store or $CRMSYNC_STORE, calls fn
 // and closes the store.
 func (c *cli) withStore(ctx context.Context, fn func(st crmsync.Store) error) error {

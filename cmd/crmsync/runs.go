@@ -37,14 +37,7 @@ func (c *cli) cmdRuns(ctx context.Context, args []string) error {
 	key := fs.String("key", "", "")
 	limit := fs.Int("limit", 20, "")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usagef("runs: unexpected argument %q", rest[0])
-	}
-	if err := checkFormat(*format, "table", "json", "csv"); err != nil {
+	if err := parseList(fs, args, format); err != nil {
 		return err
 	}
 	if *limit < 1 {

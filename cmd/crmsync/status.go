@@ -99,14 +99,7 @@ func (c *cli) cmdStatus(ctx context.Context, args []string) error {
 	key := fs.String("key", "", "")
 	nruns := fs.Int("runs", 3, "")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usagef("status: unexpected argument %q", rest[0])
-	}
-	if err := checkFormat(*format, "table", "json", "csv"); err != nil {
+	if err := parseList(fs, args, format); err != nil {
 		return err
 	}
 	if *nruns < 1 {
