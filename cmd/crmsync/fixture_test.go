@@ -229,15 +229,7 @@ func fill(t *testing.T) *fixture {
 	// Run 4: a graph run of acme: a held conflict of its contacts pair.
 	clk.Set(t0.Add(7 * time.Minute))
 	info, err = eng.Run(ctx, "acme", workflow("graph", func(ctx context.Context, run *crmsync.Run) error {
-		_, err := crmsync.Step(ctx, run, "contacts:merge:hubspot:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
-			clk.Advance(time.Second)
-			a.SaveConflicts(crmsync.Conflict{ID: conflictPair, Key: crmsync.PairKey("acme", "contacts"),
-				SystemA: "hubspot", SystemB: "salesforce", RecordA: "301", RecordB: "003C0000001",
-				Field: "firstname", FieldA: "firstname", FieldB: "FirstName", Type: crmsync.TypeString,
-				Base: "Al", A: "Alan", B: "Albert", Rule: "hold", Held: true, State: crmsync.ConflictHeld})
-			return 1, nil
-		}, nil)
-		return err
+		return holdPairConflict(ctx, run, clk)
 	}))
 	require.NoError(t, err, "run 4")
 	f.runs = append(f.runs, info.ID)
@@ -247,6 +239,20 @@ func fill(t *testing.T) *fixture {
 		NewRun: "run_unused", TTL: time.Minute, Now: t0.Add(10 * time.Minute)})
 	require.NoError(t, err)
 	return f
+}
+
+// holdPairConflict is the step of a graph run of acme in which its
+// contacts pair holds conflict conflictPair (kept under acme/contacts).
+func holdPairConflict(ctx context.Context, run *crmsync.Run, clk *clocktest.Clock) error {
+	_, err := crmsync.Step(ctx, run, "contacts:merge:hubspot:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
+		clk.Advance(time.Second)
+		a.SaveConflicts(crmsync.Conflict{ID: conflictPair, Key: crmsync.PairKey("acme", "contacts"),
+			SystemA: "hubspot", SystemB: "salesforce", RecordA: "301", RecordB: "003C0000001",
+			Field: "firstname", FieldA: "firstname", FieldB: "FirstName", Type: crmsync.TypeString,
+			Base: "Al", A: "Alan", B: "Albert", Rule: "hold", Held: true, State: crmsync.ConflictHeld})
+		return 1, nil
+	}, nil)
+	return err
 }
 
 // normalize replaces the random part of run ids with their order.

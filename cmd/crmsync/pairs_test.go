@@ -27,18 +27,10 @@ func fillGraph(t *testing.T) string {
 	clk := clocktest.New(t0)
 	eng := newEngine(t, st, clk)
 	_, err = eng.Run(ctx, "acme", workflow("graph", func(ctx context.Context, run *crmsync.Run) error {
-		_, err := crmsync.Step(ctx, run, "contacts:merge:hubspot:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
-			clk.Advance(time.Second)
-			a.SaveConflicts(crmsync.Conflict{ID: conflictPair, Key: crmsync.PairKey("acme", "contacts"),
-				SystemA: "hubspot", SystemB: "salesforce", RecordA: "301", RecordB: "003C0000001",
-				Field: "firstname", FieldA: "firstname", FieldB: "FirstName", Type: crmsync.TypeString,
-				Base: "Al", A: "Alan", B: "Albert", Rule: "hold", Held: true, State: crmsync.ConflictHeld})
-			return 1, nil
-		}, nil)
-		if err != nil {
+		if err := holdPairConflict(ctx, run, clk); err != nil {
 			return err
 		}
-		_, err = crmsync.Step(ctx, run, "deals:write:salesforce:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
+		_, err := crmsync.Step(ctx, run, "deals:write:salesforce:0", func(ctx context.Context, a *crmsync.Attempt) (int, error) {
 			clk.Advance(time.Second)
 			a.DeadLetter(crmsync.DeadLetter{System: "salesforce", RecordID: "401",
 				Payload: jsonOf(map[string]any{"op": "create"}), Error: "salesforce: create Opportunity: REQUIRED_FIELD_MISSING: CloseDate"})
