@@ -147,6 +147,7 @@ var goldenCases = []goldenCase{
 	{name: "err-replay-none", args: []string{"dlq", "replay"}, code: 2},
 	{name: "err-resolve-both", args: []string{"conflicts", "resolve", conflictHeld, "-pick", "hubspot", "-value", "x"}, code: 2},
 	{name: "err-resolve-neither", args: []string{"conflicts", "resolve", conflictHeld}, code: 2},
+	{name: "err-resolve-no-id", args: []string{"conflicts", "resolve", "-pick", "hubspot"}, code: 2},
 	{name: "err-resolve-bad-pick", args: []string{"conflicts", "resolve", conflictHeld, "-pick", "zoho"}, code: 2},
 	{name: "err-resolve-not-held", args: []string{"conflicts", "resolve", conflictResolved, "-pick", "hubspot"}, code: 1},
 	{name: "err-resolve-unknown", args: []string{"conflicts", "resolve", "nope", "-pick", "hubspot"}, code: 1},
