@@ -112,18 +112,15 @@ func (c *cli) conflictsShow(ctx context.Context, args []string) error {
 	c.hint = "usage: crmsync conflicts show ID [-format table|json]"
 	fs := c.flags("conflicts show")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
+	id, err := parseOne(fs, args, "conflict id")
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usagef("conflicts show: want one conflict id, got %d arguments", len(rest))
 	}
 	if err := checkFormat(*format, "table", "json"); err != nil {
 		return err
 	}
 	return c.withStore(ctx, func(st crmsync.Store) error {
-		x, err := getConflict(ctx, st, rest[0])
+		x, err := getConflict(ctx, st, id)
 		if err != nil {
 			return err
 		}
@@ -158,12 +155,9 @@ func (c *cli) conflictsResolve(ctx context.Context, args []string) error {
 	var value string
 	valueSet := false
 	fs.Func("value", "", func(s string) error { value, valueSet = s, true; return nil })
-	rest, err := parseAll(fs, args)
+	id, err := parseOne(fs, args, "conflict id")
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usagef("conflicts resolve: want one conflict id, got %d arguments", len(rest))
 	}
 	switch {
 	case *pick != "" && valueSet:
@@ -173,7 +167,6 @@ func (c *cli) conflictsResolve(ctx context.Context, args []string) error {
 	case *pick == crmsync.PickValue:
 		return usagef("conflicts resolve: use -value V to set a value")
 	}
-	id := rest[0]
 	return c.withStore(ctx, func(st crmsync.Store) error {
 		x, err := getConflict(ctx, st, id)
 		if err != nil {

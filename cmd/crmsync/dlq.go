@@ -124,17 +124,14 @@ func (c *cli) dlqShow(ctx context.Context, args []string) error {
 	c.hint = "usage: crmsync dlq show ID [-format table|json]"
 	fs := c.flags("dlq show")
 	format := formatFlag(fs, "table")
-	rest, err := parseAll(fs, args)
+	arg, err := parseOne(fs, args, "dead letter id")
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usagef("dlq show: want one dead letter id, got %d arguments", len(rest))
 	}
 	if err := checkFormat(*format, "table", "json"); err != nil {
 		return err
 	}
-	ids, err := parseIDs("dlq show", rest)
+	ids, err := parseIDs("dlq show", []string{arg})
 	if err != nil {
 		return err
 	}

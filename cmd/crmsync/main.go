@@ -271,6 +271,19 @@ func parseList(fs *flag.FlagSet, args []string, format *string) error {
 	return checkFormat(*format, "table", "json", "csv")
 }
 
+// parseOne parses the flags of a command that takes one argument, the id
+// of one thing; what names it in the usage error ("run id").
+func parseOne(fs *flag.FlagSet, args []string, what string) (string, error) {
+	rest, err := parseAll(fs, args)
+	if err != nil {
+		return "", err
+	}
+	if len(rest) != 1 {
+		return "", usagef("%s: want one %s, got %d arguments", fs.Name(), what, len(rest))
+	}
+	return rest[0], nil
+}
+
 // withStore opens the store named by -store or $CRMSYNC_STORE, calls fn
 // and closes the store.
 func (c *cli) withStore(ctx context.Context, fn func(st crmsync.Store) error) error {

@@ -91,17 +91,14 @@ func (c *cli) cmdRunsShow(ctx context.Context, args []string) error {
 	c.hint = "usage: crmsync runs show ID [-format json|table]"
 	fs := c.flags("runs show")
 	format := formatFlag(fs, "json")
-	rest, err := parseAll(fs, args)
+	arg, err := parseOne(fs, args, "run id")
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usagef("runs show: want one run id, got %d arguments", len(rest))
 	}
 	if err := checkFormat(*format, "json", "table"); err != nil {
 		return err
 	}
-	id := crmsync.RunID(rest[0])
+	id := crmsync.RunID(arg)
 	return c.withStore(ctx, func(st crmsync.Store) error {
 		ri, err := st.GetRun(ctx, id)
 		if errors.Is(err, crmsync.ErrNotFound) {
