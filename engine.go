@@ -553,9 +553,10 @@ func (r *Run) end(ctx context.Context, end RunEnd) (RunInfo, int, error) {
 	return info, pruned, nil
 }
 
-// heartbeat renews the run's lease every Config.Heartbeat. A run that can
-// no longer prove its lease must stop calling the CRMs before another
-// process may take the key: heartbeat cancels the run's context, with a
+// heartbeat renews the run's lease every Config.Heartbeat, or sooner so that
+// a renewal has a quarter heartbeat before the stop point. A run that can no
+// longer prove its lease must stop calling the CRMs before another process
+// may take the key: heartbeat cancels the run's context, with a
 // cause wrapping ErrLeaseLost, when the lease changed hands, or when the
 // lease as last renewed is a quarter heartbeat from expiring and the
 // renewals tried since failed (a renewal call may take until then; a failed
@@ -569,7 +570,12 @@ func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 	stopAt := r.Lease().Expires.Add(-margin)
 	var lastErr error
 	for {
-		wait := hb
+		// The next renewal starts early enough to end, taking its quarter
+		// heartbeat, by the stop point: after a renewal that took long (its
+		// new expiry counts from before the call), or with a Heartbeat near
+		// LeaseTTL, a full heartbeat's sleep would wake past it with no
+		// failure on record, the run still calling the CRMs.
+		wait := min(hb, stopAt.Sub(r.eng.cfg.Now())-margin)
 		if lastErr != nil {
 			wait = min(hb/4, stopAt.Sub(r.eng.cfg.Now()))
 		}

@@ -3,6 +3,7 @@ package crmsync_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/store/memory"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -159,4 +161,94 @@ func TestNoStepRunsOnceLeaseLost(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, called, "a step function ran after the lease was lost")
 	require.ErrorIs(t, stepErr, crmsync.ErrLeaseLost)
+}
+
+// skewClock is the wall clock moved forward by jumps: a jump is time the
+// process lost (frozen, starved) while a call was in flight.
+type skewClock struct{ skew atomic.Int64 }
+
+func (c *skewClock) Now() time.Time       { return time.Now().Add(time.Duration(c.skew.Load())) }
+func (c *skewClock) Jump(d time.Duration) { c.skew.Add(int64(d)) }
+
+// slowRenewals is a Store whose first succeed lease renewals succeed but
+// take took on the engine's clock, and whose later renewals hang until
+// their deadline, as against a database that went slow and then away.
+type slowRenewals struct {
+	*memory.Store
+	clk     *skewClock
+	succeed int
+	took    time.Duration
+
+	mu       sync.Mutex
+	attempts []renewal
+}
+
+// renewal is one RenewLease call: when, and the expiry of the lease it renewed.
+type renewal struct{ now, expires time.Time }
+
+func (s *slowRenewals) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
+	s.mu.Lock()
+	n := len(s.attempts)
+	s.attempts = append(s.attempts, renewal{now: now, expires: l.Expires})
+	s.mu.Unlock()
+	if n >= s.succeed {
+		<-ctx.Done()
+		return crmsync.Lease{}, fmt.Errorf("read tcp 10.0.0.5:5432: i/o timeout: %w", ctx.Err())
+	}
+	nl, err := s.Store.RenewLease(ctx, l, ttl, now)
+	s.clk.Jump(s.took)
+	return nl, err
+}
+
+// TestHeartbeatRenewsBeforeTheStopPoint: the heartbeat's next renewal comes
+// early enough to end before the stop point (a quarter heartbeat before the
+// lease as last renewed expires), however long the last renewal took and
+// however long Heartbeat is next to LeaseTTL. A run that sleeps a full
+// heartbeat after a renewal that took most of the TTL (its new expiry counts
+// from before the call) wakes past the stop point with no failed renewal on
+// record, and keeps calling the CRMs past the expiry, when another process
+// may hold the key. Here the renewals after the slow ones hang until their
+// deadline: the run must stop, with ErrLeaseLost, before its lease expires.
+func TestHeartbeatRenewsBeforeTheStopPoint(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ttl, hb  time.Duration
+		succeed  int
+		took     time.Duration
+		attempts int // renewals tried before the run stops
+	}{
+		// The renewal at 0.8s succeeds 1.8s later (lease to 3.2s, stop at
+		// 3.0s): the next one must start before 3.0s, not at 3.4s.
+		{name: "renewal took most of the TTL", ttl: 2400 * time.Millisecond, hb: 800 * time.Millisecond, succeed: 1, took: 1800 * time.Millisecond, attempts: 2},
+		// Stop point at 1.55s: a first renewal at 1.8s is too late.
+		{name: "heartbeat near the TTL", ttl: 2 * time.Second, hb: 1800 * time.Millisecond, attempts: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &skewClock{}
+			st := &slowRenewals{Store: memory.New(), clk: clk, succeed: tc.succeed, took: tc.took}
+			eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, Holder: "a", Now: clk.Now,
+				LeaseTTL: tc.ttl, Heartbeat: tc.hb})
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var stopped time.Time
+			_, err = eng.Run(ctx, "k", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+				<-ctx.Done() // calling the CRMs until the engine stops the run
+				stopped = clk.Now()
+				return context.Cause(ctx)
+			}))
+			require.ErrorIs(t, err, crmsync.ErrLeaseLost)
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			require.Len(t, st.attempts, tc.attempts, "renewals tried")
+			for i, a := range st.attempts {
+				stopAt := a.expires.Add(-tc.hb / 4)
+				assert.True(t, a.now.Before(stopAt), "renewal %d began %s past the stop point of the lease it renewed", i+1, a.now.Sub(stopAt))
+			}
+			// The lease as last renewed: the last renewal's lease, or the
+			// one it returned if it succeeded.
+			last := st.attempts[len(st.attempts)-1]
+			assert.True(t, stopped.Before(last.expires), "the run stopped %s after its lease expired", stopped.Sub(last.expires))
+		})
+	}
 }

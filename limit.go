@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/time/rate"
 )
 
 // Limiter paces calls to one CRM account. A Limiter is shared by every run in a
@@ -32,19 +31,31 @@ type ThrottleConfig struct {
 	Burst int
 	// InFlight caps the calls running at once; zero means no cap.
 	InFlight int
-	// Now is the clock; nil means time.Now.
+	// Now is the clock; nil means time.Now. Waits always use real timers.
 	Now func() time.Time
 }
 
-// Throttle is a process-local Limiter: a token bucket (x/time/rate) with an
-// in-flight cap (x/sync/semaphore).
+// Throttle is a process-local Limiter: a token bucket with an in-flight cap
+// (x/sync/semaphore). A server that paces calls counts one when its request
+// arrives, which may be any moment between the Throttle's grant and the
+// response (a starved process or a slow network delays it), so a call takes
+// its token at its start and the bucket refills it only from when the call
+// ended: a call starts only while the bucket holds a token for it besides
+// those of the calls in flight. However late the requests arrive, the
+// server sees no more than Burst at once and Rate per Every after.
 type Throttle struct {
-	lim *rate.Limiter
 	sem *semaphore.Weighted
 	now func() time.Time
+	// perToken is the refill time of one token, zero for no rate limit.
+	perToken time.Duration
+	burst    int
 
-	mu    sync.Mutex
-	until time.Time
+	mu      sync.Mutex
+	until   time.Time
+	tokens  float64   // the bucket as of last, the in-flight calls' tokens still in it
+	last    time.Time // zero until the first call
+	running int       // calls granted, not ended
+	ended   chan struct{}
 }
 
 var _ Limiter = (*Throttle)(nil)
@@ -58,16 +69,16 @@ func NewThrottle(c ThrottleConfig) (*Throttle, error) {
 	if (c.Rate == 0) != (c.Every == 0) {
 		return nil, fmt.Errorf("crmsync: ThrottleConfig: Rate and Every must both be set or both be zero")
 	}
-	t := &Throttle{now: c.Now}
+	t := &Throttle{now: c.Now, ended: make(chan struct{})}
 	if t.now == nil {
 		t.now = time.Now
 	}
 	if c.Rate > 0 {
-		burst := c.Burst
-		if burst == 0 {
-			burst = c.Rate
+		t.burst = c.Burst
+		if t.burst == 0 {
+			t.burst = c.Rate
 		}
-		t.lim = rate.NewLimiter(rate.Every(c.Every/time.Duration(c.Rate)), burst)
+		t.perToken = max(c.Every/time.Duration(c.Rate), 1)
 	}
 	if c.InFlight > 0 {
 		t.sem = semaphore.NewWeighted(int64(c.InFlight))
@@ -90,14 +101,80 @@ func (t *Throttle) Acquire(ctx context.Context) (func(), error) {
 			t.sem.Release(1)
 		}
 	}
-	if t.lim != nil {
-		if err := t.lim.Wait(ctx); err != nil {
-			release()
-			return nil, err
-		}
+	if t.perToken == 0 {
+		var once sync.Once
+		return func() { once.Do(release) }, nil
+	}
+	if err := t.take(ctx); err != nil {
+		release()
+		return nil, err
 	}
 	var once sync.Once
-	return func() { once.Do(release) }, nil
+	return func() { once.Do(func() { t.end(); release() }) }, nil
+}
+
+// refill brings the bucket to now; t.mu is held.
+func (t *Throttle) refill(now time.Time) {
+	if t.last.IsZero() {
+		t.tokens, t.last = float64(t.burst), now
+		return
+	}
+	if d := now.Sub(t.last); d > 0 {
+		t.tokens = min(float64(t.burst), t.tokens+float64(d)/float64(t.perToken))
+		t.last = now
+	}
+}
+
+// take waits until the bucket holds a token besides those of the calls in
+// flight, and marks one more call in flight.
+func (t *Throttle) take(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		now := t.now()
+		t.refill(now)
+		free := t.tokens - float64(t.running)
+		if free >= 1 {
+			t.running++
+			t.mu.Unlock()
+			return nil
+		}
+		full := t.running >= t.burst
+		ended := t.ended
+		t.mu.Unlock()
+		if full {
+			// Every token is held by a call in flight: wait for one to end.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-ended:
+			}
+			continue
+		}
+		d := time.Duration((1 - free) * float64(t.perToken))
+		d = max(d, time.Microsecond)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return fmt.Errorf("crmsync: throttle: next call in %s, past the context deadline: %w", d, context.DeadlineExceeded)
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// end records that a call ended now: its token leaves the bucket, which
+// refills it from now.
+func (t *Throttle) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.refill(t.now())
+	t.tokens--
+	t.running--
+	close(t.ended)
+	t.ended = make(chan struct{})
 }
 
 func (t *Throttle) waitPause(ctx context.Context) error {

@@ -193,3 +193,53 @@ func TestWindowLimiterCountsACallUntilItEnds(t *testing.T) {
 	require.NoError(t, err, "a call a window after the previous one ended")
 	relF()
 }
+
+// TestThrottleRefillsACallsTokenFromItsEnd: a server that paces by a token
+// bucket counts a call when its request arrives, at any moment between the
+// Throttle's grant and the response (a starved process, a slow network).
+// The Throttle keeps each call's token taken while it is in flight and
+// refills it from when the call ended, so no placement of the server's
+// counts runs past the bucket. Refilling from the grant let a call start
+// while the one before, granted a whole interval earlier, might still be
+// about to arrive.
+func TestThrottleRefillsACallsTokenFromItsEnd(t *testing.T) {
+	clk := newClock()
+	const every = time.Millisecond
+	th, err := crmsync.NewThrottle(crmsync.ThrottleConfig{Rate: 1, Every: every, Burst: 2, Now: clk.Now})
+	require.NoError(t, err)
+	// blocked reports whether Acquire admits no call before the clock
+	// moves; an admitted call is released at once.
+	blocked := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		release, err := th.Acquire(ctx)
+		if err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			return true
+		}
+		release()
+		return false
+	}
+	relA, err := th.Acquire(context.Background()) // the burst: A and B at once
+	require.NoError(t, err)
+	relB, err := th.Acquire(context.Background())
+	require.NoError(t, err)
+	clk.Advance(time.Second)
+	require.True(t, blocked(), "a third call was granted while both calls of a burst of 2 are in flight")
+	relB() // the server counted B now at the latest
+	require.True(t, blocked(), "a call was granted as B ended, with A in flight: the server may count A, B and it within one interval")
+	clk.Advance(every)
+	require.False(t, blocked(), "a call an interval after B ended (C), with A in flight, was refused")
+	require.True(t, blocked(), "a call was granted right after C ended, with A in flight")
+	relA()
+	clk.Advance(every)
+	require.False(t, blocked(), "a call an interval after A and C ended was refused")
+	// Idle for long, the bucket is full again: a burst of 2 passes.
+	clk.Advance(time.Second)
+	relD, err := th.Acquire(context.Background())
+	require.NoError(t, err)
+	relE, err := th.Acquire(context.Background())
+	require.NoError(t, err)
+	relD()
+	relE()
+}

@@ -14,17 +14,28 @@ import (
 	"github.com/crmsync/crmsync"
 )
 
+// settle brings the key to quiet once contacts are seeded in HubSpot: a
+// second later the backfill pass links them (linked, if not zero, is how
+// many contacts Salesforce must then hold), and five minutes later a pass
+// reads the backfill's write-backs to HubSpot.
+func settle(t *testing.T, h *harness, clk *testClock, linked int) {
+	t.Helper()
+	clk.Advance(time.Second)
+	h.pass()
+	if linked != 0 {
+		require.Len(t, h.liveSF(), linked)
+	}
+	clk.Advance(5 * time.Minute)
+	h.pass()
+}
+
 // quietAfterBurst links n contacts, edits burst of them in HubSpot, runs
 // the pass that syncs the burst, and returns the harness and its clock.
 func quietAfterBurst(t *testing.T, n, burst int, o harnessOpts, clk *testClock) (*harness, []string) {
 	t.Helper()
 	h := newHarness(t, o)
 	ids := h.f.hs.SeedContacts(n)
-	clk.Advance(time.Second)
-	h.pass()
-	require.Len(t, h.liveSF(), n)
-	clk.Advance(5 * time.Minute)
-	h.pass()
+	settle(t, h, clk, n)
 	clk.Advance(5 * time.Minute)
 	for i, id := range ids[:burst] {
 		require.NoError(t, h.f.hs.Edit("contacts", id, map[string]string{"firstname": fmt.Sprintf("Burst%d", i)}))
@@ -81,12 +92,8 @@ func TestCoreReadBackFindsAnEditMadeBeforeTheSyncsWrite(t *testing.T) {
 	o, user := withUser(clocked(fast(t), clk, 0))
 	h := newHarness(t, o)
 	hsID := h.f.hs.Seed("contacts", map[string]string{"email": "race@x.example", "lastname": "Race"})[0]
-	clk.Advance(time.Second)
-	h.pass()
-	require.Len(t, h.liveSF(), 1)
+	settle(t, h, clk, 1)
 	sfID := h.liveSF()[0].ID
-	clk.Advance(5 * time.Minute)
-	h.pass()
 
 	clk.Advance(time.Minute)
 	require.NoError(t, h.f.hs.Edit("contacts", hsID, map[string]string{"firstname": "Racer"}))
@@ -122,10 +129,7 @@ func TestCoreTailCountFindsALateListedRecord(t *testing.T) {
 	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
 	h := newHarness(t, o)
 	ids := h.f.hs.SeedContacts(50)
-	clk.Advance(time.Second)
-	h.pass()
-	clk.Advance(5 * time.Minute)
-	h.pass()
+	settle(t, h, clk, 0)
 
 	clk.Advance(5 * time.Minute)
 	late := ids[0]
@@ -167,11 +171,7 @@ func TestCoreHourlyReadsTakeTurnsOnQuietTicks(t *testing.T) {
 	clk := newTestClock()
 	h := newHarness(t, clocked(fast(t), clk, 0))
 	h.f.hs.SeedContacts(20)
-	clk.Advance(time.Second)
-	h.pass()
-	require.Len(t, h.liveSF(), 20)
-	clk.Advance(5 * time.Minute)
-	h.pass() // reads the backfill's write-backs to HubSpot
+	settle(t, h, clk, 20)
 	var delayed, bin int
 	for tick := 1; tick <= 26; tick++ { // over two hours
 		clk.Advance(5 * time.Minute)
@@ -246,10 +246,7 @@ func TestCoreDelayedCheckFindsALateListedRecord(t *testing.T) {
 	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
 	h := newHarness(t, o)
 	ids := h.f.hs.SeedContacts(30)
-	clk.Advance(time.Second)
-	h.pass()
-	clk.Advance(5 * time.Minute)
-	h.pass()
+	settle(t, h, clk, 0)
 	email := lateListed(t, h, hw, clk, ids[0], ids[1])
 	found := false
 	for tick := 0; tick < 30 && !found; tick++ { // two and a half hours
@@ -274,10 +271,7 @@ func TestCoreDelayedCheckSeesALateRecordBehindOneThatLeft(t *testing.T) {
 	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
 	h := newHarness(t, o)
 	ids := h.f.hs.SeedContacts(30)
-	clk.Advance(time.Second)
-	h.pass()
-	clk.Advance(5 * time.Minute)
-	h.pass()
+	settle(t, h, clk, 0)
 	x, y := ids[0], ids[1]
 	email := lateListed(t, h, hw, clk, x, y)
 	r, ok := h.f.hs.Get("contacts", y)
@@ -327,11 +321,7 @@ func TestCoreTailReadsWhatASkewedClockCanStampAgain(t *testing.T) {
 	clk := newTestClock()
 	h := newHarness(t, clocked(fast(t), clk, -90*time.Second))
 	ids := h.f.hs.SeedContacts(20)
-	clk.Advance(time.Second)
-	h.pass()
-	require.Len(t, h.liveSF(), 20)
-	clk.Advance(5 * time.Minute)
-	h.pass()
+	settle(t, h, clk, 20)
 
 	clk.Advance(5 * time.Minute)
 	for i, id := range ids[:10] {

@@ -3,10 +3,15 @@
 //
 // The rate is a GCRA (generic cell rate algorithm) kept in one Redis key and
 // decided by a Lua script on the Redis server's clock, so the processes'
-// clocks need not agree. Pause (after a 429 with Retry-After) sets a shared
-// key that holds every process's Acquire. An optional in-flight cap counts
-// the calls running across processes as leases in a sorted set; a lease
-// whose process died expires after Config.LeaseTTL.
+// clocks need not agree. A server counts a call when its request arrives,
+// which may be any moment between the grant and the response (a starved
+// process or a slow network delays it), so a call holds its place in the
+// rate from its grant until it ends, and the rate counts it as made when it
+// ended. Pause (after a 429 with Retry-After) sets a shared key that holds
+// every process's Acquire. The calls running across processes are leases in
+// a sorted set, which the in-flight cap (optional) counts too; a lease whose
+// process died expires after Config.LeaseTTL, and the rate then counts its
+// call as made.
 //
 // The limiter fails safe: while Redis does not answer, Acquire grants
 // nothing; it logs, waits and tries again until Redis answers or the
@@ -50,9 +55,10 @@ type Config struct {
 	// InFlight caps the calls running at once across processes; zero means
 	// no cap.
 	InFlight int
-	// LeaseTTL is how long an in-flight slot stays taken without its
-	// release, so that a process that dies mid-call frees its slots. It
-	// must exceed the longest call; zero means one minute.
+	// LeaseTTL is how long a call in flight (with a rate or an in-flight
+	// cap) holds its place without its release, so that a process that
+	// dies mid-call frees its places. It must exceed the longest call; zero
+	// means one minute.
 	LeaseTTL time.Duration
 	// PollInterval is how often a caller waiting for an in-flight slot asks
 	// again; zero means 50ms.
@@ -137,7 +143,10 @@ func New(c Config) (*Limiter, error) {
 }
 
 // acquireScript grants one call or says how long to wait, in microseconds,
-// on the Redis server's clock. It returns {granted, wait, now}.
+// on the Redis server's clock. It returns {granted, wait, now}. A call in
+// flight holds its place in the rate as though it ended now (the rate's
+// theoretical arrival time moves when it ends: see releaseScript); the
+// calls of expired leases are counted as made now.
 //
 //	KEYS: tat, pause, inflight
 //	ARGV: interval, tolerance, cap, lease id, lease ttl, poll (µs)
@@ -148,20 +157,24 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
 if pause > now then return {0, pause - now, now} end
 local cap = tonumber(ARGV[3])
-if cap > 0 then
-	redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-	if redis.call('ZCARD', KEYS[3]) >= cap then return {0, tonumber(ARGV[6]), now} end
-end
 local interval = tonumber(ARGV[1])
-if interval > 0 then
-	local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-	if tat < now then tat = now end
-	local allow = tat - tonumber(ARGV[2])
-	if now < allow then return {0, allow - now, now} end
-	local newtat = tat + interval
-	redis.call('SET', KEYS[1], string.format('%.0f', newtat), 'PX', math.ceil((newtat - now) / 1000) + 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local running = 0
+if cap > 0 or interval > 0 then
+	local dead = redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+	if dead > 0 and interval > 0 then
+		tat = tat + dead * interval
+		redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+	end
+	running = redis.call('ZCARD', KEYS[3])
 end
-if cap > 0 then
+if cap > 0 and running >= cap then return {0, tonumber(ARGV[6]), now} end
+if interval > 0 then
+	local allow = tat + running * interval - tonumber(ARGV[2])
+	if now < allow then return {0, allow - now, now} end
+end
+if cap > 0 or interval > 0 then
 	local ttl = tonumber(ARGV[5])
 	redis.call('ZADD', KEYS[3], string.format('%.0f', now + ttl), ARGV[4])
 	local ms = math.ceil(ttl / 1000) + 1000
@@ -186,7 +199,25 @@ end
 return cur
 `)
 
-var releaseScript = redis.NewScript(`return redis.call('ZREM', KEYS[1], ARGV[1])`)
+// releaseScript ends a call: its lease leaves the in-flight set and, with a
+// rate, the rate counts the call as made now (Redis server clock).
+//
+//	KEYS: tat, inflight
+//	ARGV: lease id, interval (µs)
+var releaseScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+local interval = tonumber(ARGV[2])
+if interval > 0 then
+	local t = redis.call('TIME')
+	local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+	local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+	if tat < now then tat = now end
+	tat = tat + interval
+	redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+end
+return 1
+`)
 
 // Acquire implements crmsync.Limiter. It blocks until the shared rate, the
 // shared pause and the in-flight cap allow a call, or ctx ends (returning
@@ -194,7 +225,7 @@ var releaseScript = redis.NewScript(`return redis.call('ZREM', KEYS[1], ARGV[1])
 // While Redis does not answer it grants nothing and keeps trying.
 func (l *Limiter) Acquire(ctx context.Context) (func(), error) {
 	lease := ""
-	if l.inFlight > 0 {
+	if l.inFlight > 0 || l.interval > 0 {
 		b := make([]byte, 12)
 		rand.Read(b)
 		lease = hex.EncodeToString(b)
@@ -268,8 +299,9 @@ func (l *Limiter) releaser(lease string) func() {
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := releaseScript.Run(ctx, l.client, l.keys[2:], lease).Err(); err != nil {
-				l.log.Warn("redislimit: could not release an in-flight slot; it frees itself when its lease expires",
+			keys := []string{l.keys[0], l.keys[2]}
+			if err := releaseScript.Run(ctx, l.client, keys, lease, l.interval).Err(); err != nil {
+				l.log.Warn("redislimit: could not release a call in flight; its place frees itself when its lease expires",
 					"prefix", l.prefix, "lease_ttl", l.leaseTTL, "err", err)
 			}
 		})

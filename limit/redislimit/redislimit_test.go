@@ -385,3 +385,41 @@ func copyClose(dst, src net.Conn) {
 	dst.Close()
 	src.Close()
 }
+
+// A call's place in the shared rate is held from its grant until an
+// interval after it ended: the server counts the call when its request
+// arrives, at any moment between the grant and the response (a starved
+// process, a slow network), so the next call may start only an interval
+// after that. Counting from the grant let another process's call start
+// while the first, granted intervals ago, might still be about to arrive.
+func TestRateHoldsACallUntilItEnds(t *testing.T) {
+	addr := testAddr(t)
+	prefix := testPrefix(t)
+	const interval = 100 * time.Millisecond
+	rdb := newClient(t, addr)
+	mk := func() *Limiter {
+		return newLimiter(t, Config{Client: newClient(t, addr), Prefix: prefix, Rate: 1, Every: interval, Burst: 1})
+	}
+	a, b := mk(), mk()
+	var g grants
+	b.onGrant = g.hook("b")
+	ctx := context.Background()
+	relA, err := a.Acquire(ctx)
+	require.NoError(t, err)
+	time.Sleep(3 * interval) // A is still in flight: the server may count it at any moment
+	short, cancel := context.WithTimeout(ctx, 3*interval)
+	_, err = b.Acquire(short)
+	cancel()
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a call while the only place of a burst of 1 is in flight = %v, want a wait", err)
+	require.Empty(t, g.at, "a call was granted while the only place of a burst of 1 is in flight")
+
+	ended, err := rdb.Time(ctx).Result() // A ends after this
+	require.NoError(t, err)
+	relA()
+	relB, err := b.Acquire(ctx)
+	require.NoError(t, err)
+	relB()
+	require.Len(t, g.at, 1)
+	next := ended.Add(interval).UnixMicro()
+	assert.GreaterOrEqual(t, g.at[0], next, "the next call was granted %dµs after A ended, want at least an interval (%s)", g.at[0]-ended.UnixMicro(), interval)
+}
