@@ -84,6 +84,8 @@ type Store struct {
 	schema string
 	quoted string // the schema as a quoted identifier
 
+	group *committer // groups concurrent one-statement checkpoints
+
 	sqlStep string // the one-statement step checkpoint
 	// StartRun, EndRun and PruneRuns statements.
 	sqlStartRun, sqlStartSteps, sqlStartLetters, sqlEndFinish, sqlEndRelease, sqlPrune string
@@ -170,7 +172,7 @@ func open(ctx context.Context, c Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: cannot connect (%s): %w", where, err)
 	}
-	s := &Store{pool: pool, schema: c.Schema, quoted: pgx.Identifier{c.Schema}.Sanitize()}
+	s := &Store{pool: pool, schema: c.Schema, quoted: pgx.Identifier{c.Schema}.Sanitize(), group: &committer{pool: pool}}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
