@@ -65,12 +65,15 @@ func landed(t *testing.T, s *Store, run, id string) bool {
 }
 
 // Checkpoints of many runs committed at once all land, each caller told
-// nil, and at least some of them share a transaction.
+// nil, and at least the first of each run share a transaction.
 func TestGroupCommitConcurrentRunsAllLand(t *testing.T) {
 	s := openSchema(t, freshSchema(t))
 	const runs, steps = 12, 25
 	ls := groupLeases(t, s, runs)
 	before := s.group.batches.Load()
+	// Each run's first checkpoint queues behind the held committer, so that
+	// at least those go as one group.
+	s.group.hold()
 	var wg sync.WaitGroup
 	errs := make([][]error, runs)
 	for i := range runs {
@@ -87,6 +90,9 @@ func TestGroupCommitConcurrentRunsAllLand(t *testing.T) {
 			}
 		}()
 	}
+	require.Eventually(t, func() bool { return s.group.queued() == runs }, 10*time.Second, time.Millisecond,
+		"the first checkpoints never queued behind the held committer")
+	s.group.release()
 	wg.Wait()
 	for i := range runs {
 		got, err := s.LoadSteps(context.Background(), crmsync.RunID(fmt.Sprint("r", i)))
@@ -172,4 +178,30 @@ func TestGroupCommitCancelledWaiter(t *testing.T) {
 	assert.NoError(t, errs[1])
 	assert.False(t, landed(t, s, "r0", "a"), "a checkpoint whose caller gave up before it was sent landed")
 	assert.True(t, landed(t, s, "r1", "a"))
+}
+
+// transactions is the number of transactions that wrote the runs' steps.
+func transactions(t *testing.T, s *Store, runs ...string) int {
+	t.Helper()
+	var n int
+	require.NoError(t, s.pool.QueryRow(context.Background(),
+		s.q(`SELECT count(DISTINCT xmin::text) FROM {s}.steps WHERE run = ANY($1)`), runs).Scan(&n))
+	return n
+}
+
+// A group is one transaction: the steps of its checkpoints, alone or with
+// cursors, are written by one transaction, so they cost one WAL flush.
+func TestGroupCommitIsOneTransaction(t *testing.T) {
+	s := openSchema(t, freshSchema(t))
+	ls := groupLeases(t, s, 4)
+	cps := []crmsync.Checkpoint{step("r0", "a"), step("r1", "a"), step("r2", "a"), step("r3", "a")}
+	cps[1].Cursors = map[string]string{"c": "v"}
+	cps[3].Cursors = map[string]string{"c": "w"}
+	for i, err := range commitHeld(t, s, ls, cps) {
+		require.NoError(t, err, "checkpoint %d", i)
+	}
+	for i := range cps {
+		assert.True(t, landed(t, s, fmt.Sprint("r", i), "a"), "run %d", i)
+	}
+	assert.Equal(t, 1, transactions(t, s, "r0", "r1", "r2", "r3"), "the group's checkpoints were not one transaction")
 }
