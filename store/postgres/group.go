@@ -12,11 +12,12 @@ import (
 
 // Group commit. Checkpoints that are one statement each (a step alone, or a
 // step with cursors, ledger rows, audit rows and new letters) and arrive
-// while another group is in flight on the same Store wait for it, then go
-// together: one pipeline, which the server runs as one implicit
-// transaction, so one round trip and one WAL flush for all of them. A
-// checkpoint that finds no group in flight goes at once, alone, as before:
-// one at a time nothing waits.
+// while a group, or two checkpoints, are in flight on the same Store wait
+// for one of them to end, then go together: one pipeline, which the server
+// runs as one implicit transaction, so one round trip and one WAL flush for
+// all of them. A checkpoint that finds nothing in flight, or one checkpoint
+// sent alone, goes at once, alone, as before: one or two at a time nothing
+// waits.
 //
 // Each statement still checks its own lease, and each caller learns its
 // own statement's row count: a fenced-out checkpoint writes nothing and
@@ -37,16 +38,25 @@ type pending struct {
 
 	n    int64 // rows written
 	err  error
-	done chan struct{} // closed when n and err are set; nil for a leader
+	done chan struct{} // closed when n and err are set; nil for one sent alone
 }
 
 // committer groups a Store's one-statement checkpoints.
+//
+// A checkpoint goes at once, alone, when nothing is in flight, or when the
+// only thing in flight is one other checkpoint sent alone: two runs in
+// flight overlap as they would without grouping (the server's own group
+// commit may cover both with one flush), where waiting would put one
+// round trip and one flush after the other. Otherwise it queues, and the
+// queue goes as one group when a send ends.
 type committer struct {
 	pool *pgxpool.Pool
 
-	mu    sync.Mutex
-	busy  bool       // a group is in flight
-	queue []*pending // waiting for it
+	mu       sync.Mutex
+	alone    int        // checkpoints in flight sent alone by their callers
+	draining bool       // a goroutine is sending the queue, group by group
+	held     bool       // for tests: every checkpoint queues
+	queue    []*pending // waiting for a send to end
 
 	batches atomic.Int64 // groups sent (a group sent again alone counts once)
 }
@@ -54,11 +64,14 @@ type committer struct {
 // do runs p's statement, alone or in a group, and returns its row count.
 func (g *committer) do(p *pending) (int64, error) {
 	g.mu.Lock()
-	if !g.busy {
-		g.busy = true
+	if !g.held && len(g.queue) == 0 && !g.draining && g.alone <= 1 {
+		g.alone++
 		g.mu.Unlock()
 		g.run([]*pending{p})
-		g.next()
+		g.mu.Lock()
+		g.alone--
+		g.startDrain()
+		g.mu.Unlock()
 		return p.n, p.err
 	}
 	p.done = make(chan struct{})
@@ -85,18 +98,15 @@ func (g *committer) do(p *pending) (int64, error) {
 	}
 }
 
-// next sends the checkpoints that queued meanwhile, in the background, or
-// marks the committer idle.
-func (g *committer) next() {
-	g.mu.Lock()
-	if len(g.queue) == 0 {
-		g.busy = false
-		g.mu.Unlock()
+// startDrain sends the queue in the background, unless it is empty, held
+// or already being sent. g.mu is held.
+func (g *committer) startDrain() {
+	if len(g.queue) == 0 || g.held || g.draining {
 		return
 	}
+	g.draining = true
 	group := g.queue
 	g.queue = nil
-	g.mu.Unlock()
 	go g.drain(group)
 }
 
@@ -108,8 +118,8 @@ func (g *committer) drain(group []*pending) {
 			close(p.done)
 		}
 		g.mu.Lock()
-		if len(g.queue) == 0 {
-			g.busy = false
+		if len(g.queue) == 0 || g.held {
+			g.draining = false
 			g.mu.Unlock()
 			return
 		}
@@ -208,10 +218,15 @@ func result(br pgx.BatchResults, scan bool) (int64, error) {
 func (g *committer) hold() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.busy = true
+	g.held = true
 }
 
-func (g *committer) release() { g.next() }
+func (g *committer) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held = false
+	g.startDrain()
+}
 
 // queued is the number of checkpoints waiting.
 func (g *committer) queued() int {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -204,4 +205,95 @@ func TestGroupCommitIsOneTransaction(t *testing.T) {
 		assert.True(t, landed(t, s, fmt.Sprint("r", i), "a"), "run %d", i)
 	}
 	assert.Equal(t, 1, transactions(t, s, "r0", "r1", "r2", "r3"), "the group's checkpoints were not one transaction")
+}
+
+// lockLeases locks the keys' lease rows in a transaction of their own, so
+// that checkpoints under them stay in flight until unlock is called.
+func lockLeases(t *testing.T, schema string, keys ...string) (waiting func() int, unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, testDSN(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close(ctx) })
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT 1 FROM `+schema+`.leases WHERE key = ANY($1) FOR UPDATE`, keys)
+	require.NoError(t, err)
+	// Another connection: within the locking transaction, pg_stat_activity
+	// would not change.
+	watch, err := pgx.Connect(ctx, testDSN(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { watch.Close(ctx) })
+	waiting = func() int {
+		var n int
+		require.NoError(t, watch.QueryRow(ctx, `SELECT count(DISTINCT pid)::int FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+			WHERE NOT l.granted AND a.query LIKE '%FOR KEY SHARE%' AND a.query LIKE '%' || $1 || '%'`, schema).Scan(&n))
+		return n
+	}
+	var once sync.Once
+	unlock = func() { once.Do(func() { require.NoError(t, tx.Rollback(ctx)) }) }
+	t.Cleanup(unlock)
+	return waiting, unlock
+}
+
+// A checkpoint that finds only a lone checkpoint in flight goes at once
+// beside it instead of waiting for it: two runs in flight overlap their
+// round trips and flushes as they would without grouping.
+func TestGroupCommitSecondGoesBesideALoneOne(t *testing.T) {
+	schema := freshSchema(t)
+	s := openSchema(t, schema)
+	ls := groupLeases(t, s, 2)
+	ctx := context.Background()
+	waiting, unlock := lockLeases(t, schema, "k0")
+	blocked := make(chan error, 1)
+	go func() { blocked <- s.Commit(ctx, ls[0], step("r0", "a")) }()
+	require.Eventually(t, func() bool { return waiting() == 1 }, 10*time.Second, time.Millisecond,
+		"the first checkpoint never waited on the locked lease")
+
+	second := make(chan error, 1)
+	go func() { second <- s.Commit(ctx, ls[1], step("r1", "a")) }()
+	select {
+	case err := <-second:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the second checkpoint waited for the lone one in flight")
+	}
+	assert.True(t, landed(t, s, "r1", "a"))
+	unlock()
+	require.NoError(t, <-blocked)
+	assert.True(t, landed(t, s, "r0", "a"))
+}
+
+// With two checkpoints in flight, later ones queue and then go as one
+// group, in one transaction.
+func TestGroupCommitThirdQueuesBehindTwo(t *testing.T) {
+	schema := freshSchema(t)
+	s := openSchema(t, schema)
+	ls := groupLeases(t, s, 4)
+	ctx := context.Background()
+	waiting, unlock := lockLeases(t, schema, "k0", "k1")
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	commit := func(i int) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Commit(ctx, ls[i], step(fmt.Sprint("r", i), "a"))
+		}()
+	}
+	commit(0)
+	commit(1)
+	require.Eventually(t, func() bool { return waiting() == 2 }, 10*time.Second, time.Millisecond,
+		"the first two checkpoints never waited on their locked leases")
+	commit(2)
+	commit(3)
+	require.Eventually(t, func() bool { return s.group.queued() == 2 }, 10*time.Second, time.Millisecond,
+		"the third and fourth checkpoints did not queue behind the two in flight")
+	unlock()
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "checkpoint %d", i)
+		assert.True(t, landed(t, s, fmt.Sprint("r", i), "a"), "run %d", i)
+	}
+	assert.Equal(t, 1, transactions(t, s, "r2", "r3"), "the queued checkpoints were not one group")
 }
