@@ -19,7 +19,12 @@
 // lease; a checkpoint with cursors, ledger rows, audit rows and new dead
 // letters is one statement too (one array parameter per column, the rows
 // written only if the step was new); one that also updates a claimed dead
-// letter, or writes links or conflicts, is one transaction. Times are stored as bigint nanoseconds since
+// letter, or writes links or conflicts, is one transaction. One-statement
+// checkpoints that arrive while a group, or two checkpoints, are in flight
+// on the same Store wait and go together (group commit, see group.go): one
+// pipeline, one transaction, one round trip and one WAL flush for all of
+// them, each statement still fenced by its own lease and each caller told
+// its own outcome; with one or two runs in flight nothing waits. Times are stored as bigint nanoseconds since
 // the Unix epoch exactly as the caller gave them; the server's clock is never
 // read. Durability is the server's: with synchronous_commit on (PostgreSQL's
 // default) a step acknowledged by Commit survives a crash of the server.
@@ -83,6 +88,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	schema string
 	quoted string // the schema as a quoted identifier
+
+	group *committer // groups concurrent one-statement checkpoints
 
 	sqlStep string // the one-statement step checkpoint
 	// StartRun, EndRun and PruneRuns statements.
@@ -170,7 +177,7 @@ func open(ctx context.Context, c Config) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: cannot connect (%s): %w", where, err)
 	}
-	s := &Store{pool: pool, schema: c.Schema, quoted: pgx.Identifier{c.Schema}.Sanitize()}
+	s := &Store{pool: pool, schema: c.Schema, quoted: pgx.Identifier{c.Schema}.Sanitize(), group: &committer{pool: pool}}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -279,11 +279,11 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	st := cp.Step
 	args := []any{string(cp.Run), st.Step, bytes(st.Result), st.Error, st.Attempts, ns(st.Done), l.Key, l.Generation, string(l.Run), l.Token}
 	if len(cp.Cursors) == 0 && len(cp.Ledger) == 0 && len(cp.Audit) == 0 && len(cp.DeadLetters) == 0 && len(cp.Links) == 0 && len(cp.Conflicts) == 0 {
-		tag, err := s.pool.Exec(ctx, s.sqlStep, args...)
+		n, err := s.group.do(&pending{ctx: ctx, sql: s.sqlStep, args: args})
 		if err != nil {
 			return fmt.Errorf("postgres: commit run %s step %q: %w", cp.Run, st.Step, err)
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
 			return s.lost(ctx, s.pool, l) // nil: already stored
 		}
 		return nil
@@ -312,8 +312,8 @@ func (s *Store) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoi
 	cargs := checkpointArgs(l, cp)
 	if b.Len() == 0 {
 		// Cursors, ledger, audit rows and new letters only: one statement.
-		var n int
-		if err := s.pool.QueryRow(ctx, s.sqlCheckpoint, cargs...).Scan(&n); err != nil {
+		n, err := s.group.do(&pending{ctx: ctx, sql: s.sqlCheckpoint, args: cargs, scan: true})
+		if err != nil {
 			return fmt.Errorf("postgres: %s: %w", what, err)
 		}
 		if n == 0 {
