@@ -91,6 +91,7 @@ var graphModelSeeds = []uint64{
 	8531373622830431240,  // a replay refused again after the quiet passes stopped replaying
 	11976570161947583261, // a resumed run's write to a Lead converted since it was read
 	10672102022051789528, // a resumed run's write to a Contact deleted with its account since it was read
+	13289389590941822557, // a deal's contact added while a Lead, converted later: the deal never read again
 }
 
 // TestGraphModelSeeds runs TestGraphModel's case for fixed seeds.
