@@ -286,6 +286,7 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 		}
 		recA.Fields, recB.Fields = cloneFields(recA.Fields), cloneFields(recB.Fields)
 		waits := ""
+		var unrefRule, unrefID string // the first element left out as unreferenceable
 		for _, i := range rules {
 			r := pol.Rules[i]
 			t := tables[r.Ref]
@@ -300,6 +301,9 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 								pr.hidden = map[string][]string{}
 							}
 							pr.hidden[r.Key()] = append(pr.hidden[r.Key()], id)
+							if unrefRule == "" {
+								unrefRule, unrefID = r.Key(), id+" ("+b+")"
+							}
 							continue
 						}
 						keep = append(keep, id)
@@ -334,6 +338,14 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 			if pr.other.ID == "" {
 				continue // never created with a dangling reference
 			}
+		}
+		if unrefRule != "" && waits == "" && !pr.src.Archived && !pr.other.Archived {
+			// An element left out because its counterpart cannot be
+			// referenced (a Lead) is to be written once it can be, and
+			// what makes it so (a conversion relinks it to a Contact)
+			// stamps neither record of this pair: the pair is written
+			// without it and waits, read again each pass until then.
+			p.wait(sd, pr.src.ID, unrefRule, "reference "+unrefRule+" names "+unrefID+", a record that cannot be referenced (a Lead): written without it, read again each pass until it can be")
 		}
 		keep = append(keep, pr)
 	}

@@ -30,7 +30,8 @@ type RoutedObject struct {
 	// of another pair's references (a Lead holds no opportunity contact
 	// role): in a set of references, an element whose counterpart is such
 	// a record is left out of this side's value and kept in the other
-	// side's.
+	// side's, and the referencing record waits (read again each pass)
+	// until the element can be written (a converted Lead's Contact).
 	Unreferenced bool
 }
 

@@ -60,6 +60,11 @@ func (s *Server) SettleSearch() {
 	for _, st := range s.objects {
 		for _, r := range st.order {
 			r.versions = nil
+			if s.cfg.SearchLagMax > 0 {
+				// The current state is indexed: a later write is stale in
+				// search until its own lag passes, the record still listed.
+				r.versions = []version{{props: maps.Clone(r.props), updated: r.updated, archived: r.archived}}
+			}
 		}
 	}
 }

@@ -473,3 +473,30 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 	v = first()
 	require.Equal(t, "New", v, "search after the lag = %v", v)
 }
+
+// A write after SettleSearch is stale in search like any other: search
+// keeps listing the record's settled state until the write is indexed,
+// never drops the record meanwhile (which made a count by search short of
+// a record the sync knew, and hid one it had not read).
+func TestSearchLagAfterSettleIsStaleNotGone(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	srv := fake(t, hubspottest.WithClock(clock), hubspottest.WithSearchLag(time.Second, time.Second))
+	id := srv.Seed("contacts", map[string]string{"email": "a@example.com", "firstname": "Old"})[0]
+	search := func() []any {
+		r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"properties": []string{"firstname"}})
+		res, _ := r.body["results"].([]any)
+		return res
+	}
+	require.Empty(t, search(), "not indexed yet")
+	srv.SettleSearch()
+	require.Len(t, search(), 1, "settled")
+	require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "New"}))
+	res := search()
+	require.Len(t, res, 1, "the record stays listed while its edit is not indexed")
+	assert.Equal(t, "Old", res[0].(map[string]any)["properties"].(map[string]any)["firstname"], "with its settled state")
+	now = now.Add(time.Second)
+	res = search()
+	require.Len(t, res, 1)
+	assert.Equal(t, "New", res[0].(map[string]any)["properties"].(map[string]any)["firstname"], "the edit is indexed after the lag")
+}
