@@ -123,10 +123,17 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	s.queueAudit(b, end.Audit)
 	b.Queue(s.sqlEndFinish, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
 	b.Queue(s.sqlEndRelease, l.Key, l.Generation, string(l.Run), l.Token)
-	prune := !end.PruneBefore.IsZero()
+	// The prune goes only when a closed run can be due (pruneGate).
+	prune := !end.PruneBefore.IsZero() && s.prune.take(ns(end.PruneBefore))
 	if prune {
-		b.Queue(s.sqlPrune, ns(end.PruneBefore))
+		b.Queue(s.sqlEndPrune, ns(end.PruneBefore))
 	}
+	ok := false
+	defer func() {
+		if prune && !ok {
+			s.prune.failed()
+		}
+	}()
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	what := "end run " + string(l.Run)
@@ -147,13 +154,21 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: release lease: %w", what, err)
 	}
 	n := 0
+	var due int64
 	if prune {
-		if err := br.QueryRow().Scan(&n); err != nil {
+		if err := br.QueryRow().Scan(&n, &due); err != nil {
 			return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: prune: %w", what, err)
 		}
 	}
 	if err := br.Close(); err != nil {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
+	}
+	ok = true
+	if prune {
+		s.prune.done(due)
+	}
+	if !lost && finished != 0 {
+		s.prune.closed(finished)
 	}
 	if lost {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: key %s generation %d: %w", l.Key, l.Generation, crmsync.ErrLeaseLost)
@@ -182,7 +197,15 @@ func (s *Store) prepareRunSQL() {
 	// they were before the delete. The runs due are collected first (an
 	// array), then marked by id: as a join the planner may scan all runs to
 	// mark a few.
-	s.sqlPrune = s.q(`
+	s.sqlPrune = s.q(sqlPruneWith + `SELECT count(DISTINCT run) FROM gone`)
+	// EndRun's prune also returns the earliest finish time of a closed run
+	// it leaves kept (MaxInt64 if none), for the pruneGate; it reads the
+	// index of closed kept runs from the cutoff on.
+	s.sqlEndPrune = s.q(sqlPruneWith + `SELECT (SELECT count(DISTINCT run) FROM gone),
+	coalesce((SELECT min(finished_at) FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at >= $1), 9223372036854775807)`)
+}
+
+const sqlPruneWith = `
 WITH pruned AS (
 	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(
 		SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at < $1
@@ -191,8 +214,7 @@ WITH pruned AS (
 ), gone AS (
 	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned) RETURNING run
 )
-SELECT count(DISTINCT run) FROM gone`)
-}
+`
 
 func scanSteps(rows pgx.Rows) (map[string]crmsync.StepRecord, error) {
 	defer rows.Close()

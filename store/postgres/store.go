@@ -179,10 +179,14 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	if status.Closed() {
 		finished = ns(now)
 	}
-	return s.fenced(ctx, l, "finish run "+string(l.Run), `
+	err := s.fenced(ctx, l, "finish run "+string(l.Run), `
 UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
 WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 AND token = $9 FOR KEY SHARE)`,
 		string(status), bytes(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run), l.Token)
+	if err == nil && finished != 0 {
+		s.prune.closed(finished)
+	}
+	return err
 }
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
