@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -132,4 +133,29 @@ func TestEndRunPrunesOnlyWhenDue(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, n)
 	assert.Equal(t, 5, sent.count())
+}
+
+// EndRun closes the run and releases its lease in one statement: with no
+// audit rows and nothing to prune its pipeline is that statement and the
+// one that turns off the flush wait.
+func TestEndRunStatements(t *testing.T) {
+	schema := freshSchema(t)
+	s, sent := openCounted(t, schema)
+	sent.marker = "" // every statement
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i, status := range []crmsync.RunStatus{crmsync.RunFinished, crmsync.RunOpen} {
+		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", Workflow: "w", NewRun: crmsync.RunID(fmt.Sprint("r", i)), TTL: time.Minute, Now: t0})
+		require.NoError(t, err)
+		before := sent.count()
+		ri, _, err := s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: status, Now: t0})
+		require.NoError(t, err)
+		assert.Equal(t, 2, sent.count()-before)
+		assert.Equal(t, status, ri.Status)
+		l, err := s.GetLease(ctx, "k")
+		require.NoError(t, err)
+		assert.Empty(t, l.Holder, "released")
+		_, _, err = s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0})
+		require.ErrorIs(t, err, crmsync.ErrLeaseLost)
+	}
 }

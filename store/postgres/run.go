@@ -108,8 +108,9 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 }
 
 // EndRun implements crmsync.RunEnder in one round trip: the audit rows,
-// the fenced outcome, the release and the pruning go in one pipeline,
-// which PostgreSQL runs as one implicit transaction.
+// the fenced outcome and release (one statement) and, when a closed run
+// can be due, the pruning go in one pipeline, which PostgreSQL runs as one
+// implicit transaction.
 func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd) (crmsync.RunInfo, int, error) {
 	if end.Status != crmsync.RunOpen && !end.Status.Closed() {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: finish run %s: unknown status %q", l.Run, end.Status)
@@ -121,8 +122,7 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	b := &pgx.Batch{}
 	b.Queue(sqlNoFlush)
 	s.queueAudit(b, end.Audit)
-	b.Queue(s.sqlEndFinish, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
-	b.Queue(s.sqlEndRelease, l.Key, l.Generation, string(l.Run), l.Token)
+	b.Queue(s.sqlEndRun, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
 	// The prune goes only when a closed run can be due (pruneGate).
 	prune := !end.PruneBefore.IsZero() && s.prune.take(ns(end.PruneBefore))
 	if prune {
@@ -149,9 +149,6 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	lost := errors.Is(err, pgx.ErrNoRows)
 	if err != nil && !lost {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: release lease: %w", what, err)
 	}
 	n := 0
 	var due int64
@@ -183,12 +180,15 @@ func (s *Store) prepareRunSQL() {
 		WHERE run = (SELECT run FROM {s}.leases WHERE key = $1)`)
 	s.sqlStartLetters = s.q(`SELECT ` + deadCols + ` FROM {s}.dead_letters
 		WHERE key = $1 AND status IN ('replayed', 'failed-again') AND claimed_by = (SELECT run FROM {s}.leases WHERE key = $1) ORDER BY id`)
-	s.sqlEndFinish = s.q(`UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
-		WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 FOR KEY SHARE)
-		RETURNING ` + runCols)
-	// The release follows the outcome in the same transaction: it matches
-	// exactly when the outcome did.
-	s.sqlEndRelease = s.q(`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3 AND token = $4`)
+	// One statement releases the lease and, exactly when the release
+	// matched (the lease is still l), records the outcome. The lease row is
+	// locked first, as start_run locks it before the run.
+	s.sqlEndRun = s.q(`WITH released AS (
+	UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 RETURNING key
+)
+UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
+WHERE id = $5 AND EXISTS (SELECT 1 FROM released)
+RETURNING ` + runCols)
 	// A run is pruned once: its mark (kept) goes with its steps, in one
 	// statement, and the index of closed runs holds only unpruned ones. Runs
 	// another transaction is pruning right now are skipped, not waited for:
