@@ -93,8 +93,8 @@ type Store struct {
 
 	sqlStep string // the one-statement step checkpoint
 	// StartRun, EndRun and PruneRuns statements.
-	sqlStartRun, sqlStartSteps, sqlStartLetters, sqlEndRun, sqlPrune, sqlEndPrune string
-	prune                                                                         pruneGate // whether an EndRun prunes
+	sqlStartLock, sqlStartTake, sqlStartSteps, sqlStartLetters, sqlEndRun, sqlPrune, sqlEndPrune string
+	prune                                                                                        pruneGate // whether an EndRun prunes
 	// Bulk statements: a checkpoint's rows, audit rows.
 	sqlCheckpoint, sqlAudit string
 }

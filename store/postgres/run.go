@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -45,13 +43,16 @@ func newToken() int64 {
 	}
 }
 
-// errBusyCode is the SQLSTATE start_run raises for a key whose lease is live.
-const errBusyCode = "CS001"
-
-// StartRun implements crmsync.RunStarter in one round trip: the schema's
-// start_run function (lease, run, replay claims) and the reads of the run's
-// steps and letters go in one pipeline, which PostgreSQL runs as one
-// implicit transaction.
+// StartRun implements crmsync.RunStarter in one round trip: plain
+// statements in one pipeline, which PostgreSQL runs as one implicit
+// transaction. The first makes sure the key's lease row exists and locks
+// it (FOR UPDATE strength): concurrent starters of one key queue there,
+// and checkpoints under the old lease (which hold the row FOR KEY SHARE)
+// commit first. The second, only if the lease is free, resumes the key's
+// open run or opens one, takes the lease and claims the letters marked for
+// replay (a run's first start only; a resumed run gets its own back). The
+// last two read the run's steps and letters. A live lease makes the second
+// do nothing: the first's row says who holds it.
 func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
 	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
 		return crmsync.RunStart{}, errors.New("postgres: start run: key, holder, new run id and a positive TTL are required")
@@ -60,28 +61,31 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 	token := newToken()
 	b := &pgx.Batch{}
 	b.Queue(sqlNoFlush)
-	b.Queue(s.sqlStartRun, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
-	// The lease row is locked by start_run until the pipeline ends: its run
-	// is the one just started.
+	b.Queue(s.sqlStartLock, req.Key)
+	b.Queue(s.sqlStartTake, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
 	b.Queue(s.sqlStartSteps, req.Key)
 	b.Queue(s.sqlStartLetters, req.Key)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var rs crmsync.RunStart
+	if _, err := br.Exec(); err != nil {
+		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
+	}
+	var holder, run string
+	var until int64
+	if err := br.QueryRow().Scan(&holder, &run, &until); err != nil {
+		return rs, fmt.Errorf("postgres: start run for key %s: lease: %w", req.Key, err)
+	}
 	var gen int64
 	var ri crmsync.RunInfo
 	var id, status string
 	var started, finished int64
 	var report []byte
-	if _, err := br.Exec(); err != nil {
-		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
-	}
 	err := br.QueryRow().Scan(&gen, &id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report)
+	if errors.Is(err, pgx.ErrNoRows) && run != "" && until > ns(req.Now) {
+		return rs, fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, holder, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
+	}
 	if err != nil {
-		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == errBusyCode {
-			until, _ := strconv.ParseInt(pe.Hint, 10, 64)
-			return rs, fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, pe.Detail, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
-		}
 		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
 	}
 	ri.ID, ri.Status, ri.StartedAt, ri.FinishedAt, ri.Report = crmsync.RunID(id), crmsync.RunStatus(status), tm(started), tm(finished), raw(report)
@@ -175,7 +179,37 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 
 // prepareRunSQL sets the statements of StartRun, EndRun and PruneRuns.
 func (s *Store) prepareRunSQL() {
-	s.sqlStartRun = s.q(`SELECT * FROM {s}.start_run($1, $2, $3, $4, $5, $6, $7)`)
+	// The lease row, created if absent and locked. Setting the key (to
+	// itself) takes the row lock of FOR UPDATE, not the weaker one of an
+	// update that leaves keys alone: it waits for checkpoints holding FOR
+	// KEY SHARE. It returns the row as it was.
+	s.sqlStartLock = s.q(`INSERT INTO {s}.leases AS x (key, holder, generation, run, expires) VALUES ($1, '', 0, '', 0)
+ON CONFLICT (key) DO UPDATE SET key = x.key
+RETURNING holder, run, expires`)
+	// The start proper, if the lease (locked above) is free. Its
+	// sub-statements see one snapshot: each reads what the one before
+	// returned, never what it wrote.
+	s.sqlStartTake = s.q(`
+WITH free AS (
+	SELECT 1 FROM {s}.leases WHERE key = $1 AND (run = '' OR expires <= $5)
+), resumed AS (
+	UPDATE {s}.runs SET attempts = attempts + 1 WHERE key = $1 AND status = 'open' AND EXISTS (SELECT 1 FROM free)
+	RETURNING ` + runCols + `
+), opened AS (
+	INSERT INTO {s}.runs (id, key, workflow, status, started_at, attempts)
+	SELECT $4, $1, $3, 'open', $5, 1 WHERE EXISTS (SELECT 1 FROM free) AND NOT EXISTS (SELECT 1 FROM resumed)
+	RETURNING ` + runCols + `
+), r AS (
+	SELECT * FROM resumed UNION ALL SELECT * FROM opened
+), taken AS (
+	UPDATE {s}.leases SET holder = $2, generation = generation + 1, run = (SELECT id FROM r), expires = $6, token = $7
+	WHERE key = $1 AND EXISTS (SELECT 1 FROM r)
+	RETURNING generation
+), claimed AS (
+	UPDATE {s}.dead_letters SET status = 'replayed', claimed_by = (SELECT id FROM r), updated = $5
+	WHERE key = $1 AND status = 'replay' AND (SELECT attempts FROM r) = 1
+)
+SELECT taken.generation, r.* FROM taken, r`)
 	s.sqlStartSteps = s.q(`SELECT step, result, error, attempts, done FROM {s}.steps
 		WHERE run = (SELECT run FROM {s}.leases WHERE key = $1)`)
 	s.sqlStartLetters = s.q(`SELECT ` + deadCols + ` FROM {s}.dead_letters
