@@ -135,22 +135,25 @@ func TestEndRunPrunesOnlyWhenDue(t *testing.T) {
 	assert.Equal(t, 5, sent.count())
 }
 
-// EndRun closes the run and releases its lease in one statement: with no
-// audit rows and nothing to prune its pipeline is that statement and the
-// one that turns off the flush wait.
-func TestEndRunStatements(t *testing.T) {
+// EndRun closes the run and releases its lease in one statement, which
+// also turns off the flush wait: with no audit rows and nothing to prune
+// its pipeline is that statement. StartRun's is four: the lease lock (which
+// turns off the flush wait), the start, the steps and the letters.
+func TestRunStatements(t *testing.T) {
 	schema := freshSchema(t)
 	s, sent := openCounted(t, schema)
 	sent.marker = "" // every statement
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i, status := range []crmsync.RunStatus{crmsync.RunFinished, crmsync.RunOpen} {
+		before := sent.count()
 		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", Workflow: "w", NewRun: crmsync.RunID(fmt.Sprint("r", i)), TTL: time.Minute, Now: t0})
 		require.NoError(t, err)
-		before := sent.count()
+		assert.Equal(t, 4, sent.count()-before, "StartRun")
+		before = sent.count()
 		ri, _, err := s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: status, Now: t0})
 		require.NoError(t, err)
-		assert.Equal(t, 2, sent.count()-before)
+		assert.Equal(t, 1, sent.count()-before, "EndRun")
 		assert.Equal(t, status, ri.Status)
 		l, err := s.GetLease(ctx, "k")
 		require.NoError(t, err)

@@ -16,10 +16,13 @@ var (
 	_ crmsync.RunEnder   = (*Store)(nil)
 )
 
-// sqlNoFlush makes the rest of a pipeline's transaction commit without
-// waiting for the WAL flush (synchronous_commit off, for that transaction
-// only). StartRun and EndRun use it: only step commits must be durable
-// when they return.
+// noFlush, as a column of a statement's one returned row, makes the
+// statement's transaction commit without waiting for the WAL flush
+// (synchronous_commit off, for that transaction only). StartRun and EndRun
+// use it (in their first statement and in the statement that ends the run,
+// so it costs no statement of its own): only step commits must be durable
+// when they return. An EndRun whose lease was lost returns no row and
+// waits for the flush: it changed nothing but its audit rows.
 //
 // Why that is safe. WAL is one sequence: a commit that waits for its flush
 // (a step's checkpoint, a lease renewal) makes every earlier commit durable
@@ -32,7 +35,7 @@ var (
 // lease held until the lease expires; the next start resumes it, its steps
 // answered from the store, as after a crash of the process just before it
 // ended.
-const sqlNoFlush = `SELECT set_config('synchronous_commit', 'off', true)`
+const noFlush = `set_config('synchronous_commit', 'off', true)`
 
 // newToken draws a lease token: random, never zero.
 func newToken() int64 {
@@ -60,7 +63,6 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 	expires := ns(req.Now.Add(req.TTL))
 	token := newToken()
 	b := &pgx.Batch{}
-	b.Queue(sqlNoFlush)
 	b.Queue(s.sqlStartLock, req.Key)
 	b.Queue(s.sqlStartTake, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
 	b.Queue(s.sqlStartSteps, req.Key)
@@ -68,12 +70,9 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var rs crmsync.RunStart
-	if _, err := br.Exec(); err != nil {
-		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
-	}
 	var holder, run string
 	var until int64
-	if err := br.QueryRow().Scan(&holder, &run, &until); err != nil {
+	if err := br.QueryRow().Scan(&holder, &run, &until, nil); err != nil {
 		return rs, fmt.Errorf("postgres: start run for key %s: lease: %w", req.Key, err)
 	}
 	var gen int64
@@ -124,7 +123,6 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		finished = ns(end.Now)
 	}
 	b := &pgx.Batch{}
-	b.Queue(sqlNoFlush)
 	s.queueAudit(b, end.Audit)
 	b.Queue(s.sqlEndRun, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
 	// The prune goes only when a closed run can be due (pruneGate).
@@ -141,15 +139,12 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	what := "end run " + string(l.Run)
-	if _, err := br.Exec(); err != nil {
-		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
-	}
 	if len(end.Audit) > 0 {
 		if _, err := br.Exec(); err != nil {
 			return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: audit: %w", what, err)
 		}
 	}
-	ri, err := scanRun(br.QueryRow())
+	ri, err := scanRun(br.QueryRow(), nil)
 	lost := errors.Is(err, pgx.ErrNoRows)
 	if err != nil && !lost {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
@@ -185,7 +180,7 @@ func (s *Store) prepareRunSQL() {
 	// KEY SHARE. It returns the row as it was.
 	s.sqlStartLock = s.q(`INSERT INTO {s}.leases AS x (key, holder, generation, run, expires) VALUES ($1, '', 0, '', 0)
 ON CONFLICT (key) DO UPDATE SET key = x.key
-RETURNING holder, run, expires`)
+RETURNING holder, run, expires, ` + noFlush)
 	// The start proper, if the lease (locked above) is free. Its
 	// sub-statements see one snapshot: each reads what the one before
 	// returned, never what it wrote.
@@ -222,7 +217,7 @@ SELECT taken.generation, r.* FROM taken, r`)
 )
 UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
 WHERE id = $5 AND EXISTS (SELECT 1 FROM released)
-RETURNING ` + runCols)
+RETURNING ` + runCols + `, ` + noFlush)
 	// A run is pruned once: its mark (kept) goes with its steps, in one
 	// statement, and the index of closed runs holds only unpruned ones. Runs
 	// another transaction is pruning right now are skipped, not waited for:

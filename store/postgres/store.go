@@ -191,12 +191,13 @@ WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
 
-func scanRun(row pgx.Row) (crmsync.RunInfo, error) {
+// scanRun scans runCols, then into more (nil to skip a column).
+func scanRun(row pgx.Row, more ...any) (crmsync.RunInfo, error) {
 	var ri crmsync.RunInfo
 	var id, status string
 	var started, finished int64
 	var report []byte
-	if err := row.Scan(&id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report); err != nil {
+	if err := row.Scan(append([]any{&id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report}, more...)...); err != nil {
 		return ri, err
 	}
 	ri.ID, ri.Status, ri.StartedAt, ri.FinishedAt = crmsync.RunID(id), crmsync.RunStatus(status), tm(started), tm(finished)
