@@ -9,11 +9,20 @@
 // advisory lock, so several workers may start at once and a failed migration
 // leaves nothing behind.
 //
-// A run costs two round trips beyond its steps. StartRun is one: the
-// schema's start_run function (lease, run, replay claims) and the reads of
-// the run's steps and letters go in one pipeline, which the server runs as
-// one implicit transaction. EndRun is the other: audit rows, the fenced
-// outcome, the release and the pruning in one pipeline.
+// A run costs two round trips beyond its steps. StartRun is one: four
+// plain statements in one pipeline, which the server runs as one implicit
+// transaction: the lease row locked; the lease taken, the run resumed or
+// opened and the replays claimed in one statement, only if the lease is
+// free; the reads of the run's steps and letters. (The schema's start_run
+// function, which did the second's work in PL/pgSQL, is no longer called;
+// it stays for processes of the previous version during an upgrade.)
+// EndRun is the other: audit rows, then one statement that releases the
+// lease and records the fenced outcome, and the pruning, in one pipeline.
+// The pruning goes only when a closed run can be due: at a Store's first
+// EndRun, when the cutoff passes the earliest finish time the Store knows
+// of a closed run still kept (from its last prune and the runs it closed
+// since), and when the cutoff has moved a minute past the last prune's
+// (which finds runs other Stores closed). PruneRuns always prunes.
 //
 // A checkpoint of a step alone is one INSERT statement that also checks the
 // lease; a checkpoint with cursors, ledger rows, audit rows and new dead
