@@ -188,7 +188,8 @@ RETURNING holder, run, expires, ` + noFlush)
 WITH free AS (
 	SELECT 1 FROM {s}.leases WHERE key = $1 AND (run = '' OR expires <= $5)
 ), resumed AS (
-	UPDATE {s}.runs SET attempts = attempts + 1 WHERE key = $1 AND status = 'open' AND EXISTS (SELECT 1 FROM free)
+	UPDATE {s}.runs SET attempts = attempts + 1
+	WHERE id = (SELECT open FROM {s}.leases WHERE key = $1) AND status = 'open' AND EXISTS (SELECT 1 FROM free)
 	RETURNING ` + runCols + `
 ), opened AS (
 	INSERT INTO {s}.runs (id, key, workflow, status, started_at, attempts)
@@ -197,7 +198,8 @@ WITH free AS (
 ), r AS (
 	SELECT * FROM resumed UNION ALL SELECT * FROM opened
 ), taken AS (
-	UPDATE {s}.leases SET holder = $2, generation = generation + 1, run = (SELECT id FROM r), expires = $6, token = $7
+	UPDATE {s}.leases SET holder = $2, generation = generation + 1, run = (SELECT id FROM r), expires = $6, token = $7,
+		open = (SELECT id FROM r)
 	WHERE key = $1 AND EXISTS (SELECT 1 FROM r)
 	RETURNING generation
 ), claimed AS (
@@ -210,35 +212,43 @@ SELECT taken.generation, r.* FROM taken, r`)
 	s.sqlStartLetters = s.q(`SELECT ` + deadCols + ` FROM {s}.dead_letters
 		WHERE key = $1 AND status IN ('replayed', 'failed-again') AND claimed_by = (SELECT run FROM {s}.leases WHERE key = $1) ORDER BY id`)
 	// One statement releases the lease and, exactly when the release
-	// matched (the lease is still l), records the outcome. The lease row is
-	// locked first, as start_run locks it before the run.
+	// matched (the lease is still l), records the outcome: a closed run
+	// leaves the lease's open run and joins the queue of runs to prune. The
+	// lease row is locked first, as a start locks it before the run. The
+	// update of the run is HOT: no index of runs holds what it changes.
 	s.sqlEndRun = s.q(`WITH released AS (
-	UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 RETURNING key
+	UPDATE {s}.leases SET holder = '', run = '', expires = 0, open = CASE WHEN $1 IN ('finished', 'failed') THEN '' ELSE open END
+	WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 RETURNING key
+), queued AS (
+	INSERT INTO {s}.closed (finished_at, run) SELECT $4, $5 WHERE $1 IN ('finished', 'failed') AND EXISTS (SELECT 1 FROM released)
+	ON CONFLICT DO NOTHING
 )
 UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
 WHERE id = $5 AND EXISTS (SELECT 1 FROM released)
 RETURNING ` + runCols + `, ` + noFlush)
-	// A run is pruned once: its mark (kept) goes with its steps, in one
-	// statement, and the index of closed runs holds only unpruned ones. Runs
+	// A run is pruned once: it leaves the queue of closed runs (closed)
+	// with its steps, in one statement, and its mark (kept) goes false. Runs
 	// another transaction is pruning right now are skipped, not waited for:
 	// that one prunes them (or, if it rolls back, the next prune does). The
 	// count is of runs that had steps; every sub-statement sees the steps as
-	// they were before the delete. The runs due are collected first (an
-	// array), then marked by id: as a join the planner may scan all runs to
-	// mark a few.
+	// they were before the delete. The queue rows due are collected first
+	// (an array of row addresses), the runs then marked by id: as a join the
+	// planner may scan all runs to mark a few.
 	s.sqlPrune = s.q(sqlPruneWith + `SELECT count(DISTINCT run) FROM gone`)
 	// EndRun's prune also returns the earliest finish time of a closed run
-	// it leaves kept (MaxInt64 if none), for the pruneGate; it reads the
-	// index of closed kept runs from the cutoff on.
+	// it leaves in the queue (MaxInt64 if none), for the pruneGate: the
+	// queue's first entry from the cutoff on.
 	s.sqlEndPrune = s.q(sqlPruneWith + `SELECT (SELECT count(DISTINCT run) FROM gone),
-	coalesce((SELECT min(finished_at) FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at >= $1), 9223372036854775807)`)
+	coalesce((SELECT min(finished_at) FROM {s}.closed WHERE finished_at >= $1), 9223372036854775807)`)
 }
 
 const sqlPruneWith = `
-WITH pruned AS (
-	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(
-		SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at < $1
-		FOR UPDATE SKIP LOCKED))
+WITH due AS (
+	DELETE FROM {s}.closed WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM {s}.closed WHERE finished_at < $1 FOR UPDATE SKIP LOCKED))
+	RETURNING run
+), pruned AS (
+	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(SELECT run FROM due))
 	RETURNING id
 ), gone AS (
 	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned) RETURNING run
