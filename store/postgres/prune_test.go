@@ -92,7 +92,7 @@ func TestPruneOnce(t *testing.T) {
 	n, cost := measurePrune(t, s, schema, ns(t0.Add(time.Minute)), true)
 	assert.Equal(t, old, n, "runs due (rolled back)")
 	// The counters see the runs a prune reads (so the zeros below mean
-	// something): each run due is read from the index of closed runs, then
+	// something): each run due is found in the queue of closed runs, then read
 	// by id to mark it pruned.
 	assert.GreaterOrEqual(t, cost.RunsRead, int64(old), "runs read by a prune with %d runs due", old)
 	assert.LessOrEqual(t, cost.RunsRead, int64(2*old), "runs read by a prune with %d runs due", old)
@@ -308,7 +308,7 @@ func TestPruneYearOfHistory(t *testing.T) {
 
 // BenchmarkPrune measures a run's end's prune in yearOfHistory: due=0 with
 // nothing due, due=1 with one run due; each is rolled back. Version 3 runs
-// its own statement, version 4 the store's. runs-read/op is the tuples of
+// its own statement, version 4 (migrated on to the latest) the store's. runs-read/op is the tuples of
 // runs the statement read; ns/op is the statement's alone.
 func BenchmarkPrune(b *testing.B) {
 	ctx := context.Background()

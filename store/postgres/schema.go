@@ -208,6 +208,7 @@ CREATE TABLE {s}.closed (
 );
 INSERT INTO {s}.closed (finished_at, run)
 	SELECT finished_at, id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept;
+ANALYZE {s}.closed;
 DROP INDEX {s}.runs_open_key;
 DROP INDEX {s}.runs_closed_kept;
 
