@@ -24,6 +24,17 @@
 // since), and when the cutoff has moved a minute past the last prune's
 // (which finds runs other Stores closed). PruneRuns always prunes.
 //
+// Since schema version 5 no index of the runs table holds a run's status
+// or finish time, so closing a run is a HOT update that writes no index
+// entry: a key's open run is found through its lease row (leases.open, set
+// under the lease lock, which also keeps a key to one open run), and closed
+// runs wait for pruning in a queue table (closed) that the close writes and
+// the prune empties. Upgrading from an earlier version: stop the processes
+// of the earlier version first. One still running after the migration
+// keeps working (its start_run is rewritten by the migration), but the runs
+// it closes are not queued, so no later prune removes their steps, and
+// its own prunes read the whole runs table.
+//
 // A checkpoint of a step alone is one INSERT statement that also checks the
 // lease; a checkpoint with cursors, ledger rows, audit rows and new dead
 // letters is one statement too (one array parameter per column, the rows
