@@ -342,6 +342,9 @@ type RunEnder interface {
 	// releases l as ReleaseLease does, prunes as PruneRuns does if
 	// end.PruneBefore is set, and returns the run as stored and how many
 	// runs it pruned. ErrLeaseLost if l is no longer the key's lease: then
-	// neither the outcome nor the lease changed.
+	// neither the outcome nor the lease changed. A Store may leave out the
+	// prune when it knows no closed run is due yet (the PostgreSQL store
+	// does, and sweeps at least once per minute of cutoff); PruneRuns
+	// always prunes.
 	EndRun(ctx context.Context, l Lease, end RunEnd) (RunInfo, int, error)
 }

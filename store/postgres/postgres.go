@@ -9,11 +9,31 @@
 // advisory lock, so several workers may start at once and a failed migration
 // leaves nothing behind.
 //
-// A run costs two round trips beyond its steps. StartRun is one: the
-// schema's start_run function (lease, run, replay claims) and the reads of
-// the run's steps and letters go in one pipeline, which the server runs as
-// one implicit transaction. EndRun is the other: audit rows, the fenced
-// outcome, the release and the pruning in one pipeline.
+// A run costs two round trips beyond its steps. StartRun is one: four
+// plain statements in one pipeline, which the server runs as one implicit
+// transaction: the lease row locked; the lease taken, the run resumed or
+// opened and the replays claimed in one statement, only if the lease is
+// free; the reads of the run's steps and letters. (The schema's start_run
+// function, which did the second's work in PL/pgSQL, is no longer called;
+// it stays for processes of the previous version during an upgrade.)
+// EndRun is the other: audit rows, then one statement that releases the
+// lease and records the fenced outcome, and the pruning, in one pipeline.
+// The pruning goes only when a closed run can be due: at a Store's first
+// EndRun, when the cutoff passes the earliest finish time the Store knows
+// of a closed run still kept (from its last prune and the runs it closed
+// since), and when the cutoff has moved a minute past the last prune's
+// (which finds runs other Stores closed). PruneRuns always prunes.
+//
+// Since schema version 5 no index of the runs table holds a run's status
+// or finish time, so closing a run is a HOT update that writes no index
+// entry: a key's open run is found through its lease row (leases.open, set
+// under the lease lock, which also keeps a key to one open run), and closed
+// runs wait for pruning in a queue table (closed) that the close writes and
+// the prune empties. Upgrading from an earlier version: stop the processes
+// of the earlier version first. One still running after the migration
+// keeps working (its start_run is rewritten by the migration), but the runs
+// it closes are not queued, so no later prune removes their steps, and
+// its own prunes read the whole runs table.
 //
 // A checkpoint of a step alone is one INSERT statement that also checks the
 // lease; a checkpoint with cursors, ledger rows, audit rows and new dead
@@ -93,7 +113,8 @@ type Store struct {
 
 	sqlStep string // the one-statement step checkpoint
 	// StartRun, EndRun and PruneRuns statements.
-	sqlStartRun, sqlStartSteps, sqlStartLetters, sqlEndFinish, sqlEndRelease, sqlPrune string
+	sqlStartLock, sqlStartTake, sqlStartSteps, sqlStartLetters, sqlEndRun, sqlPrune, sqlEndPrune string
+	prune                                                                                        pruneGate // whether an EndRun prunes
 	// Bulk statements: a checkpoint's rows, audit rows.
 	sqlCheckpoint, sqlAudit string
 }

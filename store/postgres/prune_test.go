@@ -92,7 +92,7 @@ func TestPruneOnce(t *testing.T) {
 	n, cost := measurePrune(t, s, schema, ns(t0.Add(time.Minute)), true)
 	assert.Equal(t, old, n, "runs due (rolled back)")
 	// The counters see the runs a prune reads (so the zeros below mean
-	// something): each run due is read from the index of closed runs, then
+	// something): each run due is found in the queue of closed runs, then read
 	// by id to mark it pruned.
 	assert.GreaterOrEqual(t, cost.RunsRead, int64(old), "runs read by a prune with %d runs due", old)
 	assert.LessOrEqual(t, cost.RunsRead, int64(2*old), "runs read by a prune with %d runs due", old)
@@ -134,7 +134,7 @@ func TestPruneOnce(t *testing.T) {
 func TestMigrateKeptFromVersion3(t *testing.T) {
 	saved := migrations
 	t.Cleanup(func() { migrations = saved })
-	require.Len(t, saved, 4, "this test migrates from version 3 to 4")
+	require.GreaterOrEqual(t, len(saved), 4, "this test migrates from version 3")
 	ctx := context.Background()
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	schema := freshSchema(t)
@@ -143,13 +143,7 @@ func TestMigrateKeptFromVersion3(t *testing.T) {
 	old := openSchema(t, schema)
 	run := func(key string, id crmsync.RunID, status crmsync.RunStatus, steps int) {
 		t.Helper()
-		rs, err := old.StartRun(ctx, crmsync.LeaseRequest{Key: key, Holder: "h", Workflow: "wf", NewRun: id, TTL: time.Minute, Now: t0})
-		require.NoError(t, err)
-		for i := range steps {
-			require.NoError(t, old.Commit(ctx, rs.Lease, crmsync.Checkpoint{Run: id, Step: crmsync.StepRecord{Step: fmt.Sprintf("s%d", i), Result: json.RawMessage(`1`), Attempts: 1, Done: t0}}))
-		}
-		_, _, err = old.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: status, Now: t0})
-		require.NoError(t, err)
+		writeRun(t, schema, key, id, status, steps, t0)
 	}
 	run("a", "ra", crmsync.RunFinished, 2) // closed, its steps not yet pruned
 	run("b", "rb", crmsync.RunFinished, 2) // closed, its steps pruned below
@@ -165,7 +159,7 @@ func TestMigrateKeptFromVersion3(t *testing.T) {
 
 	migrations = saved
 	s := openSchema(t, schema)
-	assert.Equal(t, "4", adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`))
+	assert.Equal(t, fmt.Sprint(len(saved)), adminQuery[string](t, `SELECT value FROM `+schema+`.crmsync_meta WHERE key = 'schema_version'`))
 	kept := map[string]bool{}
 	rows, err := s.pool.Query(ctx, s.q(`SELECT id, kept FROM {s}.runs`))
 	require.NoError(t, err)
@@ -314,7 +308,7 @@ func TestPruneYearOfHistory(t *testing.T) {
 
 // BenchmarkPrune measures a run's end's prune in yearOfHistory: due=0 with
 // nothing due, due=1 with one run due; each is rolled back. Version 3 runs
-// its own statement, version 4 the store's. runs-read/op is the tuples of
+// its own statement, version 4 (migrated on to the latest) the store's. runs-read/op is the tuples of
 // runs the statement read; ns/op is the statement's alone.
 func BenchmarkPrune(b *testing.B) {
 	ctx := context.Background()

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/crmsync/crmsync"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var (
@@ -18,10 +16,13 @@ var (
 	_ crmsync.RunEnder   = (*Store)(nil)
 )
 
-// sqlNoFlush makes the rest of a pipeline's transaction commit without
-// waiting for the WAL flush (synchronous_commit off, for that transaction
-// only). StartRun and EndRun use it: only step commits must be durable
-// when they return.
+// noFlush, as a column of a statement's one returned row, makes the
+// statement's transaction commit without waiting for the WAL flush
+// (synchronous_commit off, for that transaction only). StartRun and EndRun
+// use it (in their first statement and in the statement that ends the run,
+// so it costs no statement of its own): only step commits must be durable
+// when they return. An EndRun whose lease was lost returns no row and
+// waits for the flush: it changed nothing but its audit rows.
 //
 // Why that is safe. WAL is one sequence: a commit that waits for its flush
 // (a step's checkpoint, a lease renewal) makes every earlier commit durable
@@ -34,7 +35,7 @@ var (
 // lease held until the lease expires; the next start resumes it, its steps
 // answered from the store, as after a crash of the process just before it
 // ended.
-const sqlNoFlush = `SELECT set_config('synchronous_commit', 'off', true)`
+const noFlush = `set_config('synchronous_commit', 'off', true)`
 
 // newToken draws a lease token: random, never zero.
 func newToken() int64 {
@@ -45,13 +46,16 @@ func newToken() int64 {
 	}
 }
 
-// errBusyCode is the SQLSTATE start_run raises for a key whose lease is live.
-const errBusyCode = "CS001"
-
-// StartRun implements crmsync.RunStarter in one round trip: the schema's
-// start_run function (lease, run, replay claims) and the reads of the run's
-// steps and letters go in one pipeline, which PostgreSQL runs as one
-// implicit transaction.
+// StartRun implements crmsync.RunStarter in one round trip: plain
+// statements in one pipeline, which PostgreSQL runs as one implicit
+// transaction. The first makes sure the key's lease row exists and locks
+// it (FOR UPDATE strength): concurrent starters of one key queue there,
+// and checkpoints under the old lease (which hold the row FOR KEY SHARE)
+// commit first. The second, only if the lease is free, resumes the key's
+// open run or opens one, takes the lease and claims the letters marked for
+// replay (a run's first start only; a resumed run gets its own back). The
+// last two read the run's steps and letters. A live lease makes the second
+// do nothing: the first's row says who holds it.
 func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync.RunStart, error) {
 	if req.Key == "" || req.Holder == "" || req.NewRun == "" || req.TTL <= 0 {
 		return crmsync.RunStart{}, errors.New("postgres: start run: key, holder, new run id and a positive TTL are required")
@@ -59,29 +63,28 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 	expires := ns(req.Now.Add(req.TTL))
 	token := newToken()
 	b := &pgx.Batch{}
-	b.Queue(sqlNoFlush)
-	b.Queue(s.sqlStartRun, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
-	// The lease row is locked by start_run until the pipeline ends: its run
-	// is the one just started.
+	b.Queue(s.sqlStartLock, req.Key)
+	b.Queue(s.sqlStartTake, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
 	b.Queue(s.sqlStartSteps, req.Key)
 	b.Queue(s.sqlStartLetters, req.Key)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	var rs crmsync.RunStart
+	var holder, run string
+	var until int64
+	if err := br.QueryRow().Scan(&holder, &run, &until, nil); err != nil {
+		return rs, fmt.Errorf("postgres: start run for key %s: lease: %w", req.Key, err)
+	}
 	var gen int64
 	var ri crmsync.RunInfo
 	var id, status string
 	var started, finished int64
 	var report []byte
-	if _, err := br.Exec(); err != nil {
-		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
-	}
 	err := br.QueryRow().Scan(&gen, &id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report)
+	if errors.Is(err, pgx.ErrNoRows) && run != "" && until > ns(req.Now) {
+		return rs, fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, holder, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
+	}
 	if err != nil {
-		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == errBusyCode {
-			until, _ := strconv.ParseInt(pe.Hint, 10, 64)
-			return rs, fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, pe.Detail, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
-		}
 		return rs, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
 	}
 	ri.ID, ri.Status, ri.StartedAt, ri.FinishedAt, ri.Report = crmsync.RunID(id), crmsync.RunStatus(status), tm(started), tm(finished), raw(report)
@@ -108,8 +111,9 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 }
 
 // EndRun implements crmsync.RunEnder in one round trip: the audit rows,
-// the fenced outcome, the release and the pruning go in one pipeline,
-// which PostgreSQL runs as one implicit transaction.
+// the fenced outcome and release (one statement) and, when a closed run
+// can be due, the pruning go in one pipeline, which PostgreSQL runs as one
+// implicit transaction.
 func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd) (crmsync.RunInfo, int, error) {
 	if end.Status != crmsync.RunOpen && !end.Status.Closed() {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: finish run %s: unknown status %q", l.Run, end.Status)
@@ -119,41 +123,48 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 		finished = ns(end.Now)
 	}
 	b := &pgx.Batch{}
-	b.Queue(sqlNoFlush)
 	s.queueAudit(b, end.Audit)
-	b.Queue(s.sqlEndFinish, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
-	b.Queue(s.sqlEndRelease, l.Key, l.Generation, string(l.Run), l.Token)
-	prune := !end.PruneBefore.IsZero()
+	b.Queue(s.sqlEndRun, string(end.Status), bytes(end.Report), end.Error, finished, string(l.Run), l.Key, l.Generation, l.Token)
+	// The prune goes only when a closed run can be due (pruneGate).
+	prune := !end.PruneBefore.IsZero() && s.prune.take(ns(end.PruneBefore))
 	if prune {
-		b.Queue(s.sqlPrune, ns(end.PruneBefore))
+		b.Queue(s.sqlEndPrune, ns(end.PruneBefore))
 	}
+	ok := false
+	defer func() {
+		if prune && !ok {
+			s.prune.failed()
+		}
+	}()
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	what := "end run " + string(l.Run)
-	if _, err := br.Exec(); err != nil {
-		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
-	}
 	if len(end.Audit) > 0 {
 		if _, err := br.Exec(); err != nil {
 			return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: audit: %w", what, err)
 		}
 	}
-	ri, err := scanRun(br.QueryRow())
+	ri, err := scanRun(br.QueryRow(), nil)
 	lost := errors.Is(err, pgx.ErrNoRows)
 	if err != nil && !lost {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
 	}
-	if _, err := br.Exec(); err != nil {
-		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: release lease: %w", what, err)
-	}
 	n := 0
+	var due int64
 	if prune {
-		if err := br.QueryRow().Scan(&n); err != nil {
+		if err := br.QueryRow().Scan(&n, &due); err != nil {
 			return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: prune: %w", what, err)
 		}
 	}
 	if err := br.Close(); err != nil {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: %s: %w", what, err)
+	}
+	ok = true
+	if prune {
+		s.prune.done(due)
+	}
+	if !lost && finished != 0 {
+		s.prune.closed(finished)
 	}
 	if lost {
 		return crmsync.RunInfo{}, 0, fmt.Errorf("postgres: key %s generation %d: %w", l.Key, l.Generation, crmsync.ErrLeaseLost)
@@ -163,36 +174,86 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 
 // prepareRunSQL sets the statements of StartRun, EndRun and PruneRuns.
 func (s *Store) prepareRunSQL() {
-	s.sqlStartRun = s.q(`SELECT * FROM {s}.start_run($1, $2, $3, $4, $5, $6, $7)`)
+	// The lease row, created if absent and locked. Setting the key (to
+	// itself) takes the row lock of FOR UPDATE, not the weaker one of an
+	// update that leaves keys alone: it waits for checkpoints holding FOR
+	// KEY SHARE. It returns the row as it was.
+	s.sqlStartLock = s.q(`INSERT INTO {s}.leases AS x (key, holder, generation, run, expires) VALUES ($1, '', 0, '', 0)
+ON CONFLICT (key) DO UPDATE SET key = x.key
+RETURNING holder, run, expires, ` + noFlush)
+	// The start proper, if the lease (locked above) is free. Its
+	// sub-statements see one snapshot: each reads what the one before
+	// returned, never what it wrote.
+	s.sqlStartTake = s.q(`
+WITH free AS (
+	SELECT 1 FROM {s}.leases WHERE key = $1 AND (run = '' OR expires <= $5)
+), resumed AS (
+	UPDATE {s}.runs SET attempts = attempts + 1
+	WHERE id = (SELECT open FROM {s}.leases WHERE key = $1) AND status = 'open' AND EXISTS (SELECT 1 FROM free)
+	RETURNING ` + runCols + `
+), opened AS (
+	INSERT INTO {s}.runs (id, key, workflow, status, started_at, attempts)
+	SELECT $4, $1, $3, 'open', $5, 1 WHERE EXISTS (SELECT 1 FROM free) AND NOT EXISTS (SELECT 1 FROM resumed)
+	RETURNING ` + runCols + `
+), r AS (
+	SELECT * FROM resumed UNION ALL SELECT * FROM opened
+), taken AS (
+	UPDATE {s}.leases SET holder = $2, generation = generation + 1, run = (SELECT id FROM r), expires = $6, token = $7,
+		open = (SELECT id FROM r)
+	WHERE key = $1 AND EXISTS (SELECT 1 FROM r)
+	RETURNING generation
+), claimed AS (
+	UPDATE {s}.dead_letters SET status = 'replayed', claimed_by = (SELECT id FROM r), updated = $5
+	WHERE key = $1 AND status = 'replay' AND (SELECT attempts FROM r) = 1
+)
+SELECT taken.generation, r.* FROM taken, r`)
 	s.sqlStartSteps = s.q(`SELECT step, result, error, attempts, done FROM {s}.steps
 		WHERE run = (SELECT run FROM {s}.leases WHERE key = $1)`)
 	s.sqlStartLetters = s.q(`SELECT ` + deadCols + ` FROM {s}.dead_letters
 		WHERE key = $1 AND status IN ('replayed', 'failed-again') AND claimed_by = (SELECT run FROM {s}.leases WHERE key = $1) ORDER BY id`)
-	s.sqlEndFinish = s.q(`UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
-		WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 FOR KEY SHARE)
-		RETURNING ` + runCols)
-	// The release follows the outcome in the same transaction: it matches
-	// exactly when the outcome did.
-	s.sqlEndRelease = s.q(`UPDATE {s}.leases SET holder = '', run = '', expires = 0 WHERE key = $1 AND generation = $2 AND run = $3 AND token = $4`)
-	// A run is pruned once: its mark (kept) goes with its steps, in one
-	// statement, and the index of closed runs holds only unpruned ones. Runs
+	// One statement releases the lease and, exactly when the release
+	// matched (the lease is still l), records the outcome: a closed run
+	// leaves the lease's open run and joins the queue of runs to prune. The
+	// lease row is locked first, as a start locks it before the run. The
+	// update of the run is HOT: no index of runs holds what it changes.
+	s.sqlEndRun = s.q(`WITH released AS (
+	UPDATE {s}.leases SET holder = '', run = '', expires = 0, open = CASE WHEN $1 IN ('finished', 'failed') THEN '' ELSE open END
+	WHERE key = $6 AND generation = $7 AND run = $5 AND token = $8 RETURNING key
+), queued AS (
+	INSERT INTO {s}.closed (finished_at, run) SELECT $4, $5 WHERE $1 IN ('finished', 'failed') AND EXISTS (SELECT 1 FROM released)
+	ON CONFLICT DO NOTHING
+)
+UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
+WHERE id = $5 AND EXISTS (SELECT 1 FROM released)
+RETURNING ` + runCols + `, ` + noFlush)
+	// A run is pruned once: it leaves the queue of closed runs (closed)
+	// with its steps, in one statement, and its mark (kept) goes false. Runs
 	// another transaction is pruning right now are skipped, not waited for:
 	// that one prunes them (or, if it rolls back, the next prune does). The
 	// count is of runs that had steps; every sub-statement sees the steps as
-	// they were before the delete. The runs due are collected first (an
-	// array), then marked by id: as a join the planner may scan all runs to
-	// mark a few.
-	s.sqlPrune = s.q(`
-WITH pruned AS (
-	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(
-		SELECT id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept AND finished_at < $1
-		FOR UPDATE SKIP LOCKED))
+	// they were before the delete. The queue rows due are collected first
+	// (an array of row addresses), the runs then marked by id: as a join the
+	// planner may scan all runs to mark a few.
+	s.sqlPrune = s.q(sqlPruneWith + `SELECT count(DISTINCT run) FROM gone`)
+	// EndRun's prune also returns the earliest finish time of a closed run
+	// it leaves in the queue (MaxInt64 if none), for the pruneGate: the
+	// queue's first entry from the cutoff on.
+	s.sqlEndPrune = s.q(sqlPruneWith + `SELECT (SELECT count(DISTINCT run) FROM gone),
+	coalesce((SELECT min(finished_at) FROM {s}.closed WHERE finished_at >= $1), 9223372036854775807)`)
+}
+
+const sqlPruneWith = `
+WITH due AS (
+	DELETE FROM {s}.closed WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM {s}.closed WHERE finished_at < $1 FOR UPDATE SKIP LOCKED))
+	RETURNING run
+), pruned AS (
+	UPDATE {s}.runs SET kept = false WHERE id = ANY (ARRAY(SELECT run FROM due))
 	RETURNING id
 ), gone AS (
 	DELETE FROM {s}.steps WHERE run IN (SELECT id FROM pruned) RETURNING run
 )
-SELECT count(DISTINCT run) FROM gone`)
-}
+`
 
 func scanSteps(rows pgx.Rows) (map[string]crmsync.StepRecord, error) {
 	defer rows.Close()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -65,4 +66,65 @@ func TestUndoneStartIsFencedByToken(t *testing.T) {
 	ri, _, err := s.EndRun(ctx, again.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0.Add(4 * time.Second)})
 	require.NoError(t, err)
 	assert.Equal(t, crmsync.RunFinished, ri.Status)
+}
+
+// A StartRun that takes over an expired lease waits for a checkpoint under
+// the old lease that is in flight (it holds the lease row FOR KEY SHARE),
+// then answers that step from the store: the step is never run twice
+// because the takeover read the steps before it committed. It is also told
+// who holds a live lease.
+func TestStartRunWaitsForCheckpointInFlight(t *testing.T) {
+	schema := freshSchema(t)
+	s := openSchema(t, schema)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	req := func(holder string, run crmsync.RunID, now time.Time) crmsync.LeaseRequest {
+		return crmsync.LeaseRequest{Key: "k", Holder: holder, Workflow: "wf", NewRun: run, TTL: time.Minute, Now: now}
+	}
+	first, err := s.StartRun(ctx, req("worker-1", "r1", t0))
+	require.NoError(t, err)
+	_, err = s.StartRun(ctx, req("worker-2", "r2", t0.Add(time.Second)))
+	require.ErrorIs(t, err, crmsync.ErrBusy)
+	assert.Contains(t, err.Error(), "held by worker-1 until "+t0.Add(time.Minute).Format(time.RFC3339))
+
+	// A checkpoint under the first lease, in flight: lease checked, step
+	// written, not committed.
+	conn, err := pgx.Connect(ctx, testDSN(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(ctx) }()
+	_, err = tx.Exec(ctx, `INSERT INTO `+schema+`.steps (run, step, result, attempts, done)
+		SELECT 'r1', 's1', '1', 1, 0 WHERE EXISTS (SELECT 1 FROM `+schema+`.leases WHERE key = 'k' AND token = $1 FOR KEY SHARE)`, first.Lease.Token)
+	require.NoError(t, err)
+
+	type result struct {
+		rs  crmsync.RunStart
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rs, err := s.StartRun(ctx, req("worker-2", "r2", t0.Add(2*time.Minute)))
+		done <- result{rs, err}
+	}()
+	for {
+		select {
+		case r := <-done:
+			t.Fatalf("StartRun returned (%v) while a checkpoint under the old lease was in flight; want it to wait", r.err)
+		default:
+		}
+		waiting := adminQuery[int](t, `SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'crmsync' AND wait_event_type = 'Lock' AND strpos(query, $1) > 0`, schema)
+		if waiting > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.NoError(t, tx.Commit(ctx))
+	r := <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, crmsync.RunID("r1"), r.rs.Run.ID, "resumed")
+	assert.Equal(t, 2, r.rs.Run.Attempts)
+	assert.Contains(t, r.rs.Steps, "s1", "the step committed under the old lease is answered from the store")
+	require.ErrorIs(t, s.Commit(ctx, first.Lease, crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "s2", Attempts: 1, Done: t0}}), crmsync.ErrLeaseLost)
 }

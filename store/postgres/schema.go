@@ -189,4 +189,56 @@ UPDATE {s}.runs SET kept = true WHERE status NOT IN ('finished', 'failed') AND N
 DROP INDEX {s}.runs_closed;
 CREATE INDEX runs_closed_kept ON {s}.runs (finished_at) WHERE status IN ('finished', 'failed') AND kept;
 `,
+	// 5: a run's close is a HOT update: no index of runs holds its status
+	// or finish time, so the close writes no index entry. A key's open run
+	// is found through its lease row (leases.open, set by every start under
+	// the lease lock, which also keeps a key to one open run); closed runs
+	// not yet pruned wait in closed (finish time, run), which the close
+	// writes and the prune empties. start_run, no longer called by this
+	// code, is rewritten the same way for processes of the version before.
+	`
+ALTER TABLE {s}.leases ADD COLUMN open text NOT NULL DEFAULT '';
+INSERT INTO {s}.leases AS x (key, holder, generation, run, expires, open)
+	SELECT key, '', 0, '', 0, id FROM {s}.runs WHERE status = 'open'
+	ON CONFLICT (key) DO UPDATE SET open = EXCLUDED.open;
+CREATE TABLE {s}.closed (
+	finished_at bigint NOT NULL,
+	run         text NOT NULL,
+	PRIMARY KEY (finished_at, run)
+);
+INSERT INTO {s}.closed (finished_at, run)
+	SELECT finished_at, id FROM {s}.runs WHERE status IN ('finished', 'failed') AND kept;
+ANALYZE {s}.closed;
+DROP INDEX {s}.runs_open_key;
+DROP INDEX {s}.runs_closed_kept;
+
+CREATE OR REPLACE FUNCTION {s}.start_run(p_key text, p_holder text, p_workflow text, p_new_run text, p_now bigint, p_expires bigint, p_token bigint)
+RETURNS TABLE (o_generation bigint, o_id text, o_key text, o_workflow text, o_status text, o_started_at bigint,
+	o_finished_at bigint, o_attempts integer, o_error text, o_report bytea)
+LANGUAGE plpgsql AS $$
+DECLARE
+	l {s}.leases%ROWTYPE;
+	r {s}.runs%ROWTYPE;
+BEGIN
+	INSERT INTO {s}.leases AS x (key, holder, generation, run, expires) VALUES (p_key, '', 0, '', 0)
+		ON CONFLICT (key) DO NOTHING;
+	SELECT * INTO l FROM {s}.leases x WHERE x.key = p_key FOR UPDATE;
+	IF l.run <> '' AND l.expires > p_now THEN
+		RAISE EXCEPTION 'key % is busy', p_key USING ERRCODE = 'CS001', DETAIL = l.holder, HINT = l.expires::text;
+	END IF;
+	UPDATE {s}.runs x SET attempts = x.attempts + 1 WHERE x.id = l.open AND x.status = 'open' RETURNING * INTO r;
+	IF NOT FOUND THEN
+		INSERT INTO {s}.runs AS x (id, key, workflow, status, started_at, attempts)
+			VALUES (p_new_run, p_key, p_workflow, 'open', p_now, 1) RETURNING * INTO r;
+	END IF;
+	UPDATE {s}.leases x SET holder = p_holder, generation = l.generation + 1, run = r.id, expires = p_expires, token = p_token, open = r.id
+		WHERE x.key = p_key;
+	IF r.attempts = 1 THEN
+		UPDATE {s}.dead_letters x SET status = 'replayed', claimed_by = r.id, updated = p_now
+			WHERE x.key = p_key AND x.status = 'replay';
+	END IF;
+	RETURN QUERY SELECT l.generation + 1, r.id, r.key, r.workflow, r.status, r.started_at, r.finished_at, r.attempts, r.error, r.report;
+END
+$$;
+`,
 }

@@ -68,17 +68,18 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 			ON CONFLICT (key) DO NOTHING`), req.Key); err != nil {
 			return fmt.Errorf("postgres: acquire lease %s: %w", req.Key, err)
 		}
-		var holder, run string
+		var holder, run, open string
 		var gen, expires int64
-		if err := tx.QueryRow(ctx, s.q(`SELECT holder, generation, run, expires FROM {s}.leases WHERE key = $1 FOR UPDATE`), req.Key).
-			Scan(&holder, &gen, &run, &expires); err != nil {
+		if err := tx.QueryRow(ctx, s.q(`SELECT holder, generation, run, expires, open FROM {s}.leases WHERE key = $1 FOR UPDATE`), req.Key).
+			Scan(&holder, &gen, &run, &expires, &open); err != nil {
 			return fmt.Errorf("postgres: acquire lease %s: %w", req.Key, err)
 		}
 		if run != "" && expires > ns(req.Now) {
 			return fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, holder, tm(expires).Format(time.RFC3339), crmsync.ErrBusy)
 		}
 		var id string
-		err := tx.QueryRow(ctx, s.q(`SELECT id FROM {s}.runs WHERE key = $1 AND status = 'open'`), req.Key).Scan(&id)
+		// The key's open run, if any, is the lease's (schema 5).
+		err := tx.QueryRow(ctx, s.q(`SELECT id FROM {s}.runs WHERE id = $1 AND status = 'open'`), open).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			id = string(req.NewRun)
 			_, err = tx.Exec(ctx, s.q(`INSERT INTO {s}.runs (id, key, workflow, status, started_at) VALUES ($1, $2, $3, 'open', $4)`),
@@ -93,7 +94,7 @@ func (s *Store) AcquireLease(ctx context.Context, req crmsync.LeaseRequest) (crm
 		}
 		l = crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen + 1, Run: crmsync.RunID(id), Expires: tm(ns(req.Now.Add(req.TTL)))}
 		l.Token = newToken()
-		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.leases SET holder = $2, generation = $3, run = $4, expires = $5, token = $6 WHERE key = $1`),
+		if _, err := tx.Exec(ctx, s.q(`UPDATE {s}.leases SET holder = $2, generation = $3, run = $4, expires = $5, token = $6, open = $4 WHERE key = $1`),
 			l.Key, l.Holder, l.Generation, id, ns(l.Expires), l.Token); err != nil {
 			return fmt.Errorf("postgres: acquire lease %s: %w", req.Key, err)
 		}
@@ -179,20 +180,33 @@ func (s *Store) FinishRun(ctx context.Context, l crmsync.Lease, status crmsync.R
 	if status.Closed() {
 		finished = ns(now)
 	}
-	return s.fenced(ctx, l, "finish run "+string(l.Run), `
-UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
-WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 AND token = $9 FOR KEY SHARE)`,
+	// A closed run joins the queue of runs to prune (schema 5).
+	err := s.fenced(ctx, l, "finish run "+string(l.Run), `
+WITH finished AS (
+	UPDATE {s}.runs SET status = $1, report = $2, error = $3, finished_at = $4
+	WHERE id = $5 AND EXISTS (SELECT 1 FROM {s}.leases WHERE key = $6 AND generation = $7 AND run = $8 AND token = $9 FOR KEY SHARE)
+	RETURNING id
+), queued AS (
+	INSERT INTO {s}.closed (finished_at, run) SELECT $4, id FROM finished WHERE $1 IN ('finished', 'failed')
+	ON CONFLICT DO NOTHING
+)
+SELECT 1 FROM finished`,
 		string(status), bytes(report), errMsg, finished, string(l.Run), l.Key, l.Generation, string(l.Run), l.Token)
+	if err == nil && finished != 0 {
+		s.prune.closed(finished)
+	}
+	return err
 }
 
 const runCols = `id, key, workflow, status, started_at, finished_at, attempts, error, report`
 
-func scanRun(row pgx.Row) (crmsync.RunInfo, error) {
+// scanRun scans runCols, then into more (nil to skip a column).
+func scanRun(row pgx.Row, more ...any) (crmsync.RunInfo, error) {
 	var ri crmsync.RunInfo
 	var id, status string
 	var started, finished int64
 	var report []byte
-	if err := row.Scan(&id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report); err != nil {
+	if err := row.Scan(append([]any{&id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report}, more...)...); err != nil {
 		return ri, err
 	}
 	ri.ID, ri.Status, ri.StartedAt, ri.FinishedAt = crmsync.RunID(id), crmsync.RunStatus(status), tm(started), tm(finished)
