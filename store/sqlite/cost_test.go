@@ -3,149 +3,49 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/sqlcount"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	msqlite "modernc.org/sqlite"
 )
 
-// tally counts what a Store asks of SQLite: transactions (BEGIN…COMMIT, or
-// a statement outside one) and statements (BEGIN, COMMIT and ROLLBACK not
-// counted).
-type tally struct{ txs, stmts atomic.Int64 }
-
 var (
-	tallies      sync.Map // DSN path -> *tally
+	tallies      sync.Map // DSN path -> *sqlcount.Counts: its transactions and statements
 	registerOnce sync.Once
 )
 
-// countingDriver wraps modernc.org/sqlite's driver and counts into the
-// tally of the file it opens.
-type countingDriver struct{ d driver.Driver }
-
-type fullConn interface {
-	driver.Conn
-	driver.ConnBeginTx
-	driver.ConnPrepareContext
-	driver.ExecerContext
-	driver.QueryerContext
-}
-
-func (d countingDriver) Open(name string) (driver.Conn, error) {
-	c, err := d.d.Open(name)
-	if err != nil {
-		return nil, err
-	}
+// tallyFor is the tally of the file a DSN names.
+func tallyFor(name string) *sqlcount.Counts {
 	path := strings.TrimPrefix(name, "file:")
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
-	t, _ := tallies.LoadOrStore(path, &tally{})
-	return &countingConn{fullConn: c.(fullConn), t: t.(*tally)}, nil
+	t, _ := tallies.LoadOrStore(path, &sqlcount.Counts{})
+	return t.(*sqlcount.Counts)
 }
-
-type countingConn struct {
-	fullConn
-	t    *tally
-	inTx bool
-}
-
-// note counts one statement of text q.
-func (c *countingConn) note(q string) {
-	switch w := strings.ToUpper(strings.Fields(q + " x")[0]); w {
-	case "BEGIN":
-		c.inTx = true
-		c.t.txs.Add(1)
-	case "COMMIT", "END", "ROLLBACK":
-		c.inTx = false
-	default:
-		c.t.stmts.Add(1)
-		if !c.inTx {
-			c.t.txs.Add(1)
-		}
-	}
-}
-
-func (c *countingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	tx, err := c.fullConn.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	c.note("BEGIN")
-	return countingTx{tx, c}, nil
-}
-
-func (c *countingConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	c.note(q)
-	return c.fullConn.ExecContext(ctx, q, args)
-}
-
-func (c *countingConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	c.note(q)
-	return c.fullConn.QueryContext(ctx, q, args)
-}
-
-func (c *countingConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	s, err := c.fullConn.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return countingStmt{s.(fullStmt), c, q}, nil
-}
-
-type fullStmt interface {
-	driver.Stmt
-	driver.StmtExecContext
-	driver.StmtQueryContext
-}
-
-type countingStmt struct {
-	fullStmt
-	c *countingConn
-	q string
-}
-
-func (s countingStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	s.c.note(s.q)
-	return s.fullStmt.ExecContext(ctx, args)
-}
-
-func (s countingStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	s.c.note(s.q)
-	return s.fullStmt.QueryContext(ctx, args)
-}
-
-type countingTx struct {
-	driver.Tx
-	c *countingConn
-}
-
-func (t countingTx) Commit() error   { t.c.inTx = false; return t.Tx.Commit() }
-func (t countingTx) Rollback() error { t.c.inTx = false; return t.Tx.Rollback() }
 
 // openCounting opens a Store whose SQLite work is tallied.
-func openCounting(t *testing.T) (*sqlite.Store, *tally, string) {
+func openCounting(t *testing.T) (*sqlite.Store, *sqlcount.Counts, string) {
 	t.Helper()
-	registerOnce.Do(func() { sql.Register("sqlite-tally", countingDriver{&msqlite.Driver{}}) })
+	registerOnce.Do(func() { sql.Register("sqlite-tally", sqlcount.Driver{Driver: &msqlite.Driver{}, Counts: tallyFor}) })
 	path := filepath.Join(t.TempDir(), "count.db")
 	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path, Driver: "sqlite-tally"})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	tl, ok := tallies.Load(path)
 	require.True(t, ok, "no connection of %s was counted", path)
-	return s, tl.(*tally), path
+	return s, tl.(*sqlcount.Counts), path
 }
 
 // A short workflow's run (4 steps, a new run, no dead letters to replay,
@@ -177,8 +77,8 @@ func TestRunCost(t *testing.T) {
 		require.NoError(t, err)
 		return fi.Size()
 	}
-	tl.txs.Store(0)
-	tl.stmts.Store(0)
+	tl.Txs.Store(0)
+	tl.Stmts.Store(0)
 	wal := walSize()
 	ri, err := eng.Run(ctx, "k", wf)
 	require.NoError(t, err)
@@ -187,9 +87,9 @@ func TestRunCost(t *testing.T) {
 	t.Logf("a 4-step run wrote %d pages", frames)
 	assert.LessOrEqual(t, frames, int64(11), "pages written by a 4-step run")
 	assert.Equal(t, crmsync.RunFinished, ri.Status)
-	t.Logf("a 4-step run: %d transactions, %d statements", tl.txs.Load(), tl.stmts.Load())
-	assert.Equal(t, int64(6), tl.txs.Load(), "transactions of a 4-step run")
-	assert.LessOrEqual(t, tl.stmts.Load(), int64(8), "statements of a 4-step run")
+	t.Logf("a 4-step run: %d transactions, %d statements", tl.Txs.Load(), tl.Stmts.Load())
+	assert.Equal(t, int64(6), tl.Txs.Load(), "transactions of a 4-step run")
+	assert.LessOrEqual(t, tl.Stmts.Load(), int64(8), "statements of a 4-step run")
 	steps, err := s.LoadSteps(ctx, ri.ID)
 	require.NoError(t, err)
 	assert.Len(t, steps, 4)
@@ -287,10 +187,10 @@ func TestPruneOnce(t *testing.T) {
 		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", Workflow: "wf", NewRun: id, TTL: time.Minute, Now: at})
 		require.NoError(t, err)
 		require.NoError(t, s.Commit(ctx, rs.Lease, crmsync.Checkpoint{Run: id, Step: crmsync.StepRecord{Step: "s1", Result: []byte(`1`), Attempts: 1, Done: at}}))
-		before := tl.stmts.Load()
+		before := tl.Stmts.Load()
 		_, pruned, err = s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: at, PruneBefore: pruneBefore})
 		require.NoError(t, err)
-		return pruned, tl.stmts.Load() - before
+		return pruned, tl.Stmts.Load() - before
 	}
 	n, _ := run("r1", t0, time.Time{})
 	assert.Equal(t, 0, n)
