@@ -18,7 +18,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -33,16 +32,19 @@ import (
 	"time"
 
 	"github.com/crmsync/crmsync"
+	"github.com/crmsync/crmsync/internal/sqlcount"
 	"github.com/crmsync/crmsync/store/postgres"
 	"github.com/crmsync/crmsync/store/sqlite"
 	"github.com/jackc/pgx/v5/pgxpool"
 	msqlite "modernc.org/sqlite"
 )
 
-// counts are the round trips (or transactions) and statements seen.
-type counts struct{ trips, stmts atomic.Int64 }
-
-var cnt counts
+// pgTrips counts PostgreSQL's round trips; sqlCounts SQLite's transactions
+// (its "round trips") and statements.
+var (
+	pgTrips   atomic.Int64
+	sqlCounts sqlcount.Counts
+)
 
 // stepOut is what each step returns, as in the DBOS peer.
 type stepOut struct {
@@ -101,7 +103,7 @@ func main() {
 		for _, suf := range []string{"", "-wal", "-shm"} {
 			os.Remove(*path + suf)
 		}
-		sql.Register("sqlite-counting", countDriver{&msqlite.Driver{}})
+		sql.Register("sqlite-counting", sqlcount.Driver{Driver: &msqlite.Driver{}, Counts: func(string) *sqlcount.Counts { return &sqlCounts }})
 		s, err := sqlite.Open(ctx, sqlite.Config{Path: *path, Synchronous: "NORMAL", Driver: "sqlite-counting"})
 		if err != nil {
 			fail("%v", err)
@@ -177,10 +179,11 @@ func main() {
 			}
 			pprof.StartCPUProfile(f)
 		}
-		cnt.trips.Store(0)
-		cnt.stmts.Store(0)
+		pgTrips.Store(0)
+		sqlCounts.Txs.Store(0)
+		sqlCounts.Stmts.Store(0)
 		el := runAll("run-"+strconv.Itoa(c), *n, c)
-		trips, stmts := cnt.trips.Load(), cnt.stmts.Load()
+		trips, stmts := pgTrips.Load()+sqlCounts.Txs.Load(), sqlCounts.Stmts.Load()
 		if *cpuprof != "" {
 			pprof.StopCPUProfile()
 		}
@@ -221,7 +224,7 @@ type countConn struct {
 func (c *countConn) Write(b []byte) (int, error) {
 	if !c.writing {
 		c.writing = true
-		cnt.trips.Add(1)
+		pgTrips.Add(1)
 	}
 	return c.Conn.Write(b)
 }
@@ -230,103 +233,3 @@ func (c *countConn) Read(b []byte) (int, error) {
 	c.writing = false
 	return c.Conn.Read(b)
 }
-
-// countDriver wraps the SQLite driver to count transactions and statements.
-type countDriver struct{ d driver.Driver }
-
-type fullConn interface {
-	driver.Conn
-	driver.ConnBeginTx
-	driver.ConnPrepareContext
-	driver.ExecerContext
-	driver.QueryerContext
-}
-
-func (d countDriver) Open(name string) (driver.Conn, error) {
-	c, err := d.d.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	return &countSQLConn{fullConn: c.(fullConn)}, nil
-}
-
-type countSQLConn struct {
-	fullConn
-	inTx bool
-}
-
-// stmt counts one statement of text q: BEGIN starts a transaction (a round
-// trip), COMMIT and ROLLBACK end it, any other statement outside one is a
-// round trip of its own.
-func (c *countSQLConn) stmt(q string) {
-	switch w, _, _ := strings.Cut(strings.TrimSpace(q), " "); strings.ToUpper(w) {
-	case "BEGIN":
-		c.inTx = true
-		cnt.trips.Add(1)
-	case "COMMIT", "END", "ROLLBACK":
-		c.inTx = false
-	default:
-		cnt.stmts.Add(1)
-		if !c.inTx {
-			cnt.trips.Add(1)
-		}
-	}
-}
-
-func (c *countSQLConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	tx, err := c.fullConn.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	c.inTx = true
-	cnt.trips.Add(1)
-	return countTx{tx, c}, nil
-}
-
-func (c *countSQLConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	c.stmt(q)
-	return c.fullConn.ExecContext(ctx, q, args)
-}
-
-func (c *countSQLConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	c.stmt(q)
-	return c.fullConn.QueryContext(ctx, q, args)
-}
-
-func (c *countSQLConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	s, err := c.fullConn.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return countStmt{s.(fullStmt), c, q}, nil
-}
-
-type fullStmt interface {
-	driver.Stmt
-	driver.StmtExecContext
-	driver.StmtQueryContext
-}
-
-type countStmt struct {
-	fullStmt
-	c *countSQLConn
-	q string
-}
-
-func (s countStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	s.c.stmt(s.q)
-	return s.fullStmt.ExecContext(ctx, args)
-}
-
-func (s countStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	s.c.stmt(s.q)
-	return s.fullStmt.QueryContext(ctx, args)
-}
-
-type countTx struct {
-	driver.Tx
-	c *countSQLConn
-}
-
-func (t countTx) Commit() error   { t.c.inTx = false; return t.Tx.Commit() }
-func (t countTx) Rollback() error { t.c.inTx = false; return t.Tx.Rollback() }
