@@ -197,6 +197,10 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err := p.takenByMerge(ctx, sd, pg, partners, alive); err != nil {
 		return err
 	}
+	merged, err := p.mergeRecords(ctx, other, pg, matches, taken)
+	if err != nil {
+		return err
+	}
 	// A record read archived or deleted has nothing to sync: it may pair
 	// with an unlinked match (to flag it), never take over a match whose
 	// partner is gone. That link stays with its own record, whose archive
@@ -214,6 +218,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		l, linked := taken[r.ID]
 		if linked && alive[otherID(l, other)] {
 			continue // already linked to another record
+		}
+		if !linked && merged[r.ID] {
+			continue // a merge's record: it takes its merged id's link when read
 		}
 		k, ok := pol.IdentityKey(r, other.name)
 		if !ok {
@@ -462,6 +469,42 @@ func (p *pass) takenByMerge(ctx context.Context, sd *side, pg string, partners [
 		alive[id] = true
 	}
 	return nil
+}
+
+// mergeRecords returns the unlinked matches (records on side other) that a
+// merge made from a linked record: one of their MergedFrom ids is linked.
+// Such a match is not free: when it is read it takes that link over
+// (merges), so linking it to another record now would leave the link on
+// the merged-away id and the match's counterpart behind. The links are a
+// step result.
+func (p *pass) mergeRecords(ctx context.Context, other *side, pg string, matches []Record, taken map[string]Link) (map[string]bool, error) {
+	var ids []string
+	for _, r := range matches {
+		if _, linked := taken[r.ID]; !linked {
+			ids = append(ids, r.MergedFrom...)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	known, err := step(ctx, p, "links-merged-matched:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, other, dedupe(ids))
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, r := range matches {
+		if _, linked := taken[r.ID]; linked {
+			continue
+		}
+		for _, old := range r.MergedFrom {
+			if _, ok := known[old]; ok {
+				out[r.ID] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // goneCounterparts asks the other side's CRM, if it is an IDResolver,
