@@ -167,6 +167,11 @@ var modelSeeds = []uint64{
 	// taken as free, and the link stayed on the merged-away id
 	// (gone_partner_test.go).
 	2470156931339589678,
+	// The fake HubSpot dropped a record from search while the sync's own
+	// write to it waited for the index after SettleSearch, so the delayed
+	// window's count came out short and hid a contact no pass had read
+	// (hubspottest: TestSearchLagAfterSettleIsStaleNotAbsent).
+	2361032296154957271,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds

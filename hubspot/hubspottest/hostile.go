@@ -53,13 +53,18 @@ func (s *Server) searchView(r *rec) *rec {
 }
 
 // SettleSearch makes every write visible to search at once, as after a
-// long pause.
+// long pause. What search then lists is indexed: a later write leaves it
+// listed, stale, until the write's own lag has passed (a record does not
+// leave search while an edit waits for the index).
 func (s *Server) SettleSearch() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.objects {
 		for _, r := range st.order {
 			r.versions = nil
+			if s.cfg.SearchLagMax > 0 {
+				r.versions = []version{{props: maps.Clone(r.props), updated: r.updated, archived: r.archived}}
+			}
 		}
 	}
 }

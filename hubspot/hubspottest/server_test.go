@@ -473,3 +473,29 @@ func TestSearchLagIsStaleThenCatchesUp(t *testing.T) {
 	v = first()
 	require.Equal(t, "New", v, "search after the lag = %v", v)
 }
+
+// A record search saw when SettleSearch ran stays listed, stale, while a
+// later write waits for the index: settling does not make search forget
+// what it had indexed.
+func TestSearchLagAfterSettleIsStaleNotAbsent(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	srv := fake(t, hubspottest.WithClock(clock), hubspottest.WithSearchLag(time.Minute, time.Minute))
+	id := srv.Seed("contacts", map[string]string{"email": "a@example.com", "firstname": "Old"})[0]
+	search := func() []any {
+		r := call(t, srv, "POST", "/crm/v3/objects/contacts/search", srv.Token, map[string]any{"properties": []string{"firstname"}})
+		res, _ := r.body["results"].([]any)
+		return res
+	}
+	require.Empty(t, search(), "search before the lag")
+	srv.SettleSearch()
+	require.Len(t, search(), 1, "search after SettleSearch")
+	require.NoError(t, srv.Edit("contacts", id, map[string]string{"firstname": "New"}))
+	res := search()
+	require.Len(t, res, 1, "search during the lag of a write after SettleSearch: the record is listed")
+	assert.Equal(t, "Old", res[0].(map[string]any)["properties"].(map[string]any)["firstname"], "search during the lag shows the stale state")
+	now = now.Add(time.Minute)
+	res = search()
+	require.Len(t, res, 1, "search after the lag")
+	assert.Equal(t, "New", res[0].(map[string]any)["properties"].(map[string]any)["firstname"], "search after the lag shows the write")
+}
