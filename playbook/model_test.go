@@ -171,7 +171,7 @@ var modelSeeds = []uint64{
 	// write to it waited for the index after SettleSearch, so the delayed
 	// window's count came out short and hid a contact no pass had read
 	// (hubspottest: TestSearchLagAfterSettleIsStaleNotAbsent).
-	2361032296154957271,
+	2361032296154957271, 7157491440422795397, 16999175892671303253,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
