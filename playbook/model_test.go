@@ -175,12 +175,12 @@ var modelSeeds = []uint64{
 	// The model's own batch refusals parked a quiet pass's write and
 	// refused its replay again; with the delayed check's confirmation put
 	// off by a tail, the settling ran out of passes (settle).
-	10675610850831109983,
+	10675610850831109983, 18068974850510240435,
 	// A Salesforce merge after a pass's bin read (here between a crash and
 	// the resumed run's live read), the winner stamped inside the window:
 	// the winner was created again in HubSpot and the loser's link stayed
 	// (model_found_test.go).
-	1644050213795592144,
+	1644050213795592144, 11322775749938846590,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
