@@ -512,8 +512,12 @@ func (p *pass) mergeWinners(ctx context.Context, sd *side, pg string, recs []Rec
 	if len(ids) == 0 {
 		return nil
 	}
+	size := sd.crm.Limits().LookupBatch
+	if size <= 0 {
+		size = 100
+	}
 	losers, err := step(ctx, p, "merged-away:"+pg, func(ctx context.Context, _ *Attempt) (map[string][]string, error) {
-		p.apiCalls(sd.name, 1)
+		p.apiCalls(sd.name, (len(ids)+size-1)/size)
 		return lister.MergedAway(ctx, sd.object, ids)
 	}, nil)
 	if err != nil {
