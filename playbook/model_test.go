@@ -78,10 +78,12 @@ const modelSeedRange = 165
 // Then the faults stop, hidden fields come back, search settles and the
 // clock moves two hours (past the delayed re-read's lag and the recycle
 // bin's cadence), and quiet passes run until a new run writes nothing (at
-// most maxQuietPasses: the first may finish a crashed run on its old
-// window, and a contact created in one pass has the fields its owner left
-// blank reverted in the next); held conflicts are resolved and the
-// settling repeats. Then the test checks what the workflow promises:
+// most maxQuietPasses besides those replaying letters a person marked: the
+// first may finish a crashed run on its old window, and a contact created
+// in one pass has the fields its owner left blank reverted in the next;
+// batches are still refused whole at random, so a quiet write may be
+// parked and its replay refused again); held conflicts are resolved and
+// the settling repeats. Then the test checks what the workflow promises:
 //
 //   - both sides agree field by field as the policy says (held conflicts
 //     excused);
