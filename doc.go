@@ -30,11 +30,16 @@
 //     ids still resolve to (HubSpot); before a record read archived is
 //     carried over as archived, the pass asks whether it lives on under
 //     another id, and if so moves the link instead.
+//   - [MergedAwayLister]: a merge names its winner only on the deleted
+//     losers (Salesforce); before a live record with no link and no match
+//     is created on the other side, the pass asks whether it is a merge's
+//     winner whose loser's deletion it has not read yet, and if so moves
+//     the loser's link to it instead.
 //
 // A CRM without them is taken to show writes at once, to read deletions by
 // window, and to name a merge's winner on the loser it reads
-// ([Record].MergedInto). The hubspot client implements all three; the
-// salesforce client none.
+// ([Record].MergedInto). The hubspot client implements the first three;
+// the salesforce client the last.
 //
 // # Field ownership
 //

@@ -174,6 +174,17 @@ type IDResolver interface {
 	ResolveID(ctx context.Context, object, id string) (string, error)
 }
 
+// MergedAwayLister is implemented by a CRM whose merges name the winner
+// only on the deleted losers (Salesforce: MasterRecordId). MergedAway
+// returns, for each of winners that deleted records were merged into,
+// their ids. Before the sync creates on the other side a counterpart for a
+// live record with no link and no match, it asks: a merge's winner whose
+// loser's deletion the pass has not read (the merge came after the pass
+// read the bin) takes over the loser's link, as when the loser is read.
+type MergedAwayLister interface {
+	MergedAway(ctx context.Context, object string, winners []string) (map[string][]string, error)
+}
+
 // RequestArchivedRead asks the next pass of key to read system's archived
 // records even if SyncConfig.ArchivedEvery has not passed, for instance
 // when a deletion event arrived. The request lives in this process only; a

@@ -197,6 +197,10 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err := p.takenByMerge(ctx, sd, pg, partners, alive); err != nil {
 		return err
 	}
+	merged, err := p.mergeRecords(ctx, other, pg, matches, taken)
+	if err != nil {
+		return err
+	}
 	// A record read archived or deleted has nothing to sync: it may pair
 	// with an unlinked match (to flag it), never take over a match whose
 	// partner is gone. That link stays with its own record, whose archive
@@ -215,6 +219,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		if linked && alive[otherID(l, other)] {
 			continue // already linked to another record
 		}
+		if !linked && merged[r.ID] {
+			continue // a merge's record: it takes its merged id's link when read
+		}
 		k, ok := pol.IdentityKey(r, other.name)
 		if !ok {
 			continue
@@ -226,6 +233,10 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 		if !linked {
 			latest(unlinked, k, r)
 		}
+	}
+
+	if err := p.mergeWinners(ctx, sd, pg, recs, links, recovered, byKey, byID); err != nil {
+		return err
 	}
 
 	// Merge each pair.
@@ -462,6 +473,149 @@ func (p *pass) takenByMerge(ctx context.Context, sd *side, pg string, partners [
 		alive[id] = true
 	}
 	return nil
+}
+
+// mergeWinners asks sd's CRM, if it is a MergedAwayLister, which deleted
+// records were merged into the live records of recs that have no link and
+// no match, and so would be created on the other side. Such a record is a
+// merge's winner whose loser's deletion this pass has not read (the merge
+// came after the pass read the bin, and the winner was stamped inside the
+// window by a clock behind the host's): it takes over the loser's link, as
+// merges does when the loser is read, and its counterpart is fetched into
+// byID; otherwise the pass would create a second counterpart for the
+// person, and the loser's link would stay put. links is updated in place;
+// the answers and the links are step results.
+func (p *pass) mergeWinners(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link, recovered, byKey, byID map[string]Record) error {
+	lister, ok := sd.crm.(MergedAwayLister)
+	if !ok {
+		return nil
+	}
+	pol := p.s.c.Policy
+	var ids []string
+	for _, r := range recs {
+		if r.Archived || r.MergedInto != "" {
+			continue
+		}
+		if _, linked := links[r.ID]; linked {
+			continue
+		}
+		if _, ok := recovered[r.ID]; ok {
+			continue
+		}
+		if k, ok := pol.IdentityKey(r, sd.name); ok {
+			if _, found := byKey[k]; found {
+				continue
+			}
+		}
+		ids = append(ids, r.ID)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	size := sd.crm.Limits().LookupBatch
+	if size <= 0 {
+		size = 100
+	}
+	losers, err := step(ctx, p, "merged-away:"+pg, func(ctx context.Context, _ *Attempt) (map[string][]string, error) {
+		p.apiCalls(sd.name, (len(ids)+size-1)/size)
+		return lister.MergedAway(ctx, sd.object, ids)
+	}, nil)
+	if err != nil {
+		return err
+	}
+	var all []string
+	for _, id := range ids {
+		all = append(all, losers[id]...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	known, err := step(ctx, p, "links-merged-away:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, sd, dedupe(all))
+	}, nil)
+	if err != nil {
+		return err
+	}
+	type relink struct {
+		Link   Link   `json:"link"`
+		From   string `json:"from"`
+		Winner string `json:"winner"`
+	}
+	var moves []relink
+	taken := map[string]bool{} // counterparts relinked on this page
+	var cps []string
+	for _, id := range ids {
+		for _, old := range losers[id] {
+			l, ok := known[old]
+			if !ok || taken[otherID(l, sd)] {
+				continue
+			}
+			cp := otherID(l, sd)
+			taken[cp] = true
+			nl := newLink(sd, id, cp, l.Base)
+			links[id] = nl
+			moves = append(moves, relink{Link: nl, From: old, Winner: id})
+			cps = append(cps, cp)
+			break
+		}
+	}
+	if len(moves) == 0 {
+		return nil
+	}
+	if _, err := step(ctx, p, "relink-winners:"+pg, func(ctx context.Context, a *Attempt) (int, error) {
+		for _, m := range moves {
+			detail, _ := json.Marshal(map[string]any{"merge": "relinked", "from": m.From, "winner": m.Winner})
+			a.Link(m.Link)
+			a.Audit(AuditEntry{Kind: AuditSkip, System: sd.name, RecordIDs: []string{m.From, m.Winner, otherID(m.Link, sd)}, Detail: detail})
+		}
+		return len(moves), nil
+	}, nil); err != nil {
+		return err
+	}
+	found, err := p.lookup(ctx, p.other(sd), "fetch-winners:"+pg, "id", cps)
+	if err != nil {
+		return err
+	}
+	for _, r := range found {
+		byID[r.ID] = r
+	}
+	return nil
+}
+
+// mergeRecords returns the unlinked matches (records on side other) that a
+// merge made from a linked record: one of their MergedFrom ids is linked.
+// Such a match is not free: when it is read it takes that link over
+// (merges), so linking it to another record now would leave the link on
+// the merged-away id and the match's counterpart behind. The links are a
+// step result.
+func (p *pass) mergeRecords(ctx context.Context, other *side, pg string, matches []Record, taken map[string]Link) (map[string]bool, error) {
+	var ids []string
+	for _, r := range matches {
+		if _, linked := taken[r.ID]; !linked {
+			ids = append(ids, r.MergedFrom...)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	known, err := step(ctx, p, "links-merged-matched:"+pg, func(ctx context.Context, _ *Attempt) (map[string]Link, error) {
+		return p.linksBy(ctx, other, dedupe(ids))
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, r := range matches {
+		if _, linked := taken[r.ID]; linked {
+			continue
+		}
+		for _, old := range r.MergedFrom {
+			if _, ok := known[old]; ok {
+				out[r.ID] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // goneCounterparts asks the other side's CRM, if it is an IDResolver,

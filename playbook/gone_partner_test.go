@@ -101,3 +101,59 @@ func TestMergeDeletedNamesakeDoesNotTakeTheSurvivorsLink(t *testing.T) {
 	assert.Equal(t, survivor, r.Properties[hubspotLinkField], "the HubSpot link field names the survivor")
 	assert.Len(t, h.liveHS(), 1, "one HubSpot contact for the person")
 }
+
+// A Salesforce namesake of a synced contact is deleted before any pass
+// reads it. While the pass that reads it from the recycle bin runs (after
+// the pass read HubSpot), a HubSpot user merges a duplicate into the synced
+// HubSpot contact: a new record, the linked id among its merged ids, not
+// linked yet. The bin read matches the namesake to the merge's record, which
+// is not free: it takes the link of the id merged into it when it is read.
+// So the deleted namesake neither takes it nor flags it archived, and no
+// link stays on the merged-away id. (Found by TestModel, seed
+// 2470156931339589678.)
+func TestMergeDeletedNamesakeDoesNotTakeAHubSpotMergeRecord(t *testing.T) {
+	clk := newTestClock()
+	o, user := withUser(clocked(fast(t), clk, 0))
+	h := newHarness(t, o)
+	hsID := h.f.hs.Seed("contacts", map[string]string{"email": "hm@x.example", "lastname": "Merged"})[0]
+	clk.Advance(time.Second)
+	h.pass()
+	sf := sfByEmailOne(t, h, "hm@x.example")
+	clk.Advance(10 * time.Minute)
+	namesake := h.f.sf.Seed(crmsync.Fields{"LastName": "Merged", "Email": "hm@x.example"})[0]
+	clk.Advance(time.Second)
+	require.NoError(t, h.f.sf.Delete(namesake))
+	clk.Advance(time.Second)
+	var merged atomic.Value
+	user.arm(func(r *http.Request) bool {
+		if !isCall(r, "/queryAll") {
+			return false
+		}
+		dup := h.f.hs.Seed("contacts", map[string]string{"email": "hm.dup@x.example", "lastname": "Dup"})[0]
+		id, err := h.f.hs.Merge("contacts", hsID, dup)
+		if err != nil {
+			panic(err)
+		}
+		merged.Store(id)
+		return true
+	})
+	h.sync.RequestArchivedRead(h.key, "salesforce")
+	h.pass()
+	newID, _ := merged.Load().(string)
+	require.NotEmpty(t, newID, "the user merged during the pass")
+	for range 2 {
+		clk.Advance(time.Hour)
+		h.sync.RequestArchivedRead(h.key, "salesforce")
+		h.pass()
+	}
+	_, stale := linkOfA(t, h, hsID)
+	assert.False(t, stale, "no link stays on the merged-away id %s", hsID)
+	l, ok := linkOfA(t, h, newID)
+	require.True(t, ok, "the merge's record %s is linked", newID)
+	assert.Equal(t, sf.ID, l.BID, "the merge's record took the link of %s, not the namesake %s", hsID, namesake)
+	r, ok := h.f.hs.Get("contacts", newID)
+	require.True(t, ok)
+	assert.Equal(t, sf.ID, r.Properties[hubspotLinkField], "the HubSpot link field names the counterpart")
+	assert.NotEqual(t, "true", r.Properties["crmsync_archived"], "the merge's record is not flagged archived")
+	assert.Len(t, h.liveSF(), 1, "one Salesforce contact for the person")
+}

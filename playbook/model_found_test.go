@@ -2,10 +2,14 @@ package playbook
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
@@ -223,4 +227,64 @@ func TestFieldGoneUnderConcurrentWritesIsDroppedForBoth(t *testing.T) {
 	for _, d := range h.deadLetters() {
 		t.Errorf("dead letter %d for %s %s: %s", d.ID, d.System, d.RecordID, d.Error)
 	}
+}
+
+// TestSalesforceMergeAfterTheBinReadKeepsOnePerson: Salesforce's clock
+// runs behind the sync's. While a pass runs, after it read the recycle bin
+// and before it reads Salesforce's changes, a Salesforce user creates a
+// duplicate of a synced contact and merges the old one into it: the
+// winner is stamped inside the pass's window, so the pass reads it live,
+// unlinked and with no HubSpot match, while the loser's deletion waits for
+// the next bin read. The winner takes over the loser's link (Salesforce
+// names a merge only on its deleted loser): no second HubSpot contact is
+// made, and the person's HubSpot contact ends linked to the winner. (Found
+// by TestModel, seed 1644050213795592144, with a crash between the bin
+// read and the resumed run's live read.)
+func TestSalesforceMergeAfterTheBinReadKeepsOnePerson(t *testing.T) {
+	clk := newTestClock()
+	o, user := withUser(clocked(fast(t), clk, 0))
+	o.sf = append(o.sf, func(c *salesforcetest.Config) { c.ClockSkew = -30 * time.Second })
+	h := newHarness(t, o)
+	old := h.f.sf.Seed(crmsync.Fields{"Email": "mb@example.com", "FirstName": "Ada", "LastName": "Lovelace"})[0]
+	clk.Advance(time.Minute)
+	h.pass()
+	hs := h.hsByEmail()["mb@example.com"]
+	if hs.ID == "" {
+		t.Fatal("the contact did not reach HubSpot; the test tested nothing")
+	}
+	clk.Advance(10 * time.Minute)
+	var binRead bool
+	var winner atomic.Value
+	user.arm(func(r *http.Request) bool {
+		if isCall(r, "/queryAll") {
+			binRead = true
+			return false
+		}
+		if !binRead || !isCall(r, "/query") {
+			return false
+		}
+		w := h.f.sf.Seed(crmsync.Fields{"Email": "mb@work.example.com", "FirstName": "Ada", "LastName": "Lovelace"})[0]
+		if err := h.f.sf.Merge(w, old); err != nil {
+			panic(err)
+		}
+		winner.Store(w)
+		return true
+	})
+	h.sync.RequestArchivedRead(h.key, "salesforce")
+	h.pass()
+	dup, _ := winner.Load().(string)
+	if dup == "" {
+		t.Fatal("the user did not merge during the pass; the test tested nothing")
+	}
+	for range 2 {
+		clk.Advance(time.Hour)
+		h.sync.RequestArchivedRead(h.key, "salesforce")
+		h.pass()
+	}
+	assert.Len(t, h.liveHS(), 1, "one live HubSpot contact for the person")
+	l, ok := linkOfA(t, h, hs.ID)
+	require.True(t, ok, "the person's HubSpot contact keeps a link")
+	assert.Equal(t, dup, l.BID, "the person's HubSpot contact is linked to the merge winner")
+	r, _ := h.f.hs.Get("contacts", hs.ID)
+	assert.NotEqual(t, "true", r.Properties["crmsync_archived"], "a merge archives nobody")
 }

@@ -78,10 +78,12 @@ const modelSeedRange = 165
 // Then the faults stop, hidden fields come back, search settles and the
 // clock moves two hours (past the delayed re-read's lag and the recycle
 // bin's cadence), and quiet passes run until a new run writes nothing (at
-// most maxQuietPasses: the first may finish a crashed run on its old
-// window, and a contact created in one pass has the fields its owner left
-// blank reverted in the next); held conflicts are resolved and the
-// settling repeats. Then the test checks what the workflow promises:
+// most maxQuietPasses besides those replaying letters a person marked: the
+// first may finish a crashed run on its old window, and a contact created
+// in one pass has the fields its owner left blank reverted in the next;
+// batches are still refused whole at random, so a quiet write may be
+// parked and its replay refused again); held conflicts are resolved and
+// the settling repeats. Then the test checks what the workflow promises:
 //
 //   - both sides agree field by field as the policy says (held conflicts
 //     excused);
@@ -162,6 +164,25 @@ var modelSeeds = []uint64{
 	// failed again and both updated the first letter, so only one write was
 	// replayed after (letters_replay_test.go in the root package).
 	15542935109994244973,
+	// A deleted Salesforce contact matched a HubSpot merge's record not
+	// read yet, whose merged ids name a linked contact: the match was
+	// taken as free, and the link stayed on the merged-away id
+	// (gone_partner_test.go).
+	2470156931339589678,
+	// The fake HubSpot dropped a record from search while the sync's own
+	// write to it waited for the index after SettleSearch, so the delayed
+	// window's count came out short and hid a contact no pass had read
+	// (hubspottest: TestSearchLagAfterSettleIsStaleNotAbsent).
+	2361032296154957271, 7157491440422795397, 16999175892671303253,
+	// The model's own batch refusals parked a quiet pass's write and
+	// refused its replay again; with the delayed check's confirmation put
+	// off by a tail, the settling ran out of passes (settle).
+	10675610850831109983, 18068974850510240435,
+	// A Salesforce merge after a pass's bin read (here between a crash and
+	// the resumed run's live read), the winner stamped inside the window:
+	// the winner was created again in HubSpot and the loser's link stayed
+	// (model_found_test.go).
+	1644050213795592144, 11322775749938846590,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
@@ -928,17 +949,24 @@ func (m *model) quiesce() {
 }
 
 // maxQuietPasses bounds the passes the sync may take to settle once the
-// faults stop.
+// faults stop, besides those that replay letters a person marked.
 const maxQuietPasses = 6
 
 // settle runs quiet passes until a new run (not one a crash left open,
-// which reads its old window) writes and parks nothing.
+// which reads its old window) writes and parks nothing. The fakes still
+// refuse a share of batches whole, so a quiet pass may park a write and
+// its replay may be refused again: each pass that replays letters a person
+// marked is new work and does not count against maxQuietPasses.
 func (m *model) settle(what string) {
 	wait := 3 * time.Minute
+	limit := maxQuietPasses
 	for i := 1; ; i++ {
 		m.clock.Advance(wait)
 		m.f.hs.SettleSearch()
 		replayed := m.replayRefusals()
+		if replayed > 0 {
+			limit++
+		}
 		rep, info := m.quietPass(what)
 		left, binDue := m.leftWork(rep)
 		if replayed == 0 && info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 && m.runWrote(info.ID) == 0 && !left {
@@ -948,8 +976,8 @@ func (m *model) settle(what string) {
 		if binDue {
 			wait = time.Hour // the recycle bin's cadence
 		}
-		if i == maxQuietPasses {
-			m.fail("the sync did not settle in %d quiet passes; the last: %s", i, rep.Summary())
+		if i == limit {
+			m.fail("the sync did not settle in %d quiet passes (%d replaying letters); the last: %s", i, limit-maxQuietPasses, rep.Summary())
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/crmsync/crmsync"
@@ -103,3 +104,57 @@ func (c *Client) Lookup(ctx context.Context, object, field string, values []stri
 	}
 	return out, nil
 }
+
+// MergedAway implements crmsync.MergedAwayLister: for each of winners that
+// deleted records of object were merged into, their ids, read from the
+// recycle bin through queryAll (MasterRecordId IN, one query per 200 ids or
+// fewer). Objects Salesforce does not merge (see mergeable) have none.
+func (c *Client) MergedAway(ctx context.Context, object string, winners []string) (map[string][]string, error) {
+	if err := ValidName("object", object); err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	if !mergeable(object) {
+		return out, nil
+	}
+	seen := map[string]bool{}
+	var vals []string
+	for _, v := range winners {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) == 0 {
+		return out, nil
+	}
+	prefix := "SELECT Id, IsDeleted, MasterRecordId FROM " + object + " WHERE IsDeleted = true AND MasterRecordId IN ("
+	chunks, err := lookupChunks(c.dataPath()+"/queryAll?q="+prefix, vals, c.cfg.MaxURLLength)
+	if err != nil {
+		return nil, permanent(err)
+	}
+	for _, chunk := range chunks {
+		quoted := make([]string, len(chunk))
+		for i, v := range chunk {
+			quoted[i] = QuoteSOQL(v)
+		}
+		res, err := c.query(ctx, "merged-away", "/queryAll", prefix+strings.Join(quoted, ", ")+")", http.Header{})
+		for {
+			if err != nil {
+				return nil, withFieldError(err, object)
+			}
+			for _, r := range res.Records {
+				if r.MergedInto != "" && seen[r.MergedInto] && !slices.Contains(out[r.MergedInto], r.ID) {
+					out[r.MergedInto] = append(out[r.MergedInto], r.ID)
+				}
+			}
+			if res.Done {
+				break
+			}
+			res, err = c.queryMore(ctx, res.NextRecordsURL, nil)
+		}
+	}
+	return out, nil
+}
+
+var _ crmsync.MergedAwayLister = (*Client)(nil)

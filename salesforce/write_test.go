@@ -219,3 +219,21 @@ func TestWriteWholeCallFailure(t *testing.T) {
 	require.True(t, crmsync.IsPermanent(res[0].Err), "Write(upsert on non-external field) = %v, %v", res, err)
 	assert.False(t, errors.As(res[0].Err, &fe), "NOT_FOUND is no field error: %v", res[0].Err)
 }
+
+func TestMergedAwayListsTheLosersOfEachWinner(t *testing.T) {
+	f := setup(t, nil, nil)
+	ids := f.srv.SeedN(4)
+	require.NoError(t, f.srv.Merge(ids[0], ids[1]))
+	require.NoError(t, f.srv.Merge(ids[0], ids[2]))
+	require.NoError(t, f.srv.Delete(ids[3]))
+	got, err := f.c.MergedAway(ctx, "Contact", []string{ids[0], ids[3], ids[0], ""})
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{ids[1], ids[2]}, got[ids[0]], "the losers merged into %s", ids[0])
+	assert.Empty(t, got[ids[3]], "a deleted record that no merge took names no winner")
+	assert.Len(t, got, 1)
+	assert.Equal(t, 1, f.srv.Calls()["queryAll"], "one queryAll call")
+	none, err := f.c.MergedAway(ctx, "Opportunity", []string{ids[0]})
+	require.NoError(t, err)
+	assert.Empty(t, none, "Salesforce does not merge opportunities")
+	assert.Equal(t, 1, f.srv.Calls()["queryAll"], "no call for an object Salesforce does not merge")
+}

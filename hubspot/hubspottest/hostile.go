@@ -53,7 +53,9 @@ func (s *Server) searchView(r *rec) *rec {
 }
 
 // SettleSearch makes every write visible to search at once, as after a
-// long pause.
+// long pause. What search then lists is indexed: a later write leaves it
+// listed, stale, until the write's own lag has passed (a record does not
+// leave search while an edit waits for the index).
 func (s *Server) SettleSearch() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
