@@ -39,6 +39,10 @@ type Config struct {
 	// A run whose process dies is resumed by the first start after it expires.
 	LeaseTTL time.Duration
 	// Heartbeat is how often a live run renews its lease; zero means LeaseTTL/3.
+	// A renewal comes sooner when the lease as last renewed would otherwise
+	// reach its stop point first (a renewal that took long, or a Heartbeat
+	// near LeaseTTL): each renewal starts at least a quarter heartbeat
+	// before the stop point.
 	// A run whose lease cannot be renewed stops (its context cancelled, Run
 	// returning an error matching ErrLeaseLost) a quarter heartbeat before
 	// the lease as last renewed expires, so that it makes no CRM call once
