@@ -462,3 +462,23 @@ func TestSchema(t *testing.T) {
 	require.Len(t, props, len(s.Fields)-1, "Properties() = %d, %v", len(props), err)
 	sort.Slice(props, func(i, j int) bool { return props[i].Name < props[j].Name })
 }
+
+// A create HubSpot refuses because a contact has the email already names
+// that contact's id (HubSpot's "Existing ID: N"), so the dead letter a
+// person reads names both records; it never quotes the email.
+func TestWriteConflictNamesExistingID(t *testing.T) {
+	srv := fastFake(t)
+	taken := srv.Seed("contacts", map[string]string{"email": "taken@example.com"})[0]
+	c := newClient(t, srv)
+	res, err := c.Write(context.Background(), "contacts", []crmsync.WriteOp{
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"email": "TAKEN@example.com"}, Key: "k"},
+	})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	var re *hubspot.RecordError
+	require.ErrorAs(t, res[0].Err, &re)
+	assert.Equal(t, "CONFLICT", re.Category)
+	assert.Equal(t, taken, re.ExistingID)
+	assert.Contains(t, res[0].Err.Error(), "existing id "+taken)
+	assert.NotContains(t, strings.ToLower(res[0].Err.Error()), "taken@example.com")
+}

@@ -3,6 +3,7 @@ package hubspot
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 
 	"github.com/crmsync/crmsync"
@@ -111,6 +112,10 @@ type RecordError struct {
 	Category string
 	// Message is HubSpot's message. It may quote record values: do not log it.
 	Message string
+	// ExistingID is, on a CONFLICT, the id of the record that holds the
+	// unique value already (HubSpot's "Existing ID: N"), if the message
+	// names one.
+	ExistingID string
 	// Err is the cause where the client knows more: a *crmsync.FieldError
 	// for properties HubSpot does not know.
 	Err error
@@ -119,13 +124,30 @@ type RecordError struct {
 // Unwrap returns the cause, if any.
 func (e *RecordError) Unwrap() error { return e.Err }
 
-// Error names the op's index, key and category.
+// Error names the op's index, key and category, and the existing record's
+// id on a conflict.
 func (e *RecordError) Error() string {
 	s := "hubspot: record " + strconv.Itoa(e.Index)
 	if e.Key != "" {
 		s += " (key " + strconv.Quote(e.Key) + ")"
 	}
-	return s + ": " + e.Category
+	s += ": " + e.Category
+	if e.ExistingID != "" {
+		s += " (existing id " + e.ExistingID + ")"
+	}
+	return s
+}
+
+// existingIDPattern finds the id in HubSpot's conflict messages ("... Existing
+// ID: 12345"); only digits are taken, never a value the message quotes.
+var existingIDPattern = regexp.MustCompile(`Existing ID: ([0-9]+)`)
+
+// existingID returns the record id a conflict message names, or "".
+func existingID(message string) string {
+	if m := existingIDPattern.FindStringSubmatch(message); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // UnknownOutcomeError reports a call that is not idempotent (batch create)

@@ -275,6 +275,9 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 		fe := ae.fieldError()
 		for _, i := range idx {
 			re := &RecordError{Index: i, Key: ops[i].Key, Status: "error", Category: ae.Category, Message: ae.Message}
+			if ae.Category == "CONFLICT" && len(idx) == 1 {
+				re.ExistingID = existingID(ae.Message) // the one op's conflict
+			}
 			if fe != nil {
 				re.Err = fe
 			}
@@ -465,6 +468,9 @@ func okResult(kind crmsync.WriteKind, o object) crmsync.WriteResult {
 
 func recordErr(object string, i int, key string, e standardError) error {
 	re := &RecordError{Index: i, Key: key, Status: e.Status, Category: e.Category, Message: e.Message}
+	if e.Category == "CONFLICT" {
+		re.ExistingID = existingID(e.Message)
+	}
 	if names := missingProperties(e.Message, e.Errors); len(names) > 0 {
 		re.Err = &crmsync.FieldError{System: "hubspot", Object: object, Fields: names}
 	}

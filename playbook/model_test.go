@@ -183,6 +183,11 @@ var modelSeeds = []uint64{
 	// the winner was created again in HubSpot and the loser's link stayed
 	// (model_found_test.go).
 	1644050213795592144, 11322775749938846590,
+	// A Salesforce user undeleted an unlinked contact during or after the
+	// pass that created another for the same HubSpot person: the duplicate
+	// is the user's, HubSpot refuses the undeleted one (CONFLICT, a dead
+	// letter), and the model's duplicate-email check allows that pair only.
+	1175499815641067394, 10052717442492591252,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
@@ -357,6 +362,10 @@ type model struct {
 	// archivedEver holds the records users archived or deleted; hsEmails
 	// the emails HubSpot users gave contacts.
 	archivedEver, hsEmails map[string]bool
+	// undeletedIn holds, by Salesforce id, the pass count when a user last
+	// undeleted the record (a pass's own number while it runs); sfFirstIn
+	// the pass after which each Salesforce record was first seen.
+	undeletedIn, sfFirstIn map[string]int
 	log                    []string
 }
 
@@ -372,6 +381,7 @@ func newModel(t *rapid.T) *model {
 		closeFn()
 	})
 	m := &model{t: t, f: f, st: newModelStore(), key: "team-1", owned: map[string]map[string]string{}, archivedEver: map[string]bool{}, hsEmails: map[string]bool{},
+		undeletedIn: map[string]int{}, sfFirstIn: map[string]int{},
 		w: w, clock: clock, gone: map[string]bool{}, mergedAway: map[string]bool{}}
 	m.logf("world: %s", w)
 	base := http.DefaultTransport.(*http.Transport).Clone()
@@ -725,6 +735,7 @@ func (m *model) userAction() {
 		}
 		r := sample(m, gone, "sf deleted record")
 		m.must(m.f.sf.Undelete(r.ID))
+		m.undeletedIn[r.ID] = m.passes
 		m.logf("salesforce user undeletes %s", r.ID)
 	}
 }
@@ -862,6 +873,11 @@ func (m *model) pass(ctx context.Context) (*crmsync.SyncReport, crmsync.RunInfo,
 	m.passes++
 	rep, info, err := m.proc.sync.RunOnce(ctx, m.proc.eng, m.key)
 	m.clock.Advance(time.Second)
+	for _, r := range m.f.sf.All() {
+		if _, ok := m.sfFirstIn[r.ID]; !ok {
+			m.sfFirstIn[r.ID] = m.passes
+		}
+	}
 	return rep, info, err
 }
 
@@ -1097,6 +1113,7 @@ func (m *model) check() {
 	// No duplicates: one live contact per email on each side, one
 	// Salesforce contact per HubSpot id.
 	seenHS, seenSF, seenExt := map[string]string{}, map[string]string{}, map[string]string{}
+	var sfDups [][2]string // checked once the dead letters and conflicts are read
 	for _, r := range hsAll {
 		e := strings.ToLower(r.Properties["email"])
 		if r.Archived || e == "" {
@@ -1114,7 +1131,7 @@ func (m *model) check() {
 		if e, _ := r.Fields["Email"].(string); e != "" {
 			e = strings.ToLower(e)
 			if other, dup := seenSF[e]; dup {
-				m.fail("salesforce contacts %s and %s share an email", other, r.ID)
+				sfDups = append(sfDups, [2]string{other, r.ID})
 			}
 			seenSF[e] = r.ID
 		}
@@ -1173,6 +1190,53 @@ func (m *model) check() {
 		if invalid {
 			parkedFor[pl.SourceID] = true
 			parkedFor[d.RecordID] = true
+		}
+	}
+
+	// Two live Salesforce contacts share an email only where a user made
+	// it so: one (u) was undeleted during or after the pass in which the
+	// sync created the other (o), and a dead letter or a conflict tells a
+	// person about one of them. A duplicate the sync made still fails.
+	if len(sfDups) > 0 {
+		writes, err := allAudit(ctx, m.st, m.key, crmsync.AuditWrite)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		syncMade := map[string]bool{}
+		for _, a := range writes {
+			var det struct {
+				Created bool `json:"created"`
+			}
+			if a.System == "salesforce" && len(a.RecordIDs) > 0 && json.Unmarshal(a.Detail, &det) == nil && det.Created {
+				syncMade[a.RecordIDs[0]] = true
+			}
+		}
+		told := map[string]bool{}
+		for _, d := range letters {
+			var pl struct {
+				SourceID string `json:"source_id"`
+			}
+			_ = json.Unmarshal(d.Payload, &pl)
+			told[d.RecordID], told[pl.SourceID] = true, true
+		}
+		conflicts, err := allAudit(ctx, m.st, m.key, crmsync.AuditConflict)
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		for _, a := range conflicts {
+			for _, id := range a.RecordIDs {
+				told[id] = true
+			}
+		}
+		undeletedAfter := func(u, o string) bool {
+			n, undeleted := m.undeletedIn[u]
+			made, seen := m.sfFirstIn[o]
+			return undeleted && seen && syncMade[o] && n >= made && (told[u] || told[o])
+		}
+		for _, p := range sfDups {
+			if !undeletedAfter(p[0], p[1]) && !undeletedAfter(p[1], p[0]) {
+				m.fail("salesforce contacts %s and %s share an email", p[0], p[1])
+			}
 		}
 	}
 
