@@ -568,7 +568,8 @@ type ReadWindow struct {
 	// record read there if that comes first (sync_tail.go). The window is
 	// read from there; the part before is counted (ChangeCounter) and read
 	// again only when the count is not the records known there, less what
-	// this pass read again with a newer stamp.
+	// this pass read again with a newer stamp or saw leave (archived,
+	// merged away).
 	Tail map[string]time.Time `json:"tail,omitempty"`
 	// DelayedCheck holds, for the sides whose delayed window is due and
 	// checked by count rather than read (sync_tail.go), where the checked

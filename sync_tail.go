@@ -37,8 +37,11 @@ import (
 // read there, and reads the rest (past the newest record read, and the
 // stretch a clock behind the host's could stamp again). It reads the
 // counted part again when the count is not the records known there less
-// those it read again with a newer stamp. A record listed late raises the
-// count; one edited again moves past the counted part.
+// those it read again with a newer stamp and those it saw leave (read
+// archived, or named merged away by a merged record's MergedFrom). A
+// record listed late raises the count; one edited again moves past the
+// counted part; one that left is not listed, and a record listed late
+// would hide behind it if the pass still expected it there.
 //
 // The delayed window [D, E), on a side whose archived reads list the whole
 // bin (WholeBinReader): E is lowered to the first bound of a record known
@@ -384,7 +387,10 @@ func (p *pass) checkTail(ctx context.Context, sd *side, since, until time.Time) 
 		kept := 0
 		p.mu.Lock()
 		for _, e := range k.sorted {
-			if _, again := p.stamps[sd.name][e.id]; !again && e.stamp >= from && e.stamp < to {
+			// A record the pass read again is counted where its new stamp
+			// is; one it saw leave (archived, merged away) is not listed.
+			_, again := p.stamps[sd.name][e.id]
+			if !again && !p.tails.gone[sd.name][e.id] && e.stamp >= from && e.stamp < to {
 				kept++
 			}
 		}

@@ -163,6 +163,59 @@ func TestCoreTailCountFindsALateListedRecord(t *testing.T) {
 	assert.Equal(t, 1, rep.Directions["hubspot->salesforce"].Updated, "only the late record was written")
 }
 
+// A record listed late in a tail, while a record the pass kept there
+// leaves (merged away, named by the merged record this pass reads past the
+// tail): the count of the tail loses the one that left and gains the late
+// one. The pass saw the first leave, so it expects one fewer: the count is
+// one more than it expects, and it reads the tail again rather than leave
+// the late record to the delayed window an hour later.
+func TestCoreTailCountSeesALateRecordBehindOneMergedAway(t *testing.T) {
+	clk := newTestClock()
+	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
+	h := newHarness(t, o)
+	ids := h.f.hs.SeedContacts(50)
+	settle(t, h, clk, 0)
+
+	clk.Advance(5 * time.Minute)
+	late := ids[0]
+	require.NoError(t, h.f.hs.Edit("contacts", late, map[string]string{"phone": "+1 555 0123"}))
+	clk.Advance(time.Second)
+	for _, id := range ids[1:21] {
+		require.NoError(t, h.f.hs.Edit("contacts", id, map[string]string{"firstname": "Burst"}))
+	}
+	hw.set(func(w *wrapCRM) {
+		w.changes = func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error) {
+			pg, err := next.Changes(ctx, q)
+			pg.Records = slices.DeleteFunc(pg.Records, func(r crmsync.Record) bool { return r.ID == late })
+			return pg, err
+		}
+	})
+	clk.Advance(time.Second)
+	rep := h.pass()
+	require.Equal(t, 20, rep.Directions["hubspot->salesforce"].Updated, "the burst's pass synced the burst, not the hidden record")
+	hw.set(func(w *wrapCRM) { w.changes = nil })
+	late0, ok := h.f.hs.Get("contacts", late)
+	require.True(t, ok)
+	email := late0.Properties["email"]
+	require.Empty(t, sfPhoneOf(h, email))
+
+	// A user merges a new duplicate into one of the burst's records: the
+	// burst's record leaves search, the merged record is stamped now.
+	clk.Advance(time.Minute)
+	dup := h.f.hs.SeedContacts(1)[0]
+	winner, err := h.f.hs.Merge("contacts", ids[1], dup)
+	require.NoError(t, err)
+
+	clk.Advance(4 * time.Minute)
+	rep = h.pass()
+	_, tail := rep.Window.Tail["hubspot"]
+	require.True(t, tail, "the pass counted the burst's tail (window %+v)", rep.Window)
+	assert.Equal(t, "+1 555 0123", sfPhoneOf(h, email), "the record listed late reached Salesforce on the next tick")
+	link, err := h.st.LinksByA(context.Background(), h.key, []string{winner})
+	require.NoError(t, err)
+	assert.Contains(t, link, winner, "the merged record took over the link")
+}
+
 // HubSpot's hourly reads, the delayed window's and the recycle bin's, fall
 // due together: on a quiet tick they take turns, so that a quiet tick
 // costs HubSpot at most its change read, one more read and the schema (3
