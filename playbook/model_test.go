@@ -188,6 +188,13 @@ var modelSeeds = []uint64{
 	// is the user's, HubSpot refuses the undeleted one (CONFLICT, a dead
 	// letter), and the model's duplicate-email check allows that pair only.
 	1175499815641067394, 10052717442492591252,
+	// A HubSpot merge's record listed late in a tail whose count lost a
+	// record merged away into another merge's record the same pass read:
+	// the count matched what the pass expected, the tail was not read
+	// again, and the merge was relinked (and its owned field reverted)
+	// only by the delayed window, after the settling (core_quiet_test.go:
+	// TestCoreTailCountSeesALateRecordBehindOneMergedAway).
+	14373853162475749543,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
