@@ -188,6 +188,12 @@ var modelSeeds = []uint64{
 	// is the user's, HubSpot refuses the undeleted one (CONFLICT, a dead
 	// letter), and the model's duplicate-email check allows that pair only.
 	1175499815641067394, 10052717442492591252,
+	// A person made on both sides whose pairing write to Salesforce was
+	// refused (parked) stayed unlinked, though the link fields named each
+	// other; a Salesforce merge of that contact into a new duplicate then
+	// left the HubSpot contact behind, and it got a second Salesforce
+	// contact (core_merge_test.go).
+	16841917296463166311, 14878778884003350364,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
