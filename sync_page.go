@@ -1434,6 +1434,9 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 	type state struct {
 		otherID, srcID string
 		failed         bool
+		// unsure marks a failed write whose record may be gone or whose
+		// outcome is unknown (not a refusal of a record that exists).
+		unsure         bool
 		wroteO, wroteS bool
 		created        bool
 		// keep names the rules whose write did not land: their base stays.
@@ -1482,6 +1485,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		s := &st[it.Pair]
 		if !o.made() {
 			s.failed = true
+			s.unsure = s.unsure || o.Unknown || o.Vanished
 			continue
 		}
 		unlanded(s, pairs[it.Pair], other, o)
@@ -1501,6 +1505,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			if it.Role != "link" {
 				s := &st[it.Pair]
 				s.failed = true
+				s.unsure = s.unsure || srcOut[i].Unknown || srcOut[i].Vanished
 			}
 			continue
 		}
@@ -1573,8 +1578,22 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				detail, _ := json.Marshal(sk)
 				a.Audit(AuditEntry{Kind: AuditSkip, System: sk.Side, RecordIDs: []string{pr.src.ID}, Detail: detail})
 			}
-			if aID == "" || bID == "" || s.failed {
-				continue // no pair yet, or a write did not land: keep the old base
+			if aID == "" || bID == "" {
+				continue // no pair yet
+			}
+			if s.failed {
+				// A write did not land: keep the old base. A new pair of
+				// two records that exist, whose write was refused (parked),
+				// is linked all the same, with an empty base: its link
+				// fields may name each other already, and a merge or an
+				// archive of either record must follow the link (else a
+				// merge's loser leaves its counterpart unlinked, and it
+				// gets a second record on the other side).
+				if pr.link == nil && !s.created && !s.unsure {
+					a.Link(Link{AID: aID, BID: bID, Base: Fields{}})
+					res.Links++
+				}
+				continue
 			}
 			p.keepDroppedBase(pr)
 			p.keepBase(pr, s.keep)

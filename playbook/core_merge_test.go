@@ -226,3 +226,27 @@ func linkOfB(t *testing.T, h *harness, id string) (crmsync.Link, bool) {
 	l, ok := ls[id]
 	return l, ok
 }
+
+// A person made on both sides before the first pass, whose pairing write
+// to Salesforce is refused and parked: the pair is linked all the same
+// (both records exist, and the link fields name each other), so a
+// Salesforce merge of that record into a new winner moves the HubSpot
+// record to the winner; Salesforce gets no second record for the person.
+func TestCoreSalesforceMergeOfAParkedPairRelinksToTheWinner(t *testing.T) {
+	h := newHarness(t, fast(t))
+	hsID := h.f.hs.Seed("contacts", map[string]string{"email": "p4@x.example", "lastname": "Parked", "firstname": "Ann"})[0]
+	sfID := h.f.sf.Seed(crmsync.Fields{"LastName": "Parked", "Email": "p4@x.example", "Phone": "5"})[0]
+	h.f.sf.FailRecords("FIELD_CUSTOM_VALIDATION_EXCEPTION", "refused by a validation rule", 0, sfID)
+	h.pass()
+	require.NotEmpty(t, h.deadLetters(), "the pairing write to Salesforce is parked")
+	h.f.sf.ClearFaults()
+	winner := h.f.sf.Seed(crmsync.Fields{"LastName": "Winner", "Email": "w4@x.example", "Phone": "9"})[0]
+	require.NoError(t, h.f.sf.Merge(winner, sfID))
+	h.pass()
+	h.pass()
+	l, ok := linkOfA(t, h, hsID)
+	require.True(t, ok, "the HubSpot record is linked")
+	assert.Equal(t, winner, l.BID, "the HubSpot record is linked to the winner")
+	assert.Len(t, h.liveSF(), 1, "Salesforce got no second record for the person")
+	assert.Len(t, h.liveHS(), 1, "the winner was not created in HubSpot")
+}

@@ -195,6 +195,12 @@ var modelSeeds = []uint64{
 	// only by the delayed window, after the settling (core_quiet_test.go:
 	// TestCoreTailCountSeesALateRecordBehindOneMergedAway).
 	14373853162475749543,
+	// A person made on both sides whose pairing write to Salesforce was
+	// refused (parked) stayed unlinked, though the link fields named each
+	// other; a Salesforce merge of that contact into a new duplicate then
+	// left the HubSpot contact behind, and it got a second Salesforce
+	// contact (core_merge_test.go).
+	16841917296463166311, 14878778884003350364,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
