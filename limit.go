@@ -155,12 +155,8 @@ func (t *Throttle) take(ctx context.Context) error {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 			return fmt.Errorf("crmsync: throttle: next call in %s, past the context deadline: %w", d, context.DeadlineExceeded)
 		}
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
 		}
 	}
 }
@@ -188,12 +184,8 @@ func (t *Throttle) waitPause(ctx context.Context) error {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 			return fmt.Errorf("crmsync: throttle paused for %s, past the context deadline: %w", d, context.DeadlineExceeded)
 		}
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
 		}
 	}
 }
