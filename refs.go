@@ -100,6 +100,12 @@ type refLinks struct {
 	// Unreferenced lists side B ids whose records cannot be referenced
 	// (a Lead, see RoutedObject.Unreferenced).
 	Unreferenced map[string]bool `json:"unreferenced,omitempty"`
+	// GoneA and GoneB list the ids, on side A and B, of records a
+	// reference names that have no counterpart and are not live on their
+	// own side (archived or deleted before a pass linked them): they will
+	// never be linked, so nothing waits for them.
+	GoneA map[string]bool `json:"gone_a,omitempty"`
+	GoneB map[string]bool `json:"gone_b,omitempty"`
 }
 
 // refRules lists the indexes of the policy's reference rules.
@@ -254,6 +260,16 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 					t.AToB[a], t.BToA[b] = b, a
 				}
 			}
+			// Ids with no counterpart are looked up on their own side: one
+			// that is not live there (archived or deleted before it was
+			// linked) is gone, never to be linked.
+			var err error
+			if t.GoneA, err = p.goneRefs(ctx, rs, same, dedupe(q.a), t.AToB); err != nil {
+				return nil, fmt.Errorf("crmsync: records of pair %s: %w", ref, err)
+			}
+			if t.GoneB, err = p.goneRefs(ctx, rs, !same, dedupe(q.b), t.BToA); err != nil {
+				return nil, fmt.Errorf("crmsync: records of pair %s: %w", ref, err)
+			}
 			// The referenced pair's CRM on side B may say some records
 			// cannot be referenced.
 			crmB := rs.c.B
@@ -277,6 +293,10 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 	}, nil)
 	if err != nil {
 		return nil, nil, err
+	}
+	sideA, sideB := sd, other
+	if !sd.isA {
+		sideA, sideB = other, sd
 	}
 	keep = pairs[:0:0]
 	for _, pr := range pairs {
@@ -309,6 +329,28 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 						keep = append(keep, id)
 					}
 					recA.Fields[r.A] = keep
+				}
+			}
+			// A record that is gone (archived or deleted before it was
+			// ever linked) will never have a counterpart: a reference to
+			// it reads as none, as HubSpot reads an association to an
+			// archived record, and nothing waits for it. A set keeps its
+			// other elements.
+			keptA, goneA, waitA := refStatus(recA.Fields, r.A, t.AToB, t.GoneA)
+			keptB, goneB, waitB := refStatus(recB.Fields, r.B, t.BToA, t.GoneB)
+			if !waitA && !waitB {
+				for _, g := range []struct {
+					gone   string
+					kept   []string
+					fields Fields
+					field  string
+					sys    *side
+					id     string
+				}{{goneA, keptA, recA.Fields, r.A, sideA, recA.ID}, {goneB, keptB, recB.Fields, r.B, sideB, recB.ID}} {
+					if g.gone != "" {
+						g.fields[g.field] = refValue(r.Type, g.kept)
+						p.skip(g.sys, g.id, r.Key(), "reference "+r.Key()+" names "+g.gone+", archived or deleted before it was synced: read as none")
+					}
 				}
 			}
 			va, okA := canonicalRefs(recA.Fields, r.A, nil)
@@ -350,6 +392,82 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 		keep = append(keep, pr)
 	}
 	return keep, tables, nil
+}
+
+// refStatus reads field of fields as ids: it returns those that are not
+// gone (kept), the first that is (gone), and whether one has no
+// counterpart in toOther and is not gone, so that the record waits for it
+// (wait).
+func refStatus(fields Fields, field string, toOther map[string]string, goneIDs map[string]bool) (kept []string, gone string, wait bool) {
+	raw, has := fields[field]
+	if !has {
+		return nil, "", false
+	}
+	for _, id := range splitIDs(raw) {
+		if _, ok := toOther[id]; ok {
+			kept = append(kept, id)
+			continue
+		}
+		if !goneIDs[id] {
+			return nil, "", true
+		}
+		if gone == "" {
+			gone = id
+		}
+	}
+	return kept, gone, false
+}
+
+// goneRefs looks up, on the referenced pair rs's side A (onA) or B, the
+// ids that have no counterpart in linked, and returns those that are not
+// live there: archived or deleted (a merged-away id whose survivor says
+// so counts as live). One lookup per batch, only for unlinked ids.
+func (p *pass) goneRefs(ctx context.Context, rs *Sync, onA bool, ids []string, linked map[string]string) (map[string]bool, error) {
+	var ask []string
+	for _, id := range ids {
+		if _, ok := linked[id]; !ok && id != "" {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return nil, nil
+	}
+	crm, object, sys := rs.c.B, rs.c.ObjectB, rs.c.Policy.B
+	if onA {
+		crm, object, sys = rs.c.A, rs.c.ObjectA, rs.c.Policy.A
+	}
+	size := crm.Limits().LookupBatch
+	if size <= 0 {
+		size = 100
+	}
+	live := map[string]bool{}
+	var out map[string]bool
+	for len(ask) > 0 {
+		chunk := ask[:min(size, len(ask))]
+		ask = ask[len(chunk):]
+		p.apiCalls(sys, 1)
+		recs, err := crm.Lookup(ctx, object, "id", chunk, []string{})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if !r.Archived {
+				live[r.ID] = true
+				for _, m := range r.MergedFrom {
+					live[m] = true
+				}
+			}
+		}
+		for _, id := range chunk {
+			if !live[id] {
+				if out == nil {
+					out = map[string]bool{}
+				}
+				out[id] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // canonicalRefs reads field of fields as references in side A's terms:
