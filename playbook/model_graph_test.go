@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/internal/rapidtest"
 	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
@@ -112,9 +113,7 @@ func TestGraphModelSeeds(t *testing.T) {
 	tally := graphTally{}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			setRapidFlag(t, "rapid.seed", fmt.Sprint(seed))
-			setRapidFlag(t, "rapid.checks", "1")
-			rapid.Check(t, graphModelCase(tally))
+			rapidtest.Replay(t, seed, 1, graphModelCase(tally))
 		})
 	}
 	if testing.Short() || t.Failed() {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/internal/rapidtest"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
@@ -222,25 +223,10 @@ func TestModelSeeds(t *testing.T) {
 	var tally modelTally
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			setRapidFlag(t, "rapid.seed", fmt.Sprint(seed))
-			setRapidFlag(t, "rapid.checks", fmt.Sprint(checks))
-			rapid.Check(t, modelCase(&tally))
+			rapidtest.Replay(t, seed, checks, modelCase(&tally))
 		})
 	}
 	tally.report(t)
-}
-
-// setRapidFlag sets one of rapid's flags for the test.
-func setRapidFlag(t *testing.T, name, value string) {
-	fl := flag.Lookup(name)
-	if fl == nil {
-		t.Fatalf("rapid registered no -%s flag", name)
-	}
-	old := fl.Value.String()
-	if err := fl.Value.Set(value); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fl.Value.Set(old) })
 }
 
 // modelTally sums what the cases exercised, so that a test that tests
