@@ -386,9 +386,13 @@ func TestLeaseBusyAndWait(t *testing.T) {
 func TestTakeoverFencesTheOldProcess(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st crmsync.Store) {
 		c := newClock()
-		old := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "old" })
-		next := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "new" })
 		stalled, resume := make(chan struct{}), make(chan struct{})
+		// The old process is paused whole (a long GC pause, say): its
+		// heartbeat renews nothing until it resumes. Without this, a
+		// heartbeat that first looked at the clock after the test moved
+		// it renewed the lapsed lease, and the takeover found it busy.
+		old := newEngine(t, pauseRenewals(st, "old", resume), c, func(cfg *crmsync.Config) { cfg.Holder = "old" })
+		next := newEngine(t, st, c, func(cfg *crmsync.Config) { cfg.Holder = "new" })
 		var oldErr error
 		var oldRun crmsync.RunID
 		done := make(chan struct{})
@@ -559,6 +563,63 @@ func TestStepHonoursCancel(t *testing.T) {
 // plainStore hides the optional interfaces of the Store it wraps, so that
 // the Engine takes its fallback path (one call per part).
 type plainStore struct{ crmsync.Store }
+
+// pauseRenewals returns st with holder's lease renewals held until
+// paused is closed, as if its process were paused. It keeps the memory
+// Store's one-call interfaces.
+func pauseRenewals(st crmsync.Store, holder string, paused <-chan struct{}) crmsync.Store {
+	p := renewPause{holder: holder, paused: paused}
+	if ms, ok := st.(*memory.Store); ok {
+		return pausedMemory{Store: ms, renewPause: p}
+	}
+	return pausedStore{Store: st, renewPause: p}
+}
+
+type renewPause struct {
+	holder string
+	paused <-chan struct{}
+}
+
+func (p renewPause) wait(ctx context.Context, l crmsync.Lease) error {
+	if l.Holder != p.holder {
+		return nil
+	}
+	select {
+	case <-p.paused:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+type pausedStore struct {
+	crmsync.Store
+	renewPause
+}
+
+func (p pausedStore) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
+	if err := p.wait(ctx, l); err != nil {
+		return crmsync.Lease{}, err
+	}
+	return p.Store.RenewLease(ctx, l, ttl, now)
+}
+
+type pausedMemory struct {
+	*memory.Store
+	renewPause
+}
+
+var _ interface {
+	crmsync.RunStarter
+	crmsync.RunEnder
+} = pausedMemory{}
+
+func (p pausedMemory) RenewLease(ctx context.Context, l crmsync.Lease, ttl time.Duration, now time.Time) (crmsync.Lease, error) {
+	if err := p.wait(ctx, l); err != nil {
+		return crmsync.Lease{}, err
+	}
+	return p.Store.RenewLease(ctx, l, ttl, now)
+}
 
 // forEachStore runs fn on a memory Store, which starts and ends runs in one
 // call (RunStarter, RunEnder), and on one that does not.
