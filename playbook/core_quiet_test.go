@@ -126,6 +126,21 @@ func TestCoreReadBackFindsAnEditMadeBeforeTheSyncsWrite(t *testing.T) {
 // the burst pass's search, as an index that has not caught up does.
 func TestCoreTailCountFindsALateListedRecord(t *testing.T) {
 	clk := newTestClock()
+	h, _, email := burstHidingOneRecord(t, clk)
+
+	clk.Advance(5 * time.Minute)
+	rep := h.pass()
+	assert.Equal(t, "+1 555 0123", sfPhoneOf(h, email), "the record listed late reached Salesforce on the next tick")
+	assert.Equal(t, 1, rep.Directions["hubspot->salesforce"].Updated, "only the late record was written")
+}
+
+// burstHidingOneRecord seeds 50 linked contacts, then edits one (the late
+// record: its phone) and, a second later, 20 others (the burst), and runs
+// the burst's pass with the late record hidden from HubSpot's search, as an
+// index that has not caught up does. It returns the harness, the contact
+// ids and the late record's email.
+func burstHidingOneRecord(t *testing.T, clk *testClock) (*harness, []string, string) {
+	t.Helper()
 	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
 	h := newHarness(t, o)
 	ids := h.f.hs.SeedContacts(50)
@@ -149,18 +164,11 @@ func TestCoreTailCountFindsALateListedRecord(t *testing.T) {
 	rep := h.pass()
 	require.Equal(t, 20, rep.Directions["hubspot->salesforce"].Updated, "the burst's pass synced the burst, not the hidden record")
 	hw.set(func(w *wrapCRM) { w.changes = nil })
-	var email string
-	for _, r := range h.f.hs.All("contacts") {
-		if r.ID == late {
-			email = r.Properties["email"]
-		}
-	}
+	rec, ok := h.f.hs.Get("contacts", late)
+	require.True(t, ok)
+	email := rec.Properties["email"]
 	require.Empty(t, sfPhoneOf(h, email))
-
-	clk.Advance(5 * time.Minute)
-	rep = h.pass()
-	assert.Equal(t, "+1 555 0123", sfPhoneOf(h, email), "the record listed late reached Salesforce on the next tick")
-	assert.Equal(t, 1, rep.Directions["hubspot->salesforce"].Updated, "only the late record was written")
+	return h, ids, email
 }
 
 // A record listed late in a tail, while a record the pass kept there
@@ -171,33 +179,7 @@ func TestCoreTailCountFindsALateListedRecord(t *testing.T) {
 // the late record to the delayed window an hour later.
 func TestCoreTailCountSeesALateRecordBehindOneMergedAway(t *testing.T) {
 	clk := newTestClock()
-	o, hw, _ := wrapped(clocked(fast(t), clk, 0))
-	h := newHarness(t, o)
-	ids := h.f.hs.SeedContacts(50)
-	settle(t, h, clk, 0)
-
-	clk.Advance(5 * time.Minute)
-	late := ids[0]
-	require.NoError(t, h.f.hs.Edit("contacts", late, map[string]string{"phone": "+1 555 0123"}))
-	clk.Advance(time.Second)
-	for _, id := range ids[1:21] {
-		require.NoError(t, h.f.hs.Edit("contacts", id, map[string]string{"firstname": "Burst"}))
-	}
-	hw.set(func(w *wrapCRM) {
-		w.changes = func(ctx context.Context, next crmsync.CRM, q crmsync.ChangeQuery) (crmsync.Page, error) {
-			pg, err := next.Changes(ctx, q)
-			pg.Records = slices.DeleteFunc(pg.Records, func(r crmsync.Record) bool { return r.ID == late })
-			return pg, err
-		}
-	})
-	clk.Advance(time.Second)
-	rep := h.pass()
-	require.Equal(t, 20, rep.Directions["hubspot->salesforce"].Updated, "the burst's pass synced the burst, not the hidden record")
-	hw.set(func(w *wrapCRM) { w.changes = nil })
-	late0, ok := h.f.hs.Get("contacts", late)
-	require.True(t, ok)
-	email := late0.Properties["email"]
-	require.Empty(t, sfPhoneOf(h, email))
+	h, ids, email := burstHidingOneRecord(t, clk)
 
 	// A user merges a new duplicate into one of the burst's records: the
 	// burst's record leaves search, the merged record is stamped now.
@@ -207,7 +189,7 @@ func TestCoreTailCountSeesALateRecordBehindOneMergedAway(t *testing.T) {
 	require.NoError(t, err)
 
 	clk.Advance(4 * time.Minute)
-	rep = h.pass()
+	rep := h.pass()
 	_, tail := rep.Window.Tail["hubspot"]
 	require.True(t, tail, "the pass counted the burst's tail (window %+v)", rep.Window)
 	assert.Equal(t, "+1 555 0123", sfPhoneOf(h, email), "the record listed late reached Salesforce on the next tick")
