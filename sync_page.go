@@ -829,22 +829,33 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 // count as read in the report. Records are read by id, and an upsert whose
 // outcome is unknown by its match field, so that a create that landed
 // unseen is linked through its link field as a later read would have. A
-// plan reads back what it would have written, as its view of the records
-// shows them, so that its counts stay those of the pass.
+// create refused with no record made is read back by its match field too,
+// whatever to's reads leave out: an earlier attempt of its call may have
+// landed (a response lost, its repeat refused whole), and a record left
+// unlinked would be created again by the source's next change, an upsert
+// landing on it over any edit made there since. A create whose outcome is
+// unknown is read back so on every side. A plan reads back what it would
+// have written, as its view of the records shows them, so that its counts
+// stay those of the pass.
 func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome) error {
-	if !filtersOwn(to) {
-		return nil
-	}
+	own := filtersOwn(to)
 	var ids []string
 	byField := map[string][]string{}
 	seen := map[string]bool{}
 	for i, o := range out {
-		if (!o.made() && !o.Unknown) || (o.Created && !o.Ledger) {
+		op := items[i].Op
+		if items[i].Role == "create" && !o.made() && !o.Ledger && !o.Vanished {
+			// Refused with no record, or unknown: it may have landed.
+			if op.Kind == Upsert && op.MatchField != "" && op.MatchValue != "" {
+				byField[op.MatchField] = append(byField[op.MatchField], op.MatchValue)
+			}
+			continue
+		}
+		if !own || (!o.made() && !o.Unknown) || (o.Created && !o.Ledger) {
 			// Refused, or created by this very write: nobody edited it
 			// before the write.
 			continue
 		}
-		op := items[i].Op
 		id := o.ID
 		if id == "" {
 			id = op.ID // an update whose result names no id

@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -26,10 +27,22 @@ type graphFixture struct {
 
 func newGraphFixture(t *testing.T) *graphFixture {
 	t.Helper()
+	return newGraphFixtureWith(t, nil)
+}
+
+// newGraphFixtureWith is newGraphFixture with the Salesforce client's
+// requests going through sfTransport (nil: the default transport), once
+// the fakes are up (it gets them to arm faults).
+func newGraphFixtureWith(t *testing.T, sfTransport func(*fakes) http.RoundTripper) *graphFixture {
+	t.Helper()
 	f, closeFn, err := startFakes(nil, nil)
 	require.NoError(t, err)
 	t.Cleanup(closeFn)
-	hc, sc, err := f.clients(clientOptions{HubSpotLimiter: unlimited(t), HubSpotSearch: unlimited(t), SalesforceLimiter: unlimited(t)})
+	o := clientOptions{HubSpotLimiter: unlimited(t), HubSpotSearch: unlimited(t), SalesforceLimiter: unlimited(t)}
+	if sfTransport != nil {
+		o.SalesforceHTTPClient = &http.Client{Transport: sfTransport(f)}
+	}
+	hc, sc, err := f.clients(o)
 	require.NoError(t, err)
 	g, err := NewGraph(hc, sc, GraphConfig{})
 	require.NoError(t, err)
