@@ -97,6 +97,7 @@ var graphModelSeeds = []uint64{
 	10672102022051789528, // a resumed run's write to a Contact deleted with its account since it was read
 	13289389590941822557, // a deal's contact added while a Lead, converted later: the deal never read again
 	2771868193441,        // a write after SettleSearch hid its record from search in the fake, so a count missed a company never read
+	16531949909304811463, // a create that landed, its repeat refused: the next pass upserted it again over the rep's stage
 }
 
 // TestGraphModelSeeds runs TestGraphModel's case for fixed seeds.
