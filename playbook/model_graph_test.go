@@ -656,8 +656,15 @@ func (m *gmodel) quiesce() {
 		m.f.hs.SettleSearch()
 		replayed := m.replayRefusals()
 		rep, info, err := m.pass(context.Background())
-		if err != nil {
+		if err != nil && (crmsync.IsPermanent(err) || i == 8) {
 			m.fail("quiet pass %d failed: %v", i, err)
+		}
+		if err != nil {
+			// The fakes still refuse a share of batches whole (5xx among
+			// them), so a step may give up after its retries: the run
+			// fails, as a real one would, and the next resumes it.
+			m.logf("quiet pass %d failed, resumed by the next: %v", i, err)
+			continue
 		}
 		m.logf("quiet pass %d: %s", i, rep.Summary())
 		parked := 0
