@@ -35,19 +35,42 @@ func newGraphFixture(t *testing.T) *graphFixture {
 // the fakes are up (it gets them to arm faults).
 func newGraphFixtureWith(t *testing.T, sfTransport func(*fakes) http.RoundTripper) *graphFixture {
 	t.Helper()
-	f, closeFn, err := startFakes(nil, nil)
+	return newGraphFixtureOpts(t, graphFixtureOptions{sfTransport: sfTransport})
+}
+
+// graphFixtureOptions tune newGraphFixtureOpts; the zero value is
+// newGraphFixture's.
+type graphFixtureOptions struct {
+	// sfTransport, if set, carries the Salesforce client's requests (it
+	// gets the fakes to arm faults).
+	sfTransport func(*fakes) http.RoundTripper
+	// sf tunes the Salesforce fake (clock skew, stamps).
+	sf []func(*salesforcetest.Config)
+	// store, if set, wraps the memory store the engine uses (a store that
+	// crashes at a step); graphFixture.st stays the memory store.
+	store func(crmsync.Store) crmsync.Store
+}
+
+// newGraphFixtureOpts is newGraphFixture tuned by o.
+func newGraphFixtureOpts(t *testing.T, o graphFixtureOptions) *graphFixture {
+	t.Helper()
+	f, closeFn, err := startFakes(nil, o.sf)
 	require.NoError(t, err)
 	t.Cleanup(closeFn)
-	o := clientOptions{HubSpotLimiter: unlimited(t), HubSpotSearch: unlimited(t), SalesforceLimiter: unlimited(t)}
-	if sfTransport != nil {
-		o.SalesforceHTTPClient = &http.Client{Transport: sfTransport(f)}
+	co := clientOptions{HubSpotLimiter: unlimited(t), HubSpotSearch: unlimited(t), SalesforceLimiter: unlimited(t)}
+	if o.sfTransport != nil {
+		co.SalesforceHTTPClient = &http.Client{Transport: o.sfTransport(f)}
 	}
-	hc, sc, err := f.clients(o)
+	hc, sc, err := f.clients(co)
 	require.NoError(t, err)
 	g, err := NewGraph(hc, sc, GraphConfig{})
 	require.NoError(t, err)
 	st := memory.New()
-	eng, err := crmsync.NewEngine(crmsync.Config{Store: st})
+	var engStore crmsync.Store = st
+	if o.store != nil {
+		engStore = o.store(st)
+	}
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: engStore})
 	require.NoError(t, err)
 	return &graphFixture{t: t, f: f, st: st, eng: eng, g: g}
 }
