@@ -197,6 +197,9 @@ func (p *pass) handle(ctx context.Context, sd *side, pg string, recs []Record) e
 	if err := p.takenByMerge(ctx, sd, pg, partners, alive); err != nil {
 		return err
 	}
+	if err := p.convertedPartners(ctx, sd, pg, recs, links, recovered, matches, live, taken, byID); err != nil {
+		return err
+	}
 	merged, err := p.mergeRecords(ctx, other, pg, matches, taken)
 	if err != nil {
 		return err
@@ -442,6 +445,72 @@ func (p *pass) resolveArchived(ctx context.Context, sd *side, pg string, recs []
 		}
 	}
 	return nil
+}
+
+// convertedPartners hands a match's link to the record of recs its
+// partner became: a partner read by id with MergedInto naming an unlinked
+// record of recs (a Lead converted into the Contact read on this page) was
+// converted or merged into it. The record takes the partner's link over,
+// as merges does when the partner is read, and the match is its
+// counterpart (added to byID); otherwise the record, its match taken,
+// would be created on the other side a second time. This happens when the
+// record is read before its partner's conversion is: a run resumed after
+// the conversion replays the partner's page as read before it. links is
+// updated in place; the inputs and the links are step results.
+func (p *pass) convertedPartners(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link, recovered map[string]Record, matches, live []Record, taken map[string]Link, byID map[string]Record) error {
+	into := map[string]string{} // partner id -> the record it became
+	for _, r := range live {
+		if r.MergedInto != "" {
+			into[r.ID] = r.MergedInto
+		}
+	}
+	if len(into) == 0 {
+		return nil
+	}
+	free := map[string]bool{} // unlinked live records of recs
+	for _, r := range recs {
+		if _, linked := links[r.ID]; linked || r.Archived || r.MergedInto != "" {
+			continue
+		}
+		if _, ok := recovered[r.ID]; ok {
+			continue
+		}
+		free[r.ID] = true
+	}
+	type relink struct {
+		Link   Link   `json:"link"`
+		From   string `json:"from"`
+		Winner string `json:"winner"`
+	}
+	var moves []relink
+	for _, m := range matches {
+		l, linked := taken[m.ID]
+		if !linked {
+			continue
+		}
+		from := otherID(l, p.other(sd))
+		winner := into[from]
+		if !free[winner] {
+			continue
+		}
+		free[winner] = false
+		nl := newLink(sd, winner, m.ID, l.Base)
+		links[winner] = nl
+		byID[m.ID] = m
+		moves = append(moves, relink{Link: nl, From: from, Winner: winner})
+	}
+	if len(moves) == 0 {
+		return nil
+	}
+	_, err := step(ctx, p, "relink-converted:"+pg, func(ctx context.Context, a *Attempt) (int, error) {
+		for _, m := range moves {
+			detail, _ := json.Marshal(map[string]any{"merge": "relinked", "from": m.From, "winner": m.Winner})
+			a.Link(m.Link)
+			a.Audit(AuditEntry{Kind: AuditSkip, System: sd.name, RecordIDs: []string{m.From, m.Winner, otherID(m.Link, sd)}, Detail: detail})
+		}
+		return len(moves), nil
+	}, nil)
+	return err
 }
 
 // takenByMerge asks sd's CRM, if it is an IDResolver, about the partners
