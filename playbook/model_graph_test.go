@@ -98,6 +98,7 @@ var graphModelSeeds = []uint64{
 	13289389590941822557, // a deal's contact added while a Lead, converted later: the deal never read again
 	2771868193441,        // a write after SettleSearch hid its record from search in the fake, so a count missed a company never read
 	16531949909304811463, // a create that landed, its repeat refused: the next pass upserted it again over the rep's stage
+	5046766191221811292,  // a Lead converted while a run was stopped: the resumed run read the new Contact first and created it in HubSpot
 }
 
 // TestGraphModelSeeds runs TestGraphModel's case for fixed seeds.
