@@ -291,6 +291,15 @@ func (r *Run) observeStep(ctx context.Context, id string, n int) (context.Contex
 	return ctx, func(error) {}
 }
 
+// stored reports whether step id has a stored result this execution has
+// not claimed yet: the step will be replayed, not run.
+func (r *Run) stored(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.steps[id]
+	return ok && !r.seen[id]
+}
+
 // claim marks id as used in this execution and reports a completed record.
 func (r *Run) claim(id string) (StepRecord, bool, error) {
 	r.mu.Lock()
