@@ -70,12 +70,6 @@ type writeOutcome struct {
 	// archived or deleted now (ErrRecordGone): it is neither parked nor
 	// ledgered; the archive is read and handled as such.
 	Vanished bool `json:"vanished,omitempty"`
-	// Landed marks a create a resumed run did not send: an earlier
-	// attempt of the run made the record (found by its match field) and
-	// was lost before its step was stored. It is neither parked nor
-	// ledgered; its pair stays unlinked here, and the record is read back
-	// and merged with, so that nobody's edit made since is written over.
-	Landed bool `json:"landed,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
@@ -86,7 +80,7 @@ func (o writeOutcome) made() bool { return o.ok() || o.ID != "" }
 
 // parked reports a refused write this step parked as a new dead letter.
 func (o writeOutcome) parked() bool {
-	return !o.ok() && !o.Ledger && !o.Unknown && !o.Again && !o.Vanished && !o.Landed
+	return !o.ok() && !o.Ledger && !o.Unknown && !o.Again && !o.Vanished
 }
 
 // handle takes one page of changes on side sd through match, merge, write
@@ -1160,8 +1154,10 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 			}
 			ledgerChecked = true
 			for i, it := range batch {
-				if _, ok := done[i]; !ok && landed[it.Op.MatchField+"\x00"+it.Op.MatchValue] {
-					done[i] = writeOutcome{Error: "created by an earlier attempt of the run", Landed: true}
+				if _, ok := done[i]; !ok && landed[it.Op.MatchField+"\x00"+it.Op.MatchValue] != "" {
+					// The earlier attempt's create landed: it is this
+					// write, not sent again.
+					done[i] = writeOutcome{ID: landed[it.Op.MatchField+"\x00"+it.Op.MatchValue], Created: true}
 				}
 			}
 		}
@@ -1326,11 +1322,6 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				p.skip(src, pr.src.ID, "", "write to "+to.name+" record "+it.Op.ID+" refused: archived or deleted since it was read; not parked, its archive is handled when read")
 				continue
 			}
-			if o.Landed {
-				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "landed before"})
-				a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
-				continue
-			}
 			if o.Unknown {
 				detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind, "outcome": "unknown", "error": o.Error})
 				a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
@@ -1364,9 +1355,11 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 // after its call landed and before the step was stored, and a person may
 // have edited the record since: sending the same upsert again would write
 // over that edit. It returns the match field and value (joined by a NUL)
-// of each create found. A run that is not resumed, or a plan, looks up
-// nothing.
-func (p *pass) landedCreates(ctx context.Context, to *side, id string, batch []writeItem) (map[string]bool, error) {
+// of each create found, with the record's id: the create is that record,
+// linked with the values it was sent, and an edit made to it since is a
+// change of to the next read finds. A run that is not resumed, or a plan,
+// looks up nothing.
+func (p *pass) landedCreates(ctx context.Context, to *side, id string, batch []writeItem) (map[string]string, error) {
 	if p.run == nil || !p.run.Resumed || p.plan != nil || p.run.stored(p.stepID(id)) {
 		return nil, nil
 	}
@@ -1376,15 +1369,15 @@ func (p *pass) landedCreates(ctx context.Context, to *side, id string, batch []w
 			byField[op.MatchField] = append(byField[op.MatchField], op.MatchValue)
 		}
 	}
-	found := map[string]bool{}
+	found := map[string]string{}
 	for _, f := range slices.Sorted(maps.Keys(byField)) {
 		recs, err := p.lookup(ctx, to, "landed:"+id+":"+f, f, dedupe(byField[f]))
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range recs {
-			if v, _ := r.Fields[f].(string); v != "" {
-				found[f+"\x00"+v] = true
+			if v, _ := r.Fields[f].(string); v != "" && !r.Archived {
+				found[f+"\x00"+v] = r.ID
 			}
 		}
 	}
@@ -1619,7 +1612,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		s := &st[it.Pair]
 		if !o.made() {
 			s.failed = true
-			s.unsure = s.unsure || o.Unknown || o.Vanished || o.Landed
+			s.unsure = s.unsure || o.Unknown || o.Vanished
 			continue
 		}
 		unlanded(s, pairs[it.Pair], other, o)
