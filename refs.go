@@ -339,19 +339,8 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 			keptA, goneA, waitA := refStatus(recA.Fields, r.A, t.AToB, t.GoneA)
 			keptB, goneB, waitB := refStatus(recB.Fields, r.B, t.BToA, t.GoneB)
 			if !waitA && !waitB {
-				for _, g := range []struct {
-					gone   string
-					kept   []string
-					fields Fields
-					field  string
-					sys    *side
-					id     string
-				}{{goneA, keptA, recA.Fields, r.A, sideA, recA.ID}, {goneB, keptB, recB.Fields, r.B, sideB, recB.ID}} {
-					if g.gone != "" {
-						g.fields[g.field] = refValue(r.Type, g.kept)
-						p.skip(g.sys, g.id, r.Key(), "reference "+r.Key()+" names "+g.gone+", archived or deleted before it was synced: read as none")
-					}
-				}
+				p.readGoneAsNone(r, goneA, keptA, recA, sideA)
+				p.readGoneAsNone(r, goneB, keptB, recB, sideB)
 			}
 			va, okA := canonicalRefs(recA.Fields, r.A, nil)
 			vb, okB := canonicalRefs(recB.Fields, r.B, t.BToA)
@@ -392,6 +381,21 @@ func (p *pass) gate(ctx context.Context, sd *side, pg string, pairs []*pair) ([]
 		keep = append(keep, pr)
 	}
 	return keep, tables, nil
+}
+
+// readGoneAsNone leaves out of rec's reference of rule r the ids that are
+// gone, keeping the rest (kept), and notes why; gone is the first such id,
+// "" when there is none.
+func (p *pass) readGoneAsNone(r FieldRule, gone string, kept []string, rec *Record, sd *side) {
+	if gone == "" {
+		return
+	}
+	field := r.B
+	if sd.isA {
+		field = r.A
+	}
+	rec.Fields[field] = refValue(r.Type, kept)
+	p.skip(sd, rec.ID, r.Key(), "reference "+r.Key()+" names "+gone+", archived or deleted before it was synced: read as none")
 }
 
 // refStatus reads field of fields as ids: it returns those that are not
