@@ -435,11 +435,7 @@ func (e *Engine) hookAudit(ctx context.Context, rows []AuditEntry) {
 func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		r.heartbeat(ctx, cancel)
-	}()
+	stopHeartbeat := r.startHeartbeat(ctx, cancel)
 
 	werr := func() (err error) {
 		defer func() {
@@ -450,7 +446,7 @@ func (r *Run) execute(parent context.Context, wf Workflow) (RunInfo, error) {
 		return wf.Run(ctx, r)
 	}()
 	cancel(nil)
-	<-hbDone
+	stopHeartbeat()
 	if cause := context.Cause(ctx); errors.Is(cause, ErrLeaseLost) {
 		if werr == nil {
 			// The workflow ignored the cancel; its work is not proven.
@@ -566,6 +562,44 @@ func (r *Run) end(ctx context.Context, end RunEnd) (RunInfo, int, error) {
 // renewals tried since failed (a renewal call may take until then; a failed
 // one is tried again sooner).
 // A late renewal that succeeds proves the lease: nobody took it meanwhile.
+//
+// The first renewal waits on a timer, not on a goroutine of its own: the
+// renewals' goroutine starts when the first is due, so a run shorter than
+// a heartbeat starts none (starting one, and waking it to stop, woke other
+// threads on every run). The func returned
+// stops the renewals and returns once none is in progress; the caller
+// cancels ctx first.
+func (r *Run) startHeartbeat(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	t := time.AfterFunc(r.renewalWait(r.Lease().Expires, nil), func() {
+		defer close(done)
+		r.heartbeat(ctx, cancel)
+	})
+	return func() {
+		if !t.Stop() {
+			<-done
+		}
+	}
+}
+
+// renewalWait is how long the heartbeat sleeps before the next renewal of
+// a lease that expires at expires, given the last renewal's error. The
+// next renewal starts early enough to end, taking its quarter heartbeat,
+// by the stop point (a quarter heartbeat before expires): after a renewal
+// that took long (its new expiry counts from before the call), or with a
+// Heartbeat near LeaseTTL, a full heartbeat's sleep would wake past it
+// with no failure on record, the run still calling the CRMs.
+func (r *Run) renewalWait(expires time.Time, lastErr error) time.Duration {
+	hb := r.eng.cfg.Heartbeat
+	stopAt := expires.Add(-hb / 4)
+	if lastErr != nil {
+		return min(hb/4, stopAt.Sub(r.eng.cfg.Now()))
+	}
+	return min(hb, stopAt.Sub(r.eng.cfg.Now())-hb/4)
+}
+
+// heartbeat runs the renewals, the first at once (startHeartbeat waited
+// for it), until ctx is done or the lease is lost.
 func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 	ttl, hb := r.eng.cfg.LeaseTTL, r.eng.cfg.Heartbeat
 	// The run stops a quarter heartbeat before its lease expires: the margin
@@ -573,15 +607,10 @@ func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 	margin := hb / 4
 	stopAt := r.Lease().Expires.Add(-margin)
 	var lastErr error
-	for {
-		// The next renewal starts early enough to end, taking its quarter
-		// heartbeat, by the stop point: after a renewal that took long (its
-		// new expiry counts from before the call), or with a Heartbeat near
-		// LeaseTTL, a full heartbeat's sleep would wake past it with no
-		// failure on record, the run still calling the CRMs.
-		wait := min(hb, stopAt.Sub(r.eng.cfg.Now())-margin)
-		if lastErr != nil {
-			wait = min(hb/4, stopAt.Sub(r.eng.cfg.Now()))
+	for first := true; ; first = false {
+		wait := r.renewalWait(stopAt.Add(margin), lastErr)
+		if first {
+			wait = 0
 		}
 		if err := sleepCtx(ctx, wait); err != nil {
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -251,4 +252,43 @@ func TestHeartbeatRenewsBeforeTheStopPoint(t *testing.T) {
 			assert.True(t, stopped.Before(last.expires), "the run stopped %s after its lease expired", stopped.Sub(last.expires))
 		})
 	}
+}
+
+// TestShortRunStartsNoHeartbeatGoroutine: a run that ends before its first
+// renewal is due starts no goroutine for its heartbeat (starting one and
+// waking it to stop woke other threads twice a run); one that lasts past a
+// renewal still renews.
+func TestShortRunStartsNoHeartbeatGoroutine(t *testing.T) {
+	st := memory.New()
+	eng, err := crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, LeaseTTL: time.Minute})
+	require.NoError(t, err)
+	ctx := context.Background()
+	var stacks string
+	_, err = eng.Run(ctx, "short", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		var b strings.Builder
+		if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+			return err
+		}
+		stacks = b.String()
+		return nil
+	}))
+	require.NoError(t, err)
+	require.Contains(t, stacks, "crmsync_test.TestShortRunStartsNoHeartbeatGoroutine", "the dump holds the workflow's own goroutine")
+	assert.False(t, strings.Contains(stacks, "created by github.com/crmsync/crmsync.(*Run)"),
+		"a run shorter than a heartbeat starts no goroutine")
+
+	// A run that outlasts a heartbeat renews its lease.
+	eng, err = crmsync.NewEngine(crmsync.Config{Store: st, Logger: quiet, LeaseTTL: time.Minute, Heartbeat: 5 * time.Millisecond})
+	require.NoError(t, err)
+	_, err = eng.Run(ctx, "long", crmsync.WorkflowFunc(func(ctx context.Context, run *crmsync.Run) error {
+		first := run.Lease().Expires
+		for run.Lease().Expires.Equal(first) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nil
+	}))
+	require.NoError(t, err, "the lease was renewed while the run lasted")
 }
