@@ -39,7 +39,8 @@
 // A CRM without them is taken to show writes at once, to read deletions by
 // window, and to name a merge's winner on the loser it reads
 // ([Record].MergedInto). The hubspot client implements the first three;
-// the salesforce client the last.
+// the salesforce client the last, which a [Routed] CRM of it passes on,
+// asking it object by object.
 //
 // # Field ownership
 //

@@ -65,6 +65,12 @@ type RoutedConfig struct {
 // record it became (see Record.MergedInto) and never written again; a
 // converted record is not a match for a new record's identity.
 //
+// When the client is a [MergedAwayLister] (Salesforce), Routed is one too,
+// asking it object by object, so that a merge's winner read before its
+// loser's deletion takes over the loser's link in a routed pair as in a
+// plain one; otherwise its MergedAway answers nothing. Routed also passes
+// on the client's ChangeLag.
+//
 // Routed remembers which object each id it has seen belongs to; an id it
 // has not seen is looked up in each object before an update.
 type Routed struct {
@@ -73,7 +79,10 @@ type Routed struct {
 	of map[string]int // record id -> object index
 }
 
-var _ CRM = (*Routed)(nil)
+var (
+	_ CRM              = (*Routed)(nil)
+	_ MergedAwayLister = (*Routed)(nil)
+)
 
 // NewRouted validates c and returns a Routed CRM.
 func NewRouted(c RoutedConfig) (*Routed, error) {
@@ -298,6 +307,43 @@ func (r *Routed) objectOf(ctx context.Context, ids []string) (map[string]int, er
 		for _, rec := range recs {
 			out[rec.ID] = i
 			unknown = slices.DeleteFunc(unknown, func(id string) bool { return id == rec.ID })
+		}
+	}
+	return out, nil
+}
+
+// MergedAway implements MergedAwayLister when the client is one: the
+// winners are grouped by their object (an id not seen before is looked up
+// in each object; one that no object has is left out) and the client is
+// asked once per object, under that object's name; the answers are merged.
+// When the client is not a MergedAwayLister, the answer is empty and
+// nothing is asked.
+func (r *Routed) MergedAway(ctx context.Context, object string, winners []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	lister, ok := r.c.CRM.(MergedAwayLister)
+	if !ok || len(winners) == 0 {
+		return out, nil
+	}
+	of, err := r.objectOf(ctx, winners)
+	if err != nil {
+		return nil, err
+	}
+	groups := make([][]string, len(r.c.Objects))
+	for _, id := range winners {
+		if i, ok := of[id]; ok && !slices.Contains(groups[i], id) {
+			groups[i] = append(groups[i], id)
+		}
+	}
+	for i, ids := range groups {
+		if len(ids) == 0 {
+			continue
+		}
+		got, err := lister.MergedAway(ctx, r.c.Objects[i].Name, ids)
+		if err != nil {
+			return nil, err
+		}
+		for w, losers := range got {
+			out[w] = append(out[w], losers...)
 		}
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package crmsync_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,4 +90,76 @@ func TestRoutedLookupAndWrites(t *testing.T) {
 	require.Error(t, res[3].Err, "the CRM refuses a write to a converted Lead, per record")
 	require.ErrorIs(t, res[4].Err, crmsync.ErrRecordGone, "an update of a record no object has (deleted since it was read) is no verdict to park")
 	assert.True(t, crmsync.IsPermanent(res[4].Err))
+}
+
+// mergingCRM is a memCRM that answers MergedAway from losers (winner id ->
+// the ids merged into it, whatever the object) and records each call.
+type mergingCRM struct {
+	*memCRM
+	losers map[string][]string
+	asked  []mergedAwayCall
+}
+
+type mergedAwayCall struct {
+	Object  string
+	Winners []string
+}
+
+func (m *mergingCRM) MergedAway(_ context.Context, object string, winners []string) (map[string][]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, mergedAwayCall{Object: object, Winners: slices.Clone(winners)})
+	out := map[string][]string{}
+	for _, w := range winners {
+		if ls := m.losers[w]; len(ls) > 0 {
+			out[w] = ls
+		}
+	}
+	return out, nil
+}
+
+func TestRoutedMergedAwayAsksEachObjectForItsWinners(t *testing.T) {
+	sf, _ := newRoutedPeople(t)
+	m := &mergingCRM{memCRM: sf}
+	r, err := crmsync.NewRouted(crmsync.RoutedConfig{CRM: m,
+		Objects: []crmsync.RoutedObject{{Name: "Lead"}, {Name: "Contact"}},
+		Route:   func(crmsync.Record) string { return "Lead" }})
+	require.NoError(t, err)
+	ctx := context.Background()
+	lead := sf.put("Lead", crmsync.Fields{"Email": "l@x.test"})
+	contact := sf.put("Contact", crmsync.Fields{"Email": "c@x.test"})
+	q := crmsync.ChangeQuery{Object: r.Object()}
+	for pages := 0; ; pages++ { // Routed sees lead and contact
+		require.Less(t, pages, 5)
+		pg, err := r.Changes(ctx, q)
+		require.NoError(t, err)
+		if pg.Next == "" {
+			break
+		}
+		q.PageToken = pg.Next
+	}
+	unseen := sf.put("Contact", crmsync.Fields{"Email": "u@x.test"})
+	m.losers = map[string][]string{lead: {"sf-Lea-old"}, contact: {"sf-Con-old1", "sf-Con-old2"}}
+
+	got, err := r.MergedAway(ctx, r.Object(), []string{contact, lead, unseen, "003gone", contact})
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]string{lead: {"sf-Lea-old"}, contact: {"sf-Con-old1", "sf-Con-old2"}}, got)
+	assert.Equal(t, []mergedAwayCall{
+		{Object: "Lead", Winners: []string{lead}},
+		{Object: "Contact", Winners: []string{contact, unseen}},
+	}, m.asked, "one call per object with its own winners, an id not seen found by lookup, one no object has left out")
+}
+
+func TestRoutedMergedAwayWithoutALister(t *testing.T) {
+	sf, r := newRoutedPeople(t)
+	id := sf.put("Contact", crmsync.Fields{"Email": "c@x.test"})
+	sf.mu.Lock()
+	before := sf.calls
+	sf.mu.Unlock()
+	got, err := r.MergedAway(context.Background(), r.Object(), []string{id})
+	require.NoError(t, err)
+	assert.Empty(t, got)
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	assert.Equal(t, before, sf.calls, "a client that lists no merges is not asked anything")
 }
