@@ -2,8 +2,9 @@ package playbook
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/crmsync/crmsync"
 	"github.com/crmsync/crmsync/hubspot"
 	"github.com/crmsync/crmsync/hubspot/hubspottest"
+	"github.com/crmsync/crmsync/salesforce"
 	"github.com/crmsync/crmsync/salesforce/salesforcetest"
 )
 
@@ -53,25 +55,93 @@ func (w *wrapCRM) Changes(ctx context.Context, q crmsync.ChangeQuery) (crmsync.P
 	return w.CRM.Changes(ctx, q)
 }
 
-// The wrapper keeps the real client's optional interfaces.
+// hubspotWrap and salesforceWrap are what a sync sees of a wrapCRM: each
+// has exactly the optional interfaces of its real client (wrapped checks
+// it), so that wrapping changes nothing but what the hooks change. (One
+// wrapper with every optional method said a Salesforce id lived on as
+// itself when asked as an IDResolver, and hid Salesforce's merge winners
+// and both clients' budgets.)
+type hubspotWrap struct{ *wrapCRM }
 
-func (w *wrapCRM) ResolveID(ctx context.Context, object, id string) (string, error) {
-	if r, ok := w.CRM.(crmsync.IDResolver); ok {
-		return r.ResolveID(ctx, object, id)
-	}
-	return id, nil
+func (w hubspotWrap) ResolveID(ctx context.Context, object, id string) (string, error) {
+	return w.CRM.(crmsync.IDResolver).ResolveID(ctx, object, id)
 }
 
-func (w *wrapCRM) ChangeLag() time.Duration {
-	if l, ok := w.CRM.(crmsync.ChangeLagger); ok {
-		return l.ChangeLag()
-	}
-	return 0
+func (w hubspotWrap) ChangeLag() time.Duration { return w.CRM.(crmsync.ChangeLagger).ChangeLag() }
+
+func (w hubspotWrap) ArchivedReadsWholeBin() bool {
+	return w.CRM.(crmsync.WholeBinReader).ArchivedReadsWholeBin()
 }
 
-func (w *wrapCRM) ArchivedReadsWholeBin() bool {
-	b, ok := w.CRM.(crmsync.WholeBinReader)
-	return ok && b.ArchivedReadsWholeBin()
+func (w hubspotWrap) CountChanges(ctx context.Context, q crmsync.ChangeQuery) (int, error) {
+	c := w.CRM.(crmsync.ChangeCounter)
+	w.mu.Lock()
+	cnt := w.count
+	w.mu.Unlock()
+	if cnt != nil {
+		return cnt(ctx, c, q)
+	}
+	return c.CountChanges(ctx, q)
+}
+
+func (w hubspotWrap) APIBudget() (crmsync.APIBudget, bool) {
+	return w.CRM.(crmsync.BudgetReporter).APIBudget()
+}
+
+type salesforceWrap struct{ *wrapCRM }
+
+func (w salesforceWrap) FiltersOwnWrites() bool {
+	return w.CRM.(crmsync.OwnWriteFilter).FiltersOwnWrites()
+}
+
+func (w salesforceWrap) MergedAway(ctx context.Context, object string, winners []string) (map[string][]string, error) {
+	return w.CRM.(crmsync.MergedAwayLister).MergedAway(ctx, object, winners)
+}
+
+func (w salesforceWrap) APIBudget() (crmsync.APIBudget, bool) {
+	return w.CRM.(crmsync.BudgetReporter).APIBudget()
+}
+
+// optional names the optional interfaces c implements.
+func optional(c crmsync.CRM) []string {
+	var out []string
+	add := func(name string, ok bool) {
+		if ok {
+			out = append(out, name)
+		}
+	}
+	_, ok := c.(crmsync.IDResolver)
+	add("IDResolver", ok)
+	_, ok = c.(crmsync.ChangeLagger)
+	add("ChangeLagger", ok)
+	_, ok = c.(crmsync.WholeBinReader)
+	add("WholeBinReader", ok)
+	_, ok = c.(crmsync.ChangeCounter)
+	add("ChangeCounter", ok)
+	_, ok = c.(crmsync.OwnWriteFilter)
+	add("OwnWriteFilter", ok)
+	_, ok = c.(crmsync.MergedAwayLister)
+	add("MergedAwayLister", ok)
+	_, ok = c.(crmsync.BudgetReporter)
+	add("BudgetReporter", ok)
+	return out
+}
+
+// wrapFor returns what the sync is given for w: the wrapper type of w's
+// real client, with the same optional interfaces (it panics otherwise: a
+// wrapper that adds or hides one changes the sync's behaviour unseen).
+func wrapFor(w *wrapCRM) crmsync.CRM {
+	var out crmsync.CRM = w
+	switch w.CRM.(type) {
+	case *hubspot.Client:
+		out = hubspotWrap{w}
+	case *salesforce.Client:
+		out = salesforceWrap{w}
+	}
+	if got, want := optional(out), optional(w.CRM); !slices.Equal(got, want) {
+		panic(fmt.Sprintf("wrapCRM: the wrapper of a %T has optional interfaces %v, the client %v", w.CRM, got, want))
+	}
+	return out
 }
 
 // wrapped builds a harness whose sync talks to the clients through wrappers.
@@ -80,7 +150,7 @@ func wrapped(o harnessOpts) (harnessOpts, *wrapCRM, *wrapCRM) {
 	prev := o.sync
 	o.sync = func(c *crmsync.SyncConfig) {
 		hw.CRM, sw.CRM = c.A, c.B
-		c.A, c.B = hw, sw
+		c.A, c.B = wrapFor(hw), wrapFor(sw)
 		if prev != nil {
 			prev(c)
 		}
@@ -218,22 +288,4 @@ func clocked(o harnessOpts, clk *testClock, skew time.Duration) harnessOpts {
 		}
 	}
 	return o
-}
-
-func (w *wrapCRM) FiltersOwnWrites() bool {
-	f, ok := w.CRM.(crmsync.OwnWriteFilter)
-	return ok && f.FiltersOwnWrites()
-}
-
-func (w *wrapCRM) CountChanges(ctx context.Context, q crmsync.ChangeQuery) (int, error) {
-	if c, ok := w.CRM.(crmsync.ChangeCounter); ok {
-		w.mu.Lock()
-		cnt := w.count
-		w.mu.Unlock()
-		if cnt != nil {
-			return cnt(ctx, c, q)
-		}
-		return c.CountChanges(ctx, q)
-	}
-	return 0, errors.New("wrapCRM: the wrapped client cannot count changes")
 }

@@ -165,7 +165,7 @@ func TestArchiveBetweenBinReadsIsFlagged(t *testing.T) {
 
 // oneByOne is a client whose write calls take one record each, so that a
 // pass's writes to it run as concurrent calls.
-type oneByOne struct{ *wrapCRM }
+type oneByOne struct{ hubspotWrap }
 
 func (o oneByOne) Limits() crmsync.Limits {
 	l := o.wrapCRM.Limits()
@@ -186,7 +186,7 @@ func TestFieldGoneUnderConcurrentWritesIsDroppedForBoth(t *testing.T) {
 	o := fast(t)
 	o.sync = func(c *crmsync.SyncConfig) {
 		hw.CRM = c.A
-		c.A = oneByOne{hw}
+		c.A = oneByOne{hubspotWrap{hw}}
 		c.WriteConcurrency = 2
 	}
 	h := newHarness(t, o)
