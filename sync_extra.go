@@ -121,10 +121,10 @@ func (p *pass) applyResolutions(ctx context.Context) error {
 		return err
 	}
 	p.rep.Resolved = applied
-	if err := p.readBack(ctx, p.a, "resolve", toA, outA); err != nil {
+	if err := p.readBack(ctx, p.a, "resolve", toA, outA, pairs); err != nil {
 		return err
 	}
-	return p.readBack(ctx, p.b, "resolve", toB, outB)
+	return p.readBack(ctx, p.b, "resolve", toB, outB, pairs)
 }
 
 // replayDeadLetters takes the letters a person marked for replay: it reads

@@ -70,6 +70,12 @@ type writeOutcome struct {
 	// archived or deleted now (ErrRecordGone): it is neither parked nor
 	// ledgered; the archive is read and handled as such.
 	Vanished bool `json:"vanished,omitempty"`
+	// ReadBack marks a create (an upsert on a match field) refused with no
+	// record made: an earlier attempt of its call may have landed. It is
+	// neither parked nor ledgered by its write step; the read-back that
+	// follows parks it, or ledgers it as landed if it finds the record
+	// (readBack).
+	ReadBack bool `json:"read_back,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
@@ -80,7 +86,7 @@ func (o writeOutcome) made() bool { return o.ok() || o.ID != "" }
 
 // parked reports a refused write this step parked as a new dead letter.
 func (o writeOutcome) parked() bool {
-	return !o.ok() && !o.Ledger && !o.Unknown && !o.Again && !o.Vanished
+	return !o.ok() && !o.Ledger && !o.Unknown && !o.Again && !o.Vanished && !o.ReadBack
 }
 
 // handle takes one page of changes on side sd through match, merge, write
@@ -882,10 +888,10 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 	if err := p.commit(ctx, sd, pg, pairs, toOther, otherOut, toSrc, srcOut); err != nil {
 		return err
 	}
-	if err := p.readBack(ctx, other, pg, toOther, otherOut); err != nil {
+	if err := p.readBack(ctx, other, pg, toOther, otherOut, pairs); err != nil {
 		return err
 	}
-	return p.readBack(ctx, sd, pg, toSrc, srcOut)
+	return p.readBack(ctx, sd, pg, toSrc, srcOut, pairs)
 }
 
 // readBack reads back the records the pass wrote on side to (items, with
@@ -902,11 +908,14 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 // whatever to's reads leave out: an earlier attempt of its call may have
 // landed (a response lost, its repeat refused whole), and a record left
 // unlinked would be created again by the source's next change, an upsert
-// landing on it over any edit made there since. A create whose outcome is
-// unknown is read back so on every side. A plan reads back what it would
-// have written, as its view of the records shows them, so that its counts
-// stay those of the pass.
-func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome) error {
+// landing on it over any edit made there since. Such a refusal is parked
+// here, not by its write step, and only if this read finds no live record
+// holding its match value: a record found is the create's, and the write
+// is audited as found, with no letter for a failure that did not happen.
+// A create whose outcome is unknown is read back so on every side. A plan
+// reads back what it would have written, as its view of the records shows
+// them, so that its counts stay those of the pass.
+func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome, pairs []*pair) error {
 	own := filtersOwn(to)
 	var ids []string
 	byField := map[string][]string{}
@@ -941,17 +950,76 @@ func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeI
 	if err != nil {
 		return err
 	}
+	found := map[string]string{} // match field and value, joined by a NUL -> live record id
 	for _, f := range slices.Sorted(maps.Keys(byField)) {
 		more, err := p.lookup(ctx, to, "back:"+pg+":"+to.name+":"+f, f, dedupe(byField[f]))
 		if err != nil {
 			return err
 		}
+		for _, r := range more {
+			if v, _ := r.Fields[f].(string); v != "" && !r.Archived {
+				found[f+"\x00"+v] = r.ID
+			}
+		}
 		recs = append(recs, more...)
+	}
+	if err := p.parkUnfound(ctx, to, pg, items, out, pairs, found); err != nil {
+		return err
 	}
 	if len(recs) == 0 {
 		return nil
 	}
 	return p.handle(ctx, to, pg+":back:"+to.name, recs)
+}
+
+// parkUnfound settles, in one step, the creates of items that their write
+// step refused with no record made (ReadBack): one whose match value the
+// read-back found on a live record (found) is ledgered and audited as a
+// write that landed, its refusal a repeat's; any other is parked and
+// ledgered as its write step parks a refusal. The decision comes from step results only
+// (the write's outcome, the read-back's lookup), so a resumed run makes
+// the same one.
+func (p *pass) parkUnfound(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome, pairs []*pair, found map[string]string) error {
+	var pending []int
+	for i, o := range out {
+		if o.ReadBack {
+			pending = append(pending, i)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	src := p.other(to)
+	direction := src.name + "->" + to.name
+	parked, err := step(ctx, p, "back-letters:"+pg+":"+to.name, func(ctx context.Context, a *Attempt) (int, error) {
+		n := 0
+		for _, i := range pending {
+			it, o, pr := items[i], out[i], pairs[items[i].Pair]
+			id, ok := found[it.Op.MatchField+"\x00"+it.Op.MatchValue]
+			if !ok {
+				if !p.park(a, to, src, it, pr, o) {
+					n++
+				}
+				continue
+			}
+			// The write landed: it is ledgered and audited as such, the
+			// refusal its repeat's.
+			landed, _ := json.Marshal(writeOutcome{ID: id, Created: true})
+			a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: id, Result: landed})
+			detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind,
+				"created": true, "fields": slices.Sorted(maps.Keys(it.Op.Fields)), "object": to.object,
+				"outcome": "found by read-back", "refused": o.Error})
+			a.Audit(AuditEntry{Kind: AuditWrite, System: to.name, RecordIDs: []string{id, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+		}
+		return n, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.rep.direction(src.name, to.name).DeadLetters += parked
+	p.mu.Unlock()
+	return nil
 }
 
 // opsFor builds the writes to side to. With created nil, to is the other
@@ -1112,7 +1180,9 @@ type deadPayload struct {
 
 // writeBatch is one durable write step. Ops that failed transiently are
 // retried within the step (only they are sent again); ops that failed
-// permanently are parked; the ledger skips ops applied by an earlier run.
+// permanently are parked, but for creates refused with no record made,
+// which the read-back parks unless it finds their record (ReadBack); the
+// ledger skips ops applied by an earlier run.
 func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch []writeItem, pairs []*pair) ([]writeOutcome, error) {
 	direction := p.other(to).name + "->" + to.name
 	done := map[int]writeOutcome{}
@@ -1328,17 +1398,14 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 				p.skip(src, pr.src.ID, "", "write to "+to.name+" failed as a whole call, outcome unknown: left unlinked and not parked; if it landed, the link is recovered through the link field")
 				continue
 			}
-			op := it.Op
-			payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op, Record: replayRecord(pr.src)})
-			rid := it.Op.ID
-			if rid == "" {
-				rid = pr.src.ID
+			if op := it.Op; it.Role == "create" && o.ID == "" && op.Kind == Upsert && op.MatchField != "" && op.MatchValue != "" {
+				// An earlier attempt of the call may have landed (its
+				// response lost, its repeat refused whole): the read-back
+				// parks it unless it finds the record.
+				out[i].ReadBack = true
+				continue
 			}
-			d := DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error}
-			a.DeadLetter(d)
-			out[i].Again = a.failedAgain()
-			failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true, ID: o.ID, Created: o.Created, Partial: o.Partial})
-			a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: rid, Result: failed})
+			out[i].Again = p.park(a, to, src, it, pr, o)
 		}
 		return out, nil
 	}, nil)
@@ -1346,6 +1413,24 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 		p.plan.record(p, to, src, batch, out, pairs)
 	}
 	return out, err
+}
+
+// park parks item it, a write to side to of the change of pr's source
+// record (on side src) refused with outcome o, and ledgers its refusal,
+// so the same write is neither sent nor parked again until a replay or a
+// new edit. It reports whether the letter updates one the run replays
+// (failed again) rather than parking a new one.
+func (p *pass) park(a *Attempt, to, src *side, it writeItem, pr *pair, o writeOutcome) bool {
+	op := it.Op
+	payload, _ := json.Marshal(deadPayload{SourceSystem: src.name, SourceID: pr.src.ID, TargetSystem: to.name, Op: &op, Record: replayRecord(pr.src)})
+	rid := it.Op.ID
+	if rid == "" {
+		rid = pr.src.ID
+	}
+	a.DeadLetter(DeadLetter{System: to.name, RecordID: rid, Payload: payload, Error: o.Error})
+	failed, _ := json.Marshal(writeOutcome{Error: o.Error, Permanent: true, ID: o.ID, Created: o.Created, Partial: o.Partial})
+	a.RecordWrite(LedgerEntry{IdemKey: it.Op.Key, System: to.name, RecordID: rid, Result: failed})
+	return a.failedAgain()
 }
 
 // landedCreates finds, in a resumed run whose write step id is not stored,
