@@ -762,7 +762,9 @@ const goneKeyPrefix = archivedKeyPrefix + "gone:"
 // live record whose link carries the other side's mark, and which is not
 // flagged archived yet, gets its counterpart added to byID as an archived
 // record, so the pair flags it. This catches a counterpart restored after
-// both deletions were read (Salesforce cannot say an id was deleted).
+// both deletions were read (Salesforce cannot say an id was deleted). The
+// commit marks a link so too when a record read archived could not flag
+// its counterpart because the flag's write found that record gone.
 func (p *pass) goneMarks(ctx context.Context, sd *side, pg string, recs []Record, links map[string]Link, byID map[string]Record) error {
 	other := p.other(sd)
 	mine, theirs := goneKeyPrefix+sd.name, goneKeyPrefix+other.name
@@ -1648,7 +1650,10 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		failed         bool
 		// unsure marks a failed write whose record may be gone or whose
 		// outcome is unknown (not a refusal of a record that exists).
-		unsure         bool
+		unsure bool
+		// vanished marks a write to the other side refused because its
+		// record is gone (archived or deleted meanwhile).
+		vanished       bool
 		wroteO, wroteS bool
 		created        bool
 		// keep names the rules whose write did not land: their base stays.
@@ -1698,6 +1703,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		if !o.made() {
 			s.failed = true
 			s.unsure = s.unsure || o.Unknown || o.Vanished
+			s.vanished = s.vanished || o.Vanished
 			continue
 		}
 		unlanded(s, pairs[it.Pair], other, o)
@@ -1803,6 +1809,21 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				// gets a second record on the other side).
 				if pr.link == nil && !s.created && !s.unsure {
 					a.Link(Link{AID: aID, BID: bID, Base: Fields{}})
+					res.Links++
+				}
+				// An archived source whose counterpart vanished before it
+				// could be flagged: both records are gone, and the link
+				// says so (goneMarks), so that the counterpart, if it is
+				// restored while the source stays gone, is flagged then.
+				if mark := goneKeyPrefix + sd.name; s.vanished && pr.src.Archived && pr.link != nil && pr.link.Base[mark] != true {
+					l := *pr.link
+					l.Base = maps.Clone(l.Base)
+					if l.Base == nil {
+						l.Base = Fields{}
+					}
+					l.Base[mark] = true
+					l.UpdatedAt = time.Time{}
+					a.Link(l)
 					res.Links++
 				}
 				continue

@@ -202,6 +202,13 @@ var modelSeeds = []uint64{
 	// left the HubSpot contact behind, and it got a second Salesforce
 	// contact (core_merge_test.go).
 	16841917296463166311, 14878778884003350364,
+	// A Salesforce contact was deleted; the pass that read the deletion
+	// could not flag its HubSpot contact archived, a user having archived
+	// that contact during the pass (the write found the record gone), and
+	// no pass read the HubSpot archive before the user restored it: the
+	// restored contact stayed live and unflagged, its counterpart deleted.
+	// The link now records that both were gone (goneMarks).
+	12648078830619156757,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
