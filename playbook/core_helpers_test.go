@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -102,28 +103,22 @@ func (w salesforceWrap) APIBudget() (crmsync.APIBudget, bool) {
 	return w.CRM.(crmsync.BudgetReporter).APIBudget()
 }
 
+// optionalInterfaces are the optional interfaces of a CRM client.
+var optionalInterfaces = []reflect.Type{
+	reflect.TypeFor[crmsync.IDResolver](), reflect.TypeFor[crmsync.ChangeLagger](),
+	reflect.TypeFor[crmsync.WholeBinReader](), reflect.TypeFor[crmsync.ChangeCounter](),
+	reflect.TypeFor[crmsync.OwnWriteFilter](), reflect.TypeFor[crmsync.MergedAwayLister](),
+	reflect.TypeFor[crmsync.BudgetReporter](),
+}
+
 // optional names the optional interfaces c implements.
 func optional(c crmsync.CRM) []string {
 	var out []string
-	add := func(name string, ok bool) {
-		if ok {
-			out = append(out, name)
+	for _, it := range optionalInterfaces {
+		if reflect.TypeOf(c).Implements(it) {
+			out = append(out, it.Name())
 		}
 	}
-	_, ok := c.(crmsync.IDResolver)
-	add("IDResolver", ok)
-	_, ok = c.(crmsync.ChangeLagger)
-	add("ChangeLagger", ok)
-	_, ok = c.(crmsync.WholeBinReader)
-	add("WholeBinReader", ok)
-	_, ok = c.(crmsync.ChangeCounter)
-	add("ChangeCounter", ok)
-	_, ok = c.(crmsync.OwnWriteFilter)
-	add("OwnWriteFilter", ok)
-	_, ok = c.(crmsync.MergedAwayLister)
-	add("MergedAwayLister", ok)
-	_, ok = c.(crmsync.BudgetReporter)
-	add("BudgetReporter", ok)
 	return out
 }
 

@@ -188,17 +188,10 @@ func TestGraphDealWhoseCreateWasRefusedStaysParked(t *testing.T) {
 			sf.Inject(salesforcetest.Fault{Endpoint: "upsert", Status: http.StatusRequestEntityTooLarge, ErrorCode: "REQUEST_ENTITY_TOO_LARGE"})
 			if tc.crash {
 				time.Sleep(5 * time.Millisecond)
-				ctx, cancel := context.WithCancel(context.Background())
-				cs.mu.Lock()
-				cs.cancel = cancel
-				cs.mu.Unlock()
-				_, _, err := x.g.RunOnce(ctx, x.eng, "acme")
-				cancel()
-				require.Error(t, err, "the run dies as it parks the letter")
-				cs.mu.Lock()
-				require.True(t, cs.fired, "the crash fired")
-				cs.cancel = nil
-				cs.mu.Unlock()
+				cs.crashRun(t, "the run dies as it parks the letter", func(ctx context.Context) (crmsync.RunInfo, error) {
+					_, info, err := x.g.RunOnce(ctx, x.eng, "acme")
+					return info, err
+				})
 			}
 			x.pass()
 			require.Empty(t, x.sfFor("Opportunity", deal).ID, "nothing landed")
@@ -264,17 +257,10 @@ func TestGraphDealWhoseLandedCreateWasRefusedResumes(t *testing.T) {
 			deal := hs.Seed("deals", map[string]string{"dealname": "Acme renewal", "dealstage": "qualifiedtobuy", "amount": "12000", "closedate": "2026-12-15"})[0]
 			lose.armed.Store(true)
 			time.Sleep(5 * time.Millisecond)
-			ctx, cancel := context.WithCancel(context.Background())
-			cs.mu.Lock()
-			cs.cancel = cancel
-			cs.mu.Unlock()
-			_, info, err := x.g.RunOnce(ctx, x.eng, "acme")
-			cancel()
-			require.Error(t, err, "the run dies at the deal's write step")
-			cs.mu.Lock()
-			require.True(t, cs.fired, "the crash fired")
-			cs.cancel = nil
-			cs.mu.Unlock()
+			info := cs.crashRun(t, "the run dies at the deal's write step", func(ctx context.Context) (crmsync.RunInfo, error) {
+				_, info, err := x.g.RunOnce(ctx, x.eng, "acme")
+				return info, err
+			})
 			require.False(t, lose.armed.Load(), "the upsert's response was lost")
 
 			_, resumed, err := x.g.RunOnce(context.Background(), x.eng, "acme")

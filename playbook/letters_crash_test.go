@@ -26,6 +26,25 @@ type stepCrashStore struct {
 	fired  bool
 }
 
+// crashRun runs one pass through run with the crash armed, requires that
+// it died (why says where) and that the crash fired, and disarms it. It
+// returns the dead run.
+func (s *stepCrashStore) crashRun(t *testing.T, why string, run func(ctx context.Context) (crmsync.RunInfo, error)) crmsync.RunInfo {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	s.mu.Lock()
+	s.cancel = cancel
+	s.mu.Unlock()
+	info, err := run(ctx)
+	cancel()
+	require.Error(t, err, why)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.True(t, s.fired, "the crash fired")
+	s.cancel = nil
+	return info
+}
+
 func (s *stepCrashStore) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoint) error {
 	s.mu.Lock()
 	crash := s.cancel != nil && !s.fired && strings.HasPrefix(cp.Step.Step, s.prefix)
@@ -98,18 +117,10 @@ func TestReplayRefusedAgainAfterTargetCreated(t *testing.T) {
 			var crashed crmsync.RunID
 			if tc.crash {
 				time.Sleep(3 * time.Millisecond)
-				pctx, cancel := context.WithCancel(ctx)
-				cs.mu.Lock()
-				cs.cancel = cancel
-				cs.mu.Unlock()
-				_, info, err := h.sync.RunOnce(pctx, h.eng, h.key)
-				cancel()
-				crashed = info.ID
-				require.Error(t, err, "the pass dies at the replay's write step")
-				cs.mu.Lock()
-				require.True(t, cs.fired, "the crash fired")
-				cs.cancel = nil
-				cs.mu.Unlock()
+				crashed = cs.crashRun(t, "the pass dies at the replay's write step", func(ctx context.Context) (crmsync.RunInfo, error) {
+					_, info, err := h.sync.RunOnce(ctx, h.eng, h.key)
+					return info, err
+				}).ID
 			}
 			h.pass() // a new pass, or the dead one resumed with its id
 
