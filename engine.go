@@ -553,25 +553,15 @@ func (r *Run) end(ctx context.Context, end RunEnd) (RunInfo, int, error) {
 	return info, pruned, nil
 }
 
-// heartbeat renews the run's lease every Config.Heartbeat, or sooner so that
-// a renewal has a quarter heartbeat before the stop point. A run that can no
-// longer prove its lease must stop calling the CRMs before another process
-// may take the key: heartbeat cancels the run's context, with a
-// cause wrapping ErrLeaseLost, when the lease changed hands, or when the
-// lease as last renewed is a quarter heartbeat from expiring and the
-// renewals tried since failed (a renewal call may take until then; a failed
-// one is tried again sooner).
-// A late renewal that succeeds proves the lease: nobody took it meanwhile.
-//
-// The first renewal waits on a timer, not on a goroutine of its own: the
-// renewals' goroutine starts when the first is due, so a run shorter than
-// a heartbeat starts none (starting one, and waking it to stop, woke other
-// threads on every run). The func returned
-// stops the renewals and returns once none is in progress; the caller
-// cancels ctx first.
+// startHeartbeat starts the run's lease renewals (heartbeat). The first
+// renewal waits on a timer, not on a goroutine of its own: the renewals'
+// goroutine starts when the first is due, so a run shorter than a
+// heartbeat starts none (starting one, and waking it to stop, woke other
+// threads on every run). The func returned stops the renewals and returns
+// once none is in progress; the caller cancels ctx first.
 func (r *Run) startHeartbeat(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
 	done := make(chan struct{})
-	t := time.AfterFunc(r.renewalWait(r.Lease().Expires, nil), func() {
+	t := time.AfterFunc(r.renewalWait(r.Lease().Expires.Add(-r.eng.cfg.Heartbeat/4), nil), func() {
 		defer close(done)
 		r.heartbeat(ctx, cancel)
 	})
@@ -582,24 +572,32 @@ func (r *Run) startHeartbeat(ctx context.Context, cancel context.CancelCauseFunc
 	}
 }
 
-// renewalWait is how long the heartbeat sleeps before the next renewal of
-// a lease that expires at expires, given the last renewal's error. The
-// next renewal starts early enough to end, taking its quarter heartbeat,
-// by the stop point (a quarter heartbeat before expires): after a renewal
-// that took long (its new expiry counts from before the call), or with a
-// Heartbeat near LeaseTTL, a full heartbeat's sleep would wake past it
-// with no failure on record, the run still calling the CRMs.
-func (r *Run) renewalWait(expires time.Time, lastErr error) time.Duration {
+// renewalWait is how long the heartbeat sleeps before the next renewal,
+// given the run's stop point (a quarter heartbeat before its lease
+// expires) and the last renewal's error. The next renewal starts early
+// enough to end, taking its quarter heartbeat, by the stop point: after a
+// renewal that took long (its new expiry counts from before the call), or
+// with a Heartbeat near LeaseTTL, a full heartbeat's sleep would wake past
+// it with no failure on record, the run still calling the CRMs.
+func (r *Run) renewalWait(stopAt time.Time, lastErr error) time.Duration {
 	hb := r.eng.cfg.Heartbeat
-	stopAt := expires.Add(-hb / 4)
 	if lastErr != nil {
 		return min(hb/4, stopAt.Sub(r.eng.cfg.Now()))
 	}
 	return min(hb, stopAt.Sub(r.eng.cfg.Now())-hb/4)
 }
 
-// heartbeat runs the renewals, the first at once (startHeartbeat waited
-// for it), until ctx is done or the lease is lost.
+// heartbeat renews the run's lease every Config.Heartbeat, or sooner so that
+// a renewal has a quarter heartbeat before the stop point. A run that can no
+// longer prove its lease must stop calling the CRMs before another process
+// may take the key: heartbeat cancels the run's context, with a
+// cause wrapping ErrLeaseLost, when the lease changed hands, or when the
+// lease as last renewed is a quarter heartbeat from expiring and the
+// renewals tried since failed (a renewal call may take until then; a failed
+// one is tried again sooner).
+// A late renewal that succeeds proves the lease: nobody took it meanwhile.
+//
+// The first renewal goes at once (startHeartbeat waited for it).
 func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 	ttl, hb := r.eng.cfg.LeaseTTL, r.eng.cfg.Heartbeat
 	// The run stops a quarter heartbeat before its lease expires: the margin
@@ -608,7 +606,7 @@ func (r *Run) heartbeat(ctx context.Context, cancel context.CancelCauseFunc) {
 	stopAt := r.Lease().Expires.Add(-margin)
 	var lastErr error
 	for first := true; ; first = false {
-		wait := r.renewalWait(stopAt.Add(margin), lastErr)
+		wait := r.renewalWait(stopAt, lastErr)
 		if first {
 			wait = 0
 		}
