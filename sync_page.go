@@ -756,6 +756,17 @@ func (p *pass) resolveIDs(ctx context.Context, sd *side, res IDResolver, id stri
 // counterpart was already gone, so the pair could not flag anything.
 const goneKeyPrefix = archivedKeyPrefix + "gone:"
 
+// withGoneMark returns l with the gone mark mark set in a copy of its base.
+func withGoneMark(l Link, mark string) Link {
+	l.Base = maps.Clone(l.Base)
+	if l.Base == nil {
+		l.Base = Fields{}
+	}
+	l.Base[mark] = true
+	l.UpdatedAt = time.Time{}
+	return l
+}
+
 // goneMarks handles linked records whose counterpart a lookup by id did not
 // find (nor goneCounterparts). An archived record marks its link's base (a
 // step): neither side could be flagged, since both records were gone. A
@@ -780,13 +791,7 @@ func (p *pass) goneMarks(ctx context.Context, sd *side, pg string, recs []Record
 		}
 		switch {
 		case r.Archived && l.Base[mine] != true:
-			l.Base = maps.Clone(l.Base)
-			if l.Base == nil {
-				l.Base = Fields{}
-			}
-			l.Base[mine] = true
-			l.UpdatedAt = time.Time{}
-			marks = append(marks, l)
+			marks = append(marks, withGoneMark(l, mine))
 		case !r.Archived && l.Base[theirs] == true && l.Base[archivedKeyPrefix+sd.name] != true:
 			byID[cp] = Record{ID: cp, Archived: true}
 		}
@@ -1816,14 +1821,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				// says so (goneMarks), so that the counterpart, if it is
 				// restored while the source stays gone, is flagged then.
 				if mark := goneKeyPrefix + sd.name; s.vanished && pr.src.Archived && pr.link != nil && pr.link.Base[mark] != true {
-					l := *pr.link
-					l.Base = maps.Clone(l.Base)
-					if l.Base == nil {
-						l.Base = Fields{}
-					}
-					l.Base[mark] = true
-					l.UpdatedAt = time.Time{}
-					a.Link(l)
+					a.Link(withGoneMark(*pr.link, mark))
 					res.Links++
 				}
 				continue
