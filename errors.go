@@ -119,6 +119,24 @@ func (e *ReferenceError) Error() string {
 // Unwrap returns the client's error, if any.
 func (e *ReferenceError) Unwrap() error { return e.Err }
 
+// DuplicateError is the per-record error of a write a CRM client returns
+// when the API refused it because another record already holds a value
+// that must be unique there (HubSpot: a contact's email, a CONFLICT naming
+// "Existing ID: N"). ExistingID names that record. On a create, the sync
+// takes it as a match that appeared while the pass ran (the record made or restored
+// after the pass's match found none): it reads the record back and
+// matches it as a change, and parks the create only if that does not link
+// the two. Its text never carries record values.
+type DuplicateError struct {
+	System, Object string
+	// ExistingID is the id of the record holding the unique value.
+	ExistingID string
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("%s: %s: a unique value is held by record %s", e.System, e.Object, e.ExistingID)
+}
+
 // permanentError marks an error that retrying cannot fix.
 type permanentError struct{ err error }
 

@@ -76,6 +76,12 @@ type writeOutcome struct {
 	// follows parks it, or ledgers it as landed if it finds the record
 	// (readBack).
 	ReadBack bool `json:"read_back,omitempty"`
+	// Existing names, for a create refused because another record holds
+	// a value that must be unique (a DuplicateError), that record: made or
+	// restored while the pass ran, after its match found none. The
+	// read-back reads it and matches it as a change; the create is parked
+	// only if that does not link the two (settleExisting).
+	Existing string `json:"existing,omitempty"`
 }
 
 func (o writeOutcome) ok() bool { return o.Error == "" }
@@ -919,6 +925,9 @@ func (p *pass) writePairs(ctx context.Context, sd *side, pg string, pairs []*pai
 // here, not by its write step, and only if this read finds no live record
 // holding its match value: a record found is the create's, and the write
 // is audited as found, with no letter for a failure that did not happen.
+// A create refused because another record holds its unique value names
+// that record (Existing): it is read back by id and handled with the rest,
+// and the create parked only if that did not link it (settleExisting).
 // A create whose outcome is unknown is read back so on every side. A plan
 // reads back what it would have written, as its view of the records shows
 // them, so that its counts stay those of the pass.
@@ -933,6 +942,11 @@ func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeI
 			// Refused with no record, or unknown: it may have landed.
 			if op.Kind == Upsert && op.MatchField != "" && op.MatchValue != "" {
 				byField[op.MatchField] = append(byField[op.MatchField], op.MatchValue)
+			}
+			if o.ReadBack && o.Existing != "" && !seen[o.Existing] {
+				// The record holding its unique value: read and matched.
+				seen[o.Existing] = true
+				ids = append(ids, o.Existing)
 			}
 			continue
 		}
@@ -970,26 +984,101 @@ func (p *pass) readBack(ctx context.Context, to *side, pg string, items []writeI
 		}
 		recs = append(recs, more...)
 	}
-	if err := p.parkUnfound(ctx, to, pg, items, out, pairs, found); err != nil {
+	existing := map[string]bool{} // live records read back by id
+	for _, r := range recs {
+		if !r.Archived {
+			existing[r.ID] = true
+		}
+	}
+	if err := p.parkUnfound(ctx, to, pg, items, out, pairs, found, existing); err != nil {
 		return err
 	}
 	if len(recs) == 0 {
 		return nil
 	}
-	return p.handle(ctx, to, pg+":back:"+to.name, recs)
+	if err := p.handle(ctx, to, pg+":back:"+to.name, recs); err != nil {
+		return err
+	}
+	return p.settleExisting(ctx, to, pg, items, out, pairs, found, existing)
+}
+
+// deferred reports whether parkUnfound leaves the refused create o (of
+// item it) to settleExisting: its match value was not found on a live
+// record, and the record holding its unique value (Existing) was read
+// back live, to be matched as a change.
+func deferred(it writeItem, o writeOutcome, found map[string]string, existing map[string]bool) bool {
+	if !o.ReadBack || o.Existing == "" || !existing[o.Existing] {
+		return false
+	}
+	_, ok := found[it.Op.MatchField+"\x00"+it.Op.MatchValue]
+	return !ok
+}
+
+// settleExisting settles, in one step after the read-back's records were
+// handled, the creates refused because a live record held their unique
+// value (deferred): the record is the person's, made or restored while
+// the pass ran after its match found none. If handling it linked it to the
+// create's source record, nothing failed: the refusal is audited as a skip
+// naming the record, and no letter is parked. Otherwise (it is linked to
+// another record, say) the create is parked as its write step parks a
+// refusal, for a person to decide. The decision comes from step results
+// and the links as the handled steps left them, so a resumed run makes the
+// same one.
+func (p *pass) settleExisting(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome, pairs []*pair, found map[string]string, existing map[string]bool) error {
+	var pending []int
+	var srcIDs []string
+	for i, o := range out {
+		if deferred(items[i], o, found, existing) {
+			pending = append(pending, i)
+			srcIDs = append(srcIDs, pairs[items[i].Pair].src.ID)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	src := p.other(to)
+	direction := src.name + "->" + to.name
+	parked, err := step(ctx, p, "back-matched:"+pg+":"+to.name, func(ctx context.Context, a *Attempt) (int, error) {
+		links, err := p.linksBy(ctx, src, dedupe(srcIDs))
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, i := range pending {
+			it, o, pr := items[i], out[i], pairs[items[i].Pair]
+			if l, ok := links[pr.src.ID]; !ok || otherID(l, src) != o.Existing {
+				if !p.park(a, to, src, it, pr, o) {
+					n++
+				}
+				continue
+			}
+			detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind,
+				"outcome": "matched by read-back", "existing": o.Existing, "refused": o.Error})
+			a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{o.Existing, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+		}
+		return n, nil
+	}, nil)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.rep.direction(src.name, to.name).DeadLetters += parked
+	p.mu.Unlock()
+	return nil
 }
 
 // parkUnfound settles, in one step, the creates of items that their write
 // step refused with no record made (ReadBack): one whose match value the
 // read-back found on a live record (found) is ledgered and audited as a
 // write that landed, its refusal a repeat's; any other is parked and
-// ledgered as its write step parks a refusal. The decision comes from step results only
+// ledgered as its write step parks a refusal; one whose Existing record
+// was read back live is left to settleExisting. The decision comes from step results only
 // (the write's outcome, the read-back's lookup), so a resumed run makes
 // the same one.
-func (p *pass) parkUnfound(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome, pairs []*pair, found map[string]string) error {
+func (p *pass) parkUnfound(ctx context.Context, to *side, pg string, items []writeItem, out []writeOutcome, pairs []*pair, found map[string]string, existing map[string]bool) error {
 	var pending []int
 	for i, o := range out {
-		if o.ReadBack {
+		if o.ReadBack && !deferred(items[i], o, found, existing) {
 			pending = append(pending, i)
 		}
 	}
@@ -1347,6 +1436,10 @@ func (p *pass) writeBatch(ctx context.Context, to, src *side, id string, batch [
 					done[i] = writeOutcome{Error: rerr.Error(), Permanent: true, Vanished: true}
 				case IsPermanent(rerr):
 					o := writeOutcome{Error: rerr.Error(), Permanent: true}
+					var dup *DuplicateError
+					if r.ID == "" && batch[i].Role == "create" && errors.As(rerr, &dup) {
+						o.Existing = dup.ExistingID
+					}
 					if r.ID != "" {
 						// The record was made or updated, only a part of the
 						// write was refused: it exists, so its pair is linked.

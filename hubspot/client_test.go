@@ -481,4 +481,30 @@ func TestWriteConflictNamesExistingID(t *testing.T) {
 	assert.Equal(t, taken, re.ExistingID)
 	assert.Contains(t, res[0].Err.Error(), "existing id "+taken)
 	assert.NotContains(t, strings.ToLower(res[0].Err.Error()), "taken@example.com")
+	var dup *crmsync.DuplicateError
+	require.ErrorAs(t, res[0].Err, &dup, "the sync's neutral form of the conflict")
+	assert.Equal(t, taken, dup.ExistingID)
+	assert.True(t, crmsync.IsPermanent(res[0].Err))
+}
+
+// In a batch, the conflicting create alone is refused and names the
+// record holding the email, in the CRM-neutral DuplicateError the sync
+// reads; the other op lands.
+func TestWriteConflictInABatchNamesExistingID(t *testing.T) {
+	srv := fastFake(t)
+	taken := srv.Seed("contacts", map[string]string{"email": "taken@example.com"})[0]
+	c := newClient(t, srv)
+	res, err := c.Write(context.Background(), "contacts", []crmsync.WriteOp{
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"email": "free@example.com"}, Key: "k1"},
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"email": "taken@example.com"}, Key: "k2"},
+	})
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	require.NoError(t, res[0].Err)
+	assert.NotEmpty(t, res[0].ID)
+	var dup *crmsync.DuplicateError
+	require.ErrorAs(t, res[1].Err, &dup)
+	assert.Equal(t, taken, dup.ExistingID)
+	assert.Equal(t, "contacts", dup.Object)
+	assert.NotContains(t, strings.ToLower(dup.Error()), "taken@example.com")
 }

@@ -280,6 +280,8 @@ func (c *Client) writeChunk(ctx context.Context, object string, kind crmsync.Wri
 			}
 			if fe != nil {
 				re.Err = fe
+			} else if re.ExistingID != "" {
+				re.Err = &crmsync.DuplicateError{System: "hubspot", Object: object, ExistingID: re.ExistingID}
 			}
 			results[i] = crmsync.WriteResult{Err: crmsync.Permanent(re)}
 		}
@@ -473,6 +475,8 @@ func recordErr(object string, i int, key string, e standardError) error {
 	}
 	if names := missingProperties(e.Message, e.Errors); len(names) > 0 {
 		re.Err = &crmsync.FieldError{System: "hubspot", Object: object, Fields: names}
+	} else if re.ExistingID != "" {
+		re.Err = &crmsync.DuplicateError{System: "hubspot", Object: object, ExistingID: re.ExistingID}
 	}
 	if permanentCategories[e.Category] {
 		return crmsync.Permanent(re)

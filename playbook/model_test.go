@@ -209,6 +209,13 @@ var modelSeeds = []uint64{
 	// restored contact stayed live and unflagged, its counterpart deleted.
 	// The link now records that both were gone (goneMarks).
 	12648078830619156757,
+	// The same person made on both sides, unlinked, the HubSpot contact
+	// archived; a user restored it while the pass that found no live match
+	// created one: HubSpot refused the create (CONFLICT, the restored
+	// contact's id) and the refusal was parked, a letter no replay could
+	// settle. The restored contact is now read back and matched
+	// (model_found_test.go: TestHubSpotContactRestoredDuringThePassIsMatched).
+	9528541840705584500,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
