@@ -169,14 +169,7 @@ func (x *graphFixture) requireLandedCreateFound(deal, opp string) {
 // dies as it parks the letter, after or before that step's checkpoint,
 // and resumes: one letter, parked.
 func TestGraphDealWhoseCreateWasRefusedStaysParked(t *testing.T) {
-	for _, tc := range []struct {
-		name        string
-		crash, drop bool
-	}{
-		{name: "no crash"},
-		{name: "crash after checkpoint", crash: true},
-		{name: "crash before checkpoint", crash: true, drop: true},
-	} {
+	for _, tc := range crashCases {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := &stepCrashStore{prefix: "deals:back-letters:", drop: tc.drop}
 			x := newGraphFixtureOpts(t, graphFixtureOptions{store: func(st crmsync.Store) crmsync.Store {

@@ -45,6 +45,41 @@ func (s *stepCrashStore) crashRun(t *testing.T, why string, run func(ctx context
 	return info
 }
 
+// crashCases are the ways a pass meets a crash at a step: none, the run
+// dying after the step's checkpoint, or instead of it; the next pass
+// resumes the run.
+var crashCases = []struct {
+	name        string
+	crash, drop bool
+}{
+	{name: "no crash"},
+	{name: "crash after checkpoint", crash: true},
+	{name: "crash before checkpoint", crash: true, drop: true},
+}
+
+// withCrashStore puts cs between the engine and its store.
+func withCrashStore(o harnessOpts, cs *stepCrashStore) harnessOpts {
+	o.engine = func(c *crmsync.Config) {
+		cs.Store = c.Store
+		c.Store = cs
+	}
+	return o
+}
+
+// passOrCrash runs a pass that dies at the step cs is armed for, when
+// crash, and a pass (resuming the run, if it died) in any case.
+func (h *harness) passOrCrash(cs *stepCrashStore, crash bool) {
+	h.t.Helper()
+	if crash {
+		time.Sleep(3 * time.Millisecond)
+		cs.crashRun(h.t, "the pass dies at "+cs.prefix, func(ctx context.Context) (crmsync.RunInfo, error) {
+			_, info, err := h.sync.RunOnce(ctx, h.eng, h.key)
+			return info, err
+		})
+	}
+	h.pass()
+}
+
 func (s *stepCrashStore) Commit(ctx context.Context, l crmsync.Lease, cp crmsync.Checkpoint) error {
 	s.mu.Lock()
 	crash := s.cancel != nil && !s.fired && strings.HasPrefix(cp.Step.Step, s.prefix)

@@ -297,45 +297,51 @@ func TestSalesforceMergeAfterTheBinReadKeepsOnePerson(t *testing.T) {
 // (CONFLICT: the email is taken, "Existing ID" the restored contact).
 // That refusal names the person's record: the pass must link the two, not
 // park a letter whose replay can only be refused again, and the next
-// passes must not make the person twice. (Found by TestModel, seed
-// 9528541840705584500.)
+// passes must not make the person twice. So it is when the run dies at
+// the step that settles the refusal, after or before its checkpoint, and
+// resumes. (Found by TestModel, seed 9528541840705584500.)
 func TestHubSpotContactRestoredDuringThePassIsMatched(t *testing.T) {
-	clk := newTestClock()
-	o, user := withUser(clocked(fast(t), clk, 0))
-	h := newHarness(t, o)
-	h.pass() // reads the recycle bin: the next pass does not
-	clk.Advance(time.Minute)
-	hsID := h.f.hs.Seed("contacts", map[string]string{"email": "back@x.example", "firstname": "Ken", "lastname": "Allen"})[0]
-	must(t, h.f.hs.Archive("contacts", hsID))
-	sfID := h.f.sf.Seed(crmsync.Fields{"Email": "back@x.example", "FirstName": "Alan", "LastName": "Dijkstra"})[0]
-	clk.Advance(time.Minute)
-	var restored atomic.Bool
-	user.arm(func(r *http.Request) bool {
-		if r.Method == http.MethodPost && isCall(r, "/batch/upsert") {
-			must(t, h.f.hs.Restore("contacts", hsID))
-			restored.Store(true)
-			return true
-		}
-		return false
-	})
-	h.pass()
-	require.True(t, restored.Load(), "no create was sent to HubSpot; the test tested nothing")
-	for _, d := range h.deadLetters() {
-		t.Errorf("dead letter %d for %s %s: %s", d.ID, d.System, d.RecordID, d.Error)
+	for _, tc := range crashCases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newTestClock()
+			cs := &stepCrashStore{prefix: "back-matched:", drop: tc.drop}
+			o, user := withUser(clocked(fast(t), clk, 0))
+			h := newHarness(t, withCrashStore(o, cs))
+			h.pass() // reads the recycle bin: the next pass does not
+			clk.Advance(time.Minute)
+			hsID := h.f.hs.Seed("contacts", map[string]string{"email": "back@x.example", "firstname": "Ken", "lastname": "Allen"})[0]
+			must(t, h.f.hs.Archive("contacts", hsID))
+			sfID := h.f.sf.Seed(crmsync.Fields{"Email": "back@x.example", "FirstName": "Alan", "LastName": "Dijkstra"})[0]
+			clk.Advance(time.Minute)
+			var restored atomic.Bool
+			user.arm(func(r *http.Request) bool {
+				if r.Method == http.MethodPost && isCall(r, "/batch/upsert") {
+					must(t, h.f.hs.Restore("contacts", hsID))
+					restored.Store(true)
+					return true
+				}
+				return false
+			})
+			h.passOrCrash(cs, tc.crash)
+			require.True(t, restored.Load(), "no create was sent to HubSpot; the test tested nothing")
+			for _, d := range h.deadLetters() {
+				t.Errorf("dead letter %d for %s %s: %s", d.ID, d.System, d.RecordID, d.Error)
+			}
+			for range 3 {
+				clk.Advance(5 * time.Minute)
+				h.pass()
+			}
+			assert.Equal(t, []string{hsID}, h.liveHS(), "live HubSpot contacts")
+			sf := h.sfByEmail()["back@x.example"]
+			require.Len(t, sf, 1, "live Salesforce contacts with the email")
+			assert.Equal(t, sfID, sf[0].ID)
+			assert.Equal(t, hsID, sf[0].Fields[salesforceLinkField], "Salesforce contact's link to HubSpot")
+			hs, ok := h.f.hs.Get("contacts", hsID)
+			require.True(t, ok)
+			assert.Equal(t, sfID, hs.Properties[hubspotLinkField], "HubSpot contact's link to Salesforce")
+			assert.Empty(t, h.deadLetters(), "dead letters after the passes")
+		})
 	}
-	for range 3 {
-		clk.Advance(5 * time.Minute)
-		h.pass()
-	}
-	assert.Equal(t, []string{hsID}, h.liveHS(), "live HubSpot contacts")
-	sf := h.sfByEmail()["back@x.example"]
-	require.Len(t, sf, 1, "live Salesforce contacts with the email")
-	assert.Equal(t, sfID, sf[0].ID)
-	assert.Equal(t, hsID, sf[0].Fields[salesforceLinkField], "Salesforce contact's link to HubSpot")
-	hs, ok := h.f.hs.Get("contacts", hsID)
-	require.True(t, ok)
-	assert.Equal(t, sfID, hs.Properties[hubspotLinkField], "HubSpot contact's link to Salesforce")
-	assert.Empty(t, h.deadLetters(), "dead letters after the passes")
 }
 
 // TestHubSpotConflictWithAnotherPersonsContactIsParked: Salesforce allows
@@ -343,26 +349,37 @@ func TestHubSpotContactRestoredDuringThePassIsMatched(t *testing.T) {
 // contact takes the email of a synced one; HubSpot refuses its create
 // (CONFLICT, the synced contact's id). That contact is read back, but it
 // is linked to the first Salesforce contact: the refusal is no match
-// appearing during the pass, and it stays parked for a person, with the
-// HubSpot contact still linked to the first.
+// appearing during the pass, and it stays parked for a person, once, with
+// the HubSpot contact still linked to the first. So it is when the run
+// dies at the step that parks it, after or before its checkpoint.
 func TestHubSpotConflictWithAnotherPersonsContactIsParked(t *testing.T) {
-	clk := newTestClock()
-	h := newHarness(t, clocked(fast(t), clk, 0))
-	first := h.f.sf.Seed(crmsync.Fields{"Email": "twice@x.example", "FirstName": "Ada", "LastName": "Lovelace"})[0]
-	clk.Advance(time.Minute)
-	h.pass()
-	hs := h.hsByEmail()["twice@x.example"]
-	require.NotEmpty(t, hs.ID, "the contact did not reach HubSpot; the test tested nothing")
-	clk.Advance(time.Minute)
-	second := h.f.sf.Seed(crmsync.Fields{"Email": "twice@x.example", "FirstName": "Ada", "LastName": "King"})[0]
-	clk.Advance(time.Minute)
-	h.pass()
-	letters := h.deadLetters()
-	require.Len(t, letters, 1, "dead letters")
-	assert.Equal(t, second, letters[0].RecordID)
-	assert.Contains(t, letters[0].Error, "existing id "+hs.ID)
-	assert.Equal(t, []string{hs.ID}, h.liveHS(), "live HubSpot contacts")
-	got, ok := h.f.hs.Get("contacts", hs.ID)
-	require.True(t, ok)
-	assert.Equal(t, first, got.Properties[hubspotLinkField], "HubSpot contact's link")
+	for _, tc := range crashCases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newTestClock()
+			cs := &stepCrashStore{prefix: "back-matched:", drop: tc.drop}
+			h := newHarness(t, withCrashStore(clocked(fast(t), clk, 0), cs))
+			first := h.f.sf.Seed(crmsync.Fields{"Email": "twice@x.example", "FirstName": "Ada", "LastName": "Lovelace"})[0]
+			clk.Advance(time.Minute)
+			h.pass()
+			hs := h.hsByEmail()["twice@x.example"]
+			require.NotEmpty(t, hs.ID, "the contact did not reach HubSpot; the test tested nothing")
+			clk.Advance(time.Minute)
+			second := h.f.sf.Seed(crmsync.Fields{"Email": "twice@x.example", "FirstName": "Ada", "LastName": "King"})[0]
+			clk.Advance(time.Minute)
+			h.passOrCrash(cs, tc.crash)
+			for range 2 {
+				letters := h.deadLetters()
+				require.Len(t, letters, 1, "dead letters")
+				assert.Equal(t, second, letters[0].RecordID)
+				assert.Equal(t, crmsync.DeadParked, letters[0].Status)
+				assert.Contains(t, letters[0].Error, "existing id "+hs.ID)
+				assert.Equal(t, []string{hs.ID}, h.liveHS(), "live HubSpot contacts")
+				got, ok := h.f.hs.Get("contacts", hs.ID)
+				require.True(t, ok)
+				assert.Equal(t, first, got.Properties[hubspotLinkField], "HubSpot contact's link")
+				clk.Advance(5 * time.Minute)
+				h.pass()
+			}
+		})
+	}
 }
