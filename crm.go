@@ -128,7 +128,9 @@ type WriteResult struct {
 	// marked with Permanent; any other error may be retried. A
 	// [ReferenceError] says a reference field names an archived or deleted
 	// record, and [ErrRecordGone] that the record updated is archived or
-	// deleted: the sync parks neither.
+	// deleted: the sync parks neither. A [DuplicateError] on a create says
+	// another record holds a value that must be unique: the sync reads that
+	// record and matches it, and parks the create only if they do not link.
 	Err error `json:"-"`
 }
 
