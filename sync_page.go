@@ -1033,28 +1033,50 @@ func (p *pass) settleExisting(ctx context.Context, to *side, pg string, items []
 			srcIDs = append(srcIDs, pairs[items[i].Pair].src.ID)
 		}
 	}
-	if len(pending) == 0 {
-		return nil
-	}
 	src := p.other(to)
 	direction := src.name + "->" + to.name
-	parked, err := step(ctx, p, "back-matched:"+pg+":"+to.name, func(ctx context.Context, a *Attempt) (int, error) {
-		links, err := p.linksBy(ctx, src, dedupe(srcIDs))
-		if err != nil {
-			return 0, err
-		}
-		n := 0
-		for _, i := range pending {
-			it, o, pr := items[i], out[i], pairs[items[i].Pair]
-			if l, ok := links[pr.src.ID]; !ok || otherID(l, src) != o.Existing {
-				if !p.park(a, to, src, it, pr, o) {
-					n++
+	var links map[string]Link
+	return p.settleRefused(ctx, to, "back-matched:"+pg+":"+to.name, pending, items, out, pairs,
+		func(ctx context.Context, a *Attempt, it writeItem, o writeOutcome, pr *pair) (bool, error) {
+			if links == nil {
+				l, err := p.linksBy(ctx, src, dedupe(srcIDs))
+				if err != nil {
+					return false, err
 				}
-				continue
+				links = l
+			}
+			if l, ok := links[pr.src.ID]; !ok || otherID(l, src) != o.Existing {
+				return false, nil
 			}
 			detail, _ := json.Marshal(map[string]any{"direction": direction, "role": it.Role, "op": it.Op.Kind,
 				"outcome": "matched by read-back", "existing": o.Existing, "refused": o.Error})
 			a.Audit(AuditEntry{Kind: AuditSkip, System: to.name, RecordIDs: []string{o.Existing, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
+			return true, nil
+		})
+}
+
+// settleRefused settles, in step id, the creates of items at pending that
+// their write step refused with no record made: settled handles one and
+// reports whether it found the create's record (and audited it); one it
+// did not is parked and ledgered as a write step parks a refusal, and
+// counted in the report's dead letters.
+func (p *pass) settleRefused(ctx context.Context, to *side, id string, pending []int, items []writeItem, out []writeOutcome, pairs []*pair,
+	settled func(ctx context.Context, a *Attempt, it writeItem, o writeOutcome, pr *pair) (bool, error)) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	src := p.other(to)
+	parked, err := step(ctx, p, id, func(ctx context.Context, a *Attempt) (int, error) {
+		n := 0
+		for _, i := range pending {
+			it, o, pr := items[i], out[i], pairs[items[i].Pair]
+			ok, err := settled(ctx, a, it, o, pr)
+			if err != nil {
+				return 0, err
+			}
+			if !ok && !p.park(a, to, src, it, pr, o) {
+				n++
+			}
 		}
 		return n, nil
 	}, nil)
@@ -1082,21 +1104,12 @@ func (p *pass) parkUnfound(ctx context.Context, to *side, pg string, items []wri
 			pending = append(pending, i)
 		}
 	}
-	if len(pending) == 0 {
-		return nil
-	}
-	src := p.other(to)
-	direction := src.name + "->" + to.name
-	parked, err := step(ctx, p, "back-letters:"+pg+":"+to.name, func(ctx context.Context, a *Attempt) (int, error) {
-		n := 0
-		for _, i := range pending {
-			it, o, pr := items[i], out[i], pairs[items[i].Pair]
+	direction := p.other(to).name + "->" + to.name
+	return p.settleRefused(ctx, to, "back-letters:"+pg+":"+to.name, pending, items, out, pairs,
+		func(_ context.Context, a *Attempt, it writeItem, o writeOutcome, pr *pair) (bool, error) {
 			id, ok := found[it.Op.MatchField+"\x00"+it.Op.MatchValue]
 			if !ok {
-				if !p.park(a, to, src, it, pr, o) {
-					n++
-				}
-				continue
+				return false, nil
 			}
 			// The write landed: it is ledgered and audited as such, the
 			// refusal its repeat's.
@@ -1106,16 +1119,8 @@ func (p *pass) parkUnfound(ctx context.Context, to *side, pg string, items []wri
 				"created": true, "fields": slices.Sorted(maps.Keys(it.Op.Fields)), "object": to.object,
 				"outcome": "found by read-back", "refused": o.Error})
 			a.Audit(AuditEntry{Kind: AuditWrite, System: to.name, RecordIDs: []string{id, pr.src.ID}, IdemKey: it.Op.Key, Detail: detail})
-		}
-		return n, nil
-	}, nil)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	p.rep.direction(src.name, to.name).DeadLetters += parked
-	p.mu.Unlock()
-	return nil
+			return true, nil
+		})
 }
 
 // opsFor builds the writes to side to. With created nil, to is the other
