@@ -338,6 +338,9 @@ func setDefaultChecks(t *testing.T, n int) {
 // model is one case: the fakes, the Store, the current process, and what
 // the users did.
 type model struct {
+	// storyEnd is when the story stopped (quiesce): the delayed window
+	// must reach it before the sync is settled.
+	storyEnd time.Time
 	t        *rapid.T
 	f        *fakes
 	st       *modelStore
@@ -935,6 +938,7 @@ func (m *model) fail(format string, args ...any) {
 // in the next), then resolves the held conflicts and runs the passes that
 // apply the choices.
 func (m *model) quiesce() {
+	m.storyEnd = m.clock.Now()
 	m.f.hs.ClearFaults()
 	m.f.sf.ClearFaults()
 	m.restoreFields()
@@ -987,7 +991,7 @@ const maxQuietPasses = 6
 // its replay may be refused again: each pass that replays letters a person
 // marked is new work and does not count against maxQuietPasses.
 func (m *model) settle(what string) {
-	wait := 3 * time.Minute
+	wait, waits := 3*time.Minute, 0
 	limit := maxQuietPasses
 	for i := 1; ; i++ {
 		m.clock.Advance(wait)
@@ -999,7 +1003,18 @@ func (m *model) settle(what string) {
 		rep, info := m.quietPass(what)
 		left, binDue := m.leftWork(rep)
 		if replayed == 0 && info.Attempts == 1 && rep.Writes() == 0 && rep.DeadLetters() == 0 && rep.Resolved == 0 && m.runWrote(info.ID) == 0 && !left {
-			return
+			if !delayedBehind(m.st, m.key, "", m.storyEnd) {
+				return
+			}
+			// Quiet, but the delayed window has yet to cover the story:
+			// the next comes with the hourly cadence, and waiting for it
+			// does not count against the passes.
+			if waits++; waits > 8 {
+				m.fail("the delayed window did not cover the story in %d hours", waits-1)
+			}
+			wait = time.Hour
+			i--
+			continue
 		}
 		wait = 3 * time.Minute
 		if binDue {
@@ -1036,6 +1051,22 @@ func (m *model) hsLive(id string) bool {
 func (m *model) sfLive(id string) bool {
 	r, ok := m.f.sf.Get(id)
 	return ok && !r.Archived
+}
+
+// delayedBehind reports whether a side's delayed window (HubSpot's: its
+// search lists writes late) has yet to cover the story: its cursor (under
+// key, named with the prefix ns: "" or "<pair>/"), which moves only over
+// windows read or checked by count and confirmed, is short of end. An
+// edit that search listed only after the pass reading its window, to a
+// record the passes knew, is read when the delayed window reaches it: a
+// pass writing nothing before then is not settled.
+func delayedBehind(st crmsync.Store, key, ns string, end time.Time) bool {
+	v, err := st.GetCursor(context.Background(), key, ns+"hubspot:delayed")
+	if err != nil {
+		return false // no delayed window
+	}
+	d, err := time.Parse(time.RFC3339Nano, v)
+	return err == nil && d.Before(end)
 }
 
 // norm is a field value in canonical form ("" and absent are nil).
