@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -507,4 +508,24 @@ func TestWriteConflictInABatchNamesExistingID(t *testing.T) {
 	assert.Equal(t, taken, dup.ExistingID)
 	assert.Equal(t, "contacts", dup.Object)
 	assert.NotContains(t, strings.ToLower(dup.Error()), "taken@example.com")
+}
+
+// A single create HubSpot refuses as a whole call (409, CONFLICT naming the
+// contact that holds the email) gets the same verdict as a per-record
+// conflict: a DuplicateError with that id, permanent, no values quoted.
+func TestWriteWholeCallConflictNamesExistingID(t *testing.T) {
+	srv := fastFake(t)
+	srv.Fail(hubspottest.Fault{Kind: hubspottest.Raw, Endpoint: "batch/create", Status: http.StatusConflict, ContentType: "application/json",
+		Body: []byte(`{"status":"error","message":"Contact already exists. Existing ID: 4242","correlationId":"c1","category":"CONFLICT"}`)})
+	c := newClient(t, srv)
+	res, err := c.Write(context.Background(), "contacts", []crmsync.WriteOp{
+		{Kind: crmsync.Create, Fields: crmsync.Fields{"email": "held@example.com"}, Key: "k"},
+	})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	var dup *crmsync.DuplicateError
+	require.ErrorAs(t, res[0].Err, &dup)
+	assert.Equal(t, "4242", dup.ExistingID)
+	assert.True(t, crmsync.IsPermanent(res[0].Err))
+	assert.NotContains(t, res[0].Err.Error(), "held@example.com")
 }
