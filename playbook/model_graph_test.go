@@ -686,9 +686,11 @@ func (m *gmodel) quiesce() {
 			}
 			// Quiet, but a delayed window has yet to cover the story:
 			// the next comes with the hourly cadence, and waiting for it
-			// does not count against the passes.
+			// does not count against the passes. After 8 hours the
+			// checks decide: a delayed window checked by count may
+			// crawl (sync_tail.go), and only a lost edit is a failure.
 			if waits++; waits > 8 {
-				m.fail("the delayed windows did not cover the story in %d hours", waits-1)
+				return
 			}
 			wait = time.Hour
 			i--

