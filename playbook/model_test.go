@@ -220,6 +220,13 @@ var modelSeeds = []uint64{
 	// first version counted the passes waiting for a check's confirming
 	// bin read against the limit, and these ran out of passes.
 	16803557323050052988, 13058689668516776363,
+	// A Salesforce user deleted and undeleted the person's contact while a
+	// run the sync resumed after a crash (or a failed pass) created another
+	// from what it had read before: the duplicate is the user's, and a
+	// letter tells a person. The model's allowance counted from the pass
+	// that resumed the run, not the run's first, and missed a create whose
+	// first attempt landed unseen (its audit row says created false).
+	13921218706323097134, 7125280733259028921,
 }
 
 // TestModelSeeds runs TestModel's case for each seed of modelSeeds
@@ -384,8 +391,11 @@ type model struct {
 	archivedEver, hsEmails map[string]bool
 	// undeletedIn holds, by Salesforce id, the pass count when a user last
 	// undeleted the record (a pass's own number while it runs); sfFirstIn
-	// the pass after which each Salesforce record was first seen.
+	// the first pass of the run after which each Salesforce record was
+	// first seen (runFirst: each run's first pass; a run resumed after a
+	// crash replays what it read before).
 	undeletedIn, sfFirstIn map[string]int
+	runFirst               map[crmsync.RunID]int
 	log                    []string
 }
 
@@ -401,7 +411,7 @@ func newModel(t *rapid.T) *model {
 		closeFn()
 	})
 	m := &model{t: t, f: f, st: newModelStore(), key: "team-1", owned: map[string]map[string]string{}, archivedEver: map[string]bool{}, hsEmails: map[string]bool{},
-		undeletedIn: map[string]int{}, sfFirstIn: map[string]int{},
+		undeletedIn: map[string]int{}, sfFirstIn: map[string]int{}, runFirst: map[crmsync.RunID]int{},
 		w: w, clock: clock, gone: map[string]bool{}, mergedAway: map[string]bool{}}
 	m.logf("world: %s", w)
 	base := http.DefaultTransport.(*http.Transport).Clone()
@@ -893,9 +903,16 @@ func (m *model) pass(ctx context.Context) (*crmsync.SyncReport, crmsync.RunInfo,
 	m.passes++
 	rep, info, err := m.proc.sync.RunOnce(ctx, m.proc.eng, m.key)
 	m.clock.Advance(time.Second)
+	first, ok := m.runFirst[info.ID]
+	if !ok {
+		first = m.passes
+		m.runFirst[info.ID] = first
+	}
 	for _, r := range m.f.sf.All() {
 		if _, ok := m.sfFirstIn[r.ID]; !ok {
-			m.sfFirstIn[r.ID] = m.passes
+			// A resumed run writes what it read before the crash: a
+			// record it made counts from the run's first pass.
+			m.sfFirstIn[r.ID] = first
 		}
 	}
 	return rep, info, err
@@ -1256,9 +1273,12 @@ func (m *model) check() {
 		syncMade := map[string]bool{}
 		for _, a := range writes {
 			var det struct {
-				Created bool `json:"created"`
+				Created bool   `json:"created"`
+				Role    string `json:"role"`
 			}
-			if a.System == "salesforce" && len(a.RecordIDs) > 0 && json.Unmarshal(a.Detail, &det) == nil && det.Created {
+			// A create whose first attempt landed unseen (its response
+			// lost) says created false on the repeat that found it.
+			if a.System == "salesforce" && len(a.RecordIDs) > 0 && json.Unmarshal(a.Detail, &det) == nil && (det.Created || det.Role == "create") {
 				syncMade[a.RecordIDs[0]] = true
 			}
 		}
