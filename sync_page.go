@@ -1036,14 +1036,15 @@ func (p *pass) settleExisting(ctx context.Context, to *side, pg string, items []
 	src := p.other(to)
 	direction := src.name + "->" + to.name
 	var links map[string]Link
+	fetched := false // read once: a store may answer "no links" with a nil map
 	return p.settleRefused(ctx, to, "back-matched:"+pg+":"+to.name, pending, items, out, pairs,
 		func(ctx context.Context, a *Attempt, it writeItem, o writeOutcome, pr *pair) (bool, error) {
-			if links == nil {
+			if !fetched {
 				l, err := p.linksBy(ctx, src, dedupe(srcIDs))
 				if err != nil {
 					return false, err
 				}
-				links = l
+				links, fetched = l, true
 			}
 			if l, ok := links[pr.src.ID]; !ok || otherID(l, src) != o.Existing {
 				return false, nil
