@@ -113,8 +113,8 @@ type Store struct {
 
 	sqlStep string // the one-statement step checkpoint
 	// StartRun, EndRun and PruneRuns statements.
-	sqlStartLock, sqlStartTake, sqlStartSteps, sqlStartLetters, sqlEndRun, sqlPrune, sqlEndPrune string
-	prune                                                                                        pruneGate // whether an EndRun prunes
+	sqlStartQuick, sqlStartLock, sqlStartTake, sqlStartSteps, sqlStartLetters, sqlEndRun, sqlPrune, sqlEndPrune string
+	prune                                                                                                       pruneGate // whether an EndRun prunes
 	// Bulk statements: a checkpoint's rows, audit rows.
 	sqlCheckpoint, sqlAudit string
 }

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -137,20 +136,28 @@ func TestEndRunPrunesOnlyWhenDue(t *testing.T) {
 
 // EndRun closes the run and releases its lease in one statement, which
 // also turns off the flush wait: with no audit rows and nothing to prune
-// its pipeline is that statement. StartRun's is four: the lease lock (which
-// turns off the flush wait), the start, the steps and the letters.
+// its pipeline is that statement. StartRun is one statement too when the
+// key has no run to resume and no letter marked for replay (a key's first
+// run, or one after a closed run): it takes the lease and opens the run.
+// Otherwise that statement changes nothing and the full start follows in a
+// second round trip: the lease lock, the start, the steps and the letters.
 func TestRunStatements(t *testing.T) {
 	schema := freshSchema(t)
 	s, sent := openCounted(t, schema)
 	sent.marker = "" // every statement
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	for i, status := range []crmsync.RunStatus{crmsync.RunFinished, crmsync.RunOpen} {
+	start := func(run crmsync.RunID, statements int, what string) crmsync.RunStart {
+		t.Helper()
 		before := sent.count()
-		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", Workflow: "w", NewRun: crmsync.RunID(fmt.Sprint("r", i)), TTL: time.Minute, Now: t0})
+		rs, err := s.StartRun(ctx, crmsync.LeaseRequest{Key: "k", Holder: "h", Workflow: "w", NewRun: run, TTL: time.Minute, Now: t0})
 		require.NoError(t, err)
-		assert.Equal(t, 4, sent.count()-before, "StartRun")
-		before = sent.count()
+		assert.Equal(t, statements, sent.count()-before, "StartRun: %s", what)
+		return rs
+	}
+	end := func(rs crmsync.RunStart, status crmsync.RunStatus) {
+		t.Helper()
+		before := sent.count()
 		ri, _, err := s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: status, Now: t0})
 		require.NoError(t, err)
 		assert.Equal(t, 1, sent.count()-before, "EndRun")
@@ -161,4 +168,36 @@ func TestRunStatements(t *testing.T) {
 		_, _, err = s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0})
 		require.ErrorIs(t, err, crmsync.ErrLeaseLost)
 	}
+
+	rs := start("r0", 1, "the key's first run")
+	assert.Equal(t, int64(1), rs.Lease.Generation)
+	require.NoError(t, s.Commit(ctx, rs.Lease, crmsync.Checkpoint{Run: "r0", Step: crmsync.StepRecord{Step: "s", Error: "refused", Attempts: 1, Done: t0},
+		DeadLetters: []crmsync.DeadLetter{{Key: "k", Run: "r0", Step: "s", System: "hubspot", RecordID: "101",
+			Payload: json.RawMessage(`{}`), Error: "refused", Status: crmsync.DeadParked, Created: t0, Updated: t0}}}))
+	end(rs, crmsync.RunFinished)
+
+	rs = start("r1", 1, "after a closed run")
+	assert.Equal(t, int64(2), rs.Lease.Generation)
+	assert.Equal(t, crmsync.RunID("r1"), rs.Run.ID)
+	assert.Empty(t, rs.Steps)
+	assert.Empty(t, rs.Replays)
+	end(rs, crmsync.RunOpen)
+
+	rs = start("r2", 5, "a run to resume")
+	assert.Equal(t, crmsync.RunID("r1"), rs.Run.ID, "resumed")
+	assert.Equal(t, 2, rs.Run.Attempts)
+	end(rs, crmsync.RunFinished)
+
+	letters, err := s.ListDeadLetters(ctx, crmsync.DeadLetterQuery{Key: "k"})
+	require.NoError(t, err)
+	require.Len(t, letters, 1)
+	require.NoError(t, s.SetDeadLetterStatus(ctx, letters[0].ID, crmsync.DeadReplay, t0))
+	rs = start("r3", 5, "a letter marked for replay")
+	require.Len(t, rs.Replays, 1, "claimed")
+	assert.Equal(t, letters[0].ID, rs.Replays[0].ID)
+	end(rs, crmsync.RunFinished)
+
+	rs = start("r4", 1, "after the replay's run")
+	assert.Empty(t, rs.Replays)
+	assert.Equal(t, int64(5), rs.Lease.Generation)
 }

@@ -46,8 +46,24 @@ func newToken() int64 {
 	}
 }
 
-// StartRun implements crmsync.RunStarter in one round trip: plain
-// statements in one pipeline, which PostgreSQL runs as one implicit
+// StartRun implements crmsync.RunStarter, in one round trip when the key
+// has no run to resume and no letter marked for replay (its first run, or
+// one after a closed run: the common start), else in two.
+//
+// The first is one statement, the quick start. It takes the lease if it is
+// free and no run is open on the key (the lease row's open is empty), or
+// makes the key's lease row already taken, and opens the new run; a new run
+// has no steps and claims no letters, since none is marked for replay.
+// Concurrent starters of one key queue on the lease row's lock, and the
+// update checks the free lease again on the row as the one before left it,
+// so one wins. Its lock is the update's (FOR NO KEY UPDATE), which does not
+// wait for checkpoints holding the row FOR KEY SHARE: none can matter here,
+// since with no open run no step of the key will be read again. (A zombie
+// holder's checkpoint was fenced by the start that took its run over, which
+// waited for it, as the full start below does.)
+//
+// Otherwise the quick start changes nothing and the full start follows:
+// plain statements in one pipeline, which PostgreSQL runs as one implicit
 // transaction. The first makes sure the key's lease row exists and locks
 // it (FOR UPDATE strength): concurrent starters of one key queue there,
 // and checkpoints under the old lease (which hold the row FOR KEY SHARE)
@@ -62,6 +78,19 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 	}
 	expires := ns(req.Now.Add(req.TTL))
 	token := newToken()
+	var gen int64
+	ri, err := scanRun(s.pool.QueryRow(ctx, s.sqlStartQuick, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token), &gen, nil)
+	if err == nil {
+		return crmsync.RunStart{
+			Lease: crmsync.Lease{Key: req.Key, Holder: req.Holder, Generation: gen, Run: ri.ID, Expires: tm(expires), Token: token},
+			Run:   ri,
+			Steps: map[string]crmsync.StepRecord{},
+		}, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return crmsync.RunStart{}, fmt.Errorf("postgres: start run for key %s: %w", req.Key, err)
+	}
+	ri, gen = crmsync.RunInfo{}, 0
 	b := &pgx.Batch{}
 	b.Queue(s.sqlStartLock, req.Key)
 	b.Queue(s.sqlStartTake, req.Key, req.Holder, req.Workflow, string(req.NewRun), ns(req.Now), expires, token)
@@ -75,12 +104,10 @@ func (s *Store) StartRun(ctx context.Context, req crmsync.LeaseRequest) (crmsync
 	if err := br.QueryRow().Scan(&holder, &run, &until, nil); err != nil {
 		return rs, fmt.Errorf("postgres: start run for key %s: lease: %w", req.Key, err)
 	}
-	var gen int64
-	var ri crmsync.RunInfo
 	var id, status string
 	var started, finished int64
 	var report []byte
-	err := br.QueryRow().Scan(&gen, &id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report)
+	err = br.QueryRow().Scan(&gen, &id, &ri.Key, &ri.Workflow, &status, &started, &finished, &ri.Attempts, &ri.Error, &report)
 	if errors.Is(err, pgx.ErrNoRows) && run != "" && until > ns(req.Now) {
 		return rs, fmt.Errorf("postgres: key %s held by %s until %s: %w", req.Key, holder, tm(until).Format(time.RFC3339), crmsync.ErrBusy)
 	}
@@ -174,6 +201,31 @@ func (s *Store) EndRun(ctx context.Context, l crmsync.Lease, end crmsync.RunEnd)
 
 // prepareRunSQL sets the statements of StartRun, EndRun and PruneRuns.
 func (s *Store) prepareRunSQL() {
+	// The quick start (see StartRun). At most one of made and taken writes:
+	// taken reads the statement's snapshot, which holds no row made makes,
+	// and made does nothing when the row exists (or waits for a concurrent
+	// maker, and then does nothing, and taken sees no row: the full start
+	// follows and finds the lease held).
+	s.sqlStartQuick = s.q(`
+WITH pending AS (
+	SELECT 1 FROM {s}.dead_letters WHERE key = $1 AND status = 'replay' LIMIT 1
+), made AS (
+	INSERT INTO {s}.leases (key, holder, generation, run, expires, token, open)
+	SELECT $1, $2, 1, $4, $6, $7, $4 WHERE NOT EXISTS (SELECT 1 FROM pending)
+	ON CONFLICT (key) DO NOTHING
+	RETURNING generation
+), taken AS (
+	UPDATE {s}.leases SET holder = $2, generation = generation + 1, run = $4, expires = $6, token = $7, open = $4
+	WHERE key = $1 AND (run = '' OR expires <= $5) AND open = '' AND NOT EXISTS (SELECT 1 FROM pending)
+	RETURNING generation
+), lease AS (
+	SELECT generation FROM made UNION ALL SELECT generation FROM taken
+), opened AS (
+	INSERT INTO {s}.runs (id, key, workflow, status, started_at, attempts)
+	SELECT $4, $1, $3, 'open', $5, 1 FROM lease
+	RETURNING ` + runCols + `
+)
+SELECT opened.*, lease.generation, ` + noFlush + ` FROM opened, lease`)
 	// The lease row, created if absent and locked. Setting the key (to
 	// itself) takes the row lock of FOR UPDATE, not the weaker one of an
 	// update that leaves keys alone: it waits for checkpoints holding FOR

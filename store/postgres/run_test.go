@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,4 +129,61 @@ func TestStartRunWaitsForCheckpointInFlight(t *testing.T) {
 	assert.Equal(t, 2, r.rs.Run.Attempts)
 	assert.Contains(t, r.rs.Steps, "s1", "the step committed under the old lease is answered from the store")
 	require.ErrorIs(t, s.Commit(ctx, first.Lease, crmsync.Checkpoint{Run: "r1", Step: crmsync.StepRecord{Step: "s2", Attempts: 1, Done: t0}}), crmsync.ErrLeaseLost)
+}
+
+// Starters racing for one key, on its first run or after a closed run (the
+// quick start's two cases): exactly one takes the lease and opens its run;
+// the others are told the key is busy and open nothing.
+func TestStartRaceHasOneWinner(t *testing.T) {
+	schema := freshSchema(t)
+	s := openSchema(t, schema)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const racers = 8
+	race := func(key string, round int) crmsync.RunStart {
+		t.Helper()
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		starts := make([]crmsync.RunStart, racers)
+		errs := make([]error, racers)
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				starts[i], errs[i] = s.StartRun(ctx, crmsync.LeaseRequest{Key: key, Holder: fmt.Sprint("worker-", i), Workflow: "wf",
+					NewRun: crmsync.RunID(fmt.Sprintf("%s-%d-%d", key, round, i)), TTL: time.Minute, Now: t0})
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			if err == nil {
+				require.Equal(t, -1, won, "%s round %d: two starters won (%d and %d)", key, round, won, i)
+				won = i
+				continue
+			}
+			require.ErrorIs(t, err, crmsync.ErrBusy, "%s round %d, starter %d", key, round, i)
+		}
+		require.NotEqual(t, -1, won, "%s round %d: no starter won", key, round)
+		rs := starts[won]
+		l, err := s.GetLease(ctx, key)
+		require.NoError(t, err)
+		assert.Equal(t, rs.Lease.Holder, l.Holder)
+		assert.Equal(t, rs.Lease.Token, l.Token)
+		assert.Equal(t, int64(round+1), l.Generation, "%s round %d", key, round)
+		runs, err := s.ListRuns(ctx, key, 0)
+		require.NoError(t, err)
+		assert.Len(t, runs, round+1, "%s round %d: one run per round", key, round)
+		return rs
+	}
+	for k := range 10 {
+		key := fmt.Sprint("key-", k)
+		for round := range 3 {
+			rs := race(key, round)
+			_, _, err := s.EndRun(ctx, rs.Lease, crmsync.RunEnd{Status: crmsync.RunFinished, Now: t0})
+			require.NoError(t, err)
+		}
+	}
 }
