@@ -60,10 +60,18 @@ import (
 // at its stamp. Different: the window is read page by page. A record that
 // leaves without passing the bin (merged away while the merged record is
 // not read yet, deleted for good) makes n short; only a record listed late
-// alongside it can hide behind it, the one case a count can miss. A known
-// record edited again after E, listed later than the tail's reach, is
-// found by a later check, whose window starts past its known stamp: within
-// about two DelayedLag (and a bin read) rather than one.
+// alongside it can hide behind it, the one case a count can miss.
+//
+// Lowering E to the first bound made the delayed windows crawl: after a
+// spell of passes that each read something, each hourly check reached one
+// pass's bound further, and a late edit past them waited hours. So when E
+// is lowered, that pass counts nothing: it reads by id, in one call, the
+// records whose bounds lower E (vouchDelayed). One found as it was read,
+// or edited again only past the window, lowers nothing; one edited inside
+// the window after its read means an edit no pass read there, and the
+// window is read at once. The next pass counts up to the first bound of a
+// record not vouched for (none found, or past the call's 100). The read is
+// on a pass of its own so that a quiet tick stays at one extra call.
 
 // maxKnown bounds the records a side's known state keeps; past it the
 // state is dropped and the windows it covered are read again page by page.
@@ -174,6 +182,12 @@ func compareInt(a, b int64) int {
 // bound at or past it: no record known there can have been stamped again
 // inside. es is sorted by stamp.
 func capEnd(es []knownEntry, from, end int64) int64 {
+	return capEndExcept(es, from, end, nil)
+}
+
+// capEndExcept is capEnd with the entries except names left out (nil:
+// none).
+func capEndExcept(es []knownEntry, from, end int64, except func(id string) bool) int64 {
 	for _, e := range es {
 		if e.stamp < from {
 			continue
@@ -181,9 +195,47 @@ func capEnd(es []knownEntry, from, end int64) int64 {
 		if e.stamp >= end {
 			break
 		}
+		if except != nil && except(e.id) {
+			continue
+		}
 		end = min(end, e.bound)
 	}
 	return end
+}
+
+// vouchSet lists what vouchDelayed reads for a delayed window [from, to):
+// the records known there whose bounds fall inside it, by stamp, at most
+// size, less those skip names (nil: none), with their known stamps; and
+// where a check would end if every one of them were found as read.
+func vouchSet(es []knownEntry, from, to int64, size int, skip func(id string) bool) (map[string]int64, []string, int64) {
+	stamps := map[string]int64{}
+	var ids []string
+	for _, e := range es {
+		if e.stamp >= to || len(ids) == size {
+			break
+		}
+		if e.stamp < from || e.bound >= to {
+			continue
+		}
+		if _, dup := stamps[e.id]; dup || (skip != nil && skip(e.id)) {
+			continue
+		}
+		stamps[e.id] = e.stamp
+		ids = append(ids, e.id)
+	}
+	reach := capEndExcept(es, from, to, func(id string) bool {
+		_, in := stamps[id]
+		return in || (skip != nil && skip(id))
+	})
+	return stamps, ids, reach
+}
+
+// lookupBatch is how many ids one Lookup of sd takes.
+func lookupBatch(sd *side) int {
+	if n := sd.crm.Limits().LookupBatch; n > 0 {
+		return n
+	}
+	return 100
 }
 
 // split reports where the counted part of the tail ends for a window from
@@ -448,6 +500,68 @@ func (p *pass) checkable(ctx context.Context, sd *side, d, until time.Time) (tim
 	return time.UnixMilli(end).UTC(), true, nil
 }
 
+// DelayedVouch is what reading by id the records that cap a delayed check
+// found, a step result.
+type DelayedVouch struct {
+	// Since is the delayed window's start.
+	Since time.Time `json:"since"`
+	// End is where the check by count may end.
+	End time.Time `json:"end"`
+	// Read is set when a record known in the window was edited inside it
+	// after its read: the window holds an edit no pass read, and is read.
+	Read bool `json:"read,omitempty"`
+}
+
+// vouchDelayed reads by id, in one call, the records known in sd's delayed
+// window [d, until) whose bounds cap its check by count (capEnd): the
+// count cannot tell whether they were edited again inside the window.
+// Each found with the stamp it was read at, or read again by this pass, or
+// seen leaving, or edited again only at or after until (a later window
+// holds that stamp, and the record's read then brings its whole state),
+// caps nothing. One found stamped inside the window after its read was
+// edited there by an edit no pass read: Read. The others (not found, or
+// past the call's batch) still cap the check.
+func (p *pass) vouchDelayed(ctx context.Context, sd *side, d, end, until time.Time) (DelayedVouch, error) {
+	return step(ctx, p, "delayed-vouch:"+sd.name, func(ctx context.Context, _ *Attempt) (DelayedVouch, error) {
+		k, err := p.known(ctx, sd.name)
+		if err != nil {
+			return DelayedVouch{}, err
+		}
+		from, to := d.UnixMilli(), until.UnixMilli()
+		p.mu.Lock()
+		skip := func(id string) bool {
+			_, again := p.stamps[sd.name][id]
+			return again || p.tails.gone[sd.name][id]
+		}
+		stamps, ids, _ := vouchSet(k.sorted, from, to, lookupBatch(sd), skip)
+		p.mu.Unlock()
+		vouched := map[string]bool{}
+		if len(ids) > 0 {
+			p.apiCalls(sd.name, 1)
+			recs, err := sd.crm.Lookup(ctx, sd.object, "id", ids, []string{})
+			if err != nil {
+				return DelayedVouch{}, err
+			}
+			for _, r := range recs {
+				known, ok := stamps[r.ID]
+				if !ok || r.Archived {
+					continue
+				}
+				switch ms := r.ModifiedAt.UnixMilli(); {
+				case ms == known || ms >= to:
+					vouched[r.ID] = true
+				case ms > known:
+					return DelayedVouch{Since: d, End: until, Read: true}, nil
+				}
+			}
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		e := capEndExcept(k.sorted, from, to, func(id string) bool { return skip(id) || vouched[id] })
+		return DelayedVouch{Since: d, End: time.UnixMilli(max(e, end.UnixMilli())).UTC()}, nil
+	}, nil)
+}
+
 // checkDelayed counts what sd's search lists from since on, after the
 // pass's read, against the records known from since on. The result has
 // Count > Known when the window must be read.
@@ -511,6 +625,36 @@ func (p *pass) confirmDelayed(ctx context.Context, sd *side, c DelayedCheck) (bo
 		p.mu.Unlock()
 		return c.Count == c.Known-left, nil
 	}, nil)
+}
+
+// vouchHelps reports whether reading by id the records that lower sd's
+// delayed check from d to end (vouchDelayed) could take it further: not
+// when more of them share the first bound than one call reads.
+func (p *pass) vouchHelps(ctx context.Context, sd *side, d, end, until time.Time) (bool, error) {
+	k, err := p.known(ctx, sd.name)
+	if err != nil {
+		return false, err
+	}
+	_, ids, reach := vouchSet(k.sorted, d.UnixMilli(), until.UnixMilli(), lookupBatch(sd), nil)
+	return len(ids) > 0 && reach > end.UnixMilli(), nil
+}
+
+// vouchCursor names the cursor holding what a side's last vouchDelayed
+// found.
+func vouchCursor(system string) string { return system + ":vouch" }
+
+// vouched loads what system's last vouchDelayed found; the next pass whose
+// delayed window starts where it did counts as far as it allows.
+func (p *pass) vouched(ctx context.Context, system string) (DelayedVouch, bool, error) {
+	v, err := p.rawCursor(ctx, vouchCursor(system))
+	if err != nil || v == "" {
+		return DelayedVouch{}, false, err
+	}
+	var dv DelayedVouch
+	if json.Unmarshal([]byte(v), &dv) != nil {
+		return DelayedVouch{}, false, nil // not ours: vouch again
+	}
+	return dv, true, nil
 }
 
 // pendingCheck loads sd's delayed check waiting for a bin read.

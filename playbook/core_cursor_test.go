@@ -197,3 +197,46 @@ func TestCoreDelayedWindowReachesALateEditAfterABusySpell(t *testing.T) {
 	}
 	assert.Equal(t, "+1 555 0199", sfPhoneOf(h, "b0@x.example"), "the delayed window found the late edit")
 }
+
+// The same busy spell, but the late edit is to the record the spell read
+// last, so that every record known in the delayed window has a bound
+// before the late edit's. A check by count vouches for a window only up
+// to the first bound of a record known there, unless the records whose
+// bounds cap it are read by id and found unchanged (or found changed: then
+// the window holds an edit no pass read, and it is read). Without that,
+// each hourly check advanced one bound, and the late edit waited about two
+// hours per pass of the spell before it.
+func TestCoreDelayedWindowVouchesForTheRecordsItKnows(t *testing.T) {
+	clk := newTestClock()
+	h := lagged(t, clk, 4*time.Minute, time.Minute)
+	var ids []string
+	for i := range 8 {
+		ids = append(ids, h.f.hs.Seed("contacts", map[string]string{"email": fmt.Sprintf("b%d@x.example", i), "lastname": "Busy"})[0])
+	}
+	h.f.hs.SettleSearch()
+	clk.Advance(time.Second)
+	h.pass()
+	require.Len(t, h.liveSF(), 8)
+	for i := range ids {
+		clk.Advance(30 * time.Second)
+		require.NoError(t, h.f.hs.Edit("contacts", ids[i], map[string]string{"phone": fmt.Sprintf("+1 555 %04d", i)}))
+		clk.Advance(4*time.Minute + 30*time.Second)
+		h.pass()
+	}
+	clk.Advance(90 * time.Second)
+	require.NoError(t, h.f.hs.Edit("contacts", ids[7], map[string]string{"phone": "+1 555 0199"}))
+	clk.Advance(3*time.Minute + 30*time.Second)
+	h.pass()
+	for range 3 {
+		clk.Advance(5 * time.Minute)
+		h.pass()
+	}
+	require.NotEqual(t, "+1 555 0199", sfPhoneOf(h, "b7@x.example"), "the main windows do not list the late edit; the test tests nothing")
+	// The first delayed window due holds the late edit; the record's read
+	// by id finds it edited there, and the window is read at once.
+	for range 16 { // 80 minutes of quiet ticks
+		clk.Advance(5 * time.Minute)
+		h.pass()
+	}
+	assert.Equal(t, "+1 555 0199", sfPhoneOf(h, "b7@x.example"), "the delayed window found the late edit")
+}
