@@ -1756,10 +1756,11 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		// outcome is unknown (not a refusal of a record that exists).
 		unsure bool
 		// vanished marks a write to the other side refused because its
-		// record is gone (archived or deleted meanwhile).
-		vanished       bool
-		wroteO, wroteS bool
-		created        bool
+		// record is gone (archived or deleted meanwhile); unknown, a write
+		// whose outcome is unknown.
+		vanished, unknown bool
+		wroteO, wroteS    bool
+		created           bool
 		// keep names the rules whose write did not land: their base stays.
 		keep map[string]bool
 		// gone holds, per reference rule, the ids (side A's) a write was
@@ -1808,6 +1809,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			s.failed = true
 			s.unsure = s.unsure || o.Unknown || o.Vanished
 			s.vanished = s.vanished || o.Vanished
+			s.unknown = s.unknown || o.Unknown
 			continue
 		}
 		unlanded(s, pairs[it.Pair], other, o)
@@ -1828,6 +1830,7 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 				s := &st[it.Pair]
 				s.failed = true
 				s.unsure = s.unsure || srcOut[i].Unknown || srcOut[i].Vanished
+				s.unknown = s.unknown || srcOut[i].Unknown
 			}
 			continue
 		}
@@ -1905,13 +1908,16 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			}
 			if s.failed {
 				// A write did not land: keep the old base. A new pair of
-				// two records that exist, whose write was refused (parked),
-				// is linked all the same, with an empty base: its link
-				// fields may name each other already, and a merge or an
-				// archive of either record must follow the link (else a
-				// merge's loser leaves its counterpart unlinked, and it
-				// gets a second record on the other side).
-				if pr.link == nil && !s.created && !s.unsure {
+				// two records, whose write was refused (parked) or found
+				// its record gone (archived, deleted or merged away since
+				// the read), is linked all the same, with an empty base:
+				// its link fields may name each other already, and a merge
+				// or an archive of either record must follow the link
+				// (else a merge's loser leaves its counterpart unlinked,
+				// and it gets a second record on the other side). Not when
+				// a write's outcome is unknown: a create may not have
+				// landed, and the read-back or the link field settles it.
+				if pr.link == nil && !s.created && !s.unknown {
 					a.Link(Link{AID: aID, BID: bID, Base: Fields{}})
 					res.Links++
 				}

@@ -383,3 +383,51 @@ func TestHubSpotConflictWithAnotherPersonsContactIsParked(t *testing.T) {
 		})
 	}
 }
+
+// The same person is made on both sides, unlinked. The pass matches the
+// two; as its write to the Salesforce contact goes out, a Salesforce user
+// merges that contact into a duplicate they just made, so the write is
+// refused (ENTITY_IS_DELETED). The pair is linked all the same, so that
+// reading the merge moves the HubSpot contact's link to the survivor: the
+// next passes must neither make the person a new Salesforce contact nor
+// give the survivor a second HubSpot contact. (Found by TestModel, seed
+// 7635489558236698318.)
+func TestSalesforceContactMergedAwayAsItsMatchIsWrittenIsFollowed(t *testing.T) {
+	clk := newTestClock()
+	o, user := withUser(clocked(fast(t), clk, 0))
+	h := newHarness(t, o)
+	h.pass()
+	clk.Advance(time.Minute)
+	hsID := h.f.hs.Seed("contacts", map[string]string{"email": "merged@x.example", "firstname": "Grace", "lastname": "Hopper", "phone": "+1 555 0101"})[0]
+	loser := h.f.sf.Seed(crmsync.Fields{"Email": "merged@x.example", "FirstName": "Grace", "LastName": "Hopper"})[0]
+	clk.Advance(time.Minute)
+	var survivor atomic.Value
+	user.arm(func(r *http.Request) bool {
+		if r.Method != http.MethodPatch || !isCall(r, "/composite/sobjects") {
+			return false
+		}
+		master := h.f.sf.Seed(crmsync.Fields{"Email": "merged.too@x.example", "FirstName": "Grace", "LastName": "Hopper"})[0]
+		must(t, h.f.sf.Merge(master, loser))
+		survivor.Store(master)
+		return true
+	})
+	h.pass()
+	master, ok := survivor.Load().(string)
+	require.True(t, ok, "no update was sent to Salesforce; the test tested nothing")
+	for range 3 {
+		clk.Advance(5 * time.Minute)
+		h.pass()
+	}
+	assert.Equal(t, []string{hsID}, h.liveHS(), "live HubSpot contacts")
+	var live []string
+	for _, r := range h.liveSF() {
+		live = append(live, r.ID)
+	}
+	assert.Equal(t, []string{master}, live, "live Salesforce contacts")
+	hs, ok := h.f.hs.Get("contacts", hsID)
+	require.True(t, ok)
+	assert.Equal(t, master, hs.Properties[hubspotLinkField], "HubSpot contact's link to Salesforce")
+	sf, ok := h.f.sf.Get(master)
+	require.True(t, ok)
+	assert.Equal(t, hsID, sf.Fields[salesforceLinkField], "the survivor's link to HubSpot")
+}
