@@ -702,14 +702,11 @@ func (p *pass) passes(ctx context.Context) error {
 							if err != nil {
 								return w, err
 							}
-							helps, err := p.vouchHelps(ctx, sd, d, end, w.DelayedUntil)
-							if err != nil {
-								return w, err
-							}
-							switch {
-							case ok && v.Since.Equal(d):
+							if ok && v.Since.Equal(d) {
 								end = maxTime(end, v.End)
-							case helps:
+							} else if helps, err := p.vouchHelps(ctx, sd, d, end, w.DelayedUntil); err != nil {
+								return w, err
+							} else if helps {
 								if w.Vouch == nil {
 									w.Vouch = map[string]bool{}
 								}

@@ -1752,9 +1752,6 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 	type state struct {
 		otherID, srcID string
 		failed         bool
-		// unsure marks a failed write whose record may be gone or whose
-		// outcome is unknown (not a refusal of a record that exists).
-		unsure bool
 		// vanished marks a write to the other side refused because its
 		// record is gone (archived or deleted meanwhile); unknown, a write
 		// whose outcome is unknown.
@@ -1807,7 +1804,6 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 		s := &st[it.Pair]
 		if !o.made() {
 			s.failed = true
-			s.unsure = s.unsure || o.Unknown || o.Vanished
 			s.vanished = s.vanished || o.Vanished
 			s.unknown = s.unknown || o.Unknown
 			continue
@@ -1829,7 +1825,6 @@ func (p *pass) commit(ctx context.Context, sd *side, pg string, pairs []*pair, t
 			if it.Role != "link" {
 				s := &st[it.Pair]
 				s.failed = true
-				s.unsure = s.unsure || srcOut[i].Unknown || srcOut[i].Vanished
 				s.unknown = s.unknown || srcOut[i].Unknown
 			}
 			continue
